@@ -1,0 +1,56 @@
+"""One exception family. Every error says what was wrong and where.
+
+``where`` names the file, node, layer or parameter at fault; ``str(err)`` reads
+``"<where>: <message>"`` so the CLI can print it as is.
+"""
+
+from __future__ import annotations
+
+
+class SbcDeployError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
+        self.message = message
+        self.where = where
+        self.hint = hint
+        text = f"{where}: {message}" if where else message
+        if hint:
+            text = f"{text} (hint: {hint})"
+        super().__init__(text)
+
+
+class IRError(SbcDeployError):
+    """The graph or one of its nodes is inconsistent (bad parameter, bad edge)."""
+
+
+class ShapeError(IRError):
+    """Shapes along an edge or inside a node do not agree."""
+
+
+class UnsupportedNodeError(IRError):
+    """A model contains a node type that the importer or exporter cannot handle."""
+
+
+class FormatError(SbcDeployError):
+    """A file is missing, unreadable, corrupt, or not the format it claims to be."""
+
+
+class DataError(SbcDeployError):
+    """Calibration or evaluation data is missing, malformed or does not fit the graph."""
+
+
+class ConfigError(SbcDeployError):
+    """A configuration value (CLI flag, config dataclass field) is invalid."""
+
+
+class TargetError(SbcDeployError):
+    """A hardware target file is invalid or unknown."""
+
+
+class NumericalError(SbcDeployError):
+    """A numerical routine failed (for example a Hessian that stays indefinite)."""
+
+
+class ExportError(SbcDeployError):
+    """A graph cannot be written in the requested format."""

@@ -1,0 +1,243 @@
+"""The graph: named nodes, directed edges, an explicit time step.
+
+Semantics (as NIR, in discrete time):
+
+- several edges into one node add up (a residual merge is two edges into one node);
+- one node may feed several nodes (branching);
+- an edge that closes a cycle is *recurrent*: it carries its source's output of the previous
+  step (zero at the first step). Recurrent edges are the back edges of a depth-first search
+  from the inputs, visiting nodes and edges in the order they were given.
+
+A ``Graph`` validates itself at construction and raises an error naming the node or edge at
+fault. It is immutable: ``replace_nodes`` returns a new, validated graph.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+
+from sbc_deploy.errors import IRError, ShapeError
+from sbc_deploy.ir.nodes import (
+    AvgPool2d,
+    Flatten,
+    Input,
+    Neuron,
+    Node,
+    Output,
+    Scale,
+    SumPool2d,
+    Synapse,
+)
+
+# Nodes that pass a synapse's current on to a neuron without changing its time course: the
+# neuron behind them still defines the synapse's membrane kernel.
+_LINEAR_PASS_THROUGH = (Scale, SumPool2d, AvgPool2d, Flatten)
+
+
+@dataclass(frozen=True)
+class SynapseLayer:
+    """A synapse node and the neuron that integrates its output (``None`` for a readout)."""
+
+    name: str
+    synapse: Synapse
+    neuron_name: str | None
+    neuron: Neuron | None
+    recurrent: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """Named nodes and directed ``(source, destination)`` edges, with a time step ``dt`` (s).
+
+    ``metadata`` records where the graph came from and every semantic choice made on import
+    (``dt`` and its source, reset mode, discretization).
+    """
+
+    nodes: Mapping[str, Node]
+    edges: tuple[tuple[str, str], ...]
+    dt: float
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nodes", MappingProxyType(dict(self.nodes)))
+        object.__setattr__(self, "edges", tuple((str(s), str(d)) for s, d in self.edges))
+        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        if not isinstance(self.dt, (int, float)) or not math.isfinite(self.dt) or self.dt <= 0:
+            raise IRError(f"dt must be a positive number of seconds, got {self.dt!r}", where="graph")
+        object.__setattr__(self, "dt", float(self.dt))
+        self._check_structure()
+        order, recurrent = self._order()
+        object.__setattr__(self, "_topological_order", order)
+        object.__setattr__(self, "_recurrent_edges", recurrent)
+        self._check_shapes()
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_structure(self) -> None:
+        for name, node in self.nodes.items():
+            if not isinstance(node, Node):
+                raise IRError(f"is a {type(node).__name__}, not an IR node", where=f"node '{name}'")
+        seen: set[tuple[str, str]] = set()
+        for src, dst in self.edges:
+            for end in (src, dst):
+                if end not in self.nodes:
+                    raise IRError(f"names unknown node '{end}'", where=f"edge {src} -> {dst}")
+            if (src, dst) in seen:
+                raise IRError("appears twice", where=f"edge {src} -> {dst}")
+            seen.add((src, dst))
+        if not self.inputs:
+            raise IRError("has no Input node", where="graph")
+        if not self.outputs:
+            raise IRError("has no Output node", where="graph")
+        for name in self.nodes:
+            has_in, has_out = bool(self.predecessors(name)), bool(self.successors(name))
+            node = self.nodes[name]
+            if isinstance(node, Input) and has_in:
+                raise IRError("is an Input but has incoming edges", where=f"node '{name}'")
+            if isinstance(node, Output) and has_out:
+                raise IRError("is an Output but has outgoing edges", where=f"node '{name}'")
+            if not isinstance(node, Input) and not has_in:
+                raise IRError("receives no edge", where=f"node '{name}'")
+
+    def _order(self) -> tuple[tuple[str, ...], frozenset[tuple[str, str]]]:
+        successors: dict[str, list[str]] = {name: [] for name in self.nodes}
+        for src, dst in self.edges:
+            successors[src].append(dst)
+        state: dict[str, int] = {}  # 1: on the stack, 2: done
+        recurrent: set[tuple[str, str]] = set()
+        for root in self.inputs:
+            if root in state:
+                continue
+            state[root] = 1
+            stack = [(root, iter(successors[root]))]
+            while stack:
+                name, children = stack[-1]
+                child = next(children, None)
+                if child is None:
+                    state[name] = 2
+                    stack.pop()
+                elif state.get(child) == 1:
+                    recurrent.add((name, child))
+                elif child not in state:
+                    state[child] = 1
+                    stack.append((child, iter(successors[child])))
+        unreachable = [name for name in self.nodes if name not in state]
+        if unreachable:
+            raise IRError(f"cannot be reached from any Input: {', '.join(unreachable)}", where="graph")
+        indegree = {name: 0 for name in self.nodes}
+        for edge in self.edges:
+            if edge not in recurrent:
+                indegree[edge[1]] += 1
+        ready = [name for name in self.nodes if indegree[name] == 0]
+        order: list[str] = []
+        while ready:
+            name = ready.pop(0)
+            order.append(name)
+            for child in successors[name]:
+                if (name, child) in recurrent:
+                    continue
+                indegree[child] -= 1
+                if indegree[child] == 0:
+                    ready.append(child)
+        return tuple(order), frozenset(recurrent)
+
+    def _check_shapes(self) -> None:
+        for src, dst in self.edges:
+            out_shape = self.nodes[src].output_shape
+            in_shape = self.nodes[dst].input_shape
+            if tuple(out_shape) != tuple(in_shape):
+                raise ShapeError(
+                    f"'{src}' ({self.nodes[src].kind}) outputs shape {tuple(out_shape)} but "
+                    f"'{dst}' ({self.nodes[dst].kind}) expects {tuple(in_shape)}",
+                    where=f"edge {src} -> {dst}")
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Names of the Input nodes, in insertion order."""
+        return tuple(n for n, node in self.nodes.items() if isinstance(node, Input))
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the Output nodes, in insertion order."""
+        return tuple(n for n, node in self.nodes.items() if isinstance(node, Output))
+
+    @property
+    def topological_order(self) -> tuple[str, ...]:
+        """Every node once, each after all its non-recurrent predecessors."""
+        return self._topological_order  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def recurrent_edges(self) -> frozenset[tuple[str, str]]:
+        """Edges that carry the previous step's value (they close a cycle)."""
+        return self._recurrent_edges  # type: ignore[attr-defined,no-any-return]
+
+    def predecessors(self, name: str) -> tuple[str, ...]:
+        return tuple(src for src, dst in self.edges if dst == name)
+
+    def successors(self, name: str) -> tuple[str, ...]:
+        return tuple(dst for src, dst in self.edges if src == name)
+
+    def is_sequential(self) -> bool:
+        """True for a single chain Input -> ... -> Output with no branch, merge or cycle."""
+        if len(self.inputs) != 1 or len(self.outputs) != 1 or self.recurrent_edges:
+            return False
+        return all(len(self.successors(n)) <= 1 and len(self.predecessors(n)) <= 1
+                   for n in self.nodes)
+
+    def synapse_layers(self) -> tuple[SynapseLayer, ...]:
+        """Every synapse node in topological order, with the neuron that integrates it.
+
+        The neuron is found by following the synapse's single successor through linear
+        pass-through nodes (Scale, pooling, Flatten); a branch, a Delay or an Output ends the
+        search with ``neuron=None`` (the layer is then treated as a readout).
+        """
+        layers = []
+        for name in self.topological_order:
+            node = self.nodes[name]
+            if not isinstance(node, Synapse):
+                continue
+            neuron_name: str | None = None
+            current = name
+            while True:
+                following = self.successors(current)
+                if len(following) != 1:
+                    break
+                nxt = self.nodes[following[0]]
+                if isinstance(nxt, Neuron):
+                    neuron_name = following[0]
+                    break
+                if isinstance(nxt, _LINEAR_PASS_THROUGH):
+                    current = following[0]
+                    continue
+                break
+            recurrent = any(name in edge for edge in self.recurrent_edges)
+            neuron = self.nodes[neuron_name] if neuron_name is not None else None
+            layers.append(SynapseLayer(name, node, neuron_name, neuron, recurrent))  # type: ignore[arg-type]
+        return tuple(layers)
+
+    # ------------------------------------------------------------------ new graphs
+
+    def replace_nodes(self, changes: Mapping[str, Node]) -> Graph:
+        """A new graph with the named nodes replaced (names must exist)."""
+        unknown = [name for name in changes if name not in self.nodes]
+        if unknown:
+            raise IRError(f"cannot replace unknown nodes: {', '.join(unknown)}", where="graph")
+        nodes = {name: changes.get(name, node) for name, node in self.nodes.items()}
+        return Graph(nodes, self.edges, self.dt, self.metadata)
+
+    def with_metadata(self, **entries: Any) -> Graph:
+        """A new graph with ``entries`` added to its metadata."""
+        return Graph(self.nodes, self.edges, self.dt, {**self.metadata, **entries})
+
+    @classmethod
+    def chain(cls, named_nodes: Iterable[tuple[str, Node]], dt: float,
+              metadata: Mapping[str, Any] | None = None) -> Graph:
+        """A sequential graph: each node feeds the next, in the order given."""
+        items = list(named_nodes)
+        edges = tuple((a, b) for (a, _), (b, _) in zip(items, items[1:]))
+        return cls(dict(items), edges, dt, metadata or {})
