@@ -1,0 +1,27 @@
+"""Shared test helpers: where the third-party fixtures live, seeded generators, torch threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = (ROOT.parent / "shared" / "fixtures").resolve()
+
+torch.set_num_threads(2)
+
+
+def fixture_path(*parts: str) -> Path:
+    """Path of a file under ../shared/fixtures; skips the test (saying why) when it is absent."""
+    path = FIXTURES.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"third-party fixture {path} is absent (../shared/fixtures not beside the repo)")
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
