@@ -1,0 +1,154 @@
+"""The report as one data structure; JSON, Markdown and HTML are renderings of it.
+
+``Report.to_dict()`` is the stable ``report.json`` schema (``SCHEMA_VERSION``). The top-level keys
+required by DESIGN.md describe the first (primary) target; ``targets`` holds one full section per
+target when several are compared in one run. Keys are only ever added; renaming one bumps
+``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One synapse layer after compression (``shape`` is the weight's shape)."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    sparsity: float
+    weight_bits: int | None
+    fan_in_max: int
+    synapses: int
+    dense_synapses: int
+    grid: str | None = None
+    layer_loss: float | None = None
+    fan_in: tuple[int, ...] = ()  # per output neuron / channel, for the histogram
+
+
+@dataclass(frozen=True)
+class ViolationRow:
+    layer: str | None
+    rule: str
+    limit: Any
+    actual: Any
+    message: str
+    severity: str = "error"
+
+
+@dataclass(frozen=True)
+class CoreRow:
+    """One core of the mapping estimate."""
+
+    core: int
+    layer: str
+    neurons: int
+    synapse_bits: int
+    neuron_utilisation: float
+    memory_utilisation: float
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Classification accuracy in [0, 1]; ``None`` where no labelled evaluation data was given."""
+
+    dense_float: float | None = None
+    compressed_float: float | None = None
+    compressed_integer: float | None = None
+
+
+@dataclass(frozen=True)
+class BeforeAfter:
+    """A per-sample quantity for the dense and the compressed network (``None``: not measured)."""
+
+    dense: float | None = None
+    compressed: float | None = None
+
+
+@dataclass(frozen=True)
+class EnergyTerm:
+    """One line of the energy estimate: count x cost, with where the cost comes from."""
+
+    name: str
+    count_dense: float
+    count_compressed: float
+    cost_j: float
+    source: str
+
+
+@dataclass(frozen=True)
+class TargetReport:
+    """Everything measured for one hardware target."""
+
+    target: str
+    description: str
+    method: str
+    layers: tuple[LayerRow, ...]
+    violations: tuple[ViolationRow, ...]
+    cores_used: int | None
+    cores_available: int | None
+    cores: tuple[CoreRow, ...] = ()
+    limits: Mapping[str, Any] = field(default_factory=dict)
+    accuracy: Accuracy = Accuracy()
+    synops: BeforeAfter = BeforeAfter()
+    energy_j: BeforeAfter = BeforeAfter()
+    energy_terms: tuple[EnergyTerm, ...] = ()
+    ann_equivalent: Mapping[str, Any] = field(default_factory=dict)
+    exports: Mapping[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def fits(self) -> bool:
+        """True when no rule of the target is violated (warnings do not count)."""
+        return not any(v.severity == "error" for v in self.violations)
+
+
+@dataclass(frozen=True)
+class Report:
+    """The whole run: model, per-target results, timings and the settings that produced them."""
+
+    model: str
+    dt: float
+    reset: str | None
+    targets: tuple[TargetReport, ...]
+    timings_s: Mapping[str, float] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def fits(self) -> bool:
+        return all(t.fits for t in self.targets)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``report.json`` document."""
+        sections = [_target_dict(t) for t in self.targets]
+        primary = sections[0] if sections else {}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "dt": self.dt,
+            "reset": self.reset,
+            **primary,
+            "fits": self.fits,
+            "targets": sections,
+            "timings_s": dict(self.timings_s),
+            "settings": dict(self.settings),
+            "versions": dict(self.versions),
+        }
+
+
+def _target_dict(report: TargetReport) -> dict[str, Any]:
+    data = asdict(report)
+    data["layers"] = [{**asdict(layer), "shape": list(layer.shape), "fan_in": list(layer.fan_in)}
+                      for layer in report.layers]
+    data["fits"] = report.fits
+    data["limits"] = dict(report.limits)
+    data["ann_equivalent"] = dict(report.ann_equivalent)
+    data["exports"] = dict(report.exports)
+    data["notes"] = list(report.notes)
+    return data
