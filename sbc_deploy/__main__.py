@@ -1,0 +1,4 @@
+from sbc_deploy.cli import main
+import sys
+
+sys.exit(main())

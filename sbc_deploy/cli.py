@@ -1,0 +1,273 @@
+"""The command line: parse, call the library, print, pick the exit code. Nothing else prints.
+
+    sbc-deploy [MODEL] --target NAME|PATH[,NAME...] [--calib DATA] [--eval DATA]
+               [--method sbc|obc|magnitude] [--sparsity F] [--bits N] [--fan-in K] [--nm N:M]
+               [--export netx,nir,onnx] [-o OUTDIR] [--dt SECONDS] [--reset zero|subtract] [--quiet]
+    sbc-deploy inspect MODEL [--dt SECONDS] [--reset zero|subtract]
+    sbc-deploy check MODEL --target NAME|PATH [-o OUTDIR]
+    sbc-deploy targets
+
+Exit codes: 0 success; 1 the result violates the target; 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from sbc_deploy.errors import SbcDeployError
+
+EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+COMMANDS = ("inspect", "check", "targets")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so ``main`` returns the exit code."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
+def _n_m(text: str) -> tuple[int, int]:
+    try:
+        n, m = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N:M such as 2:4, got {text!r}") from None
+    if not 0 < n < m:
+        raise argparse.ArgumentTypeError(f"N:M needs 0 < N < M, got {text}")
+    return n, m
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dt", type=_positive_float, metavar="SECONDS",
+                        help="time step, for NIR files that do not record one")
+    parser.add_argument("--reset", choices=("zero", "subtract"),
+                        help="reset mode, for NIR files that do not record one")
+
+
+def deploy_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sbc-deploy",
+        description="Compress a trained spiking network in one shot with Spiking Brain "
+                    "Compression so that it fits a neuromorphic target, export it, simulate it "
+                    "on a bit-accurate core and report what fits.",
+        epilog="Other commands: 'sbc-deploy inspect MODEL', 'sbc-deploy check MODEL --target T', "
+               "'sbc-deploy targets'. Exit codes: 0 success, 1 the result violates the target, "
+               "2 bad usage or input.")
+    parser.add_argument("model", nargs="?", metavar="MODEL",
+                        help=".nir file or lava-dl netx .net/.h5 file (default: the bundled "
+                             "N-MNIST-like MLP with its bundled calibration and evaluation data)")
+    parser.add_argument("--target", required=True, metavar="NAME|PATH[,...]",
+                        help="hardware target by name (see 'sbc-deploy targets') or a TOML file; "
+                             "several, comma-separated, are compared in one report")
+    parser.add_argument("--calib", metavar="DATA",
+                        help="calibration data: .npz with x [N, T, *input] (and y), an N-MNIST "
+                             ".bin file or folder")
+    parser.add_argument("--eval", metavar="DATA", help="labelled evaluation data (same formats)")
+    parser.add_argument("--method", choices=("sbc", "obc", "magnitude"), default="sbc",
+                        help="sbc: membrane-potential Hessian (default); obc: input-current "
+                             "Hessian (OBC/GPTQ/SparseGPT); magnitude: magnitude pruning and "
+                             "round-to-nearest")
+    parser.add_argument("--sparsity", type=_fraction, metavar="F",
+                        help="overall fraction of synapses to remove (default: what the target "
+                             "needs, else 0)")
+    parser.add_argument("--bits", type=_positive_int, metavar="N",
+                        help="weight bits, sign included (default: the target's)")
+    parser.add_argument("--fan-in", type=_positive_int, metavar="K",
+                        help="keep at most K inputs per neuron (default: the target's limit)")
+    parser.add_argument("--nm", type=_n_m, metavar="N:M", help="N:M structured sparsity")
+    parser.add_argument("--export", default=None, metavar="FORMATS",
+                        help="comma-separated subset of netx,nir,onnx (default: all the target "
+                             "supports)")
+    parser.add_argument("-o", "--out", default="sbc-out", metavar="OUTDIR",
+                        help="output folder (default: ./sbc-out)")
+    _model_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+    parser.add_argument("--verbose", action="store_true", help="log what each stage does")
+    return parser
+
+
+def _sub_parser(command: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=f"sbc-deploy {command}")
+    if command in ("inspect", "check"):
+        parser.add_argument("model", metavar="MODEL", help=".nir or netx file")
+        _model_options(parser)
+    if command == "check":
+        parser.add_argument("--target", required=True, metavar="NAME|PATH[,...]")
+        parser.add_argument("-o", "--out", default=None, metavar="OUTDIR",
+                            help="also write report.json/.md/.html here")
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from sbc_deploy.describe import describe, format_summary
+    from sbc_deploy.frontends import load_model
+
+    graph = load_model(args.model, dt=args.dt, reset=args.reset)
+    print(format_summary(describe(graph)))
+    return EXIT_OK
+
+
+def _run_targets(args: argparse.Namespace) -> int:
+    from sbc_deploy.targets import format_targets, list_targets
+
+    print(format_targets(list_targets()))
+    return EXIT_OK
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from sbc_deploy.pipeline import check_only
+    from sbc_deploy.report.render import to_markdown, write_report
+
+    report = check_only(args.model, _split(args.target), dt=args.dt, reset=args.reset)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        write_report(report, args.out)
+    print(to_markdown(report))
+    return EXIT_OK if report.fits else EXIT_VIOLATION
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _run_deploy(args: argparse.Namespace) -> int:
+    from sbc_deploy.pipeline import DeployRequest, deploy
+
+    request = DeployRequest(
+        model=args.model, targets=tuple(_split(args.target)), calib=args.calib, eval=args.eval,
+        method=args.method, sparsity=args.sparsity, bits=args.bits, fan_in=args.fan_in,
+        n_m=args.nm, export=None if args.export is None else tuple(_split(args.export)),
+        out_dir=args.out, dt=args.dt, reset=args.reset)
+    with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
+        result = deploy(request, progress=progress)
+    _print_summary(result)
+    return EXIT_OK if result.report.fits else EXIT_VIOLATION
+
+
+def _print_summary(result: Any) -> None:
+    report = result.report
+    for t in report.targets:
+        acc = t.accuracy
+        parts = [f"{t.target}: {'fits' if t.fits else f'{len(t.violations)} violation(s)'}"]
+        if t.cores_used is not None:
+            parts.append(f"cores {t.cores_used}" + (f"/{t.cores_available}" if t.cores_available
+                                                   else ""))
+        for label, value in (("dense", acc.dense_float), ("compressed", acc.compressed_float),
+                             ("integer", acc.compressed_integer)):
+            if value is not None:
+                parts.append(f"acc {label} {100 * value:.2f}%")
+        if t.energy_j.compressed is not None:
+            parts.append(f"energy {t.energy_j.compressed * 1e6:.3g} uJ/sample")
+        print(", ".join(parts))
+        for v in t.violations:
+            print(f"  [{v.severity}] {v.layer or '-'}: {v.rule}: {v.message}")
+    for name, path in result.written.items():
+        print(f"wrote {path}")
+
+
+class _Progress:
+    """A tqdm bar on stderr per stage; silent when disabled."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._bar: Any = None
+        self._stage: str | None = None
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if stage != self._stage:
+            self._close()
+            self._stage = stage
+            self._bar = tqdm(total=total, desc=stage, file=sys.stderr, leave=False,
+                             dynamic_ncols=True)
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.n = done
+            self._bar.refresh()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``sbc-deploy``; returns the exit code (0, 1 or 2)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in COMMANDS:
+            command = argv[0]
+            args = _sub_parser(command).parse_args(argv[1:])
+            logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+            runner = {"inspect": _run_inspect, "check": _run_check, "targets": _run_targets}[command]
+            return runner(args)
+        args = deploy_parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+        return _run_deploy(args)
+    except _UsageError as err:
+        print(str(err), file=sys.stderr)
+        print("run 'sbc-deploy --help' for usage", file=sys.stderr)
+        return EXIT_USAGE
+    except SbcDeployError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as err:  # --help and --version exit through argparse
+        return int(err.code or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
