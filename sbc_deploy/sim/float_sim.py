@@ -1,0 +1,658 @@
+r"""Float simulator: the IR's discrete-time semantics in torch, batched over samples.
+
+Every tensor is ``[T, B, *shape]`` (time, batch, the node's per-sample shape). The semantics are
+exactly the IR's (``sbc_deploy.ir.nodes`` and ``sbc_deploy.ir.graph``): several edges into a node
+add up, a node may feed several nodes, a recurrent edge carries its source's value of the
+previous step (zero at ``t = 0``) and every other edge propagates within the same step.
+
+Schedule. The graph is cut into its strongly connected components. A node on no cycle is run
+node by node over the whole sequence: a synapse layer is one batched op over ``T * B`` samples,
+and only neurons (and delays) loop over time, on ``[B, *shape]`` tensors. The nodes of a cycle
+(a recurrent layer and its feedback synapse) are stepped through time together. A feed-forward
+graph therefore never steps the whole network through time.
+
+Neurons are pure step functions on named-tuple state, like norse's functional API::
+
+    s, state = neuron_step(x, state, p)
+
+with the equations of ``sbc_deploy.ir.nodes``, one comment per equation.
+
+Example::
+
+    >>> result = simulate(graph, spikes, record=["lif1", "lif1:v"])   # spikes: [T, B, 784]
+    >>> result.outputs["output"].shape, result.recorded["lif1:v"].shape
+
+A record name is a node name (its output) or ``"<node>:v"`` / ``"<node>:i"`` for a neuron's
+membrane potential / synaptic current after each step (after the reset).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sbc_deploy.errors import ConfigError, DataError, UnsupportedNodeError
+from sbc_deploy.ir import (
+    Affine,
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    Delay,
+    Flatten,
+    Graph,
+    Input,
+    Neuron,
+    Node,
+    Output,
+    Scale,
+    SumPool2d,
+    Synapse,
+    Threshold,
+)
+
+log = logging.getLogger(__name__)
+
+SynapseInputHook = Callable[[str, Tensor], None]
+
+
+# --------------------------------------------------------------------------- neuron numerics
+
+
+class NeuronConstants(NamedTuple):
+    """A neuron's discrete-time parameters as float64 arrays of the neuron's shape.
+
+    Shared by the simulator and the exporters so that both compute the same numbers. IF and
+    Integrator have ``beta = 1`` and no leak; kinds without a synaptic filter have
+    ``alpha = gain_syn = None``; kinds without a threshold have ``v_threshold = v_reset = None``.
+
+    Attributes:
+        alpha: synaptic current decay per step.
+        gain_syn: input gain of the synaptic current.
+        beta: membrane decay per step.
+        gain: gain of the membrane's input (the current, or ``x`` without a synaptic filter).
+        drive: the input-independent part of a step, ``(1 - beta) * v_leak + bias``.
+        v_threshold: spike threshold.
+        v_reset: value after a spike (reset ``"zero"``).
+        subtract: reset by subtracting the threshold instead of setting ``v_reset``.
+    """
+
+    alpha: np.ndarray | None
+    gain_syn: np.ndarray | None
+    beta: np.ndarray
+    gain: np.ndarray
+    drive: np.ndarray
+    v_threshold: np.ndarray | None
+    v_reset: np.ndarray | None
+    subtract: bool
+
+
+def neuron_constants(node: Neuron) -> NeuronConstants:
+    """The discrete-time constants of any IR neuron (see :class:`NeuronConstants`)."""
+    shape = node.shape
+    beta = np.broadcast_to(np.asarray(node.membrane_decay, dtype=np.float64), shape)
+    v_leak = np.asarray(getattr(node, "v_leak", 0.0), dtype=np.float64)
+    drive = np.broadcast_to((1.0 - beta) * v_leak + np.asarray(node.bias, np.float64), shape)
+    alpha = gain_syn = v_threshold = v_reset = None
+    if node.current_based:
+        alpha, gain_syn = np.asarray(node.alpha), np.asarray(node.gain_syn)  # type: ignore[attr-defined]
+    if node.spiking:
+        v_threshold, v_reset = np.asarray(node.v_threshold), np.asarray(node.v_reset)  # type: ignore[attr-defined]
+    subtract = getattr(node, "reset", "zero") == "subtract"
+    return NeuronConstants(alpha, gain_syn, beta.copy(), np.asarray(node.gain), drive.copy(),
+                           v_threshold, v_reset, subtract)
+
+
+def _tensor(values: Any, dtype: torch.dtype, device: str | torch.device) -> Tensor:
+    """A tensor copy of an IR array (IR arrays are read-only; the copy keeps them so)."""
+    return torch.tensor(np.asarray(values), dtype=dtype, device=device)
+
+
+class NeuronParameters(NamedTuple):
+    """:class:`NeuronConstants` as tensors on the simulation's device and dtype."""
+
+    alpha: Tensor | None
+    gain_syn: Tensor | None
+    beta: Tensor
+    gain: Tensor
+    drive: Tensor
+    v_threshold: Tensor | None
+    v_reset: Tensor | None
+    subtract: bool
+
+
+class NeuronState(NamedTuple):
+    """State of one neuron population: synaptic current ``i`` (or None) and membrane ``v``."""
+
+    i: Tensor | None
+    v: Tensor
+
+
+def neuron_parameters(node: Neuron, dtype: torch.dtype = torch.float32,
+                      device: str | torch.device = "cpu") -> NeuronParameters:
+    """Convert a neuron's constants to tensors once (not once per step)."""
+    constants = neuron_constants(node)
+
+    def tensor(value: np.ndarray | None) -> Tensor | None:
+        return None if value is None else _tensor(value, dtype, device)
+
+    return NeuronParameters(*(tensor(v) for v in constants[:-1]),  # type: ignore[arg-type]
+                            subtract=constants.subtract)
+
+
+def neuron_initial_state(p: NeuronParameters, batch: int) -> NeuronState:
+    """The state before the first step: everything zero."""
+    v = torch.zeros((batch, *p.beta.shape), dtype=p.beta.dtype, device=p.beta.device)
+    return NeuronState(i=None if p.alpha is None else torch.zeros_like(v), v=v)
+
+
+def neuron_step(x: Tensor, state: NeuronState,
+                p: NeuronParameters) -> tuple[Tensor, NeuronState]:
+    """One step of any IR neuron: ``x`` is everything arriving at step ``t``, ``[B, *shape]``.
+
+    Returns:
+        The output (spikes ``s[t]`` as 0/1 floats for spiking kinds, else ``v[t]``) and the
+        new state.
+    """
+    i = state.i
+    if p.alpha is not None:
+        # i[t] = alpha * i[t-1] + gain_syn * x[t]
+        i = p.alpha * state.i + p.gain_syn * x
+        x = i
+    # v[t] = beta * v[t-1] + gain * x[t] + ((1 - beta) * v_leak + bias)
+    v = p.beta * state.v + p.gain * x + p.drive
+    if p.v_threshold is None:
+        return v, NeuronState(i, v)
+    # s[t] = v[t] > v_threshold
+    spike = v > p.v_threshold
+    if p.subtract:
+        # v[t] <- v[t] - v_threshold where s[t]
+        v = torch.where(spike, v - p.v_threshold, v)
+    else:
+        # v[t] <- v_reset where s[t]
+        v = torch.where(spike, p.v_reset, v)  # type: ignore[arg-type]
+    return spike.to(v.dtype), NeuronState(i, v)
+
+
+# --------------------------------------------------------------------------- node kernels
+
+
+class _Kernel:
+    """One node compiled for one call (parameters converted once).
+
+    Stateless kernels implement ``apply`` on ``[N, *in]``; stateful ones ``initial`` and
+    ``step`` on ``[B, *in]`` (and may add a faster ``sequence``).
+    """
+
+    stateful = False
+
+    def apply(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def initial(self, batch: int) -> Any:
+        return None
+
+    def step(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        return self.apply(x), state
+
+    def sequence(self, x: Tensor) -> Tensor:
+        """``[T, B, *in] -> [T, B, *out]`` for a stateless kernel: one op over ``T * B``."""
+        return self.apply(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+
+class _Identity(_Kernel):
+    def apply(self, x: Tensor) -> Tensor:
+        return x
+
+    def sequence(self, x: Tensor) -> Tensor:
+        return x
+
+
+class _AffineKernel(_Kernel):
+    def __init__(self, node: Affine, dtype: torch.dtype, device: torch.device) -> None:
+        self.weight = _tensor(node.weight, dtype=dtype, device=device)
+        self.bias = None if node.bias is None else _tensor(node.bias, dtype=dtype,
+                                                                    device=device)
+
+    def apply(self, x: Tensor) -> Tensor:
+        # y = W x + b
+        return F.linear(x, self.weight, self.bias)
+
+    def sequence(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class _ConvKernel(_Kernel):
+    def __init__(self, node: Conv1d | Conv2d, dtype: torch.dtype, device: torch.device) -> None:
+        self.weight = _tensor(node.weight, dtype=dtype, device=device)
+        self.bias = None if node.bias is None else _tensor(node.bias, dtype=dtype,
+                                                                    device=device)
+        self.conv = F.conv2d if isinstance(node, Conv2d) else F.conv1d
+        self.options = dict(stride=node.stride, padding=node.padding, dilation=node.dilation,
+                            groups=node.groups)
+
+    def apply(self, x: Tensor) -> Tensor:
+        # y = W (*) x + b, PyTorch cross-correlation
+        return self.conv(x, self.weight, self.bias, **self.options)
+
+
+class _PoolKernel(_Kernel):
+    """Sum or mean over windows; padding is explicit zeros, which the mean counts."""
+
+    def __init__(self, node: SumPool2d | AvgPool2d) -> None:
+        ph, pw = node.padding
+        self.pad = (pw, pw, ph, ph)
+        self.kernel_size, self.stride = node.kernel_size, node.stride
+        self.divisor = 1 if isinstance(node, SumPool2d) else None
+
+    def apply(self, x: Tensor) -> Tensor:
+        x = F.pad(x, self.pad) if any(self.pad) else x
+        return F.avg_pool2d(x, self.kernel_size, self.stride, divisor_override=self.divisor)
+
+
+class _ReshapeKernel(_Kernel):
+    def __init__(self, node: Flatten) -> None:
+        self.shape = node.output_shape
+
+    def apply(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+
+class _ScaleKernel(_Kernel):
+    def __init__(self, node: Scale, dtype: torch.dtype, device: torch.device) -> None:
+        self.scale = _tensor(node.scale, dtype=dtype, device=device)
+
+    def apply(self, x: Tensor) -> Tensor:
+        # y = scale * x
+        return self.scale * x
+
+
+class _ThresholdKernel(_Kernel):
+    def __init__(self, node: Threshold, dtype: torch.dtype, device: torch.device) -> None:
+        self.threshold = _tensor(node.threshold, dtype=dtype, device=device)
+
+    def apply(self, x: Tensor) -> Tensor:
+        # y = x > threshold
+        return (x > self.threshold).to(x.dtype)
+
+
+class _DelayKernel(_Kernel):
+    """``y[t] = x[t - delay]`` per element; the state holds the last ``D`` inputs."""
+
+    stateful = True
+
+    def __init__(self, node: Delay, dtype: torch.dtype, device: torch.device) -> None:
+        self.delay = _tensor(node.delay, dtype=torch.long, device=device)
+        self.depth = node.max_delay
+        self.dtype = dtype
+
+    def initial(self, batch: int) -> Tensor:
+        # history[k] = x[t - 1 - k], zero before the first step
+        return torch.zeros((self.depth, batch, *self.delay.shape), dtype=self.dtype,
+                           device=self.delay.device)
+
+    def step(self, x: Tensor, history: Tensor) -> tuple[Tensor, Tensor]:
+        window = torch.cat([x[None], history])  # window[k] = x[t - k]
+        index = self.delay.expand(1, *x.shape)
+        return window.gather(0, index)[0], window[:self.depth]
+
+    def sequence(self, x: Tensor) -> Tensor:
+        steps = x.shape[0]
+        padded = F.pad(x, (0, 0) * (x.dim() - 1) + (self.depth, 0))  # padded[t + D] = x[t]
+        time = torch.arange(steps, device=x.device).reshape(-1, *[1] * (x.dim() - 1))
+        index = (time + self.depth - self.delay).expand(*x.shape)
+        return padded.gather(0, index)
+
+
+class _NeuronKernel(_Kernel):
+    stateful = True
+
+    def __init__(self, node: Neuron, dtype: torch.dtype, device: torch.device) -> None:
+        self.p = neuron_parameters(node, dtype, device)
+
+    def initial(self, batch: int) -> NeuronState:
+        return neuron_initial_state(self.p, batch)
+
+    def step(self, x: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
+        return neuron_step(x, state, self.p)
+
+
+def _compile(name: str, node: Node, dtype: torch.dtype, device: torch.device) -> _Kernel:
+    if isinstance(node, (Input, Output)):
+        return _Identity()
+    if isinstance(node, Affine):
+        return _AffineKernel(node, dtype, device)
+    if isinstance(node, (Conv1d, Conv2d)):
+        return _ConvKernel(node, dtype, device)
+    if isinstance(node, (SumPool2d, AvgPool2d)):
+        return _PoolKernel(node)
+    if isinstance(node, Flatten):
+        return _ReshapeKernel(node)
+    if isinstance(node, Scale):
+        return _ScaleKernel(node, dtype, device)
+    if isinstance(node, Threshold):
+        return _ThresholdKernel(node, dtype, device)
+    if isinstance(node, Delay):
+        return _DelayKernel(node, dtype, device)
+    if isinstance(node, Neuron):
+        return _NeuronKernel(node, dtype, device)
+    raise UnsupportedNodeError(f"the float simulator has no kernel for {type(node).__name__}",
+                               where=f"node '{name}'")
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def _cycles(graph: Graph) -> list[frozenset[str]]:
+    """The strongly connected components that hold a cycle (each holds a recurrent edge)."""
+    successors: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    predecessors: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst in graph.edges:
+        successors[src].append(dst)
+        predecessors[dst].append(src)
+
+    def reach(start: str, links: Mapping[str, list[str]]) -> set[str]:
+        seen, todo = {start}, [start]
+        while todo:
+            for nxt in links[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    components: list[frozenset[str]] = []
+    for src, _ in sorted(graph.recurrent_edges):
+        if any(src in c for c in components):
+            continue
+        components.append(frozenset(reach(src, successors) & reach(src, predecessors)))
+    return components
+
+
+def _schedule(graph: Graph) -> list[tuple[tuple[str, ...], bool]]:
+    """Units in execution order, each ``(nodes, is_cycle)``: a single node on no cycle, or the
+    nodes of one cycle in topological order. A unit runs once all its inputs from outside
+    it are known."""
+    order = {name: k for k, name in enumerate(graph.topological_order)}
+    unit_of = {name: (name,) for name in graph.nodes}
+    cycles = set()
+    for component in _cycles(graph):
+        unit = tuple(sorted(component, key=order.__getitem__))
+        unit_of.update({name: unit for name in unit})
+        cycles.add(unit)
+    pending = sorted(set(unit_of.values()), key=lambda u: order[u[0]])
+    done: set[str] = set()
+    units = []
+    while pending:
+        for k, unit in enumerate(pending):
+            outside = {src for src, dst in graph.edges if dst in unit and src not in unit}
+            if outside <= done:
+                units.append((pending.pop(k), unit in cycles))
+                done.update(unit)
+                break
+    return units
+
+
+# --------------------------------------------------------------------------- simulate
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """What one simulation returns: every tensor is ``[T, B, *shape]``.
+
+    Attributes:
+        outputs: Output node name -> what arrived at that node.
+        recorded: record name -> the node's output (or a neuron's ``:v`` / ``:i`` state).
+    """
+
+    outputs: Mapping[str, Tensor]
+    recorded: Mapping[str, Tensor]
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[int]:
+    """Run with ``threads`` intra-op threads (default: torch's setting, capped at the cores
+    this process may use) and restore the previous setting afterwards."""
+    before = torch.get_num_threads()
+    wanted = min(before, _available_cores()) if threads is None else int(threads)
+    if wanted < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}", where="simulate(threads=)")
+    torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        torch.set_num_threads(before)
+
+
+def _input_tensors(graph: Graph, inputs: Tensor | np.ndarray | Mapping[str, Any],
+                   dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
+    names = graph.inputs
+    if not isinstance(inputs, Mapping):
+        if len(names) != 1:
+            raise DataError(f"the graph has {len(names)} Input nodes ({', '.join(names)}); pass a "
+                            "mapping from Input name to tensor", where="simulate(inputs=)")
+        inputs = {names[0]: inputs}
+    unknown = sorted(set(inputs) - set(names))
+    missing = [n for n in names if n not in inputs]
+    if unknown or missing:
+        raise DataError(f"inputs must name exactly the Input nodes {list(names)}; missing "
+                        f"{missing}, unknown {unknown}", where="simulate(inputs=)")
+    tensors: dict[str, Tensor] = {}
+    lead: tuple[int, int] | None = None
+    for name in names:
+        x = torch.as_tensor(inputs[name], device=device).to(dtype)
+        expected = graph.nodes[name].output_shape
+        if x.dim() != len(expected) + 2 or tuple(x.shape[2:]) != tuple(expected):
+            raise DataError(f"expected [T, B, {', '.join(map(str, expected))}], got shape "
+                            f"{tuple(x.shape)} (per-sample shape {tuple(expected)})",
+                            where=f"Input '{name}'")
+        if lead is not None and tuple(x.shape[:2]) != lead:
+            raise DataError(f"has [T, B] = {list(x.shape[:2])} but another Input has "
+                            f"{list(lead)}", where=f"Input '{name}'")
+        lead = (int(x.shape[0]), int(x.shape[1]))
+        if lead[0] < 1 or lead[1] < 1:
+            raise DataError(f"needs at least one step and one sample, got shape "
+                            f"{tuple(x.shape)}", where=f"Input '{name}'")
+        tensors[name] = x
+    return tensors
+
+
+def _parse_record(graph: Graph, record: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+    """record name -> (node name, None for its output or the neuron state field)."""
+    if isinstance(record, str):
+        record = [record]
+    parsed: dict[str, tuple[str, str | None]] = {}
+    for key in record:
+        if key in graph.nodes:
+            parsed[key] = (key, None)
+            continue
+        node_name, _, field = key.rpartition(":")
+        node = graph.nodes.get(node_name)
+        if node is None:
+            raise ConfigError(f"'{key}' names no node of the graph", where="simulate(record=)")
+        if not isinstance(node, Neuron) or field not in ("v", "i") or (
+                field == "i" and not node.current_based):
+            raise ConfigError(f"'{key}': ':v' needs a neuron and ':i' a current-based neuron; "
+                              f"'{node_name}' is a {node.kind}", where="simulate(record=)")
+        parsed[key] = (node_name, field)
+    return parsed
+
+
+class _Run:
+    """The mutable bookkeeping of one ``simulate`` call (never escapes it)."""
+
+    def __init__(self, graph: Graph, kernels: Mapping[str, _Kernel],
+                 record: Mapping[str, tuple[str, str | None]],
+                 hook: SynapseInputHook | None) -> None:
+        self.graph, self.kernels, self.hook = graph, kernels, hook
+        self.predecessors = {n: graph.predecessors(n) for n in graph.nodes}
+        self.state_fields: dict[str, tuple[str, ...]] = {}
+        for node, field in record.values():
+            if field is not None:
+                self.state_fields[node] = (*self.state_fields.get(node, ()), field)
+        self.keep = {node for node, f in record.values() if f is None} | set(graph.outputs)
+        self.uses = {n: len(graph.successors(n)) for n in graph.nodes}
+        self.values: dict[str, Tensor] = {}
+        self.states: dict[tuple[str, str], Tensor] = {}
+
+    def release(self, consumer: str) -> None:
+        """Forget outputs whose last consumer has run (unless recorded)."""
+        for src in self.predecessors[consumer]:
+            self.uses[src] -= 1
+            if self.uses[src] == 0 and src not in self.keep:
+                self.values.pop(src, None)
+
+    def run_node(self, name: str, inputs: Mapping[str, Tensor]) -> None:
+        """One node on no cycle, over the whole sequence."""
+        kernel = self.kernels[name]
+        if name in inputs:
+            x = inputs[name]
+        else:
+            x = _sum([self.values[src] for src in self.predecessors[name]])
+            self.release(name)
+        if isinstance(self.graph.nodes[name], Synapse) and self.hook is not None:
+            self.hook(name, x)
+        if not kernel.stateful:
+            self.values[name] = kernel.sequence(x)
+        elif isinstance(kernel, _DelayKernel):
+            self.values[name] = kernel.sequence(x)
+        else:
+            self.values[name] = self._loop(name, kernel, x)
+
+    def _loop(self, name: str, kernel: _Kernel, x: Tensor) -> Tensor:
+        fields = self.state_fields.get(name, ())
+        state = kernel.initial(x.shape[1])
+        outputs: list[Tensor] = []
+        traces: dict[str, list[Tensor]] = {f: [] for f in fields}
+        for x_t in x.unbind(0):
+            y_t, state = kernel.step(x_t, state)
+            outputs.append(y_t)
+            for field in fields:
+                traces[field].append(getattr(state, field))
+        for field in fields:
+            self.states[name, field] = torch.stack(traces[field])
+        return torch.stack(outputs)
+
+    def run_cycle(self, unit: Sequence[str]) -> None:
+        """The nodes of one cycle, stepped through time together."""
+        graph = self.graph
+        members = set(unit)
+        recurrent = graph.recurrent_edges
+        outside = {src for n in unit for src in self.predecessors[n] if src not in members}
+        steps, batch = next(iter(self.values[s] for s in outside)).shape[:2] if outside else (0, 0)
+        states = {n: self.kernels[n].initial(batch) for n in unit}
+        current: dict[str, Tensor] = {}
+        previous: dict[str, Tensor | None] = {n: None for n in unit}
+        outputs: dict[str, list[Tensor]] = {n: [] for n in unit}
+        traces = {(n, f): [] for n in unit for f in self.state_fields.get(n, ())}
+        fed: dict[str, list[Tensor]] = {n: [] for n in unit
+                                        if isinstance(graph.nodes[n], Synapse) and self.hook}
+        for t in range(steps):
+            for name in unit:
+                terms = []
+                for src in self.predecessors[name]:
+                    if src not in members:
+                        terms.append(self.values[src][t])
+                    elif (src, name) in recurrent:
+                        if previous[src] is not None:
+                            terms.append(previous[src])  # type: ignore[arg-type]
+                    else:
+                        terms.append(current[src])
+                x_t = _sum(terms) if terms else None
+                if x_t is None:  # only recurrent inputs, at t = 0: they are zero
+                    shape = (batch, *graph.nodes[name].input_shape)
+                    x_t = next(iter(self.values[s] for s in outside)).new_zeros(shape)
+                if name in fed:
+                    fed[name].append(x_t)
+                current[name], states[name] = self.kernels[name].step(x_t, states[name])
+                outputs[name].append(current[name])
+                for field in self.state_fields.get(name, ()):
+                    traces[name, field].append(getattr(states[name], field))
+            previous = dict(current)
+        for name in unit:
+            if name in fed:
+                self.hook(name, torch.stack(fed[name]))  # type: ignore[misc]
+            self.values[name] = torch.stack(outputs[name])
+        for key, trace in traces.items():
+            self.states[key] = torch.stack(trace)
+        for name in unit:
+            for src in self.predecessors[name]:
+                if src not in members:
+                    self.uses[src] -= 1
+                    if self.uses[src] == 0 and src not in self.keep:
+                        self.values.pop(src, None)
+
+
+def _sum(terms: Sequence[Tensor]) -> Tensor:
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def simulate(graph: Graph, inputs: Tensor | Mapping[str, Tensor], *,
+             record: Iterable[str] = (),
+             on_synapse_input: SynapseInputHook | None = None,
+             dtype: torch.dtype = torch.float32,
+             device: str | torch.device = "cpu",
+             threads: int | None = None) -> SimResult:
+    """Run ``graph`` on a batch of input sequences.
+
+    Args:
+        graph: the network (not modified).
+        inputs: ``[T, B, *input_shape]`` for a graph with one Input, else a mapping from Input
+            name to such a tensor (all with the same ``T`` and ``B``). Spikes may be bool or
+            integer; they are converted to ``dtype``.
+        record: node names whose outputs to return, and ``"<neuron>:v"`` / ``"<neuron>:i"`` for
+            a neuron's membrane potential / synaptic current after each step.
+        on_synapse_input: called as ``on_synapse_input(name, x)`` exactly once per synapse
+            layer, with the layer's whole input sequence ``x`` ``[T, B, *input_shape]`` as the
+            layer consumed it (for a synapse on a cycle: the sequence it was fed, step by
+            step). Used by calibration to accumulate Hessians; it must not modify ``x``.
+        dtype: floating dtype of the simulation.
+        device: torch device.
+        threads: torch intra-op threads for this call (default: torch's current setting,
+            capped at the cores this process may use); restored afterwards.
+
+    Returns:
+        A :class:`SimResult` with every Output's sequence and the recorded sequences.
+
+    Raises:
+        DataError: the inputs do not fit the graph (names the Input and both shapes).
+        ConfigError: a record name is unknown, or ``dtype`` is not floating.
+        UnsupportedNodeError: a node type has no kernel.
+    """
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ConfigError(f"dtype must be a floating torch dtype, got {dtype!r}",
+                          where="simulate(dtype=)")
+    device = torch.device(device)
+    wanted = _parse_record(graph, record)
+    with _torch_threads(threads), torch.no_grad():
+        tensors = _input_tensors(graph, inputs, dtype, device)
+        kernels = {name: _compile(name, node, dtype, device) for name, node in graph.nodes.items()}
+        run = _Run(graph, kernels, wanted, on_synapse_input)
+        for unit, is_cycle in _schedule(graph):
+            if is_cycle:
+                run.run_cycle(unit)
+            else:
+                run.run_node(unit[0], tensors)
+        outputs = {name: run.values[name] for name in graph.outputs}
+        recorded = {key: run.values[node] if field is None else run.states[node, field]
+                    for key, (node, field) in wanted.items()}
+    log.debug("simulated %d nodes, T=%d, B=%d", len(graph.nodes),
+              *next(iter(tensors.values())).shape[:2])
+    return SimResult(MappingProxyType(outputs), MappingProxyType(recorded))
