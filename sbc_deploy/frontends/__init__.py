@@ -1,0 +1,75 @@
+"""Frontends: trained networks in other formats -> the IR.
+
+``load_model`` picks the reader from the file's content, not its name: an HDF5 file with a
+``/node`` group is NIR, one with a ``/layer`` group is lava-dl netx. Everything else (a missing
+file, a folder, a text file, a truncated or foreign HDF5 file) is a :class:`FormatError` that
+names the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import h5py
+
+from sbc_deploy.errors import ConfigError, FormatError
+from sbc_deploy.frontends.from_netx import from_netx
+from sbc_deploy.frontends.from_nir import from_nir
+from sbc_deploy.ir import Graph
+
+__all__ = ["detect_format", "from_netx", "from_nir", "load_model"]
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def detect_format(path: str | Path) -> Literal["nir", "netx"]:
+    """``"nir"`` or ``"netx"`` from the file's content; :class:`FormatError` otherwise."""
+    path = Path(path)
+    where = str(path)
+    if not path.exists():
+        raise FormatError("file does not exist", where=where)
+    if path.is_dir():
+        raise FormatError("is a directory, expected a model file (.nir, .net, .h5)", where=where)
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as err:
+        raise FormatError(f"cannot be opened: {err}", where=where) from err
+    if head != _HDF5_SIGNATURE:
+        raise FormatError("is not an HDF5 file, so neither NIR nor netx", where=where,
+                          hint="models are .nir (NIR) or .net/.h5 (lava-dl netx) HDF5 files")
+    try:
+        with h5py.File(path, "r") as f:
+            keys = set(f.keys())
+    except (OSError, ValueError) as err:
+        raise FormatError(f"is a truncated or corrupt HDF5 file: {err}", where=where) from err
+    if "node" in keys:
+        return "nir"
+    if "layer" in keys:
+        return "netx"
+    raise FormatError(f"HDF5 file holds neither a NIR graph (/node) nor a netx network (/layer); "
+                      f"top-level keys: {sorted(keys)}", where=where)
+
+
+def load_model(path: str | Path, *, dt: float | None = None,
+               reset: Literal["zero", "subtract"] | None = None) -> Graph:
+    """Read a NIR or netx model file into the IR, choosing the reader from the content.
+
+    Args:
+        path: a ``.nir`` or netx ``.net``/``.h5`` file.
+        dt: seconds per step (required for NIR files without ``dt`` metadata; a label for netx).
+        reset: ``"zero"`` or ``"subtract"`` for NIR files without a reset mode; netx models
+            always use Lava's hard reset, so only ``"zero"`` (or None) is accepted for them.
+
+    Raises:
+        FormatError: the file is missing, not HDF5, truncated, or neither NIR nor netx.
+        ConfigError: ``reset="subtract"`` for a netx model, or missing NIR ``dt``/``reset``.
+    """
+    kind = detect_format(path)
+    if kind == "nir":
+        return from_nir(path, dt=dt, reset=reset)
+    if reset not in (None, "zero"):
+        raise ConfigError(f"netx models use Lava's hard reset; reset={reset!r} cannot apply",
+                          where=str(path), hint="leave --reset out for netx files")
+    return from_netx(path, dt=dt)
