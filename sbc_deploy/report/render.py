@@ -217,7 +217,8 @@ def _plot_cores(t: TargetReport) -> str:
         ax.bar([c + 0.2 for c in cores], [100 * c.memory_utilisation for c in t.cores], width=0.4,
                label="synapse memory")
         ax.axhline(100, color="red", linestyle="--", label="limit per core")
-        ax.set_xlabel("core")
+        ax.set_xticks(cores, [f"{c.core}\n{c.layer}" for c in t.cores], fontsize=7)
+        ax.set_xlabel("core (layer)")
         ax.set_ylabel("use of the core (%)")
         ax.set_title(f"{t.target}: memory and neurons per core against the limit")
         ax.legend(fontsize=7)
@@ -229,9 +230,9 @@ def _plot_before_after(t: TargetReport) -> str:
     def draw(ax: Any) -> None:
         labels, values, colors = [], [], []
         for label, value, color in (
-                ("dense float", t.accuracy.dense_float, "#4c72b0"),
-                ("compressed float", t.accuracy.compressed_float, "#55a868"),
-                ("compressed integer", t.accuracy.compressed_integer, "#c44e52")):
+                ("dense\nfloat", t.accuracy.dense_float, "#4c72b0"),
+                ("compressed\nfloat", t.accuracy.compressed_float, "#55a868"),
+                ("compressed\ninteger", t.accuracy.compressed_integer, "#c44e52")):
             if value is not None:
                 labels.append(label)
                 values.append(100 * value)
@@ -249,8 +250,12 @@ def _plot_before_after(t: TargetReport) -> str:
 def _plot_energy(t: TargetReport) -> str:
     def draw(ax: Any) -> None:
         values = [t.energy_j.dense or 0.0, t.energy_j.compressed or 0.0]
-        ax.bar(["dense", "compressed"], [v * 1e9 for v in values], color=["#4c72b0", "#55a868"])
-        ax.set_ylabel("energy per sample (nJ)")
+        unit, scale = next((u, f) for u, f in (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6),
+                                                ("nJ", 1e-9), ("pJ", 0.0))
+                           if max(values) >= f)
+        scale = scale or 1e-12
+        ax.bar(["dense", "compressed"], [v / scale for v in values], color=["#4c72b0", "#55a868"])
+        ax.set_ylabel(f"energy per sample ({unit})")
         ax.set_title(f"{t.target}: energy before and after")
 
     return _svg(draw, width=3.6)
