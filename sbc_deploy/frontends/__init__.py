@@ -20,9 +20,6 @@ from sbc_deploy.ir import Graph
 
 __all__ = ["detect_format", "from_netx", "from_nir", "load_model"]
 
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
 def detect_format(path: str | Path) -> Literal["nir", "netx"]:
     """``"nir"`` or ``"netx"`` from the file's content; :class:`FormatError` otherwise."""
     path = Path(path)
@@ -32,11 +29,10 @@ def detect_format(path: str | Path) -> Literal["nir", "netx"]:
     if path.is_dir():
         raise FormatError("is a directory, expected a model file (.nir, .net, .h5)", where=where)
     try:
-        with path.open("rb") as f:
-            head = f.read(8)
+        is_hdf5 = h5py.is_hdf5(path)
     except OSError as err:
         raise FormatError(f"cannot be opened: {err}", where=where) from err
-    if head != _HDF5_SIGNATURE:
+    if not is_hdf5:
         raise FormatError("is not an HDF5 file, so neither NIR nor netx", where=where,
                           hint="models are .nir (NIR) or .net/.h5 (lava-dl netx) HDF5 files")
     try:

@@ -804,7 +804,12 @@ def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, rese
         ctx = _Context(name=name, dt=step, discretization=discretization,
                        reset=reset_mode or "zero", in_shape=in_shapes[name],
                        flatten=flatten.get(name))
-        converted[name] = _CONVERTERS[type(node)](node, ctx)
+        try:
+            converted[name] = _CONVERTERS[type(node)](node, ctx)
+        except SbcDeployError as err:
+            if err.where is not None:
+                raise
+            raise type(err)(err.message, where=ctx.where, hint=err.hint) from err
     metadata = {
         "source_format": "nir",
         "source_file": source_file,
