@@ -20,10 +20,12 @@ NIR_FILES = ("braille_noDelay_bias_zero.nir", "lif_norse.nir", "scnn_mnist_snnto
              "two_lif_neurons.nir")
 
 
-def _h5_nodes(path: Path) -> dict[str, h5py.Group]:
-    """Leaf node groups of a NIR file by name, read with h5py only."""
-    f = h5py.File(path, "r")
-    return {name: group for name, group in f["node/nodes"].items()}
+def _h5_nodes(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Top-level NIR nodes of a file by name, each a dict of its datasets, read with h5py only."""
+    with h5py.File(path, "r") as f:
+        return {name: {key: np.asarray(item) for key, item in group.items()
+                       if isinstance(item, h5py.Dataset)}
+                for name, group in f["node/nodes"].items()}
 
 
 def _lif_chain(n: int = 4, **lif: np.ndarray) -> nir.NIRGraph:
@@ -45,11 +47,11 @@ def test_every_fixture_imports_with_its_nodes_and_edges(name: str) -> None:
     graph = from_nir(path, dt=1e-4, reset="zero")
     h5 = _h5_nodes(path)
     with h5py.File(path, "r") as f:
-        edges = {(a.decode(), b.decode()) for a, b in f["node/edges"][()]}
+        edges = {(a.decode(), b.decode()) for a, b in f["node/edges"]}
     assert set(graph.nodes) == set(h5)
     assert set(graph.edges) == edges
     for node_name, group in h5.items():
-        nir_type = group["type"][()].decode()
+        nir_type = group["type"].item().decode()
         assert graph.nodes[node_name].metadata["nir_type"] == nir_type
     assert graph.metadata["source_format"] == "nir"
     assert graph.metadata["source_file"] == str(path)
@@ -65,42 +67,42 @@ def test_scnn_shapes_and_weights_match_the_file() -> None:
     for name in ("0", "2", "5"):
         conv, group = graph.nodes[name], h5[name]
         assert isinstance(conv, Conv2d)
-        np.testing.assert_array_equal(conv.weight, group["weight"][()])
-        assert conv.input_shape == (group["weight"].shape[1], *group["input_shape"][()])
-        assert conv.stride == tuple(group["stride"][()])
-        assert conv.padding == tuple(group["padding"][()])
+        np.testing.assert_array_equal(conv.weight, group["weight"])
+        assert conv.input_shape == (group["weight"].shape[1], *group["input_shape"])
+        assert conv.stride == tuple(group["stride"])
+        assert conv.padding == tuple(group["padding"])
         # the IF that follows declares the conv's output shape in its own parameter arrays
         following = graph.successors(name)[0]
         assert conv.output_shape == h5[following]["v_threshold"].shape
-    assert graph.nodes["input"].output_shape == tuple(h5["input"]["shape"][()])
+    assert graph.nodes["input"].output_shape == tuple(h5["input"]["shape"])
     # pools halve H and W; Flatten feeds the Affine's 128 inputs
     assert graph.nodes["4"].output_shape == (16, 8, 8)
     assert graph.nodes["7"].output_shape == (8, 4, 4)
     flatten = graph.nodes["8"]
     assert isinstance(flatten, Flatten)
-    assert flatten.input_shape == tuple(h5["8"]["input_type"][()])
+    assert flatten.input_shape == tuple(h5["8"]["input_type"])
     assert flatten.output_shape == (h5["9"]["weight"].shape[1],)
     for name in ("9", "11"):
-        np.testing.assert_array_equal(graph.nodes[name].weight, h5[name]["weight"][()])
-        np.testing.assert_array_equal(graph.nodes[name].bias, h5[name]["bias"][()])
+        np.testing.assert_array_equal(graph.nodes[name].weight, h5[name]["weight"])
+        np.testing.assert_array_equal(graph.nodes[name].bias, h5[name]["bias"])
     # NIR IF: v' = R I  ->  gain = dt * r
     for name in ("1", "3", "6", "10", "12"):
         node = graph.nodes[name]
         assert isinstance(node, IF) and node.reset == "subtract"
-        np.testing.assert_allclose(node.gain, 1e-4 * h5[name]["r"][()])
-        np.testing.assert_array_equal(node.v_threshold, h5[name]["v_threshold"][()])
+        np.testing.assert_allclose(node.gain, 1e-4 * h5[name]["r"])
+        np.testing.assert_array_equal(node.v_threshold, h5[name]["v_threshold"])
     assert graph.is_sequential()
 
 
 def test_lif_norse_discretizes_with_forward_euler_and_exact() -> None:
     path = fixture_path("nir", "lif_norse.nir")
     group = _h5_nodes(path)["1"]
-    tau, r = group["tau"][()].astype(float), group["r"][()].astype(float)
+    tau, r = group["tau"].astype(float), group["r"].astype(float)
     euler = from_nir(path, dt=1e-4, reset="zero").nodes["1"]
     assert isinstance(euler, LIF)
     np.testing.assert_allclose(euler.beta, 1 - 1e-4 / tau)
     np.testing.assert_allclose(euler.gain, 1e-4 * r / tau)
-    np.testing.assert_allclose(euler.v_threshold, group["v_threshold"][()])
+    np.testing.assert_allclose(euler.v_threshold, group["v_threshold"])
     exact = from_nir(path, dt=1e-4, reset="zero", discretization="exact").nodes["1"]
     np.testing.assert_allclose(exact.beta, np.exp(-1e-4 / tau))
     np.testing.assert_allclose(exact.gain, r * (1 - np.exp(-1e-4 / tau)))
@@ -111,7 +113,7 @@ def test_two_lif_neurons_keeps_its_non_zero_v_leak() -> None:
     h5 = _h5_nodes(path)
     graph = from_nir(path, dt=1e-3, reset="zero")
     for name in ("lif1", "lif2"):
-        np.testing.assert_array_equal(graph.nodes[name].v_leak, h5[name]["v_leak"][()])
+        np.testing.assert_array_equal(graph.nodes[name].v_leak, h5[name]["v_leak"])
     assert float(graph.nodes["lif1"].v_leak[0]) == pytest.approx(1.2)
     # Linear -> Affine without bias
     assert graph.nodes["linear1"].bias is None
