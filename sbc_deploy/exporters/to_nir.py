@@ -1,0 +1,289 @@
+r"""IR -> NIR: the inverse of :func:`sbc_deploy.frontends.from_nir.from_nir`.
+
+Nodes keep their IR names; edges are copied (recurrent edges included: NIR keeps cycles). The
+graph's ``dt``, its neurons' reset mode and the discretization go into the NIR graph's metadata
+(``"dt"``, ``"reset"``, ``"discretization"``), where :func:`from_nir` reads them back. Weights
+are written as they act, in float (NIR has no integer encodings). An ``Affine`` without bias
+becomes ``nir.Linear``; a convolution without bias gets a zero bias (NIR requires one).
+
+Discrete neuron parameters become NIR's continuous ones with the discretization recorded in the
+graph (``metadata["discretization"]``; ``"euler"`` when it is neither ``"euler"`` nor
+``"exact"``, e.g. for a netx import)::
+
+    euler:  tau = dt / (1 - beta)          exact:  tau = -dt / ln(beta)
+    both:   r = gain / (1 - beta)          w_in = gain_syn / (1 - alpha)
+    IF, I:  r = gain / dt
+    Delay:  seconds = steps * dt
+
+NIR neurons have no bias. For leaky neurons an IR bias is folded into the leak voltage, which is
+exact: ``(1 - beta) * v_leak' = (1 - beta) * v_leak + bias`` with
+``v_leak' = v_leak + bias / (1 - beta)``; the bias is also kept in the node's metadata
+(``"sbc_bias"``) so that :func:`from_nir` restores the IR parameters. A non-zero bias on IF or
+Integrator (no leak to fold into), a decay of 1 (``tau`` infinite), a decay of 0 with
+``"exact"`` (``tau`` zero) and mixed reset modes cannot be written and raise
+:class:`ExportError` naming the node. One such case has an exact NIR form and is written as it:
+a ``CubaLI`` with ``alpha = 1``, ``beta = 0`` and no bias or leak (netx's default readout, whose
+``v`` is the running sum of ``gain * gain_syn * x``) becomes ``nir.I`` with
+``r = gain * gain_syn / dt``, read back as an ``Integrator``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import nir
+import numpy as np
+
+from sbc_deploy import __version__
+from sbc_deploy.errors import ExportError
+from sbc_deploy.fileio import check_writable, write_atomic
+from sbc_deploy.ir import (
+    IF,
+    LI,
+    LIF,
+    Affine,
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    CubaLI,
+    CubaLIF,
+    Delay,
+    Flatten,
+    Graph,
+    Input,
+    Integrator,
+    Neuron,
+    Node,
+    Output,
+    Scale,
+    SumPool2d,
+    Threshold,
+)
+
+log = logging.getLogger(__name__)
+
+
+class _Ctx:
+    """What a node writer needs besides the node: its name, ``dt`` and the discretization."""
+
+    def __init__(self, name: str, dt: float, discretization: str) -> None:
+        self.name, self.dt, self.discretization = name, dt, discretization
+
+    @property
+    def where(self) -> str:
+        return f"node '{self.name}'"
+
+
+def _tau(decay: np.ndarray, ctx: _Ctx, what: str) -> np.ndarray:
+    """Time constant from a per-step decay (the inverse of from_nir's discretization)."""
+    if np.any(decay >= 1):
+        raise ExportError(f"{what} = 1 (no decay) means an infinite NIR time constant",
+                          where=ctx.where, hint="use IF/Integrator for non-leaky neurons")
+    if ctx.discretization == "exact":
+        if np.any(decay <= 0):
+            raise ExportError(f"{what} = 0 has no finite time constant with exact "
+                              "discretization", where=ctx.where)
+        return -ctx.dt / np.log(decay)
+    return ctx.dt / (1.0 - decay)
+
+
+def _leaky(node: Any, ctx: _Ctx) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """tau, r and v_leak (bias folded in) of a leaky neuron, and the metadata keeping the bias."""
+    tau = _tau(node.beta, ctx, "beta")
+    one_minus = 1.0 - node.beta
+    params = {"r": node.gain / one_minus, "v_leak": node.v_leak + node.bias / one_minus}
+    metadata: dict[str, Any] = {}
+    if np.any(node.bias != 0):
+        metadata["sbc_bias"] = np.array(node.bias, dtype=np.float64)
+    return {"tau": tau, **params}, metadata
+
+
+def _no_bias(node: Any, ctx: _Ctx) -> None:
+    if np.any(node.bias != 0):
+        raise ExportError(f"{node.kind} has a non-zero bias, which NIR's {node.kind} cannot "
+                          "hold (it has no leak to fold it into)", where=ctx.where)
+
+
+def _write_input(node: Input, ctx: _Ctx) -> nir.NIRNode:
+    return nir.Input(input_type={"input": np.array(node.shape)})
+
+
+def _write_output(node: Output, ctx: _Ctx) -> nir.NIRNode:
+    return nir.Output(output_type={"output": np.array(node.shape)})
+
+
+def _write_affine(node: Affine, ctx: _Ctx) -> nir.NIRNode:
+    weight = np.array(node.weight, dtype=np.float64)
+    if node.bias is None:
+        return nir.Linear(weight=weight)
+    return nir.Affine(weight=weight, bias=np.array(node.bias, dtype=np.float64))
+
+
+def _conv_bias(node: Conv1d | Conv2d) -> np.ndarray:
+    if node.bias is None:
+        return np.zeros(node.out_channels)
+    return np.array(node.bias, dtype=np.float64)
+
+
+def _write_conv2d(node: Conv2d, ctx: _Ctx) -> nir.NIRNode:
+    return nir.Conv2d(input_shape=tuple(node.input_shape[1:]),
+                      weight=np.array(node.weight, dtype=np.float64),
+                      stride=np.array(node.stride), padding=np.array(node.padding),
+                      dilation=np.array(node.dilation), groups=int(node.groups),
+                      bias=_conv_bias(node))
+
+
+def _write_conv1d(node: Conv1d, ctx: _Ctx) -> nir.NIRNode:
+    return nir.Conv1d(input_shape=int(node.input_shape[1]),
+                      weight=np.array(node.weight, dtype=np.float64), stride=int(node.stride),
+                      padding=int(node.padding), dilation=int(node.dilation),
+                      groups=int(node.groups), bias=_conv_bias(node))
+
+
+def _write_sumpool(node: SumPool2d, ctx: _Ctx) -> nir.NIRNode:
+    return nir.SumPool2d(kernel_size=np.array(node.kernel_size), stride=np.array(node.stride),
+                         padding=np.array(node.padding))
+
+
+def _write_avgpool(node: AvgPool2d, ctx: _Ctx) -> nir.NIRNode:
+    return nir.AvgPool2d(kernel_size=np.array(node.kernel_size), stride=np.array(node.stride),
+                         padding=np.array(node.padding))
+
+
+def _write_flatten(node: Flatten, ctx: _Ctx) -> nir.NIRNode:
+    return nir.Flatten(input_type={"input": np.array(node.input_shape)},
+                       start_dim=int(node.start_dim), end_dim=int(node.end_dim))
+
+
+def _write_scale(node: Scale, ctx: _Ctx) -> nir.NIRNode:
+    return nir.Scale(scale=np.array(node.scale))
+
+
+def _write_delay(node: Delay, ctx: _Ctx) -> nir.NIRNode:
+    return nir.Delay(delay=np.array(node.delay) * ctx.dt)
+
+
+def _write_threshold(node: Threshold, ctx: _Ctx) -> nir.NIRNode:
+    return nir.Threshold(threshold=np.array(node.threshold))
+
+
+def _write_integrator(node: Integrator, ctx: _Ctx) -> nir.NIRNode:
+    _no_bias(node, ctx)
+    return nir.I(r=node.gain / ctx.dt)
+
+
+def _write_if(node: IF, ctx: _Ctx) -> nir.NIRNode:
+    _no_bias(node, ctx)
+    return nir.IF(r=node.gain / ctx.dt, v_threshold=np.array(node.v_threshold),
+                  v_reset=np.array(node.v_reset))
+
+
+def _write_li(node: LI, ctx: _Ctx) -> nir.NIRNode:
+    params, metadata = _leaky(node, ctx)
+    return nir.LI(**params, metadata=metadata)
+
+
+def _write_lif(node: LIF, ctx: _Ctx) -> nir.NIRNode:
+    params, metadata = _leaky(node, ctx)
+    return nir.LIF(**params, v_threshold=np.array(node.v_threshold),
+                   v_reset=np.array(node.v_reset), metadata=metadata)
+
+
+def _synaptic(node: CubaLI | CubaLIF, ctx: _Ctx) -> dict[str, np.ndarray]:
+    return {"tau_syn": _tau(node.alpha, ctx, "alpha"),
+            "w_in": node.gain_syn / (1.0 - node.alpha)}
+
+
+def _write_cubali(node: CubaLI, ctx: _Ctx) -> nir.NIRNode:
+    if (np.all(node.alpha == 1) and np.all(node.beta == 0) and not np.any(node.bias)
+            and not np.any(node.v_leak)):
+        # netx's default readout: i sums the input, v = gain * i, i.e. an integrator of x
+        return nir.I(r=node.gain * node.gain_syn / ctx.dt,
+                     metadata={"sbc_written_for": "CubaLI with alpha=1, beta=0"})
+    params, metadata = _leaky(node, ctx)
+    return nir.CubaLI(tau_mem=params.pop("tau"), **params, **_synaptic(node, ctx),
+                      metadata=metadata)
+
+
+def _write_cubalif(node: CubaLIF, ctx: _Ctx) -> nir.NIRNode:
+    params, metadata = _leaky(node, ctx)
+    return nir.CubaLIF(tau_mem=params.pop("tau"), **params, **_synaptic(node, ctx),
+                       v_threshold=np.array(node.v_threshold), v_reset=np.array(node.v_reset),
+                       metadata=metadata)
+
+
+# IR node type -> NIR node writer: the single dispatch table of this exporter.
+_WRITERS: dict[type, Callable[[Any, _Ctx], nir.NIRNode]] = {
+    Input: _write_input,
+    Output: _write_output,
+    Affine: _write_affine,
+    Conv1d: _write_conv1d,
+    Conv2d: _write_conv2d,
+    SumPool2d: _write_sumpool,
+    AvgPool2d: _write_avgpool,
+    Flatten: _write_flatten,
+    Scale: _write_scale,
+    Delay: _write_delay,
+    Threshold: _write_threshold,
+    Integrator: _write_integrator,
+    IF: _write_if,
+    LI: _write_li,
+    LIF: _write_lif,
+    CubaLI: _write_cubali,
+    CubaLIF: _write_cubalif,
+}
+
+
+def _reset_mode(graph: Graph) -> str | None:
+    modes: dict[str, list[str]] = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, Neuron) and node.spiking:
+            modes.setdefault(getattr(node, "reset"), []).append(name)
+    if len(modes) > 1:
+        listing = "; ".join(f"{mode}: {', '.join(names)}" for mode, names in modes.items())
+        raise ExportError(f"NIR stores one reset mode per graph, this graph mixes them ({listing})",
+                          where="graph")
+    return next(iter(modes), None)
+
+
+def to_nir(graph: Graph) -> nir.NIRGraph:
+    """The NIR graph of an IR graph (see the module docstring for the conventions).
+
+    Raises:
+        ExportError: a node NIR cannot express (named), or NIR's own type check failing.
+    """
+    discretization = graph.metadata.get("discretization")
+    if discretization not in ("euler", "exact"):
+        discretization = "euler"
+    nodes: dict[str, nir.NIRNode] = {}
+    for name, node in graph.nodes.items():
+        writer = _WRITERS.get(type(node))
+        if writer is None:
+            raise ExportError(f"no NIR equivalent for IR node kind {node.kind}",
+                              where=f"node '{name}'")
+        nodes[name] = writer(node, _Ctx(name, graph.dt, discretization))
+    metadata: dict[str, Any] = {"dt": float(graph.dt), "discretization": discretization,
+                                "generator": f"sbc-deploy {__version__}"}
+    reset = _reset_mode(graph)
+    if reset is not None:
+        metadata["reset"] = reset
+    try:
+        return nir.NIRGraph(nodes=nodes, edges=[tuple(e) for e in graph.edges],
+                            metadata=metadata, type_check=True)
+    except (ValueError, TypeError, KeyError, AssertionError) as err:
+        raise ExportError(f"nir rejected the graph: {type(err).__name__}: {err}",
+                          where="graph") from err
+
+
+def write_nir(graph: Graph, path: str | Path) -> Path:
+    """Write ``graph`` as a NIR HDF5 file, atomically (a failure leaves ``path`` untouched).
+
+    Raises:
+        ExportError: the graph cannot be expressed in NIR, or ``path`` is not writable.
+    """
+    path = check_writable(path)
+    nir_graph = to_nir(graph)  # fail before touching the file system
+    log.debug("writing %d NIR nodes to %s", len(nir_graph.nodes), path)
+    return write_atomic(path, lambda tmp: nir.write(tmp, nir_graph))
