@@ -256,6 +256,22 @@ def test_conv_shape_that_disagrees_with_the_file_names_the_layer(tmp_path: Path)
     assert "(2, 3, 3)" in str(err.value)
 
 
+def test_dense_width_that_disagrees_with_the_previous_layer_names_the_edge(tmp_path: Path
+                                                                         ) -> None:
+    path = _netx(tmp_path / "width.net", [
+        ("dense", {"shape": np.array([4]), "weight": np.full((4, 3), 2.0, np.float32),
+                   "neuron": CUBA}),
+        ("dense", {"shape": np.array([2]), "weight": np.full((2, 5), 2.0, np.float32),
+                   "neuron": CUBA})])
+    with pytest.raises(ShapeError) as err:
+        from_netx(path)
+    assert err.value.where == f"{path}: edge layer0.neuron -> layer1.dense"
+    rows = _netx(tmp_path / "rows.net", [
+        ("dense", {"shape": np.array([4]), "weight": np.full((3, 3), 2.0, np.float32)})])
+    with pytest.raises(ShapeError, match="3 rows"):
+        from_netx(rows)
+
+
 # --------------------------------------------------------------------------- bad files
 
 

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 from conftest import fixture_path
 
-from sbc_deploy.errors import ConfigError, FormatError, ShapeError, UnsupportedNodeError
+from sbc_deploy.errors import (
+    ConfigError,
+    FormatError,
+    IRError,
+    ShapeError,
+    UnsupportedNodeError,
+)
 from sbc_deploy.frontends import load_model
 from sbc_deploy.frontends.from_nir import SUPPORTED_NIR_TYPES, from_nir
 from sbc_deploy.ir import IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Delay, Flatten, Integrator
@@ -334,6 +340,7 @@ def test_argument_dt_and_reset_override_the_metadata_and_both_are_recorded() -> 
     assert "overrides file metadata dt=0.001" in overridden.metadata["dt_source"]
     assert "overrides file metadata reset='zero'" in overridden.metadata["reset_source"]
     assert overridden.nodes["lif"].reset == "subtract"
+    assert overridden.metadata["dt_file"] == 1e-3 and overridden.metadata["reset_file"] == "zero"
     np.testing.assert_allclose(overridden.nodes["lif"].beta, 1 - 1e-4 / 0.01)
 
 
@@ -408,6 +415,14 @@ def test_shape_mismatch_names_the_edge(tmp_path: Path) -> None:
         from_nir(path, dt=1e-3)
     assert "edge fc1 -> fc2" in str(err.value) and str(path) in str(err.value)
     assert "(4,)" in str(err.value) and "(5,)" in str(err.value)
+
+
+def test_edge_to_an_unknown_node_is_named() -> None:
+    graph = _lif_chain()
+    graph.edges = [*graph.edges, ("lif", "ghost")]
+    with pytest.raises(IRError, match="unknown node 'ghost'") as err:
+        from_nir(graph, dt=1e-3, reset="zero")
+    assert err.value.where == "edge lif -> ghost"
 
 
 def test_from_nir_does_not_mutate_the_nir_graph() -> None:

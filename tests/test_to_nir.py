@@ -165,7 +165,8 @@ def test_netx_readout_becomes_an_integrator(tmp_path: Path) -> None:
     assert isinstance(readout, Integrator)  # v[t] = sum of gain * gain_syn * x: the same v
     original = graph.nodes["layer3.neuron"]
     np.testing.assert_allclose(readout.gain, original.gain * original.gain_syn)
-    np.testing.assert_allclose(back.nodes["layer1.dense"].weight, graph.nodes["layer1.dense"].weight)
+    np.testing.assert_allclose(back.nodes["layer1.dense"].weight,
+                               graph.nodes["layer1.dense"].weight)
     assert back.metadata["reset"] == "zero"
 
 

@@ -74,7 +74,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from sbc_deploy.errors import ConfigError, FormatError, ShapeError, UnsupportedNodeError
+from sbc_deploy.errors import (
+    ConfigError,
+    FormatError,
+    SbcDeployError,
+    ShapeError,
+    UnsupportedNodeError,
+)
 from sbc_deploy.ir import (
     Affine,
     Conv2d,
@@ -355,6 +361,9 @@ def _dense_layer(b: _Builder, i: int, layer: h5py.Group, kind: str, flatten_laye
     if w_int.ndim != 2:
         raise FormatError(f"dense weight must be 2-D (out, in), got shape {w_int.shape}",
                           where=where)
+    if w_int.shape[0] != n_out:
+        raise ShapeError(f"weight has {w_int.shape[0]} rows but the layer's shape {shape} holds "
+                         f"{n_out} neurons", where=where)
     if b.last is None:
         b.add("input", Input((int(w_int.shape[1]),),
                              metadata={"netx": {"layer": None, "type": "implicit input"}}))
@@ -454,8 +463,10 @@ def from_netx(path: str | Path, *, dt: float | None = None) -> Graph:
     try:
         with h5py.File(path, "r") as f:
             return _read(f, path, dt)
-    except (FormatError, UnsupportedNodeError, ShapeError, ConfigError):
-        raise
+    except SbcDeployError as err:
+        if not (err.where or "").startswith(("node", "edge", "graph")):
+            raise
+        raise type(err)(err.message, where=f"{where}: {err.where}", hint=err.hint) from err
     except (OSError, KeyError, ValueError, TypeError, IndexError) as err:
         raise FormatError(f"cannot be read as a netx HDF5 file (not HDF5, truncated or "
                           f"corrupt): {type(err).__name__}: {err}", where=where) from err

@@ -54,7 +54,13 @@ import h5py
 import nir
 import numpy as np
 
-from sbc_deploy.errors import ConfigError, FormatError, SbcDeployError, UnsupportedNodeError
+from sbc_deploy.errors import (
+    ConfigError,
+    FormatError,
+    IRError,
+    SbcDeployError,
+    UnsupportedNodeError,
+)
 from sbc_deploy.ir import (
     IF,
     LI,
@@ -345,8 +351,8 @@ def _resolve_flatten(node: nir.Flatten, in_shape: Shape, expected: Shape | None)
         if per_sample == expected:
             return _FlattenChoice(start, end, "per-sample dims (fits the consumer)")
         if with_batch == expected:
-            return _FlattenChoice(start - 1, batch_end,
-                                  "dims counted the batch axis (shifted by one to fit the consumer)")
+            return _FlattenChoice(start - 1, batch_end, "dims counted the batch axis "
+                                  "(shifted by one to fit the consumer)")
     if per_sample is None and with_batch is not None:
         return _FlattenChoice(start - 1, batch_end, "dims counted the batch axis (only fit)")
     return _FlattenChoice(start, end, "per-sample dims (NIR semantics; no consumer constraint)")
@@ -788,6 +794,10 @@ def from_nir(source: str | Path | nir.NIRGraph, *, dt: float | None = None,
 def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, reset: str | None,
             discretization: str, where: str) -> Graph:
     nodes, edges = _flatten_graph(graph)
+    for src, dst in edges:
+        for end in (src, dst):
+            if end not in nodes:
+                raise IRError(f"names unknown node '{end}'", where=f"edge {src} -> {dst}")
     unsupported = [(n, type(v).__name__) for n, v in nodes.items() if type(v) not in _CONVERTERS]
     if unsupported:
         listing = ", ".join(f"'{n}' ({t})" for n, t in unsupported)
@@ -819,6 +829,11 @@ def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, rese
         "reset_source": reset_source,
         "discretization": discretization,
     }
+    if "dt" in meta:
+        metadata["dt_file"] = float(_scalar(meta["dt"]))
+    for key in ("reset", "reset_mode"):
+        if key in meta:
+            metadata["reset_file"] = _scalar(meta[key])
     log.debug("imported NIR graph with %d nodes (dt=%g s from %s, reset=%s from %s)",
               len(converted), step, dt_source, reset_mode, reset_source)
     return Graph(converted, tuple(edges), step, metadata)
