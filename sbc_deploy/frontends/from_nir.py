@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
@@ -167,7 +167,7 @@ def _flatten_graph(graph: nir.NIRGraph, prefix: str = ""
     """Nested NIRGraphs -> one level, names ``"sub.node"``; subgraph ports are contracted."""
     nodes: dict[str, nir.NIRNode] = {}
     edges: list[tuple[str, str]] = []
-    ports: set[str] = set()  # subgraph Input/Output nodes, removed below
+    ports: list[str] = []  # subgraph Input/Output nodes, removed below (in a stable order)
     entry: dict[str, list[str]] = {}  # subgraph name -> its Input node names (flattened)
     exit_: dict[str, list[str]] = {}  # subgraph name -> its Output node names (flattened)
     for key, node in graph.nodes.items():
@@ -181,7 +181,7 @@ def _flatten_graph(graph: nir.NIRGraph, prefix: str = ""
                     f"a nested NIRGraph needs exactly one Input and one Output node, found "
                     f"{len(inputs)} and {len(outputs)}", where=f"node '{name}'")
             entry[name], exit_[name] = inputs, outputs
-            ports.update(inputs + outputs)
+            ports.extend(inputs + outputs)
             nodes.update(sub_nodes)
             edges.extend(sub_edges)
         else:
@@ -335,7 +335,7 @@ def _flatten_shape(shape: Shape, start: int, end: int) -> Shape | None:
     return (*shape[:start], int(np.prod(shape[start:end + 1])), *shape[end + 1:])
 
 
-@dataclass
+@dataclass(frozen=True)
 class _FlattenChoice:
     start_dim: int
     end_dim: int
@@ -361,7 +361,7 @@ def _resolve_flatten(node: nir.Flatten, in_shape: Shape, expected: Shape | None)
 # --------------------------------------------------------------------------- conversion
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Context:
     """Everything a node converter needs besides the NIR node."""
 
@@ -371,7 +371,6 @@ class _Context:
     reset: str | None
     in_shape: Shape | None
     flatten: _FlattenChoice | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
