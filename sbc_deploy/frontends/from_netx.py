@@ -231,7 +231,7 @@ def _broadcast_bias(bias_int: np.ndarray, shape: tuple[int, ...], where: str) ->
                      where=where)
 
 
-def _pair(layer: h5py.Group, key: str, default: int, where: str) -> tuple[int, int]:
+def _pair(layer: h5py.Group, key: str, where: str) -> tuple[int, int]:
     if key not in layer:
         raise FormatError(f"conv layer lacks '{key}' (netx requires it)", where=where)
     values = np.asarray(layer[key][()]).reshape(-1)
@@ -420,9 +420,9 @@ def _conv_layer(b: _Builder, i: int, layer: h5py.Group, where: str) -> None:
     if groups is None:
         raise FormatError("conv layer lacks 'groups' (netx requires it)", where=where)
     conv = Conv2d(w_int / WEIGHT_UNIT, input_shape=in_shape,
-                  stride=_pair(layer, "stride", 1, where),
-                  padding=_pair(layer, "padding", 0, where),
-                  dilation=_pair(layer, "dilation", 1, where), groups=groups,
+                  stride=_pair(layer, "stride", where),
+                  padding=_pair(layer, "padding", where),
+                  dilation=_pair(layer, "dilation", where), groups=groups,
                   encoding=int_exp_encoding(w_int),
                   metadata={"netx": {"layer": i, "type": "conv",
                                      "weight_ndim": int(layer["weight"].ndim),
