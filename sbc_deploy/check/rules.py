@@ -1,0 +1,554 @@
+"""Design rules: one small function per rule, named after what it enforces.
+
+Each rule takes ``(graph, target)`` and yields every :class:`Violation` it finds (never stops at
+the first). A target lists the rules that apply to it (``rules = [...]`` in its TOML file);
+:data:`RULES` maps each name to its function. A violation carries the layer, the rule, the limit,
+the actual value, a message that states both, and a severity: ``"error"``, or ``"warning"`` when
+the limit is itself an estimate (no public number) or the value will only be rounded.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Literal
+
+import numpy as np
+
+from sbc_deploy.check.mapping import (
+    Mapping,
+    Population,
+    map_to_cores,
+    neuron_fan_in,
+    populations,
+    source_fan_out,
+    synapse_source,
+    synapse_target,
+)
+from sbc_deploy.ir import Affine, Delay, Graph, Neuron, Synapse, WeightEncoding
+from sbc_deploy.ir.encoding import mantissa_range
+from sbc_deploy.targets import Target
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: where, which rule, the limit, the actual value, and a message."""
+
+    layer: str | None
+    rule: str
+    limit: Any
+    actual: Any
+    message: str
+    severity: Severity = "error"
+
+
+Rule = Callable[[Graph, Target], Iterator[Violation]]
+
+
+def _severity(target: Target, key: str) -> Severity:
+    """Error for a sourced limit, warning when the limit is an estimate."""
+    return "warning" if target.is_estimate(key) else "error"
+
+
+def _kinds(values: tuple[str, ...]) -> str:
+    return ", ".join(values) if values else "none"
+
+
+@functools.lru_cache(maxsize=4)
+def _mapping(graph: Graph, target: Target) -> Mapping:
+    return map_to_cores(graph, target)
+
+
+def _layer_name(pop: Population) -> str:
+    """The synapse layer to blame for a population's inputs (its neuron when several feed it)."""
+    return pop.synapses[0] if len(pop.synapses) == 1 else pop.name
+
+
+def _supported_neurons(graph: Graph, target: Target) -> Iterator[tuple[str, Neuron]]:
+    """Neurons whose kind the target runs (the others are reported once, by
+    :func:`supported_neuron_model`)."""
+    for name in graph.topological_order:
+        node = graph.nodes[name]
+        if isinstance(node, Neuron) and node.kind in target.neurons.kinds:
+            yield name, node
+
+
+# =========================================================================== node kinds
+
+
+def supported_layer_types(graph: Graph, target: Target) -> Iterator[Violation]:
+    """Every non-neuron node is of a kind the target supports (neurons: next rule)."""
+    allowed = target.layers.node_kinds
+    for name in graph.topological_order:
+        node = graph.nodes[name]
+        if isinstance(node, Neuron) or node.kind in allowed:
+            continue
+        yield Violation(name, "supported_layer_types", _kinds(allowed), node.kind,
+                        f"{target.name} has no {node.kind} layer (supported: {_kinds(allowed)})",
+                        _severity(target, "layers.node_kinds"))
+
+
+def supported_neuron_model(graph: Graph, target: Target) -> Iterator[Violation]:
+    """Neuron kind, reset mode, resting potential, reset value and bias are expressible."""
+    spec = target.neurons
+    rule = "supported_neuron_model"
+    for name in graph.topological_order:
+        node = graph.nodes[name]
+        if not isinstance(node, Neuron):
+            continue
+        if node.kind not in spec.kinds:
+            yield Violation(name, rule, _kinds(spec.kinds), node.kind,
+                            f"{target.name} cannot run {node.kind} neurons (supported: "
+                            f"{_kinds(spec.kinds)})", _severity(target, "neurons.kinds"))
+            continue
+        reset = getattr(node, "reset", None)
+        if node.spiking and reset not in spec.reset_modes:
+            yield Violation(name, rule, _kinds(spec.reset_modes), reset,
+                            f"{target.name} resets by {_kinds(spec.reset_modes)}, not "
+                            f"'{reset}'", _severity(target, "neurons.reset_modes"))
+        v_leak = getattr(node, "v_leak", None)
+        if v_leak is not None and not spec.v_leak:
+            pull = np.abs((1.0 - node.membrane_decay) * v_leak)
+            if np.any(pull > 0):
+                yield Violation(name, rule, 0.0, float(np.max(np.abs(v_leak))),
+                                f"{target.name} has no resting potential: v_leak must be 0 "
+                                f"(max |v_leak| = {np.max(np.abs(v_leak)):g})",
+                                _severity(target, "neurons.v_leak"))
+        v_reset = getattr(node, "v_reset", None)
+        if (v_reset is not None and reset == "zero" and not spec.v_reset
+                and np.any(v_reset != 0)):
+            yield Violation(name, rule, 0.0, float(np.max(np.abs(v_reset))),
+                            f"{target.name} resets to 0: v_reset must be 0 (max |v_reset| = "
+                            f"{np.max(np.abs(v_reset)):g})", _severity(target, "neurons.v_reset"))
+        if not spec.bias and np.any(node.bias != 0):
+            yield Violation(name, rule, 0.0, float(np.max(np.abs(node.bias))),
+                            f"{target.name} neurons have no bias (max |bias| = "
+                            f"{np.max(np.abs(node.bias)):g})", _severity(target, "neurons.bias"))
+
+
+def synapse_bias_foldable(graph: Graph, target: Target) -> Iterator[Violation]:
+    """A synapse bias exists on the chip, or folds exactly into the neuron's bias (possible
+    when the neuron keeps no input current between steps: not current-based, or alpha = 0)."""
+    if target.neurons.synapse_bias:
+        return
+    for name in graph.topological_order:
+        syn = graph.nodes[name]
+        if not isinstance(syn, Synapse) or syn.bias is None or not np.any(syn.bias != 0):
+            continue
+        neuron_name, _ = synapse_target(graph, name)
+        neuron = graph.nodes[neuron_name] if neuron_name is not None else None
+        persists = (neuron is None or (neuron.current_based  # type: ignore[union-attr]
+                                       and np.any(neuron.synaptic_decay != 0)))  # type: ignore
+        if not persists and target.neurons.bias:
+            continue
+        why = ("it feeds no neuron" if neuron is None else
+               f"'{neuron_name}' keeps its input current (alpha > 0)" if persists else
+               "the neurons have no bias either")
+        yield Violation(name, "synapse_bias_foldable", 0.0, float(np.max(np.abs(syn.bias))),
+                        f"{target.name} synapses carry no bias and this one cannot fold into a "
+                        f"neuron bias: {why}", _severity(target, "neurons.synapse_bias"))
+
+
+# =========================================================================== graph shape
+
+
+def _dense_self_recurrences(graph: Graph) -> dict[str, str]:
+    """Affine nodes that read and feed the same neuron over a recurrent edge (netx
+    ``dense_rec``): synapse name -> neuron name."""
+    found = {}
+    for src, dst in graph.recurrent_edges:
+        for syn, neuron in ((src, dst), (dst, src)):
+            node = graph.nodes[syn]
+            if (isinstance(node, Affine) and isinstance(graph.nodes[neuron], Neuron)
+                    and graph.predecessors(syn) == (neuron,)
+                    and graph.successors(syn) == (neuron,)):
+                found[syn] = neuron
+    return found
+
+
+def topology(graph: Graph, target: Target) -> Iterator[Violation]:
+    """The graph has a shape the target's format can express (``[layers] topology``)."""
+    kind = target.layers.topology
+    rule, severity = "topology", _severity(target, "layers.topology")
+    if kind == "any":
+        return
+    if kind == "feedforward":
+        for src, dst in sorted(graph.recurrent_edges):
+            yield Violation(dst, rule, "feed-forward", f"recurrent edge {src} -> {dst}",
+                            f"{target.name} runs feed-forward graphs only; {src} -> {dst} closes "
+                            "a cycle", severity)
+        return
+    # "sequential": one chain, recurrence only as a dense layer's self-recurrence (dense_rec)
+    allowed = _dense_self_recurrences(graph)
+    for syn, neuron in allowed.items():
+        forward = [p for p in graph.predecessors(neuron) if p != syn]
+        if not forward or not isinstance(graph.nodes[forward[0]], Affine):
+            fed_by = graph.nodes[forward[0]].kind if forward else "no"
+            yield Violation(syn, rule, "recurrence on a dense layer (dense_rec)",
+                            f"recurrent {syn} on a {fed_by} layer",
+                            f"{target.name}'s format has recurrence only as a dense layer's "
+                            f"self-recurrence; '{neuron}' is not fed by a dense layer", severity)
+    edges = [(s, d) for s, d in graph.edges if s not in allowed and d not in allowed]
+    for count, what in ((len(graph.inputs), "inputs"), (len(graph.outputs), "outputs")):
+        if count != 1:
+            yield Violation("graph", rule, 1, count, f"{target.name}'s format holds one chain: "
+                            f"1 input and 1 output, this graph has {count} {what}", severity)
+    for name in graph.topological_order:
+        if name in allowed:
+            continue
+        outs = [d for s, d in edges if s == name]
+        ins = [s for s, d in edges if d == name]
+        if len(outs) > 1:
+            yield Violation(name, rule, 1, len(outs),
+                            f"{target.name}'s format is a sequential chain; '{name}' branches to "
+                            f"{len(outs)} nodes ({', '.join(outs)})", severity)
+        if len(ins) > 1:
+            yield Violation(name, rule, 1, len(ins),
+                            f"{target.name}'s format is a sequential chain; '{name}' merges "
+                            f"{len(ins)} inputs ({', '.join(ins)})", severity)
+    for src, dst in sorted(graph.recurrent_edges):
+        if src not in allowed and dst not in allowed:
+            yield Violation(dst, rule, "dense self-recurrence only", f"{src} -> {dst}",
+                            f"{target.name}'s format has recurrence only as a dense layer's "
+                            f"self-recurrence; {src} -> {dst} is not one", severity)
+
+
+def destinations(graph: Graph, target: Target) -> Iterator[Violation]:
+    """Each layer sends to at most ``max_destinations`` synapse layers."""
+    limit = target.limits.max_destinations
+    if limit is None:
+        return
+    sent: dict[str, list[str]] = {}
+    for name in graph.topological_order:
+        if isinstance(graph.nodes[name], Synapse):
+            source, _ = synapse_source(graph, name)
+            if source is not None:
+                sent.setdefault(source, []).append(name)
+    for source, layers in sent.items():
+        if len(layers) > limit:
+            yield Violation(source, "destinations", limit, len(layers),
+                            f"{target.name} sends a layer to at most {limit} layers; '{source}' "
+                            f"feeds {len(layers)} ({', '.join(layers)})",
+                            _severity(target, "limits.max_destinations"))
+
+
+def io_channels(graph: Graph, target: Target) -> Iterator[Violation]:
+    """Input channels and output neurons fit the chip's input and output ports."""
+    max_in, max_out = target.limits.max_input_channels, target.limits.max_output_neurons
+    if max_in is not None:
+        for name in graph.inputs:
+            size = int(np.prod(graph.nodes[name].output_shape))
+            if size > max_in:
+                yield Violation(name, "io_channels", max_in, size,
+                                f"{target.name} has {max_in} input channels; '{name}' has {size}",
+                                _severity(target, "limits.max_input_channels"))
+    if max_out is not None:
+        readouts = [p for p in populations(graph) if p.readout]
+        total = sum(p.size for p in readouts)
+        if total > max_out:
+            yield Violation(readouts[0].name if len(readouts) == 1 else "graph", "io_channels",
+                            max_out, total,
+                            f"{target.name} has {max_out} output neurons; the graph's readout "
+                            f"has {total}", _severity(target, "limits.max_output_neurons"))
+
+
+# =========================================================================== weights
+
+_GRID_ACCEPTS = {"int": ("int", "int_exp", "ternary"), "int_exp": ("int_exp",),
+                 "ternary": ("ternary",)}
+
+
+def weights_on_grid(graph: Graph, target: Target) -> Iterator[Violation]:
+    """Weights lie on the target's integer grid: right grid, exponent range, shared scale."""
+    spec = target.weights
+    if spec.grid == "float":
+        return
+    rule = "weights_on_grid"
+    for name in graph.topological_order:
+        syn = graph.nodes[name]
+        if not isinstance(syn, Synapse):
+            continue
+        enc: WeightEncoding | None = syn.encoding
+        wanted = f"{spec.bits}-bit {spec.grid}"
+        if enc is None:
+            yield Violation(name, rule, wanted, "float",
+                            f"float weights on {target.name}, which takes {wanted} weights only: "
+                            f"compress with --target {target.name}",
+                            _severity(target, "weights.grid"))
+            continue
+        if enc.grid not in _GRID_ACCEPTS[spec.grid]:
+            yield Violation(name, rule, spec.grid, enc.grid,
+                            f"weights are on an '{enc.grid}' grid; {target.name} needs "
+                            f"'{spec.grid}': compress with --target {target.name}",
+                            _severity(target, "weights.grid"))
+            continue
+        if spec.exp_range is not None and enc.exponent is not None:
+            low, high = spec.exp_range
+            if not low <= enc.exponent <= high:
+                yield Violation(name, rule, f"[{low}, {high}]", enc.exponent,
+                                f"weight exponent {enc.exponent} lies outside {target.name}'s "
+                                f"[{low}, {high}]", _severity(target, "weights.exp_range"))
+        if spec.scale_sharing == "per_layer" and not np.allclose(enc.scale, enc.scale[0],
+                                                                 rtol=1e-9, atol=0.0):
+            yield Violation(name, rule, "one scale per layer",
+                            f"{len(np.unique(enc.scale))} scales",
+                            f"{target.name} shares one weight scale per layer; this layer has "
+                            f"{len(np.unique(enc.scale))} different channel scales",
+                            _severity(target, "weights.scale_sharing"))
+
+
+def _bits_needed(low: int, high: int, signed: bool) -> int:
+    bits = 1
+    while True:
+        lo, hi = mantissa_range(bits, signed)
+        if lo <= low and high <= hi:
+            return bits
+        bits += 1
+
+
+def weight_bits(graph: Graph, target: Target) -> Iterator[Violation]:
+    """Integer weights fit the target's width and sign (judged by the values actually held)."""
+    spec = target.weights
+    if spec.grid == "float":
+        return
+    for name in graph.topological_order:
+        syn = graph.nodes[name]
+        if not isinstance(syn, Synapse) or syn.encoding is None or syn.encoding.mantissa.size == 0:
+            continue
+        low, high = int(syn.encoding.mantissa.min()), int(syn.encoding.mantissa.max())
+        if not spec.signed and low < 0:
+            yield Violation(name, "weight_bits", "unsigned", f"min {low}",
+                            f"{target.name} weights are unsigned; this layer has negative "
+                            f"weights (min mantissa {low})", _severity(target, "weights.signed"))
+            continue
+        needed = _bits_needed(low, high, spec.signed)
+        if needed > spec.bits:
+            yield Violation(name, "weight_bits", spec.bits, needed,
+                            f"mantissas in [{low}, {high}] need {needed} bits; {target.name} "
+                            f"stores {spec.bits}", _severity(target, "weights.bits"))
+
+
+# =========================================================================== connectivity
+
+
+def fan_in(graph: Graph, target: Target) -> Iterator[Violation]:
+    """Non-zero synapses into each neuron stay within the per-neuron limit; where the chip
+    limits inputs per core instead (Loihi: in-axons), a neuron must at least fit one core."""
+    per_neuron, per_core = target.limits.max_fan_in, target.cores.max_in_axons
+    if per_neuron is None and per_core is None:
+        return
+    for pop in populations(graph):
+        if not pop.synapses:
+            continue
+        counts = neuron_fan_in(graph, pop)
+        worst = int(counts.max(initial=0))
+        if per_neuron is not None and worst > per_neuron:
+            over = int(np.count_nonzero(counts > per_neuron))
+            yield Violation(_layer_name(pop), "fan_in", per_neuron, worst,
+                            f"{target.name} allows fan-in <= {per_neuron} per neuron; {over} of "
+                            f"{pop.size} neurons of '{pop.name}' exceed it (max {worst})",
+                            _severity(target, "limits.max_fan_in"))
+        elif per_neuron is None and per_core is not None and worst > per_core:
+            over = int(np.count_nonzero(counts > per_core))
+            yield Violation(_layer_name(pop), "fan_in", per_core, worst,
+                            f"{target.name} limits in-axons per core ({per_core}), not synapses "
+                            f"per neuron; {over} neurons of '{pop.name}' have more inputs (max "
+                            f"{worst}) and fit no core", _severity(target, "cores.max_in_axons"))
+
+
+def fan_out(graph: Graph, target: Target) -> Iterator[Violation]:
+    """Non-zero synapses leaving each neuron (or input) stay within the per-neuron limit."""
+    limit = target.limits.max_fan_out
+    if limit is None:
+        return
+    for source, counts in source_fan_out(graph).items():
+        worst = int(counts.max(initial=0))
+        if worst > limit:
+            over = int(np.count_nonzero(counts > limit))
+            yield Violation(source, "fan_out", limit, worst,
+                            f"{target.name} allows fan-out <= {limit} per neuron; {over} "
+                            f"neurons of '{source}' exceed it (max {worst})",
+                            _severity(target, "limits.max_fan_out"))
+
+
+def delays(graph: Graph, target: Target) -> Iterator[Violation]:
+    """Delays exist on the chip and stay within its longest delay (in steps)."""
+    limit = target.limits.max_delay
+    if limit is None:
+        return
+    for name in graph.topological_order:
+        node = graph.nodes[name]
+        if isinstance(node, Delay) and node.max_delay > limit:
+            text = (f"{target.name} has no delays" if limit == 0 else
+                    f"{target.name} delays by at most {limit} steps")
+            yield Violation(name, "delays", limit, node.max_delay,
+                            f"{text}; '{name}' delays by up to {node.max_delay}",
+                            _severity(target, "limits.max_delay"))
+
+
+# =========================================================================== neuron registers
+
+
+def _state_unit(graph: Graph, name: str, neuron: Neuron) -> np.ndarray | None:
+    """Float value of one integer step of ``neuron``'s state, per element, from the encoding
+    of the first synapse that feeds it (``None`` when none is encoded)."""
+    for syn_name in graph.topological_order:
+        syn = graph.nodes[syn_name]
+        if not isinstance(syn, Synapse) or syn.encoding is None:
+            continue
+        target_name, chain = synapse_target(graph, syn_name)
+        if target_name != name:
+            continue
+        enc = syn.encoding
+        if enc.grid == "int_exp":
+            unit = np.full(neuron.shape, float(enc.unit))  # type: ignore[arg-type]
+        else:
+            per_channel = enc.scale.reshape((-1,) + (1,) * (len(syn.output_shape) - 1))
+            values = np.broadcast_to(per_channel, syn.output_shape)
+            if any(graph.nodes[n].kind in ("SumPool2d", "AvgPool2d") for n in chain):
+                unit = np.broadcast_to(enc.scale.reshape(-1, 1, 1), neuron.shape)
+            else:
+                unit = np.asarray(values).reshape(neuron.shape)
+        gain = np.asarray(neuron.gain)
+        if neuron.current_based:
+            gain = gain * np.asarray(getattr(neuron, "gain_syn"))
+        return np.asarray(unit * gain, dtype=np.float64)
+    return None
+
+
+def thresholds_fit_bits(graph: Graph, target: Target) -> Iterator[Violation]:
+    """Thresholds and biases, in integer state units, fit the chip's registers (rounding to an
+    integer is a warning; out of range an error)."""
+    spec = target.neurons
+    rule = "thresholds_fit_bits"
+    for name, neuron in _supported_neurons(graph, target):
+        unit = _state_unit(graph, name, neuron)
+        if unit is None or np.any(unit == 0):
+            continue
+        for param, limits, key in (("v_threshold", spec.threshold_range, "neurons.threshold_range"),
+                                   ("bias", spec.bias_range, "neurons.bias_range")):
+            values = getattr(neuron, param, None)
+            if values is None or limits is None:
+                continue
+            scaled = np.asarray(values) / unit
+            low, high = limits
+            if scaled.min() < low - 0.5 or scaled.max() > high + 0.5:
+                worst = float(scaled.max() if scaled.max() > high + 0.5 else scaled.min())
+                yield Violation(name, rule, f"[{low}, {high}]", round(worst, 3),
+                                f"{param} is {worst:.6g} integer state units; {target.name}'s "
+                                f"register holds [{low}, {high}]", _severity(target, key))
+                continue
+            error = np.abs(scaled - np.round(scaled))
+            if error.max() > 1e-6:
+                yield Violation(name, rule, "integer state units", round(float(error.max()), 6),
+                                f"{param} is not a whole number of state units (off by up to "
+                                f"{error.max():.3g} units); {target.name} will round it",
+                                "warning")
+
+
+def _nearest_bitshift(decay: np.ndarray, bits: int) -> np.ndarray:
+    shifts = np.arange(2**bits)
+    grid = 1.0 - 2.0 ** -shifts.astype(np.float64)
+    return grid[np.argmin(np.abs(decay.reshape(-1, 1) - grid[None, :]), axis=1)].reshape(
+        decay.shape)
+
+
+def decays_fit_bits(graph: Graph, target: Target) -> Iterator[Violation]:
+    """Decays are representable in the chip's decay format (off-grid decays are rounded: a
+    warning; a leak on a chip without decays: an error)."""
+    spec = target.neurons
+    if spec.decay_format == "float":
+        return
+    for name, neuron in _supported_neurons(graph, target):
+        decays = [("beta", neuron.membrane_decay)]
+        if neuron.synaptic_decay is not None:
+            decays.append(("alpha", neuron.synaptic_decay))
+        for param, values in decays:
+            values = np.asarray(values, dtype=np.float64)
+            if spec.decay_format == "none":
+                if param == "beta" and np.any(values != 1.0):
+                    yield Violation(name, "decays_fit_bits", 1.0, float(values.min()),
+                                    f"{target.name} neurons do not decay; {param} is as low as "
+                                    f"{values.min():g}", _severity(target, "neurons.decay_format"))
+                continue
+            bits = spec.decay_bits
+            assert bits is not None  # enforced by the loader
+            if spec.decay_format == "linear":
+                nearest = np.round(values * 2**bits) / 2**bits
+                grid = f"k / {2**bits}"
+            else:
+                nearest = _nearest_bitshift(values, bits)
+                grid = f"1 - 2^-k, k < {2**bits}"
+            error = float(np.max(np.abs(values - nearest)))
+            if error > 1e-9:
+                yield Violation(name, "decays_fit_bits", grid, round(error, 9),
+                                f"{param} is off {target.name}'s decay grid ({grid}) by up to "
+                                f"{error:.3g}; it will be rounded", "warning")
+
+
+# =========================================================================== mapping
+
+
+def _mapping_rule(resources: tuple[str, ...], rule: str, key: Callable[[str], str]) -> Rule:
+    def check(graph: Graph, target: Target) -> Iterator[Violation]:
+        for issue in _mapping(graph, target).issues:
+            if issue.resource in resources:
+                yield Violation(issue.layer, rule, issue.limit, issue.actual, issue.message,
+                                _severity(target, key(issue.resource)))
+    return check
+
+
+_neurons_rule = _mapping_rule(("neurons_per_core",), "neurons_per_core",
+                              lambda r: "cores.neurons_per_core")
+_memory_rule = _mapping_rule(("synapse_memory_per_core",), "synapse_memory_per_core",
+                             lambda r: "cores.synapse_memory_bits")
+_axons_rule = _mapping_rule(("in_axons_per_core", "out_axons_per_core"), "axons_per_core",
+                            lambda r: "cores.max_in_axons" if r.startswith("in")
+                            else "cores.max_out_axons")
+_cores_rule = _mapping_rule(("total_cores",), "total_cores", lambda r: "cores.cores")
+
+
+def neurons_per_core(graph: Graph, target: Target) -> Iterator[Violation]:
+    """A layer that must sit in one core (``split_layers = false``) fits its neurons."""
+    return _neurons_rule(graph, target)
+
+
+def synapse_memory_per_core(graph: Graph, target: Target) -> Iterator[Violation]:
+    """No core's synapse memory overflows (a neuron, or an unsplittable layer, fits a core)."""
+    return _memory_rule(graph, target)
+
+
+def axons_per_core(graph: Graph, target: Target) -> Iterator[Violation]:
+    """Each core's distinct inputs (in-axons) and (neuron, destination core) pairs (out-axons)
+    stay within the per-core limits."""
+    return _axons_rule(graph, target)
+
+
+def total_cores(graph: Graph, target: Target) -> Iterator[Violation]:
+    """The mapping estimate uses no more cores than the chip has."""
+    return _cores_rule(graph, target)
+
+
+RULES: dict[str, Rule] = {
+    "supported_layer_types": supported_layer_types,
+    "supported_neuron_model": supported_neuron_model,
+    "synapse_bias_foldable": synapse_bias_foldable,
+    "topology": topology,
+    "destinations": destinations,
+    "io_channels": io_channels,
+    "weights_on_grid": weights_on_grid,
+    "weight_bits": weight_bits,
+    "fan_in": fan_in,
+    "fan_out": fan_out,
+    "delays": delays,
+    "thresholds_fit_bits": thresholds_fit_bits,
+    "decays_fit_bits": decays_fit_bits,
+    "neurons_per_core": neurons_per_core,
+    "synapse_memory_per_core": synapse_memory_per_core,
+    "axons_per_core": axons_per_core,
+    "total_cores": total_cores,
+}
+MAPPING_RULES: tuple[str, ...] = ("neurons_per_core", "synapse_memory_per_core",
+                                  "axons_per_core", "total_cores")
