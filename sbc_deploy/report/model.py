@@ -49,8 +49,8 @@ class CoreRow:
     layer: str
     neurons: int
     synapse_bits: int
-    neuron_utilisation: float
-    memory_utilisation: float
+    neuron_utilisation: float | None  # None: the core has no such limit
+    memory_utilisation: float | None
 
 
 @dataclass(frozen=True)

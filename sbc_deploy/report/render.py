@@ -212,10 +212,10 @@ def _plot_fan_in(t: TargetReport) -> str:
 def _plot_cores(t: TargetReport) -> str:
     def draw(ax: Any) -> None:
         cores = [c.core for c in t.cores]
-        ax.bar([c - 0.2 for c in cores], [100 * c.neuron_utilisation for c in t.cores], width=0.4,
-               label="neurons")
-        ax.bar([c + 0.2 for c in cores], [100 * c.memory_utilisation for c in t.cores], width=0.4,
-               label="synapse memory")
+        ax.bar([c - 0.2 for c in cores], [100 * (c.neuron_utilisation or 0) for c in t.cores],
+               width=0.4, label="neurons")
+        ax.bar([c + 0.2 for c in cores], [100 * (c.memory_utilisation or 0) for c in t.cores],
+               width=0.4, label="synapse memory")
         ax.axhline(100, color="red", linestyle="--", label="limit per core")
         ax.set_xticks(cores, [f"{c.core}\n{c.layer}" for c in t.cores], fontsize=7)
         ax.set_xlabel("core (layer)")
