@@ -124,9 +124,9 @@ def _neuron(b: _Builder, name: str, node: Neuron, x: str,
         i_state.next = b.op("Identity", [i], f"{name}/i_next")
         x = i
     v_state = states[f"{name}/v"]
-    # v[t] = beta * v[t-1] + gain * x[t] + ((1 - beta) * v_leak + bias)
-    v = b.op("Add", [b.op("Add", [b.op("Mul", [p["beta"], v_state.name]),
-                                  b.op("Mul", [p["gain"], x])]), p["drive"]])
+    # v[t] = beta * v[t-1] + (gain * x[t] + drive),  drive = (1 - beta) * v_leak + bias
+    v = b.op("Add", [b.op("Mul", [p["beta"], v_state.name]),
+                     b.op("Add", [b.op("Mul", [p["gain"], x]), p["drive"]])])
     if c.v_threshold is None:
         v_state.next = b.op("Identity", [v], f"{name}/v_next")
         return v

@@ -167,8 +167,8 @@ def neuron_step(x: Tensor, state: NeuronState,
         # i[t] = alpha * i[t-1] + gain_syn * x[t]
         i = p.alpha * state.i + p.gain_syn * x
         x = i
-    # v[t] = beta * v[t-1] + gain * x[t] + ((1 - beta) * v_leak + bias)
-    v = p.beta * state.v + p.gain * x + p.drive
+    # v[t] = beta * v[t-1] + (gain * x[t] + drive),  drive = (1 - beta) * v_leak + bias
+    v = p.beta * state.v + (p.gain * x + p.drive)
     if p.v_threshold is None:
         return v, NeuronState(i, v)
     # s[t] = v[t] > v_threshold
@@ -180,6 +180,61 @@ def neuron_step(x: Tensor, state: NeuronState,
         # v[t] <- v_reset where s[t]
         v = torch.where(spike, p.v_reset, v)  # type: ignore[arg-type]
     return spike.to(v.dtype), NeuronState(i, v)
+
+
+def neuron_sequence(x: Tensor, p: NeuronParameters, state: NeuronState | None = None,
+                    trace: Iterable[str] = ()) -> tuple[Tensor, NeuronState, dict[str, Tensor]]:
+    """:func:`neuron_step` over a whole sequence ``x`` ``[T, B, *shape]``, bit for bit.
+
+    The input terms that need no state (``gain * x + drive``, or ``gain_syn * x`` with a
+    synaptic filter) are computed for all steps in one op; only the recurrences loop over time,
+    writing into preallocated outputs.
+
+    Args:
+        x: everything arriving at the neuron, per step.
+        p: the neuron's parameters.
+        state: the state before ``x[0]`` (default: zero).
+        trace: state fields (``"v"``, ``"i"``) whose value after every step to return.
+
+    Returns:
+        The output sequence, the final state and ``{field: [T, B, *shape]}`` for ``trace``.
+    """
+    steps, batch = x.shape[:2]
+    state = neuron_initial_state(p, batch) if state is None else state
+    i, v = state
+    if p.alpha is None:
+        # gain * x[t] + drive, for every t at once
+        drive = p.gain * x + p.drive
+    else:
+        # gain_syn * x[t], for every t at once
+        syn_in = p.gain_syn * x
+    spiking = p.v_threshold is not None
+    spikes = torch.empty(x.shape, dtype=torch.bool, device=x.device) if spiking else None
+    traces = {f: torch.empty_like(x) for f in trace}
+    if not spiking:
+        traces.setdefault("v", torch.empty_like(x))
+    for t in range(steps):
+        if p.alpha is None:
+            drive_t = drive[t]
+        else:
+            # i[t] = alpha * i[t-1] + gain_syn * x[t]
+            i = p.alpha * i + syn_in[t]
+            drive_t = p.gain * i + p.drive
+        # v[t] = beta * v[t-1] + (gain * x[t] + drive)
+        v = p.beta * v + drive_t
+        if spiking:
+            # s[t] = v[t] > v_threshold
+            spike = torch.gt(v, p.v_threshold, out=spikes[t])  # type: ignore[index]
+            if p.subtract:
+                # v[t] <- v[t] - v_threshold where s[t]
+                v = torch.where(spike, v - p.v_threshold, v)
+            else:
+                # v[t] <- v_reset where s[t]
+                v = torch.where(spike, p.v_reset, v)  # type: ignore[arg-type]
+        for field, values in traces.items():
+            values[t] = i if field == "i" else v
+    out = spikes.to(x.dtype) if spikes is not None else traces["v"]
+    return out, NeuronState(i, v), {f: traces[f] for f in trace}
 
 
 # --------------------------------------------------------------------------- node kernels
@@ -526,26 +581,13 @@ class _Run:
             self.release(name)
         if isinstance(self.graph.nodes[name], Synapse) and self.hook is not None:
             self.hook(name, x)
-        if not kernel.stateful:
-            self.values[name] = kernel.sequence(x)
-        elif isinstance(kernel, _DelayKernel):
-            self.values[name] = kernel.sequence(x)
+        if isinstance(kernel, _NeuronKernel):
+            fields = self.state_fields.get(name, ())
+            y, _, traces = neuron_sequence(x, kernel.p, trace=fields)
+            self.states.update({(name, field): traces[field] for field in fields})
+            self.values[name] = y
         else:
-            self.values[name] = self._loop(name, kernel, x)
-
-    def _loop(self, name: str, kernel: _Kernel, x: Tensor) -> Tensor:
-        fields = self.state_fields.get(name, ())
-        state = kernel.initial(x.shape[1])
-        outputs: list[Tensor] = []
-        traces: dict[str, list[Tensor]] = {f: [] for f in fields}
-        for x_t in x.unbind(0):
-            y_t, state = kernel.step(x_t, state)
-            outputs.append(y_t)
-            for field in fields:
-                traces[field].append(getattr(state, field))
-        for field in fields:
-            self.states[name, field] = torch.stack(traces[field])
-        return torch.stack(outputs)
+            self.values[name] = kernel.sequence(x)
 
     def run_cycle(self, unit: Sequence[str]) -> None:
         """The nodes of one cycle, stepped through time together."""
