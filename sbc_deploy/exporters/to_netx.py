@@ -36,9 +36,9 @@ Rewrites into what netx can express (each exact):
 - ``SumPool2d`` / ``AvgPool2d`` (zero padding only) next to a ``Conv2d`` folds into one strided
   convolution with fixed weights: a pool after the conv (``Conv2d -> pool -> neuron``) gives the
   kernel ``W' = W (*) box`` with stride ``S * s_pool``; a pool before it (``neuron -> pool ->
-  Conv2d``, conv padding 0) gives stride ``S * s_pool`` and the kernel spread over the pool
-  windows. A pool before a dense layer (through ``Flatten``) folds into its weight matrix.
-  An AvgPool2d is a SumPool2d times ``1/(kH*kW)``, so it fits only when the product stays whole.
+  Conv2d``) gives stride ``S * s_pool`` and the kernel spread over the pool windows (with conv
+  padding only when the windows tile the input exactly). A pool before a dense layer (through
+  ``Flatten``) folds into its weight matrix. An AvgPool2d is a SumPool2d times ``1/(kH*kW)``, so it fits only when the product stays whole.
 - A synapse bias becomes neuron bias when the neuron has no current memory (iDecay = 4096).
 - ``Delay`` (whole steps, at most 62) on the input or output side of a dense synapse becomes
   netx's per-synapse ``delay`` (added to Lava's one step of synaptic delay).
@@ -71,17 +71,13 @@ import numpy as np
 from sbc_deploy.errors import ExportError
 from sbc_deploy.fileio import check_writable, write_atomic
 from sbc_deploy.ir import (
-    IF,
-    LIF,
     Affine,
     AvgPool2d,
     Conv2d,
     CubaLI,
-    CubaLIF,
     Delay,
     Flatten,
     Graph,
-    Input,
     Integrator,
     Neuron,
     Node,
@@ -473,8 +469,10 @@ class _Planner:
                 conv=folded.conv, weight_ndim=int(meta.get("weight_ndim", 4)),
                 float_dtype=float_dtype)
         else:
-            _check_weight_range(weight if weight_rec is None else np.hstack([weight, weight_rec]),
-                                where, dense=True)
+            _check_weight_range(weight, where, dense=True,
+                                other=weight_rec if weight_rec is not None else None)
+            if weight_rec is not None:
+                _check_weight_range(weight_rec, f"node '{rec_name}'", dense=True, other=weight)
             source_shape = self._source_shape(pending, syn_name)
             if pending.flatten is not None and len(source_shape) > 1:
                 self.layers.append(NetxLayer("flatten", (int(np.prod(source_shape)),),
@@ -517,7 +515,7 @@ class _Planner:
     # ---------------------------------------------------------------- folding
 
     def _fold(self, syn_name: str, synapse: Affine | Conv2d, pending: _Pending,
-              post: list[str]) -> "_Folded":
+              post: list[str]) -> _Folded:
         """The synapse with the pending (input side) and post (output side) nodes folded in."""
         where = f"node '{syn_name}'"
         weight = np.asarray(synapse.weight, dtype=np.float64)
@@ -557,10 +555,8 @@ class _Planner:
                                     f"node '{pending.names[0]}'")
             weight = _scale_conv_inputs(weight, in_scale, synapse.groups)
         if pending.pool is not None:
-            if padding != (0, 0):
-                raise ExportError("a pool before a padded conv cannot be folded into it",
-                                  where=f"node '{pending.pool_name}'")
-            weight, stride, dilation = _pool_then_conv(weight, stride, dilation, pending.pool)
+            weight, stride, padding, dilation = _pool_then_conv(
+                weight, stride, padding, dilation, pending.pool, f"node '{pending.pool_name}'")
         for name in post:
             node = self.node(name)
             if isinstance(node, Scale):
@@ -574,10 +570,8 @@ class _Planner:
                 kh, kw = node.kernel_size
                 if bias is not None and isinstance(node, SumPool2d):
                     bias = bias * (kh * kw)
-            elif isinstance(node, Delay):
-                if np.any(np.asarray(node.delay)):
-                    raise ExportError("netx reads no delays for conv layers",
-                                      where=f"node '{name}'")
+            elif isinstance(node, Delay) and np.any(np.asarray(node.delay)):
+                raise ExportError("netx reads no delays for conv layers", where=f"node '{name}'")
         conv = {"stride": tuple(stride), "padding": tuple(padding), "dilation": tuple(dilation),
                 "groups": int(synapse.groups)}
         source_shape = self._source_shape(pending, syn_name)
@@ -719,24 +713,33 @@ def _conv_then_pool(weight: np.ndarray, stride: tuple[int, int], dilation: tuple
     return out * _pool_factor(pool), (sh * qh, sw * qw), (1, 1)
 
 
-def _pool_then_conv(weight: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int],
-                    pool: SumPool2d | AvgPool2d) -> tuple[np.ndarray, tuple[int, int],
-                                                          tuple[int, int]]:
-    """``conv(pool(x))`` (conv padding 0) as one conv over ``x``.
+def _pool_then_conv(weight: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
+                    dilation: tuple[int, int], pool: SumPool2d | AvgPool2d, where: str
+                    ) -> tuple[np.ndarray, tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """``conv(pool(x))`` as one conv over ``x``.
 
-    Pooled position ``z = y*S + d*D`` (kernel tap ``d``) sums inputs ``z*s + e``, so tap ``d``
-    spreads over ``W'[d*D*s + e]`` (``0 <= e < k``) with stride ``S*s``.
+    Pooled position ``z = y*S - P + d*D`` (kernel tap ``d``) sums inputs ``z*s + e``
+    (``0 <= e < k``), so tap ``d`` spreads over ``W'[d*D*s + e]``, with stride ``S*s`` and
+    padding ``P*s``. With conv padding ``P > 0`` this is exact only when the conv's zero padding
+    maps onto input positions outside ``x``: windows that do not overlap (``k <= s``) and that
+    cover each axis exactly (``(H - k) % s == 0``); otherwise the rewrite is refused.
     """
-    dh, dw = dilation
-    sh, sw = stride
+    (dh, dw), (sh, sw) = dilation, stride
     (ph, pw), (qh, qw) = pool.kernel_size, pool.stride  # type: ignore[misc]
+    _, h, w = pool.input_shape
+    for axis, pad, k, s, length in (("H", padding[0], ph, qh, h), ("W", padding[1], pw, qw, w)):
+        if pad and (k > s or (length - k) % s):
+            raise ExportError(f"a pool (kernel {k}, stride {s}) over {length} positions along "
+                              f"{axis} followed by a conv with padding {pad} cannot be folded "
+                              "into one conv exactly", where=where)
     c_out, c_in, kh, kw = weight.shape
     out = np.zeros((c_out, c_in, (kh - 1) * dh * qh + ph, (kw - 1) * dw * qw + pw))
     for a in range(kh):
         for b in range(kw):
             top, left = a * dh * qh, b * dw * qw
             out[:, :, top:top + ph, left:left + pw] += weight[:, :, a:a + 1, b:b + 1]
-    return out * _pool_factor(pool), (sh * qh, sw * qw), (1, 1)
+    return (out * _pool_factor(pool), (sh * qh, sw * qw), (padding[0] * qh, padding[1] * qw),
+            (1, 1))
 
 
 def _pool_then_dense(weight: np.ndarray, pool: SumPool2d | AvgPool2d, where: str) -> np.ndarray:
@@ -831,14 +834,17 @@ def _decay(value: Any, what: str, where: str) -> int:
     return int(np.rint(one))
 
 
-def _check_weight_range(weight: np.ndarray, where: str, dense: bool) -> None:
+def _check_weight_range(weight: np.ndarray, where: str, dense: bool,
+                        other: np.ndarray | None = None) -> None:
+    """netx's limits; ``other``: the weights sharing the layer's synapse format (dense_rec)."""
     if weight.size == 0:
         raise ExportError("has no weights", where=where)
+    both = weight if other is None else np.concatenate([weight.reshape(-1), other.reshape(-1)])
     low, high = int(weight.min()), int(weight.max())
-    if dense and low == 0 and high == 0:
+    if dense and not np.any(both):
         raise ExportError("all weights are zero; netx's optimize_weight_bits divides by the "
                           "largest weight and fails", where=where)
-    limit_high = MIXED_SIGN_MAX if low < 0 < high else WEIGHT_RANGE[1]
+    limit_high = MIXED_SIGN_MAX if both.min() < 0 < both.max() else WEIGHT_RANGE[1]
     if low < WEIGHT_RANGE[0] or high > limit_high:
         raise ExportError(f"integer weights span [{low}, {high}]; netx holds [{WEIGHT_RANGE[0]}, "
                           f"{limit_high}] (8-bit mantissa plus sign)", where=where)

@@ -4,7 +4,9 @@ Runs INSIDE the Lava environment made by ``scripts/make_lava_env.sh`` (lava-nc 0
 0.6.0, numpy < 2), never in the project's main environment; tests/test_lava_interop.py calls it
 through ``subprocess``::
 
-    .lava-venv/bin/python tests/lava/run_netx.py NET.net IN.npz OUT.npz
+    .lava-venv/bin/python tests/lava/run_netx.py NET.net IN.npz OUT.npz [NET IN OUT ...]
+
+(several triples run one after another in one process, which saves Lava's start-up time).
 
 ``IN.npz`` holds, in the per-sample axis order of the file and of the IR (``(C, H, W)`` or
 ``(N,)``, as stored in ``/layer/0/shape``; not Lava's ``(W, H, C)``):
@@ -13,15 +15,19 @@ through ``subprocess``::
   row per step; the network runs ``steps`` steps (default ``T``), rows beyond ``T`` are zero;
 - ``steps`` (optional): number of steps to run;
 - ``input_bias`` (optional): integer ``bias_mant`` of the neurons of a first ``input`` block,
-  ``input_shape`` or broadcastable to it (lava-dl's tinynet ground truth drives its input block
-  this way, with no spikes at all);
+  ``input_shape`` or broadcastable to it, replacing the block's transform bias (lava-dl's tinynet
+  ground truth drives its input block this way, with no spikes at all);
 - ``reset_interval`` (optional): zero block ``i``'s ``u`` and ``v`` after every Lava step ``t``
   with ``(t - 1) % reset_interval == (i - 1) % reset_interval``: lava-dl's tinynet protocol,
   which starts each block when the first data reaches it (and resets between samples).
 
 Where the spikes go: a first ``input`` layer *with* a neuron group becomes netx's ``Input``
 block, whose port ``net.inp`` cannot be connected (NotImplementedError), so the source feeds
-``net.in_layer.neuron.a_in`` (each spike adds ``1 << 6`` to the neuron's current ``u``); for a
+``net.in_layer.neuron.a_in``. netx records the layer's transform (``weight``, default 64, and
+``bias``, default 0) without applying it; as lava-dl does, this script applies it to the data:
+the source sends ``weight * spikes`` (a graded ``a_in``, which adds ``(weight * s) << 6`` to the
+neuron's current ``u``) and the neurons get ``bias_mant = bias``. That is the IR's
+``Input -> Scale(weight / 64) -> neuron(bias / 64)`` (sbc_deploy.frontends.from_netx). For a
 first ``conv`` or ``dense`` block the source feeds ``net.inp``, the block's synapse.
 
 ``OUT.npz`` holds ``output`` (``[steps, *output_shape]``, the last block's spikes) and
@@ -80,21 +86,24 @@ def run_netx(net_path: str, spikes: np.ndarray, steps: int | None = None,
     target = first.neuron.a_in if has_input_block else net.inp
 
     in_shape = tuple(target.shape)  # Lava order
+    transform = getattr(first, "transform", None) if has_input_block else None
+    gain = int(transform["weight"]) if transform else 1
     data = np.zeros((*in_shape, steps), dtype=np.int32)
     used = min(steps, spikes.shape[0])
     sample_ndim = spikes.ndim - 1
     lava_spikes = _to_lava(np.moveaxis(spikes[:used], 0, -1), sample_ndim)
     if lava_spikes.shape[:-1] != in_shape:
         lava_spikes = lava_spikes.reshape(*in_shape, used)
-    data[..., :used] = lava_spikes
+    data[..., :used] = lava_spikes * gain
     source = io.source.RingBuffer(data=data)
     source.s_out.connect(target)
 
-    if input_bias is not None:
-        if not has_input_block:
-            raise SystemExit("input_bias given but the first layer is not an input block")
+    if input_bias is not None and not has_input_block:
+        raise SystemExit("input_bias given but the first layer is not an input block")
+    if has_input_block:
         chw_shape = in_shape[::-1]
-        bias = np.broadcast_to(np.asarray(input_bias), chw_shape)
+        bias = transform["bias"] if input_bias is None else input_bias
+        bias = np.broadcast_to(np.asarray(bias), chw_shape)
         first.neuron.bias_mant.init = _to_lava(bias, len(chw_shape)).astype(np.int32)
 
     if reset_interval is not None:
@@ -120,21 +129,24 @@ def run_netx(net_path: str, spikes: np.ndarray, steps: int | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("net", help="netx HDF5 file")
-    parser.add_argument("inputs", help=".npz with spikes [T, *input_shape] (and optional steps,"
-                                       " input_bias)")
-    parser.add_argument("outputs", help=".npz to write output and layer_<i> spikes to")
+    parser.add_argument("jobs", nargs="+", metavar="NET IN OUT",
+                        help="triples: netx HDF5 file, .npz with spikes [T, *input_shape] (and "
+                             "optional steps, input_bias, reset_interval), .npz to write "
+                             "output and layer_<i> spikes to")
     args = parser.parse_args(argv)
-    with np.load(args.inputs) as stored:
-        spikes = stored["spikes"]
-        steps = int(stored["steps"]) if "steps" in stored else None
-        input_bias = stored["input_bias"] if "input_bias" in stored else None
-        reset = int(stored["reset_interval"]) if "reset_interval" in stored else None
-    result = run_netx(args.net, spikes, steps, input_bias, reset)
-    out = Path(args.outputs)
-    tmp = out.with_name(f".{out.name}.partial.npz")
-    np.savez_compressed(tmp, **result)
-    tmp.replace(out)
+    if len(args.jobs) % 3:
+        parser.error("give NET IN OUT triples")
+    for net, inputs, outputs in zip(*[iter(args.jobs)] * 3):
+        with np.load(inputs) as stored:
+            spikes = stored["spikes"]
+            steps = int(stored["steps"]) if "steps" in stored else None
+            input_bias = stored["input_bias"] if "input_bias" in stored else None
+            reset = int(stored["reset_interval"]) if "reset_interval" in stored else None
+        result = run_netx(net, spikes, steps, input_bias, reset)
+        out = Path(outputs)
+        tmp = out.with_name(f".{out.name}.partial.npz")
+        np.savez_compressed(tmp, **result)
+        tmp.replace(out)
     return 0
 
 
