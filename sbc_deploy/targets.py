@@ -246,9 +246,8 @@ class Target:
         try:
             return self.provenance[key]
         except KeyError:
-            close = difflib.get_close_matches(key, list(self.provenance), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else None
-            raise TargetError(f"no value '{key}'", where=f"target {self.name}", hint=hint) from None
+            raise TargetError(f"no value '{key}'", where=f"target {self.name}",
+                              hint=suggest(key, list(self.provenance))) from None
 
     def is_estimate(self, key: str) -> bool:
         """True when ``"section.key"`` is an estimate (no public number)."""
@@ -296,6 +295,17 @@ def _fail(message: str, where: str, hint: str | None = None) -> TargetError:
     return TargetError(message, where=where, hint=hint)
 
 
+def suggest(word: str, options: tuple[str, ...] | list[str]) -> str | None:
+    """``"did you mean 'x'?"`` for the closest options (case-insensitive first), or ``None``."""
+    word = str(word).lower()
+    scores = sorted(((difflib.SequenceMatcher(None, word, o.lower()).ratio(), o)
+                     for o in options), key=lambda pair: (-pair[0], pair[1]))
+    if not scores or scores[0][0] < 0.6:
+        return None
+    close = [o for score, o in scores if score >= scores[0][0] - 0.02]
+    return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+
+
 def _int(minimum: int | None = None, maximum: int | None = None) -> Check:
     def check(value: Any, where: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -341,9 +351,8 @@ def _bool(value: Any, where: str) -> bool:
 def _choice(options: tuple[str, ...]) -> Check:
     def check(value: Any, where: str) -> str:
         if value not in options:
-            close = difflib.get_close_matches(str(value), options, n=1)
             raise _fail(f"must be one of {', '.join(options)}; got {value!r}", where,
-                        f"did you mean '{close[0]}'?" if close else None)
+                        suggest(str(value), options))
         return str(value)
     return check
 
@@ -433,9 +442,9 @@ ENTRY_KEYS: tuple[str, ...] = ("value", "source", "evidence")
 
 
 def _unknown(key: str, known: tuple[str, ...] | list[str], place: str, file: str) -> TargetError:
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
-    suggestion = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(known)}"
-    return TargetError(f"unknown key '{key}' in {place} of {file}{suggestion}", where=file)
+    hint = suggest(key, known)
+    suggestion = f"; {hint}" if hint else f"; known: {', '.join(known)}"
+    return TargetError(f"unknown key '{key}' in {place} of {file}{suggestion}")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -618,11 +627,10 @@ def load_target(name_or_path: str | Path | Target) -> Target:
     name = str(name_or_path).strip()
     bundled = _bundled()
     if name not in bundled:
-        close = difflib.get_close_matches(name, list(bundled), n=1)
         known = ", ".join(sorted(bundled)) or "none found"
         raise TargetError(f"unknown target '{name}'; known targets: {known}",
                           where="--target",
-                          hint=f"did you mean '{close[0]}'?" if close else
+                          hint=suggest(name, sorted(bundled)) or
                           "or pass a path to a target TOML file (./mychip.toml)")
     target = read_target_file(bundled[name])
     if target.name != name:

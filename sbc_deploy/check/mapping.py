@@ -632,23 +632,21 @@ def _place_split(graph: Graph, target: Target, pops: list[Population],
         out_counts = [int(out_cost[a:b].sum()) if out_cost is not None else None
                       for a, b in ranges]
         placed[pop.name] = _Placed(pop, c, ranges, in_counts, out_counts)
-        for (a, b), n_in, n_out in zip(ranges, in_counts, out_counts):
-            bits = int(c.bits[a:b].sum())
-            if m_cap is not None and bits > m_cap:
+        bits = [int(c.bits[a:b].sum()) for a, b in ranges]
+        for resource, used, cap, what in (
+                ("synapse_memory_per_core", bits, m_cap, "bits of synapse memory"),
+                ("in_axons_per_core", in_counts, spec.max_in_axons, "in-axons (distinct inputs)"),
+                ("out_axons_per_core", out_counts, spec.max_out_axons,
+                 "out-axons ((neuron, destination core) pairs)")):
+            over = [u for u in used if u is not None and cap is not None and u > cap]
+            if over:
                 issues.append(MappingIssue(
-                    pop.name, "synapse_memory_per_core", m_cap, bits,
-                    f"neuron {a} of '{pop.name}' needs {bits} bits of synapse memory; a "
-                    f"{target.name} core has {m_cap}"))
-            if n_in is not None and n_in > spec.max_in_axons:  # type: ignore[operator]
-                issues.append(MappingIssue(
-                    pop.name, "in_axons_per_core", spec.max_in_axons, n_in,  # type: ignore
-                    f"neuron {a} of '{pop.name}' has {n_in} distinct inputs; a {target.name} "
-                    f"core accepts {spec.max_in_axons} in-axons"))
-            if n_out is not None and n_out > spec.max_out_axons:  # type: ignore[operator]
-                issues.append(MappingIssue(
-                    pop.name, "out_axons_per_core", spec.max_out_axons, n_out,  # type: ignore
-                    f"neurons {a}:{b} of '{pop.name}' send to {n_out} (neuron, core) pairs; "
-                    f"a {target.name} core has {spec.max_out_axons} out-axons"))
+                    pop.name, resource, cap, max(over),  # type: ignore[arg-type]
+                    f"{len(over)} of the {len(ranges)} cores of '{pop.name}' need more "
+                    f"{what} than a {target.name} core has ({cap}), up to {max(over)}, even "
+                    f"when holding a single neuron" if resource != "out_axons_per_core" else
+                    f"{len(over)} of the {len(ranges)} cores of '{pop.name}' need more {what} "
+                    f"than a {target.name} core has ({cap}), up to {max(over)}"))
     layers, cores = [], []
     for pop in pops:  # number the cores in graph order
         p = placed[pop.name]
