@@ -30,6 +30,12 @@ from sbc_deploy.ir import (
     Threshold,
 )
 from sbc_deploy.sim import simulate
+from sbc_deploy.sim.float_sim import (
+    neuron_initial_state,
+    neuron_parameters,
+    neuron_sequence,
+    neuron_step,
+)
 
 F64 = torch.float64
 
@@ -130,6 +136,22 @@ def test_neuron_matches_closed_form(case, rng):
         assert 0 < out.sum() < out.size  # the case exercises spikes and resets
 
 
+@pytest.mark.parametrize("case", list(NEURON_CASES))
+def test_neuron_sequence_is_bit_identical_to_stepping(case, rng):
+    # the whole-sequence path (feed-forward graphs) and the step path (cycles, ONNX) agree
+    node, _ = NEURON_CASES[case]
+    p = neuron_parameters(node, torch.float32)
+    x = torch.from_numpy(rng.uniform(-0.2, 0.9, size=(30, 5, N)).astype(np.float32))
+    fields = ("v", "i") if node.current_based else ("v",)
+    out, final, traces = neuron_sequence(x, p, trace=fields)
+    state = neuron_initial_state(p, 5)
+    for t in range(30):
+        y, state = neuron_step(x[t], state, p)
+        assert torch.equal(out[t], y)
+        assert all(torch.equal(traces[f][t], getattr(state, f)) for f in fields)
+    assert torch.equal(final.v, state.v)
+
+
 def test_lif_hand_computed_sequence():
     # v[t] = 0.9 v[t-1] + 0.3; spike when v > 1, then v <- 0:
     # 0.3, 0.57, 0.813, 1.0317 (spike) -> 0, 0.3, 0.57, ...
@@ -193,8 +215,9 @@ def correlate2d_reference(x, w, b, stride, padding, dilation, groups):
                 for c in range(cg):
                     for u in range(kh):
                         for v in range(kw):
-                            acc += w[o, c, u, v] * xp[:, g * cg + c, i * stride[0] + u * dilation[0],
-                                                      j * stride[1] + v * dilation[1]]
+                            row = i * stride[0] + u * dilation[0]
+                            col = j * stride[1] + v * dilation[1]
+                            acc += w[o, c, u, v] * xp[:, g * cg + c, row, col]
                 out[:, o, i, j] = acc
     return out
 
@@ -617,8 +640,16 @@ def test_braille_recurrent_layer_is_live_and_matches_a_stepwise_reference(rng, r
     graph = from_nir(fixture_path("nir", "braille_noDelay_bias_zero.nir"), dt=1e-4, reset=reset)
     assert graph.recurrent_edges == {("lif1.w_rec", "lif1.lif")}
     x = (rng.random((256, 4, 12)) < 0.1).astype(float)
-    out = simulate(graph, torch.from_numpy(x), dtype=F64).outputs["output"].numpy()
+    seen: dict[str, list[torch.Tensor]] = {}
+    result = simulate(graph, torch.from_numpy(x), dtype=F64, record=["lif1.lif"],
+                      on_synapse_input=lambda name, t: seen.setdefault(name, []).append(t))
+    out = result.outputs["output"].numpy()
     np.testing.assert_array_equal(out, braille_reference(graph, x))
+    # each synapse reported once, with what it consumed (the recurrent one: lif1's spikes)
+    assert {k: len(v) for k, v in seen.items()} == {"fc1": 1, "lif1.w_rec": 1, "fc2": 1}
+    assert torch.equal(seen["fc1"][0], torch.from_numpy(x))
+    assert torch.equal(seen["lif1.w_rec"][0], result.recorded["lif1.lif"])
+    assert torch.equal(seen["fc2"][0], result.recorded["lif1.lif"])
     assert out.sum() > 0
     rec = graph.nodes["lif1.w_rec"]
     cut = graph.replace_nodes({"lif1.w_rec": rec.with_weight(np.zeros_like(rec.weight))})

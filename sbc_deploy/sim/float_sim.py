@@ -101,11 +101,12 @@ def neuron_constants(node: Neuron) -> NeuronConstants:
     beta = np.broadcast_to(np.asarray(node.membrane_decay, dtype=np.float64), shape)
     v_leak = np.asarray(getattr(node, "v_leak", 0.0), dtype=np.float64)
     drive = np.broadcast_to((1.0 - beta) * v_leak + np.asarray(node.bias, np.float64), shape)
+    fields: dict[str, Any] = node.parameters()
     alpha = gain_syn = v_threshold = v_reset = None
     if node.current_based:
-        alpha, gain_syn = np.asarray(node.alpha), np.asarray(node.gain_syn)  # type: ignore[attr-defined]
+        alpha, gain_syn = np.asarray(fields["alpha"]), np.asarray(fields["gain_syn"])
     if node.spiking:
-        v_threshold, v_reset = np.asarray(node.v_threshold), np.asarray(node.v_reset)  # type: ignore[attr-defined]
+        v_threshold, v_reset = np.asarray(fields["v_threshold"]), np.asarray(fields["v_reset"])
     subtract = getattr(node, "reset", "zero") == "subtract"
     return NeuronConstants(alpha, gain_syn, beta.copy(), np.asarray(node.gain), drive.copy(),
                            v_threshold, v_reset, subtract)
@@ -552,8 +553,11 @@ class _Run:
 
     def __init__(self, graph: Graph, kernels: Mapping[str, _Kernel],
                  record: Mapping[str, tuple[str, str | None]],
-                 hook: SynapseInputHook | None) -> None:
+                 hook: SynapseInputHook | None, inputs: Mapping[str, Tensor]) -> None:
         self.graph, self.kernels, self.hook = graph, kernels, hook
+        self.inputs = inputs
+        self.steps, self.batch = next(iter(inputs.values())).shape[:2]
+        self.like = next(iter(inputs.values()))  # dtype and device of every value
         self.predecessors = {n: graph.predecessors(n) for n in graph.nodes}
         self.state_fields: dict[str, tuple[str, ...]] = {}
         for node, field in record.values():
@@ -571,11 +575,11 @@ class _Run:
             if self.uses[src] == 0 and src not in self.keep:
                 self.values.pop(src, None)
 
-    def run_node(self, name: str, inputs: Mapping[str, Tensor]) -> None:
+    def run_node(self, name: str) -> None:
         """One node on no cycle, over the whole sequence."""
         kernel = self.kernels[name]
-        if name in inputs:
-            x = inputs[name]
+        if name in self.inputs:
+            x = self.inputs[name]
         else:
             x = _sum([self.values[src] for src in self.predecessors[name]])
             self.release(name)
@@ -594,16 +598,14 @@ class _Run:
         graph = self.graph
         members = set(unit)
         recurrent = graph.recurrent_edges
-        outside = {src for n in unit for src in self.predecessors[n] if src not in members}
-        steps, batch = next(iter(self.values[s] for s in outside)).shape[:2] if outside else (0, 0)
-        states = {n: self.kernels[n].initial(batch) for n in unit}
+        states = {n: self.kernels[n].initial(self.batch) for n in unit}
         current: dict[str, Tensor] = {}
         previous: dict[str, Tensor | None] = {n: None for n in unit}
         outputs: dict[str, list[Tensor]] = {n: [] for n in unit}
         traces = {(n, f): [] for n in unit for f in self.state_fields.get(n, ())}
         fed: dict[str, list[Tensor]] = {n: [] for n in unit
                                         if isinstance(graph.nodes[n], Synapse) and self.hook}
-        for t in range(steps):
+        for t in range(self.steps):
             for name in unit:
                 terms = []
                 for src in self.predecessors[name]:
@@ -614,10 +616,10 @@ class _Run:
                             terms.append(previous[src])  # type: ignore[arg-type]
                     else:
                         terms.append(current[src])
-                x_t = _sum(terms) if terms else None
-                if x_t is None:  # only recurrent inputs, at t = 0: they are zero
-                    shape = (batch, *graph.nodes[name].input_shape)
-                    x_t = next(iter(self.values[s] for s in outside)).new_zeros(shape)
+                if terms:
+                    x_t = _sum(terms)
+                else:  # only recurrent inputs, at t = 0: they are zero
+                    x_t = self.like.new_zeros((self.batch, *graph.nodes[name].input_shape))
                 if name in fed:
                     fed[name].append(x_t)
                 current[name], states[name] = self.kernels[name].step(x_t, states[name])
@@ -636,7 +638,7 @@ class _Run:
                 if src not in members:
                     self.uses[src] -= 1
                     if self.uses[src] == 0 and src not in self.keep:
-                        self.values.pop(src, None)
+                        self.values.pop(src, None)  # the unit's last use of an outside value
 
 
 def _sum(terms: Sequence[Tensor]) -> Tensor:
@@ -686,15 +688,14 @@ def simulate(graph: Graph, inputs: Tensor | Mapping[str, Tensor], *,
     with _torch_threads(threads), torch.no_grad():
         tensors = _input_tensors(graph, inputs, dtype, device)
         kernels = {name: _compile(name, node, dtype, device) for name, node in graph.nodes.items()}
-        run = _Run(graph, kernels, wanted, on_synapse_input)
+        run = _Run(graph, kernels, wanted, on_synapse_input, tensors)
         for unit, is_cycle in _schedule(graph):
             if is_cycle:
                 run.run_cycle(unit)
             else:
-                run.run_node(unit[0], tensors)
+                run.run_node(unit[0])
         outputs = {name: run.values[name] for name in graph.outputs}
         recorded = {key: run.values[node] if field is None else run.states[node, field]
                     for key, (node, field) in wanted.items()}
-    log.debug("simulated %d nodes, T=%d, B=%d", len(graph.nodes),
-              *next(iter(tensors.values())).shape[:2])
+    log.debug("simulated %d nodes, T=%d, B=%d", len(graph.nodes), run.steps, run.batch)
     return SimResult(MappingProxyType(outputs), MappingProxyType(recorded))
