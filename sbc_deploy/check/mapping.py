@@ -380,8 +380,8 @@ def backward_counts(graph: Graph, values: np.ndarray, chain: Sequence[str]) -> n
         if isinstance(node, (SumPool2d, AvgPool2d)):
             ph, pw = node.padding
             c, h, w = node.input_shape
-            padded = np.zeros((c, h + 2 * ph, w + 2 * pw), dtype=np.int64)
             out = np.asarray(values).reshape(node.output_shape)
+            padded = np.zeros((c, h + 2 * ph, w + 2 * pw), dtype=np.result_type(out, np.int64))
             for ys, xs in _pool_windows(node):
                 padded[:, ys, xs] += out
             values = padded[:, ph:ph + h, pw:pw + w]
