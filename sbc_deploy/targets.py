@@ -3,7 +3,10 @@
 A target file names a chip's weight format, neuron model, supported layers, limits, core
 resources and energy costs. Every hardware value is a provenance table (one schema, enforced)::
 
-    max_fan_in = { value = 2048, source = "Akida user guide: Dense1D input <= 2048", evidence = "verified" }
+    [limits.max_fan_in]
+    value = 2048
+    evidence = "verified"
+    source = "Akida user guide: Dense1D input <= 2048"
 
 ``evidence`` grades the source (ecosystem.md's legend): ``"verified"`` (the vendor's or the
 maintainers' own code or documents), ``"secondary"`` (a third party quoting the primary paper),
@@ -25,11 +28,12 @@ import difflib
 import logging
 import math
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from sbc_deploy.errors import TargetError
 from sbc_deploy.ir.encoding import GRIDS

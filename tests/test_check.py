@@ -7,6 +7,7 @@ single limit changed through ``dataclasses.replace``). Expected values are worke
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -192,8 +193,8 @@ def _dense_rec(conv_fed: bool = False) -> Graph:
     nodes = dict(front + [("lif", lif(3)), ("rec", dense(np.eye(3, dtype=int))),
                           ("out", Output((3,)))])
     names = [n for n, _ in front]
-    edges = list(zip(names, names[1:])) + [(names[-1], "lif"), ("lif", "rec"), ("rec", "lif"),
-                                           ("lif", "out")]
+    edges = list(itertools.pairwise(names)) + [(names[-1], "lif"), ("lif", "rec"),
+                                                ("rec", "lif"), ("lif", "out")]
     return Graph(nodes, tuple(edges), 1e-3)
 
 

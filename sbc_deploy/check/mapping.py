@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -54,7 +54,6 @@ from sbc_deploy.ir import (
     Graph,
     Input,
     Neuron,
-    Node,
     Output,
     Scale,
     SumPool2d,
@@ -303,7 +302,7 @@ def synapse_fan_out(syn: Synapse) -> np.ndarray:
     if isinstance(syn, Affine):
         return np.count_nonzero(syn.weight, axis=0)
     weight = syn.weight
-    c_out, c_per_group = weight.shape[:2]
+    c_out = weight.shape[0]
     groups = syn.groups  # type: ignore[attr-defined]
     out_per_group = c_out // groups
     # nnz[c_in, *kernel]: output channels (of c_in's group) that tap c_in at that kernel offset

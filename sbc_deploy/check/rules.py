@@ -10,8 +10,9 @@ the limit is itself an estimate (no public number) or the value will only be rou
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -413,7 +414,7 @@ def _state_unit(graph: Graph, name: str, neuron: Neuron) -> np.ndarray | None:
                 unit = np.asarray(values).reshape(neuron.shape)
         gain = np.asarray(neuron.gain)
         if neuron.current_based:
-            gain = gain * np.asarray(getattr(neuron, "gain_syn"))
+            gain = gain * np.asarray(neuron.gain_syn)  # type: ignore[attr-defined]
         return np.asarray(unit * gain, dtype=np.float64)
     return None
 
