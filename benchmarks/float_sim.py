@@ -128,17 +128,19 @@ def stepwise_baseline(graph: Graph, x: torch.Tensor, threads: int, device: str) 
                     x_t, states[k] = neuron_step(x_t, states[k], p)
 
 
-def measure(run, repeats: int, device: str) -> tuple[float, float]:
-    """Median and minimum seconds of ``run()`` (after one warm-up call)."""
+def measure(run, repeats: int, device: str) -> tuple[float, float, float]:
+    """Median and minimum wall seconds and median CPU seconds (all threads of this process)
+    of ``run()``, after one warm-up call. CPU time is the steadier number on a shared machine."""
     run()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run()
         if device != "cpu":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(times), min(times), statistics.median(cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                          lambda t: stepwise_baseline(graph, x, t, args.device)))
         for run_label, run in runs:
             for threads in args.threads:
-                median, best = measure(lambda: run(threads), args.repeats, args.device)
+                median, best, cpu = measure(lambda: run(threads), args.repeats, args.device)
                 rows.append(f"| {run_label} | {steps} | {args.batch} | {threads} "
-                            f"| {median * 1e3:.0f} | {best * 1e3:.0f} "
-                            f"| {args.batch / median:,.0f} |")
+                            f"| {median * 1e3:.0f} | {best * 1e3:.0f} | {cpu * 1e3:.0f} "
+                            f"| {args.batch / median:,.0f} | {args.batch / best:,.0f} |")
                 print(rows[-1], file=sys.stderr)
                 torch.set_num_threads(threads_before)
     load_after = os.getloadavg()[0]
@@ -177,11 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([
         "# Float simulator throughput",
         "",
-        "`sbc_deploy.sim.simulate`, float32, one call per batch (median of "
-        f"{args.repeats} calls after a warm-up; samples/s = B / median).",
+        "`sbc_deploy.sim.simulate`, float32, one call per batch (median and best of "
+        f"{args.repeats} calls after a warm-up; samples/s = B / wall time; CPU ms = process "
+        "CPU time summed over threads).",
         "",
-        "| network | T | B | threads | median ms/batch | best ms/batch | samples/s |",
-        "|---|---|---|---|---|---|---|",
+        "| network | T | B | threads | median ms/batch | best ms/batch | median CPU ms "
+        "| samples/s (median) | samples/s (best) |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"Machine: {platform.processor() or platform.machine()}, "

@@ -7,15 +7,17 @@ previous step (zero at ``t = 0``) and every other edge propagates within the sam
 
 Schedule. The graph is cut into its strongly connected components. A node on no cycle is run
 node by node over the whole sequence: a synapse layer is one batched op over ``T * B`` samples,
-and only neurons (and delays) loop over time, on ``[B, *shape]`` tensors. The nodes of a cycle
-(a recurrent layer and its feedback synapse) are stepped through time together. A feed-forward
-graph therefore never steps the whole network through time.
+a Delay one gather, and only neurons loop over time, on ``[B, *shape]`` tensors. The nodes of a
+cycle (a recurrent layer and its feedback synapse) are stepped through time together. A
+feed-forward graph therefore never steps the whole network through time.
 
 Neurons are pure step functions on named-tuple state, like norse's functional API::
 
     s, state = neuron_step(x, state, p)
 
-with the equations of ``sbc_deploy.ir.nodes``, one comment per equation.
+with the equations of ``sbc_deploy.ir.nodes``, one comment per equation; ``neuron_sequence`` is
+the same recurrence over a whole sequence (bit for bit). Parameters are converted to tensors
+once per call; ``threads`` sets torch's intra-op threads for the call and restores them.
 
 Example::
 
