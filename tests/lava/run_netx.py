@@ -18,8 +18,11 @@ through ``subprocess``::
   ``input_shape`` or broadcastable to it, replacing the block's transform bias (lava-dl's tinynet
   ground truth drives its input block this way, with no spikes at all);
 - ``reset_interval`` (optional): zero block ``i``'s ``u`` and ``v`` after every Lava step ``t``
-  with ``(t - 1) % reset_interval == (i - 1) % reset_interval``: lava-dl's tinynet protocol,
-  which starts each block when the first data reaches it (and resets between samples).
+  with ``(t - 1) % reset_interval == (i - 1 + reset_offset) % reset_interval``: lava-dl's tinynet
+  protocol (``reset_offset`` 0), which starts each block when the first data reaches it and
+  resets between samples of ``reset_interval`` steps. Block ``i`` trails the input by the number
+  of synapses up to it: ``i`` with a first input block, ``i + 1`` without (``reset_offset`` 1);
+- ``reset_offset`` (optional, default 0): see ``reset_interval``.
 
 Where the spikes go: a first ``input`` layer *with* a neuron group becomes netx's ``Input``
 block, whose port ``net.inp`` cannot be connected (NotImplementedError), so the source feeds
@@ -59,7 +62,8 @@ def _from_lava(buffer: np.ndarray) -> np.ndarray:
 
 def run_netx(net_path: str, spikes: np.ndarray, steps: int | None = None,
              input_bias: np.ndarray | None = None,
-             reset_interval: int | None = None) -> dict[str, np.ndarray]:
+             reset_interval: int | None = None,
+             reset_offset: int = 0) -> dict[str, np.ndarray]:
     """Load ``net_path`` with ``lava.lib.dl.netx.hdf5.Network`` and run it in ``fixed_pt``.
 
     Args:
@@ -68,8 +72,10 @@ def run_netx(net_path: str, spikes: np.ndarray, steps: int | None = None,
         steps: steps to run; ``T`` when ``None``.
         input_bias: ``bias_mant`` of a first input block's neurons, in (C, H, W) order.
         reset_interval: when given, block ``i``'s ``u`` and ``v`` are set to 0 after every
-            Lava step ``t`` with ``(t - 1) % reset_interval == (i - 1) % reset_interval``
-            (lava-dl's own tinynet test protocol, ``io.reset.Reset(interval, offset=i - 1)``).
+            Lava step ``t`` with ``(t - 1) % reset_interval == (i - 1 + reset_offset) %
+            reset_interval`` (lava-dl's tinynet protocol: ``io.reset.Reset(interval,
+            offset=i - 1)``).
+        reset_offset: shifts every block's reset phase (see ``reset_interval``).
 
     Returns:
         ``{"output": [steps, *out_shape], "layer_0": ..., ...}`` spike arrays (int8).
@@ -109,7 +115,8 @@ def run_netx(net_path: str, spikes: np.ndarray, steps: int | None = None,
     if reset_interval is not None:
         for i, layer in enumerate(net.layers):
             for var in (layer.neuron.u, layer.neuron.v):
-                io.reset.Reset(interval=int(reset_interval), offset=i - 1).connect_var(var)
+                io.reset.Reset(interval=int(reset_interval),
+                               offset=i - 1 + int(reset_offset)).connect_var(var)
 
     sinks = []
     for layer in net.layers:
@@ -142,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             steps = int(stored["steps"]) if "steps" in stored else None
             input_bias = stored["input_bias"] if "input_bias" in stored else None
             reset = int(stored["reset_interval"]) if "reset_interval" in stored else None
-        result = run_netx(net, spikes, steps, input_bias, reset)
+            offset = int(stored["reset_offset"]) if "reset_offset" in stored else 0
+        result = run_netx(net, spikes, steps, input_bias, reset, offset)
         out = Path(outputs)
         tmp = out.with_name(f".{out.name}.partial.npz")
         np.savez_compressed(tmp, **result)
