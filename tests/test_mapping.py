@@ -18,6 +18,7 @@ from sbc_deploy.check.mapping import (
     backward_counts,
     forward_counts,
     padded_neurons,
+    placement_order,
     presynaptic_mask,
     synapse_fan_in,
     synapse_fan_out,
@@ -98,10 +99,12 @@ def test_conv2d_counts_match_torch(case, rng):
     np.testing.assert_array_equal(synapse_fan_out(conv), ones.grad[0].numpy())
     # presynaptic set of a range of outputs: inputs with a non-zero gradient from them
     n_out = int(np.prod(conv.output_shape))
-    for start, end in ((0, 1), (3, n_out // 2 + 5), (n_out - 7, n_out)):
+    subsets = [slice(0, 1), slice(3, n_out // 2 + 5), slice(n_out - 7, n_out),
+               rng.choice(n_out, size=n_out // 3, replace=False)]
+    for outputs in subsets:
         x = torch.ones((1, *conv.input_shape), dtype=torch.float64, requires_grad=True)
-        _torch_conv(conv, x, mask)[0].reshape(-1)[start:end].sum().backward()
-        np.testing.assert_array_equal(presynaptic_mask(conv, start, end),
+        _torch_conv(conv, x, mask)[0].reshape(-1)[outputs].sum().backward()
+        np.testing.assert_array_equal(presynaptic_mask(conv, outputs),
                                       x.grad[0].numpy().reshape(-1) > 0)
 
 
@@ -119,7 +122,10 @@ def test_conv1d_and_affine_counts_match_torch(rng):
     affine = Affine(w)
     np.testing.assert_array_equal(synapse_fan_in(affine), (w != 0).sum(axis=1))
     np.testing.assert_array_equal(synapse_fan_out(affine), (w != 0).sum(axis=0))
-    np.testing.assert_array_equal(presynaptic_mask(affine, 1, 3), (w[1:3] != 0).any(axis=0))
+    np.testing.assert_array_equal(presynaptic_mask(affine, slice(1, 3)),
+                                  (w[1:3] != 0).any(axis=0))
+    np.testing.assert_array_equal(presynaptic_mask(affine, np.array([4, 0])),
+                                  (w[[0, 4]] != 0).any(axis=0))
 
 
 def test_pool_counts_are_the_window_sum_and_its_adjoint(rng):
@@ -204,6 +210,38 @@ def test_in_axons_split_a_layer_whose_inputs_do_not_overlap():
     assert [(c.neurons, c.in_axons) for c in mapping.cores] == [(67, 60 * 66 + 100),
                                                                 (33, 6000 - 60 * 67)]
     assert mapping.layers[0].storage == "sparse"
+
+
+def test_conv_cores_are_full_and_respect_every_limit():
+    """A 128 -> 8 channel 3x3 convolution on 16 x 16 (32,768 inputs): every core holds a run of
+    positions (all 8 channels each), its in-axons counted by torch are the reported ones and
+    stay <= 4,096, its dense synapse memory <= 1 Mbit, and adding the next neuron would break
+    one of the limits (the greedy fills each core)."""
+    weight = np.ones((8, 128, 3, 3), dtype=np.int64)
+    enc = WeightEncoding(mantissa=weight, scale=2 / 64, bits=8, grid="int_exp", exponent=1,
+                         unit=1 / 64)
+    conv = Conv2d(enc.dequantize(), (128, 16, 16), padding=1, encoding=enc)
+    graph = chain(Input((128, 16, 16)), conv, lif((8, 16, 16)), Output((8, 16, 16)))
+    mapping = map_to_cores(graph, LOIHI1)
+    order = placement_order((8, 16, 16))
+    potential = synapse_potential(conv).reshape(-1) * 8
+
+    def in_axons(neurons: np.ndarray) -> int:
+        x = torch.ones((1, 128, 16, 16), dtype=torch.float64, requires_grad=True)
+        _torch_conv(conv, x, np.ones(weight.shape))[0].reshape(-1)[neurons].sum().backward()
+        return int((x.grad > 0).sum())
+
+    cores = [mapping.cores[i] for i in mapping.layers[0].cores]
+    assert sum(c.neurons for c in cores) == 8 * 16 * 16 and mapping.fits
+    for k, core in enumerate(cores):
+        held = order[core.first:core.first + core.neurons]
+        assert core.in_axons == in_axons(held) <= 4096
+        assert core.synapse_bits == potential[held].sum() <= MBIT
+        if k + 1 < len(cores):
+            more = order[core.first:core.first + core.neurons + 1]
+            assert (in_axons(more) > 4096 or potential[more].sum() > MBIT
+                    or len(more) > 1024)
+    assert any(c.in_axons > 4096 - 128 * 3 for c in cores)  # in-axons, not memory, bind here
 
 
 def test_unsplittable_layers_are_matched_to_cores_that_hold_them():

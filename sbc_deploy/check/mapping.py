@@ -19,12 +19,15 @@ cores under the target's per-core limits (``Target.cores``):
   leaving a core (out-axons, Loihi).
 
 Placement: with ``split_layers`` a greedy pass fills one core after the other with consecutive
-neurons of one population (C order) as long as every limit holds (nengo-loihi's block
-splitting); populations are visited from the output backwards so that each layer's out-axons
-(which depend on how its destinations were split) are known when it is placed. With
-``share_cores`` all populations fill one shared pool of cores (Xylo). Without ``split_layers``
-each population needs one whole core, and layers are matched to cores that can hold them
-(a bipartite matching, as sinabs does for Speck). A neuron (or a layer) that exceeds a core on
+neurons of one population as long as every limit holds (nengo-loihi's block splitting). Neurons
+of a (C, H, W) or (C, L) population are taken position-major (every channel of one position,
+then the next position), so that a core holds a compact tile whose neurons share their inputs,
+as a compiler tiles a convolution; 1-D populations are taken in order. Populations are
+visited from the output backwards so that each layer's out-axons (which depend on how its
+destinations were split) are known when it is placed. With ``share_cores`` all populations fill
+one shared pool of cores (Xylo). Without ``split_layers`` each population needs one whole core,
+and layers are matched to cores that can hold them (a bipartite matching, as sinabs does for
+Speck). A neuron (or a layer) that exceeds a core on
 its own is still placed, and reported as an issue; so is using more cores than the chip has.
 
 Approximations, all on the conservative side: a pooling node between a synapse and its neuron
@@ -82,6 +85,7 @@ class CoreUse:
     out_axons: int | None
     neuron_capacity: int | None
     memory_capacity: int | None
+    first: int = 0  # position of its first neuron in the layer's placement order
 
     @property
     def neuron_utilisation(self) -> float | None:
@@ -320,32 +324,45 @@ def synapse_fan_out(syn: Synapse) -> np.ndarray:
     return np.einsum("ck,kl->cl", nnz, hits[0])
 
 
-def presynaptic_mask(syn: Synapse, start: int, end: int) -> np.ndarray:
-    """Which input elements (flat, C order) feed output elements ``start:end`` (flat)."""
+def presynaptic_mask(syn: Synapse, outputs: slice | np.ndarray) -> np.ndarray:
+    """Which input elements (flat, C order) feed the given output elements.
+
+    Args:
+        syn: the synapse layer.
+        outputs: flat (C order) output indices, as an index array or a slice.
+    """
+    n_out = int(np.prod(syn.output_shape))
+    index = np.arange(n_out)[outputs] if isinstance(outputs, slice) else np.asarray(outputs)
     if isinstance(syn, Affine):
-        return np.any(syn.weight[start:end] != 0, axis=0)
+        return np.any(syn.weight[index] != 0, axis=0)
     mask = np.zeros(syn.input_shape, dtype=bool)
     weight = syn.weight
     out_shape = syn.output_shape
-    per_channel = int(np.prod(out_shape[1:]))
-    out_per_group = weight.shape[0] // syn.groups  # type: ignore[attr-defined]
-    c_per_group = weight.shape[1]
+    channel, position = np.divmod(index, int(np.prod(out_shape[1:])))
+    coords = np.unravel_index(position, out_shape[1:])
+    first_in = (channel // (weight.shape[0] // syn.groups)) * weight.shape[1]  # type: ignore
     geometry = _conv_geometry(syn)  # type: ignore[arg-type]
-    for c in range(start // per_channel, (end - 1) // per_channel + 1):
-        lo = max(start, c * per_channel) - c * per_channel
-        hi = min(end, (c + 1) * per_channel) - c * per_channel
-        positions = np.unravel_index(np.arange(lo, hi), out_shape[1:])
-        first_in = (c // out_per_group) * c_per_group
-        kernel = weight[c]  # (C_in/groups, *kernel)
-        for tap in zip(*np.nonzero(np.any(kernel != 0, axis=0))):
-            channels = first_in + np.nonzero(kernel[(slice(None), *tap)])[0]
-            coords, ok = [], np.ones(hi - lo, dtype=bool)
-            for (idx, valid), k, p in zip(geometry, tap, positions):
-                coords.append(idx[p, k])
-                ok &= valid[p, k]
-            index = (channels[:, None], *(axis[ok][None, :] for axis in coords))
-            mask[index] = True
+    for tap in np.ndindex(*weight.shape[2:]):
+        # per selected output: which of its group's input channels this tap reads
+        reads = weight[(channel, slice(None), *tap)] != 0  # (n, C_in/groups)
+        inside = np.ones(index.size, dtype=bool)
+        where = []
+        for (idx, valid), k, p in zip(geometry, tap, coords):
+            where.append(idx[p, k])
+            inside &= valid[p, k]
+        n, c = np.nonzero(reads & inside[:, None])
+        mask[(first_in[n] + c, *(axis[n] for axis in where))] = True
     return mask.reshape(-1)
+
+
+def placement_order(shape: tuple[int, ...]) -> np.ndarray:
+    """Order in which a population's neurons fill cores: position-major for (C, H, W) or (C, L)
+    shapes (all channels of one position together: they read the same inputs, as a compiler
+    tiles a convolution), else flat C order. Entry ``i`` is the flat (C order) neuron index."""
+    size = int(np.prod(shape))
+    if len(shape) < 2:
+        return np.arange(size)
+    return np.arange(size).reshape(shape[0], -1).T.reshape(-1)
 
 
 # --------------------------------------------------------------------------- pass-through maps
@@ -483,16 +500,18 @@ def _costs(graph: Graph, pop: Population, target: Target) -> _Costs:
     return _Costs(neurons, bits, layer_bits, storage_text, fan_in, bound)
 
 
-def _in_axons_fn(graph: Graph, pop: Population, costs: _Costs) -> Callable[[int, int], int]:
-    """Distinct presynaptic inputs of neurons ``start:end`` of ``pop``."""
+def _in_axons_fn(graph: Graph, pop: Population, costs: _Costs,
+                 order: np.ndarray) -> Callable[[int, int], int]:
+    """Distinct presynaptic inputs of neurons ``order[start:end]`` of ``pop``."""
     exact = all(all(isinstance(graph.nodes[n], _IDENTITY) for n in chain) for chain in pop.chains)
 
     def count(start: int, end: int) -> int:
         if not pop.synapses:
             return end - start  # fed element-wise: one axon per neuron
+        neurons = order[start:end]
         if not exact:
-            return int(min(costs.fan_in[start:end].sum(), costs.in_axon_bound))
-        return sum(int(presynaptic_mask(graph.nodes[s], start, end).sum())  # type: ignore
+            return int(min(costs.fan_in[neurons].sum(), costs.in_axon_bound))
+        return sum(int(presynaptic_mask(graph.nodes[s], neurons).sum())  # type: ignore
                    for s in pop.synapses)
     return count
 
@@ -536,14 +555,15 @@ def _fill(n: int, additive: list[tuple[np.ndarray, int | None]],
 class _Placed:
     pop: Population
     costs: _Costs
-    ranges: list[tuple[int, int]]
+    order: np.ndarray  # placement position -> flat neuron index
+    ranges: list[tuple[int, int]]  # per core: positions start:end in ``order``
     in_axons: list[int | None]
     out_axons: list[int | None]
 
 
 def _out_costs(graph: Graph, pop: Population, placed: dict[str, _Placed],
                pops: tuple[Population, ...]) -> np.ndarray:
-    """Per neuron of ``pop``: the destination cores it sends to (placed destinations only)."""
+    """Per neuron of ``pop`` (flat): the destination cores it sends to (placed ones only)."""
     cost = np.zeros(pop.size, dtype=np.int64)
     for dest in pops:
         if dest.name not in placed:
@@ -554,9 +574,10 @@ def _out_costs(graph: Graph, pop: Population, placed: dict[str, _Placed],
                 continue
             syn: Synapse = graph.nodes[syn_name]  # type: ignore[assignment]
             exact = all(isinstance(graph.nodes[n], _IDENTITY) for n in chain)
+            every = presynaptic_mask(syn, slice(None)) if not exact else None
             for start, end in placed[dest.name].ranges:
-                mask = (presynaptic_mask(syn, start, end) if exact else
-                        presynaptic_mask(syn, 0, int(np.prod(syn.output_shape))))
+                mask = (presynaptic_mask(syn, placed[dest.name].order[start:end]) if exact
+                        else every)
                 back = backward_counts(graph, mask.astype(np.int64).reshape(syn.input_shape),
                                        source_chain)
                 cost += (back.reshape(-1) > 0)
@@ -614,24 +635,26 @@ def _place_split(graph: Graph, target: Target, pops: list[Population],
     placed: dict[str, _Placed] = {}
     for pop in reversed(pops):  # destinations first: out-axons depend on their split
         c = costs[pop.name]
-        axons = _in_axons_fn(graph, pop, c) if spec.max_in_axons is not None else None
+        order = placement_order(pop.shape)
+        axons = (_in_axons_fn(graph, pop, c, order) if spec.max_in_axons is not None else None)
         need_axons = axons is not None and c.in_axon_bound > spec.max_in_axons  # type: ignore
-        additive = [(np.ones(pop.size, dtype=np.int64), n_cap), (c.bits, m_cap)]
+        bits_in_order = c.bits[order]
+        additive = [(np.ones(pop.size, dtype=np.int64), n_cap), (bits_in_order, m_cap)]
         out_cost = None
         if spec.max_out_axons is not None:
             if any(synapse_source(graph, s)[0] == pop.name for s in pop.synapses):
                 # self-recurrent: its own split (without out-axons) sets its recurrent out-axons
-                placed[pop.name] = _Placed(pop, c, _fill(pop.size, additive,
-                                                         axons if need_axons else None,
-                                                         spec.max_in_axons), [], [])
-            out_cost = _out_costs(graph, pop, placed, tuple(pops))
+                first = _fill(pop.size, additive, axons if need_axons else None,
+                              spec.max_in_axons)
+                placed[pop.name] = _Placed(pop, c, order, first, [], [])
+            out_cost = _out_costs(graph, pop, placed, tuple(pops))[order]
             additive.append((out_cost, spec.max_out_axons))
         ranges = _fill(pop.size, additive, axons if need_axons else None, spec.max_in_axons)
         in_counts = [axons(a, b) if axons is not None else None for a, b in ranges]
         out_counts = [int(out_cost[a:b].sum()) if out_cost is not None else None
                       for a, b in ranges]
-        placed[pop.name] = _Placed(pop, c, ranges, in_counts, out_counts)
-        bits = [int(c.bits[a:b].sum()) for a, b in ranges]
+        placed[pop.name] = _Placed(pop, c, order, ranges, in_counts, out_counts)
+        bits = [int(bits_in_order[a:b].sum()) for a, b in ranges]
         for resource, used, cap, what in (
                 ("synapse_memory_per_core", bits, m_cap, "bits of synapse memory"),
                 ("in_axons_per_core", in_counts, spec.max_in_axons, "in-axons (distinct inputs)"),
@@ -639,21 +662,21 @@ def _place_split(graph: Graph, target: Target, pops: list[Population],
                  "out-axons ((neuron, destination core) pairs)")):
             over = [u for u in used if u is not None and cap is not None and u > cap]
             if over:
+                alone = "" if resource == "out_axons_per_core" else \
+                    ", even when holding a single neuron"
                 issues.append(MappingIssue(
                     pop.name, resource, cap, max(over),  # type: ignore[arg-type]
-                    f"{len(over)} of the {len(ranges)} cores of '{pop.name}' need more "
-                    f"{what} than a {target.name} core has ({cap}), up to {max(over)}, even "
-                    f"when holding a single neuron" if resource != "out_axons_per_core" else
                     f"{len(over)} of the {len(ranges)} cores of '{pop.name}' need more {what} "
-                    f"than a {target.name} core has ({cap}), up to {max(over)}"))
+                    f"than a {target.name} core has ({cap}), up to {max(over)}{alone}"))
     layers, cores = [], []
     for pop in pops:  # number the cores in graph order
         p = placed[pop.name]
         indices = []
         for (a, b), n_in, n_out in zip(p.ranges, p.in_axons, p.out_axons):
             indices.append(len(cores))
-            cores.append(CoreUse(len(cores), (pop.name,), b - a, int(p.costs.bits[a:b].sum()),
-                                 n_in, n_out, n_cap, m_cap))
+            cores.append(CoreUse(len(cores), (pop.name,), b - a,
+                                 int(p.costs.bits[p.order[a:b]].sum()), n_in, n_out, n_cap,
+                                 m_cap, first=a))
         layers.append(LayerPlacement(pop.name, pop.size, pop.synapses, p.costs.storage,
                                      p.costs.layer_bits, int(p.costs.fan_in.max(initial=0)),
                                      tuple(indices)))
@@ -674,7 +697,7 @@ def _place_shared(target: Target, pops: list[Population], costs: dict[str, _Cost
     for index, (a, b) in enumerate(ranges):
         held = tuple(pops[i].name for i in sorted(set(owner[a:b].tolist())))
         used = int(bits[a:b].sum())
-        cores.append(CoreUse(index, held, b - a, used, None, None, n_cap, m_cap))
+        cores.append(CoreUse(index, held, b - a, used, None, None, n_cap, m_cap, first=a))
         if m_cap is not None and used > m_cap:
             issues.append(MappingIssue(held[0], "synapse_memory_per_core", m_cap, used,
                                        f"a neuron of '{held[0]}' alone needs {used} bits of "
