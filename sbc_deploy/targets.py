@@ -136,6 +136,25 @@ class NeuronSpec:
     threshold_range: tuple[int, int] | None
     bias_range: tuple[int, int] | None
 
+    @property
+    def threshold_bits(self) -> int | None:
+        """Register width of the threshold (sign bit included when its range is signed)."""
+        return _range_bits(self.threshold_range)
+
+    @property
+    def bias_bits(self) -> int | None:
+        """Register width of the bias (sign bit included when its range is signed)."""
+        return _range_bits(self.bias_range)
+
+
+def _range_bits(span: tuple[int, int] | None) -> int | None:
+    if span is None:
+        return None
+    low, high = span
+    if low >= 0:
+        return max(1, int(high).bit_length())
+    return 1 + max(int(high).bit_length(), int(-low - 1).bit_length())
+
 
 @dataclass(frozen=True)
 class LayerSpec:

@@ -114,7 +114,10 @@ def test_loihi_numbers_match_nengo_loihi_and_lava():
     assert "per core" in t.source("limits.max_fan_in").source
     # netx weights are even integers in [-256, 254]: an 8-bit mantissa times 2**(1 + weight_exp)
     assert (t.weights.bits, t.weights.signed, t.weights.grid) == (8, True, "int_exp")
-    assert t.neurons.threshold_range == (0, 2**17 - 1)
+    assert t.neurons.threshold_range == (0, 2**17 - 1) and t.neurons.threshold_bits == 17
+    assert t.neurons.bias_bits == 13 + 7  # 13-bit signed mantissa << up to 7
+    assert load_target("xylo").neurons.threshold_bits == 16  # int16
+    assert load_target("generic").neurons.threshold_bits is None
     assert (t.neurons.decay_bits, t.neurons.state_bits) == (12, 24)
     assert t.limits.max_delay == 62
     assert t.memory_budget_bits == 128 * 16384 * 64
