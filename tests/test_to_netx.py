@@ -8,6 +8,7 @@ exported files in Lava itself is tests/test_lava_interop.py.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -231,6 +232,21 @@ def test_units_come_from_the_encoding_then_the_argument() -> None:
     layer = plan_netx(plain, unit=0.25)[-1]
     np.testing.assert_array_equal(layer.weight, w_int)
     assert layer.neuron is not None and layer.neuron.v_th_mant == 2
+
+
+def test_input_block_takes_the_synapses_unit(tmp_path: Path) -> None:
+    """Input -> Scale -> IF is netx's input block; its integers use the unit the synapses share
+    (the integer core's rule), here 1/32: transform weight 0.75 * 32 = 24, threshold 1.5 * 32."""
+    graph = chain(("in", Input((4,))), ("s", Scale(np.full(4, 0.75))),
+                  ("if0", IF(v_threshold=np.full(4, 1.5), bias=np.full(4, 0.25))),
+                  ("fc", Affine(**encoded(np.ones((2, 4), dtype=int), unit=1 / 32))),
+                  ("if1", IF(v_threshold=np.full(2, 1.0))), ("out", Output((2,))))
+    found = datasets(to_netx(graph, tmp_path / "block.net"))
+    assert found["layer/0/type"][2][0] == b"input"
+    np.testing.assert_array_equal(found["layer/0/weight"][2], [24])
+    np.testing.assert_array_equal(found["layer/0/bias"][2], [8])
+    assert found["layer/0/neuron/vThMant"][2] == 48 and found["layer/1/neuron/vThMant"][2] == 32
+    assert plan_netx(graph, unit=UNIT)[0].neuron.v_th_mant == 96  # type: ignore[union-attr]
 
 
 def test_trailing_default_integrator_is_a_dense_layer_without_neuron_group(tmp_path: Path
@@ -465,8 +481,9 @@ def test_unwritable_output_fails_before_any_work(tmp_path: Path, monkeypatch: py
                                                  ) -> None:
     graph = dense_graph(_lif((2,)))
     planned: list[bool] = []
-    monkeypatch.setattr("sbc_deploy.exporters.to_netx.plan_netx",
-                        lambda *a, **k: planned.append(True))
+    # the module itself: the package's ``to_netx`` attribute is the function
+    module = importlib.import_module("sbc_deploy.exporters.to_netx")
+    monkeypatch.setattr(module, "plan_netx", lambda *a, **k: planned.append(True))
     with pytest.raises(ExportError, match="does not exist"):
         to_netx(graph, tmp_path / "missing" / "model.net")
     with pytest.raises(ExportError, match="directory"):

@@ -21,7 +21,8 @@ float: ``i = alpha*i + gain_syn*x``, ``v = beta*v + (1-beta)*v_leak + gain*i + b
 ``unit`` is the value of one integer step of the neuron's state: the ``unit`` of the synapse's
 ``int_exp`` :class:`~sbc_deploy.ir.WeightEncoding` (whose integer weight is ``mantissa *
 2**exponent``); else the ``unit`` argument; else 1/64 (lava-dl's convention, float 1.0 = 64) for
-a graph imported from netx and for an input block, which has no synapse. Graphs imported by
+a graph imported from netx. An input block has no synapse: its unit is the argument, else the
+unit all ``int_exp`` synapses share (the integer core's rule), else 1/64. Graphs imported by
 :func:`~sbc_deploy.frontends.from_netx.from_netx` carry the file's integers in
 ``metadata["netx"]``: this exporter recomputes every integer from the IR values (so compressed
 weights are written as they are) and uses the metadata only for what the IR does not hold (the
@@ -320,7 +321,7 @@ class _Planner:
         neuron = self.node(neuron_name)
         assert isinstance(neuron, Neuron)
         where = f"node '{neuron_name}'"
-        unit = self.unit or LAVA_DL_UNIT
+        unit = self._input_unit()
         scale = np.ones(neuron.shape)
         for name in scales:
             scale = scale * np.asarray(self.node(name).scale)  # type: ignore[attr-defined]
@@ -499,6 +500,16 @@ class _Planner:
         first = pending.names[0] if pending.names else syn_name
         preds = self.graph.predecessors(first)
         return tuple(self.node(preds[0]).output_shape)
+
+    def _input_unit(self) -> float:
+        """An input block's unit: the argument, else the one unit all int_exp synapses share
+        (as the integer core does), else lava-dl's 1/64."""
+        if self.unit is not None:
+            return float(self.unit)
+        units = {float(node.encoding.unit) for node in self.graph.nodes.values()
+                 if isinstance(node, Synapse) and node.encoding is not None
+                 and node.encoding.grid == "int_exp" and node.encoding.unit is not None}
+        return units.pop() if len(units) == 1 else LAVA_DL_UNIT
 
     def _unit(self, name: str, synapse: Synapse) -> float:
         encoding = synapse.encoding
