@@ -1,0 +1,477 @@
+"""Compress: prune and quantise every synapse layer of a graph (SBC, OBC/GPTQ/SparseGPT, baselines).
+
+Stage contract: ``Graph`` + :class:`~sbc_deploy.calibrate.Calibration` + a config ->
+``(new Graph, CompressionStats)``. The input graph is never modified; the new graph's synapse
+nodes carry the compressed weights and, when quantised, an exact
+:class:`~sbc_deploy.ir.encoding.WeightEncoding` (integer mantissas and scales).
+
+One table maps config type to pass (torchao style)::
+
+    SBCConfig        -> _obs_pass        (calibration with the "smp" kernel)
+    OBCConfig        -> _obs_pass        (calibration with the "current" kernel)
+    MagnitudeConfig  -> _magnitude_pass  (no Hessian; the calibration, if any, measures the loss)
+
+Per layer: the allocation (:mod:`~sbc_deploy.compress.allocate`) fixes how many weights go;
+the pruning solver (``config.solver``) picks them and reconstructs the rest; then the kept
+weights are quantised by a GPTQ sweep with the mask fixed, in SBC's column order
+(``act_order``). Propagation ``"sequential"`` re-calibrates each layer on the graph whose
+earlier layers are already compressed.
+
+Example::
+
+    >>> calib = calibrate(graph, x, kernel="smp")
+    >>> small, stats = compress(graph, calib, SBCConfig(sparsity=0.9, allocation="global", bits=8))
+    >>> stats.layer_loss["fc1"], stats.layers[0].sparsity
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sbc_deploy.compress.allocate import (
+    LayerBounds,
+    allocate_global,
+    allocate_lamp,
+    allocate_uniform,
+)
+from sbc_deploy.compress.config import (
+    Budget,
+    CompressionConfig,
+    MagnitudeConfig,
+    OBCConfig,
+    SBCConfig,
+    config_for,
+    config_for_target,
+)
+from sbc_deploy.compress.grids import GridFit, fit_grid
+from sbc_deploy.compress.hessian import (
+    DampedInverse,
+    HessianSum,
+    damped_inverse_cholesky,
+    resolve_device,
+    torch_threads,
+)
+from sbc_deploy.compress.masks import magnitude_mask, min_prune_count, select_mask
+from sbc_deploy.compress.obs import (
+    admm_prune,
+    authors_order,
+    greedy_obs_prune,
+    layer_loss,
+    obs_sweep,
+)
+from sbc_deploy.errors import ConfigError, DataError
+from sbc_deploy.ir import Graph, SynapseLayer
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+__all__ = [
+    "PASSES", "Budget", "CompressionConfig", "CompressionStats", "LayerStats", "MagnitudeConfig",
+    "OBCConfig", "SBCConfig", "compress", "config_for", "config_for_target",
+]
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """What compression did to one synapse layer.
+
+    Attributes:
+        name, kind, shape: the synapse node.
+        pruned: weights the mask removed.
+        sparsity: fraction of zero weights after compression (pruned, dead or rounded to 0).
+        bits, grid: the weight grid, or ``None`` when not quantised.
+        loss: ``sum_r row_weight[r] (w_r - w'_r) H (w_r - w'_r)^T`` on the calibration's
+            (undamped) Hessian, i.e. ``tr((W - W') H (W - W')^T)`` with each row's H; ``None``
+            without a calibration of this layer.
+        dense_energy: ``tr(W H W^T)`` of the dense layer (the loss's natural scale).
+        damp_frac: relative damping finally used (largest over the layer's Hessian groups).
+        damp_raises: how many times the damping had to be raised for Cholesky to succeed.
+        solver: the pruning solver (``"none"`` when nothing was pruned).
+        seconds: wall time of this layer (allocation excluded).
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    pruned: int
+    sparsity: float
+    bits: int | None
+    grid: str | None
+    loss: float | None
+    dense_energy: float | None
+    damp_frac: float | None
+    damp_raises: int
+    solver: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CompressionStats:
+    """Per-layer statistics and totals of one ``compress`` call."""
+
+    method: str
+    layers: tuple[LayerStats, ...]
+    allocation: str
+    propagation: str
+    seconds: float
+    allocation_seconds: float = 0.0
+
+    @property
+    def layer_loss(self) -> Mapping[str, float | None]:
+        """Layer name -> layer loss (see :class:`LayerStats`)."""
+        return MappingProxyType({layer.name: layer.loss for layer in self.layers})
+
+    @property
+    def sparsity(self) -> float:
+        """Zero fraction over all compressed layers."""
+        total = sum(math.prod(layer.shape) for layer in self.layers)
+        zeros = sum(layer.sparsity * math.prod(layer.shape) for layer in self.layers)
+        return zeros / total if total else 0.0
+
+    def layer(self, name: str) -> LayerStats:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- one layer
+
+
+@dataclass(frozen=True, eq=False)
+class _Problem:
+    """One layer's tensors: ``W (n_out, n_in)``, ``H (groups, n_in, n_in)`` and row groups."""
+
+    layer: SynapseLayer
+    W: Tensor
+    H: Tensor | None
+    group: Tensor
+    row_weight: Tensor
+
+    @property
+    def n_groups(self) -> int:
+        return 1 if self.H is None else int(self.H.shape[0])
+
+    def rows(self, g: int) -> Tensor:
+        return torch.nonzero(self.group == g).reshape(-1)
+
+
+def _problem(layer: SynapseLayer, hsum: HessianSum | None, device: torch.device) -> _Problem:
+    weight = np.asarray(layer.synapse.weight, dtype=np.float64)
+    n_out = weight.shape[0]
+    W = torch.tensor(weight.reshape(n_out, -1), device=device)
+    if hsum is None:
+        zero = torch.zeros(n_out, dtype=torch.long, device=device)
+        return _Problem(layer, W, None, zero, torch.ones(n_out, dtype=torch.float64, device=device))
+    if hsum.n_in != W.shape[1] or hsum.n_out != n_out:
+        raise DataError(f"calibration has {hsum.n_out} x {hsum.n_in} rows x inputs, the layer "
+                        f"{n_out} x {W.shape[1]}: calibrated on a different graph?",
+                        where=f"layer {layer.name}")
+    H4 = hsum.hessian(device)                       # (kernel_groups, conv_groups, n_in, n_in)
+    k_groups, c_groups = H4.shape[:2]
+    H = H4.reshape(k_groups * c_groups, W.shape[1], W.shape[1])
+    conv_group = torch.arange(n_out, device=device) // (n_out // c_groups)
+    group = torch.as_tensor(hsum.groups, device=device) * c_groups + conv_group
+    row_weight = torch.as_tensor(hsum.row_weight, dtype=torch.float64, device=device)
+    return _Problem(layer, W, H, group, row_weight)
+
+
+def _thresholds(layer: SynapseLayer) -> np.ndarray | None:
+    threshold = getattr(layer.neuron, "v_threshold", None)
+    return None if threshold is None else np.asarray(threshold, dtype=np.float64).reshape(-1)
+
+
+def _fit(layer: SynapseLayer, Q: Tensor, config: CompressionConfig) -> GridFit:
+    return fit_grid(Q, grid=config.grid, bits=config.bits or 2, per_channel=config.per_channel,
+                    exp_range=config.exp_range, thresholds=_thresholds(layer))
+
+
+@dataclass(frozen=True, eq=False)
+class _Result:
+    Q: Tensor
+    mask: Tensor
+    grid: GridFit | None
+    damp_frac: float | None
+    damp_raises: int
+
+
+def _damp(problem: _Problem, config: CompressionConfig) -> list[DampedInverse]:
+    assert problem.H is not None
+    return [damped_inverse_cholesky(problem.H[g], config.damp_frac,
+                                    where=f"layer {problem.layer.name} (row group {g})")
+            for g in range(problem.n_groups)]
+
+
+def _solve(problem: _Problem, n_prune: int, config: CompressionConfig,
+           quantize: bool = True) -> _Result:
+    """Prune ``n_prune`` weights with ``config.solver``, then quantise the rest (OBS passes)."""
+    assert problem.H is not None
+    damped = _damp(problem, config)
+    Hd = torch.stack([d.H for d in damped])
+    W = problem.W.clone()
+    rows_of = [problem.rows(g) for g in range(problem.n_groups)]
+    if n_prune:
+        for rows, d in zip(rows_of, damped):  # inputs never active: free to prune
+            W[rows[:, None], torch.nonzero(d.dead).reshape(1, -1)] = 0.0
+    quantize = quantize and config.quantize
+    grid: GridFit | None = None
+    mask = torch.zeros_like(W, dtype=torch.bool)
+    Q = W
+    joint = False
+    if n_prune and config.solver == "admm":
+        Q, mask = admm_prune(W, Hd, problem.group, n_prune, n_m=config.n_m,
+                             fan_in=config.fan_in, row_weight=problem.row_weight)
+    elif n_prune and config.solver == "exact":
+        Q, mask = greedy_obs_prune(W, Hd, problem.group, n_prune, n_m=config.n_m,
+                                   fan_in=config.fan_in, row_weight=problem.row_weight)
+    elif n_prune:  # SparseGPT: adaptive per-block mask, jointly quantised in the same sweep
+        joint = quantize
+        grid = _fit(problem.layer, W, config) if joint else None
+        fixed = None
+        if config.fan_in is not None or problem.n_groups > 1:
+            # the per-block choice cannot see a row cap or several Hessians: fix the mask from
+            # the OBS saliency row_weight * w^2 / Hinv_jj over the whole layer first
+            diag = torch.stack([(d.U**2).sum(dim=0) for d in damped])[problem.group]
+            saliency = problem.row_weight[:, None] * W**2 / diag
+            fixed = select_mask(saliency, n_prune, n_m=config.n_m, fan_in=config.fan_in)
+        Q = torch.zeros_like(W)
+        mask = torch.zeros_like(W, dtype=torch.bool)
+        for g, (rows, d) in enumerate(zip(rows_of, damped)):
+            count = (n_prune if problem.n_groups == 1 else 0)
+            Qg, Mg = obs_sweep(W[rows], d.U, mask=None if fixed is None else fixed[rows],
+                               n_prune=count, n_m=config.n_m, grid=grid, grid_rows=rows,
+                               block_size=config.block_size)
+            Q[rows], mask[rows] = Qg, Mg
+    if quantize and not joint:
+        grid = _fit(problem.layer, Q, config)
+        Qq = torch.zeros_like(Q)
+        for g, (rows, d) in enumerate(zip(rows_of, damped)):
+            order = (authors_order(d.U) if config.act_order
+                     else torch.arange(W.shape[1], device=W.device))
+            H_perm = problem.H[g][order][:, order]
+            d_perm = damped_inverse_cholesky(H_perm, d.damp_frac, max_raises=3,
+                                             where=f"layer {problem.layer.name} (row group {g})")
+            damped[g] = DampedInverse(d.U, d.H, d_perm.damp, d_perm.damp_frac,
+                                      d.raises + d_perm.raises, d.dead)
+            Qg, _ = obs_sweep(Q[rows][:, order], d_perm.U, mask=mask[rows][:, order], grid=grid,
+                              grid_rows=rows, block_size=config.block_size)
+            Qq[rows[:, None], order[None, :]] = Qg
+        Q = Qq
+    return _Result(Q, mask, grid, max(d.damp_frac for d in damped),
+                   sum(d.raises for d in damped))
+
+
+def _loss(problem: _Problem, Q: Tensor) -> tuple[float | None, float | None]:
+    if problem.H is None:
+        return None, None
+    loss = layer_loss(problem.W, Q, problem.H, problem.group, problem.row_weight)
+    energy = layer_loss(problem.W, torch.zeros_like(problem.W), problem.H, problem.group,
+                        problem.row_weight)
+    return loss, energy
+
+
+def _new_node(layer: SynapseLayer, result: _Result) -> Any:
+    shape = tuple(layer.synapse.weight.shape)
+    if result.grid is None:
+        return layer.synapse.with_weight(result.Q.cpu().numpy().reshape(shape))
+    encoding = result.grid.encoding(result.Q, shape)
+    return layer.synapse.with_weight(encoding.dequantize(), encoding)
+
+
+def _stats(problem: _Problem, result: _Result, node: Any, solver: str,
+           seconds: float) -> LayerStats:
+    Q = torch.tensor(np.asarray(node.weight).reshape(problem.W.shape), device=problem.W.device)
+    loss, energy = _loss(problem, Q)
+    weight = np.asarray(node.weight)
+    return LayerStats(
+        name=problem.layer.name, kind=node.kind, shape=tuple(int(v) for v in weight.shape),
+        pruned=int(result.mask.sum()),
+        sparsity=float(1.0 - np.count_nonzero(weight) / weight.size),
+        bits=None if result.grid is None else node.encoding.bits,
+        grid=None if result.grid is None else result.grid.grid, loss=loss, dense_energy=energy,
+        damp_frac=result.damp_frac, damp_raises=result.damp_raises,
+        solver=solver if int(result.mask.sum()) else "none", seconds=seconds)
+
+
+# --------------------------------------------------------------------------- allocation
+
+
+def _layers(graph: Graph, config: CompressionConfig) -> list[SynapseLayer]:
+    layers = list(graph.synapse_layers())
+    if config.layers is None:
+        return layers
+    known = {layer.name for layer in layers}
+    unknown = sorted(set(config.layers) - known)
+    if unknown:
+        raise ConfigError(f"not synapse layers of the graph: {', '.join(unknown)}",
+                          where="config.layers")
+    return [layer for layer in layers if layer.name in config.layers]
+
+
+def _bounds(layer: SynapseLayer, config: CompressionConfig) -> LayerBounds:
+    W = torch.tensor(np.asarray(layer.synapse.weight, dtype=np.float64))
+    W = W.reshape(W.shape[0], -1)
+    n_out, n_in = W.shape
+    minimum = min_prune_count(n_out, n_in, config.n_m, config.fan_in)
+    maximum = max(minimum, int(math.floor(config.max_sparsity * W.numel())))
+    return LayerBounds(layer.name, W, minimum, maximum)
+
+
+def _allocate(layers: list[SynapseLayer], problems: Mapping[str, _Problem],
+              config: CompressionConfig,
+              loss_curve: Callable[[str, Any], list[float]] | None) -> dict[str, int]:
+    bounds = [_bounds(layer, config) for layer in layers]
+    if not config.prune:
+        return {b.name: 0 for b in bounds}
+    allocation = config.allocation
+    numel = sum(b.numel for b in bounds)
+    if isinstance(allocation, Budget):
+        total = max(0, numel - allocation.max_synapses(config.bits))
+        allocation = allocation.allocation
+        if allocation == "uniform":
+            return allocate_uniform(bounds, total / numel if numel else 0.0)
+    else:
+        if allocation == "uniform":
+            return allocate_uniform(bounds, config.sparsity)
+        total = int(round(config.sparsity * numel))
+    if allocation == "lamp":
+        return allocate_lamp(bounds, total, config.lamp_power)
+    if loss_curve is None or any(problems[b.name].H is None for b in bounds):
+        raise ConfigError("global allocation needs a calibration of every compressed layer",
+                          where="config.allocation")
+    energy = {b.name: _loss(problems[b.name], torch.zeros_like(problems[b.name].W))[0] or 0.0
+              for b in bounds}
+    return allocate_global(bounds, total, loss_curve, energy)
+
+
+# --------------------------------------------------------------------------- passes
+
+
+def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
+              progress: Progress | None) -> tuple[Graph, CompressionStats]:
+    """SBC and OBC: OBS solvers on the calibration's Hessians (``config.kernel``)."""
+    if calibration is None:
+        raise DataError(f"method {config.method!r} needs a calibration", where="compress")
+    if calibration.kernel != config.kernel:
+        raise ConfigError(f"method {config.method!r} needs a calibration with the "
+                          f"{config.kernel!r} kernel, got {calibration.kernel!r}",
+                          where="compress(calibration=)",
+                          hint=f"calibrate(graph, data, kernel={config.kernel!r})")
+    device = resolve_device(config.device)
+    start = time.perf_counter()
+    layers = _layers(graph, config)
+    missing = [layer.name for layer in layers if layer.name not in calibration.layers]
+    if missing:
+        raise DataError(f"calibration has no Hessian for {', '.join(missing)}",
+                        where="compress(calibration=)")
+    problems = {layer.name: _problem(layer, calibration.layers[layer.name], device)
+                for layer in layers}
+
+    def loss_curve(name: str, counts: Any) -> list[float]:
+        problem = problems[name]
+        return [_loss(problem, _solve(problem, int(c), config, quantize=False).Q)[0] or 0.0
+                for c in counts]
+
+    counts = _allocate(layers, problems, config, loss_curve)
+    allocation_seconds = time.perf_counter() - start
+    current, stats = graph, []
+    for i, layer in enumerate(layers):
+        tick = time.perf_counter()
+        problem = problems[layer.name]
+        if config.propagation == "sequential" and i > 0:
+            calibration = calibration.recompute(current, [layer.name])
+            problem = _problem(layer, calibration.layers[layer.name], device)
+        result = _solve(problem, counts[layer.name], config)
+        node = _new_node(layer, result)
+        current = current.replace_nodes({layer.name: node})
+        stats.append(_stats(problem, result, node, config.solver,
+                            time.perf_counter() - tick))
+        if progress is not None:
+            progress(i + 1, len(layers))
+    allocation = config.allocation if isinstance(config.allocation, str) else "budget"
+    return current, CompressionStats(config.method, tuple(stats), allocation,
+                                     config.propagation, time.perf_counter() - start,
+                                     allocation_seconds)
+
+
+def _magnitude_pass(graph: Graph, calibration: Any, config: CompressionConfig,
+                    progress: Progress | None) -> tuple[Graph, CompressionStats]:
+    """Magnitude pruning and round-to-nearest; the calibration (optional) measures the loss."""
+    device = resolve_device(config.device)
+    start = time.perf_counter()
+    layers = _layers(graph, config)
+    sums = {} if calibration is None else calibration.layers
+    problems = {layer.name: _problem(layer, sums.get(layer.name), device) for layer in layers}
+
+    def loss_curve(name: str, counts: Any) -> list[float]:
+        problem = problems[name]
+        kw = dict(n_m=config.n_m, fan_in=config.fan_in)
+        return [_loss(problem, problem.W * ~magnitude_mask(problem.W, int(c), **kw))[0] or 0.0
+                for c in counts]
+
+    counts = _allocate(layers, problems, config, loss_curve)
+    allocation_seconds = time.perf_counter() - start
+    current, stats = graph, []
+    for i, layer in enumerate(layers):
+        tick = time.perf_counter()
+        problem = problems[layer.name]
+        mask = magnitude_mask(problem.W, counts[layer.name], n_m=config.n_m, fan_in=config.fan_in)
+        Q = problem.W.masked_fill(mask, 0.0)
+        grid = None
+        if config.quantize:
+            grid = _fit(layer, Q, config)
+            Q = grid.quantize(Q)
+        result = _Result(Q, mask, grid, None, 0)
+        node = _new_node(layer, result)
+        current = current.replace_nodes({layer.name: node})
+        stats.append(_stats(problem, result, node, "magnitude", time.perf_counter() - tick))
+        if progress is not None:
+            progress(i + 1, len(layers))
+    allocation = config.allocation if isinstance(config.allocation, str) else "budget"
+    return current, CompressionStats(config.method, tuple(stats), allocation,
+                                     config.propagation, time.perf_counter() - start,
+                                     allocation_seconds)
+
+
+PASSES: dict[type, Callable[..., tuple[Graph, CompressionStats]]] = {
+    SBCConfig: _obs_pass,
+    OBCConfig: _obs_pass,
+    MagnitudeConfig: _magnitude_pass,
+}
+
+
+def compress(graph: Graph, calibration: Any, config: CompressionConfig, *,
+             progress: Progress | None = None) -> tuple[Graph, CompressionStats]:
+    """Compress every synapse layer of ``graph`` (or ``config.layers``) as ``config`` says.
+
+    Args:
+        graph: the network (not modified).
+        calibration: a :class:`~sbc_deploy.calibrate.Calibration` with the config's kernel
+            (``None`` allowed for :class:`MagnitudeConfig`: no loss is reported then).
+        config: :class:`SBCConfig`, :class:`OBCConfig` or :class:`MagnitudeConfig`.
+        progress: ``progress(done_layers, total_layers)`` after each layer.
+
+    Returns:
+        ``(graph, stats)``: a new graph with compressed synapse nodes and the statistics.
+
+    Raises:
+        ConfigError: unknown config type, a kernel mismatch, impossible bounds.
+        DataError: a calibration that lacks a layer or belongs to another graph.
+        NumericalError: a Hessian that stays indefinite after the damping raises.
+    """
+    handler = PASSES.get(type(config))
+    if handler is None:
+        raise ConfigError(f"no compression pass for {type(config).__name__}; known: "
+                          f"{', '.join(t.__name__ for t in PASSES)}", where="compress(config=)")
+    with torch_threads(config.threads), torch.no_grad():
+        return handler(graph, calibration, config, progress)

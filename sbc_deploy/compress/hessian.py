@@ -1,0 +1,486 @@
+r"""Layer Hessians of the SBC objective: temporal (SMP) kernels, streaming sums, damped inverses.
+
+Stage contract: the input sequences of one synapse layer ``x [T, B, *input_shape]`` ->
+float64 sums of :math:`(K X)^\top (K X)` plus counts (a :class:`HessianSum`), and a Hessian ->
+the upper Cholesky factor of its damped inverse (:func:`damped_inverse_cholesky`).
+
+The SBC objective of a synapse layer ``W`` (``n_out x n_in``) followed by a neuron is the error
+of the neuron's *surrogate membrane potential* (no threshold, no reset), a causal linear filter
+``K`` (``T x T``, lower triangular) of the layer's output current::
+
+    V_b = K X_b W^T                                   X_b: (T, n_in) inputs of sample b
+    L(W') = sum_b ||K X_b (W - W')^T||_F^2 = N/2 * sum_rows (w - w') H (w - w')^T
+    H = 2/N * sum_b (K X_b)^T (K X_b)                  N: sequences x positions (T is summed)
+
+``K`` comes from the neuron after the layer (:func:`kernel_for_neuron`):
+
+    LIF, LI          K[t, s] = beta**(t - s)                        (s <= t)
+    CubaLIF, CubaLI  K = K_beta @ K_alpha     (synaptic filter first, then the membrane)
+    IF, Integrator   K[t, s] = 1                                    (running sum, beta = 1)
+    none (readout)   K = I                                          (plain OBC current loss)
+
+The ``"current"`` kernel (OBC / GPTQ / SparseGPT ported to SNNs) is ``K = I`` for every layer.
+Filtering is done with the recursion ``y[t] = beta * y[t-1] + x[t]`` (O(T), not the T x T
+matrix), which equals ``K @ x`` exactly (tests check both against the closed form).
+
+Per-neuron decays: rows (output neurons or channels) whose neurons share the same decays share
+one Hessian. When a layer has more distinct decays than ``max_groups``, rows are binned by the
+quantiles of their decays and each bin uses its mean decay (an approximation, logged).
+
+Conv layers are unfolded (im2col, PyTorch's ``unfold`` order ``C_in/groups x kH x kW``): every
+output position of every step is one row, and ``N`` counts sequences x positions, as the SBC
+authors do. Grouped convolutions get one Hessian per convolution group.
+
+Symbols::
+
+    paper       code          GPTQ / SparseGPT     llm-compressor
+    X           x             inp                  inp
+    K           kernel        -                    -
+    H           H             self.H               H
+    N           n_rows        self.nsamples        num_samples
+    lambda      damp          percdamp * mean      dampening_frac * mean
+    chol(H^-1)  U (Hinv)      Hinv                 Hinv
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sbc_deploy.errors import ConfigError, NumericalError, ShapeError
+from sbc_deploy.ir.nodes import (
+    IF,
+    LI,
+    LIF,
+    Conv1d,
+    Conv2d,
+    CubaLI,
+    CubaLIF,
+    Integrator,
+    Neuron,
+    Synapse,
+)
+
+log = logging.getLogger(__name__)
+
+HESSIAN_DTYPE = torch.float64
+KERNELS: tuple[str, ...] = ("smp", "current")
+
+__all__ = [
+    "HESSIAN_DTYPE", "KERNELS", "DampedInverse", "HessianAccumulator", "HessianSum",
+    "TemporalKernel", "damped_inverse_cholesky", "kernel_for_neuron", "per_row", "resolve_device",
+    "temporal_kernel", "torch_threads", "unfold_input",
+]
+
+
+# --------------------------------------------------------------------------- temporal kernels
+
+
+def temporal_kernel(beta: float, steps: int, dtype: torch.dtype = HESSIAN_DTYPE) -> Tensor:
+    """``K[t, s] = beta**(t - s)`` for ``s <= t``, else 0. Shape ``(steps, steps)``.
+
+    Filters presynaptic input into its contribution to a LIF membrane potential with per-step
+    decay ``beta``; SBC's reference code builds the same matrix with ``beta = (tau - 1) / tau``.
+    ``beta = 1`` gives the running sum of an integrator.
+    """
+    t = torch.arange(steps, dtype=dtype)
+    lag = t[:, None] - t[None, :]
+    return torch.where(lag >= 0, torch.as_tensor(beta, dtype=dtype) ** lag.clamp(min=0),
+                       torch.zeros((), dtype=dtype))
+
+
+@dataclass(frozen=True)
+class TemporalKernel:
+    """The causal filter ``K`` of one group of output neurons.
+
+    ``alpha``: synaptic current decay (current-based neurons), else ``None``; ``beta``: membrane
+    decay (1 for integrators), ``None`` for the identity (readout or the ``"current"`` kernel).
+    """
+
+    alpha: float | None = None
+    beta: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "beta"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"decay must lie in [0, 1], got {value}",
+                                  where=f"TemporalKernel.{name}")
+        if self.alpha is not None and self.beta is None:
+            raise ConfigError("a synaptic decay needs a membrane decay", where="TemporalKernel")
+
+    @property
+    def is_identity(self) -> bool:
+        return self.beta is None
+
+    def matrix(self, steps: int, dtype: torch.dtype = HESSIAN_DTYPE) -> Tensor:
+        """The closed-form ``(steps, steps)`` matrix ``K`` (``K_beta @ K_alpha``)."""
+        if self.beta is None:
+            return torch.eye(steps, dtype=dtype)
+        K = temporal_kernel(self.beta, steps, dtype)
+        if self.alpha is not None:
+            K = K @ temporal_kernel(self.alpha, steps, dtype)
+        return K
+
+    def filter(self, x: Tensor) -> Tensor:
+        """``K @ x`` along the first (time) axis, by the recursion ``y[t] = d*y[t-1] + x[t]``."""
+        if self.beta is None:
+            return x
+        y = x
+        for decay in ((self.alpha, self.beta) if self.alpha is not None else (self.beta,)):
+            y = _causal_filter(y, float(decay))  # type: ignore[arg-type]
+        return y
+
+
+def _causal_filter(x: Tensor, decay: float) -> Tensor:
+    """``y[t] = decay * y[t-1] + x[t]``, ``y[-1] = 0`` (one first-order leak)."""
+    if decay == 1.0:
+        return torch.cumsum(x, dim=0)
+    y = torch.empty_like(x)
+    acc = torch.zeros_like(x[0])
+    for t in range(x.shape[0]):
+        acc = decay * acc + x[t]  # the leak, then this step's input
+        y[t] = acc
+    return y
+
+
+def per_row(values: np.ndarray, n_out: int, what: str) -> np.ndarray:
+    """A neuron parameter as one value per output row (channel-major for conv layers)."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    if flat.size == n_out:
+        return flat
+    if flat.size % n_out:
+        raise ShapeError(f"{what} has {flat.size} values, not a multiple of the layer's "
+                         f"{n_out} output channels")
+    per_channel = flat.reshape(n_out, -1)
+    if not np.allclose(per_channel, per_channel[:, :1]):
+        log.info("%s varies within an output channel; using its mean per channel", what)
+    return per_channel.mean(axis=1)
+
+
+def kernel_for_neuron(neuron: Neuron | None, n_out: int, *, kind: str = "smp",
+                      max_groups: int = 8) -> tuple[tuple[TemporalKernel, ...], np.ndarray]:
+    """The SMP kernels of a layer's output rows and the group index of every row.
+
+    Args:
+        neuron: the neuron that integrates the layer's output (``None`` for a readout).
+        n_out: output rows of the layer (neurons, or channels of a convolution).
+        kind: ``"smp"`` (the neuron's membrane filter) or ``"current"`` (identity, OBC).
+        max_groups: most distinct kernels kept; more distinct decays are binned (see module
+            docstring).
+
+    Returns:
+        ``(kernels, groups)``: one :class:`TemporalKernel` per group and ``groups`` (``n_out``,
+        int) mapping each row to its kernel.
+    """
+    if kind not in KERNELS:
+        raise ConfigError(f"unknown kernel {kind!r}; known: {', '.join(KERNELS)}", where="kernel")
+    if max_groups < 1:
+        raise ConfigError(f"must be >= 1, got {max_groups}", where="max_groups")
+    zero = np.zeros(n_out, dtype=np.int64)
+    if kind == "current" or neuron is None:
+        return (TemporalKernel(),), zero
+    if isinstance(neuron, (IF, Integrator)):
+        return (TemporalKernel(beta=1.0),), zero
+    if isinstance(neuron, (LIF, LI)):
+        decays = per_row(neuron.beta, n_out, f"{neuron.kind}.beta")[:, None]
+    elif isinstance(neuron, (CubaLIF, CubaLI)):
+        decays = np.stack([per_row(neuron.alpha, n_out, f"{neuron.kind}.alpha"),
+                           per_row(neuron.beta, n_out, f"{neuron.kind}.beta")], axis=1)
+    else:
+        raise ConfigError(f"no SMP kernel for neuron kind {neuron.kind}", where="kernel")
+    unique, groups = np.unique(decays, axis=0, return_inverse=True)
+    groups = groups.reshape(-1)
+    if len(unique) > max_groups:
+        # Bin rows by the quantiles of their decays (the membrane decay decides the order).
+        log.info("%d distinct decays in one layer: binned into %d groups by their mean",
+                 len(unique), max_groups)
+        rank = np.argsort(np.argsort(decays[:, -1], kind="stable"), kind="stable")
+        groups = (rank * max_groups) // n_out
+        unique = np.stack([decays[groups == g].mean(axis=0) for g in range(max_groups)])
+    if decays.shape[1] == 1:
+        kernels = tuple(TemporalKernel(beta=float(b)) for (b,) in unique)
+    else:
+        kernels = tuple(TemporalKernel(alpha=float(a), beta=float(b)) for a, b in unique)
+    return kernels, groups.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- im2col
+
+
+def unfold_input(x: Tensor, synapse: Synapse) -> Tensor:
+    """Rows of the layer's linear map: ``(rows, conv_groups, n_in)`` with ``n_in`` per group.
+
+    ``x``: ``[..., *input_shape]`` (any leading axes, e.g. ``[T, B]``). Affine: one row per
+    leading index. Conv: im2col (PyTorch ``unfold`` order), one row per output position.
+    """
+    in_shape = tuple(synapse.input_shape)
+    lead = x.shape[: x.ndim - len(in_shape)]
+    if tuple(x.shape[len(lead):]) != in_shape:
+        raise ShapeError(f"input of shape {tuple(x.shape)} does not end with the layer's input "
+                         f"shape {in_shape}")
+    flat = x.reshape(-1, *in_shape)
+    if isinstance(synapse, (Conv1d, Conv2d)):
+        if isinstance(synapse, Conv1d):
+            flat = flat[:, :, None, :]
+            kernel, stride = (1, synapse.weight.shape[2]), (1, synapse.stride)
+            padding, dilation = (0, synapse.padding), (1, synapse.dilation)
+        else:
+            kernel, stride = tuple(synapse.weight.shape[2:]), synapse.stride
+            padding, dilation = synapse.padding, synapse.dilation
+        cols = F.unfold(flat, kernel, dilation=dilation, padding=padding, stride=stride)
+        groups = synapse.groups
+        n_in = cols.shape[1] // groups
+        # (M, groups * n_in, L) -> (M * L, groups, n_in)
+        return cols.reshape(cols.shape[0], groups, n_in, -1).permute(0, 3, 1, 2).reshape(
+            -1, groups, n_in)
+    return flat.reshape(flat.shape[0], 1, -1)
+
+
+def conv_groups(synapse: Synapse) -> int:
+    """Number of convolution groups (1 for dense layers)."""
+    return int(getattr(synapse, "groups", 1))
+
+
+# --------------------------------------------------------------------------- sums
+
+
+@dataclass(frozen=True, eq=False)
+class HessianSum:
+    r"""Float64 sums of :math:`(K x)(K x)^\top` for one synapse layer, plus counts.
+
+    Sums add across batches and processes (``a + b``); the Hessian is ``2 * xtx / n_rows``.
+
+    Attributes:
+        xtx: ``(kernel_groups, conv_groups, n_in, n_in)`` float64 sums over rows.
+        kernels: the temporal kernel of each kernel group.
+        groups: ``(n_out,)`` kernel group of every output row.
+        row_weight: ``(n_out,)`` weight of each row's error in the layer loss (the squared gain
+            between the layer's output and the membrane: ``Scale`` nodes, ``gain``, ``gain_syn``;
+            1 for the ``"current"`` kernel). Changes which rows are pruned, not the updates.
+        x_sum: ``(conv_groups, n_in)`` sum of the unfiltered inputs (input rates).
+        n_samples: sequences seen.
+        n_rows: rows summed per time step: sequences x output positions (T is summed, not
+            counted, as in SBC's reference code).
+        steps: time steps per sequence.
+    """
+
+    xtx: np.ndarray
+    kernels: tuple[TemporalKernel, ...]
+    groups: np.ndarray
+    row_weight: np.ndarray
+    x_sum: np.ndarray
+    n_samples: int
+    n_rows: int
+    steps: int
+
+    def __post_init__(self) -> None:
+        for name in ("xtx", "groups", "row_weight", "x_sum"):
+            array = np.array(getattr(self, name), copy=True)
+            array.flags.writeable = False
+            object.__setattr__(self, name, array)
+        if self.xtx.ndim != 4 or self.xtx.shape[2] != self.xtx.shape[3]:
+            raise ShapeError(f"xtx must be (kernel_groups, conv_groups, n, n), got {self.xtx.shape}")
+        if self.xtx.shape[0] != len(self.kernels):
+            raise ShapeError(f"{self.xtx.shape[0]} sums for {len(self.kernels)} kernels")
+
+    @property
+    def n_in(self) -> int:
+        return int(self.xtx.shape[-1])
+
+    @property
+    def n_out(self) -> int:
+        return int(self.groups.shape[0])
+
+    def hessian(self, device: str | torch.device = "cpu") -> Tensor:
+        """``H = 2 * xtx / n_rows``: ``(kernel_groups, conv_groups, n_in, n_in)`` float64."""
+        if self.n_rows == 0:
+            raise NumericalError("no calibration rows were accumulated", where="HessianSum")
+        return torch.as_tensor(self.xtx, device=device) * (2.0 / self.n_rows)
+
+    def in_rate(self) -> np.ndarray:
+        """Mean input per step and position, ``(conv_groups * n_in,)`` (spike rate for spikes)."""
+        count = max(self.n_rows * self.steps, 1)
+        return (self.x_sum / count).reshape(-1)
+
+    def __add__(self, other: HessianSum) -> HessianSum:
+        if (self.xtx.shape != other.xtx.shape or self.kernels != other.kernels
+                or not np.array_equal(self.groups, other.groups) or self.steps != other.steps):
+            raise ShapeError("cannot add Hessian sums of different layers, kernels or steps")
+        return HessianSum(self.xtx + other.xtx, self.kernels, self.groups, self.row_weight,
+                          self.x_sum + other.x_sum, self.n_samples + other.n_samples,
+                          self.n_rows + other.n_rows, self.steps)
+
+
+@dataclass(eq=False)
+class HessianAccumulator:
+    """Streaming accumulator for one layer (mutable, private to a calibration run).
+
+    Memory is ``kernel_groups * conv_groups * n_in**2`` float64 plus one batch of filtered,
+    unfolded inputs, processed in chunks of ``chunk_rows`` rows; it does not grow with the
+    number of samples.
+    """
+
+    synapse: Synapse
+    kernels: tuple[TemporalKernel, ...]
+    groups: np.ndarray
+    row_weight: np.ndarray
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    chunk_rows: int = 1 << 14
+    xtx: Tensor | None = None
+    x_sum: Tensor | None = None
+    n_samples: int = 0
+    n_rows: int = 0
+    steps: int = 0
+
+    def add(self, x: Tensor) -> None:
+        """Accumulate one batch of input sequences ``x [T, B, *input_shape]``."""
+        if x.ndim < 3:
+            raise ShapeError(f"expected [T, B, *input_shape], got shape {tuple(x.shape)}")
+        steps, batch = int(x.shape[0]), int(x.shape[1])
+        if self.steps and steps != self.steps:
+            raise ShapeError(f"batches have {steps} steps, earlier ones had {self.steps}")
+        self.steps = steps
+        x = x.to(device=self.device, dtype=HESSIAN_DTYPE)
+        n_groups = conv_groups(self.synapse)
+        n_in = unfold_input(x[:1, :1], self.synapse).shape[-1]
+        positions = unfold_input(x[:1, :1], self.synapse).shape[0]
+        if self.xtx is None:
+            self.xtx = torch.zeros(len(self.kernels), n_groups, n_in, n_in, dtype=HESSIAN_DTYPE,
+                                   device=self.device)
+            self.x_sum = torch.zeros(n_groups, n_in, dtype=HESSIAN_DTYPE, device=self.device)
+        assert self.x_sum is not None
+        # Chunks of whole time steps x samples, so that unfolded rows stay bounded.
+        per_step = batch * positions
+        step_chunk = max(1, self.chunk_rows // max(per_step, 1))
+        for g, kernel in enumerate(self.kernels):
+            y = kernel.filter(x)  # K @ x along time, per sample and input
+            for t1 in range(0, steps, step_chunk):
+                rows = unfold_input(y[t1:t1 + step_chunk], self.synapse)  # (M, groups, n_in)
+                rows = rows.permute(1, 0, 2)  # (groups, M, n_in)
+                self.xtx[g] += rows.transpose(1, 2) @ rows
+                if g == 0:
+                    raw = unfold_input(x[t1:t1 + step_chunk], self.synapse)
+                    self.x_sum += raw.sum(dim=0)
+        self.n_samples += batch
+        self.n_rows += per_step
+
+    def result(self) -> HessianSum:
+        """The frozen sums (zeros when nothing was added)."""
+        n_in = int(np.prod(self.synapse.weight.shape[1:]))
+        n_groups = conv_groups(self.synapse)
+        if self.xtx is None:
+            xtx = np.zeros((len(self.kernels), n_groups, n_in, n_in))
+            x_sum = np.zeros((n_groups, n_in))
+        else:
+            assert self.x_sum is not None
+            xtx, x_sum = self.xtx.cpu().numpy(), self.x_sum.cpu().numpy()
+        return HessianSum(xtx, self.kernels, self.groups, self.row_weight, x_sum,
+                          self.n_samples, self.n_rows, self.steps)
+
+
+# --------------------------------------------------------------------------- damping
+
+
+@dataclass(frozen=True)
+class DampedInverse:
+    """The upper Cholesky factor ``U`` of ``(H + damp * I)^-1`` (``U^T U = (H + damp I)^-1``).
+
+    Attributes:
+        U: ``(n, n)`` upper-triangular factor (GPTQ's ``Hinv``).
+        H: the damped Hessian ``H + damp * I`` (dead inputs' diagonal set, see ``dead``).
+        damp: absolute damping added to the diagonal.
+        damp_frac: ``damp`` relative to the mean diagonal of ``H``.
+        raises: how many times ``damp_frac`` was raised (x10) because Cholesky failed.
+        dead: ``(n,)`` bool, inputs with a zero diagonal (never active in the calibration).
+    """
+
+    U: Tensor
+    H: Tensor
+    damp: float
+    damp_frac: float
+    raises: int
+    dead: Tensor
+
+
+def damped_inverse_cholesky(H: Tensor, damp_frac: float = 0.01, *, max_raises: int = 6,
+                            factor: float = 10.0, where: str = "layer") -> DampedInverse:
+    """Upper Cholesky factor of ``(H + damp_frac * mean(diag H) * I)^-1`` (the GPTQ recipe).
+
+    Dead inputs (zero diagonal) get the mean live diagonal, so they decouple from the rest.
+    When a Cholesky factorisation fails, ``damp_frac`` is multiplied by ``factor`` and the
+    attempt repeated, at most ``max_raises`` times; every raise is counted in the result (never
+    a silent fallback).
+
+    Raises:
+        NumericalError: ``H`` is not finite, or still not positive definite after the raises.
+    """
+    if damp_frac < 0:
+        raise ConfigError(f"damp_frac must be >= 0, got {damp_frac}", where="damp_frac")
+    if not torch.isfinite(H).all():
+        raise NumericalError("Hessian holds NaN or infinite values", where=where)
+    H = H.to(HESSIAN_DTYPE).clone()
+    n = H.shape[0]
+    diag = torch.diagonal(H)
+    dead = diag <= 0
+    live_mean = float(diag[~dead].mean()) if bool((~dead).any()) else 1.0
+    H[dead, :] = 0
+    H[:, dead] = 0
+    diag[dead] = live_mean
+    mean_diag = float(diag.mean())
+    eye = torch.eye(n, dtype=H.dtype, device=H.device)
+    frac = damp_frac
+    for raises in range(max_raises + 1):
+        damped = H + (frac * mean_diag) * eye
+        L, info = torch.linalg.cholesky_ex(damped)
+        if int(info) == 0:
+            Hinv = torch.cholesky_inverse(L)
+            U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
+            if int(info) == 0 and bool(torch.isfinite(U).all()):
+                if raises:
+                    log.warning("%s: Cholesky needed damp_frac %.3g (raised %d times from %.3g)",
+                                where, frac, raises, damp_frac)
+                return DampedInverse(U, damped, frac * mean_diag, frac, raises, dead)
+        frac = frac * factor if frac > 0 else 1e-6
+    raise NumericalError(
+        f"Hessian is not positive definite even with damp_frac = {frac / factor:.3g}",
+        where=where, hint="use more calibration samples or a larger damp_frac")
+
+
+def row_loss(W: Tensor, Q: Tensor, H: Tensor) -> Tensor:
+    """Per-row ``(w - q) H (w - q)^T``: ``(n_out,)`` in float64."""
+    D = (W - Q).to(HESSIAN_DTYPE)
+    return ((D @ H.to(HESSIAN_DTYPE)) * D).sum(dim=1)
+
+
+# --------------------------------------------------------------------------- devices, threads
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device; a ConfigError when it is malformed, or CUDA is asked for and absent."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"not a torch device: {device!r}", where="device") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("CUDA was asked for but is not available", where="device")
+    return dev
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Set torch's intra-op threads for a block (``None``: leave them), then restore them."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

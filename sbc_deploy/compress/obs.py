@@ -1,0 +1,437 @@
+r"""Layer-wise OBS solvers: pruning, quantisation and both, on one layer's Hessian.
+
+Stage contract: weights ``W (n_out, n_in)``, a damped Hessian per row group -> compressed
+weights ``Q`` and the prune ``mask`` (True = pruned). Nothing here knows about graphs.
+
+Every solver minimises the layer objective (``h`` = the row's Hessian, shared by a row group)::
+
+    L(Q) = sum_rows row_weight[r] * (w_r - q_r) H_{g(r)} (w_r - q_r)^T
+    subject to  q_r[mask_r] = 0,  q on the grid,  mask with exact count / N:M / fan-in cap
+
+OBS facts used throughout (Hinv = H^-1, p a weight, J a set)::
+
+    remove p:  dw = -(w_p / Hinv_pp) Hinv[:, p]              loss  w_p^2 / Hinv_pp
+    remove J:  dw = -Hinv[:, J] Hinv_JJ^-1 w_J               loss  w_J^T Hinv_JJ^-1 w_J
+    after removing p: Hinv <- Hinv - Hinv[:, p] Hinv[p, :] / Hinv_pp     (inverse downdate)
+
+Solvers:
+
+- :func:`obs_sweep` -- GPTQ / SparseGPT: one left-to-right sweep in a fixed column order with
+  the upper Cholesky factor ``U`` of the damped inverse (``U^T U = Hinv``; row ``i`` of ``U``
+  over ``U_ii`` is the OBS update direction once columns ``< i`` are fixed) and lazy block
+  updates. Quantises (GPTQ), prunes with SparseGPT's adaptive per-block mask, or both; or
+  applies a fixed mask. ``O(n_in^3 + n_out n_in^2)``.
+- :func:`admm_prune` -- the fast pruning solver: ADMM on the OBS-preconditioned problem with a
+  gradual sparsity schedule (Boza 2024, "Fast and Effective Weight Update for Pruned LLMs";
+  ALPS, Meng et al. 2024), the mask chosen globally over the layer by an exact projection
+  (:func:`~sbc_deploy.compress.masks.select_mask`), then conjugate gradients on the final mask
+  to the exact reconstruction. ``O(iters * n_out n_in^2)`` in GEMMs.
+- :func:`obs_prune_order` + :func:`greedy_obs_prune` -- the exact greedy reference: per row,
+  remove the weight of least OBS loss one at a time (or ``group_size`` at a time, as SBC's
+  code does) with explicit per-row inverse downdates, record each step's loss, choose the
+  per-row counts globally over the layer (SBC / OBC), then reconstruct each row exactly.
+  ``O(n_out n_in^3)``: for tests and small layers.
+- :func:`sequential_obs_quantize` -- SBC's quantiser: columns in a fixed order, explicit
+  ``Hinv`` and a rank-1 downdate per column (the reference for :func:`obs_sweep`).
+- :func:`masked_reconstruct` -- the optimal weights for a fixed mask (per-row solves).
+
+Example (identity Hessian: OBS is magnitude pruning)::
+
+    >>> W = torch.tensor([[0.9, -0.1, 0.4, 0.05]], dtype=torch.float64)
+    >>> H = torch.eye(4, dtype=torch.float64)[None]
+    >>> Q, mask = admm_prune(W, H, torch.zeros(1, dtype=torch.long), 2)
+    >>> mask.tolist(), Q.tolist()
+    ([[False, True, False, True]], [[0.9, 0.0, 0.4, 0.0]])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from sbc_deploy.compress.grids import GridFit
+from sbc_deploy.compress.masks import max_kept_per_row, min_prune_count, select_mask
+from sbc_deploy.errors import ConfigError, ShapeError
+
+__all__ = [
+    "admm_prune", "authors_order", "greedy_obs_prune", "layer_loss", "masked_reconstruct",
+    "obs_prune_order", "obs_sweep", "sequential_obs_quantize",
+]
+
+
+def layer_loss(W: Tensor, Q: Tensor, H: Tensor, group: Tensor | None = None,
+               row_weight: Tensor | None = None) -> float:
+    """``sum_r row_weight[r] (w_r - q_r) H_{group[r]} (w_r - q_r)^T`` in float64.
+
+    ``H``: ``(n_in, n_in)`` or ``(groups, n_in, n_in)``.
+    """
+    D = (W - Q).to(torch.float64)
+    H = H.to(torch.float64)
+    if H.ndim == 2:
+        per_row = ((D @ H) * D).sum(dim=1)
+    else:
+        group = torch.zeros(W.shape[0], dtype=torch.long) if group is None else group
+        per_row = torch.empty(W.shape[0], dtype=torch.float64, device=D.device)
+        for g in range(H.shape[0]):
+            rows = group == g
+            per_row[rows] = ((D[rows] @ H[g]) * D[rows]).sum(dim=1)
+    if row_weight is not None:
+        per_row = per_row * row_weight.to(per_row)
+    return float(per_row.sum())
+
+
+def authors_order(U: Tensor) -> Tensor:
+    """SBC's quantisation order: ascending ``diag(Hinv)`` (most sensitive column first).
+
+    ``U``: upper Cholesky factor of ``Hinv`` (``diag(Hinv)_j = sum_k U_kj^2``).
+    """
+    return torch.argsort((U * U).sum(dim=0), stable=True)
+
+
+# --------------------------------------------------------------------------- GPTQ / SparseGPT
+
+
+def _block_prune_counts(n_prune: int, rows: int, n: int, block_size: int,
+                        n_m: tuple[int, int] | None) -> list[int]:
+    """Per-block prune counts summing to ``n_prune``, each at least the block's N:M minimum."""
+    blocks = [(i1, min(i1 + block_size, n)) for i1 in range(0, n, block_size)]
+    minimum = [min_prune_count(rows, i2 - i1, n_m, None) for i1, i2 in blocks]
+    capacity = [rows * (i2 - i1) - low for (i1, i2), low in zip(blocks, minimum)]
+    extra, total = n_prune - sum(minimum), max(sum(capacity), 1)
+    counts, done, cum = [], 0, 0
+    for low, cap in zip(minimum, capacity):
+        cum += cap
+        share = round(extra * cum / total) - done  # cumulative rounding: exact total
+        done += share
+        counts.append(low + share)
+    return counts
+
+
+def obs_sweep(W: Tensor, U: Tensor, *, mask: Tensor | None = None, n_prune: int = 0,
+              n_m: tuple[int, int] | None = None, grid: GridFit | None = None,
+              grid_rows: Tensor | None = None, block_size: int = 128) -> tuple[Tensor, Tensor]:
+    """One OBS sweep over the columns in their given order (SparseGPT Alg. 1; GPTQ if no mask).
+
+    Minimises ``sum_rows (w - q) H (w - q)^T`` by fixing columns left to right and spreading
+    each column's error onto the columns not yet fixed through ``U``.
+
+    Args:
+        W: ``(rows, n)`` weights, columns in sweep order (not modified).
+        U: ``(n, n)`` upper Cholesky factor of the damped ``H^-1`` in the same order.
+        mask: fixed ``(rows, n)`` prune mask (True = pruned), or ``None``.
+        n_prune: with ``mask=None``: weights to prune, chosen per block of ``block_size``
+            columns by the OBS saliency ``w^2 / U_jj^2`` over all rows (SparseGPT), exact in
+            total. Needs natural column order for ``n_m``.
+        n_m: N:M rule for the adaptive mask (``block_size`` is rounded up to a multiple of m).
+        grid: quantise the kept weights onto this grid (``grid_rows`` selects its scales).
+        block_size: columns per lazy block update.
+
+    Returns:
+        ``(Q, mask)``: compressed weights (zeros where masked, on ``grid`` elsewhere) and the
+        mask used.
+    """
+    rows, n = W.shape
+    if U.shape != (n, n):
+        raise ShapeError(f"U has shape {tuple(U.shape)}, expected ({n}, {n})")
+    if n_m is not None:
+        block_size = math.ceil(block_size / n_m[1]) * n_m[1]
+    W = W.clone()
+    Q = torch.zeros_like(W)
+    M = torch.zeros_like(W, dtype=torch.bool) if mask is None else mask.clone()
+    counts = (_block_prune_counts(n_prune, rows, n, block_size, n_m)
+              if mask is None and n_prune else None)
+    for b, i1 in enumerate(range(0, n, block_size)):
+        i2 = min(i1 + block_size, n)
+        W1 = W[:, i1:i2].clone()
+        Q1 = torch.zeros_like(W1)
+        Err1 = torch.zeros_like(W1)
+        U1 = U[i1:i2, i1:i2]
+        if counts is not None:
+            saliency = W1**2 / torch.diagonal(U1)[None, :] ** 2
+            M[:, i1:i2] = select_mask(saliency, counts[b], n_m=n_m)
+        for i in range(i2 - i1):
+            w, d = W1[:, i], U1[i, i]
+            q = w if grid is None else grid.quantize(w, grid_rows)
+            q = q.masked_fill(M[:, i1 + i], 0.0)
+            Q1[:, i] = q
+            err1 = (w - q) / d
+            W1[:, i:] -= err1[:, None] * U1[i, i:][None, :]  # exact OBS update inside the block
+            Err1[:, i] = err1
+        Q[:, i1:i2] = Q1
+        W[:, i2:] -= Err1 @ U[i1:i2, i2:]  # lazy update of the columns after the block
+    return Q, M
+
+
+def sequential_obs_quantize(W: Tensor, H: Tensor, grid: GridFit, order: Tensor,
+                            grid_rows: Tensor | None = None) -> Tensor:
+    """SBC's quantiser: one column at a time in ``order``, explicit ``Hinv``, rank-1 downdates.
+
+    ``H`` is the damped Hessian. For each column ``p``: ``q = grid(w_p)``,
+    ``W += ((q - w_p) / Hinv_pp) Hinv[p, :]``, ``Hinv -= Hinv[:, p] Hinv[p, :] / Hinv_pp``.
+    Equal to :func:`obs_sweep` in the same order up to rounding (tested).
+    """
+    W = W.clone().to(torch.float64)
+    Hinv = torch.cholesky_inverse(torch.linalg.cholesky(H.to(torch.float64)))
+    for p in order.tolist():
+        w = W[:, p]
+        q = grid.quantize(w, grid_rows)
+        d = Hinv[p, p]
+        W += ((q - w) / d)[:, None] * Hinv[p, :][None, :]  # OBS update of every other column
+        Hinv -= Hinv[:, p, None] * Hinv[None, p, :] / d     # remove p from the inverse
+        W[:, p] = q
+    return W
+
+
+# --------------------------------------------------------------------------- fixed-mask solves
+
+
+def masked_reconstruct(W: Tensor, H: Tensor, mask: Tensor) -> Tensor:
+    """Optimal weights for a fixed mask: per row, ``q_K = w_K + H_KK^-1 H_KP w_P``, ``q_P = 0``.
+
+    ``K`` are the kept, ``P`` the pruned inputs of the row; ``H`` is damped (``(n, n)``).
+    """
+    Q = torch.zeros_like(W)
+    for r in range(W.shape[0]):
+        keep = ~mask[r]
+        if not bool(keep.any()):
+            continue
+        pruned = mask[r]
+        H_KK = H[keep][:, keep]
+        rhs = H[keep][:, pruned] @ W[r, pruned]
+        Q[r, keep] = W[r, keep] + torch.linalg.solve(H_KK, rhs)
+    return Q
+
+
+def _group_rows(group: Tensor, n_groups: int) -> list[Tensor]:
+    return [torch.nonzero(group == g).reshape(-1) for g in range(n_groups)]
+
+
+def _conjugate_gradients(Hs: Tensor, rows_of: Sequence[Tensor], B: Tensor, X: Tensor,
+                         keep: Tensor, iters: int, tol: float) -> Tensor:
+    """Solve ``(X Hs_g)_K = B_K`` with ``X_P = 0`` per row (all rows at once), warm start ``X``."""
+
+    def matmul(P: Tensor) -> Tensor:
+        out = torch.empty_like(P)
+        for g, rows in enumerate(rows_of):
+            out[rows] = P[rows] @ Hs[g]
+        return out * keep
+
+    X = X * keep
+    R = (B - matmul(X)) * keep
+    P = R.clone()
+    rr = (R * R).sum(dim=1)
+    scale = (B * keep).pow(2).sum(dim=1).clamp_min(torch.finfo(B.dtype).tiny)
+    for _ in range(iters):
+        if float((rr / scale).max()) < tol**2:
+            break
+        AP = matmul(P)
+        alpha = rr / (P * AP).sum(dim=1).clamp_min(torch.finfo(B.dtype).tiny)
+        X = X + alpha[:, None] * P
+        R = R - alpha[:, None] * AP
+        rr_new = (R * R).sum(dim=1)
+        P = R + (rr_new / rr.clamp_min(torch.finfo(B.dtype).tiny))[:, None] * P
+        rr = rr_new
+    return X
+
+
+# --------------------------------------------------------------------------- fast pruning
+
+
+def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
+               n_m: tuple[int, int] | None = None, fan_in: int | None = None,
+               row_weight: Tensor | None = None, iters: int = 60, rho0: float = 0.01,
+               rho_growth: float = 1.32, rho_every: int = 4, ramp: float = 0.6,
+               cg_iters: int = 60, cg_tol: float = 1e-9,
+               dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """Prune ``n_prune`` weights of the layer by ADMM, then reconstruct exactly (fast solver).
+
+    Minimises ``L(Q)`` (module docstring) over masks with the exact count and the N:M /
+    fan-in rules. The problem is first preconditioned so that a weight's magnitude is its OBS
+    saliency: with ``d_j = Hinv_jj^(-1/2)`` (per row group) and ``s_r = row_weight_r^(1/2)``,
+    ``Ws = s W D`` and ``Hs = D^-1 H D^-1``. Then, with a penalty ``rho`` that grows from
+    ``rho0 * mean(diag Hs)`` by ``rho_growth`` every ``rho_every`` iterations and a sparsity
+    that ramps up cubically over the first ``ramp`` fraction of the iterations::
+
+        Wk = (Ws Hs + rho (Z - V)) (Hs + rho I)^-1      # weight update (one Cholesky per rho)
+        Z  = project(Wk + V)                            # keep the largest |.| the rules allow
+        V  = V + Wk - Z                                 # scaled dual variable
+
+    Finally the rows are solved on the last mask by conjugate gradients (exact reconstruction
+    up to ``cg_tol``).
+
+    Args:
+        W: ``(n_out, n_in)`` weights (not modified).
+        H: ``(groups, n_in, n_in)`` damped Hessians, positive definite.
+        group: ``(n_out,)`` row -> Hessian group.
+        n_prune: weights to prune in the layer (at least the N:M / fan-in minimum).
+        row_weight: ``(n_out,)`` positive weight of each row's loss (default 1).
+        dtype: working precision of the iterations (the result is float64).
+
+    Returns:
+        ``(Q, mask)``: float64 weights and the bool mask (True = pruned).
+    """
+    n_out, n_in = W.shape
+    if H.ndim != 3 or H.shape[1:] != (n_in, n_in):
+        raise ShapeError(f"H must be (groups, {n_in}, {n_in}), got {tuple(H.shape)}")
+    minimum = min_prune_count(n_out, n_in, n_m, fan_in)
+    if not minimum <= n_prune <= W.numel():
+        raise ConfigError(f"cannot prune {n_prune} of {W.numel()} weights (minimum {minimum})",
+                          where="n_prune")
+    device = W.device
+    rows_of = _group_rows(group.to(device), H.shape[0])
+    rw = torch.ones(n_out, dtype=torch.float64, device=device) if row_weight is None \
+        else row_weight.to(device=device, dtype=torch.float64)
+    rw = rw.clamp_min(1e-12 * float(rw.max()) if float(rw.max()) > 0 else 1.0)
+    # OBS preconditioning: |Ws| is the saliency sqrt(row_weight * w^2 / Hinv_jj).
+    Hs, d = [], torch.empty(n_out, n_in, dtype=torch.float64, device=device)
+    for g, rows in enumerate(rows_of):
+        Hg = H[g].to(torch.float64)
+        d_g = torch.diagonal(torch.cholesky_inverse(torch.linalg.cholesky(Hg))).rsqrt()
+        Hs.append(Hg / d_g[:, None] / d_g[None, :])
+        d[rows] = d_g[None, :]
+    scale = d * rw.sqrt()[:, None]
+    Ws64 = W.to(torch.float64) * scale
+    B64 = torch.empty_like(Ws64)
+    for g, rows in enumerate(rows_of):
+        B64[rows] = Ws64[rows] @ Hs[g]
+    Ws, B = Ws64.to(dtype), B64.to(dtype)
+    Hs = [Hs_g.to(dtype) for Hs_g in Hs]
+    rho = [rho0 * float(torch.diagonal(Hs_g).mean()) for Hs_g in Hs]
+    eye = torch.eye(n_in, dtype=dtype, device=device)
+    Z, V = Ws.clone(), torch.zeros_like(Ws)
+    mask = torch.zeros_like(Ws, dtype=torch.bool)
+    ramp_iters = max(1, int(iters * ramp))
+    L: list[Tensor] = []
+    for it in range(iters):
+        if it % rho_every == 0:
+            if it:
+                rho = [r * rho_growth for r in rho]
+            L = [torch.linalg.cholesky(Hs_g + r * eye) for Hs_g, r in zip(Hs, rho)]
+        Wk = torch.empty_like(Ws)
+        for g, rows in enumerate(rows_of):
+            rhs = B[rows] + rho[g] * (Z[rows] - V[rows])
+            Wk[rows] = torch.cholesky_solve(rhs.T, L[g]).T
+        frac = min(1.0, (it + 1) / ramp_iters)
+        k = max(minimum, round(n_prune * (1.0 - (1.0 - frac) ** 3)))
+        Z = Wk + V
+        mask = select_mask(Z.abs(), k, n_m=n_m, fan_in=fan_in)
+        Z = Z.masked_fill(mask, 0.0)
+        V += Wk - Z
+    Hs64 = [Hs_g.to(torch.float64) for Hs_g in Hs]
+    X = _conjugate_gradients(Hs64, rows_of, B64, Z.to(torch.float64), (~mask).to(torch.float64),
+                             cg_iters, cg_tol)
+    return X / scale, mask
+
+
+# --------------------------------------------------------------------------- exact greedy OBS
+
+
+def obs_prune_order(W: Tensor, H: Tensor, group: Tensor, *, n_m: tuple[int, int] | None = None,
+                    group_size: int = 1, row_batch: int = 64,
+                    dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
+    """Greedy OBS removal order of every row (pass 1 of SBC / OBC's ExactOBS).
+
+    Per row, with its own copy of ``Hinv``: repeatedly remove the ``group_size`` remaining
+    weights of least saliency ``w_p^2 / Hinv_pp`` (``group_size=1``: exact one-at-a-time OBS),
+    update the row (group OBS update) and downdate its inverse, recording each weight's
+    saliency when it went. With ``n_m``, weights of an N:M group that already lost ``m - n`` are
+    skipped until every group of the row has, then all remaining weights compete.
+
+    Args:
+        W: ``(n_out, n_in)``; H: ``(groups, n_in, n_in)`` damped; group: ``(n_out,)``.
+        row_batch: rows processed together (memory ``row_batch * n_in^2``).
+
+    Returns:
+        ``(order, saliency)``: ``(n_out, n_in)`` input indices in removal order and the
+        saliency recorded at each step.
+    """
+    n_out, n_in = W.shape
+    device = W.device
+    order = torch.empty(n_out, n_in, dtype=torch.long, device=device)
+    saliency = torch.empty(n_out, n_in, dtype=torch.float64, device=device)
+    nm_steps = n_in - max_kept_per_row(n_in, n_m, None) if n_m is not None else 0
+    for g, rows_g in enumerate(_group_rows(group.to(device), H.shape[0])):
+        Hinv0 = torch.cholesky_inverse(torch.linalg.cholesky(H[g].to(torch.float64))).to(dtype)
+        for b1 in range(0, len(rows_g), row_batch):
+            rows = rows_g[b1:b1 + row_batch]
+            R = len(rows)
+            w = W[rows].to(dtype).clone()
+            Hinv = Hinv0.expand(R, n_in, n_in).clone()
+            removed = torch.zeros(R, n_in, dtype=torch.bool, device=device)
+            step = 0
+            while step < n_in:
+                size = 1 if step < nm_steps else min(group_size, n_in - step)
+                score = w**2 / torch.diagonal(Hinv, dim1=1, dim2=2)
+                blocked = removed
+                if step < nm_steps:
+                    # N:M first: skip groups that already lost their m - n weights
+                    n, m = n_m  # type: ignore[misc]
+                    pad = (-n_in) % m
+                    lost = torch.cat([removed, removed.new_zeros(R, pad)], 1)
+                    lost = lost.reshape(R, -1, m).sum(dim=2)
+                    limit = torch.full((lost.shape[1],), m - n, device=device)
+                    if pad:
+                        limit[-1] = max(0, m - pad - n)
+                    full = (lost >= limit).repeat_interleave(m, dim=1)[:, :n_in]
+                    blocked = removed | full
+                score = score.masked_fill(blocked, math.inf)
+                values, J = torch.topk(score, size, dim=1, largest=False)
+                order[rows, step:step + size] = J
+                saliency[rows, step:step + size] = values.to(torch.float64)
+                cols = torch.gather(Hinv, 1, J[:, :, None].expand(R, size, n_in))  # Hinv[J, :]
+                Hinv_JJ = torch.gather(cols, 2, J[:, None, :].expand(R, size, size))
+                solve = torch.linalg.solve(Hinv_JJ, cols)                          # Hinv_JJ^-1 Hinv[J, :]
+                w_J = torch.gather(w, 1, J)
+                w -= (w_J[:, None, :] @ solve)[:, 0]             # group OBS update of the row
+                Hinv.baddbmm_(cols.transpose(1, 2), solve, alpha=-1)  # remove J from Hinv
+                removed.scatter_(1, J, True)
+                w = w.masked_fill(removed, 0.0)
+                step += size
+    return order, saliency
+
+
+def greedy_obs_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
+                     n_m: tuple[int, int] | None = None, fan_in: int | None = None,
+                     row_weight: Tensor | None = None, group_size: int = 1,
+                     row_batch: int = 64, dtype: torch.dtype = torch.float64
+                     ) -> tuple[Tensor, Tensor]:
+    """Exact greedy OBS pruning (SBC's pruning algorithm; ExactOBS with ``group_size=1``).
+
+    Pass 1 (:func:`obs_prune_order`) records every row's removal order and step saliencies.
+    The layer then prunes the ``n_prune`` weights of least ``row_weight * saliency`` over all
+    rows, as prefixes of the rows' orders (each row at least its N:M / fan-in minimum).
+    Pass 2 reconstructs every row exactly for its mask (:func:`masked_reconstruct`), which is
+    what sequential OBS in the recorded order yields.
+
+    Returns:
+        ``(Q, mask)`` in float64.
+    """
+    n_out, n_in = W.shape
+    minimum = min_prune_count(n_out, n_in, n_m, fan_in)
+    if not minimum <= n_prune <= W.numel():
+        raise ConfigError(f"cannot prune {n_prune} of {W.numel()} weights (minimum {minimum})",
+                          where="n_prune")
+    order, saliency = obs_prune_order(W, H, group, n_m=n_m, group_size=group_size,
+                                      row_batch=row_batch, dtype=dtype)
+    if row_weight is not None:
+        saliency = saliency * row_weight.to(saliency)[:, None]
+    low = n_in - max_kept_per_row(n_in, n_m, fan_in)
+    free = saliency.clone()
+    free[:, :low] = math.inf
+    extra = n_prune - n_out * low
+    counts = torch.full((n_out,), low, dtype=torch.long, device=W.device)
+    if extra > 0:
+        chosen = torch.topk(free.reshape(-1), extra, largest=False).indices
+        counts += torch.bincount(chosen // n_in, minlength=n_out)
+    steps = torch.arange(n_in, device=W.device)[None, :]
+    mask = torch.zeros(n_out, n_in, dtype=torch.bool, device=W.device)
+    mask.scatter_(1, order, steps < counts[:, None])
+    Q = torch.zeros(n_out, n_in, dtype=torch.float64, device=W.device)
+    for g, rows in enumerate(_group_rows(group.to(W.device), H.shape[0])):
+        if len(rows):
+            Q[rows] = masked_reconstruct(W[rows].to(torch.float64), H[g].to(torch.float64),
+                                         mask[rows])
+    return Q, mask
