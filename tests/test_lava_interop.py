@@ -40,7 +40,7 @@ from test_to_netx import UNIT, encoded, pooled_graph, quantized, run_float
 from sbc_deploy.exporters.to_netx import to_netx
 from sbc_deploy.frontends.from_netx import from_netx
 from sbc_deploy.frontends.from_nir import from_nir
-from sbc_deploy.ir import IF, Affine, Delay, Graph, Input, Output, Scale
+from sbc_deploy.ir import IF, Affine, Delay, Flatten, Graph, Input, Output, Scale
 
 pytestmark = pytest.mark.lava
 
@@ -277,6 +277,15 @@ def delay_block_graph(rng: np.random.Generator) -> Graph:
         ("if1", IF(v_threshold=np.full(5, 10 * UNIT))), ("out", Output((5,)))], dt=1e-3)
 
 
+def flat_input_graph(rng: np.random.Generator) -> Graph:
+    """Input(2, 5, 4) -> Flatten -> Affine -> IF: (C, H, W) spikes into a dense first layer."""
+    return Graph.chain([
+        ("in", Input((2, 5, 4))), ("flat", Flatten((2, 5, 4))),
+        ("fc", Affine(**encoded(rng.integers(-3, 6, (7, 40))))),
+        ("if", IF(v_threshold=np.full(7, 9 * UNIT), bias=np.full(7, UNIT))),
+        ("out", Output((7,)))], dt=1e-3)
+
+
 def scnn_graph() -> Graph:
     """The real snntorch conv net of fixtures/nir, quantized (unit gains: see test_to_netx)."""
     imported = from_nir(fixture_path("nir", "scnn_mnist_snntorch.nir"), dt=1e-3, reset="zero")
@@ -293,7 +302,7 @@ def nmnist_frames(steps: int) -> np.ndarray:
     return bin_events(events, dt=5e-3)[:steps].astype(np.int8)
 
 
-REWRITES = ("pools", "recurrent", "delays_and_input_block", "scnn")
+REWRITES = ("pools", "recurrent", "delays_and_input_block", "flat_input", "scnn")
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +313,7 @@ def rewrite_runs(lava_folder: Path) -> dict[str, tuple[Graph, Path, np.ndarray, 
         "recurrent": (recurrent_graph(rng), (rng.random((40, 8)) < 0.3).astype(np.int8)),
         "delays_and_input_block": (delay_block_graph(rng),
                                    (rng.random((40, 6)) < 0.3).astype(np.int8)),
+        "flat_input": (flat_input_graph(rng), (rng.random((30, 2, 5, 4)) < 0.3).astype(np.int8)),
         "scnn": (scnn_graph(), nmnist_frames(25)),
     }
     jobs, planned = [], {}

@@ -96,11 +96,9 @@ def run_netx(net_path: str, spikes: np.ndarray, steps: int | None = None,
     gain = int(transform["weight"]) if transform else 1
     data = np.zeros((*in_shape, steps), dtype=np.int32)
     used = min(steps, spikes.shape[0])
-    sample_ndim = spikes.ndim - 1
-    lava_spikes = _to_lava(np.moveaxis(spikes[:used], 0, -1), sample_ndim)
-    if lava_spikes.shape[:-1] != in_shape:
-        lava_spikes = lava_spikes.reshape(*in_shape, used)
-    data[..., :used] = lava_spikes * gain
+    # (C, H, W) spikes into a flat first dense layer: flatten in C order (netx's flatten order)
+    rows = np.asarray(spikes[:used]).reshape(used, *in_shape[::-1])
+    data[..., :used] = _to_lava(np.moveaxis(rows, 0, -1), len(in_shape)) * gain
     source = io.source.RingBuffer(data=data)
     source.s_out.connect(target)
 
