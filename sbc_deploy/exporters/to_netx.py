@@ -39,7 +39,8 @@ Rewrites into what netx can express (each exact):
   kernel ``W' = W (*) box`` with stride ``S * s_pool``; a pool before it (``neuron -> pool ->
   Conv2d``) gives stride ``S * s_pool`` and the kernel spread over the pool windows (with conv
   padding only when the windows tile the input exactly). A pool before a dense layer (through
-  ``Flatten``) folds into its weight matrix. An AvgPool2d is a SumPool2d times ``1/(kH*kW)``, so it fits only when the product stays whole.
+  ``Flatten``) folds into its weight matrix. An AvgPool2d is a SumPool2d times ``1/(kH*kW)``,
+  so it fits only when the product stays whole.
 - A synapse bias becomes neuron bias when the neuron has no current memory (iDecay = 4096).
 - ``Delay`` (whole steps, at most 62) on the input or output side of a dense synapse becomes
   netx's per-synapse ``delay`` (added to Lava's one step of synaptic delay).
@@ -275,9 +276,7 @@ class _Planner:
 
     def run(self) -> list[NetxLayer]:
         names = self.chain
-        pos = 1
-        source_shape = tuple(self.node(names[0]).output_shape)
-        pos = self._input(names, source_shape)
+        pos = self._input(names, tuple(self.node(names[0]).output_shape))
         while True:
             pending = _Pending()
             shape = tuple(self.node(names[pos - 1]).output_shape)
@@ -389,8 +388,8 @@ class _Planner:
                                       where=where)
             pending.pool, pending.pool_name = node, name
         elif isinstance(node, Neuron):
-            raise ExportError(f"a {node.kind} directly after another neuron (no synapse between "
-                              "them) cannot be expressed in netx", where=where)
+            raise ExportError(f"a {node.kind} with no synapse before it cannot be expressed in "
+                              "netx (each layer is a synapse and its neuron)", where=where)
         else:
             raise ExportError(f"netx cannot express a {node.kind} node", where=where)
 
@@ -434,9 +433,7 @@ class _Planner:
         if rec_name is not None:
             rec = self.node(rec_name)
             assert isinstance(rec, Affine)
-            rec_unit = self._unit(rec_name, rec)
-            if not math.isclose(rec_unit, unit, rel_tol=1e-12):
-                log.debug("%s: recurrent unit %g differs from %g", rec_name, rec_unit, unit)
+            # one neuron, one unit: the recurrent weights are counted in the layer's unit
             weight_rec = _whole(np.asarray(rec.weight) * gain_rows[:, None] / unit,
                                 "recurrent weight", f"node '{rec_name}'")
             if rec.bias is not None and np.any(np.asarray(rec.bias) != 0):
@@ -642,7 +639,6 @@ class _Planner:
             extras = {k: v for k, v in config.items() if k not in _STANDARD_NEURON_KEYS}
             return NetxNeuron(i_decay, v_decay, v_th, str(config["type"]), extras), bias_int
         return NetxNeuron(i_decay, v_decay, v_th), bias_int
-
 
     @staticmethod
     def _bias_integers(bias: np.ndarray, unit: float, where: str,
