@@ -328,20 +328,36 @@ def test_sum_pools_fold_into_strided_convs_exactly(tmp_path: Path, rng: np.rando
     assert ours["if1"].sum() > 50 and ours["if2"].sum() > 10  # the check is not vacuous
 
 
-def test_avg_pool_folds_only_when_the_weights_stay_whole(rng: np.random.Generator) -> None:
-    conv_w = 4 * rng.integers(-3, 4, size=(2, 1, 3, 3))
-    graph = chain(("in", Input((1, 8, 8))), ("conv", Conv2d(input_shape=(1, 8, 8),
-                                                            **encoded(conv_w))),
-                  ("pool", AvgPool2d(2, (2, 6, 6))), ("if", IF(v_threshold=np.ones((2, 3, 3)))),
-                  ("out", Output((2, 3, 3))))
-    folded = plan_netx(graph)[1].weight
-    assert folded is not None and folded.shape == (2, 1, 4, 4)
-    assert folded.sum() == conv_w.sum()  # each tap counted kH*kW = 4 times, divided by 4
-    odd = graph.replace_nodes({"conv": graph.nodes["conv"].with_weight(
-        **encoded(conv_w + 1))})
+def test_avg_pool_folds_with_its_dyadic_factor(rng: np.random.Generator) -> None:
+    """AvgPool2d(2) is SumPool2d times 1/4: with odd weights the folded kernel holds quarters,
+    so the layer's unit becomes 1/4 of the weights' (threshold 1.0 -> 64 * 4 = 256 units);
+    AvgPool2d(3)'s 1/9 has no power-of-two unit and is refused."""
+    conv_w = 2 * rng.integers(-3, 4, size=(2, 1, 3, 3)) + 1
+    def graph(pool: AvgPool2d) -> Graph:
+        out = pool.output_shape
+        return chain(("in", Input((1, 8, 8))),
+                     ("conv", Conv2d(input_shape=(1, 8, 8), **encoded(conv_w))), ("pool", pool),
+                     ("if", IF(v_threshold=np.ones(out))), ("out", Output(out)))
+    layer = plan_netx(graph(AvgPool2d(2, (2, 6, 6))))[1]
+    assert layer.weight is not None and layer.weight.shape == (2, 1, 4, 4)
+    assert layer.unit == UNIT / 4 and layer.neuron is not None and layer.neuron.v_th_mant == 256
+    assert layer.weight.sum() == 4 * conv_w.sum()  # each tap summed over the 4 window shifts
     with pytest.raises(ExportError, match="non-integer") as err:
-        plan_netx(odd)
+        plan_netx(graph(AvgPool2d(3, (2, 6, 6))))
     assert err.value.where == "node 'conv'"
+
+
+def test_int_exp_weights_beyond_8_bits_move_the_unit() -> None:
+    """A compressed layer's mantissa * 2**5 exceeds netx's 254; netx stores no exponent, so the
+    unit grows by 2**4: weights mantissa * 2 exactly, threshold 1000 units -> 62.5 -> 62."""
+    mantissa = np.array([[127, -128, 3], [0, 64, -1]])
+    graph = chain(("in", Input((3,))), ("fc", Affine(**encoded(mantissa, unit=1e-3,
+                                                                exponent=5))),
+                  ("if", IF(v_threshold=np.full(2, 1.0))), ("out", Output((2,))))
+    layer = plan_netx(graph)[-1]
+    np.testing.assert_array_equal(layer.weight, mantissa * 2)
+    assert layer.unit == pytest.approx(16e-3) and layer.neuron is not None
+    assert layer.neuron.v_th_mant == 62
 
 
 def test_snntorch_conv_net_exports_with_its_pools_folded(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ float: ``i = alpha*i + gain_syn*x``, ``v = beta*v + (1-beta)*v_leak + gain*i + b
     iDecay          = round((1 - alpha) * 4096)           (4096 for a LIF/IF: no current memory)
     vDecay          = round((1 - beta) * 4096)            (0 for an IF)
 
-``unit`` is the value of one integer step of the neuron's state: the ``unit`` of the synapse's
+``unit`` is the value of one integer step of the neuron's state (recorded per layer in
+:class:`NetxLayer`): the ``unit`` of the synapse's
 ``int_exp`` :class:`~sbc_deploy.ir.WeightEncoding` (whose integer weight is ``mantissa *
 2**exponent``); else the ``unit`` argument; else 1/64 (lava-dl's convention, float 1.0 = 64) for
 a graph imported from netx. An input block has no synapse: its unit is the argument, else the
@@ -30,7 +31,15 @@ neuron ``type`` and Lava-ignored extras such as ``refDelay``, whether an input l
 a dense layer without neuron group, dataset shapes), so an uncompressed netx network is
 re-exported bit for bit.
 
-Rewrites into what netx can express (each exact):
+netx stores no weight exponent: its reader derives one per dense layer from integer weights in
+[-256, 254] (``optimize_weight_bits``). An ``int_exp`` layer whose ``mantissa * 2**exponent``
+leaves that range (a compressed layer with a large exponent) is written in the unit
+``unit * 2**k`` (``k`` > 0, the smallest that fits while the weights stay whole): weights
+exactly ``mantissa * 2**(exponent - k)``, threshold and bias rounded to the coarser unit (a
+warning is logged). Dyadic fractions (an AvgPool2d's 1/4) move the unit down the same way
+(``k`` < 0), exactly.
+
+Rewrites into what netx can express (each exact in real arithmetic):
 
 - ``Scale`` before a synapse (on its input) or between a synapse and its neuron folds into the
   weights; ``gain_syn * gain`` folds into the weights.
@@ -40,7 +49,7 @@ Rewrites into what netx can express (each exact):
   Conv2d``) gives stride ``S * s_pool`` and the kernel spread over the pool windows (with conv
   padding only when the windows tile the input exactly). A pool before a dense layer (through
   ``Flatten``) folds into its weight matrix. An AvgPool2d is a SumPool2d times ``1/(kH*kW)``,
-  so it fits only when the product stays whole.
+  which fits when ``kH*kW`` is a power of two (see the unit rule above).
 - A synapse bias becomes neuron bias when the neuron has no current memory (iDecay = 4096).
 - ``Delay`` (whole steps, at most 62) on the input or output side of a dense synapse becomes
   netx's per-synapse ``delay`` (added to Lava's one step of synaptic delay).
@@ -50,8 +59,8 @@ Rewrites into what netx can express (each exact):
 Refused with :class:`~sbc_deploy.errors.ExportError` (naming the node and the reason): branches,
 merges and skip connections, recurrence other than a dense layer onto its own neurons, pool
 padding, non-zero ``v_reset``, ``reset="subtract"``, per-neuron decays or thresholds, conv bias
-varying within a channel, non-integer weights, weights outside netx's [-256, 254] (dense layers
-of one sign: [0, 255] or [-256, 0]), an all-zero dense weight matrix (netx's
+varying within a channel, non-integer weights (no power-of-two unit makes them whole and keeps
+them in netx's [-256, 254]; [-256, 255] for layers of one sign), an all-zero dense matrix (netx's
 ``optimize_weight_bits`` divides by its maximum), thresholds above 131071 (17 bits), biases
 outside 13 bits, delays above 62, Conv1d, Threshold nodes and non-spiking hidden neurons.
 
@@ -99,7 +108,8 @@ MAX_V_TH_MANT = 2**17 - 1  # Lava LIF vth: 17-bit unsigned
 BIAS_RANGE = (-(2**12), 2**12 - 1)  # Lava LIF bias_mant: 13-bit signed
 WEIGHT_RANGE = (-256, 255)  # 8-bit mantissa plus sign (slayer, netx optimize_weight_bits)
 MIXED_SIGN_MAX = 254  # netx clips mixed-sign weights above 254
-_TOLERANCE = 1e-6  # relative: how far a value may sit from a whole number and still be one
+# how far a value (in integer units) may sit from a whole number and still be one: float noise
+_TOLERANCE_ABS, _TOLERANCE_REL = 1e-6, 1e-9
 _STANDARD_NEURON_KEYS = ("type", "iDecay", "vDecay", "vThMant")
 
 
@@ -135,6 +145,7 @@ class NetxLayer:
         conv: ``stride``, ``padding``, ``dilation`` (pairs) and ``groups`` of a conv layer.
         weight_ndim: 4 or 5 (SLAYER appends a unit axis to conv kernels).
         float_dtype: dtype of the weight and bias datasets (netx stores integers as floats).
+        unit: float value of one integer step of this layer's weights, threshold and bias.
     """
 
     kind: str
@@ -148,6 +159,7 @@ class NetxLayer:
     conv: Mapping[str, Any] | None = None
     weight_ndim: int = 4
     float_dtype: str = "float32"
+    unit: float | None = None
 
 
 # --------------------------------------------------------------------------- public API
@@ -342,7 +354,7 @@ class _Planner:
             "input", tuple(neuron.shape), (input_name, *scales, neuron_name),
             weight=weight if keep_weight else None,
             bias=np.array([bias_value], dtype=np.int64) if keep_bias else None,
-            neuron=nx_neuron))
+            neuron=nx_neuron, unit=unit))
         return pos + 1
 
     # ---------------------------------------------------------------- pre-synapse nodes
@@ -426,20 +438,26 @@ class _Planner:
         else:
             gain_rows = np.asarray(gain).reshape(-1)
         weight = folded.weight * gain_rows.reshape((-1,) + (1,) * (folded.weight.ndim - 1))
-        weight = _whole(weight / unit, "weight", where)
+        parts = [(weight / unit, "weight", where)]
         synapse_bias = None if folded.bias is None else folded.bias * gain
         rec_name = self.recurrent.get(neuron_name)
-        weight_rec = None
         if rec_name is not None:
             rec = self.node(rec_name)
             assert isinstance(rec, Affine)
             # one neuron, one unit: the recurrent weights are counted in the layer's unit
-            weight_rec = _whole(np.asarray(rec.weight) * gain_rows[:, None] / unit,
-                                "recurrent weight", f"node '{rec_name}'")
+            parts.append((np.asarray(rec.weight) * gain_rows[:, None] / unit,
+                          "recurrent weight", f"node '{rec_name}'"))
             if rec.bias is not None and np.any(np.asarray(rec.bias) != 0):
                 rec_bias = np.asarray(rec.bias) * gain
                 synapse_bias = rec_bias if synapse_bias is None else synapse_bias + rec_bias
             nodes = (*nodes, rec_name)
+        integers, shift = _fit_weights(parts, dense=folded.conv is None)
+        weight, weight_rec = integers[0], (integers[1] if rec_name is not None else None)
+        if shift:
+            log.warning("%s: integer weights in units of %g do not fit netx's 8-bit weights; "
+                        "weights, thresholds and biases are counted in units of %g (2**%d "
+                        "times) instead", where, unit, unit * 2.0**shift, shift)
+            unit = unit * 2.0**shift
         if synapse_bias is not None and np.any(synapse_bias != 0) and folded.delay is not None:
             raise ExportError("a synapse bias and a Delay in one layer cannot be expressed",
                               where=where)
@@ -458,19 +476,14 @@ class _Planner:
                 raise ExportError("netx reads no delays for conv layers", where=where)
             if nx_neuron is None:
                 raise ExportError("a netx conv layer needs a spiking neuron", where=where)
-            _check_weight_range(weight, where, dense=False)
             channel_bias = _per_channel(bias, neuron.shape, "neuron bias",
                                         f"node '{neuron_name}'")
             layer = NetxLayer(
                 "conv", tuple(neuron.shape), nodes, weight=weight,
                 bias=channel_bias.astype(np.int64) if keep_bias else None, neuron=nx_neuron,
                 conv=folded.conv, weight_ndim=int(meta.get("weight_ndim", 4)),
-                float_dtype=float_dtype)
+                float_dtype=float_dtype, unit=unit)
         else:
-            _check_weight_range(weight, where, dense=True,
-                                other=weight_rec if weight_rec is not None else None)
-            if weight_rec is not None:
-                _check_weight_range(weight_rec, f"node '{rec_name}'", dense=True, other=weight)
             source_shape = self._source_shape(pending, syn_name)
             if pending.flatten is not None and len(source_shape) > 1:
                 self.layers.append(NetxLayer("flatten", (int(np.prod(source_shape)),),
@@ -486,7 +499,7 @@ class _Planner:
                 weight=weight, weight_rec=weight_rec,
                 bias=bias.reshape(-1).astype(np.int64) if keep_bias and bias is not None
                 else None,
-                neuron=nx_neuron, delay=delay, float_dtype=float_dtype)
+                neuron=nx_neuron, delay=delay, float_dtype=float_dtype, unit=unit)
         if nx_neuron is None and not isinstance(self.node(names[pos + 1]), Output):
             raise ExportError("a non-spiking neuron can only end the network (its output is a "
                               "voltage, netx layers pass spikes)", where=f"node '{neuron_name}'")
@@ -816,7 +829,7 @@ def _whole(values: np.ndarray, what: str, where: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     rounded = np.rint(values)
     error = np.abs(values - rounded)
-    tolerance = _TOLERANCE * np.maximum(1.0, np.abs(values))
+    tolerance = _tolerance(values)
     if np.any(error > tolerance):
         index = np.unravel_index(int(np.argmax(error - tolerance)), values.shape)
         raise ExportError(f"{what} holds non-integer values (e.g. {values[index]:.6g} at "
@@ -828,7 +841,7 @@ def _whole(values: np.ndarray, what: str, where: str) -> np.ndarray:
 def _rounded(value: float, what: str, where: str) -> int:
     """Round to the integer grid (thresholds and biases are quantized by the export)."""
     rounded = int(np.rint(value))
-    if abs(value - rounded) > _TOLERANCE * max(1.0, abs(value)):
+    if abs(value - rounded) > _tolerance(np.asarray(value)):
         log.warning("%s: %s = %.6g is not a whole number; rounded to %d", where, what, value,
                     rounded)
     return rounded
@@ -841,20 +854,86 @@ def _decay(value: Any, what: str, where: str) -> int:
     return int(np.rint(one))
 
 
-def _check_weight_range(weight: np.ndarray, where: str, dense: bool,
-                        other: np.ndarray | None = None) -> None:
-    """netx's limits; ``other``: the weights sharing the layer's synapse format (dense_rec)."""
-    if weight.size == 0:
-        raise ExportError("has no weights", where=where)
-    both = weight if other is None else np.concatenate([weight.reshape(-1), other.reshape(-1)])
-    low, high = int(weight.min()), int(weight.max())
-    if dense and not np.any(both):
-        raise ExportError("all weights are zero; netx's optimize_weight_bits divides by the "
-                          "largest weight and fails", where=where)
-    limit_high = MIXED_SIGN_MAX if both.min() < 0 < both.max() else WEIGHT_RANGE[1]
-    if low < WEIGHT_RANGE[0] or high > limit_high:
-        raise ExportError(f"integer weights span [{low}, {high}]; netx holds [{WEIGHT_RANGE[0]}, "
-                          f"{limit_high}] (8-bit mantissa plus sign)", where=where)
+_MAX_SHIFT = 24  # the largest power of two by which _fit_weights moves a unit
+
+
+def _range_error(values: np.ndarray, low_limit: int, high_limit: int) -> str | None:
+    low, high = int(values.min()), int(values.max())
+    if low < low_limit or high > high_limit:
+        return f"integer weights span [{low}, {high}]; netx holds [{low_limit}, {high_limit}]"
+    return None
+
+
+def _limits(parts: list[np.ndarray]) -> tuple[int, int]:
+    """netx's weight range: [-256, 255], and at most 254 when signs mix (optimize_weight_bits)."""
+    low = min(float(p.min()) for p in parts)
+    high = max(float(p.max()) for p in parts)
+    return WEIGHT_RANGE[0], MIXED_SIGN_MAX if low < 0 < high else WEIGHT_RANGE[1]
+
+
+def _fit_weights(parts: list[tuple[np.ndarray, str, str]], dense: bool
+                 ) -> tuple[list[np.ndarray], int]:
+    """Whole weights in netx's 8-bit range: ``values / 2**k`` for the first ``k`` that fits.
+
+    ``k = 0`` keeps the given unit (every lava-dl file). Weights with a large shared power of
+    two (an ``int_exp`` grid's ``mantissa * 2**exponent``, whose exponent netx cannot store) are
+    divided by ``2**k``; dyadic fractions (an AvgPool's 1/4) are multiplied. Either way the
+    weights stay exact and the neuron's threshold and bias move to the unit ``unit * 2**k``
+    (where they may round).
+
+    Args:
+        parts: ``(values in units, what, where)`` sharing one neuron (weight and recurrent
+            weight of a dense_rec layer).
+        dense: dense layers also refuse an all-zero matrix (netx divides by its maximum).
+
+    Raises:
+        ExportError: no power of two makes every value whole and in range.
+    """
+    if _is_whole_all(parts, 0):
+        integers = [np.rint(values).astype(np.int64) for values, _, _ in parts]
+        if dense and not any(np.any(v) for v in integers):
+            raise ExportError("all weights are zero; netx's optimize_weight_bits divides by the "
+                              "largest weight and fails", where=parts[0][2])
+        candidates: range = range(0, _MAX_SHIFT + 1)  # divide while the weights stay whole
+    else:
+        candidates = range(-1, -_MAX_SHIFT - 1, -1)  # multiply until they become whole
+    for k in candidates:
+        whole = _is_whole_all(parts, k)
+        if not whole and k >= 0:
+            break
+        if not whole:
+            continue
+        integers = [np.rint(values / 2.0**k).astype(np.int64) for values, _, _ in parts]
+        if all(v.size for v in integers) and not any(
+                _range_error(v, *_limits(integers)) for v in integers):
+            return integers, k
+        if k < 0:
+            break  # larger factors only make the weights larger
+    for values, what, where in parts:
+        _whole(values, what, where)  # names the first non-integer value
+    integers = [np.rint(values).astype(np.int64) for values, _, _ in parts]
+    for values, (_, _, where) in zip(integers, parts, strict=True):
+        if not values.size:
+            raise ExportError("has no weights", where=where)
+        message = _range_error(values, *_limits(integers))
+        if message:
+            raise ExportError(f"{message} (8-bit mantissa plus sign), and no power-of-two rescale "
+                              "of the unit keeps them whole and in range", where=where)
+    raise ExportError("no power-of-two rescale keeps the weights whole and in netx's range",
+                      where=parts[0][2])
+
+
+def _is_whole_all(parts: list[tuple[np.ndarray, str, str]], k: int) -> bool:
+    return all(_is_whole(values / 2.0**k) for values, _, _ in parts)
+
+
+def _is_whole(values: np.ndarray) -> bool:
+    values = np.asarray(values, dtype=np.float64)
+    return bool(np.all(np.abs(values - np.rint(values)) <= _tolerance(values)))
+
+
+def _tolerance(values: np.ndarray) -> np.ndarray:
+    return _TOLERANCE_ABS + _TOLERANCE_REL * np.abs(np.asarray(values, dtype=np.float64))
 
 
 # --------------------------------------------------------------------------- writing
