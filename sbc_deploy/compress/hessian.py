@@ -303,7 +303,7 @@ class HessianSum:
         """``H = 2 * xtx / n_rows``: ``(kernel_groups, conv_groups, n_in, n_in)`` float64."""
         if self.n_rows == 0:
             raise NumericalError("no calibration rows were accumulated", where="HessianSum")
-        return torch.as_tensor(self.xtx, device=device) * (2.0 / self.n_rows)
+        return torch.tensor(self.xtx, device=device) * (2.0 / self.n_rows)
 
     def in_rate(self) -> np.ndarray:
         """Mean input per step and position, ``(conv_groups * n_in,)`` (spike rate for spikes)."""

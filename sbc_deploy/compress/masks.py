@@ -119,11 +119,26 @@ def select_mask(scores: Tensor, n_prune: int, *, n_m: tuple[int, int] | None = N
             top.scatter_(1, torch.topk(ranked, fan_in, dim=1).indices, True)
         eligible &= top
     keep_count = n_out * n_in - n_prune
-    keep = torch.zeros(n_out * n_in, dtype=torch.bool, device=scores.device)
-    if keep_count > 0:
-        ranked = scores.masked_fill(~eligible, low).reshape(-1)
-        keep[torch.topk(ranked, keep_count, sorted=False).indices] = True
-    return ~keep.reshape(n_out, n_in)
+    ranked = scores if bool(eligible.all()) else scores.masked_fill(~eligible, low)
+    return ~_largest(ranked.reshape(-1), keep_count).reshape(n_out, n_in)
+
+
+def _largest(values: Tensor, count: int) -> Tensor:
+    """Bool mask of exactly ``count`` largest ``values`` (ties: lowest index first)."""
+    keep = torch.zeros(values.numel(), dtype=torch.bool, device=values.device)
+    if count <= 0:
+        return keep
+    if count >= values.numel():
+        return ~keep
+    # kthvalue (selection) is 2-3x faster than topk for large counts
+    threshold = torch.kthvalue(values.cpu() if values.is_cuda else values,
+                               values.numel() - count + 1).values.to(values.device)
+    keep = values > threshold
+    missing = count - int(keep.sum())
+    if missing > 0:
+        ties = torch.nonzero(values == threshold).reshape(-1)[:missing]
+        keep[ties] = True
+    return keep
 
 
 def magnitude_mask(W: Tensor, n_prune: int, *, n_m: tuple[int, int] | None = None,

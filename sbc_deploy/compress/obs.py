@@ -237,6 +237,56 @@ def _conjugate_gradients(Hs: Tensor, rows_of: Sequence[Tensor], B: Tensor, X: Te
     return X
 
 
+def _scaled_loss(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], Ws: Tensor, X: Tensor) -> float:
+    return sum(float(((X[rows] - Ws[rows]) @ Hs[g] * (X[rows] - Ws[rows])).sum())
+               for g, rows in enumerate(rows_of))
+
+
+def _swap_refine(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, Ws: Tensor,
+                 X: Tensor, mask: Tensor, loss: float, n_m: tuple[int, int] | None,
+                 fan_in: int | None, rounds: int, cg_iters: int,
+                 cg_tol: float) -> tuple[Tensor, Tensor]:
+    """Local search on the mask: swap kept and pruned weights while the exact loss drops.
+
+    At the optimum ``X`` of a mask the gradient ``G = (X - Ws) Hs`` vanishes on kept weights.
+    Freeing a pruned ``j`` gains at least ``G_j^2 / Hs_jj``; pruning a kept ``i`` costs at most
+    ``X_i^2 Hs_ii``. The ``count`` most promising of each are let free and the mask re-chosen
+    among them (same count, same rules), the rows re-solved, and the swap kept only if the loss
+    fell (else ``count`` halves).
+    """
+    diag = torch.empty_like(X)
+    for g, rows in enumerate(rows_of):
+        diag[rows] = torch.diagonal(Hs[g])[None, :]
+    count = max(1, int(0.02 * int((~mask).sum())))
+    n_prune = int(mask.sum())
+    for _ in range(rounds):
+        G = torch.empty_like(X)
+        for g, rows in enumerate(rows_of):
+            G[rows] = (X[rows] - Ws[rows]) @ Hs[g]
+        gain = (G**2 / diag).masked_fill(~mask, -math.inf).reshape(-1)
+        cost = (X**2 * diag).masked_fill(mask, math.inf).reshape(-1)
+        free = torch.zeros_like(gain, dtype=torch.bool)
+        free[torch.topk(gain, min(count, n_prune)).indices] = True
+        free[torch.topk(cost, min(count, X.numel() - n_prune), largest=False).indices] = True
+        fixed = torch.full_like(gain, torch.finfo(X.dtype).max / 4)
+        value = torch.where(mask.reshape(-1), gain.clamp_min(0), cost)
+        value = torch.where(free, value, torch.where(mask.reshape(-1), -fixed, fixed))
+        candidate = select_mask(value.reshape(X.shape), n_prune, n_m=n_m, fan_in=fan_in)
+        if torch.equal(candidate, mask):
+            break
+        Y = _conjugate_gradients(Hs, rows_of, B, X.masked_fill(candidate, 0.0),
+                                 (~candidate).to(X.dtype), cg_iters, cg_tol)
+        new_loss = _scaled_loss(Hs, rows_of, Ws, Y)
+        if new_loss < loss:
+            X, mask, loss = Y, candidate, new_loss
+        else:
+            count //= 2
+            if count == 0:
+                break
+    return X, mask
+
+
+
 # --------------------------------------------------------------------------- fast pruning
 
 
@@ -244,7 +294,7 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
                n_m: tuple[int, int] | None = None, fan_in: int | None = None,
                row_weight: Tensor | None = None, iters: int = 60, rho0: float = 0.01,
                rho_growth: float = 1.32, rho_every: int = 4, ramp: float = 0.6,
-               cg_iters: int = 60, cg_tol: float = 1e-9,
+               cg_iters: int = 60, cg_tol: float = 1e-9, swap_rounds: int = 6,
                dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
     """Prune ``n_prune`` weights of the layer by ADMM, then reconstruct exactly (fast solver).
 
@@ -320,9 +370,21 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
         mask = select_mask(Z.abs(), k, n_m=n_m, fan_in=fan_in)
         Z = Z.masked_fill(mask, 0.0)
         V += Wk - Z
+    # Exact reconstruction on the final mask, and on the one-shot OBS mask (the largest |Ws|):
+    # ADMM is a heuristic for a non-convex problem; keep whichever mask is better.
     Hs64 = [Hs_g.to(torch.float64) for Hs_g in Hs]
-    X = _conjugate_gradients(Hs64, rows_of, B64, Z.to(torch.float64), (~mask).to(torch.float64),
-                             cg_iters, cg_tol)
+    best: tuple[float, Tensor, Tensor] | None = None
+    for candidate, start in ((mask, Z.to(torch.float64)),
+                             (select_mask(Ws64.abs(), n_prune, n_m=n_m, fan_in=fan_in), Ws64)):
+        X = _conjugate_gradients(Hs64, rows_of, B64, start, (~candidate).to(torch.float64),
+                                 cg_iters, cg_tol)
+        loss = _scaled_loss(Hs64, rows_of, Ws64, X)
+        if best is None or loss < best[0]:
+            best = (loss, X, candidate)
+    assert best is not None
+    loss, X, mask = best
+    X, mask = _swap_refine(Hs64, rows_of, B64, Ws64, X, mask, loss, n_m, fan_in, swap_rounds,
+                           cg_iters, cg_tol)
     return X / scale, mask
 
 

@@ -1,0 +1,140 @@
+"""calibrate(): Hessians from the float simulator against closed-form kernels on recorded spikes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import fixture_path
+
+from sbc_deploy.calibrate import Calibration, calibrate
+from sbc_deploy.compress.hessian import TemporalKernel, temporal_kernel
+from sbc_deploy.errors import ConfigError, DataError
+from sbc_deploy.ir import LIF, Affine, CubaLIF, Graph, Input, Output, Scale
+from sbc_deploy.sim import simulate
+
+
+def small_graph(rng: np.random.Generator) -> Graph:
+    beta = np.array([0.6, 0.6, 0.9, 0.9, 0.6, 0.9])
+    return Graph.chain([
+        ("in", Input((8,))),
+        ("fc1", Affine(rng.normal(0, 0.8, (6, 8)))),
+        ("gain", Scale(np.array([1.0, 2.0, 1.0, 0.5, 1.0, 1.0]))),
+        ("lif", LIF(beta=beta, v_threshold=np.ones(6), gain=np.full(6, 0.5))),
+        ("fc2", Affine(rng.normal(0, 0.8, (3, 6)))),
+        ("cuba", CubaLIF(alpha=np.full(3, 0.4), beta=np.full(3, 0.8), v_threshold=np.ones(3))),
+        ("out", Output((3,))),
+    ], dt=1e-3)
+
+
+def spikes(rng: np.random.Generator, n: int = 20, steps: int = 15) -> np.ndarray:
+    return (rng.random((n, steps, 8)) < 0.35).astype(np.float32)
+
+
+def closed_form_hessian(x: np.ndarray, K: torch.Tensor) -> torch.Tensor:
+    """H = 2/N sum_b (K X_b)^T (K X_b), X_b: [T, n_in], with the T x T matrix K."""
+    X = torch.as_tensor(x, dtype=torch.float64)          # [N, T, n_in]
+    KX = torch.einsum("ts,nsi->nti", K, X)
+    return 2 * torch.einsum("nti,ntj->ij", KX, KX) / x.shape[0]
+
+
+def test_hessians_match_closed_form_kernels_on_recorded_inputs(rng):
+    graph = small_graph(rng)
+    x = spikes(rng)
+    calib = calibrate(graph, x, kernel="smp", batch_size=8)
+    steps = x.shape[1]
+    # fc1: two decay groups (0.6 and 0.9) on the raw input spikes
+    fc1 = calib.layers["fc1"]
+    assert fc1.kernels == (TemporalKernel(beta=0.6), TemporalKernel(beta=0.9))
+    assert fc1.groups.tolist() == [0, 0, 1, 1, 0, 1]
+    for g, beta in enumerate((0.6, 0.9)):
+        expected = closed_form_hessian(x, temporal_kernel(beta, steps))
+        assert torch.allclose(fc1.hessian()[g, 0], expected, rtol=1e-10)
+    # row weights: (Scale * gain)^2
+    assert fc1.row_weight.tolist() == pytest.approx([0.25, 1.0, 0.25, 0.0625, 0.25, 0.25])
+    # fc2: its input is the LIF's spikes, recorded by the simulator; CubaLIF kernel K_b K_a
+    lif_spikes = simulate(graph, torch.as_tensor(x).transpose(0, 1), record=["lif"])
+    recorded = lif_spikes.recorded["lif"].transpose(0, 1).numpy()
+    K = temporal_kernel(0.8, steps) @ temporal_kernel(0.4, steps)
+    assert torch.allclose(calib.layers["fc2"].hessian()[0, 0], closed_form_hessian(recorded, K),
+                          rtol=1e-10)
+    assert calib.layers["fc2"].in_rate() == pytest.approx(recorded.mean(axis=(0, 1)))
+
+
+def test_current_kernel_is_identity(rng):
+    graph = small_graph(rng)
+    x = spikes(rng)
+    calib = calibrate(graph, x, kernel="current")
+    assert calib.layers["fc1"].kernels == (TemporalKernel(),)
+    expected = closed_form_hessian(x, torch.eye(x.shape[1], dtype=torch.float64))
+    assert torch.allclose(calib.layers["fc1"].hessian()[0, 0], expected, rtol=1e-12)
+    assert calib.layers["fc1"].row_weight.tolist() == [1.0] * 6
+
+
+def test_streaming_is_batch_size_invariant_and_sums_add(rng):
+    graph = small_graph(rng)
+    x = spikes(rng, n=23)
+    whole = calibrate(graph, x, batch_size=64)
+    small = calibrate(graph, x, batch_size=5)
+    halves = calibrate(graph, x[:11], batch_size=4) + calibrate(graph, x[11:], batch_size=4)
+    for other in (small, halves):
+        assert other.n_samples == 23
+        for name in whole.layers:
+            assert np.allclose(other.layers[name].xtx, whole.layers[name].xtx, rtol=1e-12)
+            assert other.layers[name].n_rows == whole.layers[name].n_rows
+
+
+def test_recompute_on_a_changed_graph_equals_fresh_calibration(rng):
+    graph = small_graph(rng)
+    x = spikes(rng)
+    calib = calibrate(graph, x, batch_size=8)
+    changed = graph.replace_nodes({"fc1": graph.nodes["fc1"].with_weight(
+        np.asarray(graph.nodes["fc1"].weight) * 1.7)})
+    again = calib.recompute(changed, ["fc2"])
+    fresh = calibrate(changed, x, batch_size=8)
+    assert np.allclose(again.layers["fc2"].xtx, fresh.layers["fc2"].xtx)
+    assert again.layers["fc1"] is calib.layers["fc1"]
+    assert not np.allclose(again.layers["fc2"].xtx, calib.layers["fc2"].xtx)
+
+
+def test_inputs_settings_and_errors(rng):
+    graph = small_graph(rng)
+    x = spikes(rng)
+
+    class Data:  # anything with .x, like sbc_deploy.data.Dataset
+        def __init__(self, x):
+            self.x = x
+
+    from_object = calibrate(graph, Data(x), layers=["fc2"])
+    assert set(from_object.layers) == {"fc2"} and from_object.steps == x.shape[1]
+    empty = calibrate(graph, None)
+    assert isinstance(empty, Calibration) and not empty.layers
+    with pytest.raises(ConfigError, match="kernel"):
+        calibrate(graph, x, kernel="membrane")
+    with pytest.raises(ConfigError, match="not synapse layers"):
+        calibrate(graph, x, layers=["lif"])
+    with pytest.raises(DataError, match=r"\[N, T"):
+        calibrate(graph, x[0])
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA"):
+            calibrate(graph, x, device="cuda")
+
+
+def test_conv_network_fixture_calibrates(rng):
+    """snntorch's spiking conv net (real NIR file): one Hessian per conv layer, im2col sized."""
+    from sbc_deploy.frontends import load_model
+
+    graph = load_model(fixture_path("nir", "scnn_mnist_snntorch.nir"), dt=1e-3, reset="subtract")
+    x = (rng.random((3, 8, 2, 34, 34)) < 0.3).astype(np.float32)
+    calib = calibrate(graph, x, batch_size=2)
+    for layer in graph.synapse_layers():
+        hsum = calib.layers[layer.name]
+        n_in = int(np.prod(layer.synapse.weight.shape[1:]))
+        assert hsum.xtx.shape[-2:] == (n_in, n_in)
+        H = hsum.hessian()[0, 0]
+        assert torch.allclose(H, H.T)
+        assert float(torch.linalg.eigvalsh(H).min()) >= -1e-9 * float(H.diagonal().max())
+    first = graph.synapse_layers()[0]
+    positions = int(np.prod(first.synapse.output_shape[1:]))
+    assert calib.layers[first.name].n_rows == 3 * positions  # sequences x output positions
+    assert float(calib.layers[first.name].hessian().diagonal(dim1=-2, dim2=-1).min()) > 0

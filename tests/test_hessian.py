@@ -1,0 +1,174 @@
+"""SMP kernels against closed forms, streaming sums, im2col, damping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sbc_deploy.compress.hessian import (
+    HessianAccumulator,
+    TemporalKernel,
+    damped_inverse_cholesky,
+    kernel_for_neuron,
+    temporal_kernel,
+    unfold_input,
+)
+from sbc_deploy.errors import NumericalError
+from sbc_deploy.ir import IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Integrator
+
+
+def test_temporal_kernel_matches_sbc_reference():
+    """SBC's osbc_prune.py loop: conv[i, j] = ((tau - 1) / tau) ** (i - j) for j <= i."""
+    tau, steps = 2.0, 4
+    reference = torch.zeros(steps, steps, dtype=torch.float64)
+    for i in range(steps):
+        for j in range(i + 1):
+            reference[i, j] = ((tau - 1) / tau) ** (i - j)
+    assert torch.equal(temporal_kernel((tau - 1) / tau, steps), reference)
+    assert torch.equal(temporal_kernel(0.5, 4)[3], torch.tensor([0.125, 0.25, 0.5, 1.0],
+                                                                dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kernel,closed_form", [
+    (TemporalKernel(beta=0.7), lambda lag: 0.7**lag),
+    # CubaLIF: i filtered by alpha, then v by beta: sum_u beta^(t-u) alpha^(u-s)
+    (TemporalKernel(alpha=0.4, beta=0.9),
+     lambda lag: (0.9 ** (lag + 1) - 0.4 ** (lag + 1)) / (0.9 - 0.4)),
+    (TemporalKernel(beta=1.0), lambda lag: 1.0 + 0 * lag),  # IF: running sum
+    (TemporalKernel(), lambda lag: (lag == 0) * 1.0),      # readout: identity
+])
+def test_kernel_matrix_and_filter_match_closed_form(kernel, closed_form):
+    steps = 9
+    t = np.arange(steps)
+    lag = t[:, None] - t[None, :]
+    expected = np.where(lag >= 0, closed_form(np.maximum(lag, 0).astype(float)), 0.0)
+    assert np.allclose(kernel.matrix(steps).numpy(), expected, rtol=1e-13, atol=1e-15)
+    x = torch.as_tensor(np.random.default_rng(0).random((steps, 3, 5)))
+    filtered = kernel.filter(x)
+    assert torch.allclose(filtered, torch.einsum("ts,sbi->tbi", kernel.matrix(steps), x),
+                          rtol=1e-12, atol=1e-14)
+
+
+def test_kernel_for_neuron_kinds():
+    n = 4
+    lif = LIF(beta=np.full(n, 0.5), v_threshold=np.ones(n))
+    cuba = CubaLIF(alpha=np.full(n, 0.3), beta=np.full(n, 0.6), v_threshold=np.ones(n))
+    assert kernel_for_neuron(lif, n)[0] == (TemporalKernel(beta=0.5),)
+    assert kernel_for_neuron(cuba, n)[0] == (TemporalKernel(alpha=0.3, beta=0.6),)
+    assert kernel_for_neuron(IF(v_threshold=np.ones(n)), n)[0] == (TemporalKernel(beta=1.0),)
+    assert kernel_for_neuron(Integrator(gain=np.ones(n)), n)[0] == (TemporalKernel(beta=1.0),)
+    assert kernel_for_neuron(None, n)[0] == (TemporalKernel(),)
+    assert kernel_for_neuron(lif, n, kind="current")[0] == (TemporalKernel(),)
+
+
+def test_per_neuron_decays_group_rows_and_bin_beyond_max_groups():
+    beta = np.array([0.5, 0.9, 0.5, 0.9, 0.7])
+    kernels, groups = kernel_for_neuron(LI(beta=beta), 5)
+    assert [k.beta for k in kernels] == [0.5, 0.7, 0.9]
+    assert groups.tolist() == [0, 2, 0, 2, 1]
+    beta = np.linspace(0.1, 0.9, 8)
+    kernels, groups = kernel_for_neuron(LI(beta=beta), 8, max_groups=2)
+    assert groups.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert [k.beta for k in kernels] == pytest.approx([beta[:4].mean(), beta[4:].mean()])
+    # conv channels: a neuron of shape (C, H, W) gives one decay per channel
+    conv_beta = np.repeat(np.array([0.2, 0.8]), 6).reshape(2, 2, 3)
+    kernels, groups = kernel_for_neuron(LI(beta=conv_beta), 2)
+    assert [k.beta for k in kernels] == pytest.approx([0.2, 0.8]) and groups.tolist() == [0, 1]
+
+
+def test_smp_loss_equals_quadratic_form_with_H(rng):
+    """sum_b ||K X_b dW^T||^2 == N/2 * sum_rows dW H dW^T with H from the accumulator."""
+    steps, batch, n_in, n_out = 12, 6, 7, 3
+    x = torch.as_tensor((rng.random((steps, batch, n_in)) < 0.3).astype(np.float64))
+    dW = torch.as_tensor(rng.normal(size=(n_out, n_in)))
+    kernel = TemporalKernel(alpha=0.5, beta=0.8)
+    K = kernel.matrix(steps)
+    direct = sum(float(((K @ x[:, b]) @ dW.T).pow(2).sum()) for b in range(batch))
+    acc = HessianAccumulator(Affine(np.zeros((n_out, n_in))), (kernel,), np.zeros(n_out, int),
+                             np.ones(n_out))
+    acc.add(x)
+    H = acc.result().hessian()[0, 0]
+    assert direct == pytest.approx(batch / 2 * float(((dW @ H) * dW).sum()), rel=1e-12)
+
+
+def test_streaming_hessian_equals_one_batch(rng):
+    x = torch.as_tensor(rng.random((10, 13, 6)))
+    synapse = Affine(np.zeros((2, 6)))
+    kernels = (TemporalKernel(beta=0.3), TemporalKernel(beta=1.0))
+    groups = np.array([0, 1])
+    one = HessianAccumulator(synapse, kernels, groups, np.ones(2))
+    one.add(x)
+    parts = [HessianAccumulator(synapse, kernels, groups, np.ones(2), chunk_rows=5)
+             for _ in range(3)]
+    parts[0].add(x[:, :4])
+    parts[1].add(x[:, 4:9])
+    parts[1].add(x[:, 9:11])
+    parts[2].add(x[:, 11:])
+    total = parts[0].result() + parts[1].result() + parts[2].result()
+    assert total.n_samples == one.result().n_samples == 13
+    assert np.allclose(total.xtx, one.result().xtx, rtol=1e-13)
+    assert torch.allclose(total.hessian(), one.result().hessian(), rtol=1e-13)
+    assert np.allclose(total.in_rate(), x.numpy().mean(axis=(0, 1)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv_unfold_loss_matches_convolution(rng, groups):
+    """Conv2d: sum over positions of the filtered output error equals the quadratic form."""
+    c_in, c_out = 4, 4
+    conv = Conv2d(np.zeros((c_out, c_in // groups, 3, 2)), input_shape=(c_in, 6, 5),
+                  stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=groups)
+    steps, batch = 5, 3
+    x = torch.as_tensor(rng.random((steps, batch, c_in, 6, 5)))
+    dW = torch.as_tensor(rng.normal(size=conv.weight.shape))
+    kernel = TemporalKernel(beta=0.6)
+    y = kernel.filter(x).reshape(steps * batch, c_in, 6, 5)
+    out = F.conv2d(y, dW, stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+                   groups=groups)
+    acc = HessianAccumulator(conv, (kernel,), np.zeros(c_out, int), np.ones(c_out))
+    acc.add(x)
+    result = acc.result()
+    H = result.hessian()[0]  # (groups, n, n)
+    rows = dW.reshape(c_out, -1)
+    per_group = c_out // groups
+    quad = sum(float(((rows[g * per_group:(g + 1) * per_group] @ H[g])
+                      * rows[g * per_group:(g + 1) * per_group]).sum()) for g in range(groups))
+    assert float(out.pow(2).sum()) == pytest.approx(result.n_rows / 2 * quad, rel=1e-12)
+
+
+def test_conv1d_unfold_matches_conv1d(rng):
+    conv = Conv1d(np.zeros((3, 2, 3)), input_shape=(2, 9), stride=2, padding=1)
+    x = torch.as_tensor(rng.random((4, 2, 9)))
+    w = torch.as_tensor(rng.normal(size=(3, 2, 3)))
+    rows = unfold_input(x, conv)  # (4 * L, 1, 6)
+    direct = F.conv1d(x, w, stride=2, padding=1)  # (4, 3, L)
+    via_rows = (rows[:, 0] @ w.reshape(3, -1).T).reshape(4, -1, 3).permute(0, 2, 1)
+    assert torch.allclose(via_rows, direct, atol=1e-13)
+
+
+def test_damped_inverse_cholesky_factor_and_dead_inputs(rng):
+    X = torch.as_tensor(rng.normal(size=(40, 6)))
+    X[:, 2] = 0.0  # a dead input
+    H = 2 * X.T @ X / 40
+    result = damped_inverse_cholesky(H, 0.01)
+    assert result.dead.tolist() == [False, False, True, False, False, False]
+    assert result.raises == 0
+    live_mean = float(torch.diagonal(H)[[0, 1, 3, 4, 5]].mean())
+    damped = H.clone()
+    damped[2, 2] = live_mean
+    damped += 0.01 * float(torch.diagonal(damped).mean()) * torch.eye(6, dtype=H.dtype)
+    assert torch.allclose(result.H, damped)
+    assert torch.allclose(result.U.T @ result.U, torch.linalg.inv(damped), rtol=1e-10)
+    assert torch.equal(result.U, torch.triu(result.U))
+
+
+def test_damping_is_raised_and_counted_never_silent():
+    H = torch.tensor([[1.0, 3.0], [3.0, 1.0]], dtype=torch.float64)  # eigenvalues -2, 4
+    result = damped_inverse_cholesky(H, 0.01)
+    # mean diag 1: the damping must exceed 2 -> 0.01, 0.1, 1 fail, 10 succeeds
+    assert result.raises == 3 and result.damp_frac == pytest.approx(10.0)
+    with pytest.raises(NumericalError, match="positive definite"):
+        damped_inverse_cholesky(H, 0.01, max_raises=2)
+    with pytest.raises(NumericalError, match="NaN"):
+        damped_inverse_cholesky(torch.full((2, 2), float("nan"), dtype=torch.float64))
