@@ -1,3 +1,65 @@
-"""sbc-deploy: one-shot Spiking Brain Compression and deployment of SNNs to neuromorphic targets."""
+"""sbc-deploy: one-shot Spiking Brain Compression and deployment of SNNs to neuromorphic targets.
+
+The public API is one verb per stage::
+
+    graph = sbc_deploy.load("model.nir", dt=1e-3, reset="zero")      # NIR or lava-dl netx
+    calibration = sbc_deploy.calibrate(graph, calib_data, config=config)
+    compressed, stats = sbc_deploy.compress(graph, calibration, config)
+    result = sbc_deploy.check(compressed, "loihi2")                   # every violation
+    sbc_deploy.export(compressed, "netx", "out/model.net", steps=T)
+    outputs = sbc_deploy.simulate(compressed, x)                       # float simulator
+    sbc_deploy.deploy(sbc_deploy.DeployRequest(...))                   # all of it, plus the report
+
+Names are imported on first use, so ``import sbc_deploy`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "load": ("sbc_deploy.frontends", "load_model"),
+    "from_nir": ("sbc_deploy.frontends", "from_nir"),
+    "from_netx": ("sbc_deploy.frontends", "from_netx"),
+    "from_snntorch": ("sbc_deploy.frontends.from_snntorch", "from_snntorch"),
+    "load_data": ("sbc_deploy.data", "load_data"),
+    "calibrate": ("sbc_deploy.calibrate", "calibrate"),
+    "compress": ("sbc_deploy.compress", "compress"),
+    "config_for": ("sbc_deploy.compress.config", "config_for"),
+    "config_for_target": ("sbc_deploy.compress.config", "config_for_target"),
+    "SBCConfig": ("sbc_deploy.compress.config", "SBCConfig"),
+    "OBCConfig": ("sbc_deploy.compress.config", "OBCConfig"),
+    "MagnitudeConfig": ("sbc_deploy.compress.config", "MagnitudeConfig"),
+    "load_target": ("sbc_deploy.targets", "load_target"),
+    "check": ("sbc_deploy.check", "check"),
+    "simulate": ("sbc_deploy.sim", "simulate"),
+    "simulate_integer": ("sbc_deploy.sim.int_core", "simulate_integer"),
+    "to_fixed_point": ("sbc_deploy.sim.int_core", "to_fixed_point"),
+    "deploy": ("sbc_deploy.pipeline", "deploy"),
+    "DeployRequest": ("sbc_deploy.pipeline", "DeployRequest"),
+    "Graph": ("sbc_deploy.ir", "Graph"),
+}
+
+
+def export(graph: Any, fmt: str, path: Any, *, steps: int) -> Any:
+    """Write ``graph`` as ``fmt`` (``"netx"``, ``"nir"`` or ``"onnx"``) to ``path``."""
+    from sbc_deploy.errors import ConfigError
+    from sbc_deploy.exporters import EXPORTERS
+
+    if fmt not in EXPORTERS:
+        raise ConfigError(f"unknown format {fmt!r}; known: {', '.join(EXPORTERS)}",
+                          where="export(fmt=)")
+    return EXPORTERS[fmt](graph, path, steps=steps)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module, attr = _EXPORTS[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'sbc_deploy' has no attribute {name!r}")
+
+
+__all__ = sorted([*_EXPORTS, "export", "__version__"])
