@@ -36,7 +36,8 @@ first ``conv`` or ``dense`` block the source feeds ``net.inp``, the block's syna
 ``OUT.npz`` holds ``output`` (``[steps, *output_shape]``, the last block's spikes) and
 ``layer_<i>`` for each Lava block ``i`` (``[steps, *block_shape]``); a ``flatten`` layer makes
 no block, so block ``i`` is the ``i``-th input/conv/dense layer. Row ``t`` holds the spikes a
-block emitted at Lava time step ``t + 1``. Every block adds one step of latency.
+block emitted at Lava time step ``t + 1``. Each Dense/Conv synapse delivers one step late, so a
+block trails the input by the synapses up to it (an input block has none).
 """
 
 from __future__ import annotations
