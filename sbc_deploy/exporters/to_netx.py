@@ -35,9 +35,9 @@ netx stores no weight exponent: its reader derives one per dense layer from inte
 [-256, 254] (``optimize_weight_bits``). An ``int_exp`` layer whose ``mantissa * 2**exponent``
 leaves that range (a compressed layer with a large exponent) is written in the unit
 ``unit * 2**k`` (``k`` > 0, the smallest that fits while the weights stay whole): weights
-exactly ``mantissa * 2**(exponent - k)``, threshold and bias rounded to the coarser unit (a
-warning is logged). Dyadic fractions (an AvgPool2d's 1/4) move the unit down the same way
-(``k`` < 0), exactly.
+exactly ``mantissa * 2**(exponent - k)``, threshold and bias rounded to the coarser unit
+(logged; a threshold or bias that moves by more than 1 % is a warning). Dyadic fractions (an
+AvgPool2d's 1/4) move the unit down the same way (``k`` < 0), exactly.
 
 Rewrites into what netx can express (each exact in real arithmetic):
 
@@ -454,9 +454,9 @@ class _Planner:
         integers, shift = _fit_weights(parts, dense=folded.conv is None)
         weight, weight_rec = integers[0], (integers[1] if rec_name is not None else None)
         if shift:
-            log.warning("%s: integer weights in units of %g do not fit netx's 8-bit weights; "
-                        "weights, thresholds and biases are counted in units of %g (2**%d "
-                        "times) instead", where, unit, unit * 2.0**shift, shift)
+            log.info("%s: integer weights in units of %g do not fit netx's 8-bit weights; "
+                     "weights, thresholds and biases are counted in units of %g (2**%d times) "
+                     "instead", where, unit, unit * 2.0**shift, shift)
             unit = unit * 2.0**shift
         if synapse_bias is not None and np.any(synapse_bias != 0) and folded.delay is not None:
             raise ExportError("a synapse bias and a Delay in one layer cannot be expressed",
@@ -838,12 +838,18 @@ def _whole(values: np.ndarray, what: str, where: str) -> np.ndarray:
     return rounded.astype(np.int64)
 
 
+_ROUNDING_WARNING = 0.01  # relative change of a threshold or bias worth a warning
+
+
 def _rounded(value: float, what: str, where: str) -> int:
-    """Round to the integer grid (thresholds and biases are quantized by the export)."""
+    """Round to the integer grid (thresholds and biases are quantized by the export, as the
+    integer core does); a change above 1 % is logged as a warning, smaller ones at debug."""
     rounded = int(np.rint(value))
-    if abs(value - rounded) > _tolerance(np.asarray(value)):
-        log.warning("%s: %s = %.6g is not a whole number; rounded to %d", where, what, value,
-                    rounded)
+    error = abs(value - rounded)
+    if error > _tolerance(np.asarray(value)):
+        level = logging.WARNING if error > _ROUNDING_WARNING * abs(value) else logging.DEBUG
+        log.log(level, "%s: %s = %.6g is not a whole number; rounded to %d", where, what, value,
+                rounded)
     return rounded
 
 
