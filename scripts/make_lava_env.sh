@@ -33,6 +33,7 @@ START=$SECONDS
 
 say() { printf '[make_lava_env] %s\n' "$*"; }
 die() { printf '[make_lava_env] ERROR: %s\n' "$*" >&2; exit 1; }
+trap 'printf "[make_lava_env] ERROR: failed at line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 if [[ -z "${PYTHON:-}" ]]; then
     if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
