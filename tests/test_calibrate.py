@@ -14,6 +14,15 @@ from sbc_deploy.ir import LIF, Affine, CubaLIF, Graph, Input, Output, Scale
 from sbc_deploy.sim import simulate
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread (two threads on the shared 2-core box oversubscribe)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def small_graph(rng: np.random.Generator) -> Graph:
     beta = np.array([0.6, 0.6, 0.9, 0.9, 0.6, 0.9])
     return Graph.chain([

@@ -19,6 +19,15 @@ from sbc_deploy.errors import NumericalError
 from sbc_deploy.ir import IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Integrator
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread (two threads on the shared 2-core box oversubscribe)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def test_temporal_kernel_matches_sbc_reference():
     """SBC's osbc_prune.py loop: conv[i, j] = ((tau - 1) / tau) ** (i - j) for j <= i."""
     tau, steps = 2.0, 4

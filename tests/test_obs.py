@@ -21,6 +21,15 @@ from sbc_deploy.compress.obs import (
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread (two threads on the shared 2-core box oversubscribe)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def smp_hessian(n_in: int, seed: int, beta: float = 0.5, samples: int = 12,
                 steps: int = 20) -> torch.Tensor:
     """Damped SMP Hessian of random spike trains with correlated rates and a few dead inputs."""

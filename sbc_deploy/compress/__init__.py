@@ -181,8 +181,8 @@ def _problem(layer: SynapseLayer, hsum: HessianSum | None, device: torch.device)
     k_groups, c_groups = H4.shape[:2]
     H = H4.reshape(k_groups * c_groups, W.shape[1], W.shape[1])
     conv_group = torch.arange(n_out, device=device) // (n_out // c_groups)
-    group = torch.as_tensor(hsum.groups, device=device) * c_groups + conv_group
-    row_weight = torch.as_tensor(hsum.row_weight, dtype=torch.float64, device=device)
+    group = torch.tensor(hsum.groups, device=device) * c_groups + conv_group
+    row_weight = torch.tensor(hsum.row_weight, dtype=torch.float64, device=device)
     return _Problem(layer, W, H, group, row_weight)
 
 
@@ -212,9 +212,24 @@ def _damp(problem: _Problem, config: CompressionConfig) -> list[DampedInverse]:
             for g in range(problem.n_groups)]
 
 
+SMALL_LAYER = 1 << 18  # weights below which one intra-op thread is fastest (see _solve)
+
+
 def _solve(problem: _Problem, n_prune: int, config: CompressionConfig,
            quantize: bool = True) -> _Result:
-    """Prune ``n_prune`` weights with ``config.solver``, then quantise the rest (OBS passes)."""
+    """Prune ``n_prune`` weights with ``config.solver``, then quantise the rest (OBS passes).
+
+    Threads: with ``config.threads=None``, layers under :data:`SMALL_LAYER` weights run on one
+    intra-op thread (their many small ops only pay synchronisation on more; on a shared 2-core
+    machine two threads made such passes ~10x slower), larger ones keep torch's setting.
+    """
+    small = config.threads is None and problem.W.numel() < SMALL_LAYER
+    with torch_threads(1 if small else None):
+        return _solve_layer(problem, n_prune, config, quantize)
+
+
+def _solve_layer(problem: _Problem, n_prune: int, config: CompressionConfig,
+                 quantize: bool) -> _Result:
     assert problem.H is not None
     damped = _damp(problem, config)
     Hd = torch.stack([d.H for d in damped])
