@@ -10,11 +10,13 @@ Every writer checks the path before any work and writes atomically.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from sbc_deploy.exporters.to_netx import plan_netx, to_netx
-from sbc_deploy.exporters.to_nir import to_nir, write_nir
-from sbc_deploy.exporters.to_onnx import build_onnx, to_onnx
+# Import the writers under private names: binding `to_netx` here would shadow the submodule
+# sbc_deploy.exporters.to_netx with the function of the same name.
+from sbc_deploy.exporters.to_netx import to_netx as _write_netx
+from sbc_deploy.exporters.to_nir import write_nir as _write_nir
+from sbc_deploy.exporters.to_onnx import to_onnx as _write_onnx
 from sbc_deploy.ir import Graph
 
 Exporter = Callable[..., Path]
@@ -23,15 +25,15 @@ FILE_NAMES: dict[str, str] = {"netx": "model.net", "nir": "model.nir", "onnx": "
 
 
 def _netx(graph: Graph, path: str | Path, *, steps: int) -> Path:
-    return to_netx(graph, path)
+    return _write_netx(graph, path)
 
 
 def _nir(graph: Graph, path: str | Path, *, steps: int) -> Path:
-    return write_nir(graph, path)
+    return _write_nir(graph, path)
 
 
 def _onnx(graph: Graph, path: str | Path, *, steps: int) -> Path:
-    return to_onnx(graph, path, steps=steps)
+    return _write_onnx(graph, path, steps=steps)
 
 
 EXPORTERS: dict[str, Exporter] = {"netx": _netx, "nir": _nir, "onnx": _onnx}
@@ -42,5 +44,4 @@ def export_path(out_dir: str | Path, fmt: str) -> Path:
     return Path(out_dir) / FILE_NAMES[fmt]
 
 
-__all__: list[Any] = ["EXPORTERS", "FILE_NAMES", "build_onnx", "export_path", "plan_netx",
-                      "to_netx", "to_nir", "to_onnx", "write_nir"]
+__all__ = ["EXPORTERS", "FILE_NAMES", "export_path"]
