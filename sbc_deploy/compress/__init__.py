@@ -213,6 +213,7 @@ def _damp(problem: _Problem, config: CompressionConfig) -> list[DampedInverse]:
 
 
 SMALL_LAYER = 1 << 18  # weights below which one intra-op thread is fastest (see _solve)
+SWEEP_DTYPE = torch.float32  # GPTQ sweeps run in float32 (as GPTQ / SBC); factors in float64
 
 
 def _solve(problem: _Problem, n_prune: int, config: CompressionConfig,
@@ -245,7 +246,8 @@ def _solve_layer(problem: _Problem, n_prune: int, config: CompressionConfig,
     joint = False
     if n_prune and config.solver == "admm":
         Q, mask = admm_prune(W, Hd, problem.group, n_prune, n_m=config.n_m,
-                             fan_in=config.fan_in, row_weight=problem.row_weight)
+                             fan_in=config.fan_in, row_weight=problem.row_weight,
+                             hinv_diag=torch.stack([torch.diagonal(d.Hinv) for d in damped]))
     elif n_prune and config.solver == "exact":
         Q, mask = greedy_obs_prune(W, Hd, problem.group, n_prune, n_m=config.n_m,
                                    fan_in=config.fan_in, row_weight=problem.row_weight)
@@ -256,7 +258,7 @@ def _solve_layer(problem: _Problem, n_prune: int, config: CompressionConfig,
         if config.fan_in is not None or problem.n_groups > 1:
             # the per-block choice cannot see a row cap or several Hessians: fix the mask from
             # the OBS saliency row_weight * w^2 / Hinv_jj over the whole layer first
-            diag = torch.stack([(d.U**2).sum(dim=0) for d in damped])[problem.group]
+            diag = torch.stack([torch.diagonal(d.Hinv) for d in damped])[problem.group]
             saliency = problem.row_weight[:, None] * W**2 / diag
             fixed = select_mask(saliency, n_prune, n_m=config.n_m, fan_in=config.fan_in)
         Q = torch.zeros_like(W)
@@ -271,16 +273,12 @@ def _solve_layer(problem: _Problem, n_prune: int, config: CompressionConfig,
         grid = _fit(problem.layer, Q, config)
         Qq = torch.zeros_like(Q)
         for g, (rows, d) in enumerate(zip(rows_of, damped)):
-            order = (authors_order(d.U) if config.act_order
+            order = (authors_order(d.Hinv) if config.act_order
                      else torch.arange(W.shape[1], device=W.device))
-            H_perm = problem.H[g][order][:, order]
-            d_perm = damped_inverse_cholesky(H_perm, d.damp_frac, max_raises=3,
-                                             where=f"layer {problem.layer.name} (row group {g})")
-            damped[g] = DampedInverse(d.U, d.H, d_perm.damp, d_perm.damp_frac,
-                                      d.raises + d_perm.raises, d.dead)
-            Qg, _ = obs_sweep(Q[rows][:, order], d_perm.U, mask=mask[rows][:, order], grid=grid,
-                              grid_rows=rows, block_size=config.block_size)
-            Qq[rows[:, None], order[None, :]] = Qg
+            Qg, _ = obs_sweep(Q[rows][:, order].to(SWEEP_DTYPE), d.factor(order).to(SWEEP_DTYPE),
+                              mask=mask[rows][:, order], grid=grid, grid_rows=rows,
+                              block_size=config.block_size)
+            Qq[rows[:, None], order[None, :]] = Qg.to(Qq.dtype)
         Q = Qq
     return _Result(Q, mask, grid, max(d.damp_frac for d in damped),
                    sum(d.raises for d in damped))

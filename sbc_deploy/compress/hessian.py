@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterator
 
 import numpy as np
@@ -389,30 +390,48 @@ class HessianAccumulator:
 # --------------------------------------------------------------------------- damping
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DampedInverse:
-    """The upper Cholesky factor ``U`` of ``(H + damp * I)^-1`` (``U^T U = (H + damp I)^-1``).
+    """The damped Hessian, its inverse, and the inverse's upper Cholesky factors.
 
     Attributes:
-        U: ``(n, n)`` upper-triangular factor (GPTQ's ``Hinv``).
         H: the damped Hessian ``H + damp * I`` (dead inputs' diagonal set, see ``dead``).
+        Hinv: ``(H + damp * I)^-1``.
         damp: absolute damping added to the diagonal.
         damp_frac: ``damp`` relative to the mean diagonal of ``H``.
         raises: how many times ``damp_frac`` was raised (x10) because Cholesky failed.
         dead: ``(n,)`` bool, inputs with a zero diagonal (never active in the calibration).
     """
 
-    U: Tensor
     H: Tensor
+    Hinv: Tensor
     damp: float
     damp_frac: float
     raises: int
     dead: Tensor
 
+    @cached_property
+    def U(self) -> Tensor:
+        """Upper Cholesky factor of ``Hinv`` (``U^T U = Hinv``; GPTQ's ``Hinv``)."""
+        return self.factor(None)
+
+    def factor(self, order: Tensor | None) -> Tensor:
+        """Upper Cholesky factor of ``Hinv`` with rows and columns in ``order``.
+
+        Permuting the inverse and factoring it again costs one Cholesky (no new inverse).
+        """
+        Hinv = self.Hinv if order is None else self.Hinv[order][:, order]
+        U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
+        if int(info) != 0:
+            raise NumericalError("the damped inverse Hessian lost positive definiteness",
+                                 where="DampedInverse.factor",
+                                 hint="use a larger damp_frac")
+        return U
+
 
 def damped_inverse_cholesky(H: Tensor, damp_frac: float = 0.01, *, max_raises: int = 6,
                             factor: float = 10.0, where: str = "layer") -> DampedInverse:
-    """Upper Cholesky factor of ``(H + damp_frac * mean(diag H) * I)^-1`` (the GPTQ recipe).
+    """``(H + damp_frac * mean(diag H) * I)^-1`` via Cholesky (GPTQ recipe); ``.U`` factors it.
 
     Dead inputs (zero diagonal) get the mean live diagonal, so they decouple from the rest.
     When a Cholesky factorisation fails, ``damp_frac`` is multiplied by ``factor`` and the
@@ -442,12 +461,11 @@ def damped_inverse_cholesky(H: Tensor, damp_frac: float = 0.01, *, max_raises: i
         L, info = torch.linalg.cholesky_ex(damped)
         if int(info) == 0:
             Hinv = torch.cholesky_inverse(L)
-            U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
-            if int(info) == 0 and bool(torch.isfinite(U).all()):
+            if bool(torch.isfinite(Hinv).all()):
                 if raises:
                     log.warning("%s: Cholesky needed damp_frac %.3g (raised %d times from %.3g)",
                                 where, frac, raises, damp_frac)
-                return DampedInverse(U, damped, frac * mean_diag, frac, raises, dead)
+                return DampedInverse(damped, Hinv, frac * mean_diag, frac, raises, dead)
         frac = frac * factor if frac > 0 else 1e-6
     raise NumericalError(
         f"Hessian is not positive definite even with damp_frac = {frac / factor:.3g}",

@@ -130,7 +130,12 @@ def _largest(values: Tensor, count: int) -> Tensor:
         return keep
     if count >= values.numel():
         return ~keep
-    # kthvalue (selection) is 2-3x faster than topk for large counts
+    small = min(count, values.numel() - count)
+    if small <= values.numel() // 10:  # topk of the small side is fastest
+        top = torch.topk(values, small, largest=count == small, sorted=False).indices
+        keep[top] = True
+        return keep if count == small else ~keep
+    # otherwise selection (kthvalue) is faster; ties at the threshold: lowest index first
     threshold = torch.kthvalue(values.cpu() if values.is_cuda else values,
                                values.numel() - count + 1).values.to(values.device)
     keep = values > threshold

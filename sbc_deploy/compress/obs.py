@@ -83,12 +83,9 @@ def layer_loss(W: Tensor, Q: Tensor, H: Tensor, group: Tensor | None = None,
     return float(per_row.sum())
 
 
-def authors_order(U: Tensor) -> Tensor:
-    """SBC's quantisation order: ascending ``diag(Hinv)`` (most sensitive column first).
-
-    ``U``: upper Cholesky factor of ``Hinv`` (``diag(Hinv)_j = sum_k U_kj^2``).
-    """
-    return torch.argsort((U * U).sum(dim=0), stable=True)
+def authors_order(Hinv: Tensor) -> Tensor:
+    """SBC's quantisation order: ascending ``diag(Hinv)`` (most sensitive column first)."""
+    return torch.argsort(torch.diagonal(Hinv), stable=True)
 
 
 # --------------------------------------------------------------------------- GPTQ / SparseGPT
@@ -139,8 +136,11 @@ def obs_sweep(W: Tensor, U: Tensor, *, mask: Tensor | None = None, n_prune: int 
     if n_m is not None:
         block_size = math.ceil(block_size / n_m[1]) * n_m[1]
     W = W.clone()
+    U = U.to(W.dtype)
     Q = torch.zeros_like(W)
     M = torch.zeros_like(W, dtype=torch.bool) if mask is None else mask.clone()
+    if grid is not None:
+        scale = (grid.scale if grid_rows is None else grid.scale[grid_rows]).to(W)
     counts = (_block_prune_counts(n_prune, rows, n, block_size, n_m)
               if mask is None and n_prune else None)
     for b, i1 in enumerate(range(0, n, block_size)):
@@ -154,11 +154,12 @@ def obs_sweep(W: Tensor, U: Tensor, *, mask: Tensor | None = None, n_prune: int 
             M[:, i1:i2] = select_mask(saliency, counts[b], n_m=n_m)
         for i in range(i2 - i1):
             w, d = W1[:, i], U1[i, i]
-            q = w if grid is None else grid.quantize(w, grid_rows)
+            q = w if grid is None else torch.clamp(torch.round(w / scale), grid.low,
+                                                   grid.high) * scale
             q = q.masked_fill(M[:, i1 + i], 0.0)
             Q1[:, i] = q
             err1 = (w - q) / d
-            W1[:, i:] -= err1[:, None] * U1[i, i:][None, :]  # exact OBS update inside the block
+            W1[:, i:].addr_(err1, U1[i, i:], alpha=-1)  # exact OBS update inside the block
             Err1[:, i] = err1
         Q[:, i1:i2] = Q1
         W[:, i2:] -= Err1 @ U[i1:i2, i2:]  # lazy update of the columns after the block
@@ -166,15 +167,16 @@ def obs_sweep(W: Tensor, U: Tensor, *, mask: Tensor | None = None, n_prune: int 
 
 
 def sequential_obs_quantize(W: Tensor, H: Tensor, grid: GridFit, order: Tensor,
-                            grid_rows: Tensor | None = None) -> Tensor:
+                            grid_rows: Tensor | None = None,
+                            dtype: torch.dtype = torch.float64) -> Tensor:
     """SBC's quantiser: one column at a time in ``order``, explicit ``Hinv``, rank-1 downdates.
 
     ``H`` is the damped Hessian. For each column ``p``: ``q = grid(w_p)``,
     ``W += ((q - w_p) / Hinv_pp) Hinv[p, :]``, ``Hinv -= Hinv[:, p] Hinv[p, :] / Hinv_pp``.
     Equal to :func:`obs_sweep` in the same order up to rounding (tested).
     """
-    W = W.clone().to(torch.float64)
-    Hinv = torch.cholesky_inverse(torch.linalg.cholesky(H.to(torch.float64)))
+    W = W.clone().to(dtype)
+    Hinv = torch.linalg.inv(H.to(dtype))  # SBC's torch.inverse
     for p in order.tolist():
         w = W[:, p]
         q = grid.quantize(w, grid_rows)
@@ -295,6 +297,7 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
                row_weight: Tensor | None = None, iters: int = 60, rho0: float = 0.01,
                rho_growth: float = 1.32, rho_every: int = 4, ramp: float = 0.6,
                cg_iters: int = 60, cg_tol: float = 1e-9, swap_rounds: int = 6,
+               hinv_diag: Tensor | None = None,
                dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
     """Prune ``n_prune`` weights of the layer by ADMM, then reconstruct exactly (fast solver).
 
@@ -318,6 +321,7 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
         group: ``(n_out,)`` row -> Hessian group.
         n_prune: weights to prune in the layer (at least the N:M / fan-in minimum).
         row_weight: ``(n_out,)`` positive weight of each row's loss (default 1).
+        hinv_diag: ``(groups, n_in)`` diagonals of ``H^-1`` if already known.
         dtype: working precision of the iterations (the result is float64).
 
     Returns:
@@ -339,7 +343,9 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
     Hs, d = [], torch.empty(n_out, n_in, dtype=torch.float64, device=device)
     for g, rows in enumerate(rows_of):
         Hg = H[g].to(torch.float64)
-        d_g = torch.diagonal(torch.cholesky_inverse(torch.linalg.cholesky(Hg))).rsqrt()
+        diag = (torch.diagonal(torch.cholesky_inverse(torch.linalg.cholesky(Hg)))
+                if hinv_diag is None else hinv_diag[g].to(torch.float64))
+        d_g = diag.rsqrt()
         Hs.append(Hg / d_g[:, None] / d_g[None, :])
         d[rows] = d_g[None, :]
     scale = d * rw.sqrt()[:, None]
@@ -367,22 +373,21 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
         frac = min(1.0, (it + 1) / ramp_iters)
         k = max(minimum, round(n_prune * (1.0 - (1.0 - frac) ** 3)))
         Z = Wk + V
-        mask = select_mask(Z.abs(), k, n_m=n_m, fan_in=fan_in)
+        mask = select_mask(Z.abs(), k, n_m=n_m, fan_in=fan_in)  # exact counts matter (tested)
         Z = Z.masked_fill(mask, 0.0)
         V += Wk - Z
     # Exact reconstruction on the final mask, and on the one-shot OBS mask (the largest |Ws|):
     # ADMM is a heuristic for a non-convex problem; keep whichever mask is better.
     Hs64 = [Hs_g.to(torch.float64) for Hs_g in Hs]
-    best: tuple[float, Tensor, Tensor] | None = None
-    for candidate, start in ((mask, Z.to(torch.float64)),
-                             (select_mask(Ws64.abs(), n_prune, n_m=n_m, fan_in=fan_in), Ws64)):
-        X = _conjugate_gradients(Hs64, rows_of, B64, start, (~candidate).to(torch.float64),
-                                 cg_iters, cg_tol)
-        loss = _scaled_loss(Hs64, rows_of, Ws64, X)
-        if best is None or loss < best[0]:
-            best = (loss, X, candidate)
-    assert best is not None
-    loss, X, mask = best
+    X = _conjugate_gradients(Hs64, rows_of, B64, Z.to(torch.float64),
+                             (~mask).to(torch.float64), cg_iters, cg_tol)
+    loss = _scaled_loss(Hs64, rows_of, Ws64, X)
+    one_shot = select_mask(Ws64.abs(), n_prune, n_m=n_m, fan_in=fan_in)
+    keep = (~one_shot).to(torch.float64)
+    Y = _conjugate_gradients(Hs64, rows_of, B64, Ws64, keep, cg_iters // 4, cg_tol)
+    if _scaled_loss(Hs64, rows_of, Ws64, Y) < loss:  # CG only lowers the loss: an upper bound
+        X = _conjugate_gradients(Hs64, rows_of, B64, Y, keep, cg_iters, cg_tol)
+        loss, mask = _scaled_loss(Hs64, rows_of, Ws64, X), one_shot
     X, mask = _swap_refine(Hs64, rows_of, B64, Ws64, X, mask, loss, n_m, fan_in, swap_rounds,
                            cg_iters, cg_tol)
     return X / scale, mask
