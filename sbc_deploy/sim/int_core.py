@@ -1,0 +1,940 @@
+r"""Integer core: Lava's bit-accurate fixed-point CUBA LIF, Dense and Conv, batched over samples.
+
+What runs here is what ``lava.lib.dl.netx`` builds from a netx file and Lava's ``fixed_pt``
+process models compute (``PyLifModelBitAcc``, ``PyDenseModelBitAcc``, ``PyConvModelBinaryFixed``),
+for many samples at once. Per neuron layer and step ``t``, in integers::
+
+    a[t]  = A(s_in[t - 1])                       one step of synaptic delay per synapse layer
+    A(s)  = (W s) << e    (or >> -e, flooring)   Dense: integer mantissa W, layer exponent e
+    A(s)  = wrap24(conv(s, W << e))              Conv: no exponent in Lava, 24-bit wrap-around
+    u[t]  = trunc(u[t-1] * (4096 - (du + 1)) / 4096) + (a[t] << 6)    wrapped once to 24 bits
+    v[t]  = trunc(v[t-1] * (4096 - dv) / 4096) + u[t] + (bias_mant << bias_exp)  clipped, 24 bits
+    s[t]  = v[t] > (vth << 6);  v[t] <- 0 where s[t]                  hard reset
+
+``du + 1`` is Lava's ``ds_offset``: netx sets ``du = iDecay - 1`` so the current decays by
+``iDecay / 4096`` (slayer's ``current_decay``); ``dv = vDecay``. ``trunc`` rounds toward zero
+(Lava's ``sign(x) * (|x| >> 12)``). A recurrent dense layer adds ``A_rec(s[t - 1])`` to ``a[t]``.
+A first netx ``input`` block is a neuron layer with no synapse: the input enters ``a[t]`` in the
+same step (Lava's source connected to ``in_layer.neuron.a_in``).
+
+Integers from the IR (:func:`to_fixed_point`): a synapse layer must carry an ``int_exp``
+:class:`~sbc_deploy.ir.WeightEncoding` (``W = mantissa``, ``e = exponent``, both in units of
+``unit``, lava-dl's 1/64); its neuron gets ``vth = round(v_threshold / unit)``, ``bias_mant =
+round(bias / unit)`` with ``bias_exp = 6``, ``du = round((1 - alpha) * 4096) - 1`` and ``dv =
+round((1 - beta) * 4096)``. A ``LIF`` is a CUBA neuron whose current decays instantly
+(``alpha = 0``); an ``IF`` also has ``beta = 1``.
+
+Register widths (8-bit weights, 13-bit bias, 17-bit threshold) are the target checker's
+business: this module computes what Lava's Python models compute for any integers.
+
+Example::
+
+    >>> net = to_fixed_point(graph)                      # graph from frontends.from_netx
+    >>> result = simulate_integer(net, spikes, record=["lif1", "lif1:v"])   # [T, B, 200]
+    >>> result.outputs["output"].shape                    # [T, B, 200], int8 spikes
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Iterable, Iterator, Literal, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sbc_deploy.errors import ConfigError, DataError
+from sbc_deploy.ir import (
+    IF,
+    LIF,
+    Affine,
+    Conv2d,
+    CubaLI,
+    CubaLIF,
+    Flatten,
+    Graph,
+    Integrator,
+    Neuron,
+    Output,
+    Scale,
+    Synapse,
+)
+
+log = logging.getLogger(__name__)
+
+UV_BITS = 24                      # u and v are 24-bit two's complement registers
+UV_MAX = 1 << (UV_BITS - 1)       # 2**23
+DECAY_SHIFT = 12                  # decays are 12-bit fractions of 4096
+DECAY_UNITY = 1 << DECAY_SHIFT    # 4096
+ACT_SHIFT = 6                     # synaptic input is MSB-aligned by 6 bits
+VTH_SHIFT = 6                     # so is the threshold
+BIAS_EXP = 6                      # netx's bias exponent: bias_mant shares the weights' unit
+CONV_BITS = 24                    # Lava's fixed-point Conv wraps its output to 24 bits
+_FLOAT32_EXACT = 1 << 24          # integers up to 2**24 are exact in float32 sums
+
+LayerKind = Literal["input", "dense", "conv2d"]
+
+
+# --------------------------------------------------------------------------- fixed-point network
+
+
+@dataclass(frozen=True, eq=False)
+class FixedPointLayer:
+    """One neuron layer of the core with the synapses that feed it (all integers).
+
+    Attributes:
+        name: the neuron node.
+        kind: ``"input"`` (no synapse: a netx input block), ``"dense"`` or ``"conv2d"``.
+        synapse: the feed-forward synapse node (``None`` for an input layer).
+        shape: per-sample shape of the neurons (the IR's, channels first).
+        source_shape: per-sample shape of what feeds the layer (previous layer or the input).
+        synapse_input_shape: what the synapse expects (a Flatten in between reshapes to it).
+        weight: integer mantissas ``(n_out, n_in)`` or ``(C_out, C_in/groups, kH, kW)``; for a
+            conv already shifted by its exponent (Lava's Conv has none).
+        weight_exp: Dense weight exponent applied to the accumulated input (0 for conv).
+        stride, padding, dilation, groups: conv geometry, (H, W) pairs.
+        recurrent: the recurrent dense synapse node (neuron -> synapse -> neuron), or ``None``.
+        recurrent_weight, recurrent_weight_exp: its mantissas and exponent.
+        input_scale: input layers only: ``a[t] = x[t] * input_scale`` (integers required).
+        du, dv: Lava's current and voltage decay registers (``du = iDecay - 1``).
+        vth: threshold mantissa (compared with ``v`` after ``<< 6``).
+        bias_mant: per-neuron bias mantissa, ``shape``; ``bias_exp``: its exponent.
+        unit: the float value of one weight/threshold step.
+        spiking: ``False`` for netx's read-out integrator (a dense layer without neuron
+            group: ``iDecay = 0``, ``vDecay = 4096``, ``vThMant = 1 << 17``, never reached
+            because ``v`` clips below ``2**23``); its output is ``v``.
+    """
+
+    name: str
+    kind: LayerKind
+    synapse: str | None
+    shape: tuple[int, ...]
+    source_shape: tuple[int, ...]
+    synapse_input_shape: tuple[int, ...]
+    weight: np.ndarray | None
+    weight_exp: int
+    du: int
+    dv: int
+    vth: int
+    bias_mant: np.ndarray
+    bias_exp: int
+    unit: float
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    recurrent: str | None = None
+    recurrent_weight: np.ndarray | None = None
+    recurrent_weight_exp: int = 0
+    input_scale: np.ndarray | None = None
+    spiking: bool = True
+
+    @property
+    def neurons(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass(frozen=True, eq=False)
+class FixedPointNetwork:
+    """A sequential chain of :class:`FixedPointLayer` as Lava runs it (netx's layer order).
+
+    Attributes:
+        layers: neuron layers from input to output.
+        input: the graph's Input node; ``input_shape`` its per-sample shape.
+        output: the graph's Output node (fed by the last layer).
+        dt: seconds per step (from the graph).
+    """
+
+    layers: tuple[FixedPointLayer, ...]
+    input: str
+    input_shape: tuple[int, ...]
+    output: str
+    dt: float
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def layer(self, name: str) -> FixedPointLayer:
+        """The layer whose neuron (or synapse) is called ``name``."""
+        for layer in self.layers:
+            if name in (layer.name, layer.synapse, layer.recurrent):
+                return layer
+        raise ConfigError(f"no layer of the fixed-point network is called '{name}'; layers: "
+                          f"{', '.join(layer.name for layer in self.layers)}", where="network")
+
+
+def _uniform(values: np.ndarray, what: str, where: str) -> float:
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not np.allclose(flat, flat[0], rtol=1e-12, atol=1e-12):
+        raise ConfigError(f"{what} varies across neurons ({flat.min():g} .. {flat.max():g}) but "
+                          "Lava's LIF has one value per layer", where=where,
+                          hint="give every neuron of the layer the same value")
+    return float(flat[0])
+
+
+def _decay_register(decay: float, name: str, where: str) -> int:
+    """``round((1 - decay) * 4096)``: slayer's iDecay / vDecay for a per-step decay factor."""
+    register = int(np.round((1.0 - decay) * DECAY_UNITY))
+    if not 0 <= register <= DECAY_UNITY:
+        raise ConfigError(f"{name}={decay:g} gives a decay register {register} outside 0..4096",
+                          where=where)
+    return register
+
+
+def _to_units(values: np.ndarray, unit: float) -> np.ndarray:
+    return np.round(np.asarray(values, dtype=np.float64) / unit).astype(np.int64)
+
+
+READOUT_VTH = 1 << 17   # netx's default integrator: vThMant = 1 << 18 - 1, i.e. 1 << 17
+
+
+def _neuron_registers(name: str, node: Neuron, unit: float) -> dict[str, Any]:
+    """du, dv, vth, bias of a Lava LIF for an IR neuron; raises for what Lava cannot express."""
+    where = f"node '{name}'"
+    if isinstance(node, (CubaLI, Integrator)):
+        return _readout_registers(name, node, unit)
+    if not isinstance(node, (LIF, CubaLIF, IF)):
+        raise ConfigError(
+            f"is a {node.kind}: Lava's fixed-point core has spiking CUBA LIF neurons and netx's "
+            "read-out integrator only", where=where,
+            hint="end the network with a spiking layer (decode spike counts) or with a CubaLI "
+                 "of alpha = 1, beta = 0 (netx's dense layer without neuron group)")
+    if node.reset != "zero":
+        raise ConfigError(f"uses {node.reset!r} reset; Lava's LIF resets v to 0", where=where,
+                          hint="re-import with reset='zero' (--reset zero)")
+    if np.any(node.v_reset != 0):
+        raise ConfigError("has a non-zero v_reset; Lava's LIF resets v to 0", where=where)
+    if np.any(getattr(node, "v_leak", np.zeros(1)) != 0):
+        raise ConfigError("has a non-zero v_leak; Lava's LIF decays toward 0", where=where,
+                          hint="fold (1 - beta) * v_leak into the bias")
+    _check_gain(node, where)
+    alpha = _uniform(node.alpha, "alpha", where) if isinstance(node, CubaLIF) else 0.0
+    beta = _uniform(node.beta, "beta", where) if isinstance(node, (LIF, CubaLIF)) else 1.0
+    threshold = _uniform(node.v_threshold, "v_threshold", where)
+    if threshold < 0:
+        raise ConfigError(f"has a negative threshold {threshold:g}; Lava's vth is unsigned",
+                          where=where)
+    return {
+        "du": _decay_register(alpha, "alpha", where) - 1,   # Lava adds ds_offset = 1 back
+        "dv": _decay_register(beta, "beta", where),
+        "vth": int(np.round(threshold / unit)),
+        "bias_mant": _to_units(node.bias, unit),
+        "bias_exp": BIAS_EXP,
+    }
+
+
+def _check_gain(node: Neuron, where: str) -> None:
+    gain = node.gain * (node.gain_syn if isinstance(node, (CubaLIF, CubaLI)) else 1.0)
+    if not np.allclose(gain, 1.0, rtol=1e-9, atol=0.0):
+        raise ConfigError(f"has input gain {float(np.max(gain)):g}; Lava adds the synaptic "
+                          "input with gain 1", where=where,
+                          hint="fold the gain into the weights before quantizing them")
+
+
+def _readout_registers(name: str, node: CubaLI | Integrator, unit: float) -> dict[str, Any]:
+    """netx's non-spiking read-out: ``u`` sums the input, ``v = u + bias``, never spikes."""
+    where = f"node '{name}'"
+    _check_gain(node, where)
+    if isinstance(node, Integrator):
+        if np.any(node.bias != 0):
+            raise ConfigError("is an Integrator with bias; netx's read-out adds its bias to v, "
+                              "not to the running sum", where=where)
+    else:
+        alpha = _uniform(node.alpha, "alpha", where)
+        beta = _uniform(node.beta, "beta", where)
+        if np.any(node.v_leak != 0) or alpha != 1.0 or beta != 0.0:
+            raise ConfigError(
+                f"is a CubaLI with alpha={alpha:g}, beta={beta:g}: Lava runs only netx's "
+                "read-out integrator (alpha = 1, beta = 0, no v_leak) as a non-spiking layer",
+                where=where, hint="use a spiking layer, or that integrator, as the read-out")
+    return {"du": -1, "dv": DECAY_UNITY, "vth": READOUT_VTH,
+            "bias_mant": _to_units(node.bias, unit), "bias_exp": BIAS_EXP, "spiking": False}
+
+
+def _integer_weights(name: str, node: Synapse) -> tuple[np.ndarray, int, float]:
+    """(mantissa, exponent, unit) of a synapse on an ``int_exp`` grid."""
+    enc = node.encoding
+    if enc is None or enc.grid != "int_exp":
+        grid = "float weights" if enc is None else f"a {enc.grid!r} grid"
+        raise ConfigError(f"has {grid}; the integer core needs Loihi's integer mantissa times "
+                          "a per-layer power of two (an 'int_exp' WeightEncoding)",
+                          where=f"node '{name}'",
+                          hint="quantize it for a Loihi target first (compress with --bits)")
+    assert enc.exponent is not None and enc.unit is not None
+    return np.asarray(enc.mantissa, dtype=np.int64), int(enc.exponent), float(enc.unit)
+
+
+def _common_unit(graph: Graph) -> float:
+    units = {float(node.encoding.unit) for node in graph.nodes.values()
+             if isinstance(node, Synapse) and node.encoding is not None
+             and node.encoding.unit is not None}
+    if len(units) != 1:
+        found = ", ".join(f"{u:g}" for u in sorted(units)) or "none"
+        raise ConfigError(f"an input neuron layer needs the unit of its input; the synapse "
+                          f"layers have {found}", where="to_fixed_point(input_unit=)",
+                          hint="pass input_unit=1/64 for lava-dl's convention")
+    return units.pop()
+
+
+class _Chain:
+    """Walks a graph as netx's sequential chain of blocks."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+
+    def recurrent_synapse(self, neuron: str) -> str | None:
+        """A synapse that reads ``neuron`` and feeds only ``neuron`` (Lava's RecurrentDense)."""
+        for succ in self.graph.successors(neuron):
+            node = self.graph.nodes[succ]
+            if isinstance(node, Synapse) and self.graph.successors(succ) == (neuron,) \
+                    and self.graph.predecessors(succ) == (neuron,):
+                return succ
+        return None
+
+    def forward(self, name: str) -> str:
+        """The single node ``name`` feeds (besides its recurrent synapse)."""
+        graph = self.graph
+        rec = self.recurrent_synapse(name) if isinstance(graph.nodes[name], Neuron) else None
+        succ = [s for s in graph.successors(name) if s != rec]
+        if len(succ) != 1:
+            raise ConfigError(
+                f"feeds {len(succ)} nodes ({', '.join(succ) or 'none'}); the integer core runs "
+                "netx's sequential chains of layers only", where=f"node '{name}'",
+                hint="netx has no branches, merges or intermediate outputs")
+        return succ[0]
+
+
+def to_fixed_point(graph: Graph, *, input_unit: float | None = None) -> FixedPointNetwork:
+    """The integers Lava would run for ``graph`` (pure: ``graph`` is not modified).
+
+    The graph must be a chain ``Input -> [Scale -> neuron] -> ([Flatten] -> synapse -> neuron)*
+    -> Output`` where every synapse is an ``Affine`` or ``Conv2d`` on an ``int_exp`` grid and
+    every neuron a CUBA-expressible ``LIF`` / ``CubaLIF`` / ``IF`` (zero reset to 0, no leak
+    potential, unit gain, one decay and threshold per layer). A neuron may also have one
+    recurrent ``Affine`` from itself to itself (netx's ``dense_rec``).
+
+    Args:
+        graph: the network.
+        input_unit: float value of one integer input step for a first neuron layer fed by the
+            Input directly (netx's input block); default: the unit shared by the synapses.
+
+    Returns:
+        The :class:`FixedPointNetwork`.
+
+    Raises:
+        ConfigError: float weights, neuron features Lava cannot express, or a topology netx
+            cannot express; the message names the node and what to do.
+    """
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ConfigError(f"has {len(graph.inputs)} Inputs and {len(graph.outputs)} Outputs; the "
+                          "integer core runs one chain from one Input to one Output",
+                          where="graph")
+    chain = _Chain(graph)
+    nodes = graph.nodes
+    input_name = graph.inputs[0]
+    current = input_name
+    current_shape = tuple(nodes[input_name].output_shape)
+    layers: list[FixedPointLayer] = []
+    while True:
+        nxt = chain.forward(current)
+        passed: list[str] = []
+        while isinstance(nodes[nxt], (Flatten, Scale)):
+            passed.append(nxt)
+            nxt = chain.forward(nxt)
+        node = nodes[nxt]
+        if isinstance(node, Output):
+            if not layers or passed:
+                raise ConfigError("is fed by something other than a neuron layer; the core's "
+                                  "output is the last layer's spikes", where=f"node '{nxt}'")
+            break
+        if isinstance(node, Synapse):
+            layer = _synapse_layer(graph, chain, current_shape, passed, nxt)
+        elif isinstance(node, Neuron):
+            if layers:
+                raise ConfigError("follows a neuron layer without a synapse", where=f"node '{nxt}'")
+            unit = _common_unit(graph) if input_unit is None else float(input_unit)
+            layer = _input_layer(graph, current_shape, passed, nxt, unit)
+        else:
+            raise ConfigError(f"is a {node.kind}, which Lava's netx chain cannot run",
+                              where=f"node '{nxt}'",
+                              hint="netx has dense, conv, flatten and recurrent dense layers only"
+                                   "; fold pooling and scaling into the weights")
+        layers.append(layer)
+        current, current_shape = layer.name, layer.shape
+    for layer in layers[:-1]:
+        if not layer.spiking:
+            raise ConfigError("is a non-spiking read-out but feeds another layer; Lava's "
+                              "synapses take spikes", where=f"node '{layer.name}'")
+    return FixedPointNetwork(tuple(layers), input_name, tuple(nodes[input_name].output_shape),
+                             graph.outputs[0], graph.dt, {"source": graph.metadata.get("source")})
+
+
+def _input_layer(graph: Graph, source_shape: tuple[int, ...], passed: Sequence[str], name: str,
+                 unit: float) -> FixedPointLayer:
+    node = graph.nodes[name]
+    assert isinstance(node, Neuron)
+    scale = np.ones(node.shape)
+    for p in passed:
+        between = graph.nodes[p]
+        if isinstance(between, Scale):
+            scale = scale * np.broadcast_to(between.scale, node.shape)
+    regs = _neuron_registers(name, node, unit)
+    return FixedPointLayer(name=name, kind="input", synapse=None, shape=tuple(node.shape),
+                           source_shape=source_shape, synapse_input_shape=tuple(node.shape),
+                           weight=None, weight_exp=0, unit=unit, input_scale=scale / unit,
+                           **regs)
+
+
+def _synapse_layer(graph: Graph, chain: _Chain, source_shape: tuple[int, ...],
+                   passed: Sequence[str], name: str) -> FixedPointLayer:
+    nodes = graph.nodes
+    synapse = nodes[name]
+    assert isinstance(synapse, Synapse)
+    for p in passed:
+        if isinstance(nodes[p], Scale):
+            raise ConfigError("scales spikes before a synapse; Lava's synapses take spikes",
+                              where=f"node '{p}'", hint="fold the scale into the weights")
+    if not isinstance(synapse, (Affine, Conv2d)):
+        raise ConfigError(f"is a {synapse.kind}; Lava has Dense and 2-D Conv synapses only",
+                          where=f"node '{name}'", hint="express a 1-D convolution as a Conv2d "
+                                                       "with height 1")
+    neuron_name = chain.forward(name)
+    neuron = nodes[neuron_name]
+    if not isinstance(neuron, Neuron):
+        raise ConfigError(f"feeds a {neuron.kind}; a Lava synapse feeds its neuron directly",
+                          where=f"node '{name}'")
+    mantissa, exponent, unit = _integer_weights(name, synapse)
+    rec = chain.recurrent_synapse(neuron_name)
+    expected = {name} | ({rec} if rec else set())
+    if set(graph.predecessors(neuron_name)) != expected:
+        extra = sorted(set(graph.predecessors(neuron_name)) - expected)
+        raise ConfigError(f"also receives {', '.join(extra)}; a Lava neuron has one synapse "
+                          "(plus an optional recurrent dense one)", where=f"node '{neuron_name}'")
+    regs = _neuron_registers(neuron_name, neuron, unit)
+    common = dict(name=neuron_name, synapse=name, shape=tuple(neuron.shape),
+                  source_shape=source_shape, synapse_input_shape=tuple(synapse.input_shape),
+                  unit=unit, **regs)
+    if isinstance(synapse, Conv2d):
+        if exponent < 0:
+            raise ConfigError(f"has weight exponent {exponent}; Lava's Conv has no weight "
+                              "exponent and netx stores integer conv weights", where=f"node '{name}'",
+                              hint="re-encode the layer with an exponent >= 0")
+        layer = FixedPointLayer(kind="conv2d", weight=mantissa << exponent, weight_exp=0,
+                                stride=synapse.stride, padding=synapse.padding,
+                                dilation=synapse.dilation, groups=synapse.groups, **common)
+    else:
+        layer = FixedPointLayer(kind="dense", weight=mantissa, weight_exp=exponent, **common)
+    if rec is not None:
+        rec_node = nodes[rec]
+        if not isinstance(rec_node, Affine):
+            raise ConfigError(f"is a recurrent {rec_node.kind}; Lava's recurrent synapse is dense",
+                              where=f"node '{rec}'")
+        rec_mantissa, rec_exponent, rec_unit = _integer_weights(rec, rec_node)
+        if not np.isclose(rec_unit, unit, rtol=1e-12, atol=0.0):
+            raise ConfigError(f"has unit {rec_unit:g} but '{name}' feeding the same neuron has "
+                              f"{unit:g}", where=f"node '{rec}'")
+        layer = replace(layer, recurrent=rec, recurrent_weight=rec_mantissa,
+                         recurrent_weight_exp=rec_exponent)
+    return layer
+
+
+# --------------------------------------------------------------------------- neuron numerics
+
+
+class LifState(NamedTuple):
+    """Lava LIF state: current ``u`` and voltage ``v``, 24-bit integers (``[B, *shape]``).
+
+    Held as int64, or as float64 by the core's fast path (every value is an integer below
+    2**36 in magnitude, exact in float64, and every operation below is exact on them).
+    """
+
+    u: np.ndarray
+    v: np.ndarray
+
+
+class LifParameters(NamedTuple):
+    """Per-layer registers; ``bias`` is the effective ``bias_mant << bias_exp`` per neuron."""
+
+    du: int
+    dv: int
+    vth: int
+    bias: np.ndarray
+
+
+def lif_parameters(layer: FixedPointLayer, dtype: Any = np.int64) -> LifParameters:
+    """The step function's parameters of ``layer`` (``bias`` as ``dtype``)."""
+    mant = np.asarray(layer.bias_mant, dtype=np.int64)
+    bias = mant << layer.bias_exp if layer.bias_exp >= 0 else mant >> -layer.bias_exp
+    return LifParameters(int(layer.du), int(layer.dv), int(layer.vth), bias.astype(dtype))
+
+
+def lif_initial_state(p: LifParameters, batch: int) -> LifState:
+    """All-zero ``u`` and ``v`` for ``batch`` samples (``p.bias``'s dtype)."""
+    shape = (batch, *p.bias.shape)
+    return LifState(np.zeros(shape, dtype=p.bias.dtype), np.zeros(shape, dtype=p.bias.dtype))
+
+
+def _decay(x: np.ndarray, factor: int) -> np.ndarray:
+    """``trunc(x * factor / 4096)`` (Lava: ``sign(y) * (|y| >> 12)``), as a new array."""
+    if factor == 0:
+        return np.zeros_like(x)
+    if factor == DECAY_UNITY:
+        return x.copy()
+    if x.dtype.kind == "f":
+        # factor / 4096 is exact in binary and |x * factor| < 2**53: the product is exact
+        y = x * (factor / DECAY_UNITY)
+        return np.trunc(y, out=y)
+    y = x * factor
+    rounding = y >> 63                    # -1 where y < 0, else 0
+    rounding &= DECAY_UNITY - 1           # 4095 where y < 0: the floor becomes a trunc
+    rounding += y
+    rounding >>= DECAY_SHIFT
+    return rounding
+
+
+def lif_step(a_in: np.ndarray, state: LifState, p: LifParameters, *,
+             saturate: bool = True) -> tuple[np.ndarray, LifState]:
+    """One step of Lava's ``PyLifModelBitAcc`` on ``[B, *shape]`` integer arrays.
+
+    Args:
+        a_in: synaptic input ``a[t]`` in weight units (int64, or integer-valued float64).
+        state: ``u``, ``v`` after the previous step (not modified); same dtype as ``a_in``.
+        p: the layer's registers (``p.bias`` of that dtype too).
+        saturate: apply the 24-bit wrap of ``u`` and the clip of ``v``; a caller may pass
+            ``False`` only when it has proven that no value can reach them (the result is the
+            same then).
+
+    Returns:
+        ``(spikes, state)``: bool spikes and the new state.
+    """
+    # u[t] = trunc(u[t-1] * (4096 - (du + 1)) / 4096) + (a[t] << 6)
+    u = _decay(state.u, DECAY_UNITY - (p.du + 1))
+    u += a_in * (1 << ACT_SHIFT)
+    if saturate:
+        # u wraps once into (-2**23, 2**23]: > 2**23 loses 2**24, <= -2**23 gains 2**24
+        u = np.where(u > UV_MAX, u - 2 * UV_MAX, np.where(u <= -UV_MAX, u + 2 * UV_MAX, u))
+    # v[t] = trunc(v[t-1] * (4096 - dv) / 4096) + u[t] + (bias_mant << bias_exp)
+    v = _decay(state.v, DECAY_UNITY - p.dv)
+    v += u
+    v += p.bias
+    if saturate:
+        # v clips to +-(2**23 - 1)
+        np.clip(v, -(UV_MAX - 1), UV_MAX - 1, out=v)
+    # s[t] = v[t] > vth << 6
+    s = v > (p.vth << VTH_SHIFT)
+    # hard reset: v[t] <- 0 where s[t]
+    np.copyto(v, 0, where=s)
+    return s, LifState(u, v)
+
+
+def _reach(start: int, add: int, factor: int, steps: int) -> int:
+    """A bound on ``|x|`` after ``steps`` of ``x <- trunc(x * factor / 4096) + d``, ``|d| <= add``.
+
+    Below the fixed point ``add * 4096 / (4096 - factor)`` the magnitude stays below it, above
+    it it shrinks; without decay it grows by ``add`` per step at most.
+    """
+    if factor >= DECAY_UNITY:
+        return start + steps * add
+    return max(start, -(-add * DECAY_UNITY // (DECAY_UNITY - factor)))
+
+
+# --------------------------------------------------------------------------- synapses
+
+
+def _wrap(a: np.ndarray, bits: int) -> np.ndarray:
+    """Lava's ``signed_clamp``: two's complement wrap-around to ``bits`` bits."""
+    half = 1 << (bits - 1)
+    if a.size == 0 or (a.max() < half and a.min() >= -half):
+        return a
+    base = 1 << bits
+    return (a + half) % base - half
+
+
+class _SynapseOp:
+    """``A(s)`` of one synapse over a block of steps, exact in integers.
+
+    Products run in torch (BLAS matmul, conv2d) in float32 when every partial sum provably
+    stays below 2**24 (exact there), else in float64 (exact below 2**53). Dense's exponent is a
+    power-of-two scaling (exact) followed by a floor: Lava's ``<< e`` or arithmetic ``>> -e``.
+    """
+
+    def __init__(self, weight: np.ndarray, exponent: int, conv: FixedPointLayer | None,
+                 input_shape: tuple[int, ...], input_max: int) -> None:
+        self.conv = conv
+        self.exponent = exponent
+        self.input_shape = input_shape
+        w = np.asarray(weight, dtype=np.int64)
+        self.reach = int(np.abs(w.reshape(w.shape[0], -1)).sum(axis=1).max(initial=0))
+        exact32 = self.reach * max(input_max, 1) < _FLOAT32_EXACT
+        self.dtype = torch.float32 if exact32 else torch.float64
+        self.weight = torch.from_numpy(w.copy()).to(self.dtype)
+        if conv is None:
+            self.weight_t = self.weight.t().contiguous()
+
+    def bound(self, input_max: int) -> int:
+        """Largest ``|A(s)|`` for inputs bounded by ``input_max``."""
+        a = self.reach * input_max
+        if self.conv is not None:
+            return min(a, 1 << (CONV_BITS - 1))
+        return a << self.exponent if self.exponent > 0 else a >> -self.exponent
+
+    def __call__(self, s: np.ndarray) -> np.ndarray:
+        """``s``: ``[N, *input_shape]`` integers -> ``[N, *out]`` integer-valued float64."""
+        x = torch.from_numpy(np.ascontiguousarray(s)).reshape(s.shape[0], *self.input_shape)
+        if self.conv is None:
+            a = (x.to(self.dtype) @ self.weight_t).to(torch.float64)
+            if self.exponent:
+                a = a.mul_(2.0 ** self.exponent).floor_()   # << e, or >> -e (flooring)
+            return a.numpy()
+        c = self.conv
+        a = F.conv2d(x.to(self.dtype), self.weight, stride=c.stride, padding=c.padding, dilation=c.dilation,
+                     groups=c.groups).to(torch.float64).numpy()
+        return _wrap(a, CONV_BITS)
+
+
+# --------------------------------------------------------------------------- simulate
+
+
+@dataclass(frozen=True)
+class IntSimResult:
+    """What :func:`simulate_integer` returns; sequences are ``[T, B, *shape]`` torch tensors.
+
+    Attributes:
+        outputs: Output node name -> the last layer's spikes (int8), or its ``v`` (int64) when
+            that layer is netx's non-spiking read-out integrator.
+        recorded: record name -> spikes of a neuron layer (int8), the input as the core took it,
+            a synapse's integer output ``a[t]`` as its neuron received it (int64), or a
+            neuron's ``":u"`` / ``":v"`` state after each step (int64).
+        final: neuron name -> its :class:`LifState` after the last step (``[B, *shape]``).
+    """
+
+    outputs: Mapping[str, Tensor]
+    recorded: Mapping[str, Tensor]
+    final: Mapping[str, LifState]
+
+
+@contextlib.contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}",
+                              where="simulate_integer(threads=)")
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _parse_record(net: FixedPointNetwork, record: Iterable[str] | str) -> dict[str, tuple[str, str]]:
+    """record name -> (layer name or input, what): what in spikes|input|a|u|v."""
+    if isinstance(record, str):
+        record = [layer.name for layer in net.layers] + [net.input] if record == "all" \
+            else [record]
+    parsed: dict[str, tuple[str, str]] = {}
+    for key in record:
+        if key == net.input:
+            parsed[key] = (key, "input")
+            continue
+        base, _, what = key.rpartition(":")
+        if not base:
+            base, what = key, ""
+        matches = [layer for layer in net.layers if base in (layer.name, layer.synapse)]
+        if not matches or (what and (what not in ("u", "v") or base != matches[0].name)):
+            raise ConfigError(f"'{key}' is not a neuron layer, a synapse, the Input, or "
+                              "'<neuron>:u' / '<neuron>:v' of the fixed-point network",
+                              where="simulate_integer(record=)")
+        layer = matches[0]
+        parsed[key] = (layer.name, what or ("spikes" if base == layer.name else "a"))
+    return parsed
+
+
+def _input_array(net: FixedPointNetwork, spikes: Any) -> np.ndarray:
+    x = spikes.detach().cpu().numpy() if isinstance(spikes, Tensor) else np.asarray(spikes)
+    shape = tuple(net.input_shape)
+    if x.ndim != len(shape) + 2 or tuple(x.shape[2:]) != shape or x.shape[0] < 1 \
+            or x.shape[1] < 1:
+        raise DataError(f"expected [T, B, {', '.join(map(str, shape))}] with T, B >= 1, got "
+                        f"shape {tuple(x.shape)}", where=f"Input '{net.input}'")
+    if not (x.dtype == np.bool_ or np.issubdtype(x.dtype, np.integer)
+            or np.issubdtype(x.dtype, np.floating)):
+        raise DataError(f"has dtype {x.dtype}; expected spikes or integer counts",
+                        where=f"Input '{net.input}'")
+    return x
+
+
+def _integers(block: np.ndarray, where: str) -> np.ndarray:
+    """An input block as int64, refusing non-integer values."""
+    if np.issubdtype(block.dtype, np.floating):
+        if not np.all(block == np.round(block)):
+            raise DataError("holds non-integer values; the integer core takes spikes or "
+                            "integer event counts", where=where)
+    return block.astype(np.int64)
+
+
+def _reset_due(t: int, index: int, interval: int | None, offset: int) -> bool:
+    return interval is not None and (t - offset - index) % interval == 0
+
+
+def simulate_integer(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
+                     record: Iterable[str] | str = (),
+                     graded_input: bool = False,
+                     reset_interval: int | None = None,
+                     reset_offset: int = 0,
+                     chunk: int = 64,
+                     threads: int | None = None) -> IntSimResult:
+    """Run the integer core on a batch of input sequences, bit-exactly as Lava's ``fixed_pt``.
+
+    The network is run layer by layer over the whole sequence: a synapse layer is one integer
+    matrix product or convolution per block of ``chunk`` steps over all samples, and only the
+    neurons step through time (a recurrent layer also steps its recurrent synapse).
+
+    Args:
+        net: from :func:`to_fixed_point`.
+        spikes: ``[T, B, *input_shape]`` integer spikes (bool, int, or integer-valued float).
+        record: names to return: neuron layers (their spikes), synapses (their ``a[t]``), the
+            Input, ``"<neuron>:u"`` / ``"<neuron>:v"``; ``"all"`` for every layer and the input.
+        graded_input: deliver integer input values to a first synapse (netx
+            ``input_message_bits > 0``); by default it sees binary spikes (any non-zero value is
+            one spike), like Lava's unary spike ports. An input layer always takes the values.
+        reset_interval: when given, layer ``k`` (0 = first) zeroes ``u`` and ``v`` before every
+            step ``t`` (0-based) with ``(t - reset_offset - k) % reset_interval == 0``: netx's
+            ``Network(reset_interval=, reset_offset=)`` for back-to-back samples in one stream,
+            which starts every layer when the sample's first data reaches it.
+        reset_offset: phase of that reset.
+        chunk: steps per synapse operation (memory vs. speed; results do not depend on it).
+        threads: torch intra-op threads for the synapse products (restored afterwards).
+
+    Returns:
+        An :class:`IntSimResult`.
+
+    Raises:
+        DataError: ``spikes`` has the wrong shape or non-integer values.
+        ConfigError: unknown record names, bad ``chunk`` or reset settings.
+    """
+    if chunk < 1:
+        raise ConfigError(f"chunk must be >= 1, got {chunk}", where="simulate_integer(chunk=)")
+    if reset_interval is not None and reset_interval < 1:
+        raise ConfigError(f"reset_interval must be >= 1, got {reset_interval}",
+                          where="simulate_integer(reset_interval=)")
+    wanted = _parse_record(net, record)
+    x = _input_array(net, spikes)
+    steps, batch = int(x.shape[0]), int(x.shape[1])
+    where = f"Input '{net.input}'"
+    direct = net.layers[0].kind == "input"
+    recorded: dict[str, np.ndarray] = {}
+    final: dict[str, LifState] = {}
+    with _threads(threads), torch.no_grad():
+        if direct or graded_input:
+            source = _integers(x, where)
+            source_max = int(np.abs(source).max(initial=0))
+        else:
+            source = (x != 0).view(np.int8) if x.dtype == np.bool_ else (x != 0).astype(np.int8)
+            source_max = 1
+        for key, (_, what) in wanted.items():
+            if what == "input":
+                recorded[key] = source
+        for index, layer in enumerate(net.layers):
+            keys = {what: key for key, (name, what) in wanted.items() if name == layer.name}
+            run = _LayerRun(layer, index, batch, keys, reset_interval, reset_offset)
+            out, state, traces = run(source, source_max, steps, chunk)
+            final[layer.name] = state
+            for what, key in keys.items():
+                recorded[key] = out if what == "spikes" else traces[what]
+            source, source_max = out, 1
+    # a read-out integrator outputs its v (like the IR's CubaLI), a spiking layer its spikes
+    output = source if net.layers[-1].spiking else traces["v"]
+    log.debug("integer core: %d layers, T=%d, B=%d", len(net.layers), steps, batch)
+    return IntSimResult(
+        MappingProxyType({net.output: torch.from_numpy(output)}),
+        MappingProxyType({k: torch.from_numpy(np.ascontiguousarray(v))
+                          for k, v in recorded.items()}),
+        MappingProxyType(final))
+
+
+class _LayerRun:
+    """The mutable bookkeeping of one neuron layer's run (never escapes simulate_integer)."""
+
+    def __init__(self, layer: FixedPointLayer, index: int, batch: int, keys: Mapping[str, str],
+                 reset_interval: int | None, reset_offset: int) -> None:
+        self.layer, self.index, self.batch = layer, index, batch
+        self.keys = dict(keys)
+        if not layer.spiking:
+            self.keys.setdefault("v", "")   # a read-out's output is its v
+        self.reset_interval, self.reset_offset = reset_interval, reset_offset
+        self.p = lif_parameters(layer, np.float64)   # exact integer arithmetic in float64
+        self.bias_max = int(np.abs(self.p.bias).max(initial=0))
+
+    def __call__(self, source: np.ndarray, source_max: int, steps: int, chunk: int
+                 ) -> tuple[np.ndarray, LifState, dict[str, np.ndarray]]:
+        """All steps of the layer; ``source`` is ``[T, B, *source_shape]`` integers."""
+        layer, batch, p = self.layer, self.batch, self.p
+        state = lif_initial_state(p, batch)
+        out = np.zeros((steps, batch, *layer.shape), dtype=np.int8)
+        traces = {what: np.empty((steps, batch, *layer.shape), dtype=np.int64)
+                  for what in ("a", "u", "v") if what in self.keys}
+        feed = None
+        if layer.kind != "input":
+            assert layer.weight is not None
+            feed = _SynapseOp(layer.weight, layer.weight_exp,
+                              layer if layer.kind == "conv2d" else None,
+                              layer.synapse_input_shape, source_max)
+        rec = None
+        rec_bound = 0
+        if layer.recurrent_weight is not None:
+            rec = _SynapseOp(layer.recurrent_weight, layer.recurrent_weight_exp, None,
+                             (layer.neurons,), 1)
+            rec_bound = abs(rec.bound(1))
+        rec_a: np.ndarray | None = None   # recurrent input of the next step (one step of delay)
+        u_max = v_max = 0
+        for t0 in range(0, steps, chunk):
+            t1 = min(steps, t0 + chunk)
+            a_block = self._input_block(source, t0, t1, feed)
+            # skip the wrap of u and the clip of v in blocks where they are out of reach
+            a_max = int(np.abs(a_block).max(initial=0)) + rec_bound
+            n = t1 - t0
+            u_reach = _reach(u_max, a_max << ACT_SHIFT, DECAY_UNITY - (p.du + 1), n)
+            v_reach = _reach(v_max, u_reach + self.bias_max, DECAY_UNITY - p.dv, n)
+            saturate = u_reach >= UV_MAX or v_reach >= UV_MAX - 1
+            for t in range(t0, t1):
+                a_t = a_block[t - t0]
+                if rec_a is not None:
+                    a_t = a_t + rec_a
+                if _reset_due(t, self.index, self.reset_interval, self.reset_offset):
+                    state = lif_initial_state(p, batch)
+                s, state = lif_step(a_t, state, p, saturate=saturate)
+                out[t] = s
+                if rec is not None:
+                    rec_a = rec(s.reshape(batch, -1).view(np.int8)).reshape(state.u.shape)
+                    rec_a = rec_a.astype(np.float64)
+                if "a" in traces:
+                    traces["a"][t] = a_t
+                if "u" in traces:
+                    traces["u"][t] = state.u
+                if "v" in traces:
+                    traces["v"][t] = state.v
+            u_max = int(np.abs(state.u).max(initial=0))
+            v_max = int(np.abs(state.v).max(initial=0))
+        return out, LifState(state.u.astype(np.int64), state.v.astype(np.int64)), traces
+
+    def _input_block(self, source: np.ndarray, t0: int, t1: int,
+                     feed: _SynapseOp | None) -> np.ndarray:
+        """``a[t]`` for ``t0 <= t < t1``, ``[t1 - t0, B, *shape]`` integers in float64."""
+        layer, batch = self.layer, self.batch
+        if feed is None:
+            # input layer: a[t] = x[t] * weight (no synapse, no delay)
+            assert layer.input_scale is not None
+            x = source[t0:t1].reshape(t1 - t0, batch, *layer.shape)
+            a = x * layer.input_scale
+            if not np.all(a == np.round(a)):
+                raise DataError("the input times the input layer's weight / unit is not an "
+                                "integer; Lava's a_in carries integers",
+                                where=f"layer '{layer.name}'")
+            return a.astype(np.float64)
+        # a[t] = A(s_in[t - 1]); a[0] = 0 (Lava's synapse buffer starts empty)
+        a_block = np.zeros((t1 - t0, batch, *layer.shape), dtype=np.float64)
+        lo = max(t0 - 1, 0)
+        s = source[lo:t1 - 1]
+        if s.shape[0]:
+            a = feed(s.reshape(s.shape[0] * batch, *s.shape[2:]))
+            a_block[t1 - t0 - s.shape[0]:] = a.reshape(s.shape[0], batch, *layer.shape)
+        return a_block
+
+
+# --------------------------------------------------------------------------- accuracy as deployed
+
+
+@dataclass(frozen=True)
+class DeployedAccuracy:
+    """Classification accuracy of the float graph and of the integer core on the same data.
+
+    Attributes:
+        float_accuracy: the float simulator's accuracy on the graph.
+        integer_accuracy: the integer core's.
+        agreement: fraction of samples on which both predict the same class.
+        decoding: the read-out used for both.
+        samples: number of samples.
+    """
+
+    float_accuracy: float
+    integer_accuracy: float
+    agreement: float
+    decoding: str
+    samples: int
+
+
+def integer_accuracy(outputs: Tensor | np.ndarray, labels: Tensor | np.ndarray,
+                     mode: str = "spike_count") -> float:
+    """Accuracy of the core's ``[T, B, C]`` outputs (spikes, or a ``":v"`` trace for the
+    membrane read-outs) against integer ``labels`` ``[B]``, decoded with
+    :func:`sbc_deploy.sim.decode.classify`."""
+    from sbc_deploy.sim.decode import accuracy, classify
+    return accuracy(classify(_as_classes(outputs), mode), labels)  # type: ignore[arg-type]
+
+
+def _as_classes(outputs: Tensor | np.ndarray) -> Tensor:
+    y = torch.as_tensor(outputs)
+    return y.reshape(y.shape[0], y.shape[1], -1)
+
+
+def evaluate_deployed(graph: Graph, spikes: Tensor | np.ndarray, labels: Tensor | np.ndarray,
+                      *, mode: str | None = None, net: FixedPointNetwork | None = None,
+                      batch_size: int = 256, threads: int | None = None,
+                      **core_options: Any) -> DeployedAccuracy:
+    """Accuracy as deployed: the integer core next to the float simulator on labelled data.
+
+    Args:
+        graph: the (compressed, integer-encoded) network.
+        spikes: ``[T, N, *input_shape]`` evaluation inputs.
+        labels: ``[N]`` integer classes.
+        mode: a :data:`sbc_deploy.sim.decode.DECODINGS` read-out (default: the graph's
+            natural one, :func:`sbc_deploy.sim.decode.default_decoding`). Membrane read-outs use
+            the last layer's ``v`` on the core.
+        net: the fixed-point network (default: ``to_fixed_point(graph)``).
+        batch_size: samples per simulation call.
+        threads: torch threads for both simulators.
+        **core_options: passed to :func:`simulate_integer` (``graded_input``, ``reset_*``).
+
+    Returns:
+        A :class:`DeployedAccuracy`.
+    """
+    from sbc_deploy.sim.decode import DECODINGS, classify, default_decoding
+    from sbc_deploy.sim.float_sim import simulate
+
+    mode = default_decoding(graph) if mode is None else mode
+    if mode not in DECODINGS:
+        raise ConfigError(f"unknown decoding {mode!r}; known: {', '.join(DECODINGS)}",
+                          where="evaluate_deployed(mode=)")
+    net = to_fixed_point(graph) if net is None else net
+    x = torch.as_tensor(spikes)
+    y = torch.as_tensor(labels).reshape(-1).to(torch.long)
+    if x.dim() < 2 or x.shape[1] != y.shape[0] or y.numel() == 0:
+        raise DataError(f"spikes [T, N, ...] {tuple(x.shape)} and labels [N] {tuple(y.shape)} "
+                        "must hold the same non-zero number of samples",
+                        where="evaluate_deployed")
+    last = net.layers[-1].name
+    float_pred, int_pred = [], []
+    for b0 in range(0, int(y.shape[0]), batch_size):
+        xb = x[:, b0:b0 + batch_size]
+        fres = simulate(graph, xb.to(torch.float32), threads=threads)
+        float_pred.append(classify(_as_classes(fres.outputs[net.output]), mode))  # type: ignore
+        trace = mode != "spike_count" and net.layers[-1].spiking
+        ires = simulate_integer(net, xb, record=[f"{last}:v"] if trace else [], threads=threads,
+                                **core_options)
+        scores = ires.recorded[f"{last}:v"] if trace else ires.outputs[net.output]
+        int_pred.append(classify(_as_classes(scores), mode))  # type: ignore[arg-type]
+    fp, ip = torch.cat(float_pred), torch.cat(int_pred)
+    return DeployedAccuracy(float_accuracy=float((fp == y).double().mean()),
+                            integer_accuracy=float((ip == y).double().mean()),
+                            agreement=float((fp == ip).double().mean()), decoding=mode,
+                            samples=int(y.shape[0]))
+
+
+__all__ = [
+    "DeployedAccuracy", "FixedPointLayer", "FixedPointNetwork", "IntSimResult", "LifParameters",
+    "LifState", "evaluate_deployed", "integer_accuracy", "lif_initial_state", "lif_parameters",
+    "lif_step", "simulate_integer", "to_fixed_point",
+]
