@@ -15,7 +15,15 @@ for many samples at once. Per neuron layer and step ``t``, in integers::
 ``iDecay / 4096`` (slayer's ``current_decay``); ``dv = vDecay``. ``trunc`` rounds toward zero
 (Lava's ``sign(x) * (|x| >> 12)``). A recurrent dense layer adds ``A_rec(s[t - 1])`` to ``a[t]``.
 A first netx ``input`` block is a neuron layer with no synapse: the input enters ``a[t]`` in the
-same step (Lava's source connected to ``in_layer.neuron.a_in``).
+same step (Lava's source connected to ``in_layer.neuron.a_in``), with the block's transform
+applied as lava-dl's data loaders apply it: ``a[t] = weight * x[t]`` and ``bias_mant`` = the
+transform bias (the IR's ``Input -> Scale(weight / 64) -> CubaLIF(bias = bias / 64)`` of
+:mod:`sbc_deploy.frontends.from_netx`). netx's read-out integrator (a dense layer without a
+neuron group: the IR's ``CubaLI`` with ``alpha = 1``, ``beta = 0``) is a LIF that never fires;
+its output is ``v``.
+
+The core is checked against Lava itself: lava-dl's tinynet ground truth spike for spike,
+and Lava 0.10's fixed-point run of the oxford network (``tests/test_int_core.py``).
 
 Integers from the IR (:func:`to_fixed_point`): a synapse layer must carry an ``int_exp``
 :class:`~sbc_deploy.ir.WeightEncoding` (``W = mantissa``, ``e = exponent``, both in units of
@@ -690,7 +698,10 @@ def simulate_integer(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
 
     The network is run layer by layer over the whole sequence: a synapse layer is one integer
     matrix product or convolution per block of ``chunk`` steps over all samples, and only the
-    neurons step through time (a recurrent layer also steps its recurrent synapse).
+    neurons step through time (a recurrent layer also steps its recurrent synapse). Neuron
+    state is held in float64, where every value is an integer that float64 represents and
+    every operation computes exactly; blocks in which no value can reach the 24-bit limits
+    skip the wrap and clip.
 
     Args:
         net: from :func:`to_fixed_point`.
@@ -732,7 +743,10 @@ def simulate_integer(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
             source = _integers(x, where)
             source_max = int(np.abs(source).max(initial=0))
         else:
-            source = (x != 0).view(np.int8) if x.dtype == np.bool_ else (x != 0).astype(np.int8)
+            if x.dtype.kind == "f" and not np.all(x == np.round(x)):
+                raise DataError("holds non-integer values; the integer core takes spikes or "
+                                "integer event counts", where=where)
+            source = x.view(np.int8) if x.dtype == np.bool_ else (x != 0).view(np.int8)
             source_max = 1
         for key, (_, what) in wanted.items():
             if what == "input":
