@@ -75,7 +75,7 @@ class EnergyTerm:
     """One line of the energy estimate: count x cost, with where the cost comes from."""
 
     name: str
-    count_dense: float
+    count_dense: float | None
     count_compressed: float
     cost_j: float
     source: str

@@ -77,6 +77,16 @@ def _energy_rows(t: TargetReport) -> list[list[Any]]:
              _energy(term.cost_j), term.source] for term in t.energy_terms]
 
 
+def _ann_line(ann: Any) -> str:
+    """The conventional 45 nm SNN-vs-ANN comparison, labelled as such."""
+    if {"synops", "ann_macs", "snn_energy_j", "ann_energy_j"} <= set(ann):
+        return (f"{ann.get('label', '45 nm comparison')}: SNN {_num(ann['synops'])} accumulates "
+                f"x {_energy(ann.get('ac_j'))} = {_energy(ann['snn_energy_j'])} vs ANN "
+                f"{_num(ann['ann_macs'])} MACs x {_energy(ann.get('mac_j'))} = "
+                f"{_energy(ann['ann_energy_j'])} per sample ({ann.get('source', '')})")
+    return "ANN comparison: " + ", ".join(f"{k} = {v}" for k, v in ann.items())
+
+
 # --------------------------------------------------------------------------- Markdown
 
 
@@ -137,9 +147,7 @@ def _target_markdown(t: TargetReport) -> list[str]:
         out += _table(["term", "count dense", "count compressed", "cost each", "source"],
                       _energy_rows(t)) + [""]
     if t.ann_equivalent:
-        out += ["ANN comparison (45 nm, Horowitz 2014; labelled as such, not the target's numbers): "
-                + ", ".join(f"{k} = {_num(v) if isinstance(v, (int, float)) else v}"
-                            for k, v in t.ann_equivalent.items()), ""]
+        out += [_ann_line(t.ann_equivalent), ""]
     if t.cores:
         out += ["### Mapping estimate", ""] + _table(
             ["core", "layer", "neurons", "synapse bits", "neuron use", "memory use"],
@@ -319,6 +327,8 @@ def to_html(report: Report) -> str:
             parts.append("<h3>Energy terms (per sample)</h3>")
             parts.append(_html_table(["term", "count dense", "count compressed", "cost each",
                                       "source"], _energy_rows(t)))
+        if t.ann_equivalent:
+            parts.append(f"<p>{html.escape(_ann_line(t.ann_equivalent))}</p>")
         if t.exports:
             parts.append("<h3>Exports</h3><ul>" + "".join(
                 f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in t.exports.items())

@@ -1,0 +1,384 @@
+"""``deploy()``: the straight line through the stages.
+
+    load -> data -> calibrate -> compress -> check -> export -> simulate (float and integer core)
+         -> SynOps and energy -> report
+
+Every stage is a function of values; this module only passes results from one to the next,
+times them, and assembles the :class:`~sbc_deploy.report.model.Report`. It never prints: progress
+goes to the optional ``progress(stage, done, total)`` callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from sbc_deploy.calibrate import calibrate
+from sbc_deploy.check import check
+from sbc_deploy.compress import compress
+from sbc_deploy.compress.config import CompressionConfig, config_for_target
+from sbc_deploy.data import Dataset, load_data
+from sbc_deploy.errors import ConfigError, DataError, ExportError, SbcDeployError
+from sbc_deploy.exporters import EXPORTERS, export_path
+from sbc_deploy.fileio import check_writable
+from sbc_deploy.frontends import load_model
+from sbc_deploy.ir import Graph, Synapse
+from sbc_deploy.report.energy import estimate_energy
+from sbc_deploy.report.model import (
+    Accuracy,
+    BeforeAfter,
+    CoreRow,
+    EnergyTerm,
+    LayerRow,
+    Report,
+    TargetReport,
+    ViolationRow,
+)
+from sbc_deploy.report.render import write_report
+from sbc_deploy.report.synops import count_synops
+from sbc_deploy.sim import classify, default_decoding, simulate
+from sbc_deploy.targets import Target, load_target
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What the user asked for (the CLI's arguments, as values)."""
+
+    model: str | Path | Graph | None = None
+    targets: tuple[str | Path | Target, ...] = ("loihi2",)
+    calib: str | Path | Dataset | None = None
+    eval: str | Path | Dataset | None = None
+    method: str = "sbc"
+    sparsity: float | None = None
+    bits: int | None = None
+    fan_in: int | None = None
+    n_m: tuple[int, int] | None = None
+    export: tuple[str, ...] | None = None
+    out_dir: str | Path = "sbc-out"
+    dt: float | None = None
+    reset: str | None = None
+    eval_limit: int | None = None
+    batch_size: int = 128
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """The compressed graph for one target and what was measured on it."""
+
+    target: Target
+    graph: Graph
+    config: CompressionConfig
+    stats: Any
+    check: Any
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    report: Report
+    results: tuple[TargetResult, ...]
+    written: Mapping[str, Path] = field(default_factory=dict)
+
+
+class _Clock:
+    """Accumulates wall time per stage name."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def stage(self, name: str) -> "_Timer":
+        return _Timer(self, name)
+
+
+class _Timer:
+    def __init__(self, clock: _Clock, name: str):
+        self.clock, self.name = clock, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        elapsed = time.perf_counter() - self.start
+        self.clock.timings[self.name] = self.clock.timings.get(self.name, 0.0) + elapsed
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _load(request: DeployRequest) -> tuple[Graph, str, Dataset | None, Dataset | None]:
+    """The model and its data: the user's, or the bundled example's."""
+    calib, evaluation = request.calib, request.eval
+    if request.model is None:
+        from sbc_deploy import bundled
+
+        graph = bundled.load_bundled_model()
+        name = "bundled N-MNIST-like MLP (sbc_deploy/bundled/nmnist_mlp.nir)"
+        calib = bundled.load_bundled_data("calib") if calib is None else calib
+        evaluation = bundled.load_bundled_data("eval") if evaluation is None else evaluation
+    elif isinstance(request.model, Graph):
+        graph, name = request.model, "graph given in memory"
+    else:
+        graph = load_model(request.model, dt=request.dt, reset=request.reset)
+        name = str(request.model)
+    return graph, name, _dataset(calib, graph, "--calib"), _dataset(evaluation, graph, "--eval")
+
+
+def _dataset(source: str | Path | Dataset | None, graph: Graph, flag: str) -> Dataset | None:
+    if source is None:
+        return None
+    data = source if isinstance(source, Dataset) else load_data(source, dt=graph.dt)
+    (input_name,) = graph.inputs[:1]
+    expected = tuple(graph.nodes[input_name].output_shape)
+    if tuple(data.input_shape) != expected:
+        raise DataError(f"samples have shape {tuple(data.input_shape)} per step but the model's "
+                        f"input '{input_name}' expects {expected}", where=f"{flag} {data.source}")
+    if not np.isclose(data.dt, graph.dt, rtol=1e-6):
+        raise DataError(f"data step dt = {data.dt:g} s differs from the model's dt = {graph.dt:g} s"
+                        " (re-bin the data or import the model with --dt)",
+                        where=f"{flag} {data.source}")
+    return data
+
+
+def _batches(data: Dataset, batch_size: int, limit: int | None) -> Iterator[tuple[torch.Tensor,
+                                                                                  torch.Tensor | None]]:
+    n = len(data) if limit is None else min(limit, len(data))
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        x = torch.from_numpy(np.array(np.swapaxes(data.x[start:stop], 0, 1)))
+        y = None if data.y is None else torch.from_numpy(np.array(data.y[start:stop]))
+        yield x.to(torch.float32), y
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    accuracy: float | None
+    synops: Any
+
+
+def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
+                    progress: Progress, stage: str) -> _Evaluation:
+    """Float accuracy and SynOps of ``graph`` on the evaluation data."""
+    if data is None:
+        return _Evaluation(None, None)
+    names = [layer.name for layer in graph.synapse_layers()]
+    sources = {name: graph.predecessors(name) for name in names}
+    record = sorted({src for srcs in sources.values() for src in srcs})
+    output = graph.outputs[0]
+    mode = default_decoding(graph)
+    correct, seen, reports = 0, 0, []
+    total = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
+    for x, y in _batches(data, request.batch_size, request.eval_limit):
+        inputs: dict[str, torch.Tensor] = {}
+        result = simulate(graph, x, record=record,
+                          on_synapse_input=lambda name, t: inputs.__setitem__(name, t))
+        reports.append(count_synops(graph, inputs))
+        if y is not None:
+            correct += int((classify(result.outputs[output], mode) == y).sum())
+        seen += x.shape[1]
+        progress(stage, seen, total)
+    accuracy = correct / seen if data.y is not None and seen else None
+    return _Evaluation(accuracy, _merge_synops(reports))
+
+
+def _merge_synops(reports: Sequence[Any]) -> Any:
+    merged = reports[0]
+    for other in reports[1:]:
+        merged = merged.merge(other)
+    return merged
+
+
+def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
+                      request: DeployRequest) -> tuple[float | None, str | None]:
+    """Accuracy of the bit-accurate core, for targets whose weights are Loihi-style integers."""
+    if data is None or data.y is None:
+        return None, None
+    if target.weights.grid != "int_exp":
+        return None, (f"no bit-accurate core model for {target.name} (the core models Lava's "
+                      "fixed-point CUBA LIF); integer accuracy not measured")
+    from sbc_deploy.sim.int_core import evaluate_deployed
+
+    n = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
+    spikes = np.swapaxes(data.x[:n], 0, 1)
+    try:
+        result = evaluate_deployed(graph, spikes, data.y[:n], batch_size=request.batch_size)
+    except SbcDeployError as err:
+        return None, f"integer core could not run this network: {err}"
+    return result.integer_accuracy, None
+
+
+def _layer_rows(graph: Graph, stats: Any) -> tuple[LayerRow, ...]:
+    rows = []
+    losses = getattr(stats, "layer_loss", {}) if stats is not None else {}
+    for layer in graph.synapse_layers():
+        syn: Synapse = layer.synapse
+        fan_in = syn.fan_in()
+        kept = int(np.count_nonzero(syn.weight))
+        encoding = syn.encoding
+        rows.append(LayerRow(
+            name=layer.name, kind=syn.kind, shape=tuple(int(v) for v in syn.weight.shape),
+            sparsity=1.0 - kept / syn.weight.size, weight_bits=encoding.bits if encoding else None,
+            fan_in_max=int(fan_in.max()) if fan_in.size else 0, synapses=kept,
+            dense_synapses=int(syn.weight.size), grid=encoding.grid if encoding else None,
+            layer_loss=losses.get(layer.name) if isinstance(losses, Mapping) else None,
+            fan_in=tuple(int(v) for v in fan_in)))
+    return tuple(rows)
+
+
+def _violation_rows(result: Any) -> tuple[ViolationRow, ...]:
+    return tuple(ViolationRow(v.layer, v.rule, v.limit, v.actual, v.message, v.severity)
+                 for v in result.violations)
+
+
+def _core_rows(mapping: Any) -> tuple[CoreRow, ...]:
+    rows = []
+    for core in mapping.cores:
+        rows.append(CoreRow(core=core.index, layer=", ".join(core.layers), neurons=core.neurons,
+                            synapse_bits=core.synapse_bits,
+                            neuron_utilisation=core.neuron_utilisation,
+                            memory_utilisation=core.memory_utilisation))
+    return tuple(rows)
+
+
+def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
+            steps: int) -> tuple[dict[str, str], list[str]]:
+    formats = request.export if request.export is not None else target.export_formats
+    written, notes = {}, []
+    for fmt in formats:
+        if fmt not in EXPORTERS:
+            raise ConfigError(f"unknown export format {fmt!r}; known: {', '.join(EXPORTERS)}",
+                              where="--export")
+        if fmt not in target.export_formats:
+            notes.append(f"{fmt} export skipped: {target.name} is not deployed through {fmt}")
+            continue
+        path = export_path(out_dir, fmt)
+        try:
+            EXPORTERS[fmt](graph, path, steps=steps)
+        except ExportError as err:
+            notes.append(f"{fmt} export refused: {err}")
+            continue
+        written[fmt] = str(path)
+    return written, notes
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployResult:
+    """Run every stage for every requested target and write the report and exports.
+
+    Raises:
+        SbcDeployError: bad input (file, data, flag) -- nothing is written in that case.
+    """
+    progress = progress or (lambda stage, done, total: None)
+    clock = _Clock()
+    out_dir = Path(request.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir / "report.json")
+
+    with clock.stage("load"):
+        progress("load", 0, 1)
+        targets = tuple(t if isinstance(t, Target) else load_target(t) for t in request.targets)
+        if not targets:
+            raise ConfigError("name at least one target", where="--target")
+        graph, model_name, calib, evaluation = _load(request)
+    with clock.stage("evaluate dense"):
+        dense = _evaluate_float(graph, evaluation, request, progress, "evaluate dense")
+
+    results, reports = [], []
+    calibrations: dict[Any, Any] = {}
+    for target in targets:
+        config = config_for_target(target, method=request.method, sparsity=request.sparsity,
+                                   bits=request.bits, fan_in=request.fan_in, n_m=request.n_m)
+        with clock.stage("calibrate"):
+            key = (config.kernel, config.device)
+            if key not in calibrations:
+                if calib is None and config.needs_calibration:
+                    raise DataError("compression needs calibration data; pass --calib DATA (or "
+                                    "--method magnitude, which needs none)", where="--calib")
+                calibrations[key] = calibrate(graph, calib if config.needs_calibration else None,
+                                              config=config,
+                                              progress=lambda d, t: progress("calibrate", d, t))
+        with clock.stage("compress"):
+            compressed, stats = compress(graph, calibrations[key], config,
+                                         progress=lambda d, t: progress("compress", d, t))
+        with clock.stage("check"):
+            checked = check(compressed, target)
+        target_dir = out_dir if len(targets) == 1 else out_dir / target.name
+        target_dir.mkdir(parents=True, exist_ok=True)
+        steps = evaluation.steps if evaluation is not None else (calib.steps if calib else 1)
+        with clock.stage("export"):
+            exports, notes = _export(compressed, target, request, target_dir, steps)
+        with clock.stage("evaluate compressed"):
+            after = _evaluate_float(compressed, evaluation, request, progress,
+                                    f"evaluate {target.name}")
+        with clock.stage("integer core"):
+            integer, note = _integer_accuracy(compressed, evaluation, target, request)
+        if note:
+            notes.append(note)
+        energy = (estimate_energy(dense.synops, after.synops, target,
+                                  cores=checked.mapping.cores_used)
+                  if dense.synops is not None else None)
+        reports.append(TargetReport(
+            target=target.name, description=target.description, method=request.method,
+            layers=_layer_rows(compressed, stats), violations=_violation_rows(checked),
+            cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
+            cores=_core_rows(checked.mapping),
+            limits={"max_fan_in": target.limits.max_fan_in},
+            accuracy=Accuracy(dense.accuracy, after.accuracy, integer),
+            synops=BeforeAfter(*(None if e.synops is None else e.synops.per_sample
+                                 for e in (dense, after))),
+            energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
+            energy_terms=tuple(EnergyTerm(*term) for term in energy.terms) if energy else (),
+            ann_equivalent=dict(energy.ann_equivalent) if energy else {},
+            exports=exports, notes=tuple(notes)))
+        results.append(TargetResult(target, compressed, config, stats, checked))
+
+    report = Report(model=model_name, dt=graph.dt, reset=graph.metadata.get("reset"),
+                    targets=tuple(reports), timings_s=dict(clock.timings),
+                    settings={k: v for k, v in vars(request).items()
+                              if k not in ("model", "calib", "eval", "targets")},
+                    versions=_versions())
+    written = write_report(report, out_dir)
+    return DeployResult(report, tuple(results), written)
+
+
+def _versions() -> dict[str, str]:
+    import nir
+
+    from sbc_deploy import __version__
+
+    return {"sbc_deploy": __version__, "torch": torch.__version__, "nir": nir.version,
+            "numpy": np.__version__}
+
+
+def check_only(model: str | Path | Graph, targets: Sequence[str | Path | Target], *,
+               dt: float | None = None, reset: str | None = None) -> Report:
+    """``sbc-deploy check``: every rule of every target on the model as it is (no compression)."""
+    clock = _Clock()
+    with clock.stage("load"):
+        loaded = [t if isinstance(t, Target) else load_target(t) for t in targets]
+        if not loaded:
+            raise ConfigError("name at least one target", where="--target")
+        graph = model if isinstance(model, Graph) else load_model(model, dt=dt, reset=reset)
+    reports = []
+    with clock.stage("check"):
+        for target in loaded:
+            checked = check(graph, target)
+            reports.append(TargetReport(
+                target=target.name, description=target.description, method="none (check only)",
+                layers=_layer_rows(graph, None), violations=_violation_rows(checked),
+                cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
+                cores=_core_rows(checked.mapping),
+                limits={"max_fan_in": target.limits.max_fan_in}))
+    name = "graph given in memory" if isinstance(model, Graph) else str(model)
+    return Report(model=name, dt=graph.dt, reset=graph.metadata.get("reset"),
+                  targets=tuple(reports), timings_s=dict(clock.timings), versions=_versions())
