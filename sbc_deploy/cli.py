@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 from sbc_deploy.errors import SbcDeployError
@@ -156,13 +155,13 @@ def _run_targets(args: argparse.Namespace) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    from sbc_deploy.fileio import prepare_output_dir
     from sbc_deploy.pipeline import check_only
     from sbc_deploy.report.render import to_markdown, write_report
 
     report = check_only(args.model, _split(args.target), dt=args.dt, reset=args.reset)
     if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        write_report(report, args.out)
+        write_report(report, prepare_output_dir(args.out))
     print(to_markdown(report))
     return EXIT_OK if report.fits else EXIT_VIOLATION
 

@@ -24,6 +24,18 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
+def prepare_output_dir(folder: str | Path) -> Path:
+    """Create ``folder`` (and parents) and check it is writable, before any work is done."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ExportError(f"cannot create the output folder: {err.strerror}",
+                          where=str(folder)) from err
+    check_writable(folder / ".probe")
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.

@@ -26,7 +26,7 @@ from sbc_deploy.compress.config import CompressionConfig, config_for_target
 from sbc_deploy.data import Dataset, load_data
 from sbc_deploy.errors import ConfigError, DataError, ExportError, SbcDeployError
 from sbc_deploy.exporters import EXPORTERS, export_path
-from sbc_deploy.fileio import check_writable
+from sbc_deploy.fileio import prepare_output_dir
 from sbc_deploy.frontends import load_model
 from sbc_deploy.ir import Graph, Synapse
 from sbc_deploy.report.energy import estimate_energy
@@ -280,9 +280,7 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
     """
     progress = progress or (lambda stage, done, total: None)
     clock = _Clock()
-    out_dir = Path(request.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    check_writable(out_dir / "report.json")
+    out_dir = prepare_output_dir(request.out_dir)
 
     with clock.stage("load"):
         progress("load", 0, 1)

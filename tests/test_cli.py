@@ -1,0 +1,178 @@
+"""The command line end to end: exit codes, messages, files written, the report contract."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import nir
+import numpy as np
+import pytest
+
+from conftest import fixture_path
+from sbc_deploy.check import check
+from sbc_deploy.cli import main
+from sbc_deploy.frontends import from_netx, from_nir, load_model
+
+
+def _mlp_nir(path: Path, rng: np.random.Generator) -> Path:
+    """A small float NIR MLP (20 -> 32 LIF -> 5 LIF) with dt and reset in its metadata."""
+    w1 = rng.normal(0, 0.4, (32, 20)).astype(np.float32)
+    w2 = rng.normal(0, 0.4, (5, 32)).astype(np.float32)
+
+    def lif(n: int) -> nir.LIF:
+        return nir.LIF(tau=np.full(n, 2e-3), r=np.full(n, 2.0), v_leak=np.zeros(n),
+                       v_threshold=np.ones(n), v_reset=np.zeros(n))
+
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(np.array([20])), "fc1": nir.Linear(weight=w1), "lif1": lif(32),
+               "fc2": nir.Linear(weight=w2), "lif2": lif(5), "output": nir.Output(np.array([5]))},
+        edges=[("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
+               ("lif2", "output")],
+        metadata={"dt": 1e-3, "reset": "zero"})
+    nir.write(path, graph)
+    return path
+
+
+def _data(path: Path, rng: np.random.Generator, shape: tuple[int, ...], n: int = 48,
+          steps: int = 12) -> Path:
+    x = (rng.random((n, steps, *shape)) < 0.2).astype(np.uint8)
+    np.savez(path, x=x, y=rng.integers(0, 5, n))
+    return path
+
+
+def test_help_and_targets(capsys):
+    assert main(["--help"]) == 0
+    assert "--target" in capsys.readouterr().out
+    assert main(["targets"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("loihi2", "loihi1", "speck", "xylo", "akida", "generic"):
+        assert name in listing
+
+
+@pytest.mark.parametrize("relative", [
+    ("nir", "lif_norse.nir"), ("nir", "two_lif_neurons.nir"), ("nir", "scnn_mnist_snntorch.nir"),
+    ("nir", "braille_noDelay_bias_zero.nir"), ("netx", "tinynet", "tiny.net"),
+    ("netx", "oxford", "network.net"), ("netx", "mnist_small", "network.net"),
+    ("netx", "mnist_bootstrap", "network.net"),
+])
+def test_inspect_every_fixture(relative, capsys):
+    path = fixture_path(*relative)
+    # The NIR paper's files store no dt or reset: the user gives them.
+    assert main(["inspect", str(path), "--dt", "1e-4", "--reset", "zero"]) == 0
+    out = capsys.readouterr().out
+    graph = load_model(path, dt=1e-4, reset="zero")
+    for name in graph.nodes:
+        assert name in out
+
+
+def test_inspect_bad_files_exit_2_and_say_why(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "missing.nir")]) == 2
+    assert "missing.nir" in capsys.readouterr().err
+    text = tmp_path / "notes.nir"
+    text.write_text("not a network")
+    assert main(["inspect", str(text)]) == 2
+    assert "notes.nir" in capsys.readouterr().err
+    source = fixture_path("netx", "mnist_small", "network.net")
+    truncated = tmp_path / "cut.net"
+    truncated.write_bytes(source.read_bytes()[: source.stat().st_size // 3])
+    assert main(["inspect", str(truncated)]) == 2
+    assert "cut.net" in capsys.readouterr().err
+    nodt = fixture_path("nir", "lif_norse.nir")
+    assert main(["inspect", str(nodt)]) == 2
+    assert "--dt" in capsys.readouterr().err
+
+
+def test_bad_usage_exits_2(capsys):
+    assert main(["--target", "loihi2", "--sparsity", "1.5"]) == 2
+    assert "sparsity" in capsys.readouterr().err
+    assert main(["--target", "loihi3"]) == 2
+    assert "loihi2" in capsys.readouterr().err  # the error lists the known targets
+
+
+def test_check_exit_codes_follow_the_violations(tmp_path, capsys):
+    model = fixture_path("netx", "mnist_small", "network.net")
+    assert main(["check", str(model), "--target", "loihi1", "-o", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["fits"] is True and report["cores_used"] == 3
+    # Speck runs IF neurons only: every CUBA layer of the netx file is a violation.
+    assert main(["check", str(model), "--target", "speck"]) == 1
+    assert "supported_neuron_model" in capsys.readouterr().out
+
+
+def test_deploy_writes_report_and_exports_that_reload(tmp_path, rng):
+    model = fixture_path("netx", "mnist_small", "network.net")
+    calib = _data(tmp_path / "calib.npz", rng, (784,))
+    out = tmp_path / "out"
+    code = main([str(model), "--target", "loihi2", "--calib", str(calib), "--eval", str(calib),
+                 "--sparsity", "0.6", "--quiet", "-o", str(out)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    for key in ("schema_version", "target", "method", "layers", "violations", "cores_used",
+                "accuracy", "synops", "energy_j", "timings_s"):
+        assert key in report
+    assert report["target"] == "loihi2" and report["method"] == "sbc"
+    kept = sum(layer["synapses"] for layer in report["layers"])
+    dense = sum(layer["dense_synapses"] for layer in report["layers"])
+    assert kept == pytest.approx(0.4 * dense, abs=3)
+    assert report["synops"]["compressed"] < report["synops"]["dense"]
+    for name in ("model.net", "model.nir", "model.onnx", "report.md", "report.html"):
+        assert (out / name).is_file(), name
+    # The netx export holds exactly the integers the report counts as kept synapses.
+    with h5py.File(out / "model.net") as f:
+        nonzero = sum(int(np.count_nonzero(f[f"layer/{i}/weight"][()]))
+                      for i in f["layer"] if "weight" in f[f"layer/{i}"])
+    assert nonzero == kept
+    assert check(from_netx(out / "model.net"), "loihi2").ok
+
+
+def test_a_violating_network_fits_after_deploy(tmp_path, rng, capsys):
+    """Float weights and a fan-in over a custom target's cap: check fails, deploy fixes both."""
+    model = _mlp_nir(tmp_path / "mlp.nir", rng)
+    source = Path(__file__).resolve().parents[1] / "targets" / "loihi2.toml"
+    text = source.read_text().replace('name = "loihi2"', 'name = "tight"')
+    start = text.index("[limits.max_fan_in]")
+    end = text.index("[limits.max_fan_out]")
+    text = text[:start] + ('[limits.max_fan_in]\nvalue = 8\nevidence = "definition"\n'
+                           'source = "a test chip"\n\n') + text[end:]
+    target = tmp_path / "tight.toml"
+    target.write_text(text)
+    assert main(["check", str(model), "--target", str(target)]) == 1
+    before = capsys.readouterr().out
+    assert "weights_on_grid" in before and "fan_in" in before
+    calib = _data(tmp_path / "calib.npz", rng, (20,))
+    assert main([str(model), "--target", str(target), "--calib", str(calib), "--quiet",
+                 "-o", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["fits"] and all(layer["fan_in_max"] <= 8 for layer in report["layers"])
+    assert all(layer["weight_bits"] == 8 for layer in report["layers"])
+    # The NIR export carries the pruned weights as they act.
+    exported = from_nir(tmp_path / "out" / "model.nir")
+    for name in ("fc1", "fc2"):
+        assert np.count_nonzero(exported.nodes[name].weight, axis=1).max() <= 8
+
+
+def test_unwritable_output_fails_before_any_work(tmp_path, rng):
+    model = fixture_path("netx", "mnist_small", "network.net")
+    blocker = tmp_path / "file"
+    blocker.write_text("I am a file, not a folder")
+    assert main([str(model), "--target", "loihi2", "--method", "magnitude", "--quiet",
+                 "-o", str(blocker / "out")]) == 2
+    assert blocker.read_text() == "I am a file, not a folder"
+
+
+def test_several_targets_in_one_report(tmp_path, rng):
+    model = fixture_path("netx", "mnist_small", "network.net")
+    calib = _data(tmp_path / "calib.npz", rng, (784,), n=16, steps=6)
+    out = tmp_path / "cmp"
+    code = main([str(model), "--target", "loihi2,speck", "--calib", str(calib), "--quiet",
+                 "--method", "magnitude", "-o", str(out)])
+    assert code == 1  # speck cannot run CUBA neurons
+    report = json.loads((out / "report.json").read_text())
+    assert [t["target"] for t in report["targets"]] == ["loihi2", "speck"]
+    assert report["targets"][0]["fits"] and not report["targets"][1]["fits"]
+    assert (out / "loihi2" / "model.net").is_file() and not (out / "speck" / "model.net").exists()
+    assert "Targets compared" in (out / "report.md").read_text()
+    shutil.rmtree(out)
