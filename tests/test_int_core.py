@@ -62,7 +62,8 @@ def dense(mantissa: np.ndarray, exponent: int = 0) -> Affine:
 
 def cuba(shape: tuple[int, ...], i_decay: int, v_decay: int, vth: int,
          bias: np.ndarray | int = 0) -> CubaLIF:
-    return CubaLIF(alpha=np.full(shape, 1 - i_decay / 4096), beta=np.full(shape, 1 - v_decay / 4096),
+    return CubaLIF(alpha=np.full(shape, 1 - i_decay / 4096),
+                   beta=np.full(shape, 1 - v_decay / 4096),
                    v_threshold=np.full(shape, vth * UNIT),
                    bias=np.broadcast_to(np.asarray(bias) * UNIT, shape))
 
@@ -157,8 +158,7 @@ def test_registers_reproduce_the_netx_integers(name: str) -> None:
                   and (g["type"][0] != b"input" or "neuron" in g)]
         assert len(groups) == len(net.layers)
         for g, layer in zip(groups, net.layers):
-            neuron = g["neuron"] if "neuron" in g else {"iDecay": 0, "vDecay": 4096,
-                                                        "vThMant": 1 << 17}
+            neuron = g.get("neuron", {"iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17})
             assert layer.du == int(np.asarray(neuron["iDecay"])) - 1
             assert layer.dv == int(np.asarray(neuron["vDecay"]))
             assert layer.vth == int(np.asarray(neuron["vThMant"]))

@@ -23,8 +23,9 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple, overload
+from typing import Any, NamedTuple, overload
 
 from sbc_deploy.errors import ConfigError
 from sbc_deploy.report.synops import SynOpsReport
@@ -248,5 +249,5 @@ def _cited(cost: EnergyCost) -> str:
         f"{cost.source} [{cost.evidence}]"
 
 
-__all__ = ["AC_45NM", "EnergyCost", "EnergyCosts", "EnergyLine", "EnergyReport", "MAC_45NM",
+__all__ = ["AC_45NM", "MAC_45NM", "EnergyCost", "EnergyCosts", "EnergyLine", "EnergyReport",
            "costs_from_target", "estimate_energy"]

@@ -46,9 +46,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Literal, Mapping, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -427,7 +428,8 @@ def _synapse_layer(graph: Graph, chain: _Chain, source_shape: tuple[int, ...],
     if isinstance(synapse, Conv2d):
         if exponent < 0:
             raise ConfigError(f"has weight exponent {exponent}; Lava's Conv has no weight "
-                              "exponent and netx stores integer conv weights", where=f"node '{name}'",
+                              "exponent and netx stores integer conv weights",
+                              where=f"node '{name}'",
                               hint="re-encode the layer with an exponent >= 0")
         layer = FixedPointLayer(kind="conv2d", weight=mantissa << exponent, weight_exp=0,
                                 stride=synapse.stride, padding=synapse.padding,
@@ -597,8 +599,8 @@ class _SynapseOp:
                 a = a.mul_(2.0 ** self.exponent).floor_()   # << e, or >> -e (flooring)
             return a.numpy()
         c = self.conv
-        a = F.conv2d(x.to(self.dtype), self.weight, stride=c.stride, padding=c.padding, dilation=c.dilation,
-                     groups=c.groups).to(torch.float64).numpy()
+        a = F.conv2d(x.to(self.dtype), self.weight, stride=c.stride, padding=c.padding,
+                     dilation=c.dilation, groups=c.groups).to(torch.float64).numpy()
         return _wrap(a, CONV_BITS)
 
 
@@ -637,7 +639,8 @@ def _threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _parse_record(net: FixedPointNetwork, record: Iterable[str] | str) -> dict[str, tuple[str, str]]:
+def _parse_record(net: FixedPointNetwork,
+                  record: Iterable[str] | str) -> dict[str, tuple[str, str]]:
     """record name -> (layer name or input, what): what in spikes|input|a|u|v."""
     if isinstance(record, str):
         record = [layer.name for layer in net.layers] + [net.input] if record == "all" \
@@ -676,10 +679,9 @@ def _input_array(net: FixedPointNetwork, spikes: Any) -> np.ndarray:
 
 def _integers(block: np.ndarray, where: str) -> np.ndarray:
     """An input block as int64, refusing non-integer values."""
-    if np.issubdtype(block.dtype, np.floating):
-        if not np.all(block == np.round(block)):
-            raise DataError("holds non-integer values; the integer core takes spikes or "
-                            "integer event counts", where=where)
+    if np.issubdtype(block.dtype, np.floating) and not np.all(block == np.round(block)):
+        raise DataError("holds non-integer values; the integer core takes spikes or "
+                        "integer event counts", where=where)
     return block.astype(np.int64)
 
 
