@@ -451,3 +451,34 @@ def test_evaluate_deployed_beside_the_float_simulator(rng: np.random.Generator) 
     assert result.float_accuracy == 1.0
     assert result.integer_accuracy == result.agreement
     assert result.agreement > 0.5 and result.samples == 24
+
+
+def test_synapse_bias_becomes_neuron_bias_without_current_memory() -> None:
+    """netx has no synapse bias; with iDecay = 4096 a synapse bias is a neuron bias, exactly."""
+    enc = encoded(np.array([[2, 1], [1, 3]]))
+    with_bias = Affine(enc.dequantize(), bias=np.array([5 * UNIT, -3 * UNIT]), encoding=enc)
+    graph = _one_layer(cuba((2,), 4096, 100, 40, np.array([1, 1])), with_bias)
+    layer = to_fixed_point(graph).layers[0]
+    assert layer.bias_mant.tolist() == [6, -2]
+    leaky = _one_layer(cuba((2,), 2048, 100, 40), with_bias)
+    with pytest.raises(ConfigError, match="keeps synaptic current") as info:
+        to_fixed_point(leaky)
+    assert info.value.where == "node 'fc'"
+
+
+def test_if_network_equals_the_float_simulator_one_step_late_per_synapse(
+        rng: np.random.Generator) -> None:
+    """With no leak and no bias nothing rounds: the core is the IR's float semantics, each
+    synapse layer adding one step of delay (Lava's)."""
+    w1 = rng.integers(-40, 60, size=(16, 12))
+    w2 = rng.integers(-40, 60, size=(6, 16))
+    graph = Graph.chain([
+        ("in", Input((12,))), ("fc1", dense(w1, 1)),
+        ("n1", cuba((16,), 4096, 0, 64)), ("fc2", dense(w2)),
+        ("n2", cuba((6,), 4096, 0, 100)), ("out", Output((6,)))], dt=1e-3)
+    x = (rng.random((30, 4, 12)) < 0.3).astype(np.float32)
+    ideal = simulate(graph, torch.from_numpy(x)).outputs["out"].numpy()
+    core = simulate_integer(to_fixed_point(graph), x).outputs["out"].numpy()
+    assert ideal.sum() > 10
+    np.testing.assert_array_equal(core[2:], ideal[:-2])
+    assert not core[:2].any()

@@ -68,6 +68,7 @@ from sbc_deploy.ir import (
     Graph,
     Integrator,
     Neuron,
+    Node,
     Output,
     Scale,
     Synapse,
@@ -422,6 +423,9 @@ def _synapse_layer(graph: Graph, chain: _Chain, source_shape: tuple[int, ...],
         raise ConfigError(f"also receives {', '.join(extra)}; a Lava neuron has one synapse "
                           "(plus an optional recurrent dense one)", where=f"node '{neuron_name}'")
     regs = _neuron_registers(neuron_name, neuron, unit)
+    for syn_name in sorted(expected):
+        regs["bias_mant"] = regs["bias_mant"] + _synapse_bias(
+            syn_name, nodes[syn_name], tuple(neuron.shape), regs["du"], unit)
     common = dict(name=neuron_name, synapse=name, shape=tuple(neuron.shape),
                   source_shape=source_shape, synapse_input_shape=tuple(synapse.input_shape),
                   unit=unit, **regs)
@@ -446,8 +450,26 @@ def _synapse_layer(graph: Graph, chain: _Chain, source_shape: tuple[int, ...],
             raise ConfigError(f"has unit {rec_unit:g} but '{name}' feeding the same neuron has "
                               f"{unit:g}", where=f"node '{rec}'")
         layer = replace(layer, recurrent=rec, recurrent_weight=rec_mantissa,
-                         recurrent_weight_exp=rec_exponent)
+                        recurrent_weight_exp=rec_exponent)
     return layer
+
+
+def _synapse_bias(name: str, synapse: Node, shape: tuple[int, ...], du: int,
+                  unit: float) -> np.ndarray:
+    """A synapse bias as neuron bias mantissas (netx has no synapse bias).
+
+    Exact when the neuron's current has no memory (``iDecay = 4096``): the bias then reaches
+    ``v`` once per step, like a neuron bias.
+    """
+    bias = getattr(synapse, "bias", None)
+    if bias is None or not np.any(bias != 0):
+        return np.zeros(shape, dtype=np.int64)
+    if du != DECAY_UNITY - 1:
+        raise ConfigError("has a bias but its neuron keeps synaptic current (alpha > 0); Lava "
+                          "has a neuron bias only", where=f"node '{name}'",
+                          hint="fold the bias into the neuron's or set alpha = 0")
+    per_channel = np.asarray(bias, dtype=np.float64).reshape((-1,) + (1,) * (len(shape) - 1))
+    return _to_units(np.broadcast_to(per_channel, shape), unit)
 
 
 # --------------------------------------------------------------------------- neuron numerics
