@@ -197,19 +197,27 @@ def _merge_synops(reports: Sequence[Any]) -> Any:
 
 
 def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
-                      request: DeployRequest) -> tuple[float | None, str | None]:
-    """Accuracy of the bit-accurate core, for targets whose weights are Loihi-style integers."""
+                      request: DeployRequest, netx_file: str | None
+                      ) -> tuple[float | None, str | None]:
+    """Accuracy of the bit-accurate core on the network as deployed.
+
+    When a netx file was written, the core runs that file (read back with ``from_netx``): the
+    integers the chip would load, after the exporter's rewrites (pools folded into convolutions,
+    gains into weights). Otherwise it runs the compressed graph itself.
+    """
     if data is None or data.y is None:
         return None, None
     if target.weights.grid != "int_exp":
         return None, (f"no bit-accurate core model for {target.name} (the core models Lava's "
                       "fixed-point CUBA LIF); integer accuracy not measured")
+    from sbc_deploy.frontends import from_netx
     from sbc_deploy.sim.int_core import evaluate_deployed
 
+    deployed = graph if netx_file is None else from_netx(netx_file, dt=graph.dt)
     n = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
     spikes = np.swapaxes(data.x[:n], 0, 1)
     try:
-        result = evaluate_deployed(graph, spikes, data.y[:n], batch_size=request.batch_size)
+        result = evaluate_deployed(deployed, spikes, data.y[:n], batch_size=request.batch_size)
     except SbcDeployError as err:
         return None, f"integer core could not run this network: {err}"
     return result.integer_accuracy, None
@@ -319,7 +327,8 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
             after = _evaluate_float(compressed, evaluation, request, progress,
                                     f"evaluate {target.name}")
         with clock.stage("integer core"):
-            integer, note = _integer_accuracy(compressed, evaluation, target, request)
+            integer, note = _integer_accuracy(compressed, evaluation, target, request,
+                                              exports.get("netx"))
         if note:
             notes.append(note)
         energy = (estimate_energy(dense.synops, after.synops, target,
