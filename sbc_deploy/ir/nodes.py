@@ -79,15 +79,12 @@ def _freeze_metadata(node: Node) -> None:
 
 
 @dataclass(frozen=True, eq=False)
-class Input(Node):
-    """Entry of the graph: ``y[t] = x[t]`` with ``x`` the user's data. ``shape``: per sample."""
-
+class _Port(Node):
     shape: Shape
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    kind: ClassVar[str] = "Input"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", _shape(self.shape, "Input.shape"))
+        object.__setattr__(self, "shape", _shape(self.shape, f"{self.kind}.shape"))
         _freeze_metadata(self)
 
     @property
@@ -100,24 +97,17 @@ class Input(Node):
 
 
 @dataclass(frozen=True, eq=False)
-class Output(Node):
-    """Exit of the graph: records ``x[t]``."""
+class Input(_Port):
+    """Entry of the graph: ``y[t] = x[t]`` with ``x`` the user's data. ``shape``: per sample."""
 
-    shape: Shape
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "Input"
+
+
+@dataclass(frozen=True, eq=False)
+class Output(_Port):
+    """Exit of the graph: records ``x[t]``. ``shape``: per sample."""
+
     kind: ClassVar[str] = "Output"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", _shape(self.shape, "Output.shape"))
-        _freeze_metadata(self)
-
-    @property
-    def input_shape(self) -> Shape:
-        return self.shape
-
-    @property
-    def output_shape(self) -> Shape:
-        return self.shape
 
 
 # --------------------------------------------------------------------------- synapses
