@@ -109,7 +109,7 @@ def test_streaming_hessian_equals_one_batch(rng):
     groups = np.array([0, 1])
     one = HessianAccumulator(synapse, kernels, groups, np.ones(2))
     one.add(x)
-    parts = [HessianAccumulator(synapse, kernels, groups, np.ones(2), chunk_rows=5)
+    parts = [HessianAccumulator(synapse, kernels, groups, np.ones(2), chunk_elements=13)
              for _ in range(3)]
     parts[0].add(x[:, :4])
     parts[1].add(x[:, 4:9])

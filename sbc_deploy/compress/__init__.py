@@ -275,7 +275,7 @@ def _solve_layer(problem: _Problem, n_prune: int, config: CompressionConfig,
         for g, (rows, d) in enumerate(zip(rows_of, damped)):
             order = (authors_order(d.Hinv) if config.act_order
                      else torch.arange(W.shape[1], device=W.device))
-            Qg, _ = obs_sweep(Q[rows][:, order].to(SWEEP_DTYPE), d.factor(order).to(SWEEP_DTYPE),
+            Qg, _ = obs_sweep(Q[rows][:, order].to(SWEEP_DTYPE), d.factor(order, SWEEP_DTYPE),
                               mask=mask[rows][:, order], grid=grid, grid_rows=rows,
                               block_size=config.block_size)
             Qq[rows[:, None], order[None, :]] = Qg.to(Qq.dtype)

@@ -324,9 +324,9 @@ class HessianSum:
 class HessianAccumulator:
     """Streaming accumulator for one layer (mutable, private to a calibration run).
 
-    Memory is ``kernel_groups * conv_groups * n_in**2`` float64 plus one batch of filtered,
-    unfolded inputs, processed in chunks of ``chunk_rows`` rows; it does not grow with the
-    number of samples.
+    Memory is ``kernel_groups * conv_groups * n_in**2`` float64 plus a few chunks of filtered,
+    unfolded inputs of ``chunk_elements`` values each; it does not grow with the number of
+    samples (nor with the batch size beyond one chunk).
     """
 
     synapse: Synapse
@@ -334,7 +334,7 @@ class HessianAccumulator:
     groups: np.ndarray
     row_weight: np.ndarray
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    chunk_rows: int = 1 << 14
+    chunk_elements: int = 1 << 21
     xtx: Tensor | None = None
     x_sum: Tensor | None = None
     n_samples: int = 0
@@ -349,27 +349,32 @@ class HessianAccumulator:
         if self.steps and steps != self.steps:
             raise ShapeError(f"batches have {steps} steps, earlier ones had {self.steps}")
         self.steps = steps
-        x = x.to(device=self.device, dtype=HESSIAN_DTYPE)
         n_groups = conv_groups(self.synapse)
-        n_in = unfold_input(x[:1, :1], self.synapse).shape[-1]
-        positions = unfold_input(x[:1, :1], self.synapse).shape[0]
+        probe = unfold_input(x[:1, :1].to(HESSIAN_DTYPE), self.synapse)
+        positions, n_in = int(probe.shape[0]), int(probe.shape[-1])
         if self.xtx is None:
             self.xtx = torch.zeros(len(self.kernels), n_groups, n_in, n_in, dtype=HESSIAN_DTYPE,
                                    device=self.device)
             self.x_sum = torch.zeros(n_groups, n_in, dtype=HESSIAN_DTYPE, device=self.device)
         assert self.x_sum is not None
-        # Chunks of whole time steps x samples, so that unfolded rows stay bounded.
+        # Chunks of samples (the filter runs over whole sequences) and of steps, so that the
+        # float64 copies and unfolded rows stay bounded (~chunk_elements values) whatever the
+        # batch size.
+        row_size = positions * n_in * n_groups
+        sample_chunk = max(1, self.chunk_elements // max(steps * row_size, 1))
+        step_chunk = max(1, self.chunk_elements // max(sample_chunk * row_size, 1))
+        for b1 in range(0, batch, sample_chunk):
+            xb = x[:, b1:b1 + sample_chunk].to(device=self.device, dtype=HESSIAN_DTYPE)
+            for g, kernel in enumerate(self.kernels):
+                y = kernel.filter(xb)  # K @ x along time, per sample and input
+                for t1 in range(0, steps, step_chunk):
+                    rows = unfold_input(y[t1:t1 + step_chunk], self.synapse)  # (M, groups, n)
+                    rows = rows.permute(1, 0, 2)  # (groups, M, n_in)
+                    self.xtx[g].baddbmm_(rows.transpose(1, 2), rows)  # in place, no temporary
+                    if g == 0:
+                        raw = unfold_input(xb[t1:t1 + step_chunk], self.synapse)
+                        self.x_sum += raw.sum(dim=0)
         per_step = batch * positions
-        step_chunk = max(1, self.chunk_rows // max(per_step, 1))
-        for g, kernel in enumerate(self.kernels):
-            y = kernel.filter(x)  # K @ x along time, per sample and input
-            for t1 in range(0, steps, step_chunk):
-                rows = unfold_input(y[t1:t1 + step_chunk], self.synapse)  # (M, groups, n_in)
-                rows = rows.permute(1, 0, 2)  # (groups, M, n_in)
-                self.xtx[g] += rows.transpose(1, 2) @ rows
-                if g == 0:
-                    raw = unfold_input(x[t1:t1 + step_chunk], self.synapse)
-                    self.x_sum += raw.sum(dim=0)
         self.n_samples += batch
         self.n_rows += per_step
 
@@ -415,12 +420,13 @@ class DampedInverse:
         """Upper Cholesky factor of ``Hinv`` (``U^T U = Hinv``; GPTQ's ``Hinv``)."""
         return self.factor(None)
 
-    def factor(self, order: Tensor | None) -> Tensor:
-        """Upper Cholesky factor of ``Hinv`` with rows and columns in ``order``.
+    def factor(self, order: Tensor | None, dtype: torch.dtype = HESSIAN_DTYPE) -> Tensor:
+        """Upper Cholesky factor of ``Hinv`` with rows and columns in ``order``, in ``dtype``.
 
         Permuting the inverse and factoring it again costs one Cholesky (no new inverse).
         """
         Hinv = self.Hinv if order is None else self.Hinv[order][:, order]
+        Hinv = Hinv.to(dtype)
         U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
         if int(info) != 0:
             raise NumericalError("the damped inverse Hessian lost positive definiteness",
