@@ -142,8 +142,8 @@ def _inputs(data: Any) -> np.ndarray | torch.Tensor | None:
 def _batches(x: np.ndarray | torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     for start in range(0, int(x.shape[0]), batch_size):
         chunk = x[start:start + batch_size]
-        tensor = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(
-            np.ascontiguousarray(chunk))
+        # A copy: dataset arrays are read-only, and torch wants writable memory.
+        tensor = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.array(chunk))
         yield tensor.transpose(0, 1).to(torch.float32)  # [T, B, *input_shape]
 
 

@@ -63,7 +63,9 @@ def classify(outputs: Tensor | np.ndarray, mode: Decoding) -> Tensor:
 
 def accuracy(pred: Tensor | np.ndarray, labels: Tensor | np.ndarray) -> float:
     """Fraction of samples with ``pred == labels`` (both ``[B]`` integer class indices)."""
-    pred_t, labels_t = torch.as_tensor(pred).reshape(-1), torch.as_tensor(labels).reshape(-1)
+    pred_t = torch.as_tensor(np.array(pred) if isinstance(pred, np.ndarray) else pred).reshape(-1)
+    labels_t = torch.as_tensor(np.array(labels) if isinstance(labels, np.ndarray)
+                               else labels).reshape(-1)
     if pred_t.shape != labels_t.shape or pred_t.numel() == 0:
         raise DataError(f"pred {tuple(torch.as_tensor(pred).shape)} and labels "
                         f"{tuple(torch.as_tensor(labels).shape)} must be two non-empty [B] "
