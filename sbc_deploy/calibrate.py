@@ -24,9 +24,10 @@ Example::
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -191,8 +192,8 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
         raise ConfigError(f"not synapse layers of the graph: {', '.join(unknown)}",
                           where="calibrate(layers=)")
     x = _inputs(data)
-    settings = dict(kernel=kernel, batch_size=batch_size, device=device, max_groups=max_groups,
-                    threads=threads)
+    settings = {"kernel": kernel, "batch_size": batch_size, "device": device,
+                "max_groups": max_groups, "threads": threads}
     if x is None:
         return Calibration({}, steps=0, n_samples=0, data=None, **settings)  # type: ignore[arg-type]
     accumulators: dict[str, HessianAccumulator] = {}

@@ -81,8 +81,8 @@ def test_global_matches_brute_force_on_convex_curves(rng):
     # brute force over all splits (the allocator interpolates between measured counts, so allow
     # the interpolation error of the piecewise-linear hull)
     best = min(objective({"l0": a, "l1": b, "l2": total - a - b})
-               for a in range(0, layers[0].maximum + 1)
-               for b in range(0, layers[1].maximum + 1)
+               for a in range(layers[0].maximum + 1)
+               for b in range(layers[1].maximum + 1)
                if 0 <= total - a - b <= layers[2].maximum)
     assert objective(counts) <= best * 1.05
 

@@ -90,8 +90,8 @@ def test_encodings_are_exact_integers(rng):
     graph = mlp(rng)
     calib = calibrate(graph, data(rng))
     for grid, bits in (("int", 8), ("int_exp", 8), ("ternary", None)):
-        small, stats = compress(graph, calib, SBCConfig(sparsity=0.3, bits=bits, grid=grid,
-                                                        exp_range=(-6, 8)))
+        small, _ = compress(graph, calib, SBCConfig(sparsity=0.3, bits=bits, grid=grid,
+                                                    exp_range=(-6, 8)))
         for name in ("fc1", "fc2"):
             node = small.nodes[name]
             enc = node.encoding
@@ -120,7 +120,6 @@ def test_sbc_beats_magnitude_and_every_method_dispatches(rng):
         assert exact.layer_loss[name] <= sparse_gpt.layer_loss[name] * (1 + 1e-9)
         assert sparse_gpt.layer_loss[name] < magnitude.layer_loss[name]
     # OBC optimises the current loss: on the SMP objective SBC is better
-    _, obc_on_smp = compress(graph, smp, MagnitudeConfig(sparsity=0.0))
     obc_weights = {n: obc_graph.nodes[n].weight for n in ("fc1", "fc2")}
     for name in ("fc1", "fc2"):
         beta = 0.7 if name == "fc1" else 0.9
@@ -166,8 +165,6 @@ def test_sequential_propagation_recalibrates_on_compressed_layers(rng):
 def test_damping_raises_are_recorded(rng):
     """An indefinite Hessian (not from data; it exercises the mechanism): raised, counted."""
     from dataclasses import replace
-
-    from sbc_deploy.compress.hessian import HessianSum
 
     graph = mlp(rng, n_in=2, hidden=3, out=2)
     calib = calibrate(graph, data(rng, n_in=2))

@@ -58,9 +58,9 @@ def test_infeasible_count_raises():
        n_frac=st.floats(0, 1), use_nm=st.booleans(), cap=st.one_of(st.none(), st.integers(0, 13)),
        extra=st.floats(0, 1), seed=st.integers(0, 2**16))
 def test_constraints_hold_exactly(n_out, n_in, m, n_frac, use_nm, cap, extra, seed):
-    n_m = (int(round(n_frac * m)), m) if use_nm else None
+    n_m = (round(n_frac * m), m) if use_nm else None
     minimum = min_prune_count(n_out, n_in, n_m, cap)
-    n_prune = minimum + int(round(extra * (n_out * n_in - minimum)))
+    n_prune = minimum + round(extra * (n_out * n_in - minimum))
     scores = torch.as_tensor(np.random.default_rng(seed).normal(size=(n_out, n_in)))
     mask = select_mask(scores, n_prune, n_m=n_m, fan_in=cap)
     assert int(mask.sum()) == n_prune

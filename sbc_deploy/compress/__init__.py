@@ -29,9 +29,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -336,7 +337,7 @@ def _bounds(layer: SynapseLayer, config: CompressionConfig) -> LayerBounds:
     W = W.reshape(W.shape[0], -1)
     n_out, n_in = W.shape
     minimum = min_prune_count(n_out, n_in, config.n_m, config.fan_in)
-    maximum = max(minimum, int(math.floor(config.max_sparsity * W.numel())))
+    maximum = max(minimum, math.floor(config.max_sparsity * W.numel()))
     return LayerBounds(layer.name, W, minimum, maximum)
 
 
@@ -356,7 +357,7 @@ def _allocate(layers: list[SynapseLayer], problems: Mapping[str, _Problem],
     else:
         if allocation == "uniform":
             return allocate_uniform(bounds, config.sparsity)
-        total = int(round(config.sparsity * numel))
+        total = round(config.sparsity * numel)
     if allocation == "lamp":
         return allocate_lamp(bounds, total, config.lamp_power)
     if loss_curve is None or any(problems[b.name].H is None for b in bounds):
@@ -428,8 +429,8 @@ def _magnitude_pass(graph: Graph, calibration: Any, config: CompressionConfig,
 
     def loss_curve(name: str, counts: Any) -> list[float]:
         problem = problems[name]
-        kw = dict(n_m=config.n_m, fan_in=config.fan_in)
-        return [_loss(problem, problem.W * ~magnitude_mask(problem.W, int(c), **kw))[0] or 0.0
+        return [_loss(problem, problem.W * ~magnitude_mask(problem.W, int(c), n_m=config.n_m,
+                                                           fan_in=config.fan_in))[0] or 0.0
                 for c in counts]
 
     counts = _allocate(layers, problems, config, loss_curve)

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from itertools import pairwise
 
 import torch
 from torch import Tensor
@@ -163,7 +164,7 @@ def allocate_global(layers: Sequence[LayerBounds], total: int, loss_curve: LossC
         # marginal cost of each weight beyond the minimum: the slope of its hull segment
         per_weight = torch.empty(layer.numel, dtype=torch.float64)
         per_weight[:layer.minimum] = -math.inf
-        for (x1, y1), (x2, y2) in zip(hull, hull[1:]):
+        for (x1, y1), (x2, y2) in pairwise(hull):
             per_weight[x1:x2] = (y2 - y1) / max(x2 - x1, 1)
         per_weight[layer.maximum:] = math.inf
         # equal slopes: keep each layer's order (prefix) by a tiny increasing tie-break

@@ -74,7 +74,7 @@ class Budget:
         if self.synapses is not None:
             return self.synapses
         per = self.bits_per_synapse or float(bits if bits is not None else 32)
-        return int(math.floor(8 * int(self.bytes or 0) / per))
+        return math.floor(8 * int(self.bytes or 0) / per)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 THRESHOLD_MAX = 2**17 - 1   # the integer core's threshold range (Loihi: 17-bit v_threshold)
 THRESHOLD_RESOLUTION = 2**10  # the integer threshold we aim for at least
 
-__all__ = ["GridFit", "THRESHOLD_MAX", "THRESHOLD_RESOLUTION", "fit_grid", "int_exp_scale"]
+__all__ = ["THRESHOLD_MAX", "THRESHOLD_RESOLUTION", "GridFit", "fit_grid", "int_exp_scale"]
 
 
 @dataclass(frozen=True, eq=False)

@@ -46,9 +46,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -425,7 +426,7 @@ class DampedInverse:
 
         Permuting the inverse and factoring it again costs one Cholesky (no new inverse).
         """
-        Hinv = self.Hinv if order is None else self.Hinv[order][:, order]
+        Hinv = self.Hinv if order is None else self.Hinv[order[:, None], order[None, :]]
         Hinv = Hinv.to(dtype)
         U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
         if int(info) != 0:
@@ -449,7 +450,7 @@ def damped_inverse_cholesky(H: Tensor, damp_frac: float = 0.01, *, max_raises: i
     """
     if damp_frac < 0:
         raise ConfigError(f"damp_frac must be >= 0, got {damp_frac}", where="damp_frac")
-    if not torch.isfinite(H).all():
+    if not math.isfinite(float(H.sum())):  # one reduction: NaN and inf propagate
         raise NumericalError("Hessian holds NaN or infinite values", where=where)
     H = H.to(HESSIAN_DTYPE).clone()
     n = H.shape[0]
@@ -467,7 +468,7 @@ def damped_inverse_cholesky(H: Tensor, damp_frac: float = 0.01, *, max_raises: i
         L, info = torch.linalg.cholesky_ex(damped)
         if int(info) == 0:
             Hinv = torch.cholesky_inverse(L)
-            if bool(torch.isfinite(Hinv).all()):
+            if math.isfinite(float(torch.diagonal(Hinv).sum())):
                 if raises:
                     log.warning("%s: Cholesky needed damp_frac %.3g (raised %d times from %.3g)",
                                 where, frac, raises, damp_frac)
@@ -476,12 +477,6 @@ def damped_inverse_cholesky(H: Tensor, damp_frac: float = 0.01, *, max_raises: i
     raise NumericalError(
         f"Hessian is not positive definite even with damp_frac = {frac / factor:.3g}",
         where=where, hint="use more calibration samples or a larger damp_frac")
-
-
-def row_loss(W: Tensor, Q: Tensor, H: Tensor) -> Tensor:
-    """Per-row ``(w - q) H (w - q)^T``: ``(n_out,)`` in float64."""
-    D = (W - Q).to(HESSIAN_DTYPE)
-    return ((D @ H.to(HESSIAN_DTYPE)) * D).sum(dim=1)
 
 
 # --------------------------------------------------------------------------- devices, threads

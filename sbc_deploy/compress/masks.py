@@ -38,7 +38,7 @@ def prune_count(numel: int, sparsity: float, where: str = "sparsity") -> int:
     """Number of weights a sparsity removes: ``round(sparsity * numel)``."""
     if not 0.0 <= sparsity <= 1.0 or math.isnan(sparsity):
         raise ConfigError(f"must lie in [0, 1], got {sparsity}", where=where)
-    return min(numel, max(0, int(round(sparsity * numel))))
+    return min(numel, max(0, round(sparsity * numel)))
 
 
 def check_structure(n_in: int, n_m: tuple[int, int] | None, fan_in: int | None,

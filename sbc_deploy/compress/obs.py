@@ -49,7 +49,7 @@ Example (identity Hessian: OBS is magnitude pruning)::
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
