@@ -119,7 +119,6 @@ def _pair(value: Any) -> tuple[int, int]:
 class _Builder:
     """Nodes and edges in order; ``tail`` is the node whose output feeds the next layer."""
 
-    dt: float
     reset: str | None
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: list[tuple[str, str]] = field(default_factory=list)
@@ -250,8 +249,7 @@ def _reset_fix(b: _Builder, name: str, scale: np.ndarray, alpha: np.ndarray | No
         b.edges.append((f"{name}_reset_filter", name))
 
 
-def _recurrent(neuron: nn.Module, name: str, b: _Builder, shape: Shape, where: str
-               ) -> tuple[Node, np.ndarray]:
+def _recurrent(neuron: nn.Module, shape: Shape, where: str) -> tuple[Node, np.ndarray]:
     """RLeaky's recurrent layer as an IR node, and its bias (moved into the neuron)."""
     layer = neuron.recurrent
     if isinstance(layer, nn.Linear):
@@ -283,7 +281,7 @@ def _convert_neuron(neuron: nn.Module, key: str, name: str, b: _Builder, kind: s
     beta = np.clip(_array(neuron.beta, shape), 0.0, 1.0)
     thr = _array(neuron.threshold, shape)
     alpha = np.clip(_array(neuron.alpha, shape), 0.0, 1.0) if kind == "Synaptic" else None
-    rec_node, bias = (_recurrent(neuron, name, b, shape, where) if kind == "RLeaky"
+    rec_node, bias = (_recurrent(neuron, shape, where) if kind == "RLeaky"
                       else (None, np.zeros(shape)))
     if b.reset is None and mechanism == "zero" and kind != "Leaky":
         raise UnsupportedNodeError(
@@ -408,7 +406,7 @@ def from_snntorch(module: nn.Module, sample: torch.Tensor, *, dt: float = 1e-3,
     if not layers:
         raise ConfigError("the Sequential holds no layers", where="from_snntorch(module=)")
     neuron_kinds = {snn.Leaky: "Leaky", snn.Synaptic: "Synaptic", snn.RLeaky: "RLeaky"}
-    b = _Builder(dt=float(dt), reset=reset)
+    b = _Builder(reset=reset)
     b.nodes["input"] = Input(tuple(int(v) for v in sample.shape[1:]))
     b.shape = b.nodes["input"].output_shape
     torch_shapes = _torch_shapes(module, layers, sample)
