@@ -113,3 +113,18 @@ def test_bad_settings_raise():
         fit_grid(W, grid="int", bits=1)
     with pytest.raises(ConfigError, match="exp_range"):
         fit_grid(W, grid="int_exp", exp_range=(3, 1))
+
+
+@pytest.mark.parametrize("threshold", [1.0, 0.37, 12.5])
+def test_int_exp_makes_a_layer_threshold_a_whole_number_of_units(threshold):
+    """Loihi compares v with vth << 6: a shared threshold should be an exact integer of units."""
+    from sbc_deploy.compress.grids import THRESHOLD_RESOLUTION, int_exp_scale
+
+    scale, exponent, unit = int_exp_scale(0.8, 8, (-6, 8), np.full(16, threshold))
+    ideal = 2 * 0.8 / 255
+    assert scale == pytest.approx(unit * 2.0**exponent, rel=1e-15)
+    whole = threshold / unit
+    assert abs(whole - round(whole)) < 1e-9 and round(whole) >= THRESHOLD_RESOLUTION
+    # The unit only grew (mantissas stay within 8 bits) and by less than 1 / resolution.
+    assert ideal <= scale < ideal * (1 + 1 / THRESHOLD_RESOLUTION)
+    assert round(0.8 / scale) <= 127

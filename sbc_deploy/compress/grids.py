@@ -132,6 +132,10 @@ def int_exp_scale(max_abs: float, bits: int, exp_range: tuple[int, int],
         log.info("int_exp: weights are small next to the threshold; unit raised to %.3g", unit)
         return unit * 2.0**e, e, unit
     unit = ideal / 2.0**e
+    if good and th_min == th_max:
+        # One threshold for the layer: move the unit up (by less than 1 / RESOLUTION) so the
+        # threshold is a whole number of units; the mantissas then still fit their range.
+        unit = th_max / math.floor(th_max / unit)
     return unit * 2.0**e, e, unit
 
 
