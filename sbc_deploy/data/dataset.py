@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Iterator
 
 import numpy as np
 
@@ -40,7 +40,8 @@ class Dataset:
             raise DataError(f"x must have shape [N, T, *input_shape] (at least 3-D), got {x.shape}",
                             where=self.source)
         if x.shape[0] == 0 or x.shape[1] == 0:
-            raise DataError(f"x holds no samples or no time steps: shape {x.shape}", where=self.source)
+            raise DataError(f"x holds no samples or no time steps: shape {x.shape}",
+                            where=self.source)
         if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
             raise DataError(f"x must be numeric, got dtype {x.dtype}", where=self.source)
         if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
@@ -85,11 +86,11 @@ class Dataset:
         return None if self.y is None else int(self.y.max()) + 1
 
     def as_time_major(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Samples ``start:stop`` as a float32 ``[T, B, *input_shape]`` array (the simulator's layout)."""
+        """Samples ``start:stop`` as float32 ``[T, B, *input_shape]`` (the simulator's layout)."""
         return np.ascontiguousarray(np.moveaxis(self.x[start:stop], 0, 1), dtype=np.float32)
 
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """``(x [T, B, *shape] float32, y [B] or None)`` in order, the last batch possibly smaller."""
+        """``(x [T, B, *shape] float32, y [B] or None)`` in order; the last may be smaller."""
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}", where=self.source)
         for start in range(0, len(self), batch_size):
@@ -111,7 +112,7 @@ class Dataset:
         return replace(self, x=self.x[:, :steps])
 
     def with_input_shape(self, input_shape: tuple[int, ...]) -> Dataset:
-        """The same data with each step reshaped to ``input_shape`` (same number of values, C order)."""
+        """The same data with each step reshaped to ``input_shape`` (same size, C order)."""
         shape = tuple(int(v) for v in input_shape)
         if shape == self.input_shape:
             return self

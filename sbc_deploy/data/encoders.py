@@ -88,7 +88,7 @@ def _as_unit_images(images: np.ndarray) -> np.ndarray:
 
 
 def _shift(images: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    """``images`` moved by ``(dx, dy)`` pixels (bilinear, zero fill): ``out[y, x] = in[y-dy, x-dx]``."""
+    """Shift by ``(dx, dy)`` pixels (bilinear, zero fill): ``out[y, x] = in[y-dy, x-dx]``."""
     out = np.zeros_like(images)
     x0, y0 = math.floor(dx), math.floor(dy)
     fx, fy = dx - x0, dy - y0
@@ -136,10 +136,10 @@ def dvs_encode(images: np.ndarray, *, seed: int = 0,
     n = unit.shape[0]
     rng = np.random.default_rng(seed)
     bg = np.float32(config.background)
-    threshold = (config.contrast * np.clip(
-        1.0 + config.contrast_spread * rng.standard_normal(unit.shape), 0.5, 1.5)).astype(np.float32)
+    mismatch = np.clip(1.0 + config.contrast_spread * rng.standard_normal(unit.shape), 0.5, 1.5)
+    threshold = (config.contrast * mismatch).astype(np.float32)
     durations_us = rng.uniform(*config.saccade_ms, size=(n, 3)) * 1e3
-    steps_per_saccade = max(1, int(round(np.mean(config.saccade_ms) * 1e3 / config.step_us)))
+    steps_per_saccade = max(1, round(float(np.mean(config.saccade_ms)) * 1e3 / config.step_us))
     phase = np.arange(1, 3 * steps_per_saccade + 1) / steps_per_saccade
     displacement = _path(config, phase)
     level = np.log(bg + (1.0 - bg) * _shift(unit, *_path(config, np.zeros(1))[0]))

@@ -14,7 +14,8 @@ because the networks consume spikes.
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -56,9 +57,9 @@ def as_events(events: np.ndarray, where: str = "events") -> np.ndarray:
                             f" got shape {array.shape}", where=where)
         columns = [array[:, i] for i in range(4)]
     for name, column in zip("xypt", columns):
-        if column.size and not np.issubdtype(column.dtype, np.integer):
-            if not np.all(np.isfinite(column)) or not np.array_equal(column, np.round(column)):
-                raise DataError(f"event field {name!r} holds non-integer values", where=where)
+        if column.size and not np.issubdtype(column.dtype, np.integer) and (
+                not np.all(np.isfinite(column)) or not np.array_equal(column, np.round(column))):
+            raise DataError(f"event field {name!r} holds non-integer values", where=where)
         if column.size and column.min() < 0:
             raise DataError(f"event field {name!r} holds negative values", where=where)
     if columns[2].size and not np.all(np.isin(columns[2], (0, 1))):
@@ -70,7 +71,7 @@ def _bin_index(t_us: np.ndarray, dt: float) -> np.ndarray:
     """Bin of each time stamp: ``floor(t / dt)``, exact when ``dt`` is a whole number of us."""
     dt_us = dt * 1e6
     if abs(dt_us - round(dt_us)) < 1e-6 and round(dt_us) >= 1:
-        return t_us // int(round(dt_us))
+        return t_us // round(dt_us)
     return np.floor(t_us / dt_us).astype(np.int64)
 
 

@@ -53,7 +53,7 @@ def _from_spec(spec: str, dt: float | None, steps: int | None, limit: int | None
         images, labels = images[:limit], labels[:limit]
     if kind == "mnist-dvs":
         if steps is None:
-            steps = int(math.ceil(0.32 / dt))  # the encoder's recordings last at most ~320 ms
+            steps = math.ceil(0.32 / dt)  # the encoder's recordings last at most ~320 ms
         return dvs_dataset(images, labels, dt=dt, steps=steps, seed=0, source=spec)
     if steps is None:
         raise DataError("the rate encoder needs steps (number of time steps)", where=spec)

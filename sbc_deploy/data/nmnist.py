@@ -126,7 +126,7 @@ def nmnist_files(root: str | Path) -> list[tuple[Path, int]]:
 
 def read_nmnist_folder(root: str | Path, limit: int | None = None
                        ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Event lists and labels of (the first ``limit``, class-interleaved) recordings under ``root``."""
+    """Event lists and labels of the recordings under ``root`` (first ``limit``, interleaved)."""
     files = nmnist_files(root)
     if limit is not None:
         files = files[:limit]
