@@ -10,7 +10,11 @@ The public API is one verb per stage::
     outputs = sbc_deploy.simulate(compressed, x)                       # float simulator
     sbc_deploy.deploy(sbc_deploy.DeployRequest(...))                   # all of it, plus the report
 
-Names are imported on first use, so ``import sbc_deploy`` stays cheap.
+Most names are imported on first use. ``calibrate``, ``compress`` and ``check`` are bound at
+import: they share their names with the modules ``sbc_deploy.calibrate``, ``sbc_deploy.compress``
+and ``sbc_deploy.check``, and importing a submodule sets the package attribute to the module,
+which would hide a lazily bound verb. Import from those modules with
+``from sbc_deploy.compress import ...``.
 """
 
 from __future__ import annotations
@@ -26,15 +30,12 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "from_netx": ("sbc_deploy.frontends", "from_netx"),
     "from_snntorch": ("sbc_deploy.frontends.from_snntorch", "from_snntorch"),
     "load_data": ("sbc_deploy.data", "load_data"),
-    "calibrate": ("sbc_deploy.calibrate", "calibrate"),
-    "compress": ("sbc_deploy.compress", "compress"),
     "config_for": ("sbc_deploy.compress.config", "config_for"),
     "config_for_target": ("sbc_deploy.compress.config", "config_for_target"),
     "SBCConfig": ("sbc_deploy.compress.config", "SBCConfig"),
     "OBCConfig": ("sbc_deploy.compress.config", "OBCConfig"),
     "MagnitudeConfig": ("sbc_deploy.compress.config", "MagnitudeConfig"),
     "load_target": ("sbc_deploy.targets", "load_target"),
-    "check": ("sbc_deploy.check", "check"),
     "simulate": ("sbc_deploy.sim", "simulate"),
     "simulate_integer": ("sbc_deploy.sim.int_core", "simulate_integer"),
     "to_fixed_point": ("sbc_deploy.sim.int_core", "to_fixed_point"),
@@ -42,6 +43,12 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "DeployRequest": ("sbc_deploy.pipeline", "DeployRequest"),
     "Graph": ("sbc_deploy.ir", "Graph"),
 }
+
+
+# Bound eagerly (see the module docstring): the verbs win over their subpackages' names.
+from sbc_deploy.calibrate import calibrate  # noqa: E402
+from sbc_deploy.check import check  # noqa: E402
+from sbc_deploy.compress import compress  # noqa: E402
 
 
 def export(graph: Any, fmt: str, path: Any, *, steps: int) -> Any:
@@ -62,4 +69,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sbc_deploy' has no attribute {name!r}")
 
 
-__all__ = sorted([*_EXPORTS, "export", "__version__"])
+__all__ = sorted([*_EXPORTS, "calibrate", "check", "compress", "export", "__version__"])

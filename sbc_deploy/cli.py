@@ -112,6 +112,9 @@ def deploy_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fan-in", type=_positive_int, metavar="K",
                         help="keep at most K inputs per neuron (default: the target's limit)")
     parser.add_argument("--nm", type=_n_m, metavar="N:M", help="N:M structured sparsity")
+    parser.add_argument("--allocation", choices=("lamp", "global", "uniform"), default="lamp",
+                        help="how the overall sparsity is split across layers: lamp (default, "
+                             "as the SBC authors), global (least OBS loss; slower), uniform")
     parser.add_argument("--export", default=None, metavar="FORMATS",
                         help="comma-separated subset of netx,nir,onnx (default: all the target "
                              "supports)")
@@ -176,7 +179,7 @@ def _run_deploy(args: argparse.Namespace) -> int:
     request = DeployRequest(
         model=args.model, targets=tuple(_split(args.target)), calib=args.calib, eval=args.eval,
         method=args.method, sparsity=args.sparsity, bits=args.bits, fan_in=args.fan_in,
-        n_m=args.nm, export=None if args.export is None else tuple(_split(args.export)),
+        n_m=args.nm, allocation=args.allocation, export=None if args.export is None else tuple(_split(args.export)),
         out_dir=args.out, dt=args.dt, reset=args.reset)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)

@@ -67,6 +67,7 @@ class DeployRequest:
     out_dir: str | Path = "sbc-out"
     dt: float | None = None
     reset: str | None = None
+    allocation: str = "lamp"  # per-layer split of the sparsity; LAMP as the SBC authors
     eval_limit: int | None = None
     batch_size: int = 128
 
@@ -303,7 +304,8 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
     calibrations: dict[Any, Any] = {}
     for target in targets:
         config = config_for_target(target, method=request.method, sparsity=request.sparsity,
-                                   bits=request.bits, fan_in=request.fan_in, n_m=request.n_m)
+                                   bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
+                                   allocation=request.allocation)
         with clock.stage("calibrate"):
             key = (config.kernel, config.device)
             if key not in calibrations:

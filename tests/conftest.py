@@ -11,7 +11,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = (ROOT.parent / "shared" / "fixtures").resolve()
 
-torch.set_num_threads(2)
+# One intra-op thread: on 2 shared cores, two threads made the solver tests ~10x slower.
+torch.set_num_threads(1)
 
 
 def fixture_path(*parts: str) -> Path:

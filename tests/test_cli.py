@@ -116,7 +116,8 @@ def test_deploy_writes_report_and_exports_that_reload(tmp_path, rng):
     assert report["target"] == "loihi2" and report["method"] == "sbc"
     kept = sum(layer["synapses"] for layer in report["layers"])
     dense = sum(layer["dense_synapses"] for layer in report["layers"])
-    assert kept == pytest.approx(0.4 * dense, abs=3)
+    # At least the requested 60 % go; 8-bit rounding may zero a few more small weights.
+    assert 0.35 * dense < kept <= 0.4 * dense + 1
     assert report["synops"]["compressed"] < report["synops"]["dense"]
     for name in ("model.net", "model.nir", "model.onnx", "report.md", "report.html"):
         assert (out / name).is_file(), name
@@ -176,3 +177,16 @@ def test_several_targets_in_one_report(tmp_path, rng):
     assert (out / "loihi2" / "model.net").is_file() and not (out / "speck" / "model.net").exists()
     assert "Targets compared" in (out / "report.md").read_text()
     shutil.rmtree(out)
+
+
+def test_public_api_verbs_are_the_functions():
+    import sbc_deploy
+    import sbc_deploy.calibrate  # importing stages must not hide the verbs
+    import sbc_deploy.check.rules  # noqa: F401
+    import sbc_deploy.compress.config  # noqa: F401
+
+    from sbc_deploy.check import check as check_fn
+    from sbc_deploy.compress import compress as compress_fn
+
+    assert sbc_deploy.compress is compress_fn and sbc_deploy.check is check_fn
+    assert callable(sbc_deploy.calibrate) and callable(sbc_deploy.deploy)
