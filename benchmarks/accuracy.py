@@ -1,0 +1,745 @@
+"""Accuracy against compression on the bundled N-MNIST-like networks: SBC vs OBC vs magnitude.
+
+For each bundled network (``nmnist_mlp``, ``nmnist_cnn``) and each setting of the grid, the
+network is calibrated, compressed and evaluated on the bundled evaluation set (1,000 digits)
+in the float simulator (batched), by three methods:
+
+- ``SBC``: OBS on the membrane potential (SMP Hessian), :class:`~sbc_deploy.compress.SBCConfig`;
+- ``OBC-current``: the same solvers on the input-current Hessian, ``OBCConfig``;
+- ``magnitude/RTN``: magnitude pruning and round-to-nearest, ``MagnitudeConfig``.
+
+Settings (the authors' protocol: LAMP allocation for every method, parallel propagation, the
+library's default solver and damping):
+
+- sparsity 50/70/90/95/97 %; weight bits 8/4/3/2 (per-channel symmetric ``int`` grid); joint
+  90 % + 4 bits; the ``loihi2`` target (``config_for_target``: 8-bit mantissa x 2**exp per
+  layer), whose integer-core accuracy is measured too (netx export read back, then
+  :func:`~sbc_deploy.sim.int_core.evaluate_deployed`, as ``sbc-deploy`` does);
+- a calibration-size ablation from 1 to 100 samples per class;
+- issue 7: SMP vs current Hessian (SBC vs OBC everywhere), parallel vs sequential propagation,
+  uniform vs LAMP vs global allocation.
+
+Calibration data: class-balanced draws from the DVS-encoded *training* digits of
+``examples/nmnist_common.py`` (the split the networks were trained on, disjoint from the
+evaluation digits; the script checks that the bundled evaluation set is that split's test
+part). Every OBS run is repeated for three seeds of the calibration draw (nested: the 5-per-class
+draw of a seed contains its 1-per-class draw); magnitude/RTN needs no calibration and runs once.
+Tables give the mean and, in brackets, the lowest and highest of the seeds.
+
+Usage (the results file records the exact command, run time and machine load)::
+
+    .venv/bin/python benchmarks/accuracy.py                 # full grid -> results/accuracy.*
+    .venv/bin/python benchmarks/accuracy.py --quick         # reduced grid, one seed
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sbc_deploy.calibrate import Calibration, calibrate
+from sbc_deploy.compress import compress
+from sbc_deploy.compress.config import CompressionConfig, config_for, config_for_target
+from sbc_deploy.data import Dataset
+from sbc_deploy.errors import DataError
+from sbc_deploy.fileio import atomic_path, write_text_atomic
+from sbc_deploy.ir import Graph
+from sbc_deploy.sim import classify, default_decoding, simulate
+from sbc_deploy.targets import load_target
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+NETWORKS: tuple[str, ...] = ("nmnist_mlp", "nmnist_cnn")
+METHODS: tuple[str, ...] = ("sbc", "obc", "magnitude")
+LABELS: dict[str, str] = {"sbc": "SBC", "obc": "OBC-current", "magnitude": "magnitude/RTN"}
+KERNELS: dict[str, str] = {"sbc": "smp", "obc": "current"}
+CALIB_PER_CLASS = 20  # the bundled calibration set's size per class
+DAMP_FRAC = 0.01      # the library's default relative damping (GPTQ's percdamp)
+
+log = logging.getLogger("benchmarks.accuracy")
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One compression setting (a cell of the grid), independent of the calibration seed.
+
+    Attributes:
+        method: ``"sbc"``, ``"obc"`` or ``"magnitude"``.
+        sparsity: overall target sparsity of the synapse layers.
+        bits: weight bits (``None``: no quantisation).
+        target: a hardware target name (``config_for_target``), or ``None``.
+        allocation: per-layer split of the sparsity.
+        propagation: ``"parallel"`` or ``"sequential"``.
+        per_class: calibration samples per class (unused by magnitude).
+    """
+
+    method: str
+    sparsity: float = 0.0
+    bits: int | None = None
+    target: str | None = None
+    allocation: str = "lamp"
+    propagation: str = "parallel"
+    per_class: int = CALIB_PER_CLASS
+    damp_frac: float = DAMP_FRAC
+    solver: str | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        """True when the method uses a calibration (so it is run once per seed)."""
+        return self.method != "magnitude"
+
+    @property
+    def default_solver(self) -> bool:
+        """True for the benchmark's standard solver and damping (the main tables)."""
+        return self.solver is None and self.damp_frac == DAMP_FRAC
+
+    def config(self, solver: str) -> CompressionConfig:
+        """The library's config for this setting (``solver``: unless the spec names one)."""
+        fields_: dict[str, Any] = {"allocation": self.allocation, "propagation": self.propagation}
+        if self.calibrated:
+            fields_["solver"] = self.solver or solver
+            fields_["damp_frac"] = self.damp_frac
+        if self.target is not None:
+            return config_for_target(load_target(self.target), method=self.method,
+                                     sparsity=self.sparsity, bits=self.bits, **fields_)
+        return config_for(self.method, sparsity=self.sparsity, bits=self.bits, **fields_)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The settings of one benchmark run.
+
+    Attributes:
+        sparsities: pruning-only settings.
+        bits: quantisation-only settings.
+        joint: ``(sparsity, bits)`` settings.
+        target: hardware target for the deployment rows; ``target_sparsities`` its sparsities.
+        study_sparsity: the sparsity of the calibration-size, propagation and allocation studies.
+        calib_sizes: samples per class of the calibration-size ablation.
+        sequential: also run SBC at ``study_sparsity`` (and ``sequential_bits``) with
+            sequential propagation.
+        sequential_bits: quantisation settings also run with sequential propagation (SBC).
+        allocations: allocations compared (SBC at ``study_sparsity``).
+        extra: further settings (investigations), listed in their own table.
+    """
+
+    sparsities: tuple[float, ...] = (0.5, 0.7, 0.9, 0.95, 0.97)
+    bits: tuple[int, ...] = (8, 4, 3, 2)
+    joint: tuple[tuple[float, int], ...] = ((0.9, 4),)
+    target: str = "loihi2"
+    target_sparsities: tuple[float, ...] = (0.0,)
+    study_sparsity: float = 0.9
+    calib_sizes: tuple[int, ...] = (1, 5, 20, 100)
+    sequential: bool = True
+    sequential_bits: tuple[int, ...] = (2,)
+    allocations: tuple[str, ...] = ("uniform", "lamp", "global")
+    extra: tuple[Spec, ...] = ()
+
+    def specs(self) -> list[Spec]:
+        """Every distinct setting, in run order (duplicates across studies appear once)."""
+        specs: list[Spec] = []
+        for sparsity in self.sparsities:
+            specs += [Spec(m, sparsity=sparsity) for m in METHODS]
+        for bits in self.bits:
+            specs += [Spec(m, bits=bits) for m in METHODS]
+        for sparsity, bits in self.joint:
+            specs += [Spec(m, sparsity=sparsity, bits=bits) for m in METHODS]
+        for sparsity in self.target_sparsities:
+            specs += [Spec(m, sparsity=sparsity, target=self.target) for m in METHODS]
+        for per_class in self.calib_sizes:
+            specs += [Spec(m, sparsity=self.study_sparsity, per_class=per_class)
+                      for m in ("sbc", "obc")]
+        if self.sequential:
+            specs.append(Spec("sbc", sparsity=self.study_sparsity, propagation="sequential"))
+            specs += [Spec("sbc", bits=bits, propagation="sequential")
+                      for bits in self.sequential_bits]
+        specs += [Spec("sbc", sparsity=self.study_sparsity, allocation=allocation)
+                  for allocation in self.allocations]
+        specs += list(self.extra)
+        return list(dict.fromkeys(specs))
+
+    def per_class_sizes(self) -> tuple[int, ...]:
+        return tuple(sorted({CALIB_PER_CLASS, *self.calib_sizes}))
+
+
+FULL = Grid()
+QUICK = Grid(sparsities=(0.9, 0.97), bits=(4,), calib_sizes=(1,), sequential=False,
+             allocations=("lamp",))
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network to benchmark with its evaluation set and its pool of calibration samples."""
+
+    name: str
+    graph: Graph
+    evaluation: Dataset
+    pool: Dataset
+
+
+def load_network(name: str, models_dir: Path | None = None) -> tuple[Graph, Dataset]:
+    """A bundled network and the bundled evaluation set (or those in ``models_dir``)."""
+    if models_dir is None:
+        from sbc_deploy.bundled import load_bundled_data, load_bundled_model
+        return load_bundled_model(name), load_bundled_data("eval")
+    from sbc_deploy.data import read_npz
+    from sbc_deploy.frontends.from_nir import from_nir
+    return from_nir(models_dir / f"{name}.nir"), read_npz(models_dir / "nmnist_eval.npz")
+
+
+def training_pool(evaluation: Dataset) -> Dataset:
+    """The DVS-encoded training digits of ``examples/nmnist_common.py`` (calibration pool).
+
+    Raises:
+        DataError: ``evaluation`` is not that split's test part, so the pool could overlap it.
+    """
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from nmnist_common import dvs_mnist
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    splits = dvs_mnist()
+    test = splits.test
+    if not (test.x.shape == evaluation.x.shape and np.array_equal(test.x, evaluation.x)
+            and np.array_equal(test.y, evaluation.y)):
+        raise DataError("the evaluation set is not the test split of examples/nmnist_common.py; "
+                        "its training split could overlap the evaluation digits",
+                        where=evaluation.source)
+    return splits.train
+
+
+def nested_draws(labels: np.ndarray, sizes: Iterable[int], seed: int) -> dict[int, np.ndarray]:
+    """Class-balanced sample indices per size, nested: a smaller draw is part of a larger one.
+
+    One random permutation of every class's samples (seeded by ``seed``); the draw of size
+    ``k`` takes the first ``k`` of each class. Indices are sorted.
+
+    Raises:
+        DataError: a class has fewer samples than the largest size.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = sorted(set(sizes))
+    perms = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if sizes and len(members) < sizes[-1]:
+            raise DataError(f"class {c} has {len(members)} samples, fewer than {sizes[-1]}",
+                            where="calibration pool")
+        perms.append(rng.permutation(members))
+    return {k: np.sort(np.concatenate([p[:k] for p in perms])) for k in sizes}
+
+
+def seed_calibrations(graph: Graph, pool: Dataset, sizes: Sequence[int], seed: int,
+                      kernels: Sequence[str], batch_size: int = 50
+                      ) -> dict[tuple[str, int], Calibration]:
+    """Calibrations of every kernel at every size for one seed's nested draws.
+
+    Hessian sums add up, so each size only calibrates the samples the smaller draw lacks.
+    Each calibration keeps its draw's inputs (sequential propagation re-runs them).
+    """
+    draws = nested_draws(np.asarray(pool.y), sizes, seed)
+    result: dict[tuple[str, int], Calibration] = {}
+    for kernel in kernels:
+        total: Calibration | None = None
+        previous = np.empty(0, dtype=np.int64)
+        for k in sorted(draws):
+            new = np.setdiff1d(draws[k], previous)
+            part = calibrate(graph, pool.x[new], kernel=kernel, batch_size=batch_size)
+            total = part if total is None else total + part
+            result[kernel, k] = dataclasses.replace(total, data=pool.x[draws[k]])
+            previous = draws[k]
+    return result
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def float_accuracy(graph: Graph, data: Dataset, batch_size: int = 250) -> float:
+    """Accuracy of ``graph`` in the float simulator (its natural read-out), batched."""
+    mode = default_decoding(graph)
+    output = graph.outputs[0]
+    correct = 0
+    for x, y in data.batches(batch_size):
+        outputs = simulate(graph, torch.from_numpy(x)).outputs[output]
+        correct += int((classify(outputs, mode).numpy() == y).sum())
+    return correct / len(data)
+
+
+def integer_accuracy(graph: Graph, data: Dataset, batch_size: int = 250) -> tuple[float, float]:
+    """``(integer core, float simulator)`` accuracies of the network as deployed.
+
+    As ``sbc-deploy`` does: the graph is exported to netx (pools folded into convolutions,
+    gains into weights), read back, and run on the bit-accurate core next to the float
+    simulator (:func:`~sbc_deploy.sim.int_core.evaluate_deployed`).
+    """
+    from sbc_deploy.exporters import EXPORTERS
+    from sbc_deploy.frontends import from_netx
+    from sbc_deploy.sim.int_core import evaluate_deployed
+
+    with tempfile.TemporaryDirectory(prefix="sbc-accuracy-") as folder:
+        path = Path(folder) / "model.net"
+        EXPORTERS["netx"](graph, path, steps=data.steps)
+        deployed = from_netx(path, dt=graph.dt)
+    spikes = np.array(np.swapaxes(data.x, 0, 1))  # a writable copy for torch
+    result = evaluate_deployed(deployed, spikes, np.array(data.y), batch_size=batch_size)
+    return result.integer_accuracy, result.float_accuracy
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured run: a setting, a calibration seed (``None``: no calibration) and results."""
+
+    network: str
+    spec: Spec
+    seed: int | None
+    accuracy: float
+    sparsity: float
+    layer_sparsity: Mapping[str, float]
+    seconds: float
+    cpu_seconds: float
+    integer_accuracy: float | None = None
+    deployed_float_accuracy: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        row = dataclasses.asdict(self)
+        row.update(row.pop("spec"))
+        row["layer_sparsity"] = dict(self.layer_sparsity)
+        return row
+
+
+def run_spec(network: Network, spec: Spec, calibration: Calibration | None, seed: int | None,
+             *, solver: str = "admm", batch_size: int = 250) -> Run:
+    """Compress ``network`` as ``spec`` says and measure it (``seconds``: compression only)."""
+    cpu = time.process_time()
+    start = time.perf_counter()
+    compressed, stats = compress(network.graph, calibration, spec.config(solver))
+    seconds = time.perf_counter() - start
+    accuracy = float_accuracy(compressed, network.evaluation, batch_size)
+    integer = deployed = None
+    if spec.target is not None:
+        integer, deployed = integer_accuracy(compressed, network.evaluation, batch_size)
+    return Run(network.name, spec, seed, accuracy, stats.sparsity,
+               {layer.name: layer.sparsity for layer in stats.layers}, seconds,
+               time.process_time() - cpu, integer, deployed)
+
+
+def run_network(network: Network, specs: Sequence[Spec], seeds: Sequence[int], *,
+                solver: str = "admm", batch_size: int = 250,
+                progress: Callable[[str], None] | None = None) -> tuple[float, list[Run]]:
+    """The dense accuracy and every run of ``specs`` (calibrated ones once per seed)."""
+    say = progress or (lambda message: None)
+    dense = float_accuracy(network.graph, network.evaluation, batch_size)
+    say(f"{network.name}: dense accuracy {dense:.4f}")
+    runs = [run_spec(network, spec, None, None, solver=solver, batch_size=batch_size)
+            for spec in specs if not spec.calibrated]
+    calibrated = [spec for spec in specs if spec.calibrated]
+    sizes = sorted({spec.per_class for spec in calibrated})
+    kernels = sorted({KERNELS[spec.method] for spec in calibrated})
+    for seed in seeds:
+        tick = time.perf_counter()
+        calibrations = seed_calibrations(network.graph, network.pool, sizes, seed, kernels)
+        say(f"{network.name} seed {seed}: calibrated {len(calibrations)} "
+            f"(kernel, size) pairs in {time.perf_counter() - tick:.0f} s")
+        for spec in calibrated:
+            run = run_spec(network, spec, calibrations[KERNELS[spec.method], spec.per_class],
+                           seed, solver=solver, batch_size=batch_size)
+            runs.append(run)
+            say(f"{network.name} seed {seed}: {describe(spec)}: {run.accuracy:.4f} "
+                f"(compress {run.seconds:.0f} s)")
+    return dense, runs
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Accuracy of one setting over its seeds."""
+
+    n: int
+    mean: float
+    low: float
+    high: float
+    std: float
+
+    @property
+    def spread(self) -> float:
+        """Highest minus lowest seed."""
+        return self.high - self.low
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat:
+        array = np.asarray(values, dtype=np.float64)
+        return cls(int(array.size), float(array.mean()), float(array.min()), float(array.max()),
+                   float(array.std(ddof=1)) if array.size > 1 else 0.0)
+
+
+def summarize(runs: Iterable[Run], value: str = "accuracy") -> dict[tuple[str, Spec], Stat]:
+    """``(network, spec) -> Stat`` of ``value`` over the seeds."""
+    groups: dict[tuple[str, Spec], list[float]] = defaultdict(list)
+    for run in runs:
+        v = getattr(run, value)
+        if v is not None:
+            groups[run.network, run.spec].append(v)
+    return {key: Stat.of(values) for key, values in groups.items()}
+
+
+def describe(spec: Spec) -> str:
+    parts = [LABELS[spec.method]]
+    if spec.target:
+        parts.append(spec.target)
+    if spec.sparsity:
+        parts.append(f"{spec.sparsity:.0%}")
+    if spec.bits:
+        parts.append(f"{spec.bits} bits")
+    if spec.allocation != "lamp":
+        parts.append(spec.allocation)
+    if spec.propagation != "parallel":
+        parts.append(spec.propagation)
+    if spec.per_class != CALIB_PER_CLASS and spec.calibrated:
+        parts.append(f"{spec.per_class}/class")
+    if spec.damp_frac != DAMP_FRAC:
+        parts.append(f"damping {spec.damp_frac:g}")
+    if spec.solver is not None:
+        parts.append(f"solver {spec.solver}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Claim:
+    network: str
+    claim: str
+    holds: bool | None
+    detail: str
+
+
+def _margin(stats: Mapping[tuple[str, Spec], Stat], network: str, spec: Spec, other: Spec
+            ) -> tuple[bool, str] | None:
+    a, b = stats.get((network, spec)), stats.get((network, other))
+    if a is None or b is None:
+        return None
+    margin, spread = a.mean - b.mean, max(a.spread, b.spread)
+    return margin > spread, (f"{LABELS[spec.method]} {100 * a.mean:.1f} vs "
+                             f"{LABELS[other.method]} {100 * b.mean:.1f}: margin "
+                             f"{100 * margin:+.1f} pts, seed spread {100 * spread:.1f} pts")
+
+
+def check_claims(stats: Mapping[tuple[str, Spec], Stat], dense: Mapping[str, float],
+                 grid: Grid) -> list[Claim]:
+    """The claims of issue 6, each with whether it holds on the measured numbers.
+
+    - on ``nmnist_mlp``: SBC at 97 % sparsity loses at most 2 points, 4-bit SBC at most 0.5;
+    - on every network, at every sparsity >= 90 %: SBC beats OBC-current and magnitude by a
+      margin (difference of the means) larger than the seed spread (the larger of the two
+      settings' highest-minus-lowest seed).
+    """
+    claims = []
+    for network in dense:
+        if network == "nmnist_mlp":
+            for spec, limit in ((Spec("sbc", sparsity=0.97), 0.02), (Spec("sbc", bits=4), 0.005)):
+                stat = stats.get((network, spec))
+                if stat is None:
+                    continue
+                drop = dense[network] - stat.mean
+                worst = dense[network] - stat.low
+                claims.append(Claim(network, f"{describe(spec)} loses <= {100 * limit:.1f} pts",
+                                    drop <= limit + 1e-9,  # accuracies are k / N: exact ties
+                                    f"dense {100 * dense[network]:.1f}, SBC {100 * stat.mean:.1f}"
+                                    f" (seeds {100 * stat.low:.1f}-{100 * stat.high:.1f}): loss "
+                                    f"{100 * drop:.1f} pts (worst seed {100 * worst:.1f})"))
+        for sparsity in (s for s in grid.sparsities if s >= 0.9 - 1e-9):
+            for other in ("obc", "magnitude"):
+                found = _margin(stats, network, Spec("sbc", sparsity=sparsity),
+                                Spec(other, sparsity=sparsity))
+                if found is not None:
+                    claims.append(Claim(network, f"SBC beats {LABELS[other]} at "
+                                        f"{sparsity:.0%} by more than the seed spread", *found))
+    return claims
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _pct(stat: Stat | None) -> str:
+    if stat is None:
+        return "-"
+    if stat.n == 1:
+        return f"{100 * stat.mean:.1f}"
+    return f"{100 * stat.mean:.1f} ({100 * stat.low:.1f}-{100 * stat.high:.1f})"
+
+
+def _diff(a: Stat | None, b: Stat | None) -> str:
+    return "-" if a is None or b is None else f"{100 * (a.mean - b.mean):+.1f}"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _method_table(stats: Mapping[tuple[str, Spec], Stat], network: str, first: str,
+                  rows: Sequence[tuple[str, Callable[[str], Spec]]]) -> list[str]:
+    header = [first, *(LABELS[m] for m in METHODS), "SBC - OBC", "SBC - magnitude"]
+    body = []
+    for label, make in rows:
+        s = {m: stats.get((network, make(m))) for m in METHODS}
+        body.append([label, *(_pct(s[m]) for m in METHODS), _diff(s["sbc"], s["obc"]),
+                     _diff(s["sbc"], s["magnitude"])])
+    return _table(header, body)
+
+
+def hessian_wins(stats: Mapping[tuple[str, Spec], Stat], network: str) -> tuple[int, int, int,
+                                                                                   float]:
+    """SBC vs OBC over every setting run with both: ``(wins, ties, losses, mean difference)``
+    where a win / loss is a difference of the means larger than both settings' seed spread."""
+    wins = ties = losses = 0
+    diffs = []
+    for (net, spec), stat in stats.items():
+        if net != network or spec.method != "sbc":
+            continue
+        other = stats.get((network, dataclasses.replace(spec, method="obc")))
+        if other is None:
+            continue
+        diff, spread = stat.mean - other.mean, max(stat.spread, other.spread)
+        diffs.append(diff)
+        wins += diff > spread
+        losses += -diff > spread
+        ties += abs(diff) <= spread
+    return wins, ties, losses, float(np.mean(diffs)) if diffs else math.nan
+
+
+def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
+                    claims: Sequence[Claim], meta: Mapping[str, Any]) -> str:
+    """The results page: claims, then one section of tables per network."""
+    stats = summarize(runs)
+    integer = summarize(runs, "integer_accuracy")
+    deployed = summarize(runs, "deployed_float_accuracy")
+    lines = ["# Accuracy vs compression on the bundled networks", "",
+             f"Command: `{meta['command']}`", "",
+             (f"Machine: {meta['machine']}; torch {meta['torch']}, {meta['threads']} thread(s). "
+             f"Load average {meta['load_start']:.1f} at start, {meta['load_end']:.1f} at end "
+             "(the machine is shared). "
+             f"Run time {meta['wall_s'] / 60:.1f} min wall, {meta['cpu_s'] / 60:.1f} min CPU."), "",
+             (f"Protocol: calibration = {CALIB_PER_CLASS} training digits per class (the bundled "
+             "calibration set's size), drawn with seeds "
+             f"{', '.join(map(str, meta['seeds']))} from the DVS-encoded training split (disjoint "
+             "from the evaluation digits); evaluation = the bundled 1,000 test digits"
+             f"{' (first ' + str(meta['eval_limit']) + ')' if meta.get('eval_limit') else ''}, "
+             "float simulator, spike-count read-out. LAMP allocation for every method, parallel "
+             f"propagation, solver `{meta['solver']}`, 1 % damping, GPTQ sweep in SBC's column "
+             "order for quantisation. Cells: accuracy in %, mean over the seeds (lowest-highest "
+             "seed); magnitude/RTN needs no calibration and runs once."), "",
+             "## Claims (issue 6)", ""]
+    lines += _table(["network", "claim", "holds", "numbers"],
+                    [[c.network, c.claim, {True: "yes", False: "**no**", None: "-"}[c.holds],
+                      c.detail] for c in claims])
+    for network in dense:
+        lines += [f"## {network}", "", f"Dense accuracy: {100 * dense[network]:.1f} %.", ""]
+        lines += ["### Pruning", ""]
+        lines += _method_table(stats, network, "sparsity",
+                               [(f"{s:.0%}", lambda m, s=s: Spec(m, sparsity=s))
+                                for s in grid.sparsities])
+        lines += ["### Quantisation (per-channel symmetric int grid)", ""]
+        lines += _method_table(stats, network, "bits",
+                               [(str(b), lambda m, b=b: Spec(m, bits=b)) for b in grid.bits])
+        lines += ["### Joint", ""]
+        lines += _method_table(stats, network, "setting",
+                               [(f"{s:.0%} + {b} bits", lambda m, s=s, b=b:
+                                 Spec(m, sparsity=s, bits=b)) for s, b in grid.joint])
+        lines += [f"### Target {grid.target} (config_for_target: its weight grid)", "",
+                  ("Float: the compressed graph in the float simulator; deployed: the netx "
+                  "export read back, in the float simulator and on the bit-accurate integer "
+                  "core (`evaluate_deployed`)."), ""]
+        body = []
+        for s in grid.target_sparsities:
+            for m in METHODS:
+                key = (network, Spec(m, sparsity=s, target=grid.target))
+                body.append([f"{s:.0%}", LABELS[m], _pct(stats.get(key)),
+                             _pct(deployed.get(key)), _pct(integer.get(key))])
+        lines += _table(["sparsity", "method", "float", "deployed float", "integer core"], body)
+        lines += [f"### Calibration size (at {grid.study_sparsity:.0%} sparsity)", ""]
+        body = []
+        for k in grid.per_class_sizes():
+            a, b = (stats.get((network, Spec(m, sparsity=grid.study_sparsity, per_class=k)))
+                    for m in ("sbc", "obc"))
+            body.append([f"{k} ({10 * k} samples)", _pct(a), _pct(b), _diff(a, b)])
+        lines += _table(["per class", "SBC", "OBC-current", "SBC - OBC"], body)
+        lines += ["### Issue 7: which choice wins", ""]
+        wins, ties, losses, mean = hessian_wins(stats, network)
+        lines += [(f"SMP vs current Hessian (SBC vs OBC-current, every setting run with both): "
+                  f"SBC better by more than the seed spread in {wins}, within it in {ties}, "
+                  f"worse in {losses}; mean difference {100 * mean:+.1f} pts."), ""]
+        if grid.sequential:
+            rows = [(f"{grid.study_sparsity:.0%}", Spec("sbc", sparsity=grid.study_sparsity))]
+            rows += [(f"{b} bits", Spec("sbc", bits=b)) for b in grid.sequential_bits]
+            body = []
+            for label, spec in rows:
+                a = stats.get((network, spec))
+                b = stats.get((network, dataclasses.replace(spec, propagation="sequential")))
+                body.append([label, _pct(a), _pct(b), _diff(b, a)])
+            lines += _table(["SBC", "parallel", "sequential", "sequential - parallel"], body)
+        body = []
+        for allocation in grid.allocations:
+            spec = Spec("sbc", sparsity=grid.study_sparsity, allocation=allocation)
+            split = next((r.layer_sparsity for r in runs
+                          if r.network == network and r.spec == spec), {})
+            body.append([allocation, _pct(stats.get((network, spec))),
+                         ", ".join(f"{name} {v:.0%}" for name, v in split.items())])
+        lines += _table([f"SBC {grid.study_sparsity:.0%}: allocation", "accuracy",
+                         "layer sparsity (first seed)"], body)
+        if grid.extra:
+            lines += ["### Further settings (investigation)", ""]
+            body = []
+            for spec in grid.extra:
+                times = [r.seconds for r in runs if r.network == network and r.spec == spec]
+                body.append([describe(spec), _pct(stats.get((network, spec))),
+                             f"{np.mean(times):.0f} s" if times else "-"])
+            lines += _table(["setting", "accuracy", "compression time (mean)"], body)
+    return "\n".join(lines)
+
+
+def plot(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run], path: Path) -> None:
+    """Accuracy vs sparsity, vs bits and vs calibration size, one row per network."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = summarize(runs)
+    networks = list(dense)
+    fig, axes = plt.subplots(len(networks), 3, figsize=(13, 3.6 * len(networks)), squeeze=False)
+    colors = {"sbc": "tab:blue", "obc": "tab:orange", "magnitude": "tab:gray"}
+
+    def curve(ax: Any, xs: Sequence[float], specs: Sequence[Spec], method: str) -> None:
+        found = [(x, stats[net, s]) for x, s in zip(xs, specs) if (net, s) in stats]
+        if not found:
+            return
+        x = [f[0] for f in found]
+        mean = np.array([100 * f[1].mean for f in found])
+        err = np.array([[100 * (f[1].mean - f[1].low) for f in found],
+                        [100 * (f[1].high - f[1].mean) for f in found]])
+        ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, color=colors[method],
+                    label=LABELS[method])
+
+    for row, net in enumerate(networks):
+        ax_s, ax_b, ax_c = axes[row]
+        for m in METHODS:
+            curve(ax_s, [100 * s for s in grid.sparsities],
+                  [Spec(m, sparsity=s) for s in grid.sparsities], m)
+            curve(ax_b, list(grid.bits), [Spec(m, bits=b) for b in grid.bits], m)
+        sizes = grid.per_class_sizes()
+        for m in ("sbc", "obc"):
+            curve(ax_c, list(sizes), [Spec(m, sparsity=grid.study_sparsity, per_class=k)
+                                      for k in sizes], m)
+        for ax, xlabel in ((ax_s, "sparsity (%)"), (ax_b, "weight bits"),
+                           (ax_c, f"calibration samples per class ({grid.study_sparsity:.0%})")):
+            ax.axhline(100 * dense[net], color="k", ls=":", lw=1, label="dense")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("accuracy (%)")
+            ax.set_title(net)
+            ax.grid(alpha=0.3)
+        ax_b.invert_xaxis()
+        ax_c.set_xscale("log")
+        ax_s.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="reduced grid and one seed (default output accuracy_quick.*)")
+    parser.add_argument("--networks", default=",".join(NETWORKS),
+                        help=f"comma-separated (default {','.join(NETWORKS)})")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="calibration draws (default 3; 1 with --quick)")
+    parser.add_argument("--solver", default="admm", help="pruning solver (default admm)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--eval-limit", type=int, default=None,
+                        help="evaluate on the first N evaluation samples only")
+    parser.add_argument("--models-dir", type=Path, default=None,
+                        help="folder with <network>.nir and nmnist_eval.npz (default: bundled)")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--name", default=None,
+                        help="output file stem (default accuracy, accuracy_quick with --quick)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    torch.set_num_threads(args.threads)
+    grid = QUICK if args.quick else FULL
+    seeds = list(range(args.seeds if args.seeds is not None else (1 if args.quick else 3)))
+    stem = args.name or ("accuracy_quick" if args.quick else "accuracy")
+    out = {ext: args.out_dir / f"{stem}.{ext}" for ext in ("md", "json", "png")}
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+
+    wall, cpu, load_start = time.perf_counter(), time.process_time(), os.getloadavg()[0]
+    specs = grid.specs()
+    dense: dict[str, float] = {}
+    runs: list[Run] = []
+    seconds: dict[str, float] = {}
+    for name in args.networks.split(","):
+        tick = time.perf_counter()
+        graph, evaluation = load_network(name, args.models_dir)
+        pool = training_pool(evaluation)
+        if args.eval_limit:
+            evaluation = evaluation.subset(slice(0, args.eval_limit))
+        network = Network(name, graph, evaluation, pool)
+        dense[name], found = run_network(network, specs, seeds, solver=args.solver,
+                                         progress=log.info)
+        runs += found
+        seconds[name] = time.perf_counter() - tick
+    claims = check_claims(summarize(runs), dense, grid)
+    command = ".venv/bin/python benchmarks/accuracy.py" + (
+        " " + shlex.join(argv if argv is not None else sys.argv[1:]) if (
+            argv if argv is not None else sys.argv[1:]) else "")
+    meta = {"command": command, "machine": _machine(), "torch": torch.__version__,
+            "threads": args.threads, "seeds": seeds, "solver": args.solver,
+            "eval_limit": args.eval_limit, "load_start": load_start,
+            "load_end": os.getloadavg()[0], "wall_s": time.perf_counter() - wall,
+            "cpu_s": time.process_time() - cpu, "seconds_per_network": seconds,
+            "grid": dataclasses.asdict(grid)}
+    write_text_atomic(out["md"], render_markdown(grid, dense, runs, claims, meta) + "\n")
+    write_text_atomic(out["json"], json.dumps(
+        {"meta": meta, "dense_accuracy": dense, "claims": [dataclasses.asdict(c) for c in claims],
+         "runs": [r.as_dict() for r in runs]}, indent=1) + "\n")
+    plot(grid, dense, runs, out["png"])
+    for claim in claims:
+        log.info("%s: %s: %s (%s)", claim.network, claim.claim,
+                 {True: "holds", False: "FAILS", None: "-"}[claim.holds], claim.detail)
+    log.info("wrote %s in %.1f min", ", ".join(map(str, out.values())), meta["wall_s"] / 60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Smoke tests of benchmarks/accuracy.py on a tiny hand-made spiking network.
+
+The network (12 inputs, 6 LIF, 3 LIF read-outs) routes input group ``c`` to hidden pair ``c``
+to output ``c``; class ``c``'s samples fire group ``c`` often and the rest rarely, so it
+classifies well and its strong synapses are few. Its accuracy is checked against a plain numpy
+LIF simulation (the IR's equations, written out), and the benchmark's rows, calibrations,
+summaries and claims against independent computations.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sbc_deploy.calibrate import calibrate
+from sbc_deploy.data import Dataset
+from sbc_deploy.ir import LIF, Affine, Graph, Input, Output
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark_accuracy",
+                                                  ROOT / "benchmarks" / "accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_benchmark()
+
+CLASSES, GROUP, HIDDEN, STEPS, BETA = 3, 4, 6, 12, 0.5
+
+
+def tiny_weights(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n_in = CLASSES * GROUP
+    W1 = rng.normal(0.0, 0.05, (HIDDEN, n_in))
+    W2 = rng.normal(0.0, 0.05, (CLASSES, HIDDEN))
+    for h in range(HIDDEN):
+        W1[h, (h // 2) * GROUP:(h // 2 + 1) * GROUP] += 0.7
+        W2[h // 2, h] += 1.2
+    return W1, W2
+
+
+def tiny_graph() -> Graph:
+    W1, W2 = tiny_weights()
+    return Graph.chain([
+        ("in", Input((CLASSES * GROUP,))),
+        ("fc1", Affine(W1)),
+        ("lif1", LIF(beta=np.full(HIDDEN, BETA), v_threshold=np.ones(HIDDEN))),
+        ("fc2", Affine(W2)),
+        ("lif2", LIF(beta=np.full(CLASSES, BETA), v_threshold=np.ones(CLASSES))),
+        ("out", Output((CLASSES,))),
+    ], dt=1e-3)
+
+
+def tiny_data(per_class: int, seed: int, source: str) -> Dataset:
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(CLASSES), per_class)
+    rate = np.full((y.size, CLASSES * GROUP), 0.08)
+    for i, c in enumerate(y):
+        rate[i, c * GROUP:(c + 1) * GROUP] = 0.45
+    x = (rng.uniform(size=(y.size, STEPS, CLASSES * GROUP)) < rate[:, None]).astype(np.uint8)
+    order = rng.permutation(y.size)
+    return Dataset(x=x[order], y=y[order], dt=1e-3, source=source)
+
+
+def numpy_accuracy(W1: np.ndarray, W2: np.ndarray, data: Dataset) -> float:
+    """LIF with zero reset, written out: v = beta v + W x; s = v > 1; v <- 0 where s."""
+    x = data.x.astype(np.float64)
+    v1 = np.zeros((len(data), HIDDEN))
+    v2 = np.zeros((len(data), CLASSES))
+    counts = np.zeros((len(data), CLASSES))
+    for t in range(data.steps):
+        v1 = BETA * v1 + x[:, t] @ W1.T
+        s1 = v1 > 1.0
+        v1[s1] = 0.0
+        v2 = BETA * v2 + s1.astype(np.float64) @ W2.T
+        s2 = v2 > 1.0
+        v2[s2] = 0.0
+        counts += s2
+    return float(np.mean(counts.argmax(axis=1) == data.y))
+
+
+TINY_GRID = bench.Grid(sparsities=(0.5, 0.9), bits=(4,), joint=((0.5, 4),),
+                       target_sparsities=(0.0,), study_sparsity=0.5, calib_sizes=(1, 4),
+                       sequential_bits=(4,), allocations=("uniform", "lamp", "global"))
+SEEDS = (0, 1)
+
+
+@pytest.fixture(scope="module")
+def network():
+    return bench.Network("tiny", tiny_graph(), tiny_data(20, seed=1, source="tiny eval"),
+                         tiny_data(30, seed=2, source="tiny pool"))
+
+
+@pytest.fixture(scope="module")
+def measured(network):
+    return bench.run_network(network, TINY_GRID.specs(), SEEDS)
+
+
+def test_dense_accuracy_equals_a_numpy_lif_simulation(network, measured):
+    dense, _ = measured
+    assert dense == numpy_accuracy(*tiny_weights(), network.evaluation)
+    assert dense > 0.8  # the hand-made network does classify
+
+
+def test_magnitude_at_zero_sparsity_reproduces_the_dense_accuracy(network, measured):
+    dense, _ = measured
+    run = bench.run_spec(network, bench.Spec("magnitude", sparsity=0.0), None, None)
+    assert run.accuracy == dense
+    assert run.sparsity == pytest.approx(np.mean(np.concatenate(
+        [tiny_weights()[0].ravel(), tiny_weights()[1].ravel()]) == 0.0))
+
+
+def test_rows_carry_every_method_sparsity_and_seed(measured):
+    _, runs = measured
+    by_spec: dict = {}
+    for run in runs:
+        by_spec.setdefault(run.spec, []).append(run.seed)
+    for sparsity in TINY_GRID.sparsities:
+        for method in bench.METHODS:
+            seeds = by_spec[bench.Spec(method, sparsity=sparsity)]
+            assert sorted(seeds, key=str) == ([None] if method == "magnitude" else list(SEEDS))
+    for bits in TINY_GRID.bits:
+        assert set(bench.METHODS) <= {s.method for s in by_spec if s.bits == bits}
+    assert {s.per_class for s in by_spec if s.method == "sbc"} == {1, 4, bench.CALIB_PER_CLASS}
+    assert {s.allocation for s in by_spec} == {"uniform", "lamp", "global"}
+    assert {s.propagation for s in by_spec} == {"parallel", "sequential"}
+    assert len(runs) == sum(1 if not s.calibrated else len(SEEDS) for s in TINY_GRID.specs())
+    for run in runs:
+        assert 0.0 <= run.accuracy <= 1.0
+        assert run.sparsity >= run.spec.sparsity - 0.02  # pruned as asked (up to rounding)
+        if run.spec.bits is None and run.spec.target is None:
+            assert run.sparsity == pytest.approx(run.spec.sparsity, abs=0.02)
+        assert (run.integer_accuracy is not None) == (run.spec.target is not None)
+
+
+def test_lamp_and_uniform_split_the_sparsity_differently(measured):
+    _, runs = measured
+    split = {r.spec.allocation: r.layer_sparsity for r in runs
+             if r.spec.sparsity == TINY_GRID.study_sparsity and r.seed == 0
+             and r.spec.method == "sbc" and r.spec.bits is None and r.spec.per_class == 20
+             and r.spec.propagation == "parallel"}
+    assert split["uniform"] == pytest.approx({"fc1": 0.5, "fc2": 0.5}, abs=0.02)
+    assert split["lamp"] != pytest.approx(split["uniform"], abs=0.02)
+
+
+def test_nested_draws_are_balanced_nested_and_seeded():
+    labels = np.repeat(np.arange(4), 7)[np.random.default_rng(3).permutation(28)]
+    draws = bench.nested_draws(labels, (1, 3, 7), seed=5)
+    for k, index in draws.items():
+        assert np.array_equal(np.bincount(labels[index], minlength=4), np.full(4, k))
+    assert set(draws[1]) <= set(draws[3]) <= set(draws[7])
+    assert np.array_equal(draws[7], np.arange(28))
+    again = bench.nested_draws(labels, (3,), seed=5)
+    assert np.array_equal(again[3], draws[3])
+    assert not np.array_equal(bench.nested_draws(labels, (3,), seed=6)[3], draws[3])
+    with pytest.raises(bench.DataError):
+        bench.nested_draws(labels, (8,), seed=0)
+
+
+def test_incremental_calibration_equals_calibrating_the_draw_at_once(network):
+    found = bench.seed_calibrations(network.graph, network.pool, (1, 4), seed=0,
+                                    kernels=("smp",))
+    index = bench.nested_draws(network.pool.y, (4,), seed=0)[4]
+    direct = calibrate(network.graph, network.pool.x[index], kernel="smp")
+    summed = found["smp", 4]
+    assert summed.n_samples == direct.n_samples == 4 * CLASSES
+    for name, hsum in direct.layers.items():
+        np.testing.assert_allclose(summed.layers[name].hessian(), hsum.hessian(), rtol=1e-12)
+    assert np.array_equal(np.asarray(summed.data), network.pool.x[index])
+
+
+def test_stat_and_claims_follow_the_definitions():
+    values = [0.91, 0.93, 0.90]
+    stat = bench.Stat.of(values)
+    assert (stat.n, stat.low, stat.high) == (3, 0.90, 0.93)
+    assert stat.mean == pytest.approx(np.mean(values))
+    assert stat.std == pytest.approx(np.std(values, ddof=1))
+    assert stat.spread == pytest.approx(0.03)
+
+    def stats(sbc: list[float], obc: list[float], mag: float) -> dict:
+        out = {}
+        for s in (0.9, 0.97):
+            out["nmnist_mlp", bench.Spec("sbc", sparsity=s)] = bench.Stat.of(sbc)
+            out["nmnist_mlp", bench.Spec("obc", sparsity=s)] = bench.Stat.of(obc)
+            out["nmnist_mlp", bench.Spec("magnitude", sparsity=s)] = bench.Stat.of([mag])
+        out["nmnist_mlp", bench.Spec("sbc", bits=4)] = bench.Stat.of([0.944, 0.946])
+        return out
+
+    grid = bench.Grid(sparsities=(0.5, 0.9, 0.97))
+    claims = bench.check_claims(stats([0.93, 0.935, 0.94], [0.90, 0.91, 0.92], 0.5),
+                                {"nmnist_mlp": 0.95}, grid)
+    verdict = {c.claim: c.holds for c in claims}
+    assert verdict["SBC, 97% loses <= 2.0 pts"] is True      # 0.95 - 0.935 = 1.5 pts
+    assert verdict["SBC, 4 bits loses <= 0.5 pts"] is True   # 0.95 - 0.945 = 0.5 pts
+    assert verdict["SBC beats OBC-current at 90% by more than the seed spread"] is True
+    assert verdict["SBC beats magnitude/RTN at 97% by more than the seed spread"] is True
+    assert len(claims) == 2 + 2 * 2  # no claim at 50 %
+    # margin 1 pt < spread 4 pts: does not hold; loss 3.5 pts at 97 %: does not hold
+    claims = bench.check_claims(stats([0.90, 0.915, 0.94], [0.90, 0.905, 0.91], 0.5),
+                                {"nmnist_mlp": 0.95}, grid)
+    verdict = {c.claim: c.holds for c in claims}
+    assert verdict["SBC beats OBC-current at 97% by more than the seed spread"] is False
+    assert verdict["SBC, 97% loses <= 2.0 pts"] is False
+
+
+def test_report_and_plot_are_written(measured, tmp_path):
+    dense, runs = measured
+    dense_map = {"tiny": dense}
+    meta = {"command": "accuracy.py --test", "machine": "test", "torch": "x", "threads": 1,
+            "load_start": 0.0, "load_end": 0.0, "wall_s": 1.0, "cpu_s": 1.0, "seeds": [0, 1],
+            "solver": "admm"}
+    claims = bench.check_claims(bench.summarize(runs), dense_map, TINY_GRID)
+    text = bench.render_markdown(TINY_GRID, dense_map, runs, claims, meta)
+    stats = bench.summarize(runs)
+    sbc = stats["tiny", bench.Spec("sbc", sparsity=0.9)]
+    assert f"| 90% | {100 * sbc.mean:.1f} ({100 * sbc.low:.1f}-{100 * sbc.high:.1f}) |" in text
+    assert f"Dense accuracy: {100 * dense:.1f} %." in text
+    path = tmp_path / "accuracy.png"
+    bench.plot(TINY_GRID, dense_map, runs, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [c.claim for c in claims] == [
+        "SBC beats OBC-current at 90% by more than the seed spread",
+        "SBC beats magnitude/RTN at 90% by more than the seed spread"]
+    row = runs[0].as_dict()
+    assert {"network", "method", "sparsity", "bits", "seed", "accuracy"} <= set(row)
+
+
+def test_spec_configs_follow_the_setting():
+    target = bench.Spec("sbc", sparsity=0.9, target="loihi2").config("admm")
+    assert (target.method, target.grid, target.bits, target.sparsity) == ("sbc", "int_exp", 8, 0.9)
+    assert target.allocation == "lamp" and target.solver == "admm"
+    damped = bench.Spec("obc", bits=4, damp_frac=0.1, solver="sparsegpt").config("admm")
+    assert (damped.method, damped.kernel, damped.bits, damped.grid) == ("obc", "current", 4, "int")
+    assert (damped.damp_frac, damped.solver) == (0.1, "sparsegpt")
+    assert not damped.prune and damped.quantize
+    magnitude = bench.Spec("magnitude", sparsity=0.5).config("exact")
+    assert magnitude.method == "magnitude" and not magnitude.quantize and magnitude.prune
