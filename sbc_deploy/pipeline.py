@@ -216,7 +216,7 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
 
     deployed = graph if netx_file is None else from_netx(netx_file, dt=graph.dt)
     n = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
-    spikes = np.swapaxes(data.x[:n], 0, 1)
+    spikes = np.array(np.swapaxes(data.x[:n], 0, 1))  # a writable copy for torch
     try:
         result = evaluate_deployed(deployed, spikes, data.y[:n], batch_size=request.batch_size)
     except SbcDeployError as err:

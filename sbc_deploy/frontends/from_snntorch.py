@@ -353,7 +353,7 @@ def _torch_shapes(module: nn.Module, layers: list[tuple[str, nn.Module]],
                 layer.reset_mem()
             try:
                 x = layer(x)
-            except Exception as err:  # noqa: BLE001 - any torch failure means a misfit sample
+            except Exception as err:
                 raise ShapeError(f"fails on the sample: {type(err).__name__}: {err}",
                                  where=f"layer '{key}' ({type(layer).__name__})") from err
             if isinstance(x, tuple):  # snntorch neurons return (spk, state...) without init_hidden
