@@ -218,7 +218,8 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
     n = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
     spikes = np.array(np.swapaxes(data.x[:n], 0, 1))  # a writable copy for torch
     try:
-        result = evaluate_deployed(deployed, spikes, data.y[:n], batch_size=request.batch_size)
+        result = evaluate_deployed(deployed, spikes, np.array(data.y[:n]),
+                                   batch_size=request.batch_size)
     except SbcDeployError as err:
         return None, f"integer core could not run this network: {err}"
     return result.integer_accuracy, None
