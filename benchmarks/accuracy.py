@@ -183,7 +183,7 @@ class Grid:
 
 
 FULL = Grid()
-QUICK = Grid(sparsities=(0.9, 0.97), bits=(4,), calib_sizes=(1,), sequential=False,
+QUICK = Grid(sparsities=(0.9, 0.97), bits=(4,), calib_sizes=(), sequential=False,
              allocations=("lamp",))
 
 
@@ -277,15 +277,25 @@ def seed_calibrations(graph: Graph, pool: Dataset, sizes: Sequence[int], seed: i
 # --------------------------------------------------------------------------- measuring
 
 
-def float_accuracy(graph: Graph, data: Dataset, batch_size: int = 250) -> float:
-    """Accuracy of ``graph`` in the float simulator (its natural read-out), batched."""
+def predict(graph: Graph, data: Dataset, batch_size: int = 250) -> tuple[np.ndarray, float]:
+    """Predicted classes in the float simulator (the graph's natural read-out), batched, and
+    the fraction of samples whose highest output score is shared by several classes (the
+    read-out then picks the lowest class index)."""
     mode = default_decoding(graph)
     output = graph.outputs[0]
-    correct = 0
-    for x, y in data.batches(batch_size):
+    preds, tied = [], 0
+    for x, _ in data.batches(batch_size):
         outputs = simulate(graph, torch.from_numpy(x)).outputs[output]
-        correct += int((classify(outputs, mode).numpy() == y).sum())
-    return correct / len(data)
+        preds.append(classify(outputs, mode).numpy())
+        score = (outputs.sum(0) if mode == "spike_count" else outputs[-1]).reshape(
+            outputs.shape[1], -1)
+        tied += int(((score == score.max(dim=1, keepdim=True).values).sum(dim=1) > 1).sum())
+    return np.concatenate(preds), tied / len(data)
+
+
+def float_accuracy(graph: Graph, data: Dataset, batch_size: int = 250) -> float:
+    """Accuracy of ``graph`` in the float simulator (:func:`predict`)."""
+    return float(np.mean(predict(graph, data, batch_size)[0] == data.y))
 
 
 def integer_accuracy(graph: Graph, data: Dataset, batch_size: int = 250) -> tuple[float, float]:
@@ -320,6 +330,8 @@ class Run:
     layer_sparsity: Mapping[str, float]
     seconds: float
     cpu_seconds: float
+    ties: float = 0.0
+    agreement: float | None = None
     integer_accuracy: float | None = None
     deployed_float_accuracy: float | None = None
 
@@ -331,19 +343,26 @@ class Run:
 
 
 def run_spec(network: Network, spec: Spec, calibration: Calibration | None, seed: int | None,
-             *, solver: str = "admm", batch_size: int = 250) -> Run:
-    """Compress ``network`` as ``spec`` says and measure it (``seconds``: compression only)."""
+             *, solver: str = "admm", batch_size: int = 250,
+             reference: np.ndarray | None = None) -> Run:
+    """Compress ``network`` as ``spec`` says and measure it (``seconds``: compression only).
+
+    ``reference``: the dense network's predictions; the run then records the fraction of
+    samples on which the compressed network predicts the same class (``agreement``).
+    """
     cpu = time.process_time()
     start = time.perf_counter()
     compressed, stats = compress(network.graph, calibration, spec.config(solver))
     seconds = time.perf_counter() - start
-    accuracy = float_accuracy(compressed, network.evaluation, batch_size)
+    pred, ties = predict(compressed, network.evaluation, batch_size)
+    accuracy = float(np.mean(pred == network.evaluation.y))
+    agreement = None if reference is None else float(np.mean(pred == reference))
     integer = deployed = None
     if spec.target is not None:
         integer, deployed = integer_accuracy(compressed, network.evaluation, batch_size)
     return Run(network.name, spec, seed, accuracy, stats.sparsity,
                {layer.name: layer.sparsity for layer in stats.layers}, seconds,
-               time.process_time() - cpu, integer, deployed)
+               time.process_time() - cpu, ties, agreement, integer, deployed)
 
 
 def run_network(network: Network, specs: Sequence[Spec], seeds: Sequence[int], *,
@@ -351,9 +370,11 @@ def run_network(network: Network, specs: Sequence[Spec], seeds: Sequence[int], *
                 progress: Callable[[str], None] | None = None) -> tuple[float, list[Run]]:
     """The dense accuracy and every run of ``specs`` (calibrated ones once per seed)."""
     say = progress or (lambda message: None)
-    dense = float_accuracy(network.graph, network.evaluation, batch_size)
-    say(f"{network.name}: dense accuracy {dense:.4f}")
-    runs = [run_spec(network, spec, None, None, solver=solver, batch_size=batch_size)
+    reference, ties = predict(network.graph, network.evaluation, batch_size)
+    dense = float(np.mean(reference == network.evaluation.y))
+    say(f"{network.name}: dense accuracy {dense:.4f} ({ties:.1%} of the samples tied)")
+    runs = [run_spec(network, spec, None, None, solver=solver, batch_size=batch_size,
+                     reference=reference)
             for spec in specs if not spec.calibrated]
     calibrated = [spec for spec in specs if spec.calibrated]
     sizes = sorted({spec.per_class for spec in calibrated})
@@ -365,7 +386,7 @@ def run_network(network: Network, specs: Sequence[Spec], seeds: Sequence[int], *
             f"(kernel, size) pairs in {time.perf_counter() - tick:.0f} s")
         for spec in calibrated:
             run = run_spec(network, spec, calibrations[KERNELS[spec.method], spec.per_class],
-                           seed, solver=solver, batch_size=batch_size)
+                           seed, solver=solver, batch_size=batch_size, reference=reference)
             runs.append(run)
             say(f"{network.name} seed {seed}: {describe(spec)}: {run.accuracy:.4f} "
                 f"(compress {run.seconds:.0f} s)")
@@ -502,13 +523,19 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 
 
 def _method_table(stats: Mapping[tuple[str, Spec], Stat], network: str, first: str,
-                  rows: Sequence[tuple[str, Callable[[str], Spec]]]) -> list[str]:
+                  rows: Sequence[tuple[str, Callable[[str], Spec]]],
+                  agreement: Mapping[tuple[str, Spec], Stat] | None = None) -> list[str]:
     header = [first, *(LABELS[m] for m in METHODS), "SBC - OBC", "SBC - magnitude"]
+    if agreement is not None:
+        header += [f"agrees with dense: {LABELS[m]}" for m in METHODS]
     body = []
     for label, make in rows:
         s = {m: stats.get((network, make(m))) for m in METHODS}
-        body.append([label, *(_pct(s[m]) for m in METHODS), _diff(s["sbc"], s["obc"]),
-                     _diff(s["sbc"], s["magnitude"])])
+        row = [label, *(_pct(s[m]) for m in METHODS), _diff(s["sbc"], s["obc"]),
+               _diff(s["sbc"], s["magnitude"])]
+        if agreement is not None:
+            row += [_pct(agreement.get((network, make(m)))) for m in METHODS]
+        body.append(row)
     return _table(header, body)
 
 
@@ -536,6 +563,7 @@ def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
                     claims: Sequence[Claim], meta: Mapping[str, Any]) -> str:
     """The results page: claims, then one section of tables per network."""
     stats = summarize(runs)
+    agree = summarize(runs, "agreement")
     integer = summarize(runs, "integer_accuracy")
     deployed = summarize(runs, "deployed_float_accuracy")
     lines = ["# Accuracy vs compression on the bundled networks", "",
@@ -552,7 +580,9 @@ def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
              "float simulator, spike-count read-out. LAMP allocation for every method, parallel "
              f"propagation, solver `{meta['solver']}`, 1 % damping, GPTQ sweep in SBC's column "
              "order for quantisation. Cells: accuracy in %, mean over the seeds (lowest-highest "
-             "seed); magnitude/RTN needs no calibration and runs once."), "",
+             "seed); magnitude/RTN needs no calibration and runs once. 'Agrees with dense': the "
+             "fraction of evaluation samples on which the compressed network predicts the dense "
+             "network's class (a less noisy measure of fidelity than accuracy)."), "",
              "## Claims (issue 6)", ""]
     lines += _table(["network", "claim", "holds", "numbers"],
                     [[c.network, c.claim, {True: "yes", False: "**no**", None: "-"}[c.holds],
@@ -562,14 +592,15 @@ def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
         lines += ["### Pruning", ""]
         lines += _method_table(stats, network, "sparsity",
                                [(f"{s:.0%}", lambda m, s=s: Spec(m, sparsity=s))
-                                for s in grid.sparsities])
+                                for s in grid.sparsities], agree)
         lines += ["### Quantisation (per-channel symmetric int grid)", ""]
         lines += _method_table(stats, network, "bits",
-                               [(str(b), lambda m, b=b: Spec(m, bits=b)) for b in grid.bits])
+                               [(str(b), lambda m, b=b: Spec(m, bits=b)) for b in grid.bits],
+                               agree)
         lines += ["### Joint", ""]
         lines += _method_table(stats, network, "setting",
                                [(f"{s:.0%} + {b} bits", lambda m, s=s, b=b:
-                                 Spec(m, sparsity=s, bits=b)) for s, b in grid.joint])
+                                 Spec(m, sparsity=s, bits=b)) for s, b in grid.joint], agree)
         lines += [f"### Target {grid.target} (config_for_target: its weight grid)", "",
                   ("Float: the compressed graph in the float simulator; deployed: the netx "
                   "export read back, in the float simulator and on the bit-accurate integer "
@@ -620,6 +651,21 @@ def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
                              f"{np.mean(times):.0f} s" if times else "-"])
             lines += _table(["setting", "accuracy", "compression time (mean)"], body)
     return "\n".join(lines)
+
+
+NOTES = ("<!-- notes: kept when the benchmark rewrites this file -->", "<!-- /notes -->")
+
+
+def keep_notes(page: str, previous: Path) -> str:
+    """``page`` with the hand-written notes block of the ``previous`` file (if any) inserted
+    before its first network section, so that findings survive a re-run."""
+    old = previous.read_text(encoding="utf-8") if previous.is_file() else ""
+    start, end = old.find(NOTES[0]), old.find(NOTES[1])
+    if start < 0 or end < start:
+        return page
+    block = old[start:end + len(NOTES[1])]
+    at = page.find("\n## ", page.find("## Claims") + 1)
+    return page + "\n" + block if at < 0 else page[:at + 1] + block + "\n" + page[at:]
 
 
 def plot(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run], path: Path) -> None:
@@ -729,7 +775,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "load_end": os.getloadavg()[0], "wall_s": time.perf_counter() - wall,
             "cpu_s": time.process_time() - cpu, "seconds_per_network": seconds,
             "grid": dataclasses.asdict(grid)}
-    write_text_atomic(out["md"], render_markdown(grid, dense, runs, claims, meta) + "\n")
+    page = render_markdown(grid, dense, runs, claims, meta)
+    write_text_atomic(out["md"], keep_notes(page, out["md"]) + "\n")
     write_text_atomic(out["json"], json.dumps(
         {"meta": meta, "dense_accuracy": dense, "claims": [dataclasses.asdict(c) for c in claims],
          "runs": [r.as_dict() for r in runs]}, indent=1) + "\n")

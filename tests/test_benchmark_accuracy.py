@@ -113,8 +113,11 @@ def test_dense_accuracy_equals_a_numpy_lif_simulation(network, measured):
 
 def test_magnitude_at_zero_sparsity_reproduces_the_dense_accuracy(network, measured):
     dense, _ = measured
-    run = bench.run_spec(network, bench.Spec("magnitude", sparsity=0.0), None, None)
+    reference, _ = bench.predict(network.graph, network.evaluation)
+    run = bench.run_spec(network, bench.Spec("magnitude", sparsity=0.0), None, None,
+                         reference=reference)
     assert run.accuracy == dense
+    assert run.agreement == 1.0  # the same class on every sample, not just as many right
     assert run.sparsity == pytest.approx(np.mean(np.concatenate(
         [tiny_weights()[0].ravel(), tiny_weights()[1].ravel()]) == 0.0))
 
@@ -135,7 +138,8 @@ def test_rows_carry_every_method_sparsity_and_seed(measured):
     assert {s.propagation for s in by_spec} == {"parallel", "sequential"}
     assert len(runs) == sum(1 if not s.calibrated else len(SEEDS) for s in TINY_GRID.specs())
     for run in runs:
-        assert 0.0 <= run.accuracy <= 1.0
+        assert 0.0 <= run.accuracy <= 1.0 and 0.0 <= run.agreement <= 1.0
+        assert 0.0 <= run.ties <= 1.0
         assert run.sparsity >= run.spec.sparsity - 0.02  # pruned as asked (up to rounding)
         if run.spec.bits is None and run.spec.target is None:
             assert run.sparsity == pytest.approx(run.spec.sparsity, abs=0.02)
@@ -244,3 +248,14 @@ def test_spec_configs_follow_the_setting():
     assert not damped.prune and damped.quantize
     magnitude = bench.Spec("magnitude", sparsity=0.5).config("exact")
     assert magnitude.method == "magnitude" and not magnitude.quantize and magnitude.prune
+
+
+def test_notes_survive_a_rewrite(tmp_path):
+    page = "# Title\n\n## Claims (issue 6)\n\n| a |\n\n## net\n\nnumbers\n"
+    previous = tmp_path / "accuracy.md"
+    assert bench.keep_notes(page, previous) == page  # no previous file
+    notes = f"{bench.NOTES[0]}\nWhy claim 2 fails.\n{bench.NOTES[1]}"
+    previous.write_text(page.replace("## net", notes + "\n\n## net"))
+    kept = bench.keep_notes(page.replace("numbers", "new numbers"), previous)
+    assert kept.index("## Claims") < kept.index("Why claim 2 fails.") < kept.index("## net")
+    assert "new numbers" in kept and kept.count("Why claim 2 fails.") == 1
