@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,6 +183,13 @@ class Grid:
 
 
 FULL = Grid()
+INVESTIGATION: tuple[Spec, ...] = tuple(
+    Spec(m, sparsity=0.97, **change) for change in (
+        {"damp_frac": 0.001}, {"damp_frac": 0.1}, {"solver": "sparsegpt"},
+        {"allocation": "global"}, {"allocation": "uniform"}, {"per_class": 100})
+    for m in ("sbc", "obc")) + tuple(
+    Spec(m, bits=4, **change) for change in ({"damp_frac": 0.1}, {"per_class": 100})
+    for m in ("sbc", "obc"))
 QUICK = Grid(sparsities=(0.9, 0.97), bits=(4,), calib_sizes=(), sequential=False,
              allocations=("lamp",))
 
@@ -320,26 +327,43 @@ def integer_accuracy(graph: Graph, data: Dataset, batch_size: int = 250) -> tupl
 
 @dataclass(frozen=True)
 class Run:
-    """One measured run: a setting, a calibration seed (``None``: no calibration) and results."""
+    """One measured run: a setting, a calibration seed (``None``: no calibration) and results.
+
+    ``achieved_sparsity``: zero fraction of the compressed layers (pruned or rounded to 0);
+    ``seconds``: compression wall time; ``eval_seconds``: evaluation wall time; ``ties``: the
+    fraction of evaluation samples with a tied top output; ``agreement``: with the dense
+    predictions; ``integer_accuracy`` / ``deployed_float_accuracy``: target runs only.
+    """
 
     network: str
     spec: Spec
     seed: int | None
     accuracy: float
-    sparsity: float
+    achieved_sparsity: float
     layer_sparsity: Mapping[str, float]
     seconds: float
     cpu_seconds: float
+    eval_seconds: float = 0.0
     ties: float = 0.0
     agreement: float | None = None
     integer_accuracy: float | None = None
     deployed_float_accuracy: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """A flat JSON row: the run's fields with the spec's fields inlined."""
         row = dataclasses.asdict(self)
         row.update(row.pop("spec"))
         row["layer_sparsity"] = dict(self.layer_sparsity)
         return row
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> Run:
+        """The run of an :meth:`as_dict` row (results of an earlier invocation)."""
+        names = {f.name for f in dataclasses.fields(Spec)}
+        spec = Spec(**{k: v for k, v in row.items() if k in names})
+        return cls(spec=spec, **{k: v for k, v in row.items()
+                                 if k not in names and k in {f.name for f in
+                                                             dataclasses.fields(cls)}})
 
 
 def run_spec(network: Network, spec: Spec, calibration: Calibration | None, seed: int | None,
@@ -362,13 +386,26 @@ def run_spec(network: Network, spec: Spec, calibration: Calibration | None, seed
         integer, deployed = integer_accuracy(compressed, network.evaluation, batch_size)
     return Run(network.name, spec, seed, accuracy, stats.sparsity,
                {layer.name: layer.sparsity for layer in stats.layers}, seconds,
-               time.process_time() - cpu, ties, agreement, integer, deployed)
+               time.process_time() - cpu, time.perf_counter() - start - seconds, ties,
+               agreement, integer, deployed)
+
+
+@dataclass(frozen=True)
+class NetworkResult:
+    """Everything measured on one network."""
+
+    dense: float
+    dense_ties: float
+    runs: tuple[Run, ...]
+    calibration_seconds: float
 
 
 def run_network(network: Network, specs: Sequence[Spec], seeds: Sequence[int], *,
                 solver: str = "admm", batch_size: int = 250,
-                progress: Callable[[str], None] | None = None) -> tuple[float, list[Run]]:
-    """The dense accuracy and every run of ``specs`` (calibrated ones once per seed)."""
+                first_seed_only: Collection[Spec] = (),
+                progress: Callable[[str], None] | None = None) -> NetworkResult:
+    """The dense accuracy and every run of ``specs``: calibrated ones once per seed (only the
+    first seed for the specs in ``first_seed_only``), magnitude/RTN once."""
     say = progress or (lambda message: None)
     reference, ties = predict(network.graph, network.evaluation, batch_size)
     dense = float(np.mean(reference == network.evaluation.y))
@@ -376,12 +413,15 @@ def run_network(network: Network, specs: Sequence[Spec], seeds: Sequence[int], *
     runs = [run_spec(network, spec, None, None, solver=solver, batch_size=batch_size,
                      reference=reference)
             for spec in specs if not spec.calibrated]
-    calibrated = [spec for spec in specs if spec.calibrated]
-    sizes = sorted({spec.per_class for spec in calibrated})
-    kernels = sorted({KERNELS[spec.method] for spec in calibrated})
-    for seed in seeds:
+    calibration_seconds = 0.0
+    for i, seed in enumerate(seeds):
+        calibrated = [spec for spec in specs
+                      if spec.calibrated and (i == 0 or spec not in first_seed_only)]
+        sizes = sorted({spec.per_class for spec in calibrated})
+        kernels = sorted({KERNELS[spec.method] for spec in calibrated})
         tick = time.perf_counter()
         calibrations = seed_calibrations(network.graph, network.pool, sizes, seed, kernels)
+        calibration_seconds += time.perf_counter() - tick
         say(f"{network.name} seed {seed}: calibrated {len(calibrations)} "
             f"(kernel, size) pairs in {time.perf_counter() - tick:.0f} s")
         for spec in calibrated:
@@ -390,7 +430,7 @@ def run_network(network: Network, specs: Sequence[Spec], seeds: Sequence[int], *
             runs.append(run)
             say(f"{network.name} seed {seed}: {describe(spec)}: {run.accuracy:.4f} "
                 f"(compress {run.seconds:.0f} s)")
-    return dense, runs
+    return NetworkResult(dense, ties, tuple(runs), calibration_seconds)
 
 
 # --------------------------------------------------------------------------- summaries
@@ -561,28 +601,42 @@ def hessian_wins(stats: Mapping[tuple[str, Spec], Stat], network: str) -> tuple[
 
 def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
                     claims: Sequence[Claim], meta: Mapping[str, Any]) -> str:
-    """The results page: claims, then one section of tables per network."""
+    """The results page: how it was made, the claims, then one section per network.
+
+    ``meta``: ``machine``, ``torch`` and, per network under ``networks``, the ``command``,
+    ``date``, ``wall_s``, ``cpu_s``, ``calibration_s``, ``investigation_s``, ``load_start``,
+    ``load_end``, ``seeds``, ``solver``, ``threads`` and ``eval_limit`` of the run that made it.
+    """
     stats = summarize(runs)
     agree = summarize(runs, "agreement")
     integer = summarize(runs, "integer_accuracy")
     deployed = summarize(runs, "deployed_float_accuracy")
+    per_net = meta["networks"]
+    first = per_net[next(iter(dense))]
     lines = ["# Accuracy vs compression on the bundled networks", "",
-             f"Command: `{meta['command']}`", "",
-             (f"Machine: {meta['machine']}; torch {meta['torch']}, {meta['threads']} thread(s). "
-             f"Load average {meta['load_start']:.1f} at start, {meta['load_end']:.1f} at end "
-             "(the machine is shared). "
-             f"Run time {meta['wall_s'] / 60:.1f} min wall, {meta['cpu_s'] / 60:.1f} min CPU."), "",
-             (f"Protocol: calibration = {CALIB_PER_CLASS} training digits per class (the bundled "
-             "calibration set's size), drawn with seeds "
-             f"{', '.join(map(str, meta['seeds']))} from the DVS-encoded training split (disjoint "
-             "from the evaluation digits); evaluation = the bundled 1,000 test digits"
-             f"{' (first ' + str(meta['eval_limit']) + ')' if meta.get('eval_limit') else ''}, "
-             "float simulator, spike-count read-out. LAMP allocation for every method, parallel "
-             f"propagation, solver `{meta['solver']}`, 1 % damping, GPTQ sweep in SBC's column "
-             "order for quantisation. Cells: accuracy in %, mean over the seeds (lowest-highest "
-             "seed); magnitude/RTN needs no calibration and runs once. 'Agrees with dense': the "
-             "fraction of evaluation samples on which the compressed network predicts the dense "
-             "network's class (a less noisy measure of fidelity than accuracy)."), "",
+             (f"Machine: {meta['machine']}; torch {meta['torch']}. The machine is shared with "
+             "other work: wall times depend on its load (CPU time is the process's own)."), ""]
+    lines += _table(["network", "command", "date", "wall", "CPU", "load avg", "calibration",
+                     "investigation"],
+                    [[net, f"`{m['command']}`", m["date"], f"{m['wall_s'] / 60:.1f} min",
+                      f"{m['cpu_s'] / 60:.1f} min",
+                      f"{m['load_start']:.1f}-{m['load_end']:.1f}",
+                      f"{m['calibration_s'] / 60:.1f} min",
+                      f"{m['investigation_s'] / 60:.1f} min"] for net, m in per_net.items()])
+    lines += [(f"Protocol: calibration = {CALIB_PER_CLASS} training digits per class (the "
+               "bundled calibration set's size), drawn with seeds "
+               f"{', '.join(map(str, first['seeds']))} from the DVS-encoded training split of "
+               "examples/nmnist_common.py (disjoint from the evaluation digits; checked); "
+               "evaluation = the bundled 1,000 test digits"
+               f"{' (first ' + str(first['eval_limit']) + ')' if first.get('eval_limit') else ''}"
+               f", float simulator, spike-count read-out, {first['threads']} torch threads. "
+               "LAMP allocation for every method (the SBC authors' protocol), parallel "
+               f"propagation, solver `{first['solver']}`, 1 % damping, GPTQ sweep in SBC's "
+               "column order for quantisation. Cells: accuracy in %, mean over the seeds "
+               "(lowest-highest seed); magnitude/RTN needs no calibration and runs once. "
+               "'Agrees with dense': the fraction of evaluation samples on which the compressed "
+               "network predicts the dense network's class (a less noisy measure of fidelity "
+               "than accuracy)."), "",
              "## Claims (issue 6)", ""]
     lines += _table(["network", "claim", "holds", "numbers"],
                     [[c.network, c.claim, {True: "yes", False: "**no**", None: "-"}[c.holds],
@@ -643,7 +697,7 @@ def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
         lines += _table([f"SBC {grid.study_sparsity:.0%}: allocation", "accuracy",
                          "layer sparsity (first seed)"], body)
         if grid.extra:
-            lines += ["### Further settings (investigation)", ""]
+            lines += ["### Further settings (investigation, first seed only)", ""]
             body = []
             for spec in grid.extra:
                 times = [r.seconds for r in runs if r.network == network and r.spec == spec]
@@ -723,6 +777,15 @@ def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def load_results(path: Path) -> tuple[dict[str, float], list[Run], dict[str, Any]]:
+    """Dense accuracies, runs and per-network metadata of an earlier results JSON (or empty)."""
+    if not path.is_file():
+        return {}, [], {}
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    return (dict(stored["dense_accuracy"]), [Run.from_dict(row) for row in stored["runs"]],
+            dict(stored["meta"]["networks"]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -731,6 +794,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"comma-separated (default {','.join(NETWORKS)})")
     parser.add_argument("--seeds", type=int, default=None,
                         help="calibration draws (default 3; 1 with --quick)")
+    parser.add_argument("--investigate", action="store_true",
+                        help="also run the investigation settings (damping, solver, global "
+                             "allocation at 97 %%; first seed only)")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the other networks' results of the existing JSON output")
     parser.add_argument("--solver", default="admm", help="pruning solver (default admm)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--eval-limit", type=int, default=None,
@@ -744,36 +812,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
     grid = QUICK if args.quick else FULL
+    if args.investigate:
+        grid = dataclasses.replace(grid, extra=INVESTIGATION)
     seeds = list(range(args.seeds if args.seeds is not None else (1 if args.quick else 3)))
     stem = args.name or ("accuracy_quick" if args.quick else "accuracy")
     out = {ext: args.out_dir / f"{stem}.{ext}" for ext in ("md", "json", "png")}
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    words = list(argv if argv is not None else sys.argv[1:])
+    command = " ".join([".venv/bin/python benchmarks/accuracy.py", shlex.join(words)]).strip()
 
-    wall, cpu, load_start = time.perf_counter(), time.process_time(), os.getloadavg()[0]
-    specs = grid.specs()
-    dense: dict[str, float] = {}
-    runs: list[Run] = []
-    seconds: dict[str, float] = {}
-    for name in args.networks.split(","):
-        tick = time.perf_counter()
+    dense, runs, per_net = load_results(out["json"]) if args.update else ({}, [], {})
+    names = args.networks.split(",")
+    runs = [r for r in runs if r.network not in names]
+    for name in names:
+        wall, cpu = time.perf_counter(), time.process_time()
+        load_start = os.getloadavg()[0]
         graph, evaluation = load_network(name, args.models_dir)
         pool = training_pool(evaluation)
         if args.eval_limit:
             evaluation = evaluation.subset(slice(0, args.eval_limit))
-        network = Network(name, graph, evaluation, pool)
-        dense[name], found = run_network(network, specs, seeds, solver=args.solver,
-                                         progress=log.info)
-        runs += found
-        seconds[name] = time.perf_counter() - tick
+        result = run_network(Network(name, graph, evaluation, pool), grid.specs(), seeds,
+                             solver=args.solver, first_seed_only=set(grid.extra),
+                             progress=log.info)
+        dense[name] = result.dense
+        runs += result.runs
+        per_net[name] = {
+            "command": command, "date": time.strftime("%Y-%m-%d %H:%M"),
+            "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
+            "calibration_s": result.calibration_seconds,
+            "investigation_s": sum(r.seconds + r.eval_seconds for r in result.runs
+                                   if r.spec in grid.extra),
+            "load_start": load_start, "load_end": os.getloadavg()[0], "seeds": seeds,
+            "solver": args.solver, "threads": args.threads, "eval_limit": args.eval_limit,
+            "dense_ties": result.dense_ties, "grid": "quick" if args.quick else "full",
+            "investigate": args.investigate}
     claims = check_claims(summarize(runs), dense, grid)
-    command = ".venv/bin/python benchmarks/accuracy.py" + (
-        " " + shlex.join(argv if argv is not None else sys.argv[1:]) if (
-            argv if argv is not None else sys.argv[1:]) else "")
-    meta = {"command": command, "machine": _machine(), "torch": torch.__version__,
-            "threads": args.threads, "seeds": seeds, "solver": args.solver,
-            "eval_limit": args.eval_limit, "load_start": load_start,
-            "load_end": os.getloadavg()[0], "wall_s": time.perf_counter() - wall,
-            "cpu_s": time.process_time() - cpu, "seconds_per_network": seconds,
+    meta = {"machine": _machine(), "torch": torch.__version__, "networks": per_net,
             "grid": dataclasses.asdict(grid)}
     page = render_markdown(grid, dense, runs, claims, meta)
     write_text_atomic(out["md"], keep_notes(page, out["md"]) + "\n")
@@ -784,7 +858,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for claim in claims:
         log.info("%s: %s: %s (%s)", claim.network, claim.claim,
                  {True: "holds", False: "FAILS", None: "-"}[claim.holds], claim.detail)
-    log.info("wrote %s in %.1f min", ", ".join(map(str, out.values())), meta["wall_s"] / 60)
+    log.info("wrote %s", ", ".join(map(str, out.values())))
     return 0
 
 

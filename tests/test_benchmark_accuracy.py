@@ -90,7 +90,8 @@ def numpy_accuracy(W1: np.ndarray, W2: np.ndarray, data: Dataset) -> float:
 
 TINY_GRID = bench.Grid(sparsities=(0.5, 0.9), bits=(4,), joint=((0.5, 4),),
                        target_sparsities=(0.0,), study_sparsity=0.5, calib_sizes=(1, 4),
-                       sequential_bits=(4,), allocations=("uniform", "lamp", "global"))
+                       sequential_bits=(4,), allocations=("uniform", "lamp", "global"),
+                       extra=(bench.Spec("sbc", bits=4, damp_frac=0.1),))
 SEEDS = (0, 1)
 
 
@@ -102,7 +103,9 @@ def network():
 
 @pytest.fixture(scope="module")
 def measured(network):
-    return bench.run_network(network, TINY_GRID.specs(), SEEDS)
+    result = bench.run_network(network, TINY_GRID.specs(), SEEDS,
+                               first_seed_only={bench.Spec("sbc", bits=4, damp_frac=0.1)})
+    return result.dense, list(result.runs)
 
 
 def test_dense_accuracy_equals_a_numpy_lif_simulation(network, measured):
@@ -118,7 +121,7 @@ def test_magnitude_at_zero_sparsity_reproduces_the_dense_accuracy(network, measu
                          reference=reference)
     assert run.accuracy == dense
     assert run.agreement == 1.0  # the same class on every sample, not just as many right
-    assert run.sparsity == pytest.approx(np.mean(np.concatenate(
+    assert run.achieved_sparsity == pytest.approx(np.mean(np.concatenate(
         [tiny_weights()[0].ravel(), tiny_weights()[1].ravel()]) == 0.0))
 
 
@@ -136,13 +139,14 @@ def test_rows_carry_every_method_sparsity_and_seed(measured):
     assert {s.per_class for s in by_spec if s.method == "sbc"} == {1, 4, bench.CALIB_PER_CLASS}
     assert {s.allocation for s in by_spec} == {"uniform", "lamp", "global"}
     assert {s.propagation for s in by_spec} == {"parallel", "sequential"}
-    assert len(runs) == sum(1 if not s.calibrated else len(SEEDS) for s in TINY_GRID.specs())
+    assert by_spec[bench.Spec("sbc", bits=4, damp_frac=0.1)] == [0]  # first seed only
+    assert len(runs) == sum(1 if not s.calibrated else len(SEEDS) for s in TINY_GRID.specs()) - 1
     for run in runs:
         assert 0.0 <= run.accuracy <= 1.0 and 0.0 <= run.agreement <= 1.0
         assert 0.0 <= run.ties <= 1.0
-        assert run.sparsity >= run.spec.sparsity - 0.02  # pruned as asked (up to rounding)
+        assert run.achieved_sparsity >= run.spec.sparsity - 0.02  # pruned as asked (up to rounding)
         if run.spec.bits is None and run.spec.target is None:
-            assert run.sparsity == pytest.approx(run.spec.sparsity, abs=0.02)
+            assert run.achieved_sparsity == pytest.approx(run.spec.sparsity, abs=0.02)
         assert (run.integer_accuracy is not None) == (run.spec.target is not None)
 
 
@@ -216,26 +220,29 @@ def test_stat_and_claims_follow_the_definitions():
     assert verdict["SBC, 97% loses <= 2.0 pts"] is False
 
 
-def test_report_and_plot_are_written(measured, tmp_path):
+def test_report_plot_and_json_rows(measured, tmp_path):
     dense, runs = measured
     dense_map = {"tiny": dense}
-    meta = {"command": "accuracy.py --test", "machine": "test", "torch": "x", "threads": 1,
-            "load_start": 0.0, "load_end": 0.0, "wall_s": 1.0, "cpu_s": 1.0, "seeds": [0, 1],
-            "solver": "admm"}
+    meta = {"machine": "test", "torch": "x", "networks": {"tiny": {
+        "command": "accuracy.py --test", "date": "today", "wall_s": 60.0, "cpu_s": 30.0,
+        "calibration_s": 6.0, "investigation_s": 0.0, "load_start": 0.0, "load_end": 0.0,
+        "seeds": [0, 1], "solver": "admm", "threads": 1, "eval_limit": None}}}
     claims = bench.check_claims(bench.summarize(runs), dense_map, TINY_GRID)
+    assert [c.claim for c in claims] == [
+        "SBC beats OBC-current at 90% by more than the seed spread",
+        "SBC beats magnitude/RTN at 90% by more than the seed spread"]
     text = bench.render_markdown(TINY_GRID, dense_map, runs, claims, meta)
     stats = bench.summarize(runs)
     sbc = stats["tiny", bench.Spec("sbc", sparsity=0.9)]
     assert f"| 90% | {100 * sbc.mean:.1f} ({100 * sbc.low:.1f}-{100 * sbc.high:.1f}) |" in text
     assert f"Dense accuracy: {100 * dense:.1f} %." in text
+    assert "| SBC, 4 bits, damping 0.1 |" in text  # the investigation table
     path = tmp_path / "accuracy.png"
     bench.plot(TINY_GRID, dense_map, runs, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [c.claim for c in claims] == [
-        "SBC beats OBC-current at 90% by more than the seed spread",
-        "SBC beats magnitude/RTN at 90% by more than the seed spread"]
-    row = runs[0].as_dict()
-    assert {"network", "method", "sparsity", "bits", "seed", "accuracy"} <= set(row)
+    rows = [run.as_dict() for run in runs]
+    assert {"network", "method", "sparsity", "bits", "seed", "accuracy"} <= set(rows[0])
+    assert [bench.Run.from_dict(row) for row in rows] == runs
 
 
 def test_spec_configs_follow_the_setting():
