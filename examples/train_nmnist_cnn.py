@@ -10,7 +10,7 @@ the following layer; max pooling has no IR equivalent. Same data, loss and decod
 Writes sbc_deploy/bundled/nmnist_cnn.nir (and the shared nmnist_calib.npz / nmnist_eval.npz)
 and the model's entry in manifest.json.
 
-    .venv/bin/python examples/train_nmnist_cnn.py            # about 10 minutes on 2 CPU cores
+    .venv/bin/python examples/train_nmnist_cnn.py    # about 10 minutes on 2 idle CPU cores
 """
 
 from __future__ import annotations
