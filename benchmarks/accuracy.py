@@ -60,7 +60,7 @@ from sbc_deploy.compress.config import CompressionConfig, config_for, config_for
 from sbc_deploy.data import Dataset
 from sbc_deploy.errors import DataError
 from sbc_deploy.fileio import atomic_path, write_text_atomic
-from sbc_deploy.ir import Graph
+from sbc_deploy.ir import Graph, Neuron
 from sbc_deploy.sim import classify, default_decoding, simulate
 from sbc_deploy.targets import load_target
 
@@ -284,25 +284,49 @@ def seed_calibrations(graph: Graph, pool: Dataset, sizes: Sequence[int], seed: i
 # --------------------------------------------------------------------------- measuring
 
 
-def predict(graph: Graph, data: Dataset, batch_size: int = 250) -> tuple[np.ndarray, float]:
-    """Predicted classes in the float simulator (the graph's natural read-out), batched, and
-    the fraction of samples whose highest output score is shared by several classes (the
-    read-out then picks the lowest class index)."""
+@dataclass(frozen=True)
+class Predictions:
+    """Classes predicted on an evaluation set.
+
+    Attributes:
+        classes: the graph's natural read-out (spike count; ties go to the lowest class).
+        ties: fraction of samples whose highest score is shared by several classes.
+        tie_broken: spike count with ties broken by the output neurons' mean membrane
+            potential (a decoding experiment; equal to ``classes`` for membrane read-outs).
+    """
+
+    classes: np.ndarray
+    ties: float
+    tie_broken: np.ndarray
+
+
+def predict(graph: Graph, data: Dataset, batch_size: int = 250) -> Predictions:
+    """:class:`Predictions` of ``graph`` in the float simulator, batched."""
     mode = default_decoding(graph)
     output = graph.outputs[0]
-    preds, tied = [], 0
+    (source,) = graph.predecessors(output)[:1]
+    node = graph.nodes[source]
+    membrane = f"{source}:v" if mode == "spike_count" and isinstance(node, Neuron) else None
+    classes, broken, tied = [], [], 0
     for x, _ in data.batches(batch_size):
-        outputs = simulate(graph, torch.from_numpy(x)).outputs[output]
-        preds.append(classify(outputs, mode).numpy())
+        result = simulate(graph, torch.from_numpy(x), record=[membrane] if membrane else [])
+        outputs = result.outputs[output]
+        classes.append(classify(outputs, mode).numpy())
         score = (outputs.sum(0) if mode == "spike_count" else outputs[-1]).reshape(
             outputs.shape[1], -1)
-        tied += int(((score == score.max(dim=1, keepdim=True).values).sum(dim=1) > 1).sum())
-    return np.concatenate(preds), tied / len(data)
+        top = score == score.max(dim=1, keepdim=True).values
+        tied += int((top.sum(dim=1) > 1).sum())
+        if membrane is None:
+            broken.append(classes[-1])
+            continue
+        v = result.recorded[membrane].mean(0).reshape(outputs.shape[1], -1)
+        broken.append(torch.where(top, v, -math.inf).argmax(dim=1).numpy())
+    return Predictions(np.concatenate(classes), tied / len(data), np.concatenate(broken))
 
 
 def float_accuracy(graph: Graph, data: Dataset, batch_size: int = 250) -> float:
     """Accuracy of ``graph`` in the float simulator (:func:`predict`)."""
-    return float(np.mean(predict(graph, data, batch_size)[0] == data.y))
+    return float(np.mean(predict(graph, data, batch_size).classes == data.y))
 
 
 def integer_accuracy(graph: Graph, data: Dataset, batch_size: int = 250) -> tuple[float, float]:
@@ -345,6 +369,7 @@ class Run:
     cpu_seconds: float
     eval_seconds: float = 0.0
     ties: float = 0.0
+    accuracy_tie_broken: float | None = None
     agreement: float | None = None
     integer_accuracy: float | None = None
     deployed_float_accuracy: float | None = None
@@ -378,16 +403,17 @@ def run_spec(network: Network, spec: Spec, calibration: Calibration | None, seed
     start = time.perf_counter()
     compressed, stats = compress(network.graph, calibration, spec.config(solver))
     seconds = time.perf_counter() - start
-    pred, ties = predict(compressed, network.evaluation, batch_size)
-    accuracy = float(np.mean(pred == network.evaluation.y))
-    agreement = None if reference is None else float(np.mean(pred == reference))
+    pred = predict(compressed, network.evaluation, batch_size)
+    accuracy = float(np.mean(pred.classes == network.evaluation.y))
+    agreement = None if reference is None else float(np.mean(pred.classes == reference))
     integer = deployed = None
     if spec.target is not None:
         integer, deployed = integer_accuracy(compressed, network.evaluation, batch_size)
     return Run(network.name, spec, seed, accuracy, stats.sparsity,
                {layer.name: layer.sparsity for layer in stats.layers}, seconds,
-               time.process_time() - cpu, time.perf_counter() - start - seconds, ties,
-               agreement, integer, deployed)
+               time.process_time() - cpu, time.perf_counter() - start - seconds, pred.ties,
+               float(np.mean(pred.tie_broken == network.evaluation.y)), agreement, integer,
+               deployed)
 
 
 @dataclass(frozen=True)
@@ -396,6 +422,7 @@ class NetworkResult:
 
     dense: float
     dense_ties: float
+    dense_tie_broken: float
     runs: tuple[Run, ...]
     calibration_seconds: float
 
@@ -407,8 +434,10 @@ def run_network(network: Network, specs: Sequence[Spec], seeds: Sequence[int], *
     """The dense accuracy and every run of ``specs``: calibrated ones once per seed (only the
     first seed for the specs in ``first_seed_only``), magnitude/RTN once."""
     say = progress or (lambda message: None)
-    reference, ties = predict(network.graph, network.evaluation, batch_size)
+    dense_pred = predict(network.graph, network.evaluation, batch_size)
+    reference, ties = dense_pred.classes, dense_pred.ties
     dense = float(np.mean(reference == network.evaluation.y))
+    dense_tie_broken = float(np.mean(dense_pred.tie_broken == network.evaluation.y))
     say(f"{network.name}: dense accuracy {dense:.4f} ({ties:.1%} of the samples tied)")
     runs = [run_spec(network, spec, None, None, solver=solver, batch_size=batch_size,
                      reference=reference)
@@ -430,7 +459,7 @@ def run_network(network: Network, specs: Sequence[Spec], seeds: Sequence[int], *
             runs.append(run)
             say(f"{network.name} seed {seed}: {describe(spec)}: {run.accuracy:.4f} "
                 f"(compress {run.seconds:.0f} s)")
-    return NetworkResult(dense, ties, tuple(runs), calibration_seconds)
+    return NetworkResult(dense, ties, dense_tie_broken, tuple(runs), calibration_seconds)
 
 
 # --------------------------------------------------------------------------- summaries
@@ -844,7 +873,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    if r.spec in grid.extra),
             "load_start": load_start, "load_end": os.getloadavg()[0], "seeds": seeds,
             "solver": args.solver, "threads": args.threads, "eval_limit": args.eval_limit,
-            "dense_ties": result.dense_ties, "grid": "quick" if args.quick else "full",
+            "dense_ties": result.dense_ties,
+            "dense_tie_broken": result.dense_tie_broken, "grid": "quick" if args.quick else "full",
             "investigate": args.investigate}
     claims = check_claims(summarize(runs), dense, grid)
     meta = {"machine": _machine(), "torch": torch.__version__, "networks": per_net,

@@ -48,8 +48,8 @@ def tiny_weights(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return W1, W2
 
 
-def tiny_graph() -> Graph:
-    W1, W2 = tiny_weights()
+def tiny_graph(W1: np.ndarray | None = None, W2: np.ndarray | None = None) -> Graph:
+    W1, W2 = tiny_weights() if W1 is None or W2 is None else (W1, W2)
     return Graph.chain([
         ("in", Input((CLASSES * GROUP,))),
         ("fc1", Affine(W1)),
@@ -71,12 +71,18 @@ def tiny_data(per_class: int, seed: int, source: str) -> Dataset:
     return Dataset(x=x[order], y=y[order], dt=1e-3, source=source)
 
 
-def numpy_accuracy(W1: np.ndarray, W2: np.ndarray, data: Dataset) -> float:
-    """LIF with zero reset, written out: v = beta v + W x; s = v > 1; v <- 0 where s."""
+def numpy_decode(W1: np.ndarray, W2: np.ndarray, data: Dataset
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    """LIF with zero reset, written out: v = beta v + W x; s = v > 1; v <- 0 where s.
+
+    Returns the spike-count classes (ties to the lowest index), the classes with ties broken
+    by the mean (after-reset) membrane potential, and the fraction of tied samples.
+    """
     x = data.x.astype(np.float64)
     v1 = np.zeros((len(data), HIDDEN))
     v2 = np.zeros((len(data), CLASSES))
     counts = np.zeros((len(data), CLASSES))
+    v_sum = np.zeros((len(data), CLASSES))
     for t in range(data.steps):
         v1 = BETA * v1 + x[:, t] @ W1.T
         s1 = v1 > 1.0
@@ -85,7 +91,10 @@ def numpy_accuracy(W1: np.ndarray, W2: np.ndarray, data: Dataset) -> float:
         s2 = v2 > 1.0
         v2[s2] = 0.0
         counts += s2
-    return float(np.mean(counts.argmax(axis=1) == data.y))
+        v_sum += v2
+    top = counts == counts.max(axis=1, keepdims=True)
+    broken = np.where(top, v_sum / data.steps, -np.inf).argmax(axis=1)
+    return counts.argmax(axis=1), broken, float(np.mean(top.sum(axis=1) > 1))
 
 
 TINY_GRID = bench.Grid(sparsities=(0.5, 0.9), bits=(4,), joint=((0.5, 4),),
@@ -108,15 +117,27 @@ def measured(network):
     return result.dense, list(result.runs)
 
 
-def test_dense_accuracy_equals_a_numpy_lif_simulation(network, measured):
+def test_dense_predictions_equal_a_numpy_lif_simulation(network, measured):
     dense, _ = measured
-    assert dense == numpy_accuracy(*tiny_weights(), network.evaluation)
+    classes, broken, ties = numpy_decode(*tiny_weights(), network.evaluation)
+    assert dense == np.mean(classes == network.evaluation.y)
     assert dense > 0.8  # the hand-made network does classify
+    pred = bench.predict(network.graph, network.evaluation, batch_size=7)
+    assert np.array_equal(pred.classes, classes) and np.array_equal(pred.tie_broken, broken)
+    assert pred.ties == ties
+    # weaker read-out synapses: fewer output spikes, many ties, so the tie-break matters
+    W1, W2 = tiny_weights()
+    weak = tiny_graph(W1, 0.25 * W2)
+    classes, broken, ties = numpy_decode(W1, 0.25 * W2, network.evaluation)
+    pred = bench.predict(weak, network.evaluation, batch_size=7)
+    assert np.array_equal(pred.classes, classes) and np.array_equal(pred.tie_broken, broken)
+    assert pred.ties == ties and 0.05 < ties < 1.0
+    assert not np.array_equal(broken, classes)
 
 
 def test_magnitude_at_zero_sparsity_reproduces_the_dense_accuracy(network, measured):
     dense, _ = measured
-    reference, _ = bench.predict(network.graph, network.evaluation)
+    reference = bench.predict(network.graph, network.evaluation).classes
     run = bench.run_spec(network, bench.Spec("magnitude", sparsity=0.0), None, None,
                          reference=reference)
     assert run.accuracy == dense
