@@ -640,6 +640,8 @@ def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
     agree = summarize(runs, "agreement")
     integer = summarize(runs, "integer_accuracy")
     deployed = summarize(runs, "deployed_float_accuracy")
+    broken = summarize(runs, "accuracy_tie_broken")
+    tie = summarize(runs, "ties")
     per_net = meta["networks"]
     first = per_net[next(iter(dense))]
     lines = ["# Accuracy vs compression on the bundled networks", "",
@@ -725,6 +727,22 @@ def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
                          ", ".join(f"{name} {v:.0%}" for name, v in split.items())])
         lines += _table([f"SBC {grid.study_sparsity:.0%}: allocation", "accuracy",
                          "layer sparsity (first seed)"], body)
+        lines += ["### Decoding: output ties", "",
+                  ("Spike-count read-out (ties to the lowest class, the library's) against the "
+                  "same outputs with ties broken by the output neurons' mean membrane potential."),
+                  ""]
+        m = per_net[network]
+        body = [["dense", f"{100 * dense[network]:.1f}",
+                 f"{100 * m.get('dense_tie_broken', math.nan):.1f}",
+                 f"{100 * m.get('dense_ties', math.nan):.1f}"]]
+        for spec in [Spec(method, sparsity=s) for s in grid.sparsities if s >= 0.9
+                     for method in METHODS] + [Spec(method, bits=b) for b in grid.bits
+                                               if b <= 4 for method in METHODS]:
+            if (network, spec) in stats:
+                body.append([describe(spec), _pct(stats[network, spec]),
+                             _pct(broken.get((network, spec))), _pct(tie.get((network, spec)))])
+        lines += _table(["setting", "spike count", "ties broken by membrane", "tied samples (%)"],
+                        body)
         if grid.extra:
             lines += ["### Further settings (investigation, first seed only)", ""]
             body = []

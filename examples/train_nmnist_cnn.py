@@ -38,7 +38,7 @@ def cnn() -> nn.Sequential:
 
 
 def main() -> None:
-    args = arguments(__doc__.splitlines()[0], epochs=8)
+    args = arguments(__doc__.splitlines()[0], epochs=6)
     splits = dvs_mnist()
     torch.manual_seed(0)
     net = cnn()
