@@ -38,14 +38,15 @@ def test_int_grid_is_sbc_symmetric_quantiser():
 
 @settings(max_examples=50, deadline=None)
 @given(grid=st.sampled_from(["int", "int_exp", "ternary"]), bits=st.integers(2, 12),
-       per_channel=st.booleans(), seed=st.integers(0, 2**16), spread=st.floats(1e-3, 1e3))
-def test_quantized_values_on_grid(grid, bits, per_channel, seed, spread):
+       per_channel=st.booleans(), seed=st.integers(0, 2**16), spread=st.floats(1e-3, 1e3),
+       clip=st.sampled_from(["minmax", "mse"]))
+def test_quantized_values_on_grid(grid, bits, per_channel, seed, spread, clip):
     rng = np.random.default_rng(seed)
     W = torch.as_tensor(rng.normal(size=(6, 11)) * spread)
     W[2] = 0.0  # an all-zero row must still get a valid scale
     thresholds = np.full(6, 1.0)
     fit = fit_grid(W, grid=grid, bits=bits, per_channel=per_channel, exp_range=(-8, 7),
-                   thresholds=thresholds)
+                   thresholds=thresholds, clip=clip)
     Q = fit.quantize(W)
     ratio = Q / fit.scale[:, None]
     assert torch.allclose(ratio, torch.round(ratio), atol=1e-9)
@@ -113,6 +114,55 @@ def test_bad_settings_raise():
         fit_grid(W, grid="int", bits=1)
     with pytest.raises(ConfigError, match="exp_range"):
         fit_grid(W, grid="int_exp", exp_range=(3, 1))
+    with pytest.raises(ConfigError, match="clip"):
+        fit_grid(W, grid="int", clip="percentile")
+
+
+def _norm_error(W: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+    return ((Q - W).abs() ** 2.4).sum(dim=1)
+
+
+def test_mse_clip_clips_an_outlier_by_hand():
+    """One weight of 10 among a hundred 1s at 4 bits. The full range gives a step of 20/15: each
+    1 lands on 4/3 (error (1/3)^2.4 each) and 10 / (4/3) = 7.5 is clipped to 7 (error (2/3)^2.4).
+    A numpy scan of the same range factors
+    1, 0.99, ..., 0.21 finds a smaller step that clips the outlier (mantissa 7) for less error."""
+    W = torch.ones(1, 101, dtype=torch.float64)
+    W[0, 0] = 10.0
+    minmax = fit_grid(W, grid="int", bits=4, clip="minmax")
+    mse = fit_grid(W, grid="int", bits=4, clip="mse")
+    assert float(minmax.scale[0]) == pytest.approx(20 / 15)
+    assert float(_norm_error(W, minmax.quantize(W))) == pytest.approx(
+        100 * (1 / 3) ** 2.4 + (2 / 3) ** 2.4)
+    w = W.numpy()[0]
+    steps = [(1 - i / 100) * 20 / 15 for i in range(80)]
+    errors = [float((np.abs(np.clip(np.round(w / s), -8, 7) * s - w) ** 2.4).sum())
+              for s in steps]
+    assert float(mse.scale[0]) == pytest.approx(steps[int(np.argmin(errors))], rel=1e-12)
+    assert float(mse.scale[0]) < 20 / 15
+    assert int(mse.mantissa(mse.quantize(W))[0, 0]) == 7          # the outlier is clipped
+    assert float(_norm_error(W, mse.quantize(W))) == pytest.approx(min(errors), rel=1e-12)
+    assert min(errors) < 0.75 * errors[0]
+
+
+@pytest.mark.parametrize("grid", ["int", "int_exp"])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_mse_clip_never_worse_than_minmax(grid, per_channel):
+    """The search includes the full range, so its error (per scale) can only be lower."""
+    rng = np.random.default_rng(4)
+    W = torch.as_tensor(rng.standard_t(df=3, size=(16, 64)))
+    for bits in (2, 3, 4, 8):
+        kwargs = dict(grid=grid, bits=bits, per_channel=per_channel,
+                      thresholds=np.ones(16))
+        a = fit_grid(W, clip="minmax", **kwargs)
+        b = fit_grid(W, clip="mse", **kwargs)
+        err_a, err_b = _norm_error(W, a.quantize(W)), _norm_error(W, b.quantize(W))
+        if grid == "int" and per_channel:
+            assert bool((err_b <= err_a * (1 + 1e-12)).all())
+        else:
+            assert float(err_b.sum()) <= float(err_a.sum()) * (1 + 1e-12)
+        if bits <= 4:  # heavy tails at few bits: clipping pays
+            assert float(err_b.sum()) < float(err_a.sum())
 
 
 @pytest.mark.parametrize("threshold", [1.0, 0.37, 12.5])

@@ -194,7 +194,7 @@ def _thresholds(layer: SynapseLayer) -> np.ndarray | None:
 
 def _fit(layer: SynapseLayer, Q: Tensor, config: CompressionConfig) -> GridFit:
     return fit_grid(Q, grid=config.grid, bits=config.bits or 2, per_channel=config.per_channel,
-                    exp_range=config.exp_range, thresholds=_thresholds(layer))
+                    exp_range=config.exp_range, thresholds=_thresholds(layer), clip=config.clip)
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Literal
 
+from sbc_deploy.compress.grids import CLIPS
 from sbc_deploy.errors import ConfigError
 from sbc_deploy.ir.encoding import GRIDS
 
@@ -92,6 +93,9 @@ class CompressionConfig:
             layer) or ``"ternary"``.
         per_channel: ``"int"`` grid: one scale per output channel (else one per layer).
         exp_range: ``"int_exp"`` grid: inclusive exponent range.
+        clip: range of the ``"int"`` / ``"int_exp"`` grids: ``"mse"`` (a per-scale search of
+            the clipping factor, OBQ's quantiser) or ``"minmax"`` (the weights' range, SBC's
+            and GPTQ's); see :mod:`sbc_deploy.compress.grids`.
         act_order: quantise columns in SBC's order, ascending ``diag(H^-1)`` (most sensitive
             first); False: natural input order.
         damp_frac: damping relative to the mean Hessian diagonal (GPTQ's ``percdamp``).
@@ -115,6 +119,7 @@ class CompressionConfig:
     grid: str = "int"
     per_channel: bool = True
     exp_range: tuple[int, int] = (-8, 7)
+    clip: str = "mse"
     act_order: bool = True
     damp_frac: float = 0.01
     block_size: int = 128
@@ -153,6 +158,8 @@ class CompressionConfig:
                f"must be an integer in 2..32, got {self.bits!r}", f"{name}.bits")
         _check(self.grid in GRIDS, f"must be one of {', '.join(GRIDS)}, got {self.grid!r}",
                f"{name}.grid")
+        _check(self.clip in CLIPS, f"must be one of {', '.join(CLIPS)}, got {self.clip!r}",
+               f"{name}.clip")
         exp_range = tuple(self.exp_range)
         _check(len(exp_range) == 2 and all(isinstance(v, int) for v in exp_range)
                and exp_range[0] <= exp_range[1],

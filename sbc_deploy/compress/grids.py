@@ -19,6 +19,11 @@ row; the grids differ in how ``scale`` is chosen (fixed before the sweep, as GPT
 ``"ternary"``  ``{-a, 0, a}`` per row, ``a`` from the ternary-weight-network rule
                (``delta = 0.7 mean|w|``, ``a = mean(|w| > delta)``); mantissas in ``{-1, 0, 1}``.
 
+The ``"int"`` and ``"int_exp"`` grids start from the range of the weights (``clip="minmax"``,
+SBC's and GPTQ's default). ``clip="mse"`` (OBQ's default) shrinks that range by the factor
+``p`` in ``1, 0.99, ..., 0.21`` that minimises ``sum |q - w|^2.4`` per scale (per row, or per
+layer where the scale is shared): clipping a few large weights buys a finer step for the rest.
+
 Worked example (``"int"``, 4 bits): a row ``[0.75, -0.3, 0.1]`` has ``scale = 1.5 / 15 = 0.1``
 and mantissas ``round([7.5, -3, 1]) = [8, -3, 1]``, clamped to ``[7, -3, 1]``.
 """
@@ -41,7 +46,12 @@ log = logging.getLogger(__name__)
 THRESHOLD_MAX = 2**17 - 1   # the integer core's threshold range (Loihi: 17-bit v_threshold)
 THRESHOLD_RESOLUTION = 2**10  # the integer threshold we aim for at least
 
-__all__ = ["THRESHOLD_MAX", "THRESHOLD_RESOLUTION", "GridFit", "fit_grid", "int_exp_scale"]
+CLIPS = ("minmax", "mse")
+CLIP_NORM = 2.4        # error norm of the range search (OBQ / GPTQ's quantiser)
+CLIP_SHRINKS = 80      # range factors 1, 0.99, ..., 0.21 (GPTQ's grid 100, maxshrink 0.8)
+
+__all__ = ["CLIPS", "THRESHOLD_MAX", "THRESHOLD_RESOLUTION", "GridFit", "fit_grid",
+           "int_exp_scale"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,9 +159,34 @@ def _ternary_scale(W: Tensor) -> Tensor:
     return scale
 
 
+def _clip_error(W: Tensor, scale: Tensor, low: int, high: int) -> Tensor:
+    """``sum |q - w|^CLIP_NORM`` per row of ``W`` on the grid ``scale`` (``(n_out,)``)."""
+    s = scale[:, None]
+    return ((torch.clamp(torch.round(W / s), low, high) * s - W).abs() ** CLIP_NORM).sum(dim=1)
+
+
+def _search_int(W: Tensor, row_max: Tensor, bits: int, low: int, high: int,
+                per_channel: bool) -> Tensor:
+    """Per-row (or, shared, per-layer) scales of the ``"int"`` grid with the least clip error."""
+    full = 2.0 * row_max / (2**bits - 1)
+    full = torch.where(full > 0, full, torch.ones_like(full))
+    best_scale, best = full, _clip_error(W, full, low, high)
+    if not per_channel:
+        best = best.sum().expand_as(best)
+    for i in range(1, CLIP_SHRINKS):
+        scale = (1.0 - i / 100) * full
+        err = _clip_error(W, scale, low, high)
+        if not per_channel:
+            err = err.sum().expand_as(err)
+        better = err < best
+        best = torch.where(better, err, best)
+        best_scale = torch.where(better, scale, best_scale)
+    return best_scale
+
+
 def fit_grid(W: Tensor, *, grid: str = "int", bits: int = 8, per_channel: bool = True,
              exp_range: tuple[int, int] = (-8, 7),
-             thresholds: np.ndarray | None = None) -> GridFit:
+             thresholds: np.ndarray | None = None, clip: str = "minmax") -> GridFit:
     """Fit a grid's scales to the weights ``W (n_out, n_in)`` (before any OBS update).
 
     Args:
@@ -161,12 +196,16 @@ def fit_grid(W: Tensor, *, grid: str = "int", bits: int = 8, per_channel: bool =
         per_channel: ``"int"`` only; False shares one scale across the layer.
         exp_range: ``"int_exp"`` only; inclusive exponent range.
         thresholds: ``"int_exp"`` only; the downstream neuron's thresholds (``None``: readout).
+        clip: ``"minmax"`` (the range of the weights) or ``"mse"`` (the range search of the
+            module docstring); the ternary grid has its own rule and ignores it.
 
     Raises:
-        ConfigError: unknown grid, bits out of 2..32, or an empty exponent range.
+        ConfigError: unknown grid or clip, bits out of 2..32, or an empty exponent range.
     """
     if grid not in GRIDS:
         raise ConfigError(f"unknown grid {grid!r}; known: {', '.join(GRIDS)}", where="grid")
+    if clip not in CLIPS:
+        raise ConfigError(f"unknown clip {clip!r}; known: {', '.join(CLIPS)}", where="clip")
     if grid != "ternary" and not 2 <= bits <= 32:
         raise ConfigError(f"bits must lie in 2..32, got {bits}", where="bits")
     W = W.detach().to(torch.float64)
@@ -180,7 +219,8 @@ def fit_grid(W: Tensor, *, grid: str = "int", bits: int = 8, per_channel: bool =
     if grid == "int":
         if not per_channel:
             row_max = row_max.max().expand(n_out).clone() if n_out else row_max
-        scale = 2.0 * row_max / (2**bits - 1)
+        scale = (_search_int(W, row_max, bits, low, high, per_channel)
+                 if clip == "mse" and W.numel() else 2.0 * row_max / (2**bits - 1))
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         return GridFit("int", bits, scale.cpu(), low, high)
     e_low, e_high = exp_range
@@ -188,6 +228,15 @@ def fit_grid(W: Tensor, *, grid: str = "int", bits: int = 8, per_channel: bool =
         raise ConfigError(f"empty exponent range {exp_range}", where="exp_range")
     max_abs = float(row_max.max()) if n_out else 0.0
     value, exponent, unit = int_exp_scale(max_abs, bits, exp_range, thresholds)
+    if clip == "mse" and max_abs > 0:
+        best = float(_clip_error(W, torch.full((n_out,), value, dtype=W.dtype), low,
+                                 high).sum())
+        for i in range(1, CLIP_SHRINKS):
+            candidate = int_exp_scale(max_abs * (1.0 - i / 100), bits, exp_range, thresholds)
+            err = float(_clip_error(W, torch.full((n_out,), candidate[0], dtype=W.dtype), low,
+                                    high).sum())
+            if err < best:
+                best, (value, exponent, unit) = err, candidate
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"int_exp grid got a non-positive scale {value}", where="grid")
     scale = torch.full((n_out,), unit * 2.0**exponent, dtype=torch.float64)
