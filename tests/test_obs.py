@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from sbc_deploy.compress.grids import fit_grid
 from sbc_deploy.compress.hessian import TemporalKernel, damped_inverse_cholesky
-from sbc_deploy.compress.masks import magnitude_mask, min_prune_count
+from sbc_deploy.compress.masks import magnitude_mask, min_prune_count, select_mask
 from sbc_deploy.compress.obs import (
     admm_prune,
     authors_order,
@@ -226,3 +228,94 @@ def test_joint_prune_and_quantise_on_grid_with_fixed_mask():
     assert torch.allclose(ratio, torch.round(ratio), atol=1e-9)
     rounded = layer_loss(W, grid.quantize(Q), H)
     assert layer_loss(W, Qq, H) < rounded
+
+
+# --------------------------------------------------------------------------- fast paths
+
+
+def _obs_module():
+    """The solver module itself (``sbc_deploy.compress`` binds a function over its name)."""
+    import importlib
+
+    return importlib.import_module("sbc_deploy.compress.obs")
+
+
+def test_direct_solve_equals_masked_reconstruct():
+    """Batched Cholesky of the kept blocks (padded, chunked, rows sorted by count) == per-row
+    solves, including rows that keep nothing and rows that keep everything."""
+    obs = _obs_module()
+    n_out, n_in = 11, 18
+    H = smp_hessian(n_in, seed=20)
+    rng = np.random.default_rng(20)
+    W = torch.as_tensor(rng.normal(size=(n_out, n_in)))
+    mask = torch.as_tensor(rng.random((n_out, n_in)) < rng.uniform(0.1, 0.95, (n_out, 1)))
+    mask[0] = True
+    mask[1] = False
+    expected = masked_reconstruct(W, H, mask)
+    for chunk_rows in (1, 3, 64):
+        Q = obs.kept_solve(W @ H, H, ~mask, chunk_rows=chunk_rows)
+        assert torch.allclose(Q, expected, rtol=0, atol=1e-9)
+        assert bool((Q[mask] == 0).all())
+
+
+def test_direct_and_cg_masked_solves_agree(monkeypatch):
+    """The fixed-mask solve picks the direct or the CG path by cost; both give the optimum,
+    for two Hessian groups and for a subset of rows (the others keep their warm start)."""
+    obs = _obs_module()
+    n_in = 16
+    Hs = [smp_hessian(n_in, 21, beta=0.5), smp_hessian(n_in, 21, beta=1.0)]
+    rng = np.random.default_rng(21)
+    group = torch.tensor([0, 1, 1, 0, 1, 0, 0])
+    rows_of = [torch.nonzero(group == g).reshape(-1) for g in range(2)]
+    W = torch.as_tensor(rng.normal(size=(7, n_in)))
+    mask = torch.as_tensor(rng.random((7, n_in)) < 0.6)
+    B = torch.cat([W[r:r + 1] @ Hs[int(group[r])] for r in range(7)])
+    only = torch.tensor([True, False, True, True, False, False, True])
+    results = {}
+    for name, ratio in (("cg", 0.0), ("direct", math.inf)):
+        monkeypatch.setattr(obs, "DIRECT_SOLVE_RATIO", ratio)
+        results[name] = obs._solve_on_mask(Hs, rows_of, B, W, mask, 200, 1e-13, only=only)
+    for r in range(7):
+        if only[r]:
+            expected = masked_reconstruct(W[r:r + 1], Hs[int(group[r])], mask[r:r + 1])[0]
+        else:
+            expected = W[r]
+        for name in results:
+            assert torch.allclose(results[name][r], expected, rtol=0, atol=1e-9), name
+
+
+def test_admm_result_is_the_exact_reconstruction_of_its_mask(monkeypatch):
+    """After the incremental swap search (only changed rows re-solved), every row is the exact
+    optimum for the returned mask; the direct and CG paths reach the same mask and loss."""
+    obs = _obs_module()
+    n_out, n_in = 20, 48
+    H = smp_hessian(n_in, seed=22, beta=0.9)
+    W = torch.as_tensor(np.random.default_rng(22).normal(size=(n_out, n_in)))
+    group = torch.zeros(n_out, dtype=torch.long)
+    for sparsity in (0.5, 0.9):
+        n_prune = round(sparsity * W.numel())
+        found = {}
+        for name, ratio in (("cg", 0.0), ("direct", math.inf)):
+            monkeypatch.setattr(obs, "DIRECT_SOLVE_RATIO", ratio)
+            Q, mask = admm_prune(W, H[None], group, n_prune, cg_iters=400, cg_tol=1e-12)
+            assert int(mask.sum()) == n_prune
+            assert torch.allclose(Q, masked_reconstruct(W, H, mask), rtol=0, atol=1e-8), name
+            found[name] = (mask, layer_loss(W, Q, H))
+        assert torch.equal(found["cg"][0], found["direct"][0])
+        assert found["cg"][1] == pytest.approx(found["direct"][1], rel=1e-9)
+
+
+def test_fast_unstructured_selection_matches_select_mask():
+    obs = _obs_module()
+    rng = np.random.default_rng(23)
+    for _ in range(50):
+        n_out, n_in = rng.integers(1, 9), rng.integers(1, 40)
+        scores = torch.as_tensor(rng.normal(size=(n_out, n_in)))
+        n_prune = int(rng.integers(0, n_out * n_in + 1))
+        assert torch.equal(obs._prune_smallest(scores, n_prune), select_mask(scores, n_prune))
+        ties = torch.as_tensor(rng.integers(0, 4, size=(n_out, n_in)).astype(np.float32))
+        mask = obs._prune_smallest(ties, n_prune)
+        assert int(mask.sum()) == n_prune  # exact count even through ties
+        if 0 < n_prune < ties.numel():
+            assert float(ties[mask].max()) <= float(ties[~mask].min())
+

@@ -24,10 +24,11 @@ Solvers:
 - :func:`admm_prune` -- the fast pruning solver: ADMM on the OBS-preconditioned problem with a
   gradual sparsity schedule (Boza 2024, "Fast and Effective Weight Update for Pruned LLMs";
   ALPS, Meng et al. 2024), the mask chosen globally over the layer by an exact projection
-  (:func:`~sbc_deploy.compress.masks.select_mask`), then conjugate gradients on the final mask
-  to the exact reconstruction (also on the one-shot OBS mask, keeping the better) and a short
-  swap search on the mask. ``O(iters * n_out n_in^2)`` in GEMMs. Within 5 % of exact greedy
-  OBS, usually below it (benchmarks/results/solver.md; tests/test_obs.py).
+  (:func:`~sbc_deploy.compress.masks.select_mask`), then the exact reconstruction on the final
+  mask (batched direct solves when rows keep few weights, else conjugate gradients; the
+  one-shot OBS mask is tried too) and a short swap search on the mask.
+  ``O(iters * n_out n_in^2)`` in GEMMs. Within 5 % of exact greedy OBS, usually below it
+  (benchmarks/results/solver.md; tests/test_obs.py).
 - :func:`obs_prune_order` + :func:`greedy_obs_prune` -- the exact greedy reference: per row,
   remove the weight of least OBS loss one at a time (or ``group_size`` at a time, as SBC's
   code does) with explicit per-row inverse downdates, record each step's loss, choose the
@@ -35,7 +36,8 @@ Solvers:
   ``O(n_out n_in^3)``: for tests and small layers.
 - :func:`sequential_obs_quantize` -- SBC's quantiser: columns in a fixed order, explicit
   ``Hinv`` and a rank-1 downdate per column (the reference for :func:`obs_sweep`).
-- :func:`masked_reconstruct` -- the optimal weights for a fixed mask (per-row solves).
+- :func:`masked_reconstruct` -- the optimal weights for a fixed mask (per-row solves);
+  :func:`kept_solve` -- the same for all rows at once (batched Cholesky of the kept blocks).
 
 Example (identity Hessian: OBS is magnitude pruning)::
 
@@ -51,16 +53,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from sbc_deploy.compress.grids import GridFit
 from sbc_deploy.compress.masks import max_kept_per_row, min_prune_count, select_mask
-from sbc_deploy.errors import ConfigError, ShapeError
+from sbc_deploy.errors import ConfigError, NumericalError, ShapeError
 
 __all__ = [
-    "admm_prune", "authors_order", "greedy_obs_prune", "layer_loss", "masked_reconstruct",
-    "obs_prune_order", "obs_sweep", "sequential_obs_quantize",
+    "admm_prune", "authors_order", "greedy_obs_prune", "kept_solve", "layer_loss",
+    "masked_reconstruct", "obs_prune_order", "obs_sweep", "sequential_obs_quantize",
 ]
 
 
@@ -216,11 +219,60 @@ def masked_reconstruct(W: Tensor, H: Tensor, mask: Tensor) -> Tensor:
     return Q
 
 
+def kept_solve(B: Tensor, H: Tensor, keep: Tensor, *, chunk_rows: int = 64) -> Tensor:
+    """Per row ``r`` with kept inputs ``K``: ``X_K = H_KK^-1 B_K``, ``X_P = 0`` (direct, batched).
+
+    With ``B = W H`` this is :func:`masked_reconstruct` (``H_KK q_K = (W H)_K = H_KK w_K +
+    H_KP w_P``). Rows are sorted by their kept count and solved ``chunk_rows`` at a time: each
+    row's ``H_KK`` is gathered into a ``(chunk, k, k)`` batch padded to the chunk's largest
+    count ``k`` with the identity (zero right-hand side) and solved by one batched Cholesky.
+    ``O(rows k^3)``: cheap when rows keep few weights.
+
+    Args:
+        B: ``(rows, n)`` right-hand sides.
+        H: ``(n, n)`` symmetric positive definite.
+        keep: ``(rows, n)`` bool, True = kept (free) weight.
+        chunk_rows: rows per batched factorisation.
+
+    Raises:
+        NumericalError: some ``H_KK`` is not positive definite (``H`` is not).
+    """
+    rows, n = B.shape
+    counts = keep.sum(dim=1)
+    k_max = int(counts.max()) if rows else 0
+    X = torch.zeros(rows, n + k_max, dtype=B.dtype, device=B.device)
+    if k_max == 0:
+        return X[:, :n]
+    # Padding without masking: index into blockdiag(H, I) and [B, 0]; the j-th padded slot of
+    # a row is input n + j, so the padded block is the identity and its solution zero.
+    H_pad = torch.block_diag(H, torch.eye(k_max, dtype=H.dtype, device=H.device))
+    B_pad = torch.cat([B, B.new_zeros(rows, k_max)], dim=1)
+    slot = torch.arange(k_max, device=B.device)
+    # kept inputs first, in input order (a stable sort of "pruned"), then the padding slots
+    J_all = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)[:, :k_max]
+    J_all = torch.where(slot[None, :] < counts[:, None], J_all, n + slot[None, :])
+    by_count = torch.argsort(counts, stable=True)
+    for c1 in range(0, rows, chunk_rows):
+        R = by_count[c1:c1 + chunk_rows]
+        k = int(counts[R[-1]])
+        if k == 0:
+            continue
+        J = J_all[R, :k]
+        H_KK = H_pad[J[:, :, None], J[:, None, :]]                          # (c, k, k)
+        L, info = torch.linalg.cholesky_ex(H_KK)
+        if bool((info != 0).any()):
+            raise NumericalError("a kept block H_KK of the Hessian is not positive definite",
+                                 where="kept_solve", hint="damp the Hessian")
+        X_K = torch.cholesky_solve(torch.gather(B_pad[R], 1, J)[:, :, None], L)[:, :, 0]
+        X[R] = X[R].scatter_(1, J, X_K)
+    return X[:, :n].contiguous()
+
+
 def _group_rows(group: Tensor, n_groups: int) -> list[Tensor]:
     return [torch.nonzero(group == g).reshape(-1) for g in range(n_groups)]
 
 
-def _conjugate_gradients(Hs: Tensor, rows_of: Sequence[Tensor], B: Tensor, X: Tensor,
+def _conjugate_gradients(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, X: Tensor,
                          keep: Tensor, iters: int, tol: float) -> Tensor:
     """Solve ``(X Hs_g)_K = B_K`` with ``X_P = 0`` per row (all rows at once), warm start ``X``."""
 
@@ -248,32 +300,87 @@ def _conjugate_gradients(Hs: Tensor, rows_of: Sequence[Tensor], B: Tensor, X: Te
     return X
 
 
+DIRECT_SOLVE_RATIO = 8.0
+"""Fixed-mask solves are direct (:func:`kept_solve`) when the largest kept count ``k`` of a
+row group satisfies ``k^3 <= DIRECT_SOLVE_RATIO * n_in^2``, else conjugate gradients. Measured
+on 1 thread (benchmarks/solver.py layers): the batched Cholesky at ``k^3 = 8 n^2`` costs about
+what 10-15 CG iterations cost at 1024 inputs, and the CG solves here take 20-60 iterations."""
+
+
+def _direct(keep: Tensor) -> bool:
+    """Whether rows with these kept weights are solved directly (:data:`DIRECT_SOLVE_RATIO`)."""
+    k = int(keep.sum(dim=1).max()) if keep.shape[0] else 0
+    return k**3 <= DIRECT_SOLVE_RATIO * keep.shape[1] ** 2
+
+
 def _scaled_loss(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], Ws: Tensor, X: Tensor) -> float:
     return sum(float(((X[rows] - Ws[rows]) @ Hs[g] * (X[rows] - Ws[rows])).sum())
                for g, rows in enumerate(rows_of))
 
 
+def _solve_on_mask(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, X: Tensor,
+                   mask: Tensor, cg_iters: int, cg_tol: float,
+                   only: Tensor | None = None) -> Tensor:
+    """The exact optimum for a fixed mask: per row ``X_K = Hs_KK^-1 B_K``, ``X_P = 0``.
+
+    Direct (:func:`kept_solve`) for row groups that keep few weights per row, else conjugate
+    gradients from the warm start ``X`` (to ``cg_tol`` relative residual, ``cg_iters`` at most).
+    With ``only`` (bool per row), just those rows are solved; the others keep ``X``.
+    """
+    keep = ~mask
+    out = X.clone()
+    cg_rows: list[Tensor] = []
+    cg_groups: list[int] = []
+    for g, rows in enumerate(rows_of):
+        if only is not None:
+            rows = rows[only[rows]]
+        if not len(rows):
+            continue
+        if _direct(keep[rows]):
+            out[rows] = kept_solve(B[rows], Hs[g], keep[rows])
+        else:
+            cg_rows.append(rows)
+            cg_groups.append(g)
+    if cg_rows:
+        rows = torch.cat(cg_rows)
+        ends = torch.cumsum(torch.tensor([len(r) for r in cg_rows]), 0).tolist()
+        local = [torch.arange(e - len(r), e, device=B.device) for r, e in zip(cg_rows, ends)]
+        out[rows] = _conjugate_gradients([Hs[g] for g in cg_groups], local, B[rows], X[rows],
+                                         keep[rows].to(B.dtype), cg_iters, cg_tol)
+    return out
+
+
+def _gradient(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], D: Tensor,
+              only: Tensor | None = None) -> Tensor:
+    """``D Hs_g`` per row group (rows outside ``only`` are left at zero)."""
+    G = torch.zeros_like(D)
+    for g, rows in enumerate(rows_of):
+        if only is not None:
+            rows = rows[only[rows]]
+        if len(rows):
+            G[rows] = D[rows] @ Hs[g]
+    return G
+
+
 def _swap_refine(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, Ws: Tensor,
-                 X: Tensor, mask: Tensor, loss: float, n_m: tuple[int, int] | None,
-                 fan_in: int | None, rounds: int, cg_iters: int,
-                 cg_tol: float) -> tuple[Tensor, Tensor]:
+                 X: Tensor, mask: Tensor, n_m: tuple[int, int] | None, fan_in: int | None,
+                 rounds: int, cg_iters: int, cg_tol: float) -> tuple[Tensor, Tensor]:
     """Local search on the mask: swap kept and pruned weights while the exact loss drops.
 
     At the optimum ``X`` of a mask the gradient ``G = (X - Ws) Hs`` vanishes on kept weights.
     Freeing a pruned ``j`` gains at least ``G_j^2 / Hs_jj``; pruning a kept ``i`` costs at most
     ``X_i^2 Hs_ii``. The ``count`` most promising of each are let free and the mask re-chosen
-    among them (same count, same rules), the rows re-solved, and the swap kept only if the loss
-    fell (else ``count`` halves).
+    among them (same count, same rules), the rows whose mask changed re-solved (the others
+    stay optimal), and the swap kept only if the loss fell (else ``count`` halves).
     """
     diag = torch.empty_like(X)
     for g, rows in enumerate(rows_of):
         diag[rows] = torch.diagonal(Hs[g])[None, :]
+    G = _gradient(Hs, rows_of, X - Ws)
+    row_loss = (G * (X - Ws)).sum(dim=1)  # (x - ws) Hs (x - ws)^T per row
     count = max(1, int(0.02 * int((~mask).sum())))
     n_prune = int(mask.sum())
     for _ in range(rounds):
-        G = torch.empty_like(X)
-        for g, rows in enumerate(rows_of):
-            G[rows] = (X[rows] - Ws[rows]) @ Hs[g]
         gain = (G**2 / diag).masked_fill(~mask, -math.inf).reshape(-1)
         cost = (X**2 * diag).masked_fill(mask, math.inf).reshape(-1)
         free = torch.zeros_like(gain, dtype=torch.bool)
@@ -282,20 +389,56 @@ def _swap_refine(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, Ws:
         fixed = torch.full_like(gain, torch.finfo(X.dtype).max / 4)
         value = torch.where(mask.reshape(-1), gain.clamp_min(0), cost)
         value = torch.where(free, value, torch.where(mask.reshape(-1), -fixed, fixed))
-        candidate = select_mask(value.reshape(X.shape), n_prune, n_m=n_m, fan_in=fan_in)
-        if torch.equal(candidate, mask):
+        candidate = _select(value.reshape(X.shape), n_prune, n_m, fan_in)
+        changed = (candidate != mask).any(dim=1)
+        if not bool(changed.any()):
             break
-        Y = _conjugate_gradients(Hs, rows_of, B, X.masked_fill(candidate, 0.0),
-                                 (~candidate).to(X.dtype), cg_iters, cg_tol)
-        new_loss = _scaled_loss(Hs, rows_of, Ws, Y)
-        if new_loss < loss:
-            X, mask, loss = Y, candidate, new_loss
+        Y = _solve_on_mask(Hs, rows_of, B, X.masked_fill(candidate, 0.0), candidate, cg_iters,
+                           cg_tol, only=changed)
+        G_new = _gradient(Hs, rows_of, Y - Ws, only=changed)[changed]
+        new_loss = (G_new * (Y[changed] - Ws[changed])).sum(dim=1)
+        if float(new_loss.sum()) < float(row_loss[changed].sum()):
+            X, mask = Y, candidate
+            G[changed], row_loss[changed] = G_new, new_loss
         else:
             count //= 2
             if count == 0:
                 break
     return X, mask
 
+
+def _select(scores: Tensor, n_prune: int, n_m: tuple[int, int] | None,
+            fan_in: int | None) -> Tensor:
+    """:func:`~sbc_deploy.compress.masks.select_mask`; its unstructured case by partition."""
+    if n_m is None and fan_in is None:
+        return _prune_smallest(scores, n_prune)
+    return select_mask(scores, n_prune, n_m=n_m, fan_in=fan_in)
+
+
+def _prune_smallest(scores: Tensor, n_prune: int) -> Tensor:
+    """``select_mask(scores, n_prune)`` without rules (same ties: lowest index kept), faster.
+
+    On the CPU in numpy (``numpy.partition`` is introselect, about 8x faster than
+    ``torch.kthvalue`` on a 256 x 256 layer, and numpy's compare and count several times
+    faster than torch's at this size); NaN scores must not occur.
+    """
+    if n_prune <= 0 or n_prune >= scores.numel():
+        return torch.full_like(scores, n_prune > 0, dtype=torch.bool)
+    if scores.device.type != "cpu":
+        flat = scores.reshape(-1)
+        threshold = torch.kthvalue(flat, n_prune + 1).values
+        mask = flat < threshold  # the smallest kept score is the threshold
+        missing = n_prune - int(mask.sum())
+        if missing > 0:  # ties at the threshold: prune the highest indices
+            mask[torch.nonzero(flat == threshold).reshape(-1)[-missing:]] = True
+        return mask.reshape(scores.shape)
+    values = scores.detach().reshape(-1).numpy()
+    threshold = np.partition(values, n_prune)[n_prune]
+    pruned = values < threshold
+    missing = n_prune - int(np.count_nonzero(pruned))
+    if missing > 0:
+        pruned[np.flatnonzero(values == threshold)[-missing:]] = True
+    return torch.from_numpy(pruned).reshape(scores.shape)
 
 
 # --------------------------------------------------------------------------- fast pruning
@@ -305,8 +448,8 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
                n_m: tuple[int, int] | None = None, fan_in: int | None = None,
                row_weight: Tensor | None = None, iters: int = 60, rho0: float = 0.01,
                rho_growth: float = 1.32, rho_every: int = 4, ramp: float = 0.6,
-               cg_iters: int = 60, cg_tol: float = 1e-9, swap_rounds: int = 6,
-               hinv_diag: Tensor | None = None,
+               cg_iters: int = 60, cg_tol: float = 1e-6,
+               swap_rounds: int = 6, hinv_diag: Tensor | None = None,
                dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
     """Prune ``n_prune`` weights of the layer by ADMM, then reconstruct exactly (fast solver).
 
@@ -321,10 +464,12 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
         Z  = project(Wk + V)                            # keep the largest |.| the rules allow
         V  = V + Wk - Z                                 # scaled dual variable
 
-    Finally the rows are solved on the last mask by conjugate gradients (exact reconstruction
-    up to ``cg_tol``); the one-shot OBS mask (the largest ``|Ws|``) is solved too and kept if
-    better (ADMM is a heuristic for a non-convex problem: with ``H = I`` its mask need not be
-    the optimal magnitude mask), and ``swap_rounds`` rounds of :func:`_swap_refine` follow.
+    Finally the rows are solved exactly on the last mask (a batched
+    direct solve of every row's kept block when rows keep few weights, else conjugate
+    gradients to ``cg_tol``); the one-shot OBS mask (the largest ``|Ws|``) is solved too and
+    kept if better (ADMM is a heuristic for a non-convex problem: with ``H = I`` its mask need
+    not be the optimal magnitude mask), and ``swap_rounds`` rounds of :func:`_swap_refine`
+    follow.
 
     Args:
         W: ``(n_out, n_in)`` weights (not modified).
@@ -365,8 +510,8 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
     for g, rows in enumerate(rows_of):
         B64[rows] = Ws64[rows] @ Hs[g]
     Ws, B = Ws64.to(dtype), B64.to(dtype)
-    Hs = [Hs_g.to(dtype) for Hs_g in Hs]
-    rho = [rho0 * float(torch.diagonal(Hs_g).mean()) for Hs_g in Hs]
+    Hs_w = [Hs_g.to(dtype) for Hs_g in Hs]
+    rho = [rho0 * float(torch.diagonal(Hs_g).mean()) for Hs_g in Hs_w]
     eye = torch.eye(n_in, dtype=dtype, device=device)
     Z, V = Ws.clone(), torch.zeros_like(Ws)
     mask = torch.zeros_like(Ws, dtype=torch.bool)
@@ -376,30 +521,36 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
         if it % rho_every == 0:
             if it:
                 rho = [r * rho_growth for r in rho]
-            L = [torch.linalg.cholesky(Hs_g + r * eye) for Hs_g, r in zip(Hs, rho)]
-        Wk = torch.empty_like(Ws)
-        for g, rows in enumerate(rows_of):
-            rhs = B[rows] + rho[g] * (Z[rows] - V[rows])
-            Wk[rows] = torch.cholesky_solve(rhs.T, L[g]).T
+            L = [torch.linalg.cholesky(Hs_g + r * eye) for Hs_g, r in zip(Hs_w, rho)]
+        if len(rows_of) == 1:  # one Hessian: no row gathers
+            Wk = torch.cholesky_solve(torch.add(B, Z - V, alpha=rho[0]).T, L[0]).T
+        else:
+            Wk = torch.empty_like(Ws)
+            for g, rows in enumerate(rows_of):
+                rhs = B[rows] + rho[g] * (Z[rows] - V[rows])
+                Wk[rows] = torch.cholesky_solve(rhs.T, L[g]).T
         frac = min(1.0, (it + 1) / ramp_iters)
         k = max(minimum, round(n_prune * (1.0 - (1.0 - frac) ** 3)))
         Z = Wk + V
-        mask = select_mask(Z.abs(), k, n_m=n_m, fan_in=fan_in)  # exact counts matter (tested)
-        Z = Z.masked_fill(mask, 0.0)
+        new = _select(Z.abs(), k, n_m, fan_in)  # exact counts matter (tested)
+        Z.mul_(~new)
         V += Wk - Z
+        mask = new
     # Exact reconstruction on the final mask, and on the one-shot OBS mask (the largest |Ws|):
     # ADMM is a heuristic for a non-convex problem; keep whichever mask is better.
-    Hs64 = [Hs_g.to(torch.float64) for Hs_g in Hs]
-    X = _conjugate_gradients(Hs64, rows_of, B64, Z.to(torch.float64),
-                             (~mask).to(torch.float64), cg_iters, cg_tol)
-    loss = _scaled_loss(Hs64, rows_of, Ws64, X)
+    X = _solve_on_mask(Hs, rows_of, B64, Z.to(torch.float64), mask, cg_iters, cg_tol)
+    loss = _scaled_loss(Hs, rows_of, Ws64, X)
     one_shot = select_mask(Ws64.abs(), n_prune, n_m=n_m, fan_in=fan_in)
-    keep = (~one_shot).to(torch.float64)
-    Y = _conjugate_gradients(Hs64, rows_of, B64, Ws64, keep, cg_iters // 4, cg_tol)
-    if _scaled_loss(Hs64, rows_of, Ws64, Y) < loss:  # CG only lowers the loss: an upper bound
-        X = _conjugate_gradients(Hs64, rows_of, B64, Y, keep, cg_iters, cg_tol)
-        loss, mask = _scaled_loss(Hs64, rows_of, Ws64, X), one_shot
-    X, mask = _swap_refine(Hs64, rows_of, B64, Ws64, X, mask, loss, n_m, fan_in, swap_rounds,
+    if not torch.equal(one_shot, mask):
+        # Screen it by a few CG iterations (CG only lowers the loss: an upper bound); it wins
+        # mainly on near-diagonal Hessians, where CG converges at once.
+        keep = (~one_shot).to(torch.float64)
+        Y = _conjugate_gradients(Hs, rows_of, B64, Ws64, keep, max(2, cg_iters // 20), cg_tol)
+        loss_y = _scaled_loss(Hs, rows_of, Ws64, Y)
+        if loss_y < loss:
+            Y = _solve_on_mask(Hs, rows_of, B64, Y, one_shot, cg_iters, cg_tol)
+            X, mask = Y, one_shot
+    X, mask = _swap_refine(Hs, rows_of, B64, Ws64, X, mask, n_m, fan_in, swap_rounds,
                            cg_iters, cg_tol)
     return X / scale, mask
 
