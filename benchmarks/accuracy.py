@@ -11,7 +11,8 @@ in the float simulator (batched), by three methods:
 Settings (the authors' protocol: LAMP allocation for every method, parallel propagation, the
 library's default solver and damping):
 
-- sparsity 50/70/90/95/97 %; weight bits 8/4/3/2 (per-channel symmetric ``int`` grid); joint
+- sparsity 50/70/90/95/97/98/99 %, and 90-99 % again with the ``global`` allocation (SBC and
+  OBC); weight bits 8/4/3/2 (per-channel symmetric ``int`` grid, mse clipping); joint
   90 % + 4 bits; the ``loihi2`` target (``config_for_target``: 8-bit mantissa x 2**exp per
   layer), whose integer-core accuracy is measured too (netx export read back, then
   :func:`~sbc_deploy.sim.int_core.evaluate_deployed`, as ``sbc-deploy`` does);
@@ -91,6 +92,7 @@ class Spec:
         allocation: per-layer split of the sparsity.
         propagation: ``"parallel"`` or ``"sequential"``.
         per_class: calibration samples per class (unused by magnitude).
+        damp_frac, solver, clip: the library's settings (``None``: its default).
     """
 
     method: str
@@ -102,6 +104,7 @@ class Spec:
     per_class: int = CALIB_PER_CLASS
     damp_frac: float = DAMP_FRAC
     solver: str | None = None
+    clip: str | None = None
 
     @property
     def calibrated(self) -> bool:
@@ -110,12 +113,14 @@ class Spec:
 
     @property
     def default_solver(self) -> bool:
-        """True for the benchmark's standard solver and damping (the main tables)."""
-        return self.solver is None and self.damp_frac == DAMP_FRAC
+        """True for the benchmark's standard solver, damping and grid (the main tables)."""
+        return self.solver is None and self.damp_frac == DAMP_FRAC and self.clip is None
 
     def config(self, solver: str) -> CompressionConfig:
         """The library's config for this setting (``solver``: unless the spec names one)."""
         fields_: dict[str, Any] = {"allocation": self.allocation, "propagation": self.propagation}
+        if self.clip is not None:
+            fields_["clip"] = self.clip
         if self.calibrated:
             fields_["solver"] = self.solver or solver
             fields_["damp_frac"] = self.damp_frac
@@ -140,10 +145,12 @@ class Grid:
             sequential propagation.
         sequential_bits: quantisation settings also run with sequential propagation (SBC).
         allocations: allocations compared (SBC at ``study_sparsity``).
+        global_sparsities: SBC and OBC-current also run with the ``"global"`` allocation
+            (least relative OBS loss) at these sparsities.
         extra: further settings (investigations), listed in their own table.
     """
 
-    sparsities: tuple[float, ...] = (0.5, 0.7, 0.9, 0.95, 0.97)
+    sparsities: tuple[float, ...] = (0.5, 0.7, 0.9, 0.95, 0.97, 0.98, 0.99)
     bits: tuple[int, ...] = (8, 4, 3, 2)
     joint: tuple[tuple[float, int], ...] = ((0.9, 4),)
     target: str = "loihi2"
@@ -153,6 +160,7 @@ class Grid:
     sequential: bool = True
     sequential_bits: tuple[int, ...] = (2,)
     allocations: tuple[str, ...] = ("uniform", "lamp", "global")
+    global_sparsities: tuple[float, ...] = (0.9, 0.95, 0.97, 0.98, 0.99)
     extra: tuple[Spec, ...] = ()
 
     def specs(self) -> list[Spec]:
@@ -160,6 +168,8 @@ class Grid:
         specs: list[Spec] = []
         for sparsity in self.sparsities:
             specs += [Spec(m, sparsity=sparsity) for m in METHODS]
+        for sparsity in self.global_sparsities:
+            specs += [Spec(m, sparsity=sparsity, allocation="global") for m in ("sbc", "obc")]
         for bits in self.bits:
             specs += [Spec(m, bits=bits) for m in METHODS]
         for sparsity, bits in self.joint:
@@ -188,10 +198,11 @@ INVESTIGATION: tuple[Spec, ...] = tuple(
         {"damp_frac": 0.001}, {"damp_frac": 0.1}, {"solver": "sparsegpt"},
         {"allocation": "global"}, {"allocation": "uniform"}, {"per_class": 100})
     for m in ("sbc", "obc")) + tuple(
-    Spec(m, bits=4, **change) for change in ({"damp_frac": 0.1}, {"per_class": 100})
+    Spec(m, bits=4, **change) for change in ({"damp_frac": 0.1}, {"per_class": 100},
+                                             {"clip": "minmax"})
     for m in ("sbc", "obc"))
 QUICK = Grid(sparsities=(0.9, 0.97), bits=(4,), calib_sizes=(), sequential=False,
-             allocations=("lamp",))
+             allocations=("lamp",), global_sparsities=(0.97,))
 
 
 # --------------------------------------------------------------------------- data
@@ -515,6 +526,8 @@ def describe(spec: Spec) -> str:
         parts.append(f"damping {spec.damp_frac:g}")
     if spec.solver is not None:
         parts.append(f"solver {spec.solver}")
+    if spec.clip is not None:
+        parts.append(f"clip {spec.clip}")
     return ", ".join(parts)
 
 
@@ -549,7 +562,9 @@ def check_claims(stats: Mapping[tuple[str, Spec], Stat], dense: Mapping[str, flo
     claims = []
     for network in dense:
         if network == "nmnist_mlp":
-            for spec, limit in ((Spec("sbc", sparsity=0.97), 0.02), (Spec("sbc", bits=4), 0.005)):
+            for spec, limit in ((Spec("sbc", sparsity=0.97), 0.02),
+                                (Spec("sbc", sparsity=0.97, allocation="global"), 0.02),
+                                (Spec("sbc", bits=4), 0.005)):
                 stat = stats.get((network, spec))
                 if stat is None:
                     continue
@@ -561,12 +576,16 @@ def check_claims(stats: Mapping[tuple[str, Spec], Stat], dense: Mapping[str, flo
                                     f" (seeds {100 * stat.low:.1f}-{100 * stat.high:.1f}): loss "
                                     f"{100 * drop:.1f} pts (worst seed {100 * worst:.1f})"))
         for sparsity in (s for s in grid.sparsities if s >= 0.9 - 1e-9):
-            for other in ("obc", "magnitude"):
-                found = _margin(stats, network, Spec("sbc", sparsity=sparsity),
-                                Spec(other, sparsity=sparsity))
-                if found is not None:
-                    claims.append(Claim(network, f"SBC beats {LABELS[other]} at "
-                                        f"{sparsity:.0%} by more than the seed spread", *found))
+            for allocation in ("lamp", "global"):
+                for other in ("obc", "magnitude"):
+                    sbc = Spec("sbc", sparsity=sparsity, allocation=allocation)
+                    # magnitude has no loss curve (no calibration): LAMP, its own baseline
+                    rival = Spec(other, sparsity=sparsity,
+                                 allocation="lamp" if other == "magnitude" else allocation)
+                    found = _margin(stats, network, sbc, rival)
+                    if found is not None:
+                        claims.append(Claim(network, f"{describe(sbc)} beats {describe(rival)} "
+                                            "by more than the seed spread", *found))
     return claims
 
 
@@ -661,9 +680,12 @@ def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
                "evaluation = the bundled 1,000 test digits"
                f"{' (first ' + str(first['eval_limit']) + ')' if first.get('eval_limit') else ''}"
                f", float simulator, spike-count read-out, {first['threads']} torch threads. "
-               "LAMP allocation for every method (the SBC authors' protocol), parallel "
+               "LAMP allocation for every method (the SBC authors' protocol) unless a table "
+               "says `global`, parallel "
                f"propagation, solver `{first['solver']}`, 1 % damping, GPTQ sweep in SBC's "
-               "column order for quantisation. Cells: accuracy in %, mean over the seeds "
+               "column order for quantisation onto the library's default grid (per-channel "
+               "symmetric, mse clipping; min-max, the authors' grid, is an investigation row). "
+               "Cells: accuracy in %, mean over the seeds "
                "(lowest-highest seed); magnitude/RTN needs no calibration and runs once. "
                "'Agrees with dense': the fraction of evaluation samples on which the compressed "
                "network predicts the dense network's class (a less noisy measure of fidelity "
@@ -678,7 +700,17 @@ def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
         lines += _method_table(stats, network, "sparsity",
                                [(f"{s:.0%}", lambda m, s=s: Spec(m, sparsity=s))
                                 for s in grid.sparsities], agree)
-        lines += ["### Quantisation (per-channel symmetric int grid)", ""]
+        if grid.global_sparsities:
+            lines += ["### Pruning, global allocation (least relative OBS loss)", "",
+                      ("SBC and OBC-current with the library's `global` allocation instead of "
+                       "LAMP; magnitude/RTN keeps LAMP (it has no calibration for a loss "
+                       "curve)."), ""]
+            lines += _method_table(
+                stats, network, "sparsity",
+                [(f"{s:.0%}", lambda m, s=s: Spec(m, sparsity=s, allocation="lamp" if
+                                                  m == "magnitude" else "global"))
+                 for s in grid.global_sparsities], agree)
+        lines += ["### Quantisation (per-channel symmetric int grid, mse clipping)", ""]
         lines += _method_table(stats, network, "bits",
                                [(str(b), lambda m, b=b: Spec(m, bits=b)) for b in grid.bits],
                                agree)

@@ -100,7 +100,7 @@ def numpy_decode(W1: np.ndarray, W2: np.ndarray, data: Dataset
 TINY_GRID = bench.Grid(sparsities=(0.5, 0.9), bits=(4,), joint=((0.5, 4),),
                        target_sparsities=(0.0,), study_sparsity=0.5, calib_sizes=(1, 4),
                        sequential_bits=(4,), allocations=("uniform", "lamp", "global"),
-                       extra=(bench.Spec("sbc", bits=4, damp_frac=0.1),))
+                       global_sparsities=(0.9,), extra=(bench.Spec("sbc", bits=4, damp_frac=0.1),))
 SEEDS = (0, 1)
 
 
@@ -230,14 +230,14 @@ def test_stat_and_claims_follow_the_definitions():
     verdict = {c.claim: c.holds for c in claims}
     assert verdict["SBC, 97% loses <= 2.0 pts"] is True      # 0.95 - 0.935 = 1.5 pts
     assert verdict["SBC, 4 bits loses <= 0.5 pts"] is True   # 0.95 - 0.945 = 0.5 pts
-    assert verdict["SBC beats OBC-current at 90% by more than the seed spread"] is True
-    assert verdict["SBC beats magnitude/RTN at 97% by more than the seed spread"] is True
+    assert verdict["SBC, 90% beats OBC-current, 90% by more than the seed spread"] is True
+    assert verdict["SBC, 97% beats magnitude/RTN, 97% by more than the seed spread"] is True
     assert len(claims) == 2 + 2 * 2  # no claim at 50 %
     # margin 1 pt < spread 4 pts: does not hold; loss 3.5 pts at 97 %: does not hold
     claims = bench.check_claims(stats([0.90, 0.915, 0.94], [0.90, 0.905, 0.91], 0.5),
                                 {"nmnist_mlp": 0.95}, grid)
     verdict = {c.claim: c.holds for c in claims}
-    assert verdict["SBC beats OBC-current at 97% by more than the seed spread"] is False
+    assert verdict["SBC, 97% beats OBC-current, 97% by more than the seed spread"] is False
     assert verdict["SBC, 97% loses <= 2.0 pts"] is False
 
 
@@ -250,13 +250,19 @@ def test_report_plot_and_json_rows(measured, tmp_path):
         "seeds": [0, 1], "solver": "admm", "threads": 1, "eval_limit": None}}}
     claims = bench.check_claims(bench.summarize(runs), dense_map, TINY_GRID)
     assert [c.claim for c in claims] == [
-        "SBC beats OBC-current at 90% by more than the seed spread",
-        "SBC beats magnitude/RTN at 90% by more than the seed spread"]
+        "SBC, 90% beats OBC-current, 90% by more than the seed spread",
+        "SBC, 90% beats magnitude/RTN, 90% by more than the seed spread",
+        "SBC, 90%, global beats OBC-current, 90%, global by more than the seed spread",
+        "SBC, 90%, global beats magnitude/RTN, 90% by more than the seed spread"]
     text = bench.render_markdown(TINY_GRID, dense_map, runs, claims, meta)
     stats = bench.summarize(runs)
     sbc = stats["tiny", bench.Spec("sbc", sparsity=0.9)]
     assert f"| 90% | {100 * sbc.mean:.1f} ({100 * sbc.low:.1f}-{100 * sbc.high:.1f}) |" in text
     assert f"Dense accuracy: {100 * dense:.1f} %." in text
+    glob = stats["tiny", bench.Spec("sbc", sparsity=0.9, allocation="global")]
+    section = text.split("### Pruning, global allocation")[1].split("###")[0]
+    assert f"| 90% | {100 * glob.mean:.1f} ({100 * glob.low:.1f}-{100 * glob.high:.1f}) |" \
+        in section
     assert "| SBC, 4 bits, damping 0.1 |" in text  # the investigation table
     path = tmp_path / "accuracy.png"
     bench.plot(TINY_GRID, dense_map, runs, path)
