@@ -877,7 +877,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also run the investigation settings (damping, solver, global "
                              "allocation at 97 %%; first seed only)")
     parser.add_argument("--update", action="store_true",
-                        help="keep the other networks' results of the existing JSON output")
+                        help="keep the other networks' results of the existing JSON output (read "
+                             "when this run ends: networks run in parallel merge)")
     parser.add_argument("--solver", default="admm", help="pruning solver (default admm)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--eval-limit", type=int, default=None,
@@ -900,9 +901,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(argv if argv is not None else sys.argv[1:])
     command = " ".join([".venv/bin/python benchmarks/accuracy.py", shlex.join(words)]).strip()
 
-    dense, runs, per_net = load_results(out["json"]) if args.update else ({}, [], {})
     names = args.networks.split(",")
-    runs = [r for r in runs if r.network not in names]
+    dense, runs, per_net = {}, [], {}
     for name in names:
         wall, cpu = time.perf_counter(), time.process_time()
         load_start = os.getloadavg()[0]
@@ -926,6 +926,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dense_ties": result.dense_ties,
             "dense_tie_broken": result.dense_tie_broken, "grid": "quick" if args.quick else "full",
             "investigate": args.investigate}
+    if args.update:  # read at the end, so networks run at the same time into one file merge
+        kept_dense, kept_runs, kept_meta = load_results(out["json"])
+        dense = {**{k: v for k, v in kept_dense.items() if k not in names}, **dense}
+        runs = [r for r in kept_runs if r.network not in names] + runs
+        per_net = {**{k: v for k, v in kept_meta.items() if k not in names}, **per_net}
     claims = check_claims(summarize(runs), dense, grid)
     meta = {"machine": _machine(), "torch": torch.__version__, "networks": per_net,
             "grid": dataclasses.asdict(grid)}
