@@ -140,7 +140,7 @@ def obs_sweep(W: Tensor, U: Tensor, *, mask: Tensor | None = None, n_prune: int 
         raise ShapeError(f"U has shape {tuple(U.shape)}, expected ({n}, {n})")
     if n_m is not None:
         block_size = math.ceil(block_size / n_m[1]) * n_m[1]
-    Wt = W.T.contiguous()  # (n, rows): one column of W is one contiguous row here
+    Wt = W.T.clone(memory_format=torch.contiguous_format)  # (n, rows): a column per row
     U = U.to(W.dtype)
     Qt = torch.zeros_like(Wt)
     Mt = (torch.zeros_like(Wt, dtype=torch.bool) if mask is None
@@ -160,18 +160,17 @@ def obs_sweep(W: Tensor, U: Tensor, *, mask: Tensor | None = None, n_prune: int 
         if counts is not None:
             saliency = W1.T**2 / torch.diagonal(U1)[None, :] ** 2  # OBS: w^2 / [H_F^-1]_jj
             Mt[i1:i2] = select_mask(saliency, counts[b], n_m=n_m).T
-        for i in range(i2 - i1):
-            w = W1[i]
+        # one column per step, written straight into Qt / Err1 (few small ops: at a few
+        # hundred rows the per-op overhead, not the arithmetic, is the cost)
+        for i, (w, q, err1) in enumerate(zip(W1, Qt[i1:i2], Err1)):
             if grid is None:
-                q = w.clone()
+                q.copy_(w)
             else:
-                q = torch.round(w * inv_scale).clamp_(grid.low, grid.high).mul_(scale)
+                torch.mul(w, inv_scale, out=q).round_().clamp_(grid.low, grid.high).mul_(scale)
             if has_mask:
                 q.masked_fill_(Mt[i1 + i], 0.0)
-            Qt[i1 + i] = q
-            err1 = (w - q).mul_(d_inv[i])
-            W1[i:].addr_(U1[i, i:], err1, alpha=-1)  # exact OBS update inside the block
-            Err1[i] = err1
+            torch.sub(w, q, out=err1).mul_(d_inv[i])
+            W1[i + 1:].addr_(U1[i, i + 1:], err1, alpha=-1)  # exact OBS update in the block
         Wt[i2:] -= U[i1:i2, i2:].T @ Err1  # lazy update of the columns after the block
     Q, M = Qt.T.contiguous(), Mt.T.contiguous()
     return Q, M
