@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -319,3 +320,32 @@ def test_fast_unstructured_selection_matches_select_mask():
         if 0 < n_prune < ties.numel():
             assert float(ties[mask].max()) <= float(ties[~mask].min())
 
+
+
+def _load_solver_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "solver.py"
+    spec = importlib.util.spec_from_file_location("benchmark_solver", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_authors_quantiser_equals_sequential_obs():
+    """The benchmark's re-implementation of SBC's quantiser (its full-matrix cost structure)
+    computes the same weights as the in-place sequential OBS quantiser and the GPTQ sweep."""
+    bench = _load_solver_benchmark()
+    H = smp_hessian(30, seed=25)
+    W = torch.as_tensor(np.random.default_rng(25).normal(size=(8, 30)))
+    grid = fit_grid(W, grid="int", bits=3)
+    damped = damped_inverse_cholesky(H, 0.0)
+    order = authors_order(damped.Hinv)
+    Q = bench.authors_quantize(W, H, grid, order, dtype=torch.float64)
+    assert torch.allclose(Q, sequential_obs_quantize(W, H, grid, order), rtol=0, atol=1e-10)
+    Q_sweep, _ = obs_sweep(W[:, order], damped.factor(order), grid=grid, block_size=7)
+    assert torch.allclose(Q[:, order], Q_sweep, rtol=0, atol=1e-10)
+    ratio = Q / grid.scale[:, None]
+    assert torch.allclose(ratio, torch.round(ratio), atol=1e-9)
