@@ -218,53 +218,60 @@ def masked_reconstruct(W: Tensor, H: Tensor, mask: Tensor) -> Tensor:
     return Q
 
 
-def kept_solve(B: Tensor, H: Tensor, keep: Tensor, *, chunk_rows: int = 64) -> Tensor:
+def kept_solve(B: Tensor, H: Tensor, keep: Tensor, *, chunk_rows: int = 64,
+               max_bytes: int = 1 << 23) -> Tensor:
     """Per row ``r`` with kept inputs ``K``: ``X_K = H_KK^-1 B_K``, ``X_P = 0`` (direct, batched).
 
     With ``B = W H`` this is :func:`masked_reconstruct` (``H_KK q_K = (W H)_K = H_KK w_K +
-    H_KP w_P``). Rows are sorted by their kept count and solved ``chunk_rows`` at a time: each
-    row's ``H_KK`` is gathered into a ``(chunk, k, k)`` batch padded to the chunk's largest
-    count ``k`` with the identity (zero right-hand side) and solved by one batched Cholesky.
-    ``O(rows k^3)``: cheap when rows keep few weights.
+    H_KP w_P``). Rows are sorted by their kept count and solved in chunks: each row's ``H_KK``
+    is gathered into a ``(chunk, k, k)`` batch padded to the chunk's largest count ``k`` with
+    the identity (zero right-hand side) and solved by one batched Cholesky. ``O(rows k^3)``:
+    cheap when rows keep few weights.
 
     Args:
         B: ``(rows, n)`` right-hand sides.
         H: ``(n, n)`` symmetric positive definite.
         keep: ``(rows, n)`` bool, True = kept (free) weight.
-        chunk_rows: rows per batched factorisation.
+        chunk_rows: rows per batched factorisation at most ...
+        max_bytes: ... and fewer when a chunk's ``(chunk, k, k)`` blocks would exceed this.
 
     Raises:
         NumericalError: some ``H_KK`` is not positive definite (``H`` is not).
     """
-    rows, n = B.shape
+    rows = B.shape[0]
+    X = torch.zeros_like(B)
     counts = keep.sum(dim=1)
     k_max = int(counts.max()) if rows else 0
-    X = torch.zeros(rows, n + k_max, dtype=B.dtype, device=B.device)
     if k_max == 0:
-        return X[:, :n]
-    # Padding without masking: index into blockdiag(H, I) and [B, 0]; the j-th padded slot of
-    # a row is input n + j, so the padded block is the identity and its solution zero.
-    H_pad = torch.block_diag(H, torch.eye(k_max, dtype=H.dtype, device=H.device))
-    B_pad = torch.cat([B, B.new_zeros(rows, k_max)], dim=1)
-    slot = torch.arange(k_max, device=B.device)
-    # kept inputs first, in input order (a stable sort of "pruned"), then the padding slots
+        return X
+    # Per row: kept inputs first, in input order (a stable sort of "pruned"), then pruned ones.
+    # A chunk's padding slots thus name distinct pruned inputs of the row, whose solution
+    # (zero, from the identity block and zero right-hand side) is scattered back unharmed.
     J_all = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)[:, :k_max]
-    J_all = torch.where(slot[None, :] < counts[:, None], J_all, n + slot[None, :])
+    slot = torch.arange(k_max, device=B.device)
     by_count = torch.argsort(counts, stable=True)
-    for c1 in range(0, rows, chunk_rows):
-        R = by_count[c1:c1 + chunk_rows]
+    c1 = 0
+    while c1 < rows:
+        k = int(counts[by_count[min(c1 + chunk_rows, rows) - 1]])
+        chunk = min(chunk_rows, max(1, max_bytes // max(1, k * k * H.element_size())))
+        R = by_count[c1:c1 + chunk]
+        c1 += len(R)
         k = int(counts[R[-1]])
         if k == 0:
             continue
-        J = J_all[R, :k]
-        H_KK = H_pad[J[:, :, None], J[:, None, :]]                          # (c, k, k)
+        J, ok = J_all[R, :k], slot[None, :k] < counts[R, None]
+        H_KK = H[J[:, :, None], J[:, None, :]]                                 # (c, k, k)
+        if not bool(ok.all()):  # padding: identity rows and columns
+            H_KK.mul_(ok[:, :, None] & ok[:, None, :])
+            torch.diagonal(H_KK, dim1=1, dim2=2).add_(~ok)
         L, info = torch.linalg.cholesky_ex(H_KK)
         if bool((info != 0).any()):
             raise NumericalError("a kept block H_KK of the Hessian is not positive definite",
                                  where="kept_solve", hint="damp the Hessian")
-        X_K = torch.cholesky_solve(torch.gather(B_pad[R], 1, J)[:, :, None], L)[:, :, 0]
-        X[R] = X[R].scatter_(1, J, X_K)
-    return X[:, :n].contiguous()
+        B_K = torch.gather(B[R], 1, J) * ok
+        X_K = torch.cholesky_solve(B_K[:, :, None], L)[:, :, 0]
+        X[R] = X[R].scatter_(1, J, X_K * ok)
+    return X
 
 
 def _group_rows(group: Tensor, n_groups: int) -> list[Tensor]:
