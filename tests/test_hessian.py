@@ -172,6 +172,22 @@ def test_damped_inverse_cholesky_factor_and_dead_inputs(rng):
     assert torch.equal(result.U, torch.triu(result.U))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_factor_in_a_column_order_factors_the_permuted_inverse(rng, dtype):
+    """U^T U == Hinv[order][:, order] (numpy's permutation and inverse), U upper triangular."""
+    X = rng.normal(size=(60, 9))
+    H = 2 * X.T @ X / 60
+    result = damped_inverse_cholesky(torch.as_tensor(H), 0.01)
+    order = rng.permutation(9)
+    damped = H + 0.01 * np.mean(np.diag(H)) * np.eye(9)
+    expected = np.linalg.inv(damped)[np.ix_(order, order)]
+    U = result.factor(torch.as_tensor(order), dtype)
+    assert U.dtype == dtype and torch.equal(U, torch.triu(U))
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    assert np.allclose((U.T @ U).double().numpy(), expected, rtol=tol, atol=tol * np.abs(
+        expected).max())
+
+
 def test_damping_is_raised_and_counted_never_silent():
     H = torch.tensor([[1.0, 3.0], [3.0, 1.0]], dtype=torch.float64)  # eigenvalues -2, 4
     result = damped_inverse_cholesky(H, 0.01)

@@ -426,8 +426,11 @@ class DampedInverse:
 
         Permuting the inverse and factoring it again costs one Cholesky (no new inverse).
         """
-        Hinv = self.Hinv if order is None else self.Hinv[order[:, None], order[None, :]]
-        Hinv = Hinv.to(dtype)
+        Hinv = self.Hinv.to(dtype)
+        if order is not None:
+            # Hinv[order][:, order] by two row gathers (Hinv is symmetric): ~2x faster than
+            # advanced indexing of both axes at once
+            Hinv = Hinv.index_select(0, order).T.contiguous().index_select(0, order)
         U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
         if int(info) != 0:
             raise NumericalError("the damped inverse Hessian lost positive definiteness",
