@@ -19,7 +19,7 @@ from sbc_deploy.bundled import (
     load_bundled_model,
 )
 from sbc_deploy.errors import ConfigError, FormatError
-from sbc_deploy.ir import LIF, Affine, Flatten
+from sbc_deploy.ir import LIF, Affine, Conv2d, Flatten, SumPool2d
 from sbc_deploy.sim import accuracy, classify, default_decoding, simulate
 
 
@@ -90,10 +90,66 @@ def test_bundled_mlp_keeps_its_recorded_accuracy(eval_data) -> None:
     assert measured > 0.9
 
 
-@pytest.mark.slow
-def test_bundled_cnn_keeps_its_recorded_accuracy(eval_data) -> None:
+def _cnn_layers():
     if "nmnist_cnn" not in MODELS:
         pytest.skip("the CNN is not bundled yet (examples/train_nmnist_cnn.py makes it)")
+    graph = load_bundled_model("nmnist_cnn")
+    return graph, [graph.nodes[n] for n in graph.topological_order][1:-1]
+
+
+def test_cnn_is_the_examples_architecture() -> None:
+    _, layers = _cnn_layers()
+    assert [type(node) for node in layers] == [Conv2d, LIF, SumPool2d, Conv2d, LIF, SumPool2d,
+                                               Flatten, Affine, LIF]
+    conv1, _, pool1, conv2, _, pool2, _, fc, _ = layers
+    assert conv1.weight.shape[1:] == (2, 5, 5) and conv2.weight.shape[2:] == (5, 5)
+    assert conv2.weight.shape[1] == conv1.weight.shape[0]
+    assert fc.weight.shape == (10, conv2.weight.shape[0] * 5 * 5)
+    for pool in (pool1, pool2):
+        assert pool.kernel_size == pool.stride == (2, 2)
+    for synapse in (conv1, conv2, fc):
+        assert synapse.bias is None or not np.any(synapse.bias)
+    lifs = [node for node in layers if isinstance(node, LIF)]
+    assert len(lifs) == 3
+    for lif in lifs:
+        np.testing.assert_allclose(lif.beta, 0.5, rtol=1e-12)
+        np.testing.assert_allclose(lif.v_threshold, 1.0)
+        assert lif.reset == "zero" and not np.any(lif.bias)
+
+
+def test_cnn_simulation_matches_an_independent_forward(eval_data) -> None:
+    """The simulator on the NIR file == conv / reshape-sum pool / LIF written out here."""
+    graph, layers = _cnn_layers()
+    conv1, _, _, conv2, _, _, _, fc, _ = layers
+    x, _ = next(eval_data.subset(np.arange(0, 1000, 50)).batches(20))   # 2 samples per class
+
+    def lif(current, v):                     # v[t] = beta v[t-1] + x[t]; s = v > 1; zero reset
+        v = 0.5 * v + current
+        s = (v > 1.0).to(v.dtype)
+        return s, v * (1 - s)
+
+    def sum_pool(s):                         # 2x2 windows, stride 2, a trailing odd row dropped
+        b, c, h, w = s.shape
+        s = s[:, :, :h // 2 * 2, :w // 2 * 2]
+        return s.reshape(b, c, h // 2, 2, w // 2, 2).sum((3, 5))
+
+    w1, w2, w3 = (torch.from_numpy(np.asarray(n.weight, np.float32)) for n in (conv1, conv2, fc))
+    v1 = v2 = v3 = torch.zeros(())
+    expected = []
+    for frame in torch.from_numpy(x):
+        s1, v1 = lif(torch.nn.functional.conv2d(frame, w1), v1)
+        s2, v2 = lif(torch.nn.functional.conv2d(sum_pool(s1), w2), v2)
+        s3, v3 = lif(sum_pool(s2).flatten(1) @ w3.T, v3)
+        expected.append(s3)
+    expected = torch.stack(expected)
+    simulated = simulate(graph, torch.from_numpy(x)).outputs[graph.outputs[0]]
+    assert expected.sum() > 0                # the read-out does spike
+    torch.testing.assert_close(simulated, expected, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_bundled_cnn_keeps_its_recorded_accuracy(eval_data) -> None:
+    _cnn_layers()
     recorded = bundled_manifest()["nmnist_cnn"]["accuracy_float_sim"]
     measured = eval_accuracy(load_bundled_model("nmnist_cnn"), eval_data)
     assert abs(measured - recorded) <= 0.005

@@ -3,7 +3,8 @@
 Files (written by ``examples/train_nmnist_mlp.py`` and ``examples/train_nmnist_cnn.py``):
 
 - ``nmnist_mlp.nir``: the SBC paper's N-MNIST MLP (2x34x34 -> 256 LIF -> 10 LIF, beta 0.5);
-- ``nmnist_cnn.nir`` (not shipped yet): a small spiking CNN on the same input;
+- ``nmnist_cnn.nir``: a small spiking CNN on the same input (two conv-LIF-sum-pool stages and
+  a 10-LIF read-out);
 - ``nmnist_calib.npz``: 200 training samples (20 per class) for calibration;
 - ``nmnist_eval.npz``: 1,000 test samples for evaluation;
 - ``manifest.json``: per model, its ``dt``, ``steps``, reset, the accuracies measured when it
@@ -26,9 +27,8 @@ from sbc_deploy.errors import ConfigError, FormatError
 from sbc_deploy.frontends.from_nir import from_nir
 from sbc_deploy.ir import Graph
 
-# The CNN (examples/train_nmnist_cnn.py) is not bundled yet: its training did not converge in
-# the time available; it joins MODELS when its file ships.
-MODELS: tuple[str, ...] = ("nmnist_mlp",)
+# Every model here has its .nir file and its manifest entry in the package (tests/test_bundled.py).
+MODELS: tuple[str, ...] = ("nmnist_mlp", "nmnist_cnn")
 DEFAULT_MODEL = "nmnist_mlp"
 DATA_FILES: dict[str, str] = {"calib": "nmnist_calib.npz", "eval": "nmnist_eval.npz"}
 MANIFEST = "manifest.json"
