@@ -441,9 +441,11 @@ class NetworkResult:
 def run_network(network: Network, specs: Sequence[Spec], seeds: Sequence[int], *,
                 solver: str = "admm", batch_size: int = 250,
                 first_seed_only: Collection[Spec] = (),
+                done: Collection[tuple[Spec, int | None]] = (),
                 progress: Callable[[str], None] | None = None) -> NetworkResult:
     """The dense accuracy and every run of ``specs``: calibrated ones once per seed (only the
-    first seed for the specs in ``first_seed_only``), magnitude/RTN once."""
+    first seed for the specs in ``first_seed_only``), magnitude/RTN once; the ``(spec, seed)``
+    pairs in ``done`` (seed ``None`` for magnitude/RTN) are skipped."""
     say = progress or (lambda message: None)
     dense_pred = predict(network.graph, network.evaluation, batch_size)
     reference, ties = dense_pred.classes, dense_pred.ties
@@ -452,11 +454,14 @@ def run_network(network: Network, specs: Sequence[Spec], seeds: Sequence[int], *
     say(f"{network.name}: dense accuracy {dense:.4f} ({ties:.1%} of the samples tied)")
     runs = [run_spec(network, spec, None, None, solver=solver, batch_size=batch_size,
                      reference=reference)
-            for spec in specs if not spec.calibrated]
+            for spec in specs if not spec.calibrated and (spec, None) not in done]
     calibration_seconds = 0.0
     for i, seed in enumerate(seeds):
         calibrated = [spec for spec in specs
-                      if spec.calibrated and (i == 0 or spec not in first_seed_only)]
+                      if spec.calibrated and (i == 0 or spec not in first_seed_only)
+                      and (spec, seed) not in done]
+        if not calibrated:
+            continue
         sizes = sorted({spec.per_class for spec in calibrated})
         kernels = sorted({KERNELS[spec.method] for spec in calibrated})
         tick = time.perf_counter()
@@ -879,6 +884,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--update", action="store_true",
                         help="keep the other networks' results of the existing JSON output (read "
                              "when this run ends: networks run in parallel merge)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs of these networks already in the JSON output and run "
+                             "only the missing (setting, seed) pairs")
     parser.add_argument("--solver", default="admm", help="pruning solver (default admm)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--eval-limit", type=int, default=None,
@@ -903,7 +911,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     names = args.networks.split(",")
     dense, runs, per_net = {}, [], {}
+    # investigation settings that are also in the main grid run for every seed
+    first_seed_only = set(grid.extra) - set(dataclasses.replace(grid, extra=()).specs())
+    previous = load_results(out["json"]) if args.resume else ({}, [], {})
     for name in names:
+        kept = [r for r in previous[1] if r.network == name]
         wall, cpu = time.perf_counter(), time.process_time()
         load_start = os.getloadavg()[0]
         graph, evaluation = load_network(name, args.models_dir)
@@ -911,21 +923,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.eval_limit:
             evaluation = evaluation.subset(slice(0, args.eval_limit))
         result = run_network(Network(name, graph, evaluation, pool), grid.specs(), seeds,
-                             solver=args.solver, first_seed_only=set(grid.extra),
-                             progress=log.info)
+                             solver=args.solver, first_seed_only=first_seed_only,
+                             done={(r.spec, r.seed) for r in kept}, progress=log.info)
         dense[name] = result.dense
-        runs += result.runs
+        runs += kept + list(result.runs)
         per_net[name] = {
             "command": command, "date": time.strftime("%Y-%m-%d %H:%M"),
             "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
             "calibration_s": result.calibration_seconds,
             "investigation_s": sum(r.seconds + r.eval_seconds for r in result.runs
-                                   if r.spec in grid.extra),
+                                   if r.spec in first_seed_only),
             "load_start": load_start, "load_end": os.getloadavg()[0], "seeds": seeds,
             "solver": args.solver, "threads": args.threads, "eval_limit": args.eval_limit,
             "dense_ties": result.dense_ties,
             "dense_tie_broken": result.dense_tie_broken, "grid": "quick" if args.quick else "full",
             "investigate": args.investigate}
+        before = previous[2].get(name)
+        if kept and before:  # a resumed run: times add up, both commands are kept
+            for key in ("wall_s", "cpu_s", "calibration_s", "investigation_s"):
+                per_net[name][key] += before[key]
+            per_net[name]["command"] = f"{before['command']}` then `{command}"
+            per_net[name]["load_start"] = before["load_start"]
     if args.update:  # read at the end, so networks run at the same time into one file merge
         kept_dense, kept_runs, kept_meta = load_results(out["json"])
         dense = {**{k: v for k, v in kept_dense.items() if k not in names}, **dense}

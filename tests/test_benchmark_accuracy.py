@@ -293,3 +293,18 @@ def test_notes_survive_a_rewrite(tmp_path):
     kept = bench.keep_notes(page.replace("numbers", "new numbers"), previous)
     assert kept.index("## Claims") < kept.index("Why claim 2 fails.") < kept.index("## net")
     assert "new numbers" in kept and kept.count("Why claim 2 fails.") == 1
+
+
+def test_resume_runs_only_the_missing_pairs_and_reproduces_them(network, measured):
+    """``done`` skips (setting, seed) pairs; a pair run again equals the first run (the draws
+    and solvers are deterministic), so a resumed table equals an uninterrupted one."""
+    _, runs = measured
+    sbc90, mag90 = bench.Spec("sbc", sparsity=0.9), bench.Spec("magnitude", sparsity=0.9)
+    specs = [sbc90, mag90, bench.Spec("obc", sparsity=0.9)]
+    done = {(sbc90, 0), (mag90, None), (bench.Spec("obc", sparsity=0.9), 0),
+            (bench.Spec("obc", sparsity=0.9), 1)}
+    result = bench.run_network(network, specs, SEEDS, done=done)
+    assert [(r.spec, r.seed) for r in result.runs] == [(sbc90, 1)]
+    first = next(r for r in runs if (r.spec, r.seed) == (sbc90, 1))
+    assert result.runs[0].accuracy == first.accuracy
+    assert result.runs[0].layer_sparsity == first.layer_sparsity
