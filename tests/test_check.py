@@ -122,13 +122,57 @@ def test_supported_layer_types_passes():
 
 
 def test_supported_layer_types_flags():
-    graph = chain(Input((2, 4, 4)), SumPool2d(2, (2, 4, 4)), Flatten((2, 2, 2)),
-                  dense(np.ones((3, 8))), LI(beta=np.full(3, 0.5)), Output((3,)))
-    v = only(run("supported_layer_types", graph, LOIHI1), layer="n1", actual="SumPool2d",
-             severity="error")
+    # two pools in a row: the netx export cannot fold them (netx has no pool layer)
+    graph = chain(Input((2, 8, 8)), SumPool2d(2, (2, 8, 8)), SumPool2d(2, (2, 4, 4)),
+                  Flatten((2, 2, 2)), dense(np.ones((3, 8))), LI(beta=np.full(3, 0.5)),
+                  Output((3,)))
+    found = run("supported_layer_types", graph, LOIHI1)
+    assert [(v.layer, v.actual, v.severity) for v in found] == [
+        ("n1", "SumPool2d", "error"), ("n2", "SumPool2d", "error")]
+    v = found[0]
     assert "no SumPool2d layer" in v.message and "Conv2d" in v.limit
+    assert "cannot fold it (" in v.message and "two pools in a row" in v.message
     # the unsupported LI neuron is left to supported_neuron_model, reported once
-    assert only(run("supported_neuron_model", graph, LOIHI1), layer="n4", actual="LI")
+    assert only(run("supported_neuron_model", graph, LOIHI1), layer="n5", actual="LI")
+
+
+def pool_then_dense(float_weights: bool = False) -> Graph:
+    """Input (1, 4, 4) -> SumPool 2 -> Flatten -> dense (2 x 4, row 0 with one zero) -> LIF."""
+    weight = np.array([[1, 0, 2, 3], [1, 1, 1, 1]])
+    fc = Affine(weight * 0.37) if float_weights else dense(weight)
+    return chain(Input((1, 4, 4)), SumPool2d(2, (1, 4, 4)), Flatten((1, 2, 2)), fc, lif(2),
+                 Output((2,)))
+
+
+@pytest.mark.parametrize("float_weights", [False, True])
+def test_a_pool_the_netx_export_folds_is_supported(float_weights):
+    """netx has no pool layer, but the exporter folds a pool into the next dense / conv layer;
+    what runs is the folded layer, so the pool is no violation (float weights: decided on the
+    structure, the weights themselves are weights_on_grid's business)."""
+    graph = pool_then_dense(float_weights)
+    assert run("supported_layer_types", graph, LOIHI1) == []
+    assert run("supported_layer_types", graph, LOIHI2) == []
+    # a target without netx export has nothing to fold the pool into
+    no_netx = dataclasses.replace(LOIHI2, export_formats=("nir", "onnx"))
+    v = only(run("supported_layer_types", graph, no_netx), layer="n1", actual="SumPool2d")
+    assert "no netx export" in v.message
+
+
+def test_fan_in_counts_a_pool_folded_into_the_next_layer():
+    """Each pooled input stands for its 2 x 2 window: fan-in = 4 x the non-zero weights of the
+    row, the same as the non-zeros of the netx exporter's folded weight matrix."""
+    from sbc_deploy.check.mapping import neuron_fan_in, populations
+    from sbc_deploy.exporters.to_netx import plan_netx
+
+    graph = pool_then_dense()
+    (pop,) = [p for p in populations(graph) if p.synapses]
+    assert neuron_fan_in(graph, pop).tolist() == [4 * 3, 4 * 4]
+    dense_layers = [layer for layer in plan_netx(graph) if layer.weight is not None]
+    folded = np.asarray(dense_layers[-1].weight).reshape(2, -1)
+    assert np.count_nonzero(folded, axis=1).tolist() == [12, 16]
+    v = only(run("fan_in", graph, with_(LOIHI2, "limits", max_fan_in=15)), layer="n3",
+             actual=16)
+    assert "1 of 2 neurons" in v.message
 
 
 def test_supported_neuron_model_passes():

@@ -40,6 +40,7 @@ ceil log2 f}``); a dense layer on Speck counts as a 1x1 convolution over its inp
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -62,6 +63,7 @@ from sbc_deploy.ir import (
     SumPool2d,
     Synapse,
 )
+from sbc_deploy.errors import UnsupportedNodeError
 from sbc_deploy.targets import Target
 
 log = logging.getLogger(__name__)
@@ -278,12 +280,40 @@ def _conv_geometry(syn: Conv1d | Conv2d) -> list[tuple[np.ndarray, np.ndarray]]:
     return [_taps(length, lo, int(syn.weight.shape[2]), syn.stride, syn.padding, syn.dilation)]
 
 
-def synapse_fan_in(syn: Synapse) -> np.ndarray:
-    """Non-zero synapses into each output element, shaped like ``syn.output_shape``."""
+def synapse_fan_in(syn: Synapse, multiplicity: np.ndarray | None = None) -> np.ndarray:
+    """Non-zero synapses into each output element, shaped like ``syn.output_shape``.
+
+    ``multiplicity`` (shaped like ``syn.input_shape``): how many source neurons each input
+    element stands for -- a pool before the synapse, folded into it on export, turns one
+    weight into one synapse per element of its window.
+    """
+    if multiplicity is not None and not isinstance(syn, (Affine, Conv2d)):
+        raise UnsupportedNodeError("pool multiplicity is only defined for Affine and Conv2d",
+                                   where=type(syn).__name__)
     if isinstance(syn, Affine):
-        return np.count_nonzero(syn.weight, axis=1)
-    nnz = np.count_nonzero(syn.weight, axis=1)  # (C_out, *kernel): input channels per tap
+        if multiplicity is None:
+            return np.count_nonzero(syn.weight, axis=1)
+        return (syn.weight != 0).astype(np.int64) @ multiplicity.reshape(-1).astype(np.int64)
     geometry = _conv_geometry(syn)  # type: ignore[arg-type]
+    if isinstance(syn, Conv2d) and multiplicity is not None:
+        (iy, vy), (ix, vx) = geometry
+        m = multiplicity.reshape(syn.input_shape).astype(np.int64)
+        nz = (syn.weight != 0).astype(np.int64)  # (C_out, C_in / groups, kH, kW)
+        groups, c_out = syn.groups, syn.weight.shape[0]
+        c_in = nz.shape[1]
+        out = np.zeros(syn.output_shape, dtype=np.int64)
+        for k in range(nz.shape[2]):
+            for l in range(nz.shape[3]):
+                # m at the input position of tap (k, l) of every output position, 0 outside
+                at = m[:, np.clip(iy[:, k], 0, m.shape[1] - 1)][:, :, np.clip(ix[:, l], 0,
+                                                                             m.shape[2] - 1)]
+                at = at * (vy[:, k][:, None] & vx[:, l][None, :])
+                for g in range(groups):
+                    rows = slice(g * c_out // groups, (g + 1) * c_out // groups)
+                    out[rows] += np.einsum("oc,cyx->oyx", nz[rows, :, k, l],
+                                           at[g * c_in:(g + 1) * c_in])
+        return out
+    nnz = np.count_nonzero(syn.weight, axis=1)  # (C_out, *kernel): input channels per tap
     if isinstance(syn, Conv2d):
         vy, vx = (valid.astype(np.int64) for _, valid in geometry)
         return np.einsum("okl,yk,xl->oyx", nnz, vy, vx)
@@ -405,11 +435,25 @@ def backward_counts(graph: Graph, values: np.ndarray, chain: Sequence[str]) -> n
     return values
 
 
+def pool_multiplicity(graph: Graph, name: str) -> np.ndarray | None:
+    """Source neurons behind each input element of synapse ``name`` when a pool lies between
+    them (``None`` when none does): the window sizes, carried through the pass-through chain."""
+    source, chain = synapse_source(graph, name)
+    if source is None or not any(isinstance(graph.nodes[c], (SumPool2d, AvgPool2d))
+                                 for c in chain):
+        return None
+    ones = np.ones(graph.nodes[source].output_shape, dtype=np.int64)
+    return forward_counts(graph, ones, chain).reshape(graph.nodes[name].input_shape)
+
+
 def neuron_fan_in(graph: Graph, pop: Population) -> np.ndarray:
-    """Non-zero synapses into each neuron of ``pop`` (flat), summed over its synapse layers."""
+    """Non-zero synapses into each neuron of ``pop`` (flat), summed over its synapse layers
+    (pools on either side counted as folded into the layer, as the netx export does)."""
     total = np.zeros(pop.size, dtype=np.int64)
     for name, chain in zip(pop.synapses, pop.chains):
-        counts = forward_counts(graph, synapse_fan_in(graph.nodes[name]), chain)  # type: ignore
+        per_synapse = synapse_fan_in(graph.nodes[name],  # type: ignore[arg-type]
+                                     pool_multiplicity(graph, name))
+        counts = forward_counts(graph, per_synapse, chain)
         total += np.asarray(counts, dtype=np.int64).reshape(-1)
     return total
 
@@ -483,8 +527,13 @@ def _costs(graph: Graph, pop: Population, target: Target) -> _Costs:
             kernel_bits += kernel_entries(syn, spec.address_padding) * w_bits
             storages.append("kernel")
             continue
-        nnz = forward_counts(graph, synapse_fan_in(syn), chain).reshape(-1)
-        potential = forward_counts(graph, synapse_potential(syn), chain).reshape(-1)
+        # a pool before the synapse is folded into it on export: its windows multiply the
+        # synapses, stored (nnz) and potential (the folded layer with every weight non-zero)
+        m = pool_multiplicity(graph, name)
+        nnz = forward_counts(graph, synapse_fan_in(syn, m), chain).reshape(-1)
+        full = (synapse_potential(syn) if m is None else synapse_fan_in(
+            dataclasses.replace(syn, weight=np.ones_like(syn.weight), encoding=None), m))
+        potential = forward_counts(graph, full, chain).reshape(-1)
         dense = potential.astype(np.int64) * w_bits
         sparse = nnz.astype(np.int64) * (w_bits + spec.index_bits)
         storage = spec.synapse_storage

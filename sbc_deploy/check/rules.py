@@ -9,6 +9,7 @@ the limit is itself an estimate (no public number) or the value will only be rou
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,9 +27,21 @@ from sbc_deploy.check.mapping import (
     synapse_source,
     synapse_target,
 )
-from sbc_deploy.ir import Affine, Delay, Graph, Neuron, Synapse, WeightEncoding
+from sbc_deploy.errors import SbcDeployError
+from sbc_deploy.ir import (
+    Affine,
+    AvgPool2d,
+    Delay,
+    Graph,
+    Neuron,
+    SumPool2d,
+    Synapse,
+    WeightEncoding,
+)
 from sbc_deploy.ir.encoding import mantissa_range
 from sbc_deploy.targets import Target
+
+POOLS = (SumPool2d, AvgPool2d)
 
 Severity = Literal["error", "warning"]
 
@@ -79,16 +92,50 @@ def _supported_neurons(graph: Graph, target: Target) -> Iterator[tuple[str, Neur
 # =========================================================================== node kinds
 
 
+def _encoded(graph: Graph) -> Iterator[bool]:
+    return (graph.nodes[n].encoding is not None for n in graph.topological_order
+            if isinstance(graph.nodes[n], Synapse))
+
+
+def _netx_fold_error(graph: Graph) -> str | None:
+    """Why the netx exporter cannot fold this graph's pools (``None``: it can)."""
+    from sbc_deploy.exporters.to_netx import plan_netx  # the exporter decides what folds
+
+    if not all(_encoded(graph)):
+        # whether pools fold is structural: decide it on a copy with integer weights (+-1, 0)
+        # and unit 1 (weights_on_grid reports the float weights themselves)
+        graph = graph.replace_nodes({
+            name: dataclasses.replace(node, weight=np.sign(node.weight))
+            for name, node in graph.nodes.items() if isinstance(node, Synapse)})
+    try:
+        plan_netx(graph, unit=None if all(_encoded(graph)) else 1.0)
+    except SbcDeployError as err:
+        return str(err)
+    return None
+
+
 def supported_layer_types(graph: Graph, target: Target) -> Iterator[Violation]:
-    """Every non-neuron node is of a kind the target supports (neurons: next rule)."""
+    """Every non-neuron node is of a kind the target supports (neurons: next rule).
+
+    A pool on a target that exports netx is accepted when the netx exporter folds it into the
+    neighbouring convolution or dense layer (netx has no pool layer; the folded layer is what
+    runs, and :func:`fan_in` counts its synapses).
+    """
     allowed = target.layers.node_kinds
+    pools = [name for name in graph.topological_order
+             if isinstance(graph.nodes[name], POOLS) and graph.nodes[name].kind not in allowed]
+    fold_error = (_netx_fold_error(graph) if pools and "netx" in target.export_formats
+                  else "the target has no netx export to fold it")
     for name in graph.topological_order:
         node = graph.nodes[name]
         if isinstance(node, Neuron) or node.kind in allowed:
             continue
+        if name in pools and fold_error is None:
+            continue
+        reason = f"; the netx export cannot fold it ({fold_error})" if name in pools else ""
         yield Violation(name, "supported_layer_types", _kinds(allowed), node.kind,
-                        f"{target.name} has no {node.kind} layer (supported: {_kinds(allowed)})",
-                        _severity(target, "layers.node_kinds"))
+                        f"{target.name} has no {node.kind} layer (supported: {_kinds(allowed)})"
+                        + reason, _severity(target, "layers.node_kinds"))
 
 
 def supported_neuron_model(graph: Graph, target: Target) -> Iterator[Violation]:
