@@ -91,8 +91,9 @@ def deploy_parser() -> argparse.ArgumentParser:
                "'sbc-deploy targets'. Exit codes: 0 success, 1 the result violates the target, "
                "2 bad usage or input.")
     parser.add_argument("model", nargs="?", metavar="MODEL",
-                        help=".nir file or lava-dl netx .net/.h5 file (default: the bundled "
-                             "N-MNIST-like MLP with its bundled calibration and evaluation data)")
+                        help=".nir file, lava-dl netx .net/.h5 file, or the name of a bundled "
+                             "network (nmnist_mlp, nmnist_cnn), which comes with its bundled "
+                             "calibration and evaluation data (default: nmnist_mlp)")
     parser.add_argument("--target", required=True, metavar="NAME|PATH[,...]",
                         help="hardware target by name (see 'sbc-deploy targets') or a TOML file; "
                              "several, comma-separated, are compared in one report")

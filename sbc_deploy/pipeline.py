@@ -117,12 +117,15 @@ class _Timer:
 
 def _load(request: DeployRequest) -> tuple[Graph, str, Dataset | None, Dataset | None]:
     """The model and its data: the user's, or the bundled example's."""
-    calib, evaluation = request.calib, request.eval
-    if request.model is None:
-        from sbc_deploy import bundled
+    from sbc_deploy import bundled
 
-        graph = bundled.load_bundled_model()
-        name = "bundled N-MNIST-like MLP (sbc_deploy/bundled/nmnist_mlp.nir)"
+    calib, evaluation = request.calib, request.eval
+    model = request.model
+    if model is None or (isinstance(model, str) and model in bundled.MODELS
+                         and not Path(model).exists()):
+        model = bundled.DEFAULT_MODEL if model is None else model
+        graph = bundled.load_bundled_model(model)
+        name = f"bundled {model} (sbc_deploy/bundled/{model}.nir)"
         calib = bundled.load_bundled_data("calib") if calib is None else calib
         evaluation = bundled.load_bundled_data("eval") if evaluation is None else evaluation
     elif isinstance(request.model, Graph):

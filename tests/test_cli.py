@@ -190,3 +190,21 @@ def test_public_api_verbs_are_the_functions():
 
     assert sbc_deploy.compress is compress_fn and sbc_deploy.check is check_fn
     assert callable(sbc_deploy.calibrate) and callable(sbc_deploy.deploy)
+
+
+def test_a_bundled_network_by_name_comes_with_its_data(capsys):
+    """``sbc-deploy --target T nmnist_cnn``: the name of a bundled network (no such file here)
+    loads it with the bundled calibration and evaluation sets; --help lists every name."""
+    from sbc_deploy import bundled
+    from sbc_deploy.pipeline import DeployRequest, _load
+
+    assert main(["--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(name in help_text for name in bundled.MODELS)
+    for name in bundled.MODELS:
+        graph, label, calib, evaluation = _load(DeployRequest(model=name))
+        expected = bundled.load_bundled_model(name)
+        assert [type(graph.nodes[n]) for n in graph.topological_order] == [
+            type(expected.nodes[n]) for n in expected.topological_order]
+        assert name in label and calib is not None and evaluation is not None
+        assert np.array_equal(evaluation.x, bundled.load_bundled_data("eval").x)
