@@ -781,7 +781,8 @@ def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
         lines += _table(["setting", "spike count", "ties broken by membrane", "tied samples (%)"],
                         body)
         if grid.extra:
-            lines += ["### Further settings (investigation, first seed only)", ""]
+            lines += ["### Further settings (investigation: first seed only, unless the main "
+                      "grid has the setting)", ""]
             body = []
             for spec in grid.extra:
                 times = [r.seconds for r in runs if r.network == network and r.spec == spec]
