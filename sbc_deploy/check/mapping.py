@@ -68,7 +68,8 @@ from sbc_deploy.targets import Target
 
 log = logging.getLogger(__name__)
 
-PASS_THROUGH = (Scale, Flatten, SumPool2d, AvgPool2d, Delay)
+POOLS = (SumPool2d, AvgPool2d)
+PASS_THROUGH = (Scale, Flatten, *POOLS, Delay)
 _IDENTITY = (Scale, Flatten, Delay)  # one output element per input element, same C order
 
 
@@ -410,7 +411,7 @@ def forward_counts(graph: Graph, values: np.ndarray, chain: Sequence[str]) -> np
     """Carry per-element counts through pass-through nodes (a pool sums its window)."""
     for name in chain:
         node = graph.nodes[name]
-        if isinstance(node, (SumPool2d, AvgPool2d)):
+        if isinstance(node, POOLS):
             ph, pw = node.padding
             padded = np.pad(values.reshape(node.input_shape), ((0, 0), (ph, ph), (pw, pw)))
             values = sum(padded[:, ys, xs] for ys, xs in _pool_windows(node))
@@ -423,7 +424,7 @@ def backward_counts(graph: Graph, values: np.ndarray, chain: Sequence[str]) -> n
     receives the sum over the windows that contain it (the adjoint of :func:`forward_counts`)."""
     for name in reversed(chain):
         node = graph.nodes[name]
-        if isinstance(node, (SumPool2d, AvgPool2d)):
+        if isinstance(node, POOLS):
             ph, pw = node.padding
             c, h, w = node.input_shape
             out = np.asarray(values).reshape(node.output_shape)
@@ -439,8 +440,7 @@ def pool_multiplicity(graph: Graph, name: str) -> np.ndarray | None:
     """Source neurons behind each input element of synapse ``name`` when a pool lies between
     them (``None`` when none does): the window sizes, carried through the pass-through chain."""
     source, chain = synapse_source(graph, name)
-    if source is None or not any(isinstance(graph.nodes[c], (SumPool2d, AvgPool2d))
-                                 for c in chain):
+    if source is None or not any(isinstance(graph.nodes[c], POOLS) for c in chain):
         return None
     ones = np.ones(graph.nodes[source].output_shape, dtype=np.int64)
     return forward_counts(graph, ones, chain).reshape(graph.nodes[name].input_shape)
@@ -520,17 +520,19 @@ def _costs(graph: Graph, pop: Population, target: Target) -> _Costs:
     bits = np.zeros(pop.size, dtype=np.int64)
     storages = []
     kernel_bits = 0
+    fan_in = np.zeros(pop.size, dtype=np.int64)  # neuron_fan_in, summed here as it goes
     for name, chain in zip(pop.synapses, pop.chains):
         syn: Synapse = graph.nodes[name]  # type: ignore[assignment]
+        # a pool before the synapse is folded into it on export: its windows multiply the
+        # synapses, stored (nnz) and potential (the folded layer with every weight non-zero)
+        m = pool_multiplicity(graph, name)
+        nnz = forward_counts(graph, synapse_fan_in(syn, m), chain).reshape(-1)
+        fan_in += nnz.astype(np.int64)
         w_bits = _weight_bits(syn, target)
         if spec.synapse_storage == "kernel":
             kernel_bits += kernel_entries(syn, spec.address_padding) * w_bits
             storages.append("kernel")
             continue
-        # a pool before the synapse is folded into it on export: its windows multiply the
-        # synapses, stored (nnz) and potential (the folded layer with every weight non-zero)
-        m = pool_multiplicity(graph, name)
-        nnz = forward_counts(graph, synapse_fan_in(syn, m), chain).reshape(-1)
         full = (synapse_potential(syn) if m is None else synapse_fan_in(
             dataclasses.replace(syn, weight=np.ones_like(syn.weight), encoding=None), m))
         potential = forward_counts(graph, full, chain).reshape(-1)
@@ -542,7 +544,6 @@ def _costs(graph: Graph, pop: Population, target: Target) -> _Costs:
         bits += dense if storage == "dense" else sparse
         storages.append(storage)
     neurons = padded_neurons(pop.shape) if spec.address_padding else pop.size
-    fan_in = neuron_fan_in(graph, pop)
     bound = sum(int(np.prod(graph.nodes[s].input_shape)) for s in pop.synapses) or pop.size
     storage_text = "/".join(sorted(set(storages))) or "none"
     layer_bits = kernel_bits if spec.synapse_storage == "kernel" else int(bits.sum())

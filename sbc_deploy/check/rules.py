@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from sbc_deploy.check.mapping import (
+    POOLS,
     Mapping,
     Population,
     map_to_cores,
@@ -28,20 +29,9 @@ from sbc_deploy.check.mapping import (
     synapse_target,
 )
 from sbc_deploy.errors import SbcDeployError
-from sbc_deploy.ir import (
-    Affine,
-    AvgPool2d,
-    Delay,
-    Graph,
-    Neuron,
-    SumPool2d,
-    Synapse,
-    WeightEncoding,
-)
+from sbc_deploy.ir import Affine, Delay, Graph, Neuron, Synapse, WeightEncoding
 from sbc_deploy.ir.encoding import mantissa_range
 from sbc_deploy.targets import Target
-
-POOLS = (SumPool2d, AvgPool2d)
 
 Severity = Literal["error", "warning"]
 
@@ -92,23 +82,20 @@ def _supported_neurons(graph: Graph, target: Target) -> Iterator[tuple[str, Neur
 # =========================================================================== node kinds
 
 
-def _encoded(graph: Graph) -> Iterator[bool]:
-    return (graph.nodes[n].encoding is not None for n in graph.topological_order
-            if isinstance(graph.nodes[n], Synapse))
-
-
 def _netx_fold_error(graph: Graph) -> str | None:
     """Why the netx exporter cannot fold this graph's pools (``None``: it can)."""
     from sbc_deploy.exporters.to_netx import plan_netx  # the exporter decides what folds
 
-    if not all(_encoded(graph)):
+    synapses = {name: node for name, node in graph.nodes.items() if isinstance(node, Synapse)}
+    encoded = all(node.encoding is not None for node in synapses.values())
+    if not encoded:
         # whether pools fold is structural: decide it on a copy with integer weights (+-1, 0)
         # and unit 1 (weights_on_grid reports the float weights themselves)
         graph = graph.replace_nodes({
-            name: dataclasses.replace(node, weight=np.sign(node.weight))
-            for name, node in graph.nodes.items() if isinstance(node, Synapse)})
+            name: dataclasses.replace(node, weight=np.sign(node.weight), encoding=None)
+            for name, node in synapses.items()})
     try:
-        plan_netx(graph, unit=None if all(_encoded(graph)) else 1.0)
+        plan_netx(graph, unit=None if encoded else 1.0)
     except SbcDeployError as err:
         return str(err)
     return None
