@@ -103,6 +103,9 @@ def select_mask(scores: Tensor, n_prune: int, *, n_m: tuple[int, int] | None = N
         scores = scores.to(torch.float64)
     low = torch.finfo(scores.dtype).min
     scores = torch.nan_to_num(scores, nan=low / 2, neginf=low / 2)
+    keep_count = n_out * n_in - n_prune
+    if (n_m is None or n_m[0] >= n_m[1]) and (fan_in is None or fan_in >= n_in):
+        return ~_largest(scores.reshape(-1), keep_count).reshape(n_out, n_in)  # no rules
     eligible = torch.ones_like(scores, dtype=torch.bool)
     if n_m is not None and n_m[0] < n_m[1]:
         n, m = n_m
@@ -119,7 +122,6 @@ def select_mask(scores: Tensor, n_prune: int, *, n_m: tuple[int, int] | None = N
         if fan_in > 0:
             top.scatter_(1, torch.topk(ranked, fan_in, dim=1).indices, True)
         eligible &= top
-    keep_count = n_out * n_in - n_prune
     ranked = scores if bool(eligible.all()) else scores.masked_fill(~eligible, low)
     return ~_largest(ranked.reshape(-1), keep_count).reshape(n_out, n_in)
 
