@@ -47,8 +47,8 @@ from sbc_deploy.ir import Graph
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MIN_BLOCK", "MemoryBudgetError", "MemoryPlan", "StageEstimate", "default_budget",
-           "format_bytes", "parse_size", "plan_memory"]
+__all__ = ["MIN_BLOCK", "MemoryBudgetError", "MemoryPlan", "StageEstimate", "cifar10_dvs_csnn",
+           "default_budget", "format_bytes", "parse_size", "plan_memory"]
 
 MIN_BLOCK = 64
 """Smallest block of a block-diagonal Hessian the planner chooses."""
@@ -280,3 +280,36 @@ def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: 
     for note in notes:
         log.info("%s", note)
     return MemoryPlan(budget, stages, blocks, tuple(notes))
+
+
+def cifar10_dvs_csnn(rng: Any = None, side: int = 128, classes: int = 10) -> Graph:
+    """A random-weight stand-in of the SBC paper's CIFAR10-DVS CSNN shape, at ``side`` pixels.
+
+    ``2 x side x side`` -> 4 x (3x3 conv + LIF), 2x2 sum pools after the first three ->
+    ``128 x side/8 x side/8`` flattened -> dense -> LIF readout. At 128 x 128 the dense layer's
+    fan-in is 32,768: its full Hessian alone is 8 GiB of float64. Used by the memory tests and
+    benchmarks (no weights of the paper; only the shapes matter there).
+    """
+    import numpy as np
+
+    from sbc_deploy.ir import LIF, Affine, Conv2d, Flatten, Input, Output, SumPool2d
+
+    rng = np.random.default_rng(0) if rng is None else rng
+    nodes: list[tuple[str, Any]] = [("in", Input((2, side, side)))]
+    channels, size = 2, side
+    for k, out in enumerate((32, 64, 128, 128)):
+        fan_in = channels * 9
+        weight = rng.normal(0, 2.0 / np.sqrt(fan_in), (out, channels, 3, 3))
+        nodes.append((f"conv{k}", Conv2d(weight, input_shape=(channels, size, size), padding=1)))
+        nodes.append((f"lif{k}", LIF(beta=np.full((out, size, size), 0.9),
+                                     v_threshold=np.ones((out, size, size)))))
+        channels = out
+        if k < 3:
+            nodes.append((f"pool{k}", SumPool2d(kernel_size=2, input_shape=(out, size, size))))
+            size //= 2
+    n_in = channels * size * size
+    nodes += [("flat", Flatten(input_shape=(channels, size, size))),
+              ("fc", Affine(rng.normal(0, 1.0 / np.sqrt(n_in), (classes, n_in)))),
+              ("readout", LIF(beta=np.full(classes, 0.9), v_threshold=np.ones(classes))),
+              ("out", Output((classes,)))]
+    return Graph.chain(nodes, dt=1e-3)
