@@ -8,14 +8,16 @@ made block-diagonal so that the run fits, and notes saying so. :func:`plan_memor
 The estimates are upper bounds from shapes alone (every value ``float32`` in the simulator,
 Hessian sums ``float64``):
 
+    every      RUNTIME (Python, torch and the package: 512 MiB)
     simulate   sum over nodes of B * T * |node output| * 4      (every value of a batch alive)
                + the weights
     calibrate  simulate(calibration batch)
                + sum over layers of 2 * |H_l| * 8               (the sums and one batch's sums)
                + B * T * |largest layer input| * 4 * 2          (the filtered copy, its layout)
                + one im2col chunk (chunk_elements * 4 * 3)
-    compress   sum over layers of 2 * |H_l| * 8                 (the calibration and the solver's
-                                                                 copy of every layer's H)
+    compress   sum over layers of 3 * |H_l| * 8                 (the calibration, the solver's
+                                                                 copy of every layer's H, and
+                                                                 the scaled copy being made)
                + 6 * |H of the largest single block solved| * 8 (damped H, its inverse, the
                                                                  Cholesky factors, temporaries)
                + 8 * |W_l| * 8 for the largest layer            (W, Q, mask, ADMM state)
@@ -57,6 +59,8 @@ DEFAULT_FRACTION = 0.5
 """Default budget: this fraction of the machine's physical memory."""
 
 CHUNK_ELEMENTS = 1 << 22  # HessianAccumulator.chunk_elements
+RUNTIME = 512 * 1024**2
+"""The process itself (Python, torch, the package) before any tensor: added to every stage."""
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
           "gb": 1000**3, "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2,
           "gib": 1024**3, "tib": 1024**4}
@@ -188,7 +192,7 @@ def estimate(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: int
     blocks = dict(blocks or {})
     layers = _layers(graph, kernel, max_groups) if calibrate else []
     stages = [StageEstimate(
-        "simulate", _activations(graph, batch_size, steps) + _weights(graph),
+        "simulate", RUNTIME + _activations(graph, batch_size, steps) + _weights(graph),
         f"{batch_size} samples x {steps} steps, every node's values alive")]
     if not layers:
         return tuple(stages)
@@ -196,15 +200,16 @@ def estimate(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: int
     largest_input = max(s.input_values for s in layers)
     exchange = max(_hessian_values(s, blocks.get(s.name)) for s in layers) * 8 * (
         world_size if world_size > 1 else 0)
-    calib = (_activations(graph, calib_batch_size, steps) + _weights(graph) + 2 * sums
+    calib = (RUNTIME + _activations(graph, calib_batch_size, steps) + _weights(graph) + 2 * sums
              + 8 * calib_batch_size * steps * largest_input + 12 * CHUNK_ELEMENTS + exchange)
     stages.append(StageEstimate(
         "calibrate", calib, f"Hessian sums {format_bytes(sums)} (x2: totals and one batch)"))
     solve = max(6 * 8 * _block_values(s, blocks.get(s.name)) for s in layers)
     weights = max(8 * 8 * s.weights for s in layers)
     stages.append(StageEstimate(
-        "compress", 2 * sums + solve + weights,
-        f"every layer's H twice {format_bytes(2 * sums)}, largest solve {format_bytes(solve)}"))
+        "compress", RUNTIME + 3 * sums + solve + weights,
+        f"every layer's H three times {format_bytes(3 * sums)}, largest solve "
+        f"{format_bytes(solve)}"))
     return tuple(stages)
 
 

@@ -301,7 +301,7 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
     if request.distributed:
         from sbc_deploy import distributed
 
-        with distributed.session():
+        with distributed.session(str(getattr(request, "device", None) or "cpu")):
             return _deploy(request, progress)
     return _deploy(request, progress)
 
