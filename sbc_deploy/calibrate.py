@@ -237,7 +237,8 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
             precision=precision, row_fraction=row_fraction, seed=seed,
             block_size=blocks.get(layer.name))
     if x is None:
-        return Calibration({}, steps=0, n_samples=0, data=None, **settings)  # type: ignore[arg-type]
+        return Calibration({}, steps=0, n_samples=0, data=None,
+                           **settings)  # type: ignore[arg-type]
     group = distributed.active()
     world, rank = (1, 0) if group is None else (group.world_size, group.rank)
     total = int(x.shape[0])
