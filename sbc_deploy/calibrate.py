@@ -36,6 +36,7 @@ import torch
 
 from sbc_deploy.compress.hessian import (
     KERNELS,
+    PRECISIONS,
     BatchSum,
     HessianAccumulator,
     HessianSum,
@@ -212,6 +213,9 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"must be an integer >= 1, got {batch_size!r}",
                           where="calibrate(batch_size=)")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}",
+                          where="calibrate(precision=)")
     dev = resolve_device(device)
     synapse_layers = graph.synapse_layers()
     known = {layer.name for layer in synapse_layers}

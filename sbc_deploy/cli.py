@@ -126,6 +126,10 @@ def deploy_parser() -> argparse.ArgumentParser:
                         help="memory the run may use, e.g. 8GiB (default: half the machine's "
                              "RAM); layers whose Hessian would not fit get a block-diagonal one, "
                              "and a run that cannot fit is refused before it starts")
+    parser.add_argument("--hessian-precision", choices=("float32", "float64"), default="float32",
+                        help="GEMMs of the Hessian sums (always summed in float64): float32 at "
+                             "the machine's GEMM rate (default), or float64, exact for spikes "
+                             "through IF or readout layers and the reference")
     parser.add_argument("--distributed", action="store_true",
                         help="run as one of the processes started by torchrun (gloo on CPU, "
                              "NCCL on CUDA): calibration data and layer solves are shared out, "
@@ -199,7 +203,7 @@ def _run_deploy(args: argparse.Namespace) -> int:
         method=args.method, sparsity=args.sparsity, bits=args.bits, fan_in=args.fan_in,
         n_m=args.nm, allocation=args.allocation, export=None if args.export is None else tuple(_split(args.export)),
         out_dir=args.out, dt=args.dt, reset=args.reset, memory_budget=args.memory_budget,
-        distributed=args.distributed)
+        distributed=args.distributed, hessian_precision=args.hessian_precision)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
     if result.report is None:  # a --distributed process other than rank 0: rank 0 reports

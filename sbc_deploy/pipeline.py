@@ -72,6 +72,7 @@ class DeployRequest:
     batch_size: int = 128
     memory_budget: int | None = None  # bytes; None: half the machine's RAM (sbc_deploy.memory)
     distributed: bool = False  # one of torchrun's processes (sbc_deploy.distributed)
+    hessian_precision: str = "float32"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                                     "--method magnitude, which needs none)", where="--calib")
                 calibrations[key] = calibrate(graph, calib if config.needs_calibration else None,
                                               config=config, blocks=memory.blocks,
+                                              precision=request.hessian_precision,
                                               progress=lambda d, t: progress("calibrate", d, t))
         with clock.stage("compress"):
             compressed, stats = compress(graph, calibrations[key], config,

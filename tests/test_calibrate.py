@@ -188,3 +188,22 @@ def test_settings_and_timing_are_recorded(rng):
     assert calib.metadata["sum_flops"] == 2 * 0.5 * (2 * 300 * 2 * 16 + 300 * 36)
     with pytest.raises(ConfigError, match="blocks"):
         calibrate(graph, spikes(rng), blocks={"lif": 4})
+
+
+def test_deploy_records_the_calibration_settings_and_the_memory_plan(tmp_path):
+    """The pipeline passes --hessian-precision on and writes how the sums were made."""
+    from sbc_deploy import bundled
+    from sbc_deploy.pipeline import DeployRequest, deploy
+
+    data = bundled.load_bundled_data("calib")
+    path = tmp_path / "calib.npz"
+    np.savez(path, x=np.asarray(data.x[:12]), dt=data.dt)
+    result = deploy(DeployRequest(model="nmnist_cnn", calib=str(path), eval=None, export=(),
+                                  out_dir=str(tmp_path / "out"), hessian_precision="float64"))
+    settings = result.report.settings
+    (calibration,) = settings["calibration"].values()
+    assert calibration["precision"] == "float64" and calibration["samples"] == 12
+    assert calibration["row_fraction"] == 1.0 and calibration["block_diagonal"] == {}
+    assert settings["memory"]["peak_bytes"] <= settings["memory"]["budget_bytes"]
+    with pytest.raises(ConfigError, match="precision"):
+        calibrate(bundled.load_bundled_model("nmnist_mlp"), None, precision="float16")
