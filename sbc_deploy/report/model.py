@@ -42,6 +42,25 @@ class ViolationRow:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """A quality guard's result: the compressed network may fit yet be wrong (``error`` makes
+    the run exit 1), or something looks off (``warning``).
+
+    ``code`` is stable (``accuracy_drop``, ``silent_layer``, ...); ``where`` names the layer or
+    measurement; ``hint`` names the likely cause (time step, reset, encoding, threshold ...).
+    """
+
+    severity: str
+    code: str
+    where: str | None
+    message: str
+    hint: str | None = None
+    target: str | None = None
+    value: float | None = None
+    limit: float | None = None
+
+
+@dataclass(frozen=True)
 class CoreRow:
     """One core of the mapping estimate."""
 
@@ -119,10 +138,17 @@ class Report:
     timings_s: Mapping[str, float] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+    activity: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def fits(self) -> bool:
         return all(t.fits for t in self.targets)
+
+    @property
+    def guards_pass(self) -> bool:
+        """True when no quality guard found an error (see :class:`Finding`)."""
+        return not any(f.severity == "error" for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``report.json`` document."""
@@ -139,6 +165,9 @@ class Report:
             "timings_s": dict(self.timings_s),
             "settings": dict(self.settings),
             "versions": dict(self.versions),
+            "findings": [asdict(f) for f in self.findings],
+            "guards_pass": self.guards_pass,
+            "activity": dict(self.activity),
         }
 
 
