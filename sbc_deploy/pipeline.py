@@ -128,6 +128,16 @@ class _Timer:
 # --------------------------------------------------------------------------- helpers
 
 
+def _load(request: DeployRequest) -> tuple[Graph, str, Dataset | None, Dataset | None]:
+    """The model and its data (the user's, or the bundled example's), checked against each
+    other; :func:`~sbc_deploy.validate.validate_request` does this and every other check."""
+    from sbc_deploy.validate import _load_model, check_dataset
+
+    graph, name, calib, evaluation, _ = _load_model(request)
+    return (graph, name, None if calib is None else check_dataset(calib, graph, "--calib"),
+            None if evaluation is None else check_dataset(evaluation, graph, "--eval"))
+
+
 def _batches(data: Dataset, batch_size: int, limit: int | None) -> Iterator[tuple[torch.Tensor,
                                                                                   torch.Tensor | None]]:
     n = len(data) if limit is None else min(limit, len(data))
