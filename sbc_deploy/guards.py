@@ -167,7 +167,7 @@ def compressed_findings(target: str, *, dense: Activity | None, compressed: Acti
             if value is None:
                 continue
             drop = 100.0 * (dense_accuracy - value)
-            if drop > max_drop:
+            if drop > max_drop + 1e-9:  # exactly max_drop is allowed (float rounding)
                 found.append(Finding(
                     "error", "accuracy_drop",
                     f"accuracy.compressed_{'float' if label[0] == 'f' else 'integer'}",
