@@ -58,6 +58,8 @@ def test_fan_in_64_magnitude_exits_1_with_the_accuracy_drop(fan_in_64):
         assert finding["value"] == pytest.approx(100 * (acc["dense_float"] - acc[key]))
         assert "--sparsity" in finding["hint"] or "--fan-in" in finding["hint"]
     assert acc["dense_float"] > 0.9 and acc["compressed_float"] < 0.2
+    markdown = (fan_in_64[3] / "out" / "report.md").read_text()
+    assert "## Quality guards" in markdown and "accuracy_drop" in markdown
     # per-layer activity dense vs compressed is in the report
     rates = report["activity"]
     assert set(rates["dense"]["rate"]) == set(rates["loihi2"]["rate"]) == {"leaky2", "leaky4"}
