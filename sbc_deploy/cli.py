@@ -245,6 +245,8 @@ def _print_summary(result: Any) -> None:
         print(", ".join(parts))
         for v in t.violations:
             print(f"  [{v.severity}] {v.layer or '-'}: {v.rule}: {v.message}")
+            if getattr(v, "remedy", None):
+                print(f"      remedy: {v.remedy}")
     for name, path in result.written.items():
         print(f"wrote {path}")
 

@@ -236,7 +236,8 @@ def _layer_rows(graph: Graph, stats: Any) -> tuple[LayerRow, ...]:
 
 
 def _violation_rows(result: Any) -> tuple[ViolationRow, ...]:
-    return tuple(ViolationRow(v.layer, v.rule, v.limit, v.actual, v.message, v.severity)
+    return tuple(ViolationRow(v.layer, v.rule, v.limit, v.actual, v.message, v.severity,
+                              tuple(getattr(v, "neurons", ())), getattr(v, "remedy", None))
                  for v in result.violations)
 
 

@@ -39,6 +39,8 @@ class ViolationRow:
     actual: Any
     message: str
     severity: str = "error"
+    neurons: tuple[int, ...] = ()  # offending neurons (flat index), where the rule knows them
+    remedy: str | None = None  # what to change
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,10 @@ def _target_dict(report: TargetReport) -> dict[str, Any]:
     data = asdict(report)
     data["layers"] = [{**asdict(layer), "shape": list(layer.shape), "fan_in": list(layer.fan_in)}
                       for layer in report.layers]
+    # per-neuron detail only where a rule gives it (keeps the other violations' keys as they were)
+    data["violations"] = [{k: v for k, v in row.items()
+                           if not (k in ("neurons", "remedy") and not v)}
+                          for row in data["violations"]]
     data["fits"] = report.fits
     data["limits"] = dict(report.limits)
     data["ann_equivalent"] = dict(report.ann_equivalent)
