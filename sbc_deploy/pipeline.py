@@ -316,9 +316,16 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
     with clock.stage("evaluate dense"):
         dense = _evaluate_float(graph, evaluation, request, progress, "evaluate dense")
         dense_activity = _early_activity(graph, dense, calib)
+        calib_activity = (dense_activity if dense_activity is None or
+                          dense_activity.source == "calibration" or calib is None else
+                          measure_activity(graph, np.asarray(calib.x[:32]), "calibration"))
     findings: list[Finding] = dense_findings(
         dense_activity, dense.accuracy, dt=graph.dt, n_classes=_n_classes(graph, evaluation),
         reset=graph.metadata.get("reset"))
+    if calib_activity is not None and calib_activity is not dense_activity:
+        # calibration data that never drives a layer gives that layer a zero Hessian
+        findings += dense_findings(calib_activity, None, dt=graph.dt, n_classes=None,
+                                   reset=graph.metadata.get("reset"))
     stopping = [f for f in findings if f.severity == "error"]
     if stopping:
         raise GuardError("the dense network fails a quality guard before compression; nothing "
@@ -337,6 +344,8 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
         calibrations: dict[Any, Any] = {}
         activity: dict[str, Any] = {"dense": dense_activity.to_dict() if dense_activity
                                     else None}
+        if calib_activity is not None and calib_activity is not dense_activity:
+            activity["calibration"] = calib_activity.to_dict()
         for target in targets:
             config = config_for_target(target, method=request.method, sparsity=request.sparsity,
                                        bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,

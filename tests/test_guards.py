@@ -188,3 +188,17 @@ def test_energy_dense_baseline_uses_its_own_cores():
     assert a.total_j[0] == b.total_j[0] and a.total_j[1] < b.total_j[1]
     core = target.energy.core_step_pj * 1e-12
     assert b.total_j[1] - a.total_j[1] == pytest.approx(7 * 20 * core)
+
+
+def test_calibration_data_that_never_drives_the_network_is_flagged(tmp_path, capsys):
+    """Evaluation data fine, calibration data all zeros (say, a wrong encoding): every layer is
+    silent on it, so its Hessians would be zero; the run stops before calibrating."""
+    import numpy as np
+
+    good = _eval(tmp_path / "eval.npz", 40)
+    np.savez(tmp_path / "zeros.npz", x=np.zeros((8, 10, 2, 34, 34), np.uint8), dt=0.01)
+    code = main(["--target", "loihi2", "--eval", str(good), "--calib",
+                 str(tmp_path / "zeros.npz"), "--quiet", "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and "silent_layer" in err and "calibration data" in err
+    assert not (tmp_path / "out").exists()
