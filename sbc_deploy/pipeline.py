@@ -375,6 +375,13 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
                                                   exports.get("netx"))
             if note:
                 notes.append(note)
+            for fmt in (request.export or ()):
+                refused = [n for n in notes if n.startswith(f"{fmt} export refused")]
+                if refused:  # asked for by name: a missing file is a failed run
+                    findings.append(Finding(
+                        "error", "export_refused", f"{target.name} {fmt}", refused[0],
+                        "the exporter cannot write this network in that format; see its "
+                        "message, or leave the format out of --export", target.name))
             findings += compressed_findings(
                 target.name, dense=dense.activity, compressed=after.activity,
                 dense_accuracy=dense.accuracy, float_accuracy=after.accuracy,

@@ -137,6 +137,19 @@ def test_stale_staging_of_a_dead_run_is_removed(tmp_path):
     assert alive.exists() and other.exists() and not stale.exists()
 
 
+def test_without_an_atomic_exchange_the_two_renames_still_swap_the_set(tmp_path, monkeypatch):
+    import sbc_deploy.outputs as outputs
+
+    monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)  # not Linux, or no renameat2
+    out = tmp_path / "out"
+    for text in ("first", "second"):
+        with staged_output(out) as stage:
+            (stage / f"{text}.txt").write_text(text)
+        assert sorted(os.listdir(out)) == sorted([MANIFEST, f"{text}.txt"])
+        assert verify_set(out) == []
+    assert _staging_left(tmp_path) == []
+
+
 # --------------------------------------------------------------------------- kill tests
 
 
@@ -186,7 +199,7 @@ def test_kill_at_random_points_leaves_old_or_new_complete_set(tmp_path):
                 else:
                     assert now is not None and verify_set(out) == [], (sig, kind, now)
                     assert {"report.json", "model.nir", "model.net"} <= set(now)
-                    assert process.returncode == 0, process.stderr.read()
+                    # (a kill just after the swap may still end the process with 130 or -9)
                     outcomes.append("new")
                 if sig == signal.SIGINT:  # a clean interrupt removes its own staging folder
                     assert _staging_left(tmp_path) == [], outcomes
