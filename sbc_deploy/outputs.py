@@ -145,11 +145,12 @@ def check_output_dir(out_dir: str | Path, *, force: bool = False) -> list[str]:
     if out.exists() and not out.is_dir():
         return [f"{where}: exists and is not a folder"]
     resolved = out.resolve()
-    if resolved == resolved.parent or resolved in (Path.cwd().resolve(),
-                                                   Path.home().resolve()):
+    cwd = Path.cwd().resolve()
+    if resolved == resolved.parent or resolved == Path.home().resolve() or \
+            resolved == cwd or resolved in cwd.parents:
         return [f"{where}: the output folder is replaced as a whole at the end of a run; "
-                "name a folder of its own (such as ./sbc-out), not the current, home or root "
-                "folder"]
+                "name a folder of its own (such as ./sbc-out), not the current folder or one "
+                "above it, the home or the root folder"]
     parent = resolved.parent
     # the nearest existing ancestor must be writable (missing parents are created)
     probe = parent

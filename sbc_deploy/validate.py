@@ -205,6 +205,11 @@ def validate_request(request: Any) -> Plan:
             files.append(str(target.path))
 
     problems.extend(check_output_dir(request.out_dir, force=getattr(request, "force", False)))
+    out = Path(request.out_dir).resolve()
+    for file in dict.fromkeys(files):
+        if out in Path(file).resolve().parents:
+            problems.append(f"{file}: an input lies inside the output folder {request.out_dir}, "
+                            "which a run replaces as a whole; move it or pick another -o")
     if problems:
         raise ValidationError(problems)
     assert graph is not None

@@ -88,3 +88,23 @@ def test_a_valid_request_resolves_to_its_values():
     assert plan.targets[0].name == "loihi2" and plan.evaluation is not None
     assert tuple(plan.evaluation.input_shape) == (2, 34, 34)
     assert any(p.endswith("nmnist_mlp.nir") for p in plan.inputs)
+
+
+def test_an_input_inside_the_output_folder_is_refused_even_with_force(tmp_path, capsys,
+                                                                      no_stage):
+    out = tmp_path / "out"
+    out.mkdir()
+    data = _data(out / "calib.npz")
+    assert main(["--target", "loihi2", "--calib", str(data), "--quiet", "--force",
+                 "-o", str(out)]) == 2
+    assert "an input lies inside the output folder" in capsys.readouterr().err
+    assert data.is_file()
+
+
+def test_the_current_folder_and_its_parents_are_refused(tmp_path, monkeypatch, capsys, no_stage):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    for out in (".", "..", str(tmp_path)):
+        assert main(["--target", "loihi2", "--quiet", "--force", "-o", out]) == 2
+        assert "a folder of its own" in capsys.readouterr().err
+    assert (tmp_path / "work").is_dir()
