@@ -221,6 +221,9 @@ def _run_deploy(args: argparse.Namespace) -> int:
     for f in result.report.findings:
         print(f"  [{f.severity}] {f.code} {f.where or '-'}: {f.message}"
               + (f" (hint: {f.hint})" if f.hint else ""))
+    errors = sum(f.severity == "error" for f in result.report.findings)
+    if errors:
+        print(f"quality guards: {errors} error(s); the result is not usable as it is (exit 1)")
     return EXIT_OK if result.report.fits and result.report.guards_pass else EXIT_VIOLATION
 
 
