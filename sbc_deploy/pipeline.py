@@ -48,7 +48,7 @@ from sbc_deploy.report.model import (
     TargetReport,
     ViolationRow,
 )
-from sbc_deploy.outputs import Manifest, staged_output
+from sbc_deploy.outputs import MANIFEST, Manifest, staged_output
 from sbc_deploy.report.render import write_report
 from sbc_deploy.report.synops import count_synops
 from sbc_deploy.sim import classify, default_decoding, simulate
@@ -414,6 +414,7 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
                         activity=activity)
         written = write_report(report, out_dir)
         written = {k: final_dir / Path(p).relative_to(out_dir) for k, p in written.items()}
+        written["manifest"] = final_dir / MANIFEST  # written with the swap, below
     return DeployResult(report, tuple(results), written)
 
 
