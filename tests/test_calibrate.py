@@ -198,7 +198,7 @@ def test_deploy_records_the_calibration_settings_and_the_memory_plan(tmp_path):
     data = bundled.load_bundled_data("calib")
     path = tmp_path / "calib.npz"
     np.savez(path, x=np.asarray(data.x[:12]), dt=data.dt)
-    result = deploy(DeployRequest(model="nmnist_cnn", calib=str(path), eval=None, export=(),
+    result = deploy(DeployRequest(model="nmnist_cnn", calib=str(path), eval=None, export=("nir",),
                                   out_dir=str(tmp_path / "out"), hessian_precision="float64"))
     settings = result.report.settings
     (calibration,) = settings["calibration"].values()
