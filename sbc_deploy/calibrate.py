@@ -5,7 +5,15 @@ holding per synapse layer the float64 sums of :math:`(K X)^\top (K X)` and their
 (:class:`~sbc_deploy.compress.hessian.HessianSum`). Streaming: batches of ``batch_size``
 sequences go through :func:`sbc_deploy.sim.simulate`, whose ``on_synapse_input`` hook hands every
 layer its whole input sequence; the sums never hold more than one batch of inputs, so memory
-does not grow with ``N``.
+does not grow with ``N``. The simulator runs a feed-forward graph a layer at a time (each
+synapse over all ``T`` at once, then a scan per neuron) and steps only recurrent cycles through
+time; each layer's batch is then filtered once and summed by float32 GEMMs into float64
+(:class:`~sbc_deploy.compress.hessian.HessianAccumulator`). ``metadata`` records the wall time,
+the time in the sums and their floating-point operations.
+
+Under :func:`sbc_deploy.distributed.session` batch ``b`` is simulated by rank
+``b % world_size`` and every batch's sums are added in batch order on every rank: the
+single-process sums, bit for bit.
 
 Kernels (``kernel=``): ``"smp"`` filters each layer's inputs by the SMP kernel of the neuron that
 follows it (SBC); ``"current"`` uses ``K = I`` for every layer (OBC / GPTQ / SparseGPT).
