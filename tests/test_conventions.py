@@ -175,8 +175,16 @@ def test_rockpool_export_keeps_the_recurrent_weights_and_the_spikes(rng, tmp_pat
     assert back.recurrent_edges
     np.testing.assert_array_equal(_run(back, x).numpy(), want.numpy())
     stored = nir.read(tmp_path / "r.nir")
+    # the cycle is nested as the 4-node graph rockpool's importer recognises
+    sub = stored.nodes["cuba"]
+    assert isinstance(sub, nir.NIRGraph) and len(sub.nodes) == 4
+    assert set(sub.edges) == {("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"),
+                              ("lif", "output")}
+    # gains folded: W * gain_syn gain / (rockpool's 1 * alpha) = W * 0.5 * 0.9 / 0.7
+    np.testing.assert_allclose(sub.nodes["w_rec"].weight, graph.nodes["rec"].weight
+                               * 0.5 * 0.9 / 0.7, rtol=1e-12)
     # rockpool's importer recovers dt = min(tau_mem / (1 + r)): exactly the graph's dt
-    cuba = stored.nodes["cuba"]
+    cuba = sub.nodes["lif"]
     np.testing.assert_allclose(np.min(cuba.tau_mem / (1 + cuba.r)), 1e-3, rtol=1e-12)
 
 

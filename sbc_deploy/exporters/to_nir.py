@@ -349,20 +349,53 @@ def export_nir(graph: Graph, *, nir_for: str = "nir") -> NirExport:
             raise ExportError(f"no NIR equivalent for IR node kind {node.kind}",
                               where=f"node '{name}'")
         nodes[name] = writer(node, _Ctx(name, dt, discretization, nir_for))
+    edges = [tuple(e) for e in graph.edges]
+    if nir_for == "rockpool":
+        nodes, edges, nested = _nest_recurrent(nodes, edges)
+        notes += nested
     metadata: dict[str, Any] = {"dt": float(dt), "discretization": discretization,
                                 "generator": f"sbc-deploy {__version__}", "sbc_nir_for": nir_for}
     reset = _reset_mode(graph)
     if reset is not None:
         metadata["reset"] = reset
     try:
-        result = nir.NIRGraph(nodes=nodes, edges=[tuple(e) for e in graph.edges],
-                              metadata=metadata, type_check=True)
+        result = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
     except (ValueError, TypeError, KeyError, AssertionError) as err:
         raise ExportError(f"nir rejected the graph: {type(err).__name__}: {err}",
                           where="graph") from err
     for line in notes:
         log.info("--nir-for %s: %s", nir_for, line)
     return NirExport(result, nir_for, tuple(notes))
+
+
+def _nest_recurrent(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
+                    ) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]], list[str]]:
+    """Wrap each ``neuron <-> weights`` cycle into the 4-node nested graph {input, lif, w_rec,
+    output} that rockpool's importer recognises (it maps flat cycles to nothing)."""
+    notes = []
+    for w_name, w_node in list(nodes.items()):
+        if not isinstance(w_node, (nir.Affine, nir.Linear)):
+            continue
+        outs = [d for s, d in edges if s == w_name]
+        ins = [s for s, d in edges if d == w_name]
+        if len(outs) != 1 or ins != outs or not isinstance(nodes.get(outs[0]), nir.CubaLIF):
+            continue
+        lif_name = outs[0]
+        if isinstance(w_node, nir.Affine) and np.any(np.asarray(w_node.bias) != 0):
+            raise ExportError("rockpool's recurrent LIF has no bias on its recurrent weights",
+                              where=f"node '{w_name}' (--nir-for rockpool)")
+        shape = np.array(nodes[lif_name].input_type["input"])
+        sub = nir.NIRGraph(
+            nodes={"input": nir.Input(input_type={"input": shape}), "lif": nodes[lif_name],
+                   "w_rec": w_node, "output": nir.Output(output_type={"output": shape})},
+            edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+            type_check=False)
+        del nodes[w_name]
+        nodes[lif_name] = sub
+        edges = [e for e in edges if e not in ((lif_name, w_name), (w_name, lif_name))]
+        notes.append(f"recurrent CubaLIF '{lif_name}' and weights '{w_name}' nested as one "
+                     "4-node NIRGraph (rockpool's recurrent layout)")
+    return nodes, edges, notes
 
 
 def to_nir(graph: Graph, *, nir_for: str = "nir") -> nir.NIRGraph:
