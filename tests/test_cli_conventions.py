@@ -9,7 +9,6 @@ from pathlib import Path
 import h5py
 import nir
 import numpy as np
-import pytest
 import torch
 
 from sbc_deploy.cli import main

@@ -124,7 +124,7 @@ def test_exact_discretization_from_load_and_the_file_overrides(tmp_path):
     assert "overrides" in euler.metadata["discretization_source"]
 
 
-# --------------------------------------------------------------------------- export for X, read as X
+# --------------------------------------------------------------------------- write for X, read as X
 
 
 def _cuba_recurrent(rng) -> Graph:

@@ -59,7 +59,6 @@ from sbc_deploy.ir import (
     Input,
     Integrator,
     Neuron,
-    Node,
     Output,
     Scale,
     SumPool2d,
@@ -427,7 +426,8 @@ def write_nir_for(graph: Graph, path: str | Path, *, nir_for: str = "nir") -> Ni
     path = check_writable(path)
     export = export_nir(graph, nir_for=nir_for)  # fail before touching the file system
     log.debug("writing %d NIR nodes to %s", len(export.graph.nodes), path)
-    old = nir_for != "nir" and CONVENTIONS[nir_for].consumer.nir_layout == "1.0.4"  # type: ignore[union-attr]
+    consumer = CONVENTIONS[nir_for].consumer
+    old = nir_for != "nir" and consumer is not None and consumer.nir_layout == "1.0.4"
 
     def write(tmp: Path) -> None:
         nir.write(tmp, export.graph)
