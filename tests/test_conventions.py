@@ -23,7 +23,7 @@ from sbc_deploy.frontends import load_model
 from sbc_deploy.frontends.conventions import CONSUMERS, CONVENTIONS, SOURCES
 from sbc_deploy.frontends.from_nir import from_nir
 from sbc_deploy.frontends.nir_fixups import dt_from_r
-from sbc_deploy.ir import IF, LIF, Affine, CubaLIF, Graph, Input, Output
+from sbc_deploy.ir import IF, LIF, Affine, CubaLIF, Flatten, Graph, Input, Output, SumPool2d
 from sbc_deploy.sim import simulate
 
 FIXTURES = {  # file -> the dt and reset its writer used (SOURCES.md)
@@ -451,3 +451,71 @@ def test_the_convention_table_cites_a_source_for_every_framework():
         assert all(":" in where for where in convention.sources.values())
     with pytest.raises(SbcDeployError):
         from_nir(fixture_path("nir", "lif_norse.nir"), framework="hxtorch")
+
+
+def test_norse_lifcell_as_cubalif_follows_norse_current_jump(rng):
+    """norse 1.1.0 writes its current-based LIFCell as CubaLIF with tau = dt / tau_inv, r = 1,
+    w_in = 1; lif_feed_forward_step: i += x; v += k_m (i - v); z = v > v_th; v <- 0;
+    i -= k_s i (the input enters the membrane in the same step)."""
+    n_in, n, dt = 3, 5, 1e-3
+    tau_mem_inv, tau_syn_inv = rng.uniform(100, 200, n), rng.uniform(200, 400, n)
+    w = rng.normal(1.5, 0.5, (n, n_in))
+    x = (rng.random((40, 2, n_in)) < 0.5).astype(float)
+    cuba = nir.CubaLIF(tau_syn=dt / tau_syn_inv, tau_mem=dt / tau_mem_inv, r=np.ones(n),
+                       v_leak=np.zeros(n), v_threshold=np.full(n, 0.3))
+    graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([n_in])),
+                                "fc": nir.Affine(w, np.zeros(n)), "lif": cuba,
+                                "output": nir.Output(np.array([n]))},
+                         edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")],
+                         type_check=False)
+    km, ks = dt * tau_mem_inv, dt * tau_syn_inv
+    v, i = np.zeros((2, n)), np.zeros((2, n))
+    ref = np.zeros((40, 2, n))
+    for t in range(40):
+        i = i + x[t] @ w.T
+        v = v + km * (i - v)
+        z = (v > 0.3).astype(float)
+        v = np.where(z > 0, 0.0, v)
+        i = i - ks * i
+        ref[t] = z
+    imported = from_nir(graph, framework="norse")
+    got = _run(imported, torch.from_numpy(x).float()).numpy()
+    assert ref.sum() > 0
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_if_written_for_snntorch_is_a_lif_with_beta_one_and_reads_back(rng, tmp_path):
+    n_in, n = 6, 5
+    graph = Graph.chain([("in", Input((n_in,))),
+                         ("fc", Affine(rng.normal(0.3, 0.3, (n, n_in)))),
+                         ("if", IF(v_threshold=np.full(n, 0.8), gain=np.full(n, 0.7))),
+                         ("out", Output((n,)))], dt=1e-3)
+    x = _spikes_in(graph, 30, 4, seed=2)
+    want = _run(graph, x)
+    assert want.sum() > 0
+    result = write_nir_for(graph, tmp_path / "if.nir", nir_for="snntorch")
+    written = result.graph.nodes["if"]
+    assert isinstance(written, nir.LIF)
+    assert 1 - 1e-4 / float(written.tau[0]) == 1.0  # snntorch's beta = 1 - dt/tau
+    back = load_model(tmp_path / "if.nir", source="snntorch")
+    np.testing.assert_array_equal(_run(back, x).numpy(), want.numpy())
+
+
+def test_spyx_gets_its_port_names_and_padded_pools_are_refused(rng):
+    graph = Graph.chain([("in", Input((4,))), ("fc", Affine(rng.normal(0, 1, (3, 4)))),
+                         ("lif", LIF(beta=np.full(3, 0.5), v_threshold=np.ones(3))),
+                         ("out", Output((3,)))], dt=1e-3)
+    written = export_nir(graph, nir_for="spyx")
+    assert "input" in written.graph.nodes and "output" in written.graph.nodes
+    assert ("input", "fc") in written.graph.edges
+    assert any("renamed" in line for line in written.notes)
+    pooled = Graph.chain([("in", Input((1, 4, 4))),
+                          ("pool", SumPool2d(kernel_size=(2, 2), input_shape=(1, 4, 4),
+                                             padding=(1, 1))),
+                          ("flat", Flatten((1, 3, 3))), ("fc", Affine(np.ones((2, 9)))),
+                          ("lif", LIF(beta=np.full(2, 0.5), v_threshold=np.ones(2))),
+                          ("out", Output((2,)))], dt=1e-3)
+    for consumer in ("norse", "sinabs", "spyx"):
+        with pytest.raises(ExportError, match=f"node 'pool' \\(--nir-for {consumer}\\)"):
+            export_nir(pooled, nir_for=consumer)
+    export_nir(pooled, nir_for="snntorch")  # AvgPool2d with padding: torch counts the zeros

@@ -349,6 +349,9 @@ def export_nir(graph: Graph, *, nir_for: str = "nir") -> NirExport:
                               where=f"node '{name}'")
         nodes[name] = writer(node, _Ctx(name, dt, discretization, nir_for))
     edges = [tuple(e) for e in graph.edges]
+    if nir_for == "spyx":
+        nodes, edges, renamed = _spyx_port_names(nodes, edges, graph)
+        notes += renamed
     if nir_for == "rockpool":
         nodes, edges, nested = _nest_recurrent(nodes, edges)
         notes += nested
@@ -365,6 +368,29 @@ def export_nir(graph: Graph, *, nir_for: str = "nir") -> NirExport:
     for line in notes:
         log.info("--nir-for %s: %s", nir_for, line)
     return NirExport(result, nir_for, tuple(notes))
+
+
+def _spyx_port_names(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]],
+                     graph: Graph) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]],
+                                            list[str]]:
+    """spyx's importer walks the edges from the node named ``"input"`` to the one named
+    ``"output"``: the single Input and Output get those names."""
+    renames = {}
+    for ports, wanted in ((graph.inputs, "input"), (graph.outputs, "output")):
+        if len(ports) != 1:
+            raise ExportError(f"spyx's importer follows one chain from 'input' to 'output'; "
+                              f"this graph has {len(ports)} {wanted} nodes", where="--nir-for spyx")
+        if ports[0] != wanted:
+            if wanted in nodes:
+                raise ExportError(f"a node other than the graph's {wanted} is named "
+                                  f"'{wanted}'", where=f"node '{wanted}' (--nir-for spyx)")
+            renames[ports[0]] = wanted
+    if not renames:
+        return nodes, edges, []
+    nodes = {renames.get(k, k): v for k, v in nodes.items()}
+    edges = [(renames.get(a, a), renames.get(b, b)) for a, b in edges]
+    return nodes, edges, [f"'{old}' renamed '{new}' (spyx starts at 'input', stops at 'output')"
+                          for old, new in renames.items()]
 
 
 def _nest_recurrent(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]

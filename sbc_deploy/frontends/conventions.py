@@ -156,12 +156,13 @@ SNNTORCH = Convention(
 NORSE = Convention(
     name="norse", release="norse 1.1.0",
     producer=Side(dt_rule="argument", dt=1e-3, tau_unit="seconds_times_dt", decay="euler",
-                  gain="one_minus_decay", if_gain="one", reset="zero"),
+                  gain="one_minus_decay", syn_gain="one", if_gain="one", reset="zero",
+                  batch_axis_in_ports=True),
     consumer=Side(dt_rule="argument", dt=1e-3, decay="euler", gain="one_minus_decay",
                   syn_gain="spec", if_gain="one", reset="zero", reads_v_reset=False,
                   flatten_dims="with_batch", knows_linear=True,
                   knows=("Input", "Output", "Affine", "Linear", "Conv2d", "Flatten",
-                         "SumPool2d", "IF", "LI", "LIF", "CubaLIF")),
+                         "SumPool2d", "IF", "LIF", "CubaLIF")),
     sources={
         "export tau = dt / tau_mem_inv (dt = 0.001), r = 1":
             f"{_NORSE}:norse/torch/utils/export_nir.py (_extract_norse_module)",
@@ -171,6 +172,14 @@ NORSE = Convention(
         "box LIF: dv = dt tau_mem_inv (x + v_leak - v), z = v > v_th, v <- v_reset":
             f"{_NORSE}:norse/torch/functional/lif_box.py, threshold.py, heaviside.py",
         "IAF feed-forward: v = v + x (dt unused)": f"{_NORSE}:norse/torch/functional/iaf.py",
+        "LIFCell (exported as CubaLIF): i += x; v += dt tau_mem_inv (v_leak - v + i); "
+        "i -= dt tau_syn_inv i": f"{_NORSE}:norse/torch/functional/lif.py "
+                                 "(lif_feed_forward_step)",
+        "export through nirtorch.extract_nir_graph(sample_data) without ignore_dims: a batch "
+        "axis in the port types": f"{_NORSE}:norse/torch/utils/export_nir.py (to_nir)",
+        "import: CubaLIF -> w_in x, LIBox synapse (tau_syn, v_leak), r i, LIFBox with "
+        "reset_method; LIF and IF without reset_method; SumPool2d -> LPPool2d(1) without "
+        "padding; no LI, no AvgPool2d": f"{_NORSE}:norse/torch/utils/import_nir.py",
         "import: torch.nn.Flatten(start_dim, end_dim) as stored":
             f"{_NORSE}:norse/torch/utils/import_nir.py",
         "recurrent import commented out": f"{_NORSE}:norse/torch/utils/import_nir.py",
@@ -249,6 +258,8 @@ SPYX = Convention(
     consumer=Side(dt_rule="argument", dt=1.0, decay="euler", gain="one", syn_gain="one",
                   if_gain="one", reset="subtract", reset_after_decay=True, reads_v_reset=False,
                   flatten_order="hwc",
+                  knows=("Input", "Output", "Affine", "Linear", "Conv2d", "SumPool2d",
+                         "Flatten", "IF", "LIF", "CubaLIF", "NIRGraph"),
                   recurrent="the same nested layout (RIF/RLIF/RCuBaLIF)"),
     sources={
         "export LIF tau = dt/(1-beta), r = beta, dt argument default 1":
@@ -260,6 +271,8 @@ SPYX = Convention(
         "Flatten collapses channels-last (H, W, C) tensors; weights copied untransposed":
             f"{_SPYX}:src/spyx/nir.py (Flatten, Affine)",
         "recurrent subgraph edges": f"{_SPYX}:src/spyx/nir.py (_spyx_recurrent_to_nirgraph)",
+        "import walks edges from the node named 'input' to the node named 'output'; a padded "
+        "SumPool2d becomes SAME pooling": f"{_SPYX}:src/spyx/nir.py (_build_model)",
     },
     notes=("spyx spikes from the previous step's membrane and subtracts the undecayed "
            "threshold after the decay: not the IR's same-step reset; spike trains agree "
@@ -282,7 +295,8 @@ CONSUMERS: tuple[str, ...] = tuple(n for n, c in CONVENTIONS.items() if c.consum
 
 # Facts read from source only; running the framework (the interop tests) must confirm them.
 UNCONFIRMED: tuple[str, ...] = (
-    "norse 1.1.0 CubaLIF import (synapse as LIBox with v_leak, r as a gain)",
+    "norse 1.1.0: nirtorch's extract_nir_graph keeps the sample data's batch axis in the ports",
+    "sinabs 3.1.3 IAFSqueeze/LIFSqueeze accept per-neuron spike_threshold arrays from NIR",
     "rockpool: dt recovered from r by the exact inverse of r = tau exp(-dt/tau)/dt",
     "spyx: the default surrogate's forward is H(x) = x > 0",
     "snntorch: heaviside forward is mem - threshold > 0 for every surrogate",

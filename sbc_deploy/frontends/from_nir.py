@@ -446,8 +446,10 @@ def _leaky(node: nir.NIRNode, ctx: _Context, tau: np.ndarray, r: np.ndarray,
         gain = np.ones_like(beta)
     elif ctx.side.gain == "one_minus_decay":  # norse box cells: dt / tau, r ignored
         gain = 1.0 - beta
-    else:  # NIR: Euler dt r / tau, exact r (1 - beta); the same number
+    elif ctx.discretization == "exact":  # NIR, zero-order hold: r (1 - beta)
         gain = r * (1.0 - beta)
+    else:  # NIR, forward Euler: dt r / tau (not r (1 - beta), which rounds to 0 for huge tau)
+        gain = ctx.dt * r / _tau_seconds(tau, ctx)
     bias = _restored_bias(node, beta.shape)
     if ctx.side.v_leak_is_bias:  # rockpool: v_leak is the bias added per step
         return {"beta": beta, "gain": gain, "v_leak": np.zeros_like(beta),
