@@ -396,9 +396,40 @@ def test_spyx_recurrent_layout_and_r_equal_to_beta(rng):
     lif = nir.LIF(tau=1 / (1 - beta), r=beta, v_leak=np.zeros(n), v_threshold=np.ones(n))
     graph = _outer(_nested(lif, nir.Linear(w_rec), n, layout="spyx"), w, n_in, n)
     ref = _lif_reference(w, x, 0.8, 1.0, 1.0, reset="subtract", w_rec=w_rec)
-    imported = _check(graph, ref, x)  # detected from r = 1 - 1/tau
+    late = np.concatenate([np.zeros_like(ref[:1]), ref[:-1]])  # spyx sends spikes a step late
+    imported = _check(graph, late, x)  # detected from r = 1 - 1/tau
     assert imported.metadata["convention"] == "spyx"
     assert ("fc", "rnn.lif") in imported.edges and ("fc", "rnn.w_rec") not in imported.edges
+    # the recurrent weights read the neuron itself; only the way out is delayed
+    assert ("rnn.lif", "rnn.w_rec") in imported.edges
+    assert ("rnn.lif.spyx_delay", "output") in imported.edges
+
+
+def test_spyx_if_layers_match_spyx_own_update(rng):
+    """spyx 1.0.0 nn.IF: s = H(V - thr) on the membrane before the update, then
+    V = V + x - s thr; two layers, each a step late. Exact with the Delay the import adds."""
+    n_in, h, n = 5, 8, 4
+    w1, w2 = rng.normal(0.6, 0.4, (h, n_in)), rng.normal(0.5, 0.4, (n, h))
+    x = (rng.random((30, 3, n_in)) < 0.4).astype(float)
+    graph = nir.NIRGraph(nodes={
+        "input": nir.Input(np.array([n_in])), "l0": nir.Linear(w1),
+        "l1": nir.IF(r=np.ones(h), v_threshold=np.ones(h)), "l2": nir.Linear(w2),
+        "l3": nir.IF(r=np.ones(n), v_threshold=np.ones(n)), "output": nir.Output(np.array([n]))},
+        edges=[("input", "l0"), ("l0", "l1"), ("l1", "l2"), ("l2", "l3"), ("l3", "output")],
+        type_check=False)
+    v1, v2 = np.zeros((3, h)), np.zeros((3, n))
+    ref = np.zeros((30, 3, n))
+    for t in range(30):
+        s1 = (v1 - 1.0 > 0).astype(float)
+        v1 = v1 + x[t] @ w1.T - s1
+        s2 = (v2 - 1.0 > 0).astype(float)
+        v2 = v2 + s1 @ w2.T - s2
+        ref[t] = s2
+    assert ref.sum() > 0
+    imported = from_nir(graph, framework="spyx")
+    got = _run(imported, torch.from_numpy(x).float()).numpy()
+    np.testing.assert_array_equal(got, ref)
+    assert imported.metadata["convention_caveats"] == ()  # IF: nothing the IR cannot do
 
 
 def test_spyx_channels_last_flatten_order_is_undone(rng):
