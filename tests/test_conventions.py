@@ -550,3 +550,22 @@ def test_spyx_gets_its_port_names_and_padded_pools_are_refused(rng):
         with pytest.raises(ExportError, match=f"node 'pool' \\(--nir-for {consumer}\\)"):
             export_nir(pooled, nir_for=consumer)
     export_nir(pooled, nir_for="snntorch")  # AvgPool2d with padding: torch counts the zeros
+
+
+def test_sinabs_export_writes_conv_lif_parameters_per_channel_and_reads_back(tmp_path):
+    """sinabs 3.1.3's importer evaluates any(node.v_leak), which fails on (C, H, W) arrays:
+    behind a convolution the exporter writes (C, 1, 1); the importer broadcasts them back."""
+    graph = bundled.load_bundled_model("nmnist_cnn")
+    result = write_nir_for(graph, tmp_path / "cnn.nir", nir_for="sinabs")
+    with h5py.File(tmp_path / "cnn.nir") as f:
+        assert f["node/nodes/leaky1/tau"].shape == (8, 1, 1)
+        assert f["node/nodes/leaky8/tau"].shape == (10,)
+    assert any("per channel" in line for line in result.notes)
+    back = load_model(tmp_path / "cnn.nir", source="sinabs")
+    assert back.nodes["leaky1"].shape == (8, 30, 30)
+    x = _bundled_x("nmnist_cnn")
+    np.testing.assert_array_equal(_run(back, x).numpy(), _run(graph, x).numpy())
+    varying = graph.replace_nodes({"leaky1": graph.nodes["leaky1"].replace(
+        v_threshold=np.linspace(0.5, 1.5, 8 * 30 * 30).reshape(8, 30, 30))})
+    with pytest.raises(ExportError, match=r"node 'leaky1' \(--nir-for sinabs\)"):
+        export_nir(varying, nir_for="sinabs")

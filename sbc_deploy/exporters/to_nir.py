@@ -76,6 +76,7 @@ class _Ctx:
                  consumer: str = "nir") -> None:
         self.name, self.dt, self.discretization = name, dt, discretization
         self.consumer = consumer
+        self.per_channel = False  # parameters written once per channel (sinabs)
 
     @property
     def where(self) -> str:
@@ -221,15 +222,37 @@ def _write_if(node: IF, ctx: _Ctx) -> nir.NIRNode:
                   v_reset=np.array(node.v_reset))
 
 
+def _per_channel(params: dict[str, np.ndarray], ctx: _Ctx) -> dict[str, np.ndarray]:
+    """sinabs 3.1.3's importer tests ``any(node.v_leak)``, which fails on parameters of two or
+    more axes: behind a convolution they are written once per channel, ``(C, 1, 1)`` (it
+    broadcasts them over H and W; the file is then not type-checked by nir)."""
+    if ctx.consumer != "sinabs":
+        return params
+    out = {}
+    for key, value in params.items():
+        value = np.asarray(value, dtype=np.float64)
+        if value.ndim < 2:
+            return params
+        flat = value.reshape(value.shape[0], -1)
+        if not np.all(flat == flat[:, :1]):
+            raise ExportError(f"{key} varies within a channel; sinabs 3.1.3's importer reads "
+                              "LIF/LI parameters of two or more axes only as one value per "
+                              "channel", where=f"{ctx.where} (--nir-for sinabs)")
+        out[key] = flat[:, :1].reshape(value.shape[0], *([1] * (value.ndim - 1)))
+    ctx.per_channel = True
+    return out
+
+
 def _write_li(node: LI, ctx: _Ctx) -> nir.NIRNode:
     params, metadata = _leaky(node, ctx)
-    return nir.LI(**params, metadata=metadata)
+    return nir.LI(**_per_channel(params, ctx), metadata=metadata)
 
 
 def _write_lif(node: LIF, ctx: _Ctx) -> nir.NIRNode:
     params, metadata = _leaky(node, ctx)
-    return nir.LIF(**params, v_threshold=np.array(node.v_threshold),
-                   v_reset=np.array(node.v_reset), metadata=metadata)
+    params = {**params, "v_threshold": np.array(node.v_threshold),
+              "v_reset": np.array(node.v_reset)}
+    return nir.LIF(**_per_channel(params, ctx), metadata=metadata)
 
 
 def _synaptic(node: CubaLI | CubaLIF, ctx: _Ctx) -> dict[str, np.ndarray]:
@@ -342,12 +365,16 @@ def export_nir(graph: Graph, *, nir_for: str = "nir") -> NirExport:
         assert convention.consumer is not None
         discretization = convention.consumer.decay
     nodes: dict[str, nir.NIRNode] = {}
+    per_channel: list[str] = []
     for name, node in graph.nodes.items():
         writer = _WRITERS.get(type(node))
         if writer is None:
             raise ExportError(f"no NIR equivalent for IR node kind {node.kind}",
                               where=f"node '{name}'")
-        nodes[name] = writer(node, _Ctx(name, dt, discretization, nir_for))
+        ctx = _Ctx(name, dt, discretization, nir_for)
+        nodes[name] = writer(node, ctx)
+        if ctx.per_channel:
+            per_channel.append(name)
     edges = [tuple(e) for e in graph.edges]
     if nir_for == "spyx":
         nodes, edges, renamed = _spyx_port_names(nodes, edges, graph)
@@ -361,10 +388,15 @@ def export_nir(graph: Graph, *, nir_for: str = "nir") -> NirExport:
     if reset is not None:
         metadata["reset"] = reset
     try:
-        result = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
+        result = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata,
+                              type_check=not per_channel)
     except (ValueError, TypeError, KeyError, AssertionError) as err:
         raise ExportError(f"nir rejected the graph: {type(err).__name__}: {err}",
                           where="graph") from err
+    if per_channel:
+        notes.append(f"parameters of {', '.join(per_channel)} written once per channel, "
+                     "(C, 1, 1) (sinabs' importer fails on per-neuron arrays behind a "
+                     "convolution)")
     for line in notes:
         log.info("--nir-for %s: %s", nir_for, line)
     return NirExport(result, nir_for, tuple(notes))

@@ -402,7 +402,18 @@ def _broadcast(ctx: _Context, **params: Any) -> dict[str, np.ndarray]:
                 "all parameters are scalars and no predecessor fixes the node's shape",
                 where=ctx.where)
         return {k: np.broadcast_to(a, ctx.in_shape) for k, a in arrays.items()}
+    if ctx.in_shape is not None and all(_fits(a.shape, ctx.in_shape) for a in arrays.values()):
+        # broadcast parameters, e.g. one value per channel (C, 1, 1) behind a convolution
+        return {k: np.broadcast_to(a, ctx.in_shape) for k, a in arrays.items()}
     return arrays
+
+
+def _fits(shape: Shape, target: Shape) -> bool:
+    """``shape`` broadcasts to ``target`` without changing it."""
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
 
 
 def _tau_seconds(tau: np.ndarray, ctx: _Context) -> np.ndarray:
@@ -777,10 +788,13 @@ def _infer_shapes(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
     for _ in range(len(nodes) + 1):
         changed = False
         for name, node in nodes.items():
+            known = [out_shape[p] for p in preds[name] if out_shape.get(p) is not None]
             if in_shape[name] is None:
-                known = [out_shape[p] for p in preds[name] if out_shape.get(p) is not None]
                 if known:
                     in_shape[name], changed = known[0], True
+            elif (known and type(node) in _PARAMS and known[0] != in_shape[name]
+                  and _fits(in_shape[name], known[0])):
+                in_shape[name], changed = known[0], True  # broadcast parameters
             if isinstance(node, nir.Flatten):
                 source = in_shape[name] or _shape_of(node.input_type.get("input"))
                 if source is None:
