@@ -472,6 +472,8 @@ def test_unknown_framework_and_format_mismatch_are_clear(tmp_path):
         load_model(path, source="lava-dl")
     with pytest.raises(ConfigError, match="NIR writer"):
         load_model(fixture_path("netx", "oxford", "network.net"), source="snntorch")
+    netx = load_model(fixture_path("netx", "oxford", "network.net"), source="lava-dl")
+    assert netx.metadata["source_format"] == "netx"
 
 
 def test_the_convention_table_cites_a_source_for_every_framework():
