@@ -288,6 +288,11 @@ def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
             steps: int) -> tuple[dict[str, str], list[str]]:
     formats = request.export if request.export is not None else target.export_formats
     written, notes = {}, []
+    from sbc_deploy.frontends.conventions import CONSUMERS
+
+    if request.nir_for not in CONSUMERS:
+        raise ConfigError(f"unknown NIR consumer {request.nir_for!r}; known: "
+                          f"{', '.join(CONSUMERS)}", where="--nir-for")
     for fmt in formats:
         if fmt not in EXPORTERS:
             raise ConfigError(f"unknown export format {fmt!r}; known: {', '.join(EXPORTERS)}",
