@@ -184,6 +184,10 @@ def deploy_parser() -> argparse.ArgumentParser:
                         help="GEMMs of the Hessian sums (always summed in float64): float32 at "
                              "the machine's GEMM rate (default), or float64, exact for spikes "
                              "through IF or readout layers and the reference")
+    parser.add_argument("--calib-row-fraction", type=_row_fraction, default=1.0, metavar="F",
+                        help="sum a random fraction F in (0, 1] of the calibration rows (an "
+                             "unbiased estimate of the Hessian for data far larger than it "
+                             "needs; recorded in the report's settings); default 1: every row")
     parser.add_argument("--distributed", action="store_true",
                         help="run as one of the processes started by torchrun (gloo on CPU, "
                              "NCCL on CUDA): calibration data and layer solves are shared out, "
@@ -191,6 +195,16 @@ def deploy_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     parser.add_argument("--verbose", action="store_true", help="log what each stage does")
     return parser
+
+
+def _row_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
+    return value
 
 
 def _memory_size(text: str) -> int:
@@ -273,7 +287,8 @@ def _run_deploy(args: argparse.Namespace) -> int:
         discretization=args.discretization, input_shape=args.input_shape,
         nir_for=args.nir_for, max_drop=args.max_drop, force=args.force,
         command=("sbc-deploy", *_ARGV), memory_budget=args.memory_budget,
-        distributed=args.distributed, hessian_precision=args.hessian_precision)
+        distributed=args.distributed, hessian_precision=args.hessian_precision,
+        calib_row_fraction=args.calib_row_fraction)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
     if result.report is None:  # a --distributed process other than rank 0: rank 0 reports

@@ -90,6 +90,7 @@ class DeployRequest:
     memory_budget: int | None = None  # bytes; None: half the machine's RAM (sbc_deploy.memory)
     distributed: bool = False  # one of torchrun's processes (sbc_deploy.distributed)
     hessian_precision: str = "float32"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
+    calib_row_fraction: float = 1.0  # rows summed per calibration batch (unbiased estimate)
 
 
 @dataclass(frozen=True)
@@ -405,6 +406,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                     calibrations[key] = calibrate(
                         graph, calib if config.needs_calibration else None, config=config,
                         blocks=memory.blocks, precision=request.hessian_precision,
+                        row_fraction=request.calib_row_fraction,
                         progress=lambda d, t: progress("calibrate", d, t))
             with clock.stage("compress"):
                 compressed, stats = compress(graph, calibrations[key], config,
@@ -485,6 +487,7 @@ def _participate(graph: Graph, calib: Dataset | None, targets: Sequence[Target],
             calibrations[key] = calibrate(
                 graph, calib if config.needs_calibration else None, config=config,
                 blocks=memory.blocks, precision=request.hessian_precision,
+                row_fraction=request.calib_row_fraction,
                 progress=lambda d, t: progress("calibrate", d, t))
         compressed, stats = compress(graph, calibrations[key], config,
                                      progress=lambda d, t: progress("compress", d, t))

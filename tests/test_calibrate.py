@@ -199,11 +199,12 @@ def test_deploy_records_the_calibration_settings_and_the_memory_plan(tmp_path):
     path = tmp_path / "calib.npz"
     np.savez(path, x=np.asarray(data.x[:12]), dt=data.dt)
     result = deploy(DeployRequest(model="nmnist_cnn", calib=str(path), eval=None, export=("nir",),
-                                  out_dir=str(tmp_path / "out"), hessian_precision="float64"))
+                                  out_dir=str(tmp_path / "out"), hessian_precision="float64",
+                                  calib_row_fraction=0.5))
     settings = result.report.settings
     (calibration,) = settings["calibration"].values()
     assert calibration["precision"] == "float64" and calibration["samples"] == 12
-    assert calibration["row_fraction"] == 1.0 and calibration["block_diagonal"] == {}
+    assert calibration["row_fraction"] == 0.5 and calibration["block_diagonal"] == {}
     assert settings["memory"]["peak_bytes"] <= settings["memory"]["budget_bytes"]
     with pytest.raises(ConfigError, match="precision"):
         calibrate(bundled.load_bundled_model("nmnist_mlp"), None, precision="float16")

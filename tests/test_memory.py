@@ -104,3 +104,7 @@ def test_cli_refuses_before_work_with_a_clear_message(tmp_path):
                           "--memory-budget", "lots"], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2 and "not a memory size" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "sbc_deploy", "--target", "loihi2",
+                          "--calib-row-fraction", "0"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert bad.returncode == 2 and "(0, 1]" in bad.stderr
