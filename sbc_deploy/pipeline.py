@@ -70,6 +70,10 @@ class DeployRequest:
     allocation: str = "lamp"  # per-layer split of the sparsity; LAMP as the SBC authors
     eval_limit: int | None = None
     batch_size: int = 128
+    source: str | None = None  # framework convention of a NIR model (--from); None: detect
+    discretization: str | None = None  # euler | exact for NIR (--discretization)
+    input_shape: tuple[int, ...] | None = None  # conv-first netx without input layer
+    nir_for: str = "nir"  # the NIR consumer the nir export is written for (--nir-for)
 
 
 @dataclass(frozen=True)
@@ -131,9 +135,28 @@ def _load(request: DeployRequest) -> tuple[Graph, str, Dataset | None, Dataset |
     elif isinstance(request.model, Graph):
         graph, name = request.model, "graph given in memory"
     else:
-        graph = load_model(request.model, dt=request.dt, reset=request.reset)
+        graph = load_model(request.model, dt=request.dt, reset=request.reset,
+                           source=request.source, discretization=request.discretization,
+                           input_shape=request.input_shape or _data_input_shape(request))
         name = str(request.model)
     return graph, name, _dataset(calib, graph, "--calib"), _dataset(evaluation, graph, "--eval")
+
+
+def _data_input_shape(request: DeployRequest) -> tuple[int, ...] | None:
+    """The per-sample shape of the calibration (else evaluation) data, read only for a netx
+    model whose first layer is a convolution without an input layer."""
+    from sbc_deploy.frontends.from_netx import first_layer_needs_input_shape
+
+    model = request.model
+    if not isinstance(model, (str, Path)) or not first_layer_needs_input_shape(model):
+        return None
+    data = request.calib if request.calib is not None else request.eval
+    if data is None:
+        return None
+    dataset = data if isinstance(data, Dataset) else load_data(data, dt=request.dt)
+    log.info("conv-first netx without an input layer: input shape %s from %s",
+             tuple(dataset.input_shape), getattr(dataset, "source", "the data"))
+    return tuple(int(v) for v in dataset.input_shape)
 
 
 def _dataset(source: str | Path | Dataset | None, graph: Graph, flag: str) -> Dataset | None:
@@ -274,7 +297,14 @@ def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
             continue
         path = export_path(out_dir, fmt)
         try:
-            EXPORTERS[fmt](graph, path, steps=steps)
+            if fmt == "nir" and request.nir_for != "nir":
+                from sbc_deploy.exporters.to_nir import write_nir_for
+
+                adapted = write_nir_for(graph, path, nir_for=request.nir_for)
+                notes.extend(f"nir export for {request.nir_for}: {line}"
+                             for line in adapted.notes)
+            else:
+                EXPORTERS[fmt](graph, path, steps=steps)
         except ExportError as err:
             notes.append(f"{fmt} export refused: {err}")
             continue
@@ -374,14 +404,18 @@ def _versions() -> dict[str, str]:
 
 
 def check_only(model: str | Path | Graph, targets: Sequence[str | Path | Target], *,
-               dt: float | None = None, reset: str | None = None) -> Report:
+               dt: float | None = None, reset: str | None = None, source: str | None = None,
+               discretization: str | None = None,
+               input_shape: tuple[int, ...] | None = None) -> Report:
     """``sbc-deploy check``: every rule of every target on the model as it is (no compression)."""
     clock = _Clock()
     with clock.stage("load"):
         loaded = [t if isinstance(t, Target) else load_target(t) for t in targets]
         if not loaded:
             raise ConfigError("name at least one target", where="--target")
-        graph = model if isinstance(model, Graph) else load_model(model, dt=dt, reset=reset)
+        graph = model if isinstance(model, Graph) else load_model(
+            model, dt=dt, reset=reset, source=source, discretization=discretization,
+            input_shape=input_shape)
     reports = []
     with clock.stage("check"):
         for target in loaded:
