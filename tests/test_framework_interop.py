@@ -1,0 +1,221 @@
+"""NIR interop proven by the frameworks themselves: snntorch, norse, rockpool, sinabs and spyx,
+each run in its own environment (scripts/make_framework_envs.sh, default ``.fw-venvs/<env>``;
+``SBC_FW_VENVS`` points elsewhere) through ``subprocess`` on tests/frameworks/<name>_driver.py.
+
+Producer direction: the framework builds small networks (fixed seeds), writes them with its own
+NIR exporter and simulates them itself; ``load_model(path, source=<framework>)`` (the CLI's
+``--from``) reads the file and the float simulator must give the same output spikes.
+Consumer direction: the bundled MLP and CNN and a magnitude-pruned MLP are written with
+``EXPORTERS["nir"](..., nir_for=<framework>)`` (``--nir-for``); the framework's own importer runs the file
+and must give the simulator's output spikes.
+
+Comparisons are exact (every spike of every step, sample and neuron). Where a framework's
+discrete model cannot be expressed in the IR, the case is ``xfail(strict=True)`` with the reason
+(/work/notes/interop-findings.md has the evidence), so that a fix shows up as an XPASS.
+
+Every comparison is recorded in a results JSON (``SBC_COMPAT_RESULTS``, default
+``build/compat-results.json``), from which scripts/compat_matrix.py renders README's table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+import torch
+
+import sbc_deploy as sd
+from sbc_deploy.exporters import EXPORTERS
+from sbc_deploy.frontends import load_model
+from sbc_deploy.sim import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVERS = ROOT / "tests" / "frameworks"
+RESULTS = Path(os.environ.get("SBC_COMPAT_RESULTS", ROOT / "build" / "compat-results.json"))
+
+# framework -> the environment (scripts/make_framework_envs.sh) that runs its driver
+ENVS = {"snntorch": "torch", "norse": "torch", "rockpool": "torch", "sinabs": "sinabs",
+        "spyx": "spyx"}
+
+# The step that sinabs and spyx count in (their files carry none): any label works, the
+# conventions count in steps; 1 ms is the bin width of the event data below.
+STEP_LABEL = {"sinabs": 1e-3, "spyx": None}
+
+# (framework, case) -> why the framework's own simulation cannot be reproduced exactly.
+PRODUCER_XFAIL: dict[tuple[str, str], str] = {}
+
+# (framework, network) -> why the framework's importer cannot run our export exactly.
+CONSUMER_XFAIL: dict[tuple[str, str], str] = {}
+
+PRODUCER_CASES: dict[str, tuple[str, ...]] = {
+    "snntorch": ("mlp_lif", "mlp_cubalif", "conv_lif", "rec_lif", "mlp_lif_subtract"),
+    "norse": ("mlp_lif", "mlp_cubalif", "mlp_if", "conv_lif"),
+    "rockpool": ("mlp_cubalif", "mlp_lif"),
+    "sinabs": ("mlp_if", "mlp_lif", "conv_if"),
+    "spyx": ("mlp_if", "mlp_lif", "conv_if", "rec_lif"),
+}
+CONSUMER_NETWORKS = ("mlp", "cnn", "mlp_pruned")
+CONSUMER_SAMPLES = 4
+
+_records: list[dict[str, Any]] = []
+
+
+# --------------------------------------------------------------------------- running frameworks
+
+
+def env_python(framework: str) -> Path:
+    """The interpreter of ``framework``'s environment; skips the test when it is absent."""
+    base = Path(os.environ.get("SBC_FW_VENVS", ROOT / ".fw-venvs"))
+    python = base / ENVS[framework] / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"the {ENVS[framework]} framework environment ({python.parent.parent}) is "
+                    "absent; create it with scripts/make_framework_envs.sh (CI does)")
+    return python
+
+
+def run_driver(framework: str, *args: str | Path) -> None:
+    driver = DRIVERS / f"{framework}_driver.py"
+    done = subprocess.run([str(env_python(framework)), str(driver), *map(str, args)],
+                          capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+    if done.returncode != 0:
+        raise AssertionError(f"{framework} driver {args[0]} failed (exit {done.returncode}):\n"
+                             f"{done.stderr[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("frameworks")
+
+
+_produced: dict[str, dict[str, Any]] = {}
+
+
+def produced(framework: str, workdir: Path) -> dict[str, Any]:
+    """Run ``framework``'s driver ``produce`` once; its manifest (cases, versions)."""
+    if framework not in _produced:
+        outdir = workdir / f"produced_{framework}"
+        run_driver(framework, "produce", outdir)
+        manifest = json.loads((outdir / "manifest.json").read_text())
+        manifest["folder"] = outdir
+        _produced[framework] = manifest
+    return _produced[framework]
+
+
+def output_spikes(graph: sd.Graph, x: np.ndarray) -> np.ndarray:
+    """The float simulator's spikes at the graph's only output, ``[T, B, *shape]``."""
+    outputs = simulate(graph, torch.as_tensor(x, dtype=torch.float32)).outputs
+    assert len(outputs) == 1, sorted(outputs)
+    return next(iter(outputs.values())).numpy()
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
+    candidate = candidate.reshape(reference.shape)
+    differ = reference != candidate
+    return {"exact": bool(not differ.any()), "spikes_reference": int(reference.sum()),
+            "spikes_candidate": int(candidate.sum()), "differing": int(differ.sum()),
+            "entries": int(reference.size)}
+
+
+def record(**entry: Any) -> None:
+    _records.append(entry)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def write_results() -> Iterator[None]:
+    """After the module: write every recorded comparison (and the versions) as JSON."""
+    yield
+    if not _records:
+        return
+    versions = {fw: m["versions"] for fw, m in _produced.items()}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"versions": versions, "results": _records}, indent=1))
+    tmp.replace(RESULTS)
+
+
+def _params(table: dict[str, tuple[str, ...]], xfail: dict[tuple[str, str], str]) -> list[Any]:
+    params = []
+    for framework, names in table.items():
+        for name in names:
+            reason = xfail.get((framework, name))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            params.append(pytest.param(framework, name, marks=marks, id=f"{framework}-{name}"))
+    return params
+
+
+# --------------------------------------------------------------------------- producer direction
+
+
+@pytest.mark.parametrize(("framework", "case"), _params(PRODUCER_CASES, PRODUCER_XFAIL))
+def test_framework_export_imports_with_its_spikes(framework: str, case: str,
+                                                  workdir: Path) -> None:
+    manifest = produced(framework, workdir)
+    entry = next(c for c in manifest["cases"] if c["name"] == case)
+    folder: Path = manifest["folder"]
+    data = np.load(folder / entry["data"])
+    x, reference = data["x"], data["spikes"]
+    assert reference.sum() > 0, f"{framework} {case}: the framework's own run has no spikes"
+    info = {"framework": framework, "direction": "producer", "network": entry["network"],
+            "neuron": entry["neuron"], "case": case,
+            "expected_failure": PRODUCER_XFAIL.get((framework, case))}
+    try:
+        graph = load_model(folder / entry["nir"], source=framework,
+                           dt=STEP_LABEL.get(framework))
+        result = compare(reference, output_spikes(graph, x))
+    except Exception as err:
+        record(**info, status="error", error=f"{type(err).__name__}: {err}"[:300])
+        raise
+    record(**info, status="exact" if result["exact"] else "differs", **result)
+    assert result["exact"], (f"{framework} {case}: {result['differing']} of {result['entries']} "
+                             f"spike entries differ ({result})")
+
+
+# --------------------------------------------------------------------------- consumer direction
+
+
+@pytest.fixture(scope="module")
+def consumer_networks() -> dict[str, tuple[sd.Graph, np.ndarray]]:
+    """The networks we export: bundled MLP and CNN, and the MLP magnitude-pruned to 50 %."""
+    data = sd.load_data(ROOT / "sbc_deploy" / "bundled" / "nmnist_eval.npz")
+    x = np.ascontiguousarray(np.swapaxes(data.x[:CONSUMER_SAMPLES], 0, 1)).astype(np.float32)
+    mlp = load_model(ROOT / "sbc_deploy" / "bundled" / "nmnist_mlp.nir")
+    cnn = load_model(ROOT / "sbc_deploy" / "bundled" / "nmnist_cnn.nir")
+    pruned, _ = sd.compress(mlp, None, sd.MagnitudeConfig(sparsity=0.5))
+    return {"mlp": (mlp, x), "cnn": (cnn, x), "mlp_pruned": (pruned, x)}
+
+
+@pytest.mark.parametrize(("framework", "network"),
+                         _params({fw: CONSUMER_NETWORKS for fw in ENVS}, CONSUMER_XFAIL))
+def test_framework_runs_our_export_with_our_spikes(framework: str, network: str, workdir: Path,
+                                                   consumer_networks: dict[str, Any]) -> None:
+    env_python(framework)
+    graph, x = consumer_networks[network]
+    reference = output_spikes(graph, x)
+    assert reference.sum() > 0, f"{network}: the simulator's run has no output spikes"
+    folder = workdir / f"consumed_{framework}"
+    folder.mkdir(exist_ok=True)
+    model, inputs, outputs = (folder / f"{network}.nir", folder / f"{network}_in.npz",
+                              folder / f"{network}_out.npz")
+    info = {"framework": framework, "direction": "consumer", "network": network,
+            "neuron": "LIF", "case": network,
+            "expected_failure": CONSUMER_XFAIL.get((framework, network))}
+    try:
+        EXPORTERS["nir"](graph, model, steps=x.shape[0], nir_for=framework)
+        np.savez(inputs, x=x)
+        run_driver(framework, "consume", model, inputs, outputs)
+        with np.load(outputs) as stored:
+            candidate = stored["spikes"]
+            info["versions"] = json.loads(str(stored["versions"]))
+        result = compare(reference, candidate)
+    except Exception as err:
+        record(**info, status="error", error=f"{type(err).__name__}: {err}"[:300])
+        raise
+    record(**info, status="exact" if result["exact"] else "differs", **result)
+    assert result["exact"], (f"{framework} runs our {network}: {result['differing']} of "
+                             f"{result['entries']} spike entries differ ({result})")
