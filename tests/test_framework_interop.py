@@ -30,6 +30,7 @@ import pytest
 import torch
 
 import sbc_deploy as sd
+from sbc_deploy.errors import ExportError
 from sbc_deploy.exporters import EXPORTERS
 from sbc_deploy.frontends import load_model
 from sbc_deploy.sim import simulate
@@ -46,11 +47,43 @@ ENVS = {"snntorch": "torch", "norse": "torch", "rockpool": "torch", "sinabs": "s
 # conventions count in steps; 1 ms is the bin width of the event data below.
 STEP_LABEL = {"sinabs": 1e-3, "spyx": None}
 
+# Reasons shared by several cases (evidence: the framework's source, cited, and these runs).
+_REFRACTORY = ("snntorch 1.0.0 Synaptic/RLeaky reset_mechanism='zero' zero the membrane at the "
+               "step after a spike whatever the input (synaptic.py _base_zero, rleaky.py "
+               "_base_zero): a one-step refractory period the IR cannot express")
+_RESET_AFTER_DECAY = ("the framework subtracts the undecayed threshold at the step after the "
+                      "spike, after the decay (snntorch leaky.py _base_sub with reset_delay, "
+                      "spyx nn.py LIF); the IR subtracts in the spike's step (beta * threshold "
+                      "one step later): not expressible")
+_SPYX_DELAY = ("product: spyx emits s[t] = V[t-1] > threshold, so each spyx IF layer is the IR's "
+               "IF delayed one step (shown exact with the shift); --from spyx inserts no Delay")
+_SPYX_CONSUMER = ("spyx 1.0.0 resets by subtraction only, after the decay, and spikes from the "
+                  "previous step's membrane: no setting reproduces a zero-reset LIF network")
+
 # (framework, case) -> why the framework's own simulation cannot be reproduced exactly.
-PRODUCER_XFAIL: dict[tuple[str, str], str] = {}
+PRODUCER_XFAIL: dict[tuple[str, str], str] = {
+    ("snntorch", "mlp_cubalif"): _REFRACTORY,
+    ("snntorch", "rec_lif"): _REFRACTORY,
+    ("snntorch", "mlp_lif_subtract"): _RESET_AFTER_DECAY,
+    ("norse", "mlp_cubalif"): ("product: norse 1.1.0 LIFCell adds the input to the synaptic "
+                               "current with gain 1 (functional/lif.py: i_new = i + x); "
+                               "--from norse imports gain_syn = 1 - alpha"),
+    ("spyx", "mlp_if"): _SPYX_DELAY,
+    ("spyx", "conv_if"): _SPYX_DELAY,
+    ("spyx", "mlp_lif"): _RESET_AFTER_DECAY,
+    ("spyx", "rec_lif"): _RESET_AFTER_DECAY,
+}
 
 # (framework, network) -> why the framework's importer cannot run our export exactly.
-CONSUMER_XFAIL: dict[tuple[str, str], str] = {}
+CONSUMER_XFAIL: dict[tuple[str, str], str] = {
+    ("sinabs", "mlp"): ("sinabs 3.1.3's importer builds MembraneSubtract layers: a zero reset "
+                        "cannot be expressed (the *_subtract cases are the closest setting)"),
+    ("sinabs", "cnn_subtract"): ("sinabs 3.1.3's importer fails on (C, H, W) LIF parameters "
+                                 "(sinabs/nir.py: `if any(node.v_leak) != 0`)"),
+    ("spyx", "mlp"): _SPYX_CONSUMER,
+    ("spyx", "cnn"): _SPYX_CONSUMER,
+    ("spyx", "mlp_pruned"): _SPYX_CONSUMER,
+}
 
 PRODUCER_CASES: dict[str, tuple[str, ...]] = {
     "snntorch": ("mlp_lif", "mlp_cubalif", "conv_lif", "rec_lif", "mlp_lif_subtract"),
@@ -59,7 +92,22 @@ PRODUCER_CASES: dict[str, tuple[str, ...]] = {
     "sinabs": ("mlp_if", "mlp_lif", "conv_if"),
     "spyx": ("mlp_if", "mlp_lif", "conv_if", "rec_lif"),
 }
-CONSUMER_NETWORKS = ("mlp", "cnn", "mlp_pruned")
+# What each framework's importer is given. ``*_subtract``: the bundled network read with
+# reset="subtract", the closest setting for consumers that cannot reset to zero (sinabs).
+# ``rockpool_cubalif``: rockpool's own CubaLIF MLP (imported with --from rockpool) pruned to
+# 50 % by sbc-deploy: rockpool's importer maps no LIF, Flatten or Conv2d (see CONSUMER_REFUSED).
+CONSUMER_NETWORKS: dict[str, tuple[str, ...]] = {
+    "snntorch": ("mlp", "cnn", "mlp_pruned"),
+    "norse": ("mlp", "cnn", "mlp_pruned"),
+    "sinabs": ("mlp", "mlp_subtract", "cnn_subtract", "mlp_pruned_subtract"),
+    "spyx": ("mlp", "cnn", "mlp_pruned"),
+    "rockpool": ("mlp", "cnn", "rockpool_cubalif"),
+}
+# (framework, network) -> what sbc-deploy must refuse on export (ExportError naming the nodes).
+CONSUMER_REFUSED: dict[tuple[str, str], str] = {
+    ("rockpool", "mlp"): "rockpool 3.1.0's importer maps no LIF and no Flatten",
+    ("rockpool", "cnn"): "rockpool 3.1.0's importer maps no LIF, Flatten, Conv2d or pooling",
+}
 CONSUMER_SAMPLES = 4
 
 _records: list[dict[str, Any]] = []
@@ -179,23 +227,46 @@ def test_framework_export_imports_with_its_spikes(framework: str, case: str,
 # --------------------------------------------------------------------------- consumer direction
 
 
-@pytest.fixture(scope="module")
-def consumer_networks() -> dict[str, tuple[sd.Graph, np.ndarray]]:
-    """The networks we export: bundled MLP and CNN, and the MLP magnitude-pruned to 50 %."""
-    data = sd.load_data(ROOT / "sbc_deploy" / "bundled" / "nmnist_eval.npz")
-    x = np.ascontiguousarray(np.swapaxes(data.x[:CONSUMER_SAMPLES], 0, 1)).astype(np.float32)
-    mlp = load_model(ROOT / "sbc_deploy" / "bundled" / "nmnist_mlp.nir")
-    cnn = load_model(ROOT / "sbc_deploy" / "bundled" / "nmnist_cnn.nir")
-    pruned, _ = sd.compress(mlp, None, sd.MagnitudeConfig(sparsity=0.5))
-    return {"mlp": (mlp, x), "cnn": (cnn, x), "mlp_pruned": (pruned, x)}
+_networks: dict[str, tuple[sd.Graph, np.ndarray]] = {}
 
 
-@pytest.mark.parametrize(("framework", "network"),
-                         _params({fw: CONSUMER_NETWORKS for fw in ENVS}, CONSUMER_XFAIL))
-def test_framework_runs_our_export_with_our_spikes(framework: str, network: str, workdir: Path,
-                                                   consumer_networks: dict[str, Any]) -> None:
+def consumer_network(network: str, workdir: Path) -> tuple[sd.Graph, np.ndarray]:
+    """The graph we export as ``network`` and its input ``[T, B, *shape]`` (built once)."""
+    if network in _networks:
+        return _networks[network]
+    bundled = ROOT / "sbc_deploy" / "bundled"
+    if network == "rockpool_cubalif":
+        manifest = produced("rockpool", workdir)
+        entry = next(c for c in manifest["cases"] if c["name"] == "mlp_cubalif")
+        graph = load_model(manifest["folder"] / entry["nir"], source="rockpool")
+        graph, _ = sd.compress(graph, None, sd.MagnitudeConfig(sparsity=0.5))
+        x = np.load(manifest["folder"] / entry["data"])["x"]
+    else:
+        base, _, variant = network.partition("_")
+        reset = "subtract" if variant.endswith("subtract") else None
+        graph = load_model(bundled / f"nmnist_{base}.nir", reset=reset)
+        if variant.startswith("pruned"):
+            graph, _ = sd.compress(graph, None, sd.MagnitudeConfig(sparsity=0.5))
+        data = sd.load_data(bundled / "nmnist_eval.npz")
+        x = np.ascontiguousarray(np.swapaxes(data.x[:CONSUMER_SAMPLES], 0, 1))
+    _networks[network] = (graph, x.astype(np.float32))
+    return _networks[network]
+
+
+@pytest.mark.parametrize(("framework", "network"), _params(CONSUMER_NETWORKS, CONSUMER_XFAIL))
+def test_framework_runs_our_export_with_our_spikes(framework: str, network: str,
+                                                   workdir: Path) -> None:
     env_python(framework)
-    graph, x = consumer_networks[network]
+    graph, x = consumer_network(network, workdir)
+    refused = CONSUMER_REFUSED.get((framework, network))
+    if refused:
+        with pytest.raises(ExportError, match=f"--nir-for {framework}") as caught:
+            EXPORTERS["nir"](graph, workdir / f"refused_{framework}_{network}.nir",
+                             steps=x.shape[0], nir_for=framework)
+        record(framework=framework, direction="consumer", network=network, neuron="LIF",
+               case=network, status="refused", expected_failure=refused,
+               error=str(caught.value)[:300])
+        return
     reference = output_spikes(graph, x)
     assert reference.sum() > 0, f"{network}: the simulator's run has no output spikes"
     folder = workdir / f"consumed_{framework}"

@@ -5,7 +5,8 @@ built with fixed seeds, written by ``rockpool.nn.modules.to_nir`` and simulated 
 itself (dt = 1e-3 s; ``max_spikes_per_dt = 1``, the closest setting to NIR's single-spike
 neurons: rockpool's default emits up to 2**16 spikes per step). rockpool 3.1.0 has no Conv2d,
 pooling or Flatten module in its NIR bridge, so it has no conv case.
-consume: ``rockpool.nn.modules.from_nir`` on a .nir file; input ``[B, T, N]`` (rockpool's
+consume: ``rockpool.nn.modules.from_nir`` on a .nir file, with one spike per step at most (see
+``consume``); input ``[B, T, N]`` (rockpool's
 batch-first layout), output spikes back to ``[T, B, N]``.
 """
 
@@ -33,11 +34,14 @@ def lif(n: int) -> LIFTorch:
 
 
 def lif_neuron(n: int) -> LIFNeuronTorch:
-    return LIFNeuronTorch(n, tau_mem=0.02, threshold=1.0, dt=DT)
+    return LIFNeuronTorch(n, tau_mem=0.02, threshold=1.0, dt=DT, max_spikes_per_dt=1)
 
 
 def run(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    """``x`` [T, B, N] -> rockpool's [B, T, N] -> output spikes [T, B, N]."""
+    """``x`` [T, B, N] -> rockpool's [B, T, N] -> output spikes [T, B, N], from a fresh state
+    (rockpool modules keep their state between calls; ``to_nir`` itself runs the network)."""
+    if hasattr(net, "reset_state"):  # a rockpool module (the imported GraphExecutor is new)
+        net.reset_state()
     with torch.no_grad():
         out = net(torch.as_tensor(np.ascontiguousarray(x.transpose(1, 0, 2))))
     out = out[0] if isinstance(out, tuple) else out
@@ -71,7 +75,14 @@ def produce(outdir: Path) -> list[dict[str, Any]]:
 
 
 def consume(model: Path, x: np.ndarray) -> np.ndarray:
-    return run(from_nir(nir.read(model)), x)
+    """rockpool's importer builds LIFTorch with its default ``max_spikes_per_dt = 2**16``
+    (``floor(v / threshold)`` spikes per step); the closest setting to NIR's one spike per step,
+    ``max_spikes_per_dt = 1``, is set on the imported neurons (a NIR file cannot ask for it)."""
+    net = from_nir(nir.read(model))
+    for module in net.modules():
+        if isinstance(module, (LIFTorch, LIFNeuronTorch)):
+            module.max_spikes_per_dt = torch.tensor(1.0)
+    return run(net, x)
 
 
 if __name__ == "__main__":

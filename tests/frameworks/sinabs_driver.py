@@ -10,7 +10,8 @@ time in steps (dt = 1 step; the NIR file has no dt), resets by subtraction
 spikes per step) and, for LIF, ``norm_input=False`` (sinabs' LIF default scales the input by
 ``1 - exp(-1/tau)``, which its exporter does not write). sinabs 3.1.3 exports no recurrent
 layer (``IAFRecurrent`` raises NotImplementedError in ``_extract_sinabs_module``).
-consume: ``sinabs.from_nir(graph, batch_size=B)`` on a .nir file; input ``[B*T, ...]``.
+consume: ``sinabs.from_nir(graph, batch_size=B)`` on a .nir file, with ``SingleSpike`` switched on
+in the imported layers (see ``consume``); input ``[B*T, ...]``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def run(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     flat = torch.as_tensor(np.ascontiguousarray(np.swapaxes(x, 0, 1))).flatten(0, 1)
     with torch.no_grad():
         out = net(flat)
+    if isinstance(out, tuple):  # nirtorch 1.0's GraphExecutor returns (output, state)
+        out = out[0]
     out = out.reshape(batch, steps, *out.shape[1:]).numpy()
     return np.ascontiguousarray(np.swapaxes(out, 0, 1))
 
@@ -101,7 +104,14 @@ def produce(outdir: Path) -> list[dict[str, Any]]:
 
 
 def consume(model: Path, x: np.ndarray) -> np.ndarray:
+    """sinabs' importer builds every IF/LIF layer with sinabs' default ``MultiSpike``
+    (``floor(v / threshold)`` spikes per step); NIR neurons and the IR fire one spike. The
+    closest setting, sinabs' own ``SingleSpike``, is switched on in the imported layers (nothing
+    in a NIR file can ask for it)."""
     net = sinabs.from_nir(nir.read(model), batch_size=x.shape[1])
+    for module in net.modules():
+        if isinstance(module, (sl.IAFSqueeze, sl.LIFSqueeze)):
+            module.spike_fn = sa.SingleSpike
     return run(net, x)
 
 
