@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -290,3 +291,65 @@ def test_framework_runs_our_export_with_our_spikes(framework: str, network: str,
     record(**info, status="exact" if result["exact"] else "differs", **result)
     assert result["exact"], (f"{framework} runs our {network}: {result['differing']} of "
                              f"{result['entries']} spike entries differ ({result})")
+
+
+# --------------------------------------------------------------------------- sinabs IF-CNN
+
+SINABS_CNN = ROOT / "tests" / "data" / "sinabs_if_cnn"  # examples/train_sinabs_cnn.py
+SINABS_EVAL, SINABS_STEPS = 100, 100  # test digits, 1 ms steps (the training window)
+
+
+@pytest.fixture(scope="module")
+def sinabs_events(workdir: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """mnist-dvs test digits (not seen in training) binned at 1 ms: ``(npz, x [N, T, ...], y)``."""
+    data = sd.load_data("mnist-dvs:test", dt=1e-3, limit=SINABS_EVAL)
+    x = np.ascontiguousarray(data.x[:, :SINABS_STEPS])
+    path = workdir / "sinabs_events.npz"
+    np.savez(path, x=x, y=data.y, dt=1e-3)
+    return path, x, np.asarray(data.y)
+
+
+@pytest.fixture(scope="module")
+def sinabs_run(sinabs_events: tuple[Path, np.ndarray, np.ndarray], workdir: Path) -> np.ndarray:
+    """The trained sinabs IF-CNN run by sinabs itself: output spikes ``[T, N, 10]``."""
+    out = workdir / "sinabs_cnn_out.npz"
+    run_driver("sinabs", "evaluate", SINABS_CNN.with_suffix(".pt"), sinabs_events[0], out)
+    return np.load(out)["spikes"]
+
+
+def test_sinabs_if_cnn_imported_from_sinabs_keeps_its_accuracy(
+        sinabs_events: tuple[Path, np.ndarray, np.ndarray], sinabs_run: np.ndarray) -> None:
+    _, x, y = sinabs_events
+    graph = load_model(SINABS_CNN.with_suffix(".nir"), source="sinabs", dt=1e-3)
+    ours = output_spikes(graph, np.swapaxes(x, 0, 1).astype(np.float32))
+    result = compare(sinabs_run, ours)
+    sinabs_accuracy = float((sinabs_run.sum(0).argmax(1) == y).mean())
+    our_accuracy = float((ours.sum(0).argmax(1) == y).mean())
+    record(framework="sinabs", direction="producer", network="conv", neuron="IF",
+           case=f"trained IF-CNN, {SINABS_EVAL} digits at 1 ms (accuracy {our_accuracy:.2f})",
+           status="exact" if result["exact"] else "differs", expected_failure=None, **result)
+    assert sinabs_accuracy >= 0.4, f"sinabs' own accuracy {sinabs_accuracy} is near chance"
+    assert our_accuracy == sinabs_accuracy
+    assert result["exact"], result
+
+
+def test_sinabs_if_cnn_compresses_through_the_cli(
+        sinabs_events: tuple[Path, np.ndarray, np.ndarray], sinabs_run: np.ndarray,
+        workdir: Path) -> None:
+    """``sbc-deploy --from sinabs --dt 0.001 --target speck`` (sinabs' chip: IF with subtract
+    reset) compresses it, fits, exits 0 and reports sinabs' accuracy for the dense network."""
+    events, _, y = sinabs_events
+    out = workdir / "sinabs_deploy"
+    done = subprocess.run(
+        [sys.executable, "-m", "sbc_deploy", str(SINABS_CNN.with_suffix(".nir")), "--from",
+         "sinabs", "--dt", "0.001", "--target", "speck", "--calib", str(events), "--eval",
+         str(events), "-o", str(out), "--export", "nir", "--nir-for", "sinabs", "--quiet"],
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["accuracy"]["dense_float"] == float((sinabs_run.sum(0).argmax(1) == y).mean())
+    assert report["accuracy"]["compressed_float"] >= report["accuracy"]["dense_float"] - 0.05
+    # speck keeps integer thresholds: sinabs' trained thresholds are rounded (warnings only)
+    assert [v for v in report["violations"] if v["severity"] != "warning"] == []
+    assert (out / "model.nir").exists()

@@ -10,6 +10,7 @@ time in steps (dt = 1 step; the NIR file has no dt), resets by subtraction
 spikes per step) and, for LIF, ``norm_input=False`` (sinabs' LIF default scales the input by
 ``1 - exp(-1/tau)``, which its exporter does not write). sinabs 3.1.3 exports no recurrent
 layer (``IAFRecurrent`` raises NotImplementedError in ``_extract_sinabs_module``).
+evaluate: the trained IF-CNN of examples/train_sinabs_cnn.py, run by sinabs on event data.
 consume: ``sinabs.from_nir(graph, batch_size=B)`` on a .nir file, with ``SingleSpike`` switched on
 in the imported layers (see ``consume``); input ``[B*T, ...]``.
 """
@@ -115,5 +116,24 @@ def consume(model: Path, x: np.ndarray) -> np.ndarray:
     return run(net, x)
 
 
+def evaluate(weights: Path, inputs: Path, output: Path) -> None:
+    """Run the trained IF-CNN of examples/train_sinabs_cnn.py (its state dict) in sinabs on
+    ``x`` [N, T, 2, 34, 34]; save its output spikes [T, N, 10]."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    from train_sinabs_cnn import build_model
+
+    x = torch.as_tensor(np.load(inputs)["x"]).float()
+    batch = 20 if len(x) % 20 == 0 else 1
+    model = build_model(batch)
+    state = torch.load(weights, map_location="cpu")
+    model.load_state_dict({k: v for k, v in state.items() if k.endswith("weight")}, strict=False)
+    outputs = [run(model, np.swapaxes(x[i:i + batch].numpy(), 0, 1))
+               for i in range(0, len(x), batch)]
+    np.savez(output, spikes=np.concatenate(outputs, axis=1))
+
+
 if __name__ == "__main__":
-    main(produce, consume, ("sinabs", "nir", "nirtorch", "torch"))
+    if sys.argv[1] == "evaluate":
+        evaluate(*map(Path, sys.argv[2:5]))
+    else:
+        main(produce, consume, ("sinabs", "nir", "nirtorch", "torch"))
