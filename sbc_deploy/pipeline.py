@@ -359,6 +359,7 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
         steps = evaluation.steps if evaluation is not None else (calib.steps if calib else 1)
         with clock.stage("export"):
             exports, notes = _export(compressed, target, request, target_dir, steps)
+        notes = _import_notes(graph) + notes
         with clock.stage("evaluate compressed"):
             after = _evaluate_float(compressed, evaluation, request, progress,
                                     f"evaluate {target.name}")
@@ -392,6 +393,13 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
                     versions=_versions())
     written = write_report(report, out_dir)
     return DeployResult(report, tuple(results), written)
+
+
+def _import_notes(graph: Graph) -> list[str]:
+    """What the NIR import could not express of the writer's convention (said, not hidden)."""
+    name = graph.metadata.get("convention")
+    return [f"import (convention {name}): {line}"
+            for line in graph.metadata.get("convention_caveats", ())]
 
 
 def _versions() -> dict[str, str]:

@@ -214,11 +214,28 @@ def _fold_gains(graph: Graph, convention: Convention, side: Side
 # --------------------------------------------------------------------------- checks
 
 
+# Consumers whose pooling ignores NIR's padding (norse: LPPool2d; sinabs: SumPool2d(k, s);
+# spyx: any padding means SAME).
+_POOL_PADDING_IGNORED = ("norse", "sinabs", "spyx")
+
+
 def _check_expressible(graph: Graph, convention: Convention, side: Side) -> list[str]:
     notes: list[str] = []
     for name, node in graph.nodes.items():
+        if (isinstance(node, (SumPool2d, AvgPool2d)) and any(node.padding)
+                and convention.name in _POOL_PADDING_IGNORED):
+            raise ExportError(f"{node.kind} has padding {node.padding}, which "
+                              f"{convention.name}'s importer drops", where=_where(name, convention))
         if not isinstance(node, Neuron):
             continue
+        if convention.name == "sinabs" and isinstance(node, IF):
+            notes.append(f"IF '{name}': sinabs' importer clamps v at -v_threshold (min_v_mem); "
+                         "equal while v stays above it")
+        if (convention.name == "norse" and node.current_based
+                and np.any(np.abs(drive(node)) > 0)):
+            raise ExportError(f"{node.kind} has a constant drive (v_leak or bias); norse's "
+                              "importer adds v_leak to the synaptic current too",
+                              where=_where(name, convention))
         if convention.name not in ("norse", "rockpool") and np.any(np.abs(drive(node)) > 0):
             raise ExportError(f"{node.kind} has a constant drive (v_leak or bias), which "
                               f"{convention.name}'s importer cannot hold (it requires or "

@@ -59,7 +59,6 @@ from sbc_deploy.ir import (
     Input,
     Integrator,
     Neuron,
-    Node,
     Output,
     Scale,
     SumPool2d,
@@ -77,6 +76,7 @@ class _Ctx:
                  consumer: str = "nir") -> None:
         self.name, self.dt, self.discretization = name, dt, discretization
         self.consumer = consumer
+        self.per_channel = False  # parameters written once per channel (sinabs)
 
     @property
     def where(self) -> str:
@@ -222,15 +222,37 @@ def _write_if(node: IF, ctx: _Ctx) -> nir.NIRNode:
                   v_reset=np.array(node.v_reset))
 
 
+def _per_channel(params: dict[str, np.ndarray], ctx: _Ctx) -> dict[str, np.ndarray]:
+    """sinabs 3.1.3's importer tests ``any(node.v_leak)``, which fails on parameters of two or
+    more axes: behind a convolution they are written once per channel, ``(C, 1, 1)`` (it
+    broadcasts them over H and W; the file is then not type-checked by nir)."""
+    if ctx.consumer != "sinabs":
+        return params
+    out = {}
+    for key, value in params.items():
+        value = np.asarray(value, dtype=np.float64)
+        if value.ndim < 2:
+            return params
+        flat = value.reshape(value.shape[0], -1)
+        if not np.all(flat == flat[:, :1]):
+            raise ExportError(f"{key} varies within a channel; sinabs 3.1.3's importer reads "
+                              "LIF/LI parameters of two or more axes only as one value per "
+                              "channel", where=f"{ctx.where} (--nir-for sinabs)")
+        out[key] = flat[:, :1].reshape(value.shape[0], *([1] * (value.ndim - 1)))
+    ctx.per_channel = True
+    return out
+
+
 def _write_li(node: LI, ctx: _Ctx) -> nir.NIRNode:
     params, metadata = _leaky(node, ctx)
-    return nir.LI(**params, metadata=metadata)
+    return nir.LI(**_per_channel(params, ctx), metadata=metadata)
 
 
 def _write_lif(node: LIF, ctx: _Ctx) -> nir.NIRNode:
     params, metadata = _leaky(node, ctx)
-    return nir.LIF(**params, v_threshold=np.array(node.v_threshold),
-                   v_reset=np.array(node.v_reset), metadata=metadata)
+    params = {**params, "v_threshold": np.array(node.v_threshold),
+              "v_reset": np.array(node.v_reset)}
+    return nir.LIF(**_per_channel(params, ctx), metadata=metadata)
 
 
 def _synaptic(node: CubaLI | CubaLIF, ctx: _Ctx) -> dict[str, np.ndarray]:
@@ -343,26 +365,94 @@ def export_nir(graph: Graph, *, nir_for: str = "nir") -> NirExport:
         assert convention.consumer is not None
         discretization = convention.consumer.decay
     nodes: dict[str, nir.NIRNode] = {}
+    per_channel: list[str] = []
     for name, node in graph.nodes.items():
         writer = _WRITERS.get(type(node))
         if writer is None:
             raise ExportError(f"no NIR equivalent for IR node kind {node.kind}",
                               where=f"node '{name}'")
-        nodes[name] = writer(node, _Ctx(name, dt, discretization, nir_for))
+        ctx = _Ctx(name, dt, discretization, nir_for)
+        nodes[name] = writer(node, ctx)
+        if ctx.per_channel:
+            per_channel.append(name)
+    edges = [tuple(e) for e in graph.edges]
+    if nir_for == "spyx":
+        nodes, edges, renamed = _spyx_port_names(nodes, edges, graph)
+        notes += renamed
+    if nir_for == "rockpool":
+        nodes, edges, nested = _nest_recurrent(nodes, edges)
+        notes += nested
     metadata: dict[str, Any] = {"dt": float(dt), "discretization": discretization,
                                 "generator": f"sbc-deploy {__version__}", "sbc_nir_for": nir_for}
     reset = _reset_mode(graph)
     if reset is not None:
         metadata["reset"] = reset
     try:
-        result = nir.NIRGraph(nodes=nodes, edges=[tuple(e) for e in graph.edges],
-                              metadata=metadata, type_check=True)
+        result = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata,
+                              type_check=not per_channel)
     except (ValueError, TypeError, KeyError, AssertionError) as err:
         raise ExportError(f"nir rejected the graph: {type(err).__name__}: {err}",
                           where="graph") from err
+    if per_channel:
+        notes.append(f"parameters of {', '.join(per_channel)} written once per channel, "
+                     "(C, 1, 1) (sinabs' importer fails on per-neuron arrays behind a "
+                     "convolution)")
     for line in notes:
         log.info("--nir-for %s: %s", nir_for, line)
     return NirExport(result, nir_for, tuple(notes))
+
+
+def _spyx_port_names(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]],
+                     graph: Graph) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]],
+                                            list[str]]:
+    """spyx's importer walks the edges from the node named ``"input"`` to the one named
+    ``"output"``: the single Input and Output get those names."""
+    renames = {}
+    for ports, wanted in ((graph.inputs, "input"), (graph.outputs, "output")):
+        if len(ports) != 1:
+            raise ExportError(f"spyx's importer follows one chain from 'input' to 'output'; "
+                              f"this graph has {len(ports)} {wanted} nodes", where="--nir-for spyx")
+        if ports[0] != wanted:
+            if wanted in nodes:
+                raise ExportError(f"a node other than the graph's {wanted} is named "
+                                  f"'{wanted}'", where=f"node '{wanted}' (--nir-for spyx)")
+            renames[ports[0]] = wanted
+    if not renames:
+        return nodes, edges, []
+    nodes = {renames.get(k, k): v for k, v in nodes.items()}
+    edges = [(renames.get(a, a), renames.get(b, b)) for a, b in edges]
+    return nodes, edges, [f"'{old}' renamed '{new}' (spyx starts at 'input', stops at 'output')"
+                          for old, new in renames.items()]
+
+
+def _nest_recurrent(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
+                    ) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]], list[str]]:
+    """Wrap each ``neuron <-> weights`` cycle into the 4-node nested graph {input, lif, w_rec,
+    output} that rockpool's importer recognises (it maps flat cycles to nothing)."""
+    notes = []
+    for w_name, w_node in list(nodes.items()):
+        if not isinstance(w_node, (nir.Affine, nir.Linear)):
+            continue
+        outs = [d for s, d in edges if s == w_name]
+        ins = [s for s, d in edges if d == w_name]
+        if len(outs) != 1 or ins != outs or not isinstance(nodes.get(outs[0]), nir.CubaLIF):
+            continue
+        lif_name = outs[0]
+        if isinstance(w_node, nir.Affine) and np.any(np.asarray(w_node.bias) != 0):
+            raise ExportError("rockpool's recurrent LIF has no bias on its recurrent weights",
+                              where=f"node '{w_name}' (--nir-for rockpool)")
+        shape = np.array(nodes[lif_name].input_type["input"])
+        sub = nir.NIRGraph(
+            nodes={"input": nir.Input(input_type={"input": shape}), "lif": nodes[lif_name],
+                   "w_rec": w_node, "output": nir.Output(output_type={"output": shape})},
+            edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+            type_check=False)
+        del nodes[w_name]
+        nodes[lif_name] = sub
+        edges = [e for e in edges if e not in ((lif_name, w_name), (w_name, lif_name))]
+        notes.append(f"recurrent CubaLIF '{lif_name}' and weights '{w_name}' nested as one "
+                     "4-node NIRGraph (rockpool's recurrent layout)")
+    return nodes, edges, notes
 
 
 def to_nir(graph: Graph, *, nir_for: str = "nir") -> nir.NIRGraph:
@@ -394,7 +484,8 @@ def write_nir_for(graph: Graph, path: str | Path, *, nir_for: str = "nir") -> Ni
     path = check_writable(path)
     export = export_nir(graph, nir_for=nir_for)  # fail before touching the file system
     log.debug("writing %d NIR nodes to %s", len(export.graph.nodes), path)
-    old = nir_for != "nir" and CONVENTIONS[nir_for].consumer.nir_layout == "1.0.4"  # type: ignore[union-attr]
+    consumer = CONVENTIONS[nir_for].consumer
+    old = nir_for != "nir" and consumer is not None and consumer.nir_layout == "1.0.4"
 
     def write(tmp: Path) -> None:
         nir.write(tmp, export.graph)

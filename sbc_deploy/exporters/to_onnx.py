@@ -2,7 +2,8 @@ r"""IR -> ONNX: the network over time, with its state explicit, in one ``Scan``.
 
 The model maps each Input ``[T, B, *shape]`` to each Output ``[T, B, *shape]``. ``T`` is a
 symbolic dimension (``"time"``): the same file runs any number of steps (the Scan iterates over
-whatever time axis it is given); ``B`` is fixed or symbolic (``"batch"``). Outputs come in float32, with exactly the float simulator's semantics
+whatever time axis it is given); ``B`` is fixed or symbolic (``"batch"``). Outputs come in
+float32, with exactly the float simulator's semantics
 (:mod:`sbc_deploy.sim.float_sim`). Layout::
 
     graph inputs   x_<Input>            [T, B, *shape]

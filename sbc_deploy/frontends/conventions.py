@@ -68,6 +68,8 @@ class Side:
         recurrent: how a recurrent layer is written (a nested NIRGraph's edges).
         v_leak_is_bias: ``v_leak`` is a constant added per step (rockpool maps it to its
             ``bias``), not the NIR leak voltage.
+        spike_delay: steps between a threshold crossing and the spike it sends on (spyx: the
+            spike of step t is the crossing of step t-1; 1).
     """
 
     dt_rule: DtRule
@@ -90,6 +92,7 @@ class Side:
     nir_layout: str = "1.0.8"
     recurrent: str = "cycle (any layout)"
     v_leak_is_bias: bool = False
+    spike_delay: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,21 +150,28 @@ SNNTORCH = Convention(
         "import: IF -> Leaky(beta=0.9), asserts r == 1": f"{_SNN}:snntorch/import_nir.py",
         "Leaky default reset subtract with reset_delay=True":
             f"{_SNN}:snntorch/_neurons/leaky.py (_base_sub, reset_delay)",
+        "Synaptic/RLeaky zero reset: mem -= reset * (whole update)":
+            f"{_SNN}:snntorch/_neurons/synaptic.py, rleaky.py (_base_zero)",
     },
     notes=("snntorch's own default reset (subtract, applied one step later after the decay) "
            "is not written to NIR: the file says v_reset = 0 and snntorch's importer builds a "
            "zero reset, which is what --from snntorch assumes",
+           "with reset_delay=True (snntorch's default) a zero reset of Synaptic, RLeaky and "
+           "RSynaptic zeroes the whole update of the step after a spike (its input is lost); "
+           "Leaky's does not. The IR's zero reset is snntorch's with reset_delay=False (what its "
+           "importer builds)",
            "snntorch 1.0.0 imports IF as Leaky(beta=0.9): an IF layer cannot be run by it"))
 
 NORSE = Convention(
     name="norse", release="norse 1.1.0",
     producer=Side(dt_rule="argument", dt=1e-3, tau_unit="seconds_times_dt", decay="euler",
-                  gain="one_minus_decay", if_gain="one", reset="zero"),
+                  gain="one_minus_decay", syn_gain="one", if_gain="one", reset="zero",
+                  batch_axis_in_ports=True),
     consumer=Side(dt_rule="argument", dt=1e-3, decay="euler", gain="one_minus_decay",
                   syn_gain="spec", if_gain="one", reset="zero", reads_v_reset=False,
                   flatten_dims="with_batch", knows_linear=True,
                   knows=("Input", "Output", "Affine", "Linear", "Conv2d", "Flatten",
-                         "SumPool2d", "IF", "LI", "LIF", "CubaLIF")),
+                         "SumPool2d", "IF", "LIF", "CubaLIF")),
     sources={
         "export tau = dt / tau_mem_inv (dt = 0.001), r = 1":
             f"{_NORSE}:norse/torch/utils/export_nir.py (_extract_norse_module)",
@@ -171,6 +181,14 @@ NORSE = Convention(
         "box LIF: dv = dt tau_mem_inv (x + v_leak - v), z = v > v_th, v <- v_reset":
             f"{_NORSE}:norse/torch/functional/lif_box.py, threshold.py, heaviside.py",
         "IAF feed-forward: v = v + x (dt unused)": f"{_NORSE}:norse/torch/functional/iaf.py",
+        "LIFCell (exported as CubaLIF): i += x; v += dt tau_mem_inv (v_leak - v + i); "
+        "i -= dt tau_syn_inv i": f"{_NORSE}:norse/torch/functional/lif.py "
+                                 "(lif_feed_forward_step)",
+        "export through nirtorch.extract_nir_graph(sample_data) without ignore_dims: a batch "
+        "axis in the port types": f"{_NORSE}:norse/torch/utils/export_nir.py (to_nir)",
+        "import: CubaLIF -> w_in x, LIBox synapse (tau_syn, v_leak), r i, LIFBox with "
+        "reset_method; LIF and IF without reset_method; SumPool2d -> LPPool2d(1) without "
+        "padding; no LI, no AvgPool2d": f"{_NORSE}:norse/torch/utils/import_nir.py",
         "import: torch.nn.Flatten(start_dim, end_dim) as stored":
             f"{_NORSE}:norse/torch/utils/import_nir.py",
         "recurrent import commented out": f"{_NORSE}:norse/torch/utils/import_nir.py",
@@ -208,7 +226,9 @@ SINABS = Convention(
            "sinabs fires floor(v / threshold) spikes per step (v >= threshold); the IR fires "
            "one (v > threshold): equal while v stays below twice the threshold and never "
            "equals it",
-           "sinabs' IF importer clamps v at -v_threshold (min_v_mem)"))
+           "sinabs' IF importer clamps v at -v_threshold (min_v_mem)",
+           "sinabs 3.1.3's importer tests any(node.v_leak) != 0, which fails on LIF parameters "
+           "of two or more axes (a LIF after a convolution)"))
 
 ROCKPOOL = Convention(
     name="rockpool", release="rockpool 3.0.x (git 42cee1c9)",
@@ -241,29 +261,36 @@ ROCKPOOL = Convention(
 SPYX = Convention(
     name="spyx", release="spyx 1.0.0",
     producer=Side(dt_rule="argument", dt=1.0, tau_unit="seconds", decay="euler", gain="one",
-                  if_gain="one", reset="subtract", reset_after_decay=True,
-                  flatten_order="hwc",
+                  syn_gain="one", if_gain="one", reset="subtract", reset_after_decay=True,
+                  flatten_order="hwc", spike_delay=1,
                   recurrent="nested NIRGraph: input->w_rec, w_rec->lif, lif->w_rec, "
                             "lif->output (the input is drawn through w_rec but spyx adds it "
                             "to the neuron directly)"),
     consumer=Side(dt_rule="argument", dt=1.0, decay="euler", gain="one", syn_gain="one",
                   if_gain="one", reset="subtract", reset_after_decay=True, reads_v_reset=False,
-                  flatten_order="hwc",
+                  flatten_order="hwc", spike_delay=1,
+                  knows=("Input", "Output", "Affine", "Linear", "Conv2d", "SumPool2d",
+                         "Flatten", "IF", "LIF", "CubaLIF", "NIRGraph"),
                   recurrent="the same nested layout (RIF/RLIF/RCuBaLIF)"),
     sources={
         "export LIF tau = dt/(1-beta), r = beta, dt argument default 1":
             f"{_SPYX}:src/spyx/nir.py (to_nir)",
         "import beta = 1 - dt/tau, r ignored, threshold only": f"{_SPYX}:src/spyx/nir.py "
                                                                 "(_build_model)",
-        "LIF: s = H(V[t-1] - thr); V = beta V + x - s thr (reset after the decay)":
-            f"{_SPYX}:src/spyx/nn.py (LIF, IF, CuBaLIF)",
+        "LIF: s = H(V[t-1] - thr); V = beta V + x - s thr (reset after the decay); IF the "
+        "same with beta = 1; CuBaLIF: s = H(V[t-1] - thr); V -= s thr; I = alpha I + x; "
+        "V = beta V + I; RIF/RLIF add s @ W_rec of the spike they emit":
+            f"{_SPYX}:src/spyx/nn.py (LIF, IF, CuBaLIF, RIF, RLIF)",
+        "heaviside: x > 0": f"{_SPYX}:src/spyx/axn.py (heaviside)",
         "Flatten collapses channels-last (H, W, C) tensors; weights copied untransposed":
             f"{_SPYX}:src/spyx/nir.py (Flatten, Affine)",
         "recurrent subgraph edges": f"{_SPYX}:src/spyx/nir.py (_spyx_recurrent_to_nirgraph)",
+        "import walks edges from the node named 'input' to the node named 'output'; a padded "
+        "SumPool2d becomes SAME pooling": f"{_SPYX}:src/spyx/nir.py (_build_model)",
     },
-    notes=("spyx spikes from the previous step's membrane and subtracts the undecayed "
-           "threshold after the decay: not the IR's same-step reset; spike trains agree "
-           "only up to that timing",))
+    notes=("spyx sends at step t the spike of the membrane of step t-1: read as the IR's "
+           "neuron followed by a one-step Delay (exact for IF and CuBaLIF); its LIF subtracts "
+           "the undecayed threshold after the next decay, which the IR cannot express",))
 
 LAVA_DL = Convention(
     name="lava-dl", release="lava-dl 0.6.0 (netx)",
@@ -282,9 +309,9 @@ CONSUMERS: tuple[str, ...] = tuple(n for n, c in CONVENTIONS.items() if c.consum
 
 # Facts read from source only; running the framework (the interop tests) must confirm them.
 UNCONFIRMED: tuple[str, ...] = (
-    "norse 1.1.0 CubaLIF import (synapse as LIBox with v_leak, r as a gain)",
+    "norse 1.1.0: nirtorch's extract_nir_graph keeps the sample data's batch axis in the ports",
+    "sinabs 3.1.3 IAFSqueeze/LIFSqueeze accept per-neuron spike_threshold arrays from NIR",
     "rockpool: dt recovered from r by the exact inverse of r = tau exp(-dt/tau)/dt",
-    "spyx: the default surrogate's forward is H(x) = x > 0",
     "snntorch: heaviside forward is mem - threshold > 0 for every surrogate",
 )
 

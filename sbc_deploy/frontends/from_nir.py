@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
@@ -402,7 +402,18 @@ def _broadcast(ctx: _Context, **params: Any) -> dict[str, np.ndarray]:
                 "all parameters are scalars and no predecessor fixes the node's shape",
                 where=ctx.where)
         return {k: np.broadcast_to(a, ctx.in_shape) for k, a in arrays.items()}
+    if ctx.in_shape is not None and all(_fits(a.shape, ctx.in_shape) for a in arrays.values()):
+        # broadcast parameters, e.g. one value per channel (C, 1, 1) behind a convolution
+        return {k: np.broadcast_to(a, ctx.in_shape) for k, a in arrays.items()}
     return arrays
+
+
+def _fits(shape: Shape, target: Shape) -> bool:
+    """``shape`` broadcasts to ``target`` without changing it."""
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
 
 
 def _tau_seconds(tau: np.ndarray, ctx: _Context) -> np.ndarray:
@@ -446,8 +457,10 @@ def _leaky(node: nir.NIRNode, ctx: _Context, tau: np.ndarray, r: np.ndarray,
         gain = np.ones_like(beta)
     elif ctx.side.gain == "one_minus_decay":  # norse box cells: dt / tau, r ignored
         gain = 1.0 - beta
-    else:  # NIR: Euler dt r / tau, exact r (1 - beta); the same number
+    elif ctx.discretization == "exact":  # NIR, zero-order hold: r (1 - beta)
         gain = r * (1.0 - beta)
+    else:  # NIR, forward Euler: dt r / tau (not r (1 - beta), which rounds to 0 for huge tau)
+        gain = ctx.dt * r / _tau_seconds(tau, ctx)
     bias = _restored_bias(node, beta.shape)
     if ctx.side.v_leak_is_bias:  # rockpool: v_leak is the bias added per step
         return {"beta": beta, "gain": gain, "v_leak": np.zeros_like(beta),
@@ -775,10 +788,13 @@ def _infer_shapes(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
     for _ in range(len(nodes) + 1):
         changed = False
         for name, node in nodes.items():
+            known = [out_shape[p] for p in preds[name] if out_shape.get(p) is not None]
             if in_shape[name] is None:
-                known = [out_shape[p] for p in preds[name] if out_shape.get(p) is not None]
                 if known:
                     in_shape[name], changed = known[0], True
+            elif (known and type(node) in _PARAMS and known[0] != in_shape[name]
+                  and _fits(in_shape[name], known[0])):
+                in_shape[name], changed = known[0], True  # broadcast parameters
             if isinstance(node, nir.Flatten):
                 source = in_shape[name] or _shape_of(node.input_type.get("input"))
                 if source is None:
@@ -918,7 +934,10 @@ def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, rese
     side = convention.producer or NIR_SIDE
     written_for = _scalar(meta["sbc_nir_for"]) if "sbc_nir_for" in meta else None
     if written_for == convention.name and convention.consumer is not None:
-        side = convention.consumer  # sbc-deploy wrote it for this framework's importer
+        # sbc-deploy wrote it for this framework's importer: its numbers follow the consumer's
+        # convention; timing the IR cannot change (spyx's late spikes) is not re-added, so the
+        # graph it was written from comes back
+        side = replace(convention.consumer, spike_delay=0)
         convention_source += "; read as that framework's importer reads it (the file was " \
                              f"written by sbc-deploy for {convention.name})"
     notes: list[str] = []
@@ -954,7 +973,10 @@ def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, rese
                             hint=err.hint) from err
     if side.flatten_order == "hwc":
         notes += _hwc_affines(converted, edges)
-    caveats = _caveats(convention, side, needed)
+    if side.spike_delay:
+        edges, delayed = _delay_spikes(converted, edges, side.spike_delay, convention.name)
+        notes += delayed
+    caveats = _caveats(convention, side, converted)
     for line in notes:
         log.info("%s", line)
     for line in caveats:
@@ -999,10 +1021,44 @@ def _hwc_affines(converted: dict[str, Node], edges: list[tuple[str, str]]) -> li
     return notes
 
 
-def _caveats(convention: Convention, side: Side, spiking: bool) -> list[str]:
+def _reaches(edges: list[tuple[str, str]], start: str, goal: str) -> bool:
+    seen, frontier = {start}, [start]
+    while frontier:
+        current = frontier.pop()
+        if current == goal:
+            return True
+        for src, dst in edges:
+            if src == current and dst not in seen:
+                seen.add(dst)
+                frontier.append(dst)
+    return False
+
+
+def _delay_spikes(converted: dict[str, Node], edges: list[tuple[str, str]], steps: int,
+                  name: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """A framework whose spike at step t is the threshold crossing of step t-1 (spyx): each
+    spiking neuron gets a Delay on the edges that leave its loop (its own recurrent weights
+    read the crossing one step later through the recurrent edge already)."""
+    notes = []
+    for neuron in [n for n, node in converted.items()
+                   if getattr(node, "spiking", False)]:
+        leaving = [(s, d) for s, d in edges if s == neuron and not _reaches(edges, d, neuron)]
+        if not leaving:
+            continue
+        delay = f"{neuron}.{name}_delay"
+        converted[delay] = Delay(np.full(converted[neuron].output_shape, float(steps)),
+                                 metadata={"inserted_for": f"{name} spike timing"})
+        edges = [(delay, d) if (s, d) in leaving else (s, d) for s, d in edges]
+        edges.append((neuron, delay))
+        notes.append(f"{converted[neuron].kind} '{neuron}': a {steps}-step Delay on its output "
+                     f"({name} sends the spike of the previous step's membrane)")
+    return edges, notes
+
+
+def _caveats(convention: Convention, side: Side, converted: Mapping[str, Node]) -> list[str]:
     """What the framework does that the IR cannot (it runs one spike, v > threshold, same-step
     reset): said, not refused, because the spike trains agree except in those cases."""
-    if not spiking:
+    if not any(getattr(node, "spiking", False) for node in converted.values()):
         return []
     found = []
     if side.multi_spike:
@@ -1010,7 +1066,9 @@ def _caveats(convention: Convention, side: Side, spiking: bool) -> list[str]:
                      "one: spikes agree while v stays below twice the threshold")
     if side.fires_at_equal:
         found.append(f"{convention.name} fires at v >= threshold; the IR at v > threshold")
-    if side.reset_after_decay:
-        found.append(f"{convention.name} resets after the next step's decay (undecayed "
-                     "threshold); the IR resets in the same step")
+    leaky = [n for n, node in converted.items()
+             if getattr(node, "spiking", False) and np.any(node.membrane_decay < 1)]
+    if side.reset_after_decay and leaky:
+        found.append(f"{convention.name} subtracts the threshold after the next step's decay "
+                     f"(undecayed); the IR before it: {', '.join(leaky)} may differ")
     return found
