@@ -28,7 +28,8 @@ NETWORKS = {
     "mlp": "bundled MLP", "cnn": "bundled CNN", "mlp_pruned": "bundled MLP, 50 % pruned",
     "mlp_subtract": "bundled MLP, subtract reset", "cnn_subtract": "bundled CNN, subtract reset",
     "mlp_pruned_subtract": "bundled MLP, 50 % pruned, subtract reset",
-    "rockpool_cubalif": "rockpool's CubaLIF MLP via sbc-deploy, 50 % pruned",
+    "own_mlp_cubalif": "its own CubaLIF MLP via sbc-deploy, 50 % pruned",
+    "own_mlp_if": "its own IF MLP via sbc-deploy, 50 % pruned",
 }
 
 

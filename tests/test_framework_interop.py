@@ -56,8 +56,6 @@ _RESET_AFTER_DECAY = ("the framework subtracts the undecayed threshold at the st
                       "spike, after the decay (snntorch leaky.py _base_sub with reset_delay, "
                       "spyx nn.py LIF); the IR subtracts in the spike's step (beta * threshold "
                       "one step later): not expressible")
-_SPYX_DELAY = ("product: spyx emits s[t] = V[t-1] > threshold, so each spyx IF layer is the IR's "
-               "IF delayed one step (shown exact with the shift); --from spyx inserts no Delay")
 _SPYX_CONSUMER = ("spyx 1.0.0 resets by subtraction only, after the decay, and spikes from the "
                   "previous step's membrane: no setting reproduces a zero-reset LIF network")
 
@@ -66,11 +64,6 @@ PRODUCER_XFAIL: dict[tuple[str, str], str] = {
     ("snntorch", "mlp_cubalif"): _REFRACTORY,
     ("snntorch", "rec_lif"): _REFRACTORY,
     ("snntorch", "mlp_lif_subtract"): _RESET_AFTER_DECAY,
-    ("norse", "mlp_cubalif"): ("product: norse 1.1.0 LIFCell adds the input to the synaptic "
-                               "current with gain 1 (functional/lif.py: i_new = i + x); "
-                               "--from norse imports gain_syn = 1 - alpha"),
-    ("spyx", "mlp_if"): _SPYX_DELAY,
-    ("spyx", "conv_if"): _SPYX_DELAY,
     ("spyx", "mlp_lif"): _RESET_AFTER_DECAY,
     ("spyx", "rec_lif"): _RESET_AFTER_DECAY,
 }
@@ -79,11 +72,12 @@ PRODUCER_XFAIL: dict[tuple[str, str], str] = {
 CONSUMER_XFAIL: dict[tuple[str, str], str] = {
     ("sinabs", "mlp"): ("sinabs 3.1.3's importer builds MembraneSubtract layers: a zero reset "
                         "cannot be expressed (the *_subtract cases are the closest setting)"),
-    ("sinabs", "cnn_subtract"): ("sinabs 3.1.3's importer fails on (C, H, W) LIF parameters "
-                                 "(sinabs/nir.py: `if any(node.v_leak) != 0`)"),
     ("spyx", "mlp"): _SPYX_CONSUMER,
     ("spyx", "cnn"): _SPYX_CONSUMER,
     ("spyx", "mlp_pruned"): _SPYX_CONSUMER,
+    ("spyx", "own_mlp_if"): ("product: --nir-for spyx refuses the one-step Delay after each "
+                             "neuron that --from spyx inserts, instead of folding it back into "
+                             "spyx's implicit one-step spike delay"),
 }
 
 PRODUCER_CASES: dict[str, tuple[str, ...]] = {
@@ -91,18 +85,20 @@ PRODUCER_CASES: dict[str, tuple[str, ...]] = {
     "norse": ("mlp_lif", "mlp_cubalif", "mlp_if", "conv_lif"),
     "rockpool": ("mlp_cubalif", "mlp_lif"),
     "sinabs": ("mlp_if", "mlp_lif", "conv_if"),
-    "spyx": ("mlp_if", "mlp_lif", "conv_if", "rec_lif"),
+    "spyx": ("mlp_if", "mlp_cubalif", "mlp_lif", "conv_if", "rec_lif"),
 }
 # What each framework's importer is given. ``*_subtract``: the bundled network read with
 # reset="subtract", the closest setting for consumers that cannot reset to zero (sinabs).
-# ``rockpool_cubalif``: rockpool's own CubaLIF MLP (imported with --from rockpool) pruned to
-# 50 % by sbc-deploy: rockpool's importer maps no LIF, Flatten or Conv2d (see CONSUMER_REFUSED).
+# ``own_<case>``: the framework's own network <case> (its export, imported with --from) pruned
+# to 50 % by sbc-deploy: rockpool's importer maps no LIF, Flatten or Conv2d (CONSUMER_REFUSED);
+# spyx runs every neuron with a one-step delay and a reset after the decay, so only its own IF
+# network (whose delays --from spyx makes explicit) can come back exactly.
 CONSUMER_NETWORKS: dict[str, tuple[str, ...]] = {
     "snntorch": ("mlp", "cnn", "mlp_pruned"),
     "norse": ("mlp", "cnn", "mlp_pruned"),
     "sinabs": ("mlp", "mlp_subtract", "cnn_subtract", "mlp_pruned_subtract"),
-    "spyx": ("mlp", "cnn", "mlp_pruned"),
-    "rockpool": ("mlp", "cnn", "rockpool_cubalif"),
+    "spyx": ("mlp", "cnn", "mlp_pruned", "own_mlp_if"),
+    "rockpool": ("mlp", "cnn", "own_mlp_cubalif"),
 }
 # (framework, network) -> what sbc-deploy must refuse on export (ExportError naming the nodes).
 CONSUMER_REFUSED: dict[tuple[str, str], str] = {
@@ -236,10 +232,11 @@ def consumer_network(network: str, workdir: Path) -> tuple[sd.Graph, np.ndarray]
     if network in _networks:
         return _networks[network]
     bundled = ROOT / "sbc_deploy" / "bundled"
-    if network == "rockpool_cubalif":
-        manifest = produced("rockpool", workdir)
-        entry = next(c for c in manifest["cases"] if c["name"] == "mlp_cubalif")
-        graph = load_model(manifest["folder"] / entry["nir"], source="rockpool")
+    if network.startswith("own_"):
+        framework = {"own_mlp_cubalif": "rockpool", "own_mlp_if": "spyx"}[network]
+        manifest = produced(framework, workdir)
+        entry = next(c for c in manifest["cases"] if c["name"] == network[len("own_"):])
+        graph = load_model(manifest["folder"] / entry["nir"], source=framework)
         graph, _ = sd.compress(graph, None, sd.MagnitudeConfig(sparsity=0.5))
         x = np.load(manifest["folder"] / entry["data"])["x"]
     else:

@@ -1,6 +1,6 @@
 """spyx 1.0.0 (jax, flax nnx) as producer and consumer of NIR (``spyx`` framework environment).
 
-produce: MLPs with IF and LIF, a conv net (IF, sum pooling, Flatten) and a recurrent RLIF net,
+produce: MLPs with IF, CuBaLIF and LIF, a conv net (IF, sum pooling, Flatten) and a recurrent RLIF net,
 built with fixed seeds, written by ``spyx.nir.to_nir`` (dt = 1: spyx counts time in steps) and
 simulated by spyx itself (``spyx.nn.run``). spyx's neurons emit ``s[t] = V[t-1] > threshold``
 from the state *before* the step's input and subtract the threshold after the leak
@@ -51,6 +51,10 @@ def networks() -> dict[str, tuple[Any, tuple[int, ...], str, str]]:
                              snn.LIF((16,), beta=0.8, rngs=r),
                              scaled(nnx.Linear(16, 5, rngs=r), 3.0),
                              snn.LIF((5,), beta=0.8, rngs=r))
+    cuba = snn.Sequential(scaled(nnx.Linear(12, 16, rngs=r), 3.0),
+                          snn.CuBaLIF((16,), alpha=0.6, beta=0.8, rngs=r),
+                          scaled(nnx.Linear(16, 5, rngs=r), 3.0),
+                          snn.CuBaLIF((5,), alpha=0.6, beta=0.8, rngs=r))
     conv = snn.Sequential(scaled(nnx.Conv(2, 4, (3, 3), padding="SAME", rngs=r), 2.0),
                           snn.IF((8, 8, 4)), snn.SumPool((2, 2), (2, 2), "VALID", channel_axis=-1),
                           snn.Flatten(), scaled(nnx.Linear(64, 6, rngs=r), 2.0), snn.IF((6,)))
@@ -58,7 +62,9 @@ def networks() -> dict[str, tuple[Any, tuple[int, ...], str, str]]:
                          snn.RLIF((10,), beta=0.8, rngs=r),
                          scaled(nnx.Linear(10, 5, rngs=r), 3.0),
                          snn.LIF((5,), beta=0.8, rngs=r))
-    return {"mlp_if": (mlp_if, (12,), "mlp", "IF"), "mlp_lif": (mlp_lif, (12,), "mlp", "LIF"),
+    return {"mlp_if": (mlp_if, (12,), "mlp", "IF"),
+            "mlp_cubalif": (cuba, (12,), "mlp", "CubaLIF"),
+            "mlp_lif": (mlp_lif, (12,), "mlp", "LIF"),
             "conv_if": (conv, (2, 8, 8), "conv", "IF"),
             "rec_lif": (rec, (12,), "recurrent", "LIF")}
 
