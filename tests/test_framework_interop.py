@@ -251,6 +251,44 @@ def consumer_network(network: str, workdir: Path) -> tuple[sd.Graph, np.ndarray]
     return _networks[network]
 
 
+_consumed: dict[str, dict[str, Any]] = {}
+
+
+def consumed(framework: str, workdir: Path) -> dict[str, Any]:
+    """Export every consumer network of ``framework`` (``--nir-for``) and run them all in one
+    process of its driver; per network: ``{"spikes" | "error", "versions"}``."""
+    if framework in _consumed:
+        return _consumed[framework]
+    folder = workdir / f"consumed_{framework}"
+    folder.mkdir(exist_ok=True)
+    results: dict[str, Any] = {}
+    argv: list[Path] = []
+    for network in CONSUMER_NETWORKS[framework]:
+        if (framework, network) in CONSUMER_REFUSED:
+            continue
+        graph, x = consumer_network(network, workdir)
+        model = folder / f"{network}.nir"
+        try:
+            EXPORTERS["nir"](graph, model, steps=x.shape[0], nir_for=framework)
+        except Exception as err:
+            results[network] = {"error": f"{type(err).__name__}: {err}"}
+            continue
+        np.savez(folder / f"{network}_in.npz", x=x)
+        argv += [model, folder / f"{network}_in.npz", folder / f"{network}_out.npz"]
+    if argv:
+        run_driver(framework, "consume", *argv)
+    for output in argv[2::3]:
+        with np.load(output) as stored:
+            entry = {"versions": json.loads(str(stored["versions"]))}
+            if "error" in stored.files:
+                entry["error"] = str(stored["error"])
+            else:
+                entry["spikes"] = stored["spikes"]
+        results[output.name[:-len("_out.npz")]] = entry
+    _consumed[framework] = results
+    return results
+
+
 @pytest.mark.parametrize(("framework", "network"), _params(CONSUMER_NETWORKS, CONSUMER_XFAIL))
 def test_framework_runs_our_export_with_our_spikes(framework: str, network: str,
                                                    workdir: Path) -> None:
@@ -267,24 +305,14 @@ def test_framework_runs_our_export_with_our_spikes(framework: str, network: str,
         return
     reference = output_spikes(graph, x)
     assert reference.sum() > 0, f"{network}: the simulator's run has no output spikes"
-    folder = workdir / f"consumed_{framework}"
-    folder.mkdir(exist_ok=True)
-    model, inputs, outputs = (folder / f"{network}.nir", folder / f"{network}_in.npz",
-                              folder / f"{network}_out.npz")
+    run = consumed(framework, workdir)[network]
     info = {"framework": framework, "direction": "consumer", "network": network,
-            "neuron": "LIF", "case": network,
+            "neuron": "LIF", "case": network, "versions": run.get("versions"),
             "expected_failure": CONSUMER_XFAIL.get((framework, network))}
-    try:
-        EXPORTERS["nir"](graph, model, steps=x.shape[0], nir_for=framework)
-        np.savez(inputs, x=x)
-        run_driver(framework, "consume", model, inputs, outputs)
-        with np.load(outputs) as stored:
-            candidate = stored["spikes"]
-            info["versions"] = json.loads(str(stored["versions"]))
-        result = compare(reference, candidate)
-    except Exception as err:
-        record(**info, status="error", error=f"{type(err).__name__}: {err}"[:300])
-        raise
+    if "error" in run:
+        record(**info, status="error", error=run["error"][-300:])
+        raise AssertionError(f"{framework} cannot run our {network}:\n{run['error']}")
+    result = compare(reference, run["spikes"])
     record(**info, status="exact" if result["exact"] else "differs", **result)
     assert result["exact"], (f"{framework} runs our {network}: {result['differing']} of "
                              f"{result['entries']} spike entries differ ({result})")

@@ -1,7 +1,8 @@
 """Shared by the framework drivers (run inside each framework's own environment, not the main one).
 
 A driver is ``python <framework>_driver.py produce OUTDIR`` or
-``python <framework>_driver.py consume MODEL.nir INPUT.npz OUTPUT.npz``. Only numpy and the
+``python <framework>_driver.py consume MODEL.nir INPUT.npz OUTPUT.npz [MODEL INPUT OUTPUT ...]``
+(several models in one process: the framework is imported once). Only numpy and the
 standard library are used here, so that every framework environment can import it.
 
 Exchange files (.npz): ``x`` is the input ``[T, B, *input_shape]`` (float32), ``spikes`` the output
@@ -15,6 +16,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,11 +52,16 @@ def main(produce: Callable[[Path], list[dict[str, Any]]],
         cases = produce(outdir)
         (outdir / "manifest.json").write_text(json.dumps(
             {"versions": versions(*packages), "cases": cases}, indent=1))
-    elif command == "consume":
-        model, inputs, output = Path(args[0]), Path(args[1]), Path(args[2])
-        x = np.load(inputs)["x"]
-        spikes = consume(model, x)
-        np.savez(output, spikes=np.asarray(spikes, np.float32),
-                 versions=json.dumps(versions(*packages)))
+    elif command == "consume" and args and len(args) % 3 == 0:
+        for i in range(0, len(args), 3):
+            model, inputs, output = Path(args[i]), Path(args[i + 1]), Path(args[i + 2])
+            try:
+                spikes = consume(model, np.load(inputs)["x"])
+            except Exception:  # one model failing in the framework must not hide the others
+                np.savez(output, error=traceback.format_exc()[-4000:],
+                         versions=json.dumps(versions(*packages)))
+                continue
+            np.savez(output, spikes=np.asarray(spikes, np.float32),
+                     versions=json.dumps(versions(*packages)))
     else:
         sys.exit(f"unknown command {command!r}: produce OUTDIR | consume MODEL INPUT OUTPUT")
