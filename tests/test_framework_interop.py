@@ -378,3 +378,37 @@ def test_sinabs_if_cnn_compresses_through_the_cli(
     # speck keeps integer thresholds: sinabs' trained thresholds are rounded (warnings only)
     assert [v for v in report["violations"] if v["severity"] != "warning"] == []
     assert (out / "model.nir").exists()
+
+
+# --------------------------------------------------------------------------- the README matrix
+
+
+def test_compat_matrix_renders_results_between_the_readme_markers(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compat_matrix",
+                                                  ROOT / "scripts" / "compat_matrix.py")
+    matrix = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(matrix)  # type: ignore[union-attr]
+    data = {"versions": {"norse": {"norse": "1.1.0", "nir": "1.0.8"}}, "results": [
+        {"framework": "norse", "direction": "consumer", "network": "mlp", "neuron": "LIF",
+         "case": "mlp", "status": "exact", "spikes_reference": 7, "differing": 0,
+         "entries": 9, "expected_failure": None},
+        {"framework": "norse", "direction": "producer", "network": "mlp", "neuron": "IF",
+         "case": "mlp_if", "status": "differs", "spikes_reference": 3, "differing": 2,
+         "entries": 9, "expected_failure": "a | reason"}]}
+    table = matrix.render(data)
+    rows = [line for line in table.splitlines() if line.startswith("| norse")]
+    assert rows == [
+        "| norse 1.1.0 (nir 1.0.8) | its export -> `--from` | mlp_if (mlp, IF) | "
+        "differs (2 of 9 entries differ): a \\| reason |",
+        "| norse 1.1.0 (nir 1.0.8) | `--nir-for` -> its import | bundled MLP | exact (7 spikes) |"]
+    assert table.startswith("1 of 2 cases spike-for-spike exact")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{matrix.START}\nold\n{matrix.END}\ntail\n")
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(data))
+    assert matrix.main([str(results), "--readme", str(readme), "--check"]) == 1
+    assert matrix.main([str(results), "--readme", str(readme)]) == 0
+    assert readme.read_text() == f"intro\n{matrix.START}\n{table}\n{matrix.END}\ntail\n"
+    assert matrix.main([str(results), "--readme", str(readme), "--check"]) == 0
