@@ -133,7 +133,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("data")
     p.add_argument("--out", type=Path, default=Path("build/sinabs_data"))
-    p.add_argument("--train", type=int, default=2000)
+    p.add_argument("--train", type=int, default=1500)
     p.add_argument("--test", type=int, default=200)
     p = sub.add_parser("train")
     p.add_argument("--data", type=Path, default=Path("build/sinabs_data"))

@@ -6,7 +6,8 @@ Producer direction: the framework builds small networks (fixed seeds), writes th
 NIR exporter and simulates them itself; ``load_model(path, source=<framework>)`` (the CLI's
 ``--from``) reads the file and the float simulator must give the same output spikes.
 Consumer direction: the bundled MLP and CNN and a magnitude-pruned MLP are written with
-``EXPORTERS["nir"](..., nir_for=<framework>)`` (``--nir-for``); the framework's own importer runs the file
+``EXPORTERS["nir"](..., nir_for=<framework>)`` (``--nir-for``); the framework's own importer
+runs the file
 and must give the simulator's output spikes.
 
 Comparisons are exact (every spike of every step, sample and neuron). Where a framework's

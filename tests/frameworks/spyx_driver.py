@@ -1,6 +1,7 @@
 """spyx 1.0.0 (jax, flax nnx) as producer and consumer of NIR (``spyx`` framework environment).
 
-produce: MLPs with IF, CuBaLIF and LIF, a conv net (IF, sum pooling, Flatten) and a recurrent RLIF net,
+produce: MLPs with IF, CuBaLIF and LIF, a conv net (IF, sum pooling, Flatten) and a recurrent
+RLIF net,
 built with fixed seeds, written by ``spyx.nir.to_nir`` (dt = 1: spyx counts time in steps) and
 simulated by spyx itself (``spyx.nn.run``). spyx's neurons emit ``s[t] = V[t-1] > threshold``
 from the state *before* the step's input and subtract the threshold after the leak
