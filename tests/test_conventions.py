@@ -571,3 +571,11 @@ def test_sinabs_export_writes_conv_lif_parameters_per_channel_and_reads_back(tmp
         v_threshold=np.linspace(0.5, 1.5, 8 * 30 * 30).reshape(8, 30, 30))})
     with pytest.raises(ExportError, match=r"node 'leaky1' \(--nir-for sinabs\)"):
         export_nir(varying, nir_for="sinabs")
+
+
+def test_recurrent_exports_say_or_refuse_what_the_importer_does(rng):
+    graph = _cuba_recurrent(rng)
+    with pytest.raises(ExportError, match="norse 1.1.0's NIR importer has no recurrent"):
+        export_nir(graph, nir_for="norse")
+    notes = export_nir(graph, nir_for="snntorch").notes
+    assert any("RLeaky/RSynaptic" in line for line in notes)

@@ -269,6 +269,8 @@ def adapt(graph: Graph, convention: Convention) -> Adapted:
         listing = ", ".join(f"'{n}' ({k})" for n, k in unknown)
         raise ExportError(f"{convention.name}'s NIR importer maps none of {listing}; it maps "
                           f"{', '.join(knows)}", where=f"--nir-for {convention.name}")
+    if graph.recurrent_edges:
+        notes += _recurrent_notes(graph, convention)
     graph, folded = _fold_gains(graph, convention, side)
     notes += folded
     notes += _check_expressible(graph, convention, side)
@@ -283,6 +285,21 @@ def adapt(graph: Graph, convention: Convention) -> Adapted:
         notes.append(f"{convention.name} resets after the next step's decay: spike trains "
                      "differ from the simulator's same-step reset once neurons fire")
     return Adapted(graph, tuple(notes))
+
+
+def _recurrent_notes(graph: Graph, convention: Convention) -> list[str]:
+    edges = ", ".join(f"{s} -> {d}" for s, d in sorted(graph.recurrent_edges))
+    if convention.name == "norse":
+        raise ExportError(f"norse 1.1.0's NIR importer has no recurrent support (it is commented "
+                          f"out); recurrent edges: {edges}", where="--nir-for norse")
+    if convention.name == "snntorch":
+        return ["snntorch 1.0.0 nests each neuron <-> weights cycle into RLeaky/RSynaptic; with "
+                "nirtorch 2.6 its import_from_nir failed on such a subgraph when tried "
+                "('GraphModule' object has no attribute 'items')"]
+    if convention.name == "sinabs":
+        return ["sinabs 3.1.3's NIR bridge has no recurrent layer; how its importer runs a cycle "
+                "is not confirmed"]
+    return []
 
 
 def _hwc_columns(graph: Graph, convention: Convention) -> tuple[Graph, list[str]]:

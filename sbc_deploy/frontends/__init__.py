@@ -19,6 +19,7 @@ from sbc_deploy.frontends.conventions import CONVENTIONS, get_convention
 from sbc_deploy.frontends.from_netx import from_netx
 from sbc_deploy.frontends.from_nir import from_nir
 from sbc_deploy.ir import Graph
+from sbc_deploy.safeio import reading, screen_hdf5
 
 __all__ = ["CONVENTIONS", "detect_format", "from_netx", "from_nir", "load_model"]
 
@@ -80,14 +81,17 @@ def load_model(path: str | Path, *, dt: float | None = None,
     """
     if source is not None:
         get_convention(source)
-    kind = detect_format(path)
+    with reading(path, "a NIR graph or a lava-dl netx network (HDF5)"):
+        kind = detect_format(path)
+        screen_hdf5(path)  # no link out of the file is followed, no absurd shape is read
     if kind == "nir":
         if source == "lava-dl":
             raise ConfigError("--from lava-dl names a netx file, but this file is NIR",
                               where=str(path), hint="leave --from out, or name the framework "
                                                     "that wrote the NIR file")
-        return from_nir(path, dt=dt, reset=reset, discretization=discretization,
-                        framework=source)
+        with reading(path, "a NIR graph (HDF5 with /node)"):
+            return from_nir(path, dt=dt, reset=reset, discretization=discretization,
+                            framework=source)
     if source not in (None, "lava-dl"):
         raise ConfigError(f"--from {source} names a NIR writer, but this file is lava-dl netx",
                           where=str(path), hint="leave --from out (or use --from lava-dl)")
@@ -96,4 +100,5 @@ def load_model(path: str | Path, *, dt: float | None = None,
     if reset not in (None, "zero"):
         raise ConfigError(f"netx models use Lava's hard reset; reset={reset!r} cannot apply",
                           where=str(path), hint="leave --reset out for netx files")
-    return from_netx(path, dt=dt, input_shape=input_shape)
+    with reading(path, "a lava-dl netx network (HDF5 with /layer)"):
+        return from_netx(path, dt=dt, input_shape=input_shape)

@@ -160,7 +160,10 @@ SNNTORCH = Convention(
            "RSynaptic zeroes the whole update of the step after a spike (its input is lost); "
            "Leaky's does not. The IR's zero reset is snntorch's with reset_delay=False (what its "
            "importer builds)",
-           "snntorch 1.0.0 imports IF as Leaky(beta=0.9): an IF layer cannot be run by it"))
+           "snntorch 1.0.0 imports IF as Leaky(beta=0.9): --nir-for snntorch writes an IF as a "
+           "LIF whose beta = 1 - dt/tau rounds to 1.0",
+           "snntorch 1.0.0's import_from_nir with nirtorch 2.6 failed on recurrent subgraphs "
+           "when tried ('GraphModule' object has no attribute 'items')"))
 
 NORSE = Convention(
     name="norse", release="norse 1.1.0",
