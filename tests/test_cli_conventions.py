@@ -9,11 +9,14 @@ from pathlib import Path
 import h5py
 import nir
 import numpy as np
+import pytest
 import torch
 
 from sbc_deploy.cli import main
 from sbc_deploy.frontends import load_model
+from sbc_deploy.pipeline import DeployRequest, deploy
 from sbc_deploy.sim import simulate
+from sbc_deploy.validate import ValidationError
 
 
 def _sinabs_if_net(path: Path, rng: np.random.Generator) -> Path:
@@ -129,3 +132,11 @@ def test_conv_first_netx_takes_its_input_shape_from_the_flag_or_the_data(tmp_pat
     report = json.loads((out / "report.json").read_text())
     assert report["layers"][0]["shape"] == [3, 2, 3, 3]
     assert main(["inspect", str(path), "--input-shape", "2,x"]) == 2
+
+
+def test_an_unknown_nir_consumer_is_refused_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValidationError, match="--nir-for brian"):
+        deploy(DeployRequest(model="nmnist_mlp", targets=("generic",), nir_for="brian",
+                             out_dir=out, method="magnitude"))
+    assert not out.exists()

@@ -310,12 +310,20 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in
 SOURCES: tuple[str, ...] = tuple(CONVENTIONS)
 CONSUMERS: tuple[str, ...] = tuple(n for n, c in CONVENTIONS.items() if c.consumer is not None)
 
-# Facts read from source only; running the framework (the interop tests) must confirm them.
+# Run against the frameworks themselves (snntorch 1.0.0, norse 1.1.0, sinabs 3.1.3 with nir
+# 1.0.4, rockpool 3.1.0, spyx 1.0.0, in their own environments; tests/test_framework_interop.py
+# drives them), spike for spike: snntorch and norse run our MLP, CNN, IF and CubaLIF exports;
+# sinabs runs our MLP and CNN (subtract reset, SingleSpike); rockpool our recurrent CubaLIF
+# (max_spikes_per_dt=1); imported as their exporters write them: snntorch LIF (dense, conv),
+# norse LIF, CubaLIF, IF, conv, sinabs IF, LIF, conv IF, spyx IF (dense, conv), rockpool CubaLIF.
+# Facts read from source only, which no run has confirmed yet:
 UNCONFIRMED: tuple[str, ...] = (
     "norse 1.1.0: nirtorch's extract_nir_graph keeps the sample data's batch axis in the ports",
-    "sinabs 3.1.3 IAFSqueeze/LIFSqueeze accept per-neuron spike_threshold arrays from NIR",
-    "rockpool: dt recovered from r by the exact inverse of r = tau exp(-dt/tau)/dt",
-    "snntorch: heaviside forward is mem - threshold > 0 for every surrogate",
+    "rockpool 3.1.0 LIFNeuronTorch exported as nir.LIF: the importer side (it reads "
+    "node.tau_mem, absent on nir.LIF)",
+    "sinabs 3.1.3: how its importer (nirtorch.load) runs a recurrent cycle",
+    "snntorch 1.0.0: import of RLeaky/RSynaptic subgraphs with a nirtorch other than 2.6",
+    "spyx 1.0.0 as a consumer: only its timing difference (late spikes) was seen, not a fix",
 )
 
 
