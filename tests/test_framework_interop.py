@@ -7,12 +7,11 @@ NIR exporter and simulates them itself; ``load_model(path, source=<framework>)``
 ``--from``) reads the file and the float simulator must give the same output spikes.
 Consumer direction: the bundled MLP and CNN and a magnitude-pruned MLP are written with
 ``EXPORTERS["nir"](..., nir_for=<framework>)`` (``--nir-for``); the framework's own importer
-runs the file
-and must give the simulator's output spikes.
+runs the file and must give the simulator's output spikes.
 
 Comparisons are exact (every spike of every step, sample and neuron). Where a framework's
 discrete model cannot be expressed in the IR, the case is ``xfail(strict=True)`` with the reason
-(/work/notes/interop-findings.md has the evidence), so that a fix shows up as an XPASS.
+(citing the framework's source file), so that a fix shows up as an XPASS.
 
 Every comparison is recorded in a results JSON (``SBC_COMPAT_RESULTS``, default
 ``build/compat-results.json``), from which scripts/compat_matrix.py renders README's table.
@@ -307,8 +306,9 @@ def test_framework_runs_our_export_with_our_spikes(framework: str, network: str,
     reference = output_spikes(graph, x)
     assert reference.sum() > 0, f"{network}: the simulator's run has no output spikes"
     run = consumed(framework, workdir)[network]
+    neuron = {"own_mlp_cubalif": "CubaLIF", "own_mlp_if": "IF"}.get(network, "LIF")
     info = {"framework": framework, "direction": "consumer", "network": network,
-            "neuron": "LIF", "case": network, "versions": run.get("versions"),
+            "neuron": neuron, "case": network, "versions": run.get("versions"),
             "expected_failure": CONSUMER_XFAIL.get((framework, network))}
     if "error" in run:
         record(**info, status="error", error=run["error"][-300:])
