@@ -75,9 +75,6 @@ CONSUMER_XFAIL: dict[tuple[str, str], str] = {
     ("spyx", "mlp"): _SPYX_CONSUMER,
     ("spyx", "cnn"): _SPYX_CONSUMER,
     ("spyx", "mlp_pruned"): _SPYX_CONSUMER,
-    ("spyx", "own_mlp_if"): ("product: --nir-for spyx refuses the one-step Delay after each "
-                             "neuron that --from spyx inserts, instead of folding it back into "
-                             "spyx's implicit one-step spike delay"),
 }
 
 PRODUCER_CASES: dict[str, tuple[str, ...]] = {
