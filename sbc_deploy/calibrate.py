@@ -7,7 +7,8 @@ sequences go through :func:`sbc_deploy.sim.simulate`, whose ``on_synapse_input``
 layer its whole input sequence; the sums never hold more than one batch of inputs, so memory
 does not grow with ``N``. The simulator runs a feed-forward graph a layer at a time (each
 synapse over all ``T`` at once, then a scan per neuron) and steps only recurrent cycles through
-time; each layer's batch is then filtered once and summed by float32 GEMMs into float64
+time; each layer's batch is then filtered once and summed by GEMMs (float64 by default,
+float32 on request) into float64
 (:class:`~sbc_deploy.compress.hessian.HessianAccumulator`). ``metadata`` records the wall time,
 the time in the sums and their floating-point operations.
 
@@ -77,7 +78,7 @@ class Calibration:
         data: the calibration inputs ``[N, T, *input_shape]`` (a reference, for
             :meth:`recompute`), or ``None``.
         batch_size, device, max_groups, threads: the settings used.
-        precision: dtype of the GEMMs (``"float32"``; sums always float64).
+        precision: dtype of the GEMMs (``"float64"`` by default; sums always float64).
         row_fraction, seed: row subsampling (1.0: every row; see :class:`HessianAccumulator`).
         blocks: layer name -> block size of its block-diagonal Hessian (absent: full).
     """
@@ -92,7 +93,7 @@ class Calibration:
     max_groups: int = 8
     threads: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    precision: str = "float32"
+    precision: str = "float64"
     row_fraction: float = 1.0
     seed: int = 0
     blocks: Mapping[str, int] = field(default_factory=dict)
@@ -172,7 +173,7 @@ def _inputs(data: Any) -> np.ndarray | torch.Tensor | None:
 def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size: int = 32,
               device: str | None = None, config: Any = None, max_groups: int = 8,
               layers: Sequence[str] | None = None, threads: int | None = None,
-              progress: Progress | None = None, precision: str = "float32",
+              progress: Progress | None = None, precision: str = "float64",
               row_fraction: float = 1.0, seed: int = 0,
               blocks: Mapping[str, int] | None = None) -> Calibration:
     """Simulate ``graph`` on ``data`` and sum one Hessian per synapse layer, streaming.
@@ -196,7 +197,9 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
         layers: names of the synapse layers to calibrate (default: all).
         threads: torch intra-op threads during the call (restored afterwards).
         progress: ``progress(done, total)`` after every batch.
-        precision: ``"float32"`` GEMMs (default) or ``"float64"`` (the reference).
+        precision: ``"float64"`` GEMMs (default: the reference, compressed weights as
+            before) or ``"float32"`` (faster; sums within ~1e-6 relative, which can flip
+            near-tied mask choices).
         row_fraction: fraction of rows summed, an unbiased estimate when < 1 (seeded by
             ``seed`` and the batch index).
         blocks: layer name -> block size: sum only that layer's diagonal blocks (a

@@ -180,10 +180,11 @@ def deploy_parser() -> argparse.ArgumentParser:
                         help="memory the run may use, e.g. 8GiB (default: half the machine's "
                              "RAM); layers whose Hessian would not fit get a block-diagonal one, "
                              "and a run that cannot fit is refused before it starts")
-    parser.add_argument("--hessian-precision", choices=("float32", "float64"), default="float32",
-                        help="GEMMs of the Hessian sums (always summed in float64): float32 at "
-                             "the machine's GEMM rate (default), or float64, exact for spikes "
-                             "through IF or readout layers and the reference")
+    parser.add_argument("--hessian-precision", choices=("float32", "float64"), default="float64",
+                        help="GEMMs of the Hessian sums (always summed in float64): float64 "
+                             "(default; the reference, exact for spikes through IF or readout "
+                             "layers) or float32 (faster; sums within ~1e-6 relative, which can "
+                             "flip near-tied pruning choices)")
     parser.add_argument("--calib-row-fraction", type=_row_fraction, default=1.0, metavar="F",
                         help="sum a random fraction F in (0, 1] of the calibration rows (an "
                              "unbiased estimate of the Hessian for data far larger than it "

@@ -89,7 +89,7 @@ class DeployRequest:
     nir_for: str = "nir"  # the NIR consumer the nir export is written for (--nir-for)
     memory_budget: int | None = None  # bytes; None: half the machine's RAM (sbc_deploy.memory)
     distributed: bool = False  # one of torchrun's processes (sbc_deploy.distributed)
-    hessian_precision: str = "float32"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
+    hessian_precision: str = "float64"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
     calib_row_fraction: float = 1.0  # rows summed per calibration batch (unbiased estimate)
 
 

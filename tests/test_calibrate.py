@@ -162,8 +162,8 @@ def test_float32_gemm_sums_on_the_bundled_networks():
     data = bundled.load_bundled_data("calib")
     for model in ("nmnist_mlp", "nmnist_cnn"):
         graph = bundled.load_bundled_model(model)
-        f32 = calibrate(graph, data, threads=1)
-        f64 = calibrate(graph, data, threads=1, precision="float64")
+        f32 = calibrate(graph, data, threads=1, precision="float32")
+        f64 = calibrate(graph, data, threads=1)  # the default
         for name, reference in f64.layers.items():
             error = np.linalg.norm(f32.layers[name].xtx - reference.xtx)
             assert error <= 1e-6 * np.linalg.norm(reference.xtx), (model, name)
@@ -180,7 +180,7 @@ def test_settings_and_timing_are_recorded(rng):
     calib = calibrate(graph, spikes(rng), row_fraction=0.5, seed=3, blocks={"fc1": 4})
     settings = calib.settings()
     assert settings["row_fraction"] == 0.5 and settings["seed"] == 3
-    assert settings["block_diagonal"] == {"fc1": 4} and settings["precision"] == "float32"
+    assert settings["block_diagonal"] == {"fc1": 4} and settings["precision"] == "float64"
     assert calib.layers["fc1"].block_size == 4 and calib.layers["fc2"].block_size is None
     assert 0 < calib.metadata["sum_seconds"] <= calib.metadata["seconds"]
     # 2 x kept rows (half) x values per row: fc1 2 decay groups x 20 x 15 rows x 2 blocks of
