@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     forward_s = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    calib = calibrate(graph, x, batch_size=args.batch_size, threads=args.threads)
+    calib = calibrate(graph, x, batch_size=args.batch_size, threads=args.threads,
+                      precision="float32")
     calib_s = time.perf_counter() - tick
     meta = calib.metadata
     gflops = meta["sum_flops"] / 1e9
@@ -254,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # precision: float32 GEMMs vs float64 sums, on the first reference_samples recordings
     ref_x = x[:args.reference_samples]
-    ref32 = calibrate(graph, ref_x, batch_size=args.batch_size, threads=args.threads)
+    ref32 = calibrate(graph, ref_x, batch_size=args.batch_size, threads=args.threads,
+                      precision="float32")
     tick = time.perf_counter()
     ref64 = calibrate(graph, ref_x, batch_size=args.batch_size, threads=args.threads,
                       precision="float64")
@@ -263,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     for fraction in (0.25, 0.05):
         tick = time.perf_counter()
         sub[fraction] = (calibrate(graph, ref_x, batch_size=args.batch_size,
-                                   threads=args.threads, row_fraction=fraction),
+                                   threads=args.threads, row_fraction=fraction,
+                                   precision="float32"),
                          time.perf_counter() - tick)
     config = SBCConfig(sparsity=0.9, bits=8, allocation="uniform", threads=args.threads)
     small32, _ = compress(graph, ref32, config)
@@ -290,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         "| what | seconds | ratio to the plain forward |",
         "|---|---:|---:|",
         f"| plain layer-at-a-time PyTorch forward (per-step IF scan) | {forward_s:.1f} | 1.00 |",
-        f"| calibrate (simulate + Hessian sums) | {calib_s:.1f} | {calib_s / forward_s:.2f} |",
+        f"| calibrate, float32 GEMMs (simulate + Hessian sums) | {calib_s:.1f} | {calib_s / forward_s:.2f} |",
         f"| of which Hessian sums (filter, im2col, GEMMs) | {meta['sum_seconds']:.1f} | "
         f"{meta['sum_seconds'] / forward_s:.2f} |",
         f"| calibrate with float64 GEMMs (precision float64) | {calib64_s:.1f} | "
