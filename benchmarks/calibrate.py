@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| calibrate, float32 GEMMs (simulate + Hessian sums) | {calib_s:.1f} | {calib_s / forward_s:.2f} |",
         f"| of which Hessian sums (filter, im2col, GEMMs) | {meta['sum_seconds']:.1f} | "
         f"{meta['sum_seconds'] / forward_s:.2f} |",
-        f"| calibrate with float64 GEMMs (precision float64) | {calib64_s:.1f} | "
+        f"| calibrate with float64 GEMMs (precision float64, the default) | {calib64_s:.1f} | "
         f"{calib64_s / forward_s:.2f} |",
         "",
         f"Plain forward = simulator output on the first batch: {same}.",
