@@ -121,6 +121,9 @@ def deploy_parser() -> argparse.ArgumentParser:
                              "supports)")
     parser.add_argument("-o", "--out", default="sbc-out", metavar="OUTDIR",
                         help="output folder (default: ./sbc-out)")
+    parser.add_argument("--device", default="cpu", metavar="DEVICE",
+                        help="torch device of calibration, compression and the float simulator: "
+                             "cpu (default), cuda, cuda:N (the integer core runs on the CPU)")
     _model_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     parser.add_argument("--verbose", action="store_true", help="log what each stage does")
@@ -181,7 +184,7 @@ def _run_deploy(args: argparse.Namespace) -> int:
         model=args.model, targets=tuple(_split(args.target)), calib=args.calib, eval=args.eval,
         method=args.method, sparsity=args.sparsity, bits=args.bits, fan_in=args.fan_in,
         n_m=args.nm, allocation=args.allocation, export=None if args.export is None else tuple(_split(args.export)),
-        out_dir=args.out, dt=args.dt, reset=args.reset)
+        out_dir=args.out, dt=args.dt, reset=args.reset, device=args.device)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
     _print_summary(result)
