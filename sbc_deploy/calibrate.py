@@ -24,7 +24,9 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -34,8 +36,10 @@ import torch
 
 from sbc_deploy.compress.hessian import (
     KERNELS,
+    BatchSum,
     HessianAccumulator,
     HessianSum,
+    conv_groups,
     kernel_for_neuron,
     per_row,
     resolve_device,
@@ -64,6 +68,9 @@ class Calibration:
         data: the calibration inputs ``[N, T, *input_shape]`` (a reference, for
             :meth:`recompute`), or ``None``.
         batch_size, device, max_groups, threads: the settings used.
+        precision: dtype of the GEMMs (``"float32"``; sums always float64).
+        row_fraction, seed: row subsampling (1.0: every row; see :class:`HessianAccumulator`).
+        blocks: layer name -> block size of its block-diagonal Hessian (absent: full).
     """
 
     layers: Mapping[str, HessianSum]
@@ -76,10 +83,22 @@ class Calibration:
     max_groups: int = 8
     threads: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    precision: str = "float32"
+    row_fraction: float = 1.0
+    seed: int = 0
+    blocks: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", MappingProxyType(dict(self.layers)))
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        object.__setattr__(self, "blocks", MappingProxyType(dict(self.blocks)))
+
+    def settings(self) -> dict[str, Any]:
+        """How the sums were made, for the report (approximations included)."""
+        return {"kernel": self.kernel, "precision": self.precision,
+                "row_fraction": self.row_fraction, "seed": self.seed,
+                "block_diagonal": dict(self.blocks), "batch_size": self.batch_size,
+                "samples": self.n_samples, "steps": self.steps}
 
     def recompute(self, graph: Graph, names: Sequence[str],
                   progress: Progress | None = None) -> Calibration:
@@ -89,7 +108,8 @@ class Calibration:
                             where="Calibration.recompute")
         fresh = calibrate(graph, self.data, kernel=self.kernel, batch_size=self.batch_size,
                           device=self.device, max_groups=self.max_groups, layers=tuple(names),
-                          threads=self.threads, progress=progress)
+                          threads=self.threads, progress=progress, precision=self.precision,
+                          row_fraction=self.row_fraction, seed=self.seed, blocks=self.blocks)
         return replace(self, layers={**self.layers, **fresh.layers})
 
     def __add__(self, other: Calibration) -> Calibration:
@@ -140,19 +160,20 @@ def _inputs(data: Any) -> np.ndarray | torch.Tensor | None:
     return x
 
 
-def _batches(x: np.ndarray | torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-    for start in range(0, int(x.shape[0]), batch_size):
-        chunk = x[start:start + batch_size]
-        # A copy: dataset arrays are read-only, and torch wants writable memory.
-        tensor = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.array(chunk))
-        yield tensor.transpose(0, 1).to(torch.float32)  # [T, B, *input_shape]
-
-
 def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size: int = 32,
               device: str | None = None, config: Any = None, max_groups: int = 8,
               layers: Sequence[str] | None = None, threads: int | None = None,
-              progress: Progress | None = None) -> Calibration:
+              progress: Progress | None = None, precision: str = "float32",
+              row_fraction: float = 1.0, seed: int = 0,
+              blocks: Mapping[str, int] | None = None) -> Calibration:
     """Simulate ``graph`` on ``data`` and sum one Hessian per synapse layer, streaming.
+
+    The simulator runs a feed-forward graph layer at a time (each synapse over all ``T`` at
+    once, then a scan per neuron); every layer's whole input sequence goes to its accumulator,
+    which filters it once and sums it with a few large GEMMs (see
+    :class:`~sbc_deploy.compress.hessian.HessianAccumulator`). Under a
+    :func:`sbc_deploy.distributed.session` the batches are shared out over the processes and
+    their sums added in batch order on every process (the single-process result, bit for bit).
 
     Args:
         graph: the network (not modified).
@@ -166,11 +187,19 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
         layers: names of the synapse layers to calibrate (default: all).
         threads: torch intra-op threads during the call (restored afterwards).
         progress: ``progress(done, total)`` after every batch.
+        precision: ``"float32"`` GEMMs (default) or ``"float64"`` (the reference).
+        row_fraction: fraction of rows summed, an unbiased estimate when < 1 (seeded by
+            ``seed`` and the batch index).
+        blocks: layer name -> block size: sum only that layer's diagonal blocks (a
+            block-diagonal Hessian, for layers whose full Hessian does not fit).
 
     Raises:
-        ConfigError: unknown kernel, bad batch size or device, unknown layer names.
+        ConfigError: unknown kernel, bad batch size, device, precision, row fraction or block
+            size, unknown layer names.
         DataError: the data is not ``[N, T, *input_shape]`` for this graph.
     """
+    from sbc_deploy import distributed
+
     if config is not None:
         kernel = kernel or getattr(config, "kernel", None)
         device = device or getattr(config, "device", None)
@@ -187,15 +216,16 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
     synapse_layers = graph.synapse_layers()
     known = {layer.name for layer in synapse_layers}
     wanted = known if layers is None else set(layers)
-    unknown = sorted(wanted - known)
+    blocks = dict(blocks or {})
+    unknown = sorted((wanted | set(blocks)) - known)
     if unknown:
         raise ConfigError(f"not synapse layers of the graph: {', '.join(unknown)}",
-                          where="calibrate(layers=)")
+                          where="calibrate(layers=)" if not set(unknown) <= set(blocks)
+                          else "calibrate(blocks=)")
     x = _inputs(data)
     settings = {"kernel": kernel, "batch_size": batch_size, "device": device,
-                "max_groups": max_groups, "threads": threads}
-    if x is None:
-        return Calibration({}, steps=0, n_samples=0, data=None, **settings)  # type: ignore[arg-type]
+                "max_groups": max_groups, "threads": threads, "precision": precision,
+                "row_fraction": row_fraction, "seed": seed, "blocks": blocks}
     accumulators: dict[str, HessianAccumulator] = {}
     for layer in synapse_layers:
         if layer.name not in wanted:
@@ -203,19 +233,84 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
         kernels, groups = kernel_for_neuron(layer.neuron, layer.synapse.out_channels, kind=kernel,
                                             max_groups=max_groups)
         accumulators[layer.name] = HessianAccumulator(
-            layer.synapse, kernels, groups, layer_row_weight(graph, layer, kernel), device=dev)
-
-    def on_synapse_input(name: str, inputs: torch.Tensor) -> None:
-        if name in accumulators:
-            accumulators[name].add(inputs)
-
-    total, done = int(x.shape[0]), 0
+            layer.synapse, kernels, groups, layer_row_weight(graph, layer, kernel), device=dev,
+            precision=precision, row_fraction=row_fraction, seed=seed,
+            block_size=blocks.get(layer.name))
+    if x is None:
+        return Calibration({}, steps=0, n_samples=0, data=None, **settings)  # type: ignore[arg-type]
+    group = distributed.active()
+    world, rank = (1, 0) if group is None else (group.world_size, group.rank)
+    total = int(x.shape[0])
+    n_batches = -(-total // batch_size)
+    names = list(accumulators)
+    done, sum_seconds, start = 0, 0.0, time.perf_counter()
     with torch_threads(threads):
-        for batch in _batches(x, batch_size):
-            simulate(graph, batch, on_synapse_input=on_synapse_input, device=dev)
-            done += int(batch.shape[1])
+        for first in range(0, n_batches, world):
+            index = first + rank
+            parts: dict[str, BatchSum] = {}
+            if index < n_batches:
+                batch = _batch(x, index, batch_size)
+
+                def on_synapse_input(name: str, inputs: torch.Tensor, index: int = index) -> None:
+                    nonlocal sum_seconds
+                    if name in accumulators:
+                        tick = time.perf_counter()
+                        part = accumulators[name].batch_sum(inputs, index)
+                        sum_seconds += time.perf_counter() - tick
+                        if group is None:
+                            accumulators[name].add_batch_sum(part)  # at once: no batch kept
+                        else:
+                            parts[name] = part
+
+                simulate(graph, batch, on_synapse_input=on_synapse_input, device=dev)
+            if group is not None:
+                for name in names:  # every rank's batch, added in global batch order
+                    acc = accumulators[name]
+                    for got in _gather(acc, parts.get(name), group, dev):
+                        if got is not None:
+                            acc.add_batch_sum(got)
+            done = min(total, (first + world) * batch_size)
             if progress is not None:
                 progress(done, total)
     log.debug("calibrated %d layers on %d sequences (%s kernel)", len(accumulators), total, kernel)
+    timing = {"seconds": time.perf_counter() - start, "sum_seconds": sum_seconds,
+              "sum_flops": sum(_gram_flops(acc) for acc in accumulators.values())}
     return Calibration({name: acc.result() for name, acc in accumulators.items()},
-                       steps=int(x.shape[1]), n_samples=total, data=x, **settings)  # type: ignore[arg-type]
+                       steps=int(x.shape[1]), n_samples=total, data=x, metadata=timing,
+                       **settings)  # type: ignore[arg-type]
+
+
+def _gram_flops(acc: HessianAccumulator) -> float:
+    """Floating-point operations of the Hessian GEMMs (kept rows; every process's)."""
+    per_row = math.prod(acc.sum_shape()[1:])  # conv_groups x n_in^2, or x blocks x b^2
+    rows = acc.n_rows * acc.steps * acc.row_fraction
+    return 2.0 * len(acc.kernels) * rows * per_row
+
+
+def _batch(x: np.ndarray | torch.Tensor, index: int, batch_size: int) -> torch.Tensor:
+    """Batch ``index`` of the data as ``[T, B, *input_shape]`` float32."""
+    chunk = x[index * batch_size:(index + 1) * batch_size]
+    # A copy: dataset arrays are read-only, and torch wants writable memory.
+    tensor = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.array(chunk))
+    return tensor.transpose(0, 1).to(torch.float32)
+
+
+def _gather(acc: HessianAccumulator, part: BatchSum | None, group: Any,
+            device: torch.device) -> list[BatchSum | None]:
+    """Every rank's batch sums of one layer (``None`` where a rank had no batch), rank order."""
+    from sbc_deploy import distributed
+
+    shapes = [tuple(acc.sum_shape()), (conv_groups(acc.synapse), acc.n_in), (3,)]
+    tensors = None
+    if part is not None:
+        counts = torch.tensor([part.n_samples, part.n_rows, part.steps], dtype=torch.float64)
+        tensors = [part.xtx, part.x_sum, counts.to(part.xtx.device)]
+    out: list[BatchSum | None] = []
+    for got in distributed.gather_in_rank_order(tensors, shapes, group, device):
+        if got is None:
+            out.append(None)
+            continue
+        xtx, x_sum, counts = got
+        n_samples, n_rows, steps = (int(v) for v in counts.tolist())
+        out.append(BatchSum(xtx, x_sum, n_samples, n_rows, steps))
+    return out

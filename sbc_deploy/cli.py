@@ -125,9 +125,26 @@ def deploy_parser() -> argparse.ArgumentParser:
                         help="torch device of calibration, compression and the float simulator: "
                              "cpu (default), cuda, cuda:N (the integer core runs on the CPU)")
     _model_options(parser)
+    parser.add_argument("--memory-budget", type=_memory_size, default=None, metavar="SIZE",
+                        help="memory the run may use, e.g. 8GiB (default: half the machine's "
+                             "RAM); layers whose Hessian would not fit get a block-diagonal one, "
+                             "and a run that cannot fit is refused before it starts")
+    parser.add_argument("--distributed", action="store_true",
+                        help="run as one of the processes started by torchrun (gloo on CPU, "
+                             "NCCL on CUDA): calibration data and layer solves are shared out, "
+                             "rank 0 writes the outputs; same result as one process")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     parser.add_argument("--verbose", action="store_true", help="log what each stage does")
     return parser
+
+
+def _memory_size(text: str) -> int:
+    from sbc_deploy.memory import parse_size
+
+    try:
+        return parse_size(text)
+    except SbcDeployError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
 
 
 def _sub_parser(command: str) -> argparse.ArgumentParser:
@@ -184,9 +201,12 @@ def _run_deploy(args: argparse.Namespace) -> int:
         model=args.model, targets=tuple(_split(args.target)), calib=args.calib, eval=args.eval,
         method=args.method, sparsity=args.sparsity, bits=args.bits, fan_in=args.fan_in,
         n_m=args.nm, allocation=args.allocation, export=None if args.export is None else tuple(_split(args.export)),
-        out_dir=args.out, dt=args.dt, reset=args.reset, device=args.device)
+        out_dir=args.out, dt=args.dt, reset=args.reset, device=args.device,
+        memory_budget=args.memory_budget, distributed=args.distributed)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
+    if result.report is None:  # a --distributed process other than rank 0: rank 0 reports
+        return EXIT_OK
     _print_summary(result)
     return EXIT_OK if result.report.fits else EXIT_VIOLATION
 

@@ -78,6 +78,8 @@ class DeployRequest:
     device: str = "cpu"   # torch device of calibration, compression and the float simulator
     # bytes of the largest activation per simulation chunk during evaluation (None: no limit)
     sim_memory_budget: int | None = EVAL_MEMORY_BUDGET
+    memory_budget: int | None = None  # bytes; None: half the machine's RAM (sbc_deploy.memory)
+    distributed: bool = False  # one of torchrun's processes (sbc_deploy.distributed)
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class TargetResult:
 
 @dataclass(frozen=True)
 class DeployResult:
-    report: Report
+    report: Report | None  # None on a --distributed process other than rank 0
     results: tuple[TargetResult, ...]
     written: Mapping[str, Path] = field(default_factory=dict)
 
@@ -296,12 +298,31 @@ def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
 def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployResult:
     """Run every stage for every requested target and write the report and exports.
 
+    With ``request.distributed`` the call joins the processes torchrun started
+    (:mod:`sbc_deploy.distributed`): all of them calibrate and compress together, rank 0
+    evaluates and writes; the others return a result without a report.
+
     Raises:
         SbcDeployError: bad input (file, data, flag) -- nothing is written in that case.
+        MemoryBudgetError: a stage would not fit ``request.memory_budget`` (before any work).
     """
+    if request.distributed:
+        from sbc_deploy import distributed
+
+        with distributed.session():
+            return _deploy(request, progress)
+    return _deploy(request, progress)
+
+
+def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployResult:
+    from sbc_deploy import distributed
+    from sbc_deploy.memory import plan_memory
+
     progress = progress or (lambda stage, done, total: None)
     clock = _Clock()
-    out_dir = prepare_output_dir(request.out_dir)
+    group = distributed.active()
+    writer = distributed.is_writer()
+    out_dir = prepare_output_dir(request.out_dir) if writer else Path(request.out_dir)
 
     with clock.stage("load"):
         progress("load", 0, 1)
@@ -310,8 +331,15 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
         if not targets:
             raise ConfigError("name at least one target", where="--target")
         graph, model_name, calib, evaluation = _load(request)
+        steps = max(d.steps for d in (calib, evaluation) if d is not None) if (
+            calib is not None or evaluation is not None) else 1
+        memory = plan_memory(graph, steps=steps, batch_size=request.batch_size,
+                             calibrate=calib is not None and request.method != "magnitude",
+                             budget=request.memory_budget,
+                             world_size=1 if group is None else group.world_size)
     with clock.stage("evaluate dense"):
-        dense = _evaluate_float(graph, evaluation, request, progress, "evaluate dense")
+        dense = (_evaluate_float(graph, evaluation, request, progress, "evaluate dense")
+                 if writer else _Evaluation(None, None))
 
     results, reports = [], []
     calibrations: dict[Any, Any] = {}
@@ -326,11 +354,14 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
                     raise DataError("compression needs calibration data; pass --calib DATA (or "
                                     "--method magnitude, which needs none)", where="--calib")
                 calibrations[key] = calibrate(graph, calib if config.needs_calibration else None,
-                                              config=config,
+                                              config=config, blocks=memory.blocks,
                                               progress=lambda d, t: progress("calibrate", d, t))
         with clock.stage("compress"):
             compressed, stats = compress(graph, calibrations[key], config,
                                          progress=lambda d, t: progress("compress", d, t))
+        if not writer:  # rank 0 checks, exports, evaluates and reports
+            results.append(TargetResult(target, compressed, config, stats, None))
+            continue
         with clock.stage("check"):
             checked = check(compressed, target)
         target_dir = out_dir if len(targets) == 1 else out_dir / target.name
@@ -346,6 +377,7 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
                                               exports.get("netx"))
         if note:
             notes.append(note)
+        notes.extend(memory.notes)
         energy = (estimate_energy(dense.synops, after.synops, target,
                                   cores=checked.mapping.cores_used)
                   if dense.synops is not None else None)
@@ -364,11 +396,18 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
             exports=exports, notes=tuple(notes)))
         results.append(TargetResult(target, compressed, config, stats, checked))
 
+    if not writer:
+        return DeployResult(None, tuple(results))
+    settings = {k: v for k, v in vars(request).items()
+                if k not in ("model", "calib", "eval", "targets")}
+    settings["memory"] = memory.to_dict()
+    settings["calibration"] = {f"{kernel}@{device}": c.settings()
+                               for (kernel, device), c in calibrations.items()}
+    if group is not None:
+        settings["processes"] = group.world_size
     report = Report(model=model_name, dt=graph.dt, reset=graph.metadata.get("reset"),
                     targets=tuple(reports), timings_s=dict(clock.timings),
-                    settings={k: v for k, v in vars(request).items()
-                              if k not in ("model", "calib", "eval", "targets")},
-                    versions=_versions())
+                    settings=settings, versions=_versions())
     written = write_report(report, out_dir)
     return DeployResult(report, tuple(results), written)
 

@@ -50,7 +50,7 @@ def closed_form_hessian(x: np.ndarray, K: torch.Tensor) -> torch.Tensor:
 def test_hessians_match_closed_form_kernels_on_recorded_inputs(rng):
     graph = small_graph(rng)
     x = spikes(rng)
-    calib = calibrate(graph, x, kernel="smp", batch_size=8)
+    calib = calibrate(graph, x, kernel="smp", batch_size=8, precision="float64")
     steps = x.shape[1]
     # fc1: two decay groups (0.6 and 0.9) on the raw input spikes
     fc1 = calib.layers["fc1"]
@@ -73,7 +73,7 @@ def test_hessians_match_closed_form_kernels_on_recorded_inputs(rng):
 def test_current_kernel_is_identity(rng):
     graph = small_graph(rng)
     x = spikes(rng)
-    calib = calibrate(graph, x, kernel="current")
+    calib = calibrate(graph, x, kernel="current", precision="float64")
     assert calib.layers["fc1"].kernels == (TemporalKernel(),)
     expected = closed_form_hessian(x, torch.eye(x.shape[1], dtype=torch.float64))
     assert torch.allclose(calib.layers["fc1"].hessian()[0, 0], expected, rtol=1e-12)
@@ -83,9 +83,10 @@ def test_current_kernel_is_identity(rng):
 def test_streaming_is_batch_size_invariant_and_sums_add(rng):
     graph = small_graph(rng)
     x = spikes(rng, n=23)
-    whole = calibrate(graph, x, batch_size=64)
-    small = calibrate(graph, x, batch_size=5)
-    halves = calibrate(graph, x[:11], batch_size=4) + calibrate(graph, x[11:], batch_size=4)
+    whole = calibrate(graph, x, batch_size=64, precision="float64")
+    small = calibrate(graph, x, batch_size=5, precision="float64")
+    halves = (calibrate(graph, x[:11], batch_size=4, precision="float64")
+              + calibrate(graph, x[11:], batch_size=4, precision="float64"))
     for other in (small, halves):
         assert other.n_samples == 23
         for name in whole.layers:

@@ -96,7 +96,7 @@ def test_smp_loss_equals_quadratic_form_with_H(rng):
     K = kernel.matrix(steps)
     direct = sum(float(((K @ x[:, b]) @ dW.T).pow(2).sum()) for b in range(batch))
     acc = HessianAccumulator(Affine(np.zeros((n_out, n_in))), (kernel,), np.zeros(n_out, int),
-                             np.ones(n_out))
+                             np.ones(n_out), precision="float64")
     acc.add(x)
     H = acc.result().hessian()[0, 0]
     assert direct == pytest.approx(batch / 2 * float(((dW @ H) * dW).sum()), rel=1e-12)
@@ -107,9 +107,10 @@ def test_streaming_hessian_equals_one_batch(rng):
     synapse = Affine(np.zeros((2, 6)))
     kernels = (TemporalKernel(beta=0.3), TemporalKernel(beta=1.0))
     groups = np.array([0, 1])
-    one = HessianAccumulator(synapse, kernels, groups, np.ones(2))
+    one = HessianAccumulator(synapse, kernels, groups, np.ones(2), precision="float64")
     one.add(x)
-    parts = [HessianAccumulator(synapse, kernels, groups, np.ones(2), chunk_elements=13)
+    parts = [HessianAccumulator(synapse, kernels, groups, np.ones(2), chunk_elements=13,
+                                precision="float64")
              for _ in range(3)]
     parts[0].add(x[:, :4])
     parts[1].add(x[:, 4:9])
@@ -135,7 +136,8 @@ def test_conv_unfold_loss_matches_convolution(rng, groups):
     y = kernel.filter(x).reshape(steps * batch, c_in, 6, 5)
     out = F.conv2d(y, dW, stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
                    groups=groups)
-    acc = HessianAccumulator(conv, (kernel,), np.zeros(c_out, int), np.ones(c_out))
+    acc = HessianAccumulator(conv, (kernel,), np.zeros(c_out, int), np.ones(c_out),
+                             precision="float64")
     acc.add(x)
     result = acc.result()
     H = result.hessian()[0]  # (groups, n, n)

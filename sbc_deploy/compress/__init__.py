@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -69,6 +69,7 @@ from sbc_deploy.compress.obs import (
     layer_loss,
     obs_sweep,
 )
+from sbc_deploy import distributed
 from sbc_deploy.errors import ConfigError, DataError
 from sbc_deploy.ir import Graph, SynapseLayer
 
@@ -151,13 +152,32 @@ class CompressionStats:
 
 @dataclass(frozen=True, eq=False)
 class _Problem:
-    """One layer's tensors: ``W (n_out, n_in)``, ``H (groups, n_in, n_in)`` and row groups."""
+    """One layer's tensors: ``W (n_out, n_in)``, ``H (groups, n_in, n_in)`` and row groups.
+
+    A block-diagonal Hessian has ``H (groups, n_blocks, b, b)`` and ``block = b``.
+    """
 
     layer: SynapseLayer
     W: Tensor
     H: Tensor | None
     group: Tensor
     row_weight: Tensor
+    block: int | None = None
+
+    def column_blocks(self) -> list[slice]:
+        """The input columns of each diagonal block (one slice for a full Hessian)."""
+        n_in = int(self.W.shape[1])
+        if self.block is None:
+            return [slice(0, n_in)]
+        return [slice(a, min(a + self.block, n_in)) for a in range(0, n_in, self.block)]
+
+    def sub(self, j: int) -> _Problem:
+        """The block ``j`` of a block-diagonal problem as a problem of its own."""
+        assert self.H is not None and self.block is not None
+        cols = self.column_blocks()[j]
+        width = cols.stop - cols.start
+        return _Problem(self.layer, self.W[:, cols], self.H[:, j, :width, :width], self.group,
+                        self.row_weight)
 
     @property
     def n_groups(self) -> int:
@@ -180,11 +200,11 @@ def _problem(layer: SynapseLayer, hsum: HessianSum | None, device: torch.device)
                         where=f"layer {layer.name}")
     H4 = hsum.hessian(device)                       # (kernel_groups, conv_groups, n_in, n_in)
     k_groups, c_groups = H4.shape[:2]
-    H = H4.reshape(k_groups * c_groups, W.shape[1], W.shape[1])
+    H = H4.reshape(k_groups * c_groups, *H4.shape[2:])  # or (..., blocks, b, b)
     conv_group = torch.arange(n_out, device=device) // (n_out // c_groups)
     group = torch.tensor(hsum.groups, device=device) * c_groups + conv_group
     row_weight = torch.tensor(hsum.row_weight, dtype=torch.float64, device=device)
-    return _Problem(layer, W, H, group, row_weight)
+    return _Problem(layer, W, H, group, row_weight, hsum.block_size)
 
 
 def _thresholds(layer: SynapseLayer) -> np.ndarray | None:
@@ -232,7 +252,89 @@ def _solve(problem: _Problem, n_prune: int, config: CompressionConfig,
     """
     small = config.threads is None and problem.W.numel() < SMALL_LAYER
     with torch_threads(1 if small else None):
+        if problem.block is not None:
+            return _solve_blocks(problem, n_prune, config, quantize, curve)
         return _solve_layer(problem, n_prune, config, quantize, curve)
+
+
+def _shares(total: int, widths: list[int], caps: list[int]) -> list[int]:
+    """``total`` split over blocks in proportion to ``widths`` (largest remainder), each at most
+    its cap; what a cap refuses goes to the other blocks in order."""
+    n = sum(widths)
+    exact = [total * w / n for w in widths]
+    share = [min(int(math.floor(e)), c) for e, c in zip(exact, caps)]
+    order = sorted(range(len(widths)), key=lambda j: (-(exact[j] - math.floor(exact[j])), j))
+    left = total - sum(share)
+    while left > 0:
+        moved = False
+        for j in order:
+            if left and share[j] < caps[j]:
+                share[j] += 1
+                left -= 1
+                moved = True
+        if not moved:
+            break
+    return share
+
+
+def _solve_blocks(problem: _Problem, n_prune: int, config: CompressionConfig,
+                  quantize: bool, curve: bool) -> _Result:
+    """A block-diagonal Hessian: every block of inputs is an independent OBS problem.
+
+    With ``H`` block-diagonal the loss is a sum over blocks, so each block is pruned on its own
+    with its share of ``n_prune`` (in proportion to its width; a fan-in cap is split the same
+    way, N:M groups lie inside blocks). The kept weights are then quantised block by block on
+    one grid fitted to the whole layer (so SparseGPT's joint prune-and-quantise sweep becomes
+    prune, then quantise, here).
+    """
+    blocks = problem.column_blocks()
+    widths = [c.stop - c.start for c in blocks]
+    n_out = int(problem.W.shape[0])
+    if config.n_m is not None and any(w % config.n_m[1] for w in widths[:-1]):
+        raise ConfigError(f"block size {problem.block} is not a multiple of the N:M group "
+                          f"size {config.n_m[1]}", where=f"layer {problem.layer.name}")
+    fan_ins = (None if config.fan_in is None
+               else _shares(config.fan_in, widths, widths))
+    least = [min_prune_count(n_out, w, config.n_m, None if fan_ins is None else fan_ins[j])
+             for j, w in enumerate(widths)]
+    extra = _shares(max(0, n_prune - sum(least)), widths,
+                    [n_out * w - m for w, m in zip(widths, least)])
+    counts = [m + e for m, e in zip(least, extra)]
+    Q = torch.zeros_like(problem.W)
+    mask = torch.zeros_like(problem.W, dtype=torch.bool)
+    subs, damp_frac, raises = [], 0.0, 0
+    for j, cols in enumerate(blocks):
+        sub = problem.sub(j)
+        sub_config = config if fan_ins is None else replace(config, fan_in=fan_ins[j])
+        result = _solve_layer(sub, counts[j], sub_config, quantize=False, curve=curve)
+        Q[:, cols], mask[:, cols] = result.Q, result.mask
+        damp_frac = max(damp_frac, result.damp_frac or 0.0)
+        raises += result.damp_raises
+        subs.append(sub)
+    grid: GridFit | None = None
+    if quantize and config.quantize:
+        grid = _fit(problem.layer, Q, config)
+        Qq = torch.zeros_like(Q)
+        for sub, cols in zip(subs, blocks):
+            damped = _damp(sub, config)
+            Qq[:, cols] = _quantize(sub, Q[:, cols], mask[:, cols], damped, grid, config)
+        Q = Qq
+    return _Result(Q, mask, grid, damp_frac, raises)
+
+
+def _quantize(problem: _Problem, Q: Tensor, mask: Tensor, damped: list[DampedInverse],
+              grid: GridFit, config: CompressionConfig) -> Tensor:
+    """GPTQ sweep of the kept weights onto ``grid``, per row group, mask fixed."""
+    Qq = torch.zeros_like(Q)
+    for g, d in enumerate(damped):
+        rows = problem.rows(g)
+        order = (authors_order(d.Hinv) if config.act_order
+                 else torch.arange(Q.shape[1], device=Q.device))
+        Qg, _ = obs_sweep(Q[rows][:, order].to(SWEEP_DTYPE), d.factor(order, SWEEP_DTYPE),
+                          mask=mask[rows][:, order], grid=grid, grid_rows=rows,
+                          block_size=config.block_size)
+        Qq[rows[:, None], order[None, :]] = Qg.to(Qq.dtype)
+    return Qq
 
 
 def _solve_layer(problem: _Problem, n_prune: int, config: CompressionConfig,
@@ -278,22 +380,30 @@ def _solve_layer(problem: _Problem, n_prune: int, config: CompressionConfig,
             Q[rows], mask[rows] = Qg, Mg
     if quantize and not joint:
         grid = _fit(problem.layer, Q, config)
-        Qq = torch.zeros_like(Q)
-        for g, (rows, d) in enumerate(zip(rows_of, damped)):
-            order = (authors_order(d.Hinv) if config.act_order
-                     else torch.arange(W.shape[1], device=W.device))
-            Qg, _ = obs_sweep(Q[rows][:, order].to(SWEEP_DTYPE), d.factor(order, SWEEP_DTYPE),
-                              mask=mask[rows][:, order], grid=grid, grid_rows=rows,
-                              block_size=config.block_size)
-            Qq[rows[:, None], order[None, :]] = Qg.to(Qq.dtype)
-        Q = Qq
+        Q = _quantize(problem, Q, mask, damped, grid, config)
     return _Result(Q, mask, grid, max(d.damp_frac for d in damped),
                    sum(d.raises for d in damped))
+
+
+def _result_to_cpu(item: tuple[_Result, float]) -> tuple[_Result, float]:
+    return _result_to(item[0], torch.device("cpu")), item[1]
+
+
+def _result_to(result: _Result, device: torch.device) -> _Result:
+    """The result with its tensors on ``device`` (the grid keeps its own)."""
+    if result.Q.device == device:
+        return result
+    return _Result(result.Q.to(device), result.mask.to(device), result.grid, result.damp_frac,
+                   result.damp_raises)
 
 
 def _loss(problem: _Problem, Q: Tensor) -> tuple[float | None, float | None]:
     if problem.H is None:
         return None, None
+    if problem.block is not None:  # the loss on the block-diagonal H: a sum over blocks
+        parts = [_loss(problem.sub(j), Q[:, cols])
+                 for j, cols in enumerate(problem.column_blocks())]
+        return sum(p[0] for p in parts), sum(p[1] for p in parts)  # type: ignore[misc]
     loss = layer_loss(problem.W, Q, problem.H, problem.group, problem.row_weight)
     energy = layer_loss(problem.W, torch.zeros_like(problem.W), problem.H, problem.group,
                         problem.row_weight)
@@ -406,17 +516,31 @@ def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
     counts = _allocate(layers, problems, config, loss_curve)
     allocation_seconds = time.perf_counter() - start
     current, stats = graph, []
+    solved: list[tuple[_Result, float]] | None = None
+    if config.propagation != "sequential":
+        # independent layers: under torch.distributed each process solves its share
+        def solve(i: int) -> tuple[_Result, float]:
+            tick = time.perf_counter()
+            result = _solve(problems[layers[i].name], counts[layers[i].name], config)
+            return result, time.perf_counter() - tick
+
+        solved = distributed.map_spread(solve, len(layers), to_cpu=_result_to_cpu)
     for i, layer in enumerate(layers):
         tick = time.perf_counter()
         problem = problems[layer.name]
-        if config.propagation == "sequential" and i > 0:
-            calibration = calibration.recompute(current, [layer.name])
-            problem = _problem(layer, calibration.layers[layer.name], device)
-        result = _solve(problem, counts[layer.name], config)
+        if solved is not None:
+            result, seconds = solved[i]
+            result = _result_to(result, problem.W.device)
+        else:
+            if i > 0:
+                calibration = calibration.recompute(current, [layer.name])
+                problem = _problem(layer, calibration.layers[layer.name], device)
+            result = _solve(problem, counts[layer.name], config)
+            seconds = 0.0
         node = _new_node(layer, result)
         current = current.replace_nodes({layer.name: node})
         stats.append(_stats(problem, result, node, config.solver,
-                            time.perf_counter() - tick))
+                            seconds + time.perf_counter() - tick))
         if progress is not None:
             progress(i + 1, len(layers))
     allocation = config.allocation if isinstance(config.allocation, str) else "budget"

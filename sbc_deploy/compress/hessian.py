@@ -76,7 +76,8 @@ HESSIAN_DTYPE = torch.float64
 KERNELS: tuple[str, ...] = ("smp", "current")
 
 __all__ = [
-    "HESSIAN_DTYPE", "KERNELS", "DampedInverse", "HessianAccumulator", "HessianSum",
+    "HESSIAN_DTYPE", "KERNELS", "PRECISIONS", "BatchSum", "DampedInverse", "HessianAccumulator",
+    "HessianSum",
     "TemporalKernel", "damped_inverse_cholesky", "kernel_for_neuron", "per_row", "resolve_device",
     "temporal_kernel", "torch_threads", "unfold_input",
 ]
@@ -141,16 +142,33 @@ class TemporalKernel:
         return y
 
 
+SCAN_BLOCK = 32
+"""Steps per block of the blocked scan: one ``(c x c)`` GEMM per block, a carry between blocks."""
+
+
 def _causal_filter(x: Tensor, decay: float) -> Tensor:
-    """``y[t] = decay * y[t-1] + x[t]``, ``y[-1] = 0`` (one first-order leak)."""
-    if decay == 1.0:
-        return torch.cumsum(x, dim=0)
-    y = torch.empty_like(x)
-    acc = torch.zeros_like(x[0])
-    for t in range(x.shape[0]):
-        acc = decay * acc + x[t]  # the leak, then this step's input
-        y[t] = acc
-    return y
+    """``y[t] = decay * y[t-1] + x[t]``, ``y[-1] = 0`` (one first-order leak), as a blocked scan.
+
+    Within a block of ``c`` steps ``y = K_c x + decay**(i+1) * y[t0 - 1]`` (``K_c`` the closed
+    form, one GEMM over all samples and inputs); the Python loop runs over ``T / c`` blocks, not
+    over steps. An integrator (``decay = 1``, a running sum) takes the same path (faster than
+    ``cumsum`` along time on a CPU).
+    """
+    steps = int(x.shape[0])
+    c = min(steps, SCAN_BLOCK)
+    flat = x.reshape(steps, -1)
+    K = temporal_kernel(decay, c, dtype=x.dtype).to(x.device)
+    carry_gain = (torch.as_tensor(decay, dtype=torch.float64)
+                  ** torch.arange(1, c + 1, dtype=torch.float64)).to(x.dtype).to(x.device)
+    y = torch.empty_like(flat)
+    for t0 in range(0, steps, c):
+        n = min(c, steps - t0)
+        block = torch.mm(K[:n, :n], flat[t0:t0 + n])            # the leak inside the block
+        if t0:
+            # + decay**(i+1) * y[t0 - 1]: the state carried into the block
+            block.addr_(carry_gain[:n], y[t0 - 1])
+        y[t0:t0 + n] = block
+    return y.reshape(x.shape)
 
 
 def per_row(values: np.ndarray, n_out: int, what: str) -> np.ndarray:
@@ -246,6 +264,35 @@ def unfold_input(x: Tensor, synapse: Synapse) -> Tensor:
     return flat.reshape(flat.shape[0], 1, -1)
 
 
+def _channels_last_rows(frames: Tensor, synapse: Conv2d) -> Tensor:
+    """im2col of channels-last frames ``(F, H, W, C)`` as rows ``(F * L, kH * kW * C)``.
+
+    One strided copy (runs of ``C`` contiguous values), several times faster on a CPU than
+    ``unfold`` plus the transpose into rows. The columns are in ``(kH, kW, C)`` order, not
+    PyTorch's ``(C, kH, kW)``: :func:`_unfold_order` maps one to the other. ``groups == 1``.
+    """
+    kh, kw = (int(v) for v in synapse.weight.shape[2:])
+    (sh, sw), (ph, pw), (dh, dw) = synapse.stride, synapse.padding, synapse.dilation
+    if ph or pw:
+        frames = F.pad(frames, (0, 0, pw, pw, ph, ph))
+    n_frames, height, width, channels = frames.shape
+    out_h = (height - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width - dw * (kw - 1) - 1) // sw + 1
+    st = frames.stride()
+    view = frames.as_strided((n_frames, out_h, out_w, kh, kw, channels),
+                             (st[0], st[1] * sh, st[2] * sw, st[1] * dh, st[2] * dw, st[3]))
+    return view.reshape(n_frames * out_h * out_w, kh * kw * channels)
+
+
+def _unfold_order(synapse: Conv2d) -> Tensor:
+    """Index ``perm`` with ``unfold column u = channels-last column perm[u]``."""
+    channels = int(synapse.weight.shape[1])
+    kh, kw = (int(v) for v in synapse.weight.shape[2:])
+    c, i, j = torch.meshgrid(torch.arange(channels), torch.arange(kh), torch.arange(kw),
+                             indexing="ij")
+    return ((i * kw + j) * channels + c).reshape(-1)
+
+
 def conv_groups(synapse: Synapse) -> int:
     """Number of convolution groups (1 for dense layers)."""
     return int(getattr(synapse, "groups", 1))
@@ -261,7 +308,11 @@ class HessianSum:
     Sums add across batches and processes (``a + b``); the Hessian is ``2 * xtx / n_rows``.
 
     Attributes:
-        xtx: ``(kernel_groups, conv_groups, n_in, n_in)`` float64 sums over rows.
+        xtx: ``(kernel_groups, conv_groups, n_in, n_in)`` float64 sums over rows, or, for a
+            block-diagonal Hessian (``block_size`` set), ``(kernel_groups, conv_groups,
+            n_blocks, block_size, block_size)``: the diagonal blocks of consecutive inputs (the
+            last one zero-padded past ``n_in``); the couplings between blocks are not summed
+            and count as zero (see :func:`block_diagonal_loss`).
         kernels: the temporal kernel of each kernel group.
         groups: ``(n_out,)`` kernel group of every output row.
         row_weight: ``(n_out,)`` weight of each row's error in the layer loss (the squared gain
@@ -272,6 +323,9 @@ class HessianSum:
         n_rows: rows summed per time step: sequences x output positions (T is summed, not
             counted, as in SBC's reference code).
         steps: time steps per sequence.
+        n_inputs: inputs per conv group (``n_in``; needed when blocks pad it).
+        row_fraction: fraction of rows summed (< 1: an unbiased estimate, the kept rows' sums
+            divided by the fraction).
     """
 
     xtx: np.ndarray
@@ -282,27 +336,37 @@ class HessianSum:
     n_samples: int
     n_rows: int
     steps: int
+    n_inputs: int | None = None
+    row_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("xtx", "groups", "row_weight", "x_sum"):
             array = np.array(getattr(self, name), copy=True)
             array.flags.writeable = False
             object.__setattr__(self, name, array)
-        if self.xtx.ndim != 4 or self.xtx.shape[2] != self.xtx.shape[3]:
-            raise ShapeError(f"xtx must be (kernel_groups, conv_groups, n, n), got {self.xtx.shape}")
+        if self.xtx.ndim not in (4, 5) or self.xtx.shape[-2] != self.xtx.shape[-1]:
+            raise ShapeError(f"xtx must be (kernel_groups, conv_groups, n, n) or (kernel_groups, "
+                             f"conv_groups, blocks, b, b), got {self.xtx.shape}")
         if self.xtx.shape[0] != len(self.kernels):
             raise ShapeError(f"{self.xtx.shape[0]} sums for {len(self.kernels)} kernels")
+        if self.n_inputs is None:
+            object.__setattr__(self, "n_inputs", int(self.x_sum.shape[-1]))
+
+    @property
+    def block_size(self) -> int | None:
+        """Inputs per diagonal block, or ``None`` for the full Hessian."""
+        return int(self.xtx.shape[-1]) if self.xtx.ndim == 5 else None
 
     @property
     def n_in(self) -> int:
-        return int(self.xtx.shape[-1])
+        return int(self.n_inputs)  # type: ignore[arg-type]
 
     @property
     def n_out(self) -> int:
         return int(self.groups.shape[0])
 
     def hessian(self, device: str | torch.device = "cpu") -> Tensor:
-        """``H = 2 * xtx / n_rows``: ``(kernel_groups, conv_groups, n_in, n_in)`` float64."""
+        """``H = 2 * xtx / n_rows`` in ``xtx``'s layout (full or diagonal blocks), float64."""
         if self.n_rows == 0:
             raise NumericalError("no calibration rows were accumulated", where="HessianSum")
         return torch.tensor(self.xtx, device=device) * (2.0 / self.n_rows)
@@ -314,20 +378,58 @@ class HessianSum:
 
     def __add__(self, other: HessianSum) -> HessianSum:
         if (self.xtx.shape != other.xtx.shape or self.kernels != other.kernels
-                or not np.array_equal(self.groups, other.groups) or self.steps != other.steps):
-            raise ShapeError("cannot add Hessian sums of different layers, kernels or steps")
+                or not np.array_equal(self.groups, other.groups) or self.steps != other.steps
+                or self.row_fraction != other.row_fraction):
+            raise ShapeError("cannot add Hessian sums of different layers, kernels, steps, "
+                             "layouts or row fractions")
         return HessianSum(self.xtx + other.xtx, self.kernels, self.groups, self.row_weight,
                           self.x_sum + other.x_sum, self.n_samples + other.n_samples,
-                          self.n_rows + other.n_rows, self.steps)
+                          self.n_rows + other.n_rows, self.steps, self.n_inputs,
+                          self.row_fraction)
+
+
+PRECISIONS: tuple[str, ...] = ("float32", "float64")
+GEMM_ROWS = 1 << 16
+"""Most rows one float32 GEMM sums before its result is added into the float64 sums."""
+
+
+@dataclass(frozen=True, eq=False)
+class BatchSum:
+    """One batch's float64 contribution to a layer's sums: the unit that processes exchange.
+
+    Adding batch sums in the order of their batch index gives the same bits whichever process
+    computed each of them (:mod:`sbc_deploy.distributed` relies on it).
+    """
+
+    xtx: Tensor
+    x_sum: Tensor
+    n_samples: int
+    n_rows: int
+    steps: int
 
 
 @dataclass(eq=False)
 class HessianAccumulator:
-    """Streaming accumulator for one layer (mutable, private to a calibration run).
+    r"""Streaming accumulator for one layer (mutable, private to a calibration run).
 
-    Memory is ``kernel_groups * conv_groups * n_in**2`` float64 plus a few chunks of filtered,
-    unfolded inputs of ``chunk_elements`` values each; it does not grow with the number of
-    samples (nor with the batch size beyond one chunk).
+    Per batch (:meth:`batch_sum`): the SMP filter runs once over the whole batch (a blocked scan
+    over ``T``, :meth:`TemporalKernel.filter`); the filtered inputs are unfolded (im2col, convs
+    only) in chunks of at most ``chunk_elements`` values and each chunk's
+    :math:`X^\top X` is one GEMM in ``precision`` (float32 by default: the machine's GEMM rate)
+    over at most :data:`GEMM_ROWS` rows, added into the batch's float64 sums; the batch's sums
+    are then added into the running float64 totals. ``precision="float64"`` does the same in
+    float64 (the reference the float32 path is tested against).
+
+    Options:
+        block_size: sum only the diagonal blocks of ``block_size`` consecutive inputs (a
+            block-diagonal Hessian for layers whose ``n_in**2`` sums do not fit in memory).
+        row_fraction: sum a random fraction of the rows (every row kept with this probability,
+            drawn from ``seed`` and the batch index) and divide by it: an unbiased estimate of
+            the sums for data far larger than the Hessian needs. ``n_rows`` counts every row.
+
+    Memory: the sums (``kernel_groups * conv_groups * n_in**2`` float64, or the blocks), one
+    batch's sums of the same size, one filtered copy of the batch's inputs and one unfolded
+    chunk; it does not grow with the number of samples.
     """
 
     synapse: Synapse
@@ -335,62 +437,153 @@ class HessianAccumulator:
     groups: np.ndarray
     row_weight: np.ndarray
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    chunk_elements: int = 1 << 21
+    chunk_elements: int = 1 << 22
+    precision: str = "float32"
+    block_size: int | None = None
+    row_fraction: float = 1.0
+    seed: int = 0
     xtx: Tensor | None = None
     x_sum: Tensor | None = None
     n_samples: int = 0
     n_rows: int = 0
     steps: int = 0
+    n_batches: int = 0
 
-    def add(self, x: Tensor) -> None:
-        """Accumulate one batch of input sequences ``x [T, B, *input_shape]``."""
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; known: "
+                              f"{', '.join(PRECISIONS)}", where="HessianAccumulator(precision=)")
+        if not 0.0 < self.row_fraction <= 1.0:
+            raise ConfigError(f"must lie in (0, 1], got {self.row_fraction}",
+                              where="HessianAccumulator(row_fraction=)")
+        if self.block_size is not None and self.block_size < 1:
+            raise ConfigError(f"must be >= 1, got {self.block_size}",
+                              where="HessianAccumulator(block_size=)")
+        if self.block_size is not None and self.block_size >= self.n_in:
+            self.block_size = None  # one block is the full Hessian
+
+    @property
+    def n_in(self) -> int:
+        """Inputs per conv group (the side of the full Hessian)."""
+        return int(np.prod(self.synapse.weight.shape[1:]))
+
+    def sum_shape(self) -> tuple[int, ...]:
+        """Shape of the float64 sums (full, or diagonal blocks)."""
+        lead = (len(self.kernels), conv_groups(self.synapse))
+        if self.block_size is None:
+            return (*lead, self.n_in, self.n_in)
+        b = self.block_size
+        return (*lead, -(-self.n_in // b), b, b)
+
+    def _gram(self, rows: Tensor) -> Tensor:
+        """``rows^T rows`` per conv group (or per diagonal block): ``rows (M, groups, n)``."""
+        groups, m = int(rows.shape[1]), int(rows.shape[0])
+        if self.block_size is None:
+            if groups == 1:
+                flat = rows[:, 0]
+                return torch.mm(flat.T, flat)[None]
+            r = rows.permute(1, 0, 2)
+            return torch.bmm(r.transpose(1, 2), r)
+        b = self.block_size
+        n_blocks = -(-self.n_in // b)
+        pad = n_blocks * b - self.n_in
+        if pad:
+            rows = F.pad(rows, (0, pad))
+        r = rows.reshape(m, groups * n_blocks, b).permute(1, 0, 2)  # (groups * blocks, M, b)
+        return torch.bmm(r.transpose(1, 2), r).reshape(groups, n_blocks, b, b)
+
+    def _keep(self, index: int, start: int, m: int) -> Tensor | None:
+        """Rows kept by the subsampling (``None``: all), the same in every process."""
+        if self.row_fraction >= 1.0:
+            return None
+        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + index) * 1_000_033 + start)
+        keep = torch.rand(m, generator=gen) < self.row_fraction
+        return torch.nonzero(keep).reshape(-1).to(self.device)
+
+    def batch_sum(self, x: Tensor, index: int = 0) -> BatchSum:
+        """One batch of input sequences ``x [T, B, *input_shape]`` -> its float64 sums.
+
+        ``index``: the batch's global index (seeds the row subsampling).
+        """
         if x.ndim < 3:
             raise ShapeError(f"expected [T, B, *input_shape], got shape {tuple(x.shape)}")
         steps, batch = int(x.shape[0]), int(x.shape[1])
-        if self.steps and steps != self.steps:
-            raise ShapeError(f"batches have {steps} steps, earlier ones had {self.steps}")
-        self.steps = steps
-        n_groups = conv_groups(self.synapse)
-        probe = unfold_input(x[:1, :1].to(HESSIAN_DTYPE), self.synapse)
-        positions, n_in = int(probe.shape[0]), int(probe.shape[-1])
+        dtype = torch.float32 if self.precision == "float32" else HESSIAN_DTYPE
+        n_groups, n_in = conv_groups(self.synapse), self.n_in
+        xb = x.to(device=self.device, dtype=dtype)
+        probe = unfold_input(xb[:1, :1], self.synapse)
+        positions = int(probe.shape[0])
+        if int(probe.shape[-1]) != n_in:
+            raise ShapeError(f"input unfolds to {int(probe.shape[-1])} inputs per group, the "
+                             f"layer has {n_in}")
+        xtx = torch.zeros(self.sum_shape(), dtype=HESSIAN_DTYPE, device=self.device)
+        frames = steps * batch
+        in_shape = tuple(xb.shape[2:])
+        # frames (sample-steps) per unfolded chunk: bounded in values and in GEMM rows
+        per_chunk = max(1, min(self.chunk_elements // max(positions * n_in * n_groups, 1),
+                               GEMM_ROWS // positions))
+        # Conv2d without groups: channels-last im2col (one strided copy), Gram in (kH, kW, C)
+        # column order, permuted to PyTorch's order once per batch
+        channels_last = (isinstance(self.synapse, Conv2d) and n_groups == 1
+                         and self.block_size is None)
+        for g, kernel in enumerate(self.kernels):
+            y = kernel.filter(xb).reshape(frames, *in_shape)  # K @ x along time, once
+            if channels_last:
+                y = y.permute(0, 2, 3, 1).contiguous()
+                gram = torch.zeros(n_in, n_in, dtype=HESSIAN_DTYPE, device=self.device)
+            for f0 in range(0, frames, per_chunk):
+                if channels_last:
+                    flat = _channels_last_rows(y[f0:f0 + per_chunk], self.synapse)
+                    keep = self._keep(index, f0, int(flat.shape[0]))
+                    if keep is not None:
+                        flat = flat.index_select(0, keep)
+                    gram += torch.mm(flat.T, flat)  # float32 GEMM, float64 sum
+                    continue
+                rows = unfold_input(y[f0:f0 + per_chunk], self.synapse)  # (M, groups, n)
+                keep = self._keep(index, f0, int(rows.shape[0]))
+                if keep is not None:
+                    rows = rows.index_select(0, keep)
+                xtx[g] += self._gram(rows)  # float32 GEMM, float64 sum
+            if channels_last:
+                order = _unfold_order(self.synapse).to(self.device)
+                xtx[g, 0] = gram.index_select(0, order).index_select(1, order)
+        if self.row_fraction < 1.0:
+            xtx /= self.row_fraction
+        # sum of the raw inputs over rows: unfold the time- and batch-summed input (linear)
+        total = xb.sum(dim=0).to(HESSIAN_DTYPE).sum(dim=0)
+        x_sum = unfold_input(total[None], self.synapse).sum(dim=0)
+        return BatchSum(xtx, x_sum, batch, batch * positions, steps)
+
+    def add_batch_sum(self, part: BatchSum) -> None:
+        """Add one batch's sums into the totals (in batch order, for reproducible bits)."""
+        if self.steps and part.steps != self.steps:
+            raise ShapeError(f"batches have {part.steps} steps, earlier ones had {self.steps}")
+        self.steps = part.steps
         if self.xtx is None:
-            self.xtx = torch.zeros(len(self.kernels), n_groups, n_in, n_in, dtype=HESSIAN_DTYPE,
-                                   device=self.device)
-            self.x_sum = torch.zeros(n_groups, n_in, dtype=HESSIAN_DTYPE, device=self.device)
-        assert self.x_sum is not None
-        # Chunks of samples (the filter runs over whole sequences) and of steps, so that the
-        # float64 copies and unfolded rows stay bounded (~chunk_elements values) whatever the
-        # batch size.
-        row_size = positions * n_in * n_groups
-        sample_chunk = max(1, self.chunk_elements // max(steps * row_size, 1))
-        step_chunk = max(1, self.chunk_elements // max(sample_chunk * row_size, 1))
-        for b1 in range(0, batch, sample_chunk):
-            xb = x[:, b1:b1 + sample_chunk].to(device=self.device, dtype=HESSIAN_DTYPE)
-            for g, kernel in enumerate(self.kernels):
-                y = kernel.filter(xb)  # K @ x along time, per sample and input
-                for t1 in range(0, steps, step_chunk):
-                    rows = unfold_input(y[t1:t1 + step_chunk], self.synapse)  # (M, groups, n)
-                    rows = rows.permute(1, 0, 2)  # (groups, M, n_in)
-                    self.xtx[g].baddbmm_(rows.transpose(1, 2), rows)  # in place, no temporary
-                    if g == 0:
-                        raw = unfold_input(xb[t1:t1 + step_chunk], self.synapse)
-                        self.x_sum += raw.sum(dim=0)
-        per_step = batch * positions
-        self.n_samples += batch
-        self.n_rows += per_step
+            self.xtx = part.xtx.clone()
+            self.x_sum = part.x_sum.clone()
+        else:
+            assert self.x_sum is not None
+            self.xtx += part.xtx
+            self.x_sum += part.x_sum
+        self.n_samples += part.n_samples
+        self.n_rows += part.n_rows
+        self.n_batches += 1
+
+    def add(self, x: Tensor, index: int | None = None) -> None:
+        """Accumulate one batch of input sequences ``x [T, B, *input_shape]``."""
+        self.add_batch_sum(self.batch_sum(x, self.n_batches if index is None else index))
 
     def result(self) -> HessianSum:
         """The frozen sums (zeros when nothing was added)."""
-        n_in = int(np.prod(self.synapse.weight.shape[1:]))
-        n_groups = conv_groups(self.synapse)
         if self.xtx is None:
-            xtx = np.zeros((len(self.kernels), n_groups, n_in, n_in))
-            x_sum = np.zeros((n_groups, n_in))
+            xtx = np.zeros(self.sum_shape())
+            x_sum = np.zeros((conv_groups(self.synapse), self.n_in))
         else:
             assert self.x_sum is not None
             xtx, x_sum = self.xtx.cpu().numpy(), self.x_sum.cpu().numpy()
         return HessianSum(xtx, self.kernels, self.groups, self.row_weight, x_sum,
-                          self.n_samples, self.n_rows, self.steps)
+                          self.n_samples, self.n_rows, self.steps, self.n_in, self.row_fraction)
 
 
 # --------------------------------------------------------------------------- damping
