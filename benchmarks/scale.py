@@ -6,8 +6,10 @@ the shared machine's rule). Per stage the process's peak resident memory is rese
 (``/proc/self/clear_refs``) and read back (``VmHWM``), so each stage's peak is that of the
 stage itself on top of what the process already holds (the graph, the data). Stages:
 
-- ``calibrate``: :func:`sbc_deploy.calibrate.calibrate` (SMP kernel, batch 1) for every
-  calibration size ``N`` in ``--calib`` and every ``T`` in ``--steps``;
+- ``memory plan``: :func:`sbc_deploy.memory.plan_memory` with a ``--plan-gib`` budget (4 GiB
+  by default, under the process limit): the layers it gives block-diagonal Hessians;
+- ``calibrate``: :func:`sbc_deploy.calibrate.calibrate` (SMP kernel, batch 1, the plan's
+  blocks) for every calibration size ``N`` in ``--calib`` and every ``T`` in ``--steps``;
 - ``compress``: :func:`sbc_deploy.compress.compress`, SBC at 50 % sparsity, no quantisation,
   on the calibration of the largest ``N`` at the smallest ``T`` (its cost depends on the layer
   shapes, not on ``N`` or ``T``);
@@ -163,12 +165,25 @@ def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
         row.update(base, params=params)
     calibrations: dict[tuple[int, int], Any] = {}
     keep = (max(args.calib), min(args.steps))
+    blocks: dict[str, int] = {}
     if not args.skip_calibrate:
+        # as the pipeline does: the memory plan chooses block-diagonal Hessians where the
+        # full ones would not fit the budget (sbc_deploy.memory, before any work)
+        from sbc_deploy.memory import plan_memory
+        plan, row = measure("memory plan", lambda: plan_memory(
+            graph, steps=max(args.steps), batch_size=args.eval_samples, calib_batch_size=1,
+            budget=int(args.plan_gib * (1 << 30))), **base)
+        rows.append(row)
+        if plan is not None:
+            blocks = dict(plan.blocks)
+            row["blocks"] = blocks
+            row["notes"] = list(plan.notes)
         for steps in args.steps:
             for n in args.calib:
                 data = input_spikes(graph, n, steps)
                 calib, row = measure("calibrate", lambda: calibrate(graph, data, batch_size=1,
-                                                                    kernel="smp", threads=1),
+                                                                    kernel="smp", threads=1,
+                                                                    blocks=blocks),
                                      samples=n, steps=steps, **base)
                 rows.append(row)
                 if (n, steps) == keep and calib is not None:
@@ -240,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-compress", dest="compress", action="store_false")
     parser.add_argument("--skip-calibrate", action="store_true")
     parser.add_argument("--limit-gib", type=float, default=6.0)
+    parser.add_argument("--plan-gib", type=float, default=4.0,
+                        help="memory budget given to sbc_deploy.memory.plan_memory")
     parser.add_argument("--json", default=str(HERE / "results" / "scale.json"))
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--out", default=str(HERE / "results" / "scale.md"))

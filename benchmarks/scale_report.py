@@ -1,0 +1,297 @@
+"""The scaling benchmark's Markdown: measured tables, fitted growth laws, and the extrapolation
+to SEW-ResNet-152 on ImageNet (one GPU, eight GPUs), labelled as extrapolation.
+
+Growth laws are least-squares fits in log-log space, ``wall = c * x ** b`` with ``x`` the
+sample-steps (``N * T``) of a stage, and a straight line ``peak = p0 + p1 * T`` for the peak
+memory. The extrapolation scales the measured SEW-ResNet-18 (224 x 224) costs by work counted
+from the layer shapes (forward MACs, Hessian MACs ``rows * n_in^2``, solver work
+``n_in^3 + n_out * n_in^2``) and replaces this machine's measured rate by an assumed GPU rate;
+every assumption is printed next to the number it makes.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MIB = 1 << 20
+
+# --------------------------------------------------------------------------- layer shapes
+
+
+def resnet_layers(depth: int, size: int = 224, classes: int = 1000
+                  ) -> list[tuple[str, int, int, int]]:
+    """``(name, n_in, n_out, output positions per sample)`` of every synapse of a SEW-ResNet
+    (18: basic blocks, 152: bottlenecks [3, 8, 36, 3]); ``n_in`` is the fan-in (C_in k k)."""
+    layers = []
+    hw = (size + 2 * 3 - 7) // 2 + 1
+    layers.append(("stem", 3 * 49, 64, hw * hw))
+    hw = (hw + 2 - 3) // 2 + 1
+    c_in = 64
+    plan = {18: ([2, 2, 2, 2], 1), 152: ([3, 8, 36, 3], 4)}[depth]
+    for stage, (blocks, width) in enumerate(zip(plan[0], (64, 128, 256, 512))):
+        out = width * plan[1]
+        for block in range(blocks):
+            stride = 2 if stage > 0 and block == 0 else 1
+            hw_out = (hw - 1) // stride + 1
+            name = f"s{stage}b{block}"
+            if depth == 18:
+                layers.append((f"{name}.conv1", c_in * 9, width, hw_out ** 2))
+                layers.append((f"{name}.conv2", width * 9, width, hw_out ** 2))
+            else:
+                layers.append((f"{name}.conv1", c_in, width, hw ** 2))
+                layers.append((f"{name}.conv2", width * 9, width, hw_out ** 2))
+                layers.append((f"{name}.conv3", width, out, hw_out ** 2))
+            if stride != 1 or c_in != out:
+                layers.append((f"{name}.down", c_in, out, hw_out ** 2))
+            c_in, hw = out, hw_out
+    layers.append(("fc", c_in, classes, 1))
+    return layers
+
+
+def work(layers: list[tuple[str, int, int, int]]) -> dict[str, float]:
+    """Per sample-step MACs of the forward pass and of the Hessian sums; the solver's work."""
+    return {
+        "params": float(sum(n_in * n_out for _, n_in, n_out, _ in layers)),
+        "forward_macs": float(sum(n_in * n_out * rows for _, n_in, n_out, rows in layers)),
+        "hessian_macs": float(sum(rows * n_in * n_in for _, n_in, _, rows in layers)),
+        "hessian_bytes": float(sum(8 * n_in * n_in for _, n_in, _, _ in layers)),
+        "largest_hessian_bytes": float(max(8 * n_in * n_in for _, n_in, _, _ in layers)),
+        "solver": float(sum(n_in ** 3 + n_out * n_in ** 2 for _, n_in, n_out, _ in layers)),
+        "largest_solver": float(max(n_in ** 3 + n_out * n_in ** 2 for _, n_in, n_out, _ in
+                                    layers)),
+        "widest_activation": float(max(n_out * rows for _, _, n_out, rows in layers)),
+    }
+
+
+def graph_layers(graph: Any) -> list[tuple[str, int, int, int]]:
+    """The same tuples read from an IR graph (for the stand-ins that were measured)."""
+    out = []
+    for layer in graph.synapse_layers():
+        syn = layer.synapse
+        w = np.asarray(syn.weight)
+        n_out = int(w.shape[0])
+        n_in = int(np.prod(w.shape[1:]))
+        rows = int(np.prod(syn.output_shape)) // n_out
+        out.append((layer.name, n_in, n_out, rows))
+    return out
+
+
+# --------------------------------------------------------------------------- fits
+
+
+def power_fit(x: list[float], y: list[float]) -> tuple[float, float] | None:
+    """``y = c * x ** b`` by least squares on logs; None with fewer than two distinct x."""
+    if len(set(x)) < 2:
+        return None
+    b, log_c = np.polyfit(np.log(x), np.log(y), 1)
+    return float(np.exp(log_c)), float(b)
+
+
+def line_fit(x: list[float], y: list[float]) -> tuple[float, float] | None:
+    if len(set(x)) < 2:
+        return None
+    p1, p0 = np.polyfit(x, y, 1)
+    return float(p0), float(p1)
+
+
+def gemm_rate(dtype: Any, n: int = 1024, repeats: int = 3) -> float:
+    """This machine's matmul rate (FLOP/s, one thread), best of ``repeats``."""
+    import torch
+    torch.set_num_threads(1)
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    return str(v)
+
+
+def write_report(json_path: Path, out: Path) -> None:
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from standins import NETWORKS
+
+    runs = json.loads(json_path.read_text())
+    order = list(NETWORKS)
+    runs.sort(key=lambda r: order.index(r["network"]) if r["network"] in order else 99)
+    lines = ["# Scaling: wall, CPU time and peak memory per stage", "",
+             "Random-weight stand-ins of the SBC paper's architectures (benchmarks/standins.py, "
+             "built with the IR API, Bernoulli input spikes at 5 %), each in a fresh process "
+             "with one torch thread under an address-space limit. `peak` is the process's "
+             "peak resident memory during the stage (VmHWM reset before it), `start` its "
+             "resident memory when the stage began (graph, data, earlier results).", ""]
+    lines += ["## Measured", "",
+              "| network | params | stage | N | T | wall s | CPU s | start MiB | peak MiB | "
+              "result |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        params = next((r.get("params") for r in run["rows"] if r.get("params")), None)
+        label = NETWORKS.get(run["network"], (run["network"],))[0]
+        for r in run["rows"]:
+            if r["stage"] == "build":
+                continue
+            result = "ok" if r.get("ok") else "**failed**: " + r.get("error", "")[:160]
+            lines.append(
+                f"| {label} | {params / 1e6:.2f} M | {r['stage']} | {r.get('samples', '')} | "
+                f"{r.get('steps', '')} | {_fmt(r.get('wall_s'))} | {_fmt(r.get('cpu_s'))} | "
+                f"{_fmt(r.get('start_rss', 0) / MIB, 4)} | {_fmt(r.get('peak_rss', 0) / MIB, 4)}"
+                f" | {result} |")
+    lines += ["", "Runs (command, wall, 1/5/15-minute load average before and after):", ""]
+    for run in runs:
+        lines.append(f"- `{run['command']}`: {run['wall_s']:.0f} s, load "
+                     f"{'/'.join(f'{v:.1f}' for v in run['load_before'])} -> "
+                     f"{'/'.join(f'{v:.1f}' for v in run['load_after'])}, limit "
+                     f"{run['limit_gib']} GiB")
+    lines += _before_after(runs) + _growth(runs, NETWORKS) + _extrapolation(runs)
+    lines += ["", f"Machine: {platform.machine()}, 2 cores shared with other engineers' jobs, "
+              f"Python {platform.python_version()}. Report: `python benchmarks/scale.py "
+              "--report`.", ""]
+    from sbc_deploy.fileio import write_text_atomic
+    write_text_atomic(out, "\n".join(lines))
+
+
+def _ok(run: dict[str, Any], stage: str) -> list[dict[str, Any]]:
+    return [r for r in run["rows"] if r["stage"] == stage and r.get("ok")]
+
+
+def _before_after(runs: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "## Evaluation peak before / after streaming", "",
+             "`evaluate-before`: the pipeline's evaluation before this change (one whole-"
+             "sequence simulation per batch, every synapse's input kept for count_synops); "
+             "`evaluate`: now (chunks under the 64 MiB activation budget, SynOps per chunk).",
+             "", "| network | N | T | before: peak MiB (over start) | after: peak MiB (over "
+             "start) | before wall s | after wall s |", "|---|---|---|---|---|---|---|"]
+    for run in runs:
+        before = {(r["samples"], r["steps"]): r for r in run["rows"]
+                  if r["stage"] == "evaluate-before"}
+        for r in _ok(run, "evaluate"):
+            b = before.get((r["samples"], r["steps"]))
+            if b is None:
+                continue
+            b_text = (f"{b['peak_rss'] / MIB:,.0f} (+{(b['peak_rss'] - b['start_rss']) / MIB:,.0f})"
+                      if b.get("ok") else "failed: " + b.get("error", "")[:80])
+            lines.append(f"| {run['network']} | {r['samples']} | {r['steps']} | {b_text} | "
+                         f"{r['peak_rss'] / MIB:,.0f} (+{(r['peak_rss'] - r['start_rss']) / MIB:,.0f})"
+                         f" | {_fmt(b.get('wall_s'))} | {_fmt(r['wall_s'])} |")
+    return lines
+
+
+def _growth(runs: list[dict[str, Any]], networks: dict[str, Any]) -> list[str]:
+    lines = ["", "## Growth laws (fitted to the rows above)", "",
+             "`wall = c * (N T)^b` (calibrate: N calibration samples; evaluate: N evaluation "
+             "samples) and `peak = p0 + p1 T` (MiB over the stage's start).", "",
+             "| network | stage | c (s) | b | p0 MiB | p1 MiB/step | points |",
+             "|---|---|---|---|---|---|---|"]
+    for run in runs:
+        for stage in ("calibrate", "evaluate", "evaluate-before"):
+            rows = _ok(run, stage)
+            if len(rows) < 2:
+                continue
+            x = [r["samples"] * r["steps"] for r in rows]
+            wall = power_fit(x, [max(r["wall_s"], 1e-6) for r in rows])
+            peak = line_fit([r["steps"] for r in rows],
+                            [(r["peak_rss"] - r["start_rss"]) / MIB for r in rows])
+            lines.append(f"| {run['network']} | {stage} | {_fmt(wall[0]) if wall else ''} | "
+                         f"{_fmt(wall[1]) if wall else ''} | {_fmt(peak[0]) if peak else ''} | "
+                         f"{_fmt(peak[1]) if peak else ''} | {len(rows)} |")
+    return lines
+
+
+def _extrapolation(runs: list[dict[str, Any]]) -> list[str]:
+    by_name = {run["network"]: run for run in runs}
+    src = by_name.get("sew_resnet18_224")
+    lines = ["", "## Extrapolation to SEW-ResNet-152 on ImageNet (EXTRAPOLATION, not measured)",
+             ""]
+    if src is None or len(_ok(src, "calibrate")) < 2:
+        return lines + ["Not computed: the SEW-ResNet-18 224 x 224 calibration rows are missing."]
+    w18, w152 = work(resnet_layers(18)), work(resnet_layers(152))
+    calib = _ok(src, "calibrate")
+    per_step = float(np.median([r["wall_s"] / (r["samples"] * r["steps"]) for r in calib]))
+    evals = _ok(src, "evaluate")
+    eval_step = float(np.median([r["wall_s"] / (r["samples"] * r["steps"]) for r in evals]))
+    macs18 = w18["forward_macs"] + w18["hessian_macs"]
+    macs152 = w152["forward_macs"] + w152["hessian_macs"]
+    cpu_rate = 2 * macs18 / per_step            # FLOP/s calibration achieved here
+    eval_rate = 2 * w18["forward_macs"] / eval_step
+    f32, f64 = gemm_rate(np.float32 if False else __import__("torch").float32), \
+        gemm_rate(__import__("torch").float64)
+    gpu_rate = 25e12   # assumed: H100/H200-class, FP32 GEMMs at ~40 % of the 67 TFLOP/s peak
+    n_calib, steps, n_val = 1024, 4, 50_000
+    compress_rows = [(r, by_name[r_net]) for r_net in by_name for r in _ok(by_name[r_net],
+                                                                              "compress")]
+    lines += [
+        "Assumptions (each a number you may replace): SEW-ResNet-152 layer shapes (bottlenecks "
+        "[3, 8, 36, 3], 224 x 224, 1000 classes; benchmarks/scale_report.py:resnet_layers), "
+        f"calibration on N = {n_calib} ImageNet images at T = {steps}, evaluation on the "
+        f"{n_val:,} validation images at T = {steps}; a GPU sustains {gpu_rate / 1e12:.0f} "
+        "TFLOP/s on these GEMMs (FP32, ~40 % of an H200's 67 TFLOP/s); eight GPUs split the "
+        "data (Hessian sums all-reduced) and the layers of the solve.", "",
+        f"Work per sample-step (MACs), from the layer shapes: SEW-18 forward "
+        f"{w18['forward_macs'] / 1e9:.2f} G + Hessian {w18['hessian_macs'] / 1e9:.2f} G; "
+        f"SEW-152 forward {w152['forward_macs'] / 1e9:.2f} G + Hessian "
+        f"{w152['hessian_macs'] / 1e9:.2f} G ({macs152 / macs18:.1f}x). Parameters "
+        f"{w18['params'] / 1e6:.1f} M vs {w152['params'] / 1e6:.1f} M.", "",
+        f"Measured here (1 thread): calibration {per_step:.3g} s per sample-step of SEW-18 at "
+        f"224 x 224 = {cpu_rate / 1e9:.2f} GFLOP/s; evaluation {eval_step:.3g} s per "
+        f"sample-step = {eval_rate / 1e9:.2f} GFLOP/s; this machine's 1024^3 GEMM: "
+        f"{f32 / 1e9:.1f} GFLOP/s float32, {f64 / 1e9:.1f} GFLOP/s float64 (measured when the "
+        "report was written).", ""]
+    calib_cpu = per_step * macs152 / macs18 * n_calib * steps
+    eval_cpu = eval_step * w152["forward_macs"] / w18["forward_macs"] * n_val * steps
+    calib_gpu = 2 * macs152 * n_calib * steps / gpu_rate
+    eval_gpu = 2 * w152["forward_macs"] * n_val * steps / gpu_rate
+    rows = ["| stage | this CPU, 1 thread (scaled) | 1 GPU | 8 GPUs | memory |",
+            "|---|---|---|---|---|"]
+    hbytes = w152["hessian_bytes"]
+    allreduce = hbytes / 100e9   # assumed 100 GB/s effective all-reduce bandwidth
+    rows.append(f"| calibrate | {calib_cpu / 3600:,.0f} h | {calib_gpu / 60:,.1f} min | "
+                f"{(calib_gpu / 8 + allreduce) / 60:,.1f} min (+{allreduce:.1f} s all-reduce "
+                f"of {hbytes / 2**30:.1f} GiB at 100 GB/s) | Hessian sums "
+                f"{hbytes / 2**30:.1f} GiB float64 in all (largest "
+                f"{w152['largest_hessian_bytes'] / MIB:.0f} MiB) |")
+    if compress_rows:
+        k = float(np.median([r["wall_s"] / work(graph_layers_cached(run["network"]))["solver"]
+                             for r, run in compress_rows]))
+        solve_cpu = k * w152["solver"]
+        solve_gpu = solve_cpu * f64 / gpu_rate * 2   # float64 solves: half the FP32 rate
+        largest = solve_gpu * w152["largest_solver"] / w152["solver"]
+        rows.append(f"| compress | {solve_cpu / 3600:,.1f} h (fit: {k:.3g} s per unit of "
+                    f"n_in^3 + n_out n_in^2, median of {len(compress_rows)} networks) | "
+                    f"{solve_gpu / 60:,.1f} min | {max(solve_gpu / 8, largest) / 60:,.1f} min "
+                    f"(largest layer {largest:.0f} s) | one layer's Hessian and inverse at a time "
+                    f"(<= {2 * w152['largest_hessian_bytes'] / MIB:.0f} MiB) |")
+    rows.append(f"| evaluate (float) | {eval_cpu / 3600:,.0f} h | {eval_gpu / 60:,.1f} min | "
+                f"{eval_gpu / 8 / 60:,.1f} min | chunked: ~{w152['widest_activation'] * 4 / MIB:.1f}"
+                " MiB per sample-step of the widest layer, held under the 64 MiB budget |")
+    return lines + rows + ["", "The CPU column scales this machine's measured per-sample-step "
+                           "cost by the MAC ratio; the GPU columns divide MACs by the assumed "
+                           "rate, so they assume the GPU runs at that rate, which nothing here "
+                           "has measured (benchmarks/gpu.py is the check)."]
+
+
+_GRAPHS: dict[str, list[tuple[str, int, int, int]]] = {}
+
+
+def graph_layers_cached(name: str) -> list[tuple[str, int, int, int]]:
+    if name not in _GRAPHS:
+        from standins import NETWORKS
+        _GRAPHS[name] = graph_layers(NETWORKS[name][1](np.random.default_rng(0)))
+    return _GRAPHS[name]
