@@ -11,6 +11,11 @@ a Delay one gather, and only neurons loop over time, on ``[B, *shape]`` tensors.
 cycle (a recurrent layer and its feedback synapse) are stepped through time together. A
 feed-forward graph therefore never steps the whole network through time.
 
+Streaming. The schedule runs on chunks of ``time_chunk`` steps x ``batch_chunk`` samples (or
+chunks that :func:`chunk_plan` sizes from a ``memory_budget``), carrying every neuron's state,
+every delay's history and every cycle's last step from one chunk to the next, so memory is
+bounded by the chunk instead of growing with ``T`` and ``B``.
+
 Neurons are pure step functions on named-tuple state, like norse's functional API::
 
     s, state = neuron_step(x, state, p)

@@ -8,7 +8,8 @@ fan-out, per step, summed over the batch) and keeps nothing else::
 
     synops[t] = sum_{b, i} |x[t, b, i]| * fan_out[i]        per chunk, concatenated over t
 
-so its report equals ``count_synops`` on the whole sequence. The one exception is a graded
+so its report equals ``count_synops`` on the whole sequence. Each chunk is first reduced over
+the batch where it lives (on a GPU only the ``[t, n_in]`` event counts cross to the host). The one exception is a graded
 (non-integer) layer input: ``count_synops`` decides per call whether the values are integers;
 here each chunk decides, so a chunk of an analog input that happens to hold only integers
 counts its values rather than its non-zeros (never the case for spikes).
