@@ -196,22 +196,25 @@ def _before_after(runs: list[dict[str, Any]]) -> list[str]:
 
 def _growth(runs: list[dict[str, Any]], networks: dict[str, Any]) -> list[str]:
     lines = ["", "## Growth laws (fitted to the rows above)", "",
-             "`wall = c * (N T)^b` (calibrate: N calibration samples; evaluate: N evaluation "
-             "samples) and `peak = p0 + p1 T` (MiB over the stage's start).", "",
-             "| network | stage | c (s) | b | p0 MiB | p1 MiB/step | points |",
-             "|---|---|---|---|---|---|---|"]
+             "`cpu = c * (N T)^b` and `wall = c' * (N T)^b'` (calibrate: N calibration samples; "
+             "evaluate: N evaluation samples; one thread, so CPU seconds are the work and wall "
+             "seconds add the waiting on a machine shared with other jobs) and "
+             "`peak = p0 + p1 T` (MiB over the stage's start).", "",
+             "| network | stage | CPU c (s) | CPU b | wall c' (s) | wall b' | p0 MiB | "
+             "p1 MiB/step | points |", "|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         for stage in ("calibrate", "evaluate", "evaluate-before"):
             rows = _ok(run, stage)
             if len(rows) < 2:
                 continue
             x = [r["samples"] * r["steps"] for r in rows]
+            cpu = power_fit(x, [max(r["cpu_s"], 1e-6) for r in rows])
             wall = power_fit(x, [max(r["wall_s"], 1e-6) for r in rows])
             peak = line_fit([r["steps"] for r in rows],
                             [(r["peak_rss"] - r["start_rss"]) / MIB for r in rows])
-            lines.append(f"| {run['network']} | {stage} | {_fmt(wall[0]) if wall else ''} | "
-                         f"{_fmt(wall[1]) if wall else ''} | {_fmt(peak[0]) if peak else ''} | "
-                         f"{_fmt(peak[1]) if peak else ''} | {len(rows)} |")
+            fits = [*(cpu or (None, None)), *(wall or (None, None)), *(peak or (None, None))]
+            lines.append(f"| {run['network']} | {stage} | "
+                         + " | ".join(_fmt(v) for v in fits) + f" | {len(rows)} |")
     return lines
 
 
@@ -224,15 +227,15 @@ def _extrapolation(runs: list[dict[str, Any]]) -> list[str]:
         return lines + ["Not computed: the SEW-ResNet-18 224 x 224 calibration rows are missing."]
     w18, w152 = work(resnet_layers(18)), work(resnet_layers(152))
     calib = _ok(src, "calibrate")
-    per_step = float(np.median([r["wall_s"] / (r["samples"] * r["steps"]) for r in calib]))
+    per_step = float(np.median([r["cpu_s"] / (r["samples"] * r["steps"]) for r in calib]))
     evals = _ok(src, "evaluate")
-    eval_step = float(np.median([r["wall_s"] / (r["samples"] * r["steps"]) for r in evals]))
+    eval_step = float(np.median([r["cpu_s"] / (r["samples"] * r["steps"]) for r in evals]))
     macs18 = w18["forward_macs"] + w18["hessian_macs"]
     macs152 = w152["forward_macs"] + w152["hessian_macs"]
     cpu_rate = 2 * macs18 / per_step            # FLOP/s calibration achieved here
     eval_rate = 2 * w18["forward_macs"] / eval_step
-    f32, f64 = gemm_rate(np.float32 if False else __import__("torch").float32), \
-        gemm_rate(__import__("torch").float64)
+    import torch
+    f32, f64 = gemm_rate(torch.float32), gemm_rate(torch.float64)
     gpu_rate = 25e12   # assumed: H100/H200-class, FP32 GEMMs at ~40 % of the 67 TFLOP/s peak
     n_calib, steps, n_val = 1024, 4, 50_000
     compress_rows = [(r, by_name[r_net]) for r_net in by_name for r in _ok(by_name[r_net],
@@ -249,7 +252,7 @@ def _extrapolation(runs: list[dict[str, Any]]) -> list[str]:
         f"SEW-152 forward {w152['forward_macs'] / 1e9:.2f} G + Hessian "
         f"{w152['hessian_macs'] / 1e9:.2f} G ({macs152 / macs18:.1f}x). Parameters "
         f"{w18['params'] / 1e6:.1f} M vs {w152['params'] / 1e6:.1f} M.", "",
-        f"Measured here (1 thread): calibration {per_step:.3g} s per sample-step of SEW-18 at "
+        f"Measured here (1 thread, CPU seconds): calibration {per_step:.3g} s per sample-step of SEW-18 at "
         f"224 x 224 = {cpu_rate / 1e9:.2f} GFLOP/s; evaluation {eval_step:.3g} s per "
         f"sample-step = {eval_rate / 1e9:.2f} GFLOP/s; this machine's 1024^3 GEMM: "
         f"{f32 / 1e9:.1f} GFLOP/s float32, {f64 / 1e9:.1f} GFLOP/s float64 (measured when the "
@@ -268,7 +271,7 @@ def _extrapolation(runs: list[dict[str, Any]]) -> list[str]:
                 f"{hbytes / 2**30:.1f} GiB float64 in all (largest "
                 f"{w152['largest_hessian_bytes'] / MIB:.0f} MiB) |")
     if compress_rows:
-        k = float(np.median([r["wall_s"] / work(graph_layers_cached(run["network"]))["solver"]
+        k = float(np.median([r["cpu_s"] / work(graph_layers_cached(run["network"]))["solver"]
                              for r, run in compress_rows]))
         solve_cpu = k * w152["solver"]
         solve_gpu = solve_cpu * f64 / gpu_rate * 2   # float64 solves: half the FP32 rate
