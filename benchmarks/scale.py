@@ -174,7 +174,7 @@ def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
             graph, steps=max(args.steps), batch_size=args.eval_samples, calib_batch_size=1,
             budget=int(args.plan_gib * (1 << 30))), **base)
         rows.append(row)
-        if plan is not None:
+        if plan is not None and args.blocks:
             blocks = dict(plan.blocks)
             row["blocks"] = blocks
             row["notes"] = list(plan.notes)
@@ -254,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--before", action="store_true", help="also the pre-streaming evaluation")
     parser.add_argument("--no-compress", dest="compress", action="store_false")
     parser.add_argument("--skip-calibrate", action="store_true")
+    parser.add_argument("--no-blocks", dest="blocks", action="store_false",
+                        help="full Hessians even where the memory plan chose blocks")
     parser.add_argument("--limit-gib", type=float, default=6.0)
     parser.add_argument("--plan-gib", type=float, default=4.0,
                         help="memory budget given to sbc_deploy.memory.plan_memory")

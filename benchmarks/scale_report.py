@@ -160,12 +160,56 @@ def write_report(json_path: Path, out: Path) -> None:
                      f"{'/'.join(f'{v:.1f}' for v in run['load_before'])} -> "
                      f"{'/'.join(f'{v:.1f}' for v in run['load_after'])}, limit "
                      f"{run['limit_gib']} GiB")
-    lines += _before_after(runs) + _growth(runs, NETWORKS) + _extrapolation(runs)
+    lines += _summary(runs, NETWORKS) + _before_after(runs) + _growth(runs, NETWORKS)
+    lines += _extrapolation(runs) + NOTES
     lines += ["", f"Machine: {platform.machine()}, 2 cores shared with other engineers' jobs, "
               f"Python {platform.python_version()}. Report: `python benchmarks/scale.py "
               "--report`.", ""]
     from sbc_deploy.fileio import write_text_atomic
     write_text_atomic(out, "\n".join(lines))
+
+
+NOTES = ["", "## What the numbers say, and what is not covered", "",
+         "- Evaluation no longer grows with T: the pipeline's evaluation streams each batch "
+         "through the simulator in chunks (sbc_deploy.sim.float_sim.chunk_plan, 64 MiB "
+         "budget) and counts SynOps per chunk (sbc_deploy.sim.streaming.SynOpsCounter). "
+         "Before, one batch's whole-sequence simulation kept every synapse's input sequence "
+         "(for count_synops) and every recorded source: that is what grew by p1 MiB per step "
+         "in the `evaluate-before` row of the growth table.",
+         "- Calibration's peak still grows with T (its p1 above): "
+         "sbc_deploy.calibrate simulates each calibration batch over the whole sequence (its "
+         "SMP filter and Hessian sums take the whole sequence). Streaming it needs the "
+         "accumulator to carry the filter state across time chunks (the other half of issue "
+         "14, sbc_deploy/calibrate.py).",
+         "- CIFAR10-DVS's 32,768-input read-out fits because sbc_deploy.memory plans a "
+         "block-diagonal Hessian for it (the `memory plan` row names the blocks); with a full "
+         "Hessian it needs 8 GiB for that layer alone and failed under the limit.",
+         "- Integer core: none of these stand-ins runs on it (the `integer core` rows give the "
+         "first refusal: float weights; they also hold pools, ADD junctions or Conv1d, which "
+         "Lava's netx chain has not). Its streaming is measured on Lava's own networks in "
+         "benchmarks/results/core_memory.md.",
+         "- Spiking transformer: only the MLP half of a block is measured. The attention half "
+         "cannot be expressed in the IR: it has no node that multiplies two activations "
+         "(Q K^T, then the scores times V), no softmax and no layer norm.",
+         "- SEW-ResNet-18 at 224 x 224 has the same layer shapes (hence the same compress cost "
+         "and memory) as at 64 x 64; its compress was not re-run.",
+         "- Max pooling is replaced by average pooling (the IR has sum and average pools)."]
+
+
+def _summary(runs: list[dict[str, Any]], networks: dict[str, Any]) -> list[str]:
+    lines = ["", "## Largest peak per network (limit 8 GiB on this machine)", "",
+             "| network | largest peak MiB | in stage | every stage ok | within 8 GiB |",
+             "|---|---|---|---|---|"]
+    for run in runs:
+        rows = [r for r in run["rows"] if "peak_rss" in r and r["stage"] != "evaluate-before"]
+        top = max(rows, key=lambda r: r["peak_rss"])
+        failed = [r["stage"] for r in run["rows"] if not r.get("ok")
+                  and r["stage"] != "integer core"]
+        lines.append(f"| {networks.get(run['network'], (run['network'],))[0]} | "
+                     f"{top['peak_rss'] / MIB:,.0f} | {top['stage']} | "
+                     f"{'yes' if not failed else 'no: ' + ', '.join(failed)} | "
+                     f"{'yes' if top['peak_rss'] <= 8 << 30 and not failed else 'no'} |")
+    return lines
 
 
 def _ok(run: dict[str, Any], stage: str) -> list[dict[str, Any]]:
