@@ -117,6 +117,14 @@ def gemm_rate(dtype: Any, n: int = 1024, repeats: int = 3) -> float:
 # --------------------------------------------------------------------------- report
 
 
+def _dur(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.2g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:,.3g} h"
+
+
 def _fmt(v: Any, digits: int = 3) -> str:
     if v is None:
         return ""
@@ -161,7 +169,15 @@ def write_report(json_path: Path, out: Path) -> None:
                      f"{'/'.join(f'{v:.1f}' for v in run['load_after'])}, limit "
                      f"{run['limit_gib']} GiB")
     lines += _summary(runs, NETWORKS) + _before_after(runs) + _growth(runs, NETWORKS)
-    lines += _extrapolation(runs) + NOTES
+    dvs = next((run for run in runs if run["network"] == "dvs128_csnn"), None)
+    growth = "not measured"
+    if dvs is not None:
+        first = sorted(_ok(dvs, "calibrate"), key=lambda r: (r["samples"], r["steps"]))
+        n = first[0]["samples"] if first else None
+        growth = "DVS128 CSNN, N = {}: {} MiB at T = {}".format(
+            n, ", ".join(f"{r['peak_rss'] / MIB:,.0f}" for r in first if r["samples"] == n),
+            ", ".join(str(r["steps"]) for r in first if r["samples"] == n))
+    lines += _extrapolation(runs) + [line.replace("{calib_growth}", growth) for line in NOTES]
     lines += ["", f"Machine: {platform.machine()}, 2 cores shared with other engineers' jobs, "
               f"Python {platform.python_version()}. Report: `python benchmarks/scale.py "
               "--report`.", ""]
@@ -176,7 +192,7 @@ NOTES = ["", "## What the numbers say, and what is not covered", "",
          "Before, one batch's whole-sequence simulation kept every synapse's input sequence "
          "(for count_synops) and every recorded source: that is what grew by p1 MiB per step "
          "in the `evaluate-before` row of the growth table.",
-         "- Calibration's peak still grows with T (its p1 above): "
+         "- Calibration's absolute peak still grows with T ({calib_growth}): "
          "sbc_deploy.calibrate simulates each calibration batch over the whole sequence (its "
          "SMP filter and Hessian sums take the whole sequence). Streaming it needs the "
          "accumulator to carry the filter state across time chunks (the other half of issue "
@@ -240,12 +256,13 @@ def _before_after(runs: list[dict[str, Any]]) -> list[str]:
 
 def _growth(runs: list[dict[str, Any]], networks: dict[str, Any]) -> list[str]:
     lines = ["", "## Growth laws (fitted to the rows above)", "",
-             "`cpu = c * (N T)^b` and `wall = c' * (N T)^b'` (calibrate: N calibration samples; "
+             "`cpu = a + s N T` (a fixed cost and a marginal cost per sample-step), the power "
+             "law `cpu = c (N T)^b` and `wall = c' (N T)^b'` (calibrate: N calibration samples; "
              "evaluate: N evaluation samples; one thread, so CPU seconds are the work and wall "
              "seconds add the waiting on a machine shared with other jobs) and "
              "`peak = p0 + p1 T` (MiB over the stage's start).", "",
-             "| network | stage | CPU c (s) | CPU b | wall c' (s) | wall b' | p0 MiB | "
-             "p1 MiB/step | points |", "|---|---|---|---|---|---|---|---|---|"]
+             "| network | stage | CPU a (s) | CPU s (s per sample-step) | CPU b | wall b' | "
+             "p0 MiB | p1 MiB/step | points |", "|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         for stage in ("calibrate", "evaluate", "evaluate-before"):
             rows = _ok(run, stage)
@@ -256,7 +273,9 @@ def _growth(runs: list[dict[str, Any]], networks: dict[str, Any]) -> list[str]:
             wall = power_fit(x, [max(r["wall_s"], 1e-6) for r in rows])
             peak = line_fit([r["steps"] for r in rows],
                             [(r["peak_rss"] - r["start_rss"]) / MIB for r in rows])
-            fits = [*(cpu or (None, None)), *(wall or (None, None)), *(peak or (None, None))]
+            linear = line_fit(x, [r["cpu_s"] for r in rows])
+            fits = [*(linear or (None, None)), cpu[1] if cpu else None,
+                    wall[1] if wall else None, *(peak or (None, None))]
             lines.append(f"| {run['network']} | {stage} | "
                          + " | ".join(_fmt(v) for v in fits) + f" | {len(rows)} |")
     return lines
@@ -271,9 +290,13 @@ def _extrapolation(runs: list[dict[str, Any]]) -> list[str]:
         return lines + ["Not computed: the SEW-ResNet-18 224 x 224 calibration rows are missing."]
     w18, w152 = work(resnet_layers(18)), work(resnet_layers(152))
     calib = _ok(src, "calibrate")
-    per_step = float(np.median([r["cpu_s"] / (r["samples"] * r["steps"]) for r in calib]))
+    # marginal CPU seconds per sample-step (the slope of cpu = a + s N T): the fixed cost a
+    # (setting up the sums) does not grow with the data
+    per_step = line_fit([r["samples"] * r["steps"] for r in calib], [r["cpu_s"] for r in calib])[1]
     evals = _ok(src, "evaluate")
-    eval_step = float(np.median([r["cpu_s"] / (r["samples"] * r["steps"]) for r in evals]))
+    eval_step = (line_fit([r["samples"] * r["steps"] for r in evals],
+                          [r["cpu_s"] for r in evals]) or (0.0, float(np.median(
+                              [r["cpu_s"] / (r["samples"] * r["steps"]) for r in evals]))))[1]
     macs18 = w18["forward_macs"] + w18["hessian_macs"]
     macs152 = w152["forward_macs"] + w152["hessian_macs"]
     cpu_rate = 2 * macs18 / per_step            # FLOP/s calibration achieved here
@@ -296,8 +319,9 @@ def _extrapolation(runs: list[dict[str, Any]]) -> list[str]:
         f"SEW-152 forward {w152['forward_macs'] / 1e9:.2f} G + Hessian "
         f"{w152['hessian_macs'] / 1e9:.2f} G ({macs152 / macs18:.1f}x). Parameters "
         f"{w18['params'] / 1e6:.1f} M vs {w152['params'] / 1e6:.1f} M.", "",
-        f"Measured here (1 thread, CPU seconds): calibration {per_step:.3g} s per sample-step of SEW-18 at "
-        f"224 x 224 = {cpu_rate / 1e9:.2f} GFLOP/s; evaluation {eval_step:.3g} s per "
+        f"Measured here (1 thread, marginal CPU seconds): calibration {per_step:.3g} s per sample-step of SEW-18 at "
+        f"224 x 224 = {cpu_rate / 1e9:.2f} GFLOP/s counting the full rows x n_in^2 product "
+        f"(a symmetric product does half of it); evaluation {eval_step:.3g} s per "
         f"sample-step = {eval_rate / 1e9:.2f} GFLOP/s; this machine's 1024^3 GEMM: "
         f"{f32 / 1e9:.1f} GFLOP/s float32, {f64 / 1e9:.1f} GFLOP/s float64 (measured when the "
         "report was written).", ""]
@@ -309,8 +333,8 @@ def _extrapolation(runs: list[dict[str, Any]]) -> list[str]:
             "|---|---|---|---|---|"]
     hbytes = w152["hessian_bytes"]
     allreduce = hbytes / 100e9   # assumed 100 GB/s effective all-reduce bandwidth
-    rows.append(f"| calibrate | {calib_cpu / 3600:,.0f} h | {calib_gpu / 60:,.1f} min | "
-                f"{(calib_gpu / 8 + allreduce) / 60:,.1f} min (+{allreduce:.1f} s all-reduce "
+    rows.append(f"| calibrate | {_dur(calib_cpu)} | {_dur(calib_gpu)} | "
+                f"{_dur(calib_gpu / 8 + allreduce)} (incl. {allreduce:.2g} s all-reduce "
                 f"of {hbytes / 2**30:.1f} GiB at 100 GB/s) | Hessian sums "
                 f"{hbytes / 2**30:.1f} GiB float64 in all (largest "
                 f"{w152['largest_hessian_bytes'] / MIB:.0f} MiB) |")
@@ -320,13 +344,17 @@ def _extrapolation(runs: list[dict[str, Any]]) -> list[str]:
         solve_cpu = k * w152["solver"]
         solve_gpu = solve_cpu * f64 / gpu_rate * 2   # float64 solves: half the FP32 rate
         largest = solve_gpu * w152["largest_solver"] / w152["solver"]
-        rows.append(f"| compress | {solve_cpu / 3600:,.1f} h (fit: {k:.3g} s per unit of "
+        rows.append(f"| compress | {_dur(solve_cpu)} (fit: {k:.3g} CPU s per unit of "
                     f"n_in^3 + n_out n_in^2, median of {len(compress_rows)} networks) | "
-                    f"{solve_gpu / 60:,.1f} min | {max(solve_gpu / 8, largest) / 60:,.1f} min "
-                    f"(largest layer {largest:.0f} s) | one layer's Hessian and inverse at a time "
+                    f"at least {_dur(solve_gpu)} (a lower bound: the solves' float64 work at "
+                    f"half the assumed rate; the solver's per-layer and per-row overhead, which "
+                    f"dominates small layers here, is not modelled) | "
+                    f"at least {_dur(max(solve_gpu / 8, largest))} (largest layer "
+                    f"{_dur(largest)}) | "
+                    f"one layer's Hessian and inverse at a time "
                     f"(<= {2 * w152['largest_hessian_bytes'] / MIB:.0f} MiB) |")
-    rows.append(f"| evaluate (float) | {eval_cpu / 3600:,.0f} h | {eval_gpu / 60:,.1f} min | "
-                f"{eval_gpu / 8 / 60:,.1f} min | chunked: ~{w152['widest_activation'] * 4 / MIB:.1f}"
+    rows.append(f"| evaluate (float) | {_dur(eval_cpu)} | {_dur(eval_gpu)} | "
+                f"{_dur(eval_gpu / 8)} | chunked: ~{w152['widest_activation'] * 4 / MIB:.1f}"
                 " MiB per sample-step of the widest layer, held under the 64 MiB budget |")
     return lines + rows + ["", "The CPU column scales this machine's measured per-sample-step "
                            "cost by the MAC ratio; the GPU columns divide MACs by the assumed "
