@@ -178,6 +178,17 @@ def write_report(json_path: Path, out: Path) -> None:
             n, ", ".join(f"{r['peak_rss'] / MIB:,.0f}" for r in first if r["samples"] == n),
             ", ".join(str(r["steps"]) for r in first if r["samples"] == n))
     lines += _extrapolation(runs) + [line.replace("{calib_growth}", growth) for line in NOTES]
+    full = json_path.with_name("scale_fullhessian.json")
+    if full.exists():
+        lines += ["", "Full Hessians where the plan chose blocks (`--no-blocks`, "
+                  f"{full.name}):", ""]
+        for run in json.loads(full.read_text()):
+            lines.append(f"- `{run['command']}`:")
+            for r in run["rows"]:
+                if r["stage"] in ("calibrate", "compress"):
+                    lines.append(f"  - {r['stage']} N = {r.get('samples')}, T = {r.get('steps')}:"
+                                 f" {'ok' if r.get('ok') else 'failed, ' + r.get('error', '')}"
+                                 f" (peak {r['peak_rss'] / MIB:,.0f} MiB, {r['wall_s']:.0f} s)")
     lines += ["", f"Machine: {platform.machine()}, 2 cores shared with other engineers' jobs, "
               f"Python {platform.python_version()}. Report: `python benchmarks/scale.py "
               "--report`.", ""]
@@ -198,8 +209,9 @@ NOTES = ["", "## What the numbers say, and what is not covered", "",
          "accumulator to carry the filter state across time chunks (the other half of issue "
          "14, sbc_deploy/calibrate.py).",
          "- CIFAR10-DVS's 32,768-input read-out fits because sbc_deploy.memory plans a "
-         "block-diagonal Hessian for it (the `memory plan` row names the blocks); with a full "
-         "Hessian it needs 8 GiB for that layer alone and failed under the limit.",
+         "block-diagonal Hessian for it (the `memory plan` row names the blocks); a full "
+         "Hessian of that layer alone is 32,768^2 x 8 B = 8 GiB (the run with full Hessians "
+         "is listed at the end).",
          "- Integer core: none of these stand-ins runs on it (the `integer core` rows give the "
          "first refusal: float weights; they also hold pools, ADD junctions or Conv1d, which "
          "Lava's netx chain has not). Its streaming is measured on Lava's own networks in "
