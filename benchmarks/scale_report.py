@@ -178,17 +178,26 @@ def write_report(json_path: Path, out: Path) -> None:
             n, ", ".join(f"{r['peak_rss'] / MIB:,.0f}" for r in first if r["samples"] == n),
             ", ".join(str(r["steps"]) for r in first if r["samples"] == n))
     lines += _extrapolation(runs) + [line.replace("{calib_growth}", growth) for line in NOTES]
-    full = json_path.with_name("scale_fullhessian.json")
-    if full.exists():
-        lines += ["", "Full Hessians where the plan chose blocks (`--no-blocks`, "
-                  f"{full.name}):", ""]
+    extra = sorted(p for p in json_path.parent.glob(json_path.stem + "_*.json"))
+    if extra:
+        lines += ["", "## Additional runs", "",
+                  "`scale_fullhessian.json`: full Hessians where the plan chose blocks "
+                  "(`--no-blocks`); `scale_vgg11_plan2gib.json`: VGG-11's compress again with a "
+                  "2 GiB plan budget (its compress under the 4 GiB plan failed at the 6 GiB "
+                  "process limit, above).", ""]
+    for full in extra:
         for run in json.loads(full.read_text()):
-            lines.append(f"- `{run['command']}`:")
+            lines.append(f"- `{run['command']}` ({full.name}; load "
+                         f"{'/'.join(f'{v:.1f}' for v in run['load_before'])} -> "
+                         f"{'/'.join(f'{v:.1f}' for v in run['load_after'])}):")
             for r in run["rows"]:
+                if r["stage"] == "memory plan" and r.get("blocks"):
+                    lines.append(f"  - memory plan: blocks {r['blocks']}")
                 if r["stage"] in ("calibrate", "compress"):
                     lines.append(f"  - {r['stage']} N = {r.get('samples')}, T = {r.get('steps')}:"
                                  f" {'ok' if r.get('ok') else 'failed, ' + r.get('error', '')}"
-                                 f" (peak {r['peak_rss'] / MIB:,.0f} MiB, {r['wall_s']:.0f} s)")
+                                 f" (peak {r['peak_rss'] / MIB:,.0f} MiB, {r['wall_s']:.0f} s "
+                                 f"wall, {r['cpu_s']:.0f} s CPU)")
     lines += ["", f"Machine: {platform.machine()}, 2 cores shared with other engineers' jobs, "
               f"Python {platform.python_version()}. Report: `python benchmarks/scale.py "
               "--report`.", ""]
