@@ -79,14 +79,14 @@ def plain_forward(graph: Graph, x: torch.Tensor) -> torch.Tensor:
         if isinstance(node, (Input, Output)):
             continue
         if isinstance(node, Conv2d):
-            w = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
+            w = torch.as_tensor(np.array(node.weight), dtype=torch.float32)
             b = None if node.bias is None else torch.as_tensor(np.asarray(node.bias),
                                                                dtype=torch.float32)
             y = F.conv2d(x.flatten(0, 1), w, b, stride=node.stride, padding=node.padding,
                          dilation=node.dilation, groups=node.groups)
             x = y.unflatten(0, (steps, batch))
         elif isinstance(node, Affine):
-            w = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
+            w = torch.as_tensor(np.array(node.weight), dtype=torch.float32)
             b = None if node.bias is None else torch.as_tensor(np.asarray(node.bias),
                                                                dtype=torch.float32)
             x = F.linear(x, w, b)
@@ -131,7 +131,9 @@ def block_loss_rows(threads: int) -> list[str]:
     graph = bundled.load_bundled_model("nmnist_mlp")
     data = bundled.load_bundled_data("calib")
     (layer, *_) = graph.synapse_layers()
+    tick = time.perf_counter()
     full = calibrate(graph, data, layers=[layer.name], threads=threads)
+    full_s = time.perf_counter() - tick
     H = full.layers[layer.name].hessian()[0]
     W = torch.tensor(np.asarray(layer.synapse.weight, dtype=np.float64))
     group = torch.zeros(W.shape[0], dtype=torch.long)
@@ -142,7 +144,7 @@ def block_loss_rows(threads: int) -> list[str]:
         tick = time.perf_counter()
         calib = full if block is None else calibrate(graph, data, layers=[layer.name],
                                                     threads=threads, blocks={layer.name: block})
-        cal_s = time.perf_counter() - tick
+        cal_s = full_s if block is None else time.perf_counter() - tick
         tick = time.perf_counter()
         small, _ = compress(graph, calib, SBCConfig(sparsity=0.9, bits=8, allocation="uniform",
                                                     layers=(layer.name,), threads=threads))
@@ -155,6 +157,60 @@ def block_loss_rows(threads: int) -> list[str]:
     return rows
 
 
+def _csnn_child(budget: int, samples: int, steps: int, threads: int, queue) -> None:
+    """In a fresh process: plan, calibrate and compress the 128 x 128 CSNN; report the peak."""
+    import resource
+
+    from sbc_deploy.memory import cifar10_dvs_csnn, plan_memory
+
+    torch.set_num_threads(threads)
+    graph = cifar10_dvs_csnn()
+    plan = plan_memory(graph, steps=steps, batch_size=samples, calib_batch_size=samples,
+                       budget=budget)
+    x = (np.random.default_rng(0).random((samples, steps, 2, 128, 128)) < 0.05).astype(np.uint8)
+    tick = time.perf_counter()
+    calib = calibrate(graph, x, batch_size=samples, blocks=plan.blocks, threads=threads)
+    cal_s = time.perf_counter() - tick
+    tick = time.perf_counter()
+    _, stats = compress(graph, calib, SBCConfig(sparsity=0.9, bits=8, allocation="uniform",
+                                                threads=threads))
+    comp_s = time.perf_counter() - tick
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    queue.put({"plan": plan.to_dict(), "calibrate_s": cal_s, "compress_s": comp_s,
+               "peak": peak, "sparsity": stats.sparsity,
+               "fc_loss": stats.layer("fc").loss, "fc_energy": stats.layer("fc").dense_energy})
+
+
+def csnn_rows(budget: int, samples: int, steps: int, threads: int) -> list[str]:
+    """The CIFAR10-DVS-shaped CSNN at 128 x 128 under a memory budget, in a child process."""
+    import multiprocessing
+
+    from sbc_deploy.memory import format_bytes
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_csnn_child, args=(budget, samples, steps, threads, queue))
+    child.start()
+    out = queue.get()
+    child.join()
+    plan = out["plan"]
+    rows = [f"Budget {format_bytes(budget)}; {samples} samples x {steps} steps of 5 % "
+            "Bernoulli spikes; SBC 90 % + 8 bits (uniform).", "",
+            "| stage | estimate |", "|---|---:|"]
+    rows += [f"| {stage} | {format_bytes(b)} |" for stage, b in plan["stages"].items()]
+    rows += ["", f"Chosen: block-diagonal Hessian {plan['block_diagonal']} (the full one of the "
+             "dense layer, 32,768 inputs, is 8 GiB of float64 alone).", "",
+             "| measured | value |", "|---|---:|",
+             f"| peak RSS of the process (plan + calibrate + compress) | "
+             f"{format_bytes(out['peak'])} |",
+             f"| calibrate | {out['calibrate_s']:.1f} s |",
+             f"| compress | {out['compress_s']:.1f} s |",
+             f"| sparsity | {out['sparsity']:.3f} |",
+             f"| dense layer loss / its dense energy (block-diagonal H) | "
+             f"{out['fc_loss'] / out['fc_energy']:.3g} |"]
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=200)
@@ -163,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reference-samples", type=int, default=50,
                         help="recordings for the float64 reference and the compression check")
+    parser.add_argument("--csnn-budget", default="5GiB",
+                        help="memory budget of the 128 x 128 CSNN run ('0': skip it)")
+    parser.add_argument("--csnn-samples", type=int, default=4)
+    parser.add_argument("--csnn-steps", type=int, default=16)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -188,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     calib_s = time.perf_counter() - tick
     meta = calib.metadata
     gflops = meta["sum_flops"] / 1e9
+    tick = time.perf_counter()
+    calibrate(graph, x, batch_size=args.batch_size, threads=args.threads, precision="float64")
+    calib64_s = time.perf_counter() - tick
 
     # precision: float32 GEMMs vs float64 sums, on the first reference_samples recordings
     ref_x = x[:args.reference_samples]
@@ -211,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Reproduce: `PYTHONPATH=$PWD .venv/bin/python benchmarks/calibrate.py "
         f"--samples {args.samples} --steps {args.steps} --batch-size {args.batch_size} "
-        f"--threads {args.threads} --reference-samples {args.reference_samples} --out ...`",
+        f"--threads {args.threads} --reference-samples {args.reference_samples} "
+        f"--csnn-budget {args.csnn_budget} --csnn-samples {args.csnn_samples} "
+        f"--csnn-steps {args.csnn_steps} --out benchmarks/results/calibrate.md`",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared; load average "
         f"{os.getloadavg()[0]:.1f} at the end), torch {torch.__version__}, "
@@ -228,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| calibrate (simulate + Hessian sums) | {calib_s:.1f} | {calib_s / forward_s:.2f} |",
         f"| of which Hessian sums (filter, im2col, GEMMs) | {meta['sum_seconds']:.1f} | "
         f"{meta['sum_seconds'] / forward_s:.2f} |",
+        f"| calibrate with float64 GEMMs (precision float64) | {calib64_s:.1f} | "
+        f"{calib64_s / forward_s:.2f} |",
         "",
         f"Plain forward = simulator output on the first batch: {same}.",
         "",
@@ -272,6 +339,15 @@ def main(argv: list[str] | None = None) -> int:
               "is solved on its own with an equal share of the pruned weights. Loss: "
               "tr((W - W') H (W - W')^T) on the full Hessian.", ""]
     lines += block_loss_rows(args.threads)
+    if args.csnn_budget != "0":
+        from sbc_deploy.memory import parse_size
+
+        lines += ["", "## A CIFAR10-DVS-shaped CSNN at 128 x 128 in bounded memory", "",
+                  "sbc_deploy.memory.cifar10_dvs_csnn: 4 x (3x3 conv + LIF) 2->32->64->128->128, "
+                  "sum pools after the first three, dense 32,768 -> 10, LIF readout; random "
+                  "weights.", ""]
+        lines += csnn_rows(parse_size(args.csnn_budget), args.csnn_samples, args.csnn_steps,
+                           args.threads)
     text = "\n".join(lines) + "\n"
     if args.out:
         write_text_atomic(args.out, text)

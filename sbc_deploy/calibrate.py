@@ -5,7 +5,15 @@ holding per synapse layer the float64 sums of :math:`(K X)^\top (K X)` and their
 (:class:`~sbc_deploy.compress.hessian.HessianSum`). Streaming: batches of ``batch_size``
 sequences go through :func:`sbc_deploy.sim.simulate`, whose ``on_synapse_input`` hook hands every
 layer its whole input sequence; the sums never hold more than one batch of inputs, so memory
-does not grow with ``N``.
+does not grow with ``N``. The simulator runs a feed-forward graph a layer at a time (each
+synapse over all ``T`` at once, then a scan per neuron) and steps only recurrent cycles through
+time; each layer's batch is then filtered once and summed by float32 GEMMs into float64
+(:class:`~sbc_deploy.compress.hessian.HessianAccumulator`). ``metadata`` records the wall time,
+the time in the sums and their floating-point operations.
+
+Under :func:`sbc_deploy.distributed.session` batch ``b`` is simulated by rank
+``b % world_size`` and every batch's sums are added in batch order on every rank: the
+single-process sums, bit for bit.
 
 Kernels (``kernel=``): ``"smp"`` filters each layer's inputs by the SMP kernel of the neuron that
 follows it (SBC); ``"current"`` uses ``K = I`` for every layer (OBC / GPTQ / SparseGPT).
@@ -36,6 +44,7 @@ import torch
 
 from sbc_deploy.compress.hessian import (
     KERNELS,
+    PRECISIONS,
     BatchSum,
     HessianAccumulator,
     HessianSum,
@@ -212,6 +221,9 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"must be an integer >= 1, got {batch_size!r}",
                           where="calibrate(batch_size=)")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}",
+                          where="calibrate(precision=)")
     dev = resolve_device(device)
     synapse_layers = graph.synapse_layers()
     known = {layer.name for layer in synapse_layers}
@@ -237,7 +249,8 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
             precision=precision, row_fraction=row_fraction, seed=seed,
             block_size=blocks.get(layer.name))
     if x is None:
-        return Calibration({}, steps=0, n_samples=0, data=None, **settings)  # type: ignore[arg-type]
+        return Calibration({}, steps=0, n_samples=0, data=None,
+                           **settings)  # type: ignore[arg-type]
     group = distributed.active()
     world, rank = (1, 0) if group is None else (group.world_size, group.rank)
     total = int(x.shape[0])

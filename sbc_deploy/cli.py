@@ -7,7 +7,9 @@
     sbc-deploy check MODEL --target NAME|PATH [-o OUTDIR]
     sbc-deploy targets
 
-Exit codes: 0 success; 1 the result violates the target; 2 bad usage or bad input.
+Exit codes: 0 success; 1 the result violates the target or a quality guard (accuracy drop,
+silent or chance-level network); 2 bad usage or bad input (nothing is written); 3 an internal
+error (one line asking for a report; the traceback with --debug); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import logging
 import sys
 from typing import Any, Sequence
 
-from sbc_deploy.errors import SbcDeployError
+from sbc_deploy.errors import GuardError, SbcDeployError
 
-EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 COMMANDS = ("inspect", "check", "targets")
 
 
@@ -74,6 +76,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _max_drop(text: str) -> float | None:
+    from sbc_deploy.guards import parse_max_drop
+
+    try:
+        return parse_max_drop(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected accuracy points in [0, 100] or 'none', got {text!r} ({err})") from None
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="replace an OUTDIR that holds files sbc-deploy did not write (they "
+                             "are deleted); without it such a folder is refused")
+
+
 def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dt", type=_positive_float, metavar="SECONDS",
                         help="time step, for NIR files that do not record one")
@@ -88,8 +106,9 @@ def deploy_parser() -> argparse.ArgumentParser:
                     "Compression so that it fits a neuromorphic target, export it, simulate it "
                     "on a bit-accurate core and report what fits.",
         epilog="Other commands: 'sbc-deploy inspect MODEL', 'sbc-deploy check MODEL --target T', "
-               "'sbc-deploy targets'. Exit codes: 0 success, 1 the result violates the target, "
-               "2 bad usage or input.")
+               "'sbc-deploy targets'. Exit codes: 0 success, 1 the result violates the target "
+               "or a quality guard, 2 bad usage or input, 3 internal error (add --debug for "
+               "the traceback).")
     parser.add_argument("model", nargs="?", metavar="MODEL",
                         help=".nir file, lava-dl netx .net/.h5 file, or the name of a bundled "
                              "network (nmnist_mlp, nmnist_cnn), which comes with its bundled "
@@ -124,11 +143,20 @@ def deploy_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", metavar="DEVICE",
                         help="torch device of calibration, compression and the float simulator: "
                              "cpu (default), cuda, cuda:N (the integer core runs on the CPU)")
+    parser.add_argument("--max-drop", type=_max_drop, default="5", metavar="PTS",  # guards.py
+                        help="accuracy points the compressed network may lose against the dense "
+                             "one, on the float simulator and on the integer core (default: 5; "
+                             "'none' turns the guard off); more is exit 1")
+    _output_options(parser)
     _model_options(parser)
     parser.add_argument("--memory-budget", type=_memory_size, default=None, metavar="SIZE",
                         help="memory the run may use, e.g. 8GiB (default: half the machine's "
                              "RAM); layers whose Hessian would not fit get a block-diagonal one, "
                              "and a run that cannot fit is refused before it starts")
+    parser.add_argument("--hessian-precision", choices=("float32", "float64"), default="float32",
+                        help="GEMMs of the Hessian sums (always summed in float64): float32 at "
+                             "the machine's GEMM rate (default), or float64, exact for spikes "
+                             "through IF or readout layers and the reference")
     parser.add_argument("--distributed", action="store_true",
                         help="run as one of the processes started by torchrun (gloo on CPU, "
                              "NCCL on CUDA): calibration data and layer solves are shared out, "
@@ -156,6 +184,7 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--target", required=True, metavar="NAME|PATH[,...]")
         parser.add_argument("-o", "--out", default=None, metavar="OUTDIR",
                             help="also write report.json/.md/.html here")
+        _output_options(parser)
     return parser
 
 
@@ -179,13 +208,20 @@ def _run_targets(args: argparse.Namespace) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from sbc_deploy.fileio import prepare_output_dir
+    from sbc_deploy.outputs import Manifest, prepare, staged_output
     from sbc_deploy.pipeline import check_only
     from sbc_deploy.report.render import to_markdown, write_report
 
+    if args.out:
+        prepare(args.out, force=args.force)  # before any work
     report = check_only(args.model, _split(args.target), dt=args.dt, reset=args.reset)
     if args.out:
-        write_report(report, prepare_output_dir(args.out))
+        manifest = Manifest(command=("sbc-deploy", *_ARGV), versions=report.versions,
+                            inputs=(args.model,),
+                            settings={"targets": _split(args.target), "dt": args.dt,
+                                      "reset": args.reset})
+        with staged_output(args.out, manifest, force=args.force) as folder:  # one set
+            write_report(report, folder)
     print(to_markdown(report))
     return EXIT_OK if report.fits else EXIT_VIOLATION
 
@@ -201,14 +237,26 @@ def _run_deploy(args: argparse.Namespace) -> int:
         model=args.model, targets=tuple(_split(args.target)), calib=args.calib, eval=args.eval,
         method=args.method, sparsity=args.sparsity, bits=args.bits, fan_in=args.fan_in,
         n_m=args.nm, allocation=args.allocation, export=None if args.export is None else tuple(_split(args.export)),
-        out_dir=args.out, dt=args.dt, reset=args.reset, device=args.device,
-        memory_budget=args.memory_budget, distributed=args.distributed)
+        out_dir=args.out, dt=args.dt, reset=args.reset,
+        max_drop=args.max_drop, force=args.force, command=("sbc-deploy", *_ARGV),
+        memory_budget=args.memory_budget, distributed=args.distributed,
+        hessian_precision=args.hessian_precision, device=args.device)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
     if result.report is None:  # a --distributed process other than rank 0: rank 0 reports
         return EXIT_OK
     _print_summary(result)
-    return EXIT_OK if result.report.fits else EXIT_VIOLATION
+    for f in result.report.findings:
+        print(f"  [{f.severity}] {f.code} {f.where or '-'}: {f.message}"
+              + (f" (hint: {f.hint})" if f.hint else ""))
+    errors = sum(f.severity == "error" for f in result.report.findings)
+    if errors:
+        print(f"quality guards: {errors} error(s); the result is not usable as it is (exit 1)")
+    return EXIT_OK if result.report.fits and result.report.guards_pass else EXIT_VIOLATION
+
+
+_ARGV: list[str] = []
+
 
 
 def _print_summary(result: Any) -> None:
@@ -228,6 +276,8 @@ def _print_summary(result: Any) -> None:
         print(", ".join(parts))
         for v in t.violations:
             print(f"  [{v.severity}] {v.layer or '-'}: {v.rule}: {v.message}")
+            if getattr(v, "remedy", None):
+                print(f"      remedy: {v.remedy}")
     for name, path in result.written.items():
         print(f"wrote {path}")
 
@@ -268,8 +318,27 @@ class _Progress:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``sbc-deploy``; returns the exit code (0, 1 or 2)."""
+    """Entry point of ``sbc-deploy``; returns the exit code (0, 1, 2 or 3; 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _ARGV[:] = argv
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _main(argv)
+    except Exception as err:  # noqa: BLE001 - the one place that turns a bug into exit 3
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        print(f"internal error: {type(err).__name__}: {first} -- this is a bug in sbc-deploy, "
+              "please report it with the command line"
+              + ("" if debug else " (run again with --debug for the traceback)"),
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _main(argv: list[str]) -> int:
     try:
         if argv and argv[0] in COMMANDS:
             command = argv[0]
@@ -285,6 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(err), file=sys.stderr)
         print("run 'sbc-deploy --help' for usage", file=sys.stderr)
         return EXIT_USAGE
+    except GuardError as err:
+        print(f"quality guard: {err}", file=sys.stderr)
+        return EXIT_VIOLATION
     except SbcDeployError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

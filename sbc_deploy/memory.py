@@ -8,14 +8,16 @@ made block-diagonal so that the run fits, and notes saying so. :func:`plan_memor
 The estimates are upper bounds from shapes alone (every value ``float32`` in the simulator,
 Hessian sums ``float64``):
 
+    every      RUNTIME (Python, torch and the package: 512 MiB)
     simulate   sum over nodes of B * T * |node output| * 4      (every value of a batch alive)
                + the weights
     calibrate  simulate(calibration batch)
                + sum over layers of 2 * |H_l| * 8               (the sums and one batch's sums)
                + B * T * |largest layer input| * 4 * 2          (the filtered copy, its layout)
                + one im2col chunk (chunk_elements * 4 * 3)
-    compress   sum over layers of 2 * |H_l| * 8                 (the calibration and the solver's
-                                                                 copy of every layer's H)
+    compress   sum over layers of 3 * |H_l| * 8                 (the calibration, the solver's
+                                                                 copy of every layer's H, and
+                                                                 the scaled copy being made)
                + 6 * |H of the largest single block solved| * 8 (damped H, its inverse, the
                                                                  Cholesky factors, temporaries)
                + 8 * |W_l| * 8 for the largest layer            (W, Q, mask, ADMM state)
@@ -47,8 +49,8 @@ from sbc_deploy.ir import Graph
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MIN_BLOCK", "MemoryBudgetError", "MemoryPlan", "StageEstimate", "default_budget",
-           "format_bytes", "parse_size", "plan_memory"]
+__all__ = ["MIN_BLOCK", "MemoryBudgetError", "MemoryPlan", "StageEstimate", "cifar10_dvs_csnn",
+           "default_budget", "format_bytes", "parse_size", "plan_memory"]
 
 MIN_BLOCK = 64
 """Smallest block of a block-diagonal Hessian the planner chooses."""
@@ -57,6 +59,8 @@ DEFAULT_FRACTION = 0.5
 """Default budget: this fraction of the machine's physical memory."""
 
 CHUNK_ELEMENTS = 1 << 22  # HessianAccumulator.chunk_elements
+RUNTIME = 512 * 1024**2
+"""The process itself (Python, torch, the package) before any tensor: added to every stage."""
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
           "gb": 1000**3, "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2,
           "gib": 1024**3, "tib": 1024**4}
@@ -188,7 +192,7 @@ def estimate(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: int
     blocks = dict(blocks or {})
     layers = _layers(graph, kernel, max_groups) if calibrate else []
     stages = [StageEstimate(
-        "simulate", _activations(graph, batch_size, steps) + _weights(graph),
+        "simulate", RUNTIME + _activations(graph, batch_size, steps) + _weights(graph),
         f"{batch_size} samples x {steps} steps, every node's values alive")]
     if not layers:
         return tuple(stages)
@@ -196,15 +200,16 @@ def estimate(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: int
     largest_input = max(s.input_values for s in layers)
     exchange = max(_hessian_values(s, blocks.get(s.name)) for s in layers) * 8 * (
         world_size if world_size > 1 else 0)
-    calib = (_activations(graph, calib_batch_size, steps) + _weights(graph) + 2 * sums
+    calib = (RUNTIME + _activations(graph, calib_batch_size, steps) + _weights(graph) + 2 * sums
              + 8 * calib_batch_size * steps * largest_input + 12 * CHUNK_ELEMENTS + exchange)
     stages.append(StageEstimate(
         "calibrate", calib, f"Hessian sums {format_bytes(sums)} (x2: totals and one batch)"))
     solve = max(6 * 8 * _block_values(s, blocks.get(s.name)) for s in layers)
     weights = max(8 * 8 * s.weights for s in layers)
     stages.append(StageEstimate(
-        "compress", 2 * sums + solve + weights,
-        f"every layer's H twice {format_bytes(2 * sums)}, largest solve {format_bytes(solve)}"))
+        "compress", RUNTIME + 3 * sums + solve + weights,
+        f"every layer's H three times {format_bytes(3 * sums)}, largest solve "
+        f"{format_bytes(solve)}"))
     return tuple(stages)
 
 
@@ -280,3 +285,36 @@ def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: 
     for note in notes:
         log.info("%s", note)
     return MemoryPlan(budget, stages, blocks, tuple(notes))
+
+
+def cifar10_dvs_csnn(rng: Any = None, side: int = 128, classes: int = 10) -> Graph:
+    """A random-weight stand-in of the SBC paper's CIFAR10-DVS CSNN shape, at ``side`` pixels.
+
+    ``2 x side x side`` -> 4 x (3x3 conv + LIF), 2x2 sum pools after the first three ->
+    ``128 x side/8 x side/8`` flattened -> dense -> LIF readout. At 128 x 128 the dense layer's
+    fan-in is 32,768: its full Hessian alone is 8 GiB of float64. Used by the memory tests and
+    benchmarks (no weights of the paper; only the shapes matter there).
+    """
+    import numpy as np
+
+    from sbc_deploy.ir import LIF, Affine, Conv2d, Flatten, Input, Output, SumPool2d
+
+    rng = np.random.default_rng(0) if rng is None else rng
+    nodes: list[tuple[str, Any]] = [("in", Input((2, side, side)))]
+    channels, size = 2, side
+    for k, out in enumerate((32, 64, 128, 128)):
+        fan_in = channels * 9
+        weight = rng.normal(0, 2.0 / np.sqrt(fan_in), (out, channels, 3, 3))
+        nodes.append((f"conv{k}", Conv2d(weight, input_shape=(channels, size, size), padding=1)))
+        nodes.append((f"lif{k}", LIF(beta=np.full((out, size, size), 0.9),
+                                     v_threshold=np.ones((out, size, size)))))
+        channels = out
+        if k < 3:
+            nodes.append((f"pool{k}", SumPool2d(kernel_size=2, input_shape=(out, size, size))))
+            size //= 2
+    n_in = channels * size * size
+    nodes += [("flat", Flatten(input_shape=(channels, size, size))),
+              ("fc", Affine(rng.normal(0, 1.0 / np.sqrt(n_in), (classes, n_in)))),
+              ("readout", LIF(beta=np.full(classes, 0.9), v_threshold=np.ones(classes))),
+              ("out", Output((classes,)))]
+    return Graph.chain(nodes, dt=1e-3)

@@ -203,7 +203,8 @@ def test_incremental_calibration_equals_calibrating_the_draw_at_once(network):
     summed = found["smp", 4]
     assert summed.n_samples == direct.n_samples == 4 * CLASSES
     for name, hsum in direct.layers.items():
-        np.testing.assert_allclose(summed.layers[name].hessian(), hsum.hessian(), rtol=1e-12)
+        # float32 GEMMs into float64 sums: grouping rows differently moves the sums by ~1e-7
+        np.testing.assert_allclose(summed.layers[name].hessian(), hsum.hessian(), rtol=1e-6)
     assert np.array_equal(np.asarray(summed.data), network.pool.x[index])
 
 

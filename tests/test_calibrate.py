@@ -148,3 +148,62 @@ def test_conv_network_fixture_calibrates(rng):
     positions = int(np.prod(first.synapse.output_shape[1:]))
     assert calib.layers[first.name].n_rows == 3 * positions  # sequences x output positions
     assert float(calib.layers[first.name].hessian().diagonal(dim1=-2, dim2=-1).min()) > 0
+
+
+def test_float32_gemm_sums_on_the_bundled_networks():
+    """float32 GEMMs: within 1e-6 of the float64 sums on both bundled networks (their bundled
+    calibration data); SBC on the CNN gives the same compressed weights, bit for bit, from
+    either. (On the MLP a few near-tied weights of 592 K may round the other way:
+    benchmarks/results/calibrate.md.)"""
+    from sbc_deploy import bundled
+    from sbc_deploy.compress import compress, config_for_target
+    from sbc_deploy.targets import load_target
+
+    data = bundled.load_bundled_data("calib")
+    for model in ("nmnist_mlp", "nmnist_cnn"):
+        graph = bundled.load_bundled_model(model)
+        f32 = calibrate(graph, data, threads=1)
+        f64 = calibrate(graph, data, threads=1, precision="float64")
+        for name, reference in f64.layers.items():
+            error = np.linalg.norm(f32.layers[name].xtx - reference.xtx)
+            assert error <= 1e-6 * np.linalg.norm(reference.xtx), (model, name)
+        if model == "nmnist_cnn":
+            config = config_for_target(load_target("loihi2"), method="sbc")
+            a, _ = compress(graph, f32, config)
+            b, _ = compress(graph, f64, config)
+            for layer in graph.synapse_layers():
+                assert np.array_equal(a.nodes[layer.name].weight, b.nodes[layer.name].weight)
+
+
+def test_settings_and_timing_are_recorded(rng):
+    graph = small_graph(rng)
+    calib = calibrate(graph, spikes(rng), row_fraction=0.5, seed=3, blocks={"fc1": 4})
+    settings = calib.settings()
+    assert settings["row_fraction"] == 0.5 and settings["seed"] == 3
+    assert settings["block_diagonal"] == {"fc1": 4} and settings["precision"] == "float32"
+    assert calib.layers["fc1"].block_size == 4 and calib.layers["fc2"].block_size is None
+    assert 0 < calib.metadata["sum_seconds"] <= calib.metadata["seconds"]
+    # 2 x kept rows (half) x values per row: fc1 2 decay groups x 20 x 15 rows x 2 blocks of
+    # 4^2, fc2 20 x 15 rows x 6^2
+    assert calib.metadata["sum_flops"] == 2 * 0.5 * (2 * 300 * 2 * 16 + 300 * 36)
+    with pytest.raises(ConfigError, match="blocks"):
+        calibrate(graph, spikes(rng), blocks={"lif": 4})
+
+
+def test_deploy_records_the_calibration_settings_and_the_memory_plan(tmp_path):
+    """The pipeline passes --hessian-precision on and writes how the sums were made."""
+    from sbc_deploy import bundled
+    from sbc_deploy.pipeline import DeployRequest, deploy
+
+    data = bundled.load_bundled_data("calib")
+    path = tmp_path / "calib.npz"
+    np.savez(path, x=np.asarray(data.x[:12]), dt=data.dt)
+    result = deploy(DeployRequest(model="nmnist_cnn", calib=str(path), eval=None, export=("nir",),
+                                  out_dir=str(tmp_path / "out"), hessian_precision="float64"))
+    settings = result.report.settings
+    (calibration,) = settings["calibration"].values()
+    assert calibration["precision"] == "float64" and calibration["samples"] == 12
+    assert calibration["row_fraction"] == 1.0 and calibration["block_diagonal"] == {}
+    assert settings["memory"]["peak_bytes"] <= settings["memory"]["budget_bytes"]
+    with pytest.raises(ConfigError, match="precision"):
+        calibrate(bundled.load_bundled_model("nmnist_mlp"), None, precision="float16")

@@ -193,11 +193,23 @@ def test_pipeline_evaluation_streams_without_changing_accuracy_or_synops(tmp_pat
         # the MLP goes through the netx export, whose file the integer core runs
         request = DeployRequest(model=model, targets=("loihi2",), method="magnitude",
                                 eval_limit=24, batch_size=10,
-                                export=("netx",) if model == "nmnist_mlp" else (),
+                                export=("netx",) if model == "nmnist_mlp" else None,
                                 out_dir=str(tmp_path / name), sim_memory_budget=budget)
-        return deploy(request).report.targets[0]
+        return deploy(request).report
 
-    whole, streamed = run(None, "whole"), run(30_000, "streamed")
+    whole_report, streamed_report = run(None, "whole"), run(30_000, "streamed")
+    whole, streamed = whole_report.targets[0], streamed_report.targets[0]
+    # firing rates counted chunk by chunk (the guards' ActivityMeter fed per chunk)
+    for key in ("dense", "loihi2"):   # dense and compressed network on the evaluation data
+        rates = [(r.activity[key]["rate"], r.activity[key]["samples"], r.activity[key]
+                  ["silent_neurons"]) for r in (whole_report, streamed_report)]
+        assert rates[0][1] == rates[1][1] == 24
+        assert rates[0][0].keys() == rates[1][0].keys() and rates[0][0]
+        for name, rate in rates[0][0].items():
+            # the MLP's rounding flips: 1 of 580 read-out spikes (see above); the CNN: exact
+            assert rates[1][0][name] == pytest.approx(rate, rel=0 if model == "nmnist_cnn"
+                                                      else 1e-2)
+            assert rates[1][2][name] == pytest.approx(rates[0][2][name], abs=1e-2)
     # float32 BLAS rounds a dense layer's rows by how many rows it is given (see
     # assert_same): a membrane within that rounding of its threshold may spike in one run and
     # not the other (measured: 9 of 15 million SynOps on the quantised MLP). Exact: the CNN.
@@ -217,3 +229,16 @@ def test_pipeline_evaluation_streams_without_changing_accuracy_or_synops(tmp_pat
     labels = torch.from_numpy(np.array(bundled.load_bundled_data("eval").y[:24]))
     pred = classify(result.outputs["output"], default_decoding(graph))
     assert whole.accuracy.dense_float == pytest.approx(float((pred == labels).double().mean()), rel=0)
+
+
+def test_on_recorded_receives_every_chunk_and_nothing_is_kept_whole():
+    graph, x = bundled_inputs("nmnist_cnn", samples=5, steps=12)
+    whole = simulate(graph, x, record=["leaky1", "leaky4:v"])
+    chunks: list[dict[str, torch.Tensor]] = []
+    part = simulate(graph, x, record=["leaky1", "leaky4:v"], time_chunk=5, batch_chunk=3,
+                    on_recorded=lambda values: chunks.append(dict(values)))
+    assert dict(part.recorded) == {}
+    assert len(chunks) == 2 * 3                      # 2 groups of samples x 3 time chunks
+    for key in ("leaky1", "leaky4:v"):
+        groups = [torch.cat([c[key] for c in chunks[g * 3:(g + 1) * 3]]) for g in range(2)]
+        assert_same(torch.cat(groups, dim=1), whole.recorded[key], key)

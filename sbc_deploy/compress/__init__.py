@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sbc_deploy import distributed
 from sbc_deploy.compress.allocate import (
     LayerBounds,
     allocate_global,
@@ -69,7 +70,6 @@ from sbc_deploy.compress.obs import (
     layer_loss,
     obs_sweep,
 )
-from sbc_deploy import distributed
 from sbc_deploy.errors import ConfigError, DataError
 from sbc_deploy.ir import Graph, SynapseLayer
 
@@ -305,7 +305,7 @@ def _solve_blocks(problem: _Problem, n_prune: int, config: CompressionConfig,
     subs, damp_frac, raises = [], 0.0, 0
     for j, cols in enumerate(blocks):
         sub = problem.sub(j)
-        sub_config = config if fan_ins is None else replace(config, fan_in=fan_ins[j])
+        sub_config = config if fan_ins is None else config.replace(fan_in=fan_ins[j])
         result = _solve_layer(sub, counts[j], sub_config, quantize=False, curve=curve)
         Q[:, cols], mask[:, cols] = result.Q, result.mask
         damp_frac = max(damp_frac, result.damp_frac or 0.0)

@@ -20,8 +20,14 @@ of the neuron's *surrogate membrane potential* (no threshold, no reset), a causa
     none (readout)   K = I                                          (plain OBC current loss)
 
 The ``"current"`` kernel (OBC / GPTQ / SparseGPT ported to SNNs) is ``K = I`` for every layer.
-Filtering is done with the recursion ``y[t] = beta * y[t-1] + x[t]`` (O(T), not the T x T
-matrix), which equals ``K @ x`` exactly (tests check both against the closed form).
+Filtering is the recursion ``y[t] = beta * y[t-1] + x[t]`` run as a blocked scan (one small
+GEMM per 32 steps and a carry between blocks, O(32 T) work, not the T x T matrix), which equals
+``K @ x`` up to rounding (tests check both against the closed form and the step-by-step loop).
+
+Speed (:class:`HessianAccumulator`): per batch the filter runs once over all samples; the sums
+are float32 GEMMs over chunks of at most :data:`GEMM_ROWS` rows, each added into float64 sums
+(relative error ~1e-7 against float64 GEMMs; ``precision="float64"`` is the exact reference,
+exact for integer-valued inputs such as spikes through IF or readout kernels).
 
 Per-neuron decays: rows (output neurons or channels) whose neurons share the same decays share
 one Hessian. When a layer has more distinct decays than ``max_groups``, rows are binned by the
@@ -29,7 +35,13 @@ quantiles of their decays and each bin uses its mean decay (an approximation, lo
 
 Conv layers are unfolded (im2col, PyTorch's ``unfold`` order ``C_in/groups x kH x kW``): every
 output position of every step is one row, and ``N`` counts sequences x positions, as the SBC
-authors do. Grouped convolutions get one Hessian per convolution group.
+authors do. Grouped convolutions get one Hessian per convolution group. Conv2d layers without
+groups are unfolded channels-last by one strided copy (several times faster than ``unfold`` on a
+CPU) and their sums permuted back to ``unfold`` order once per batch.
+
+Beyond the full Hessian: a block-diagonal one (``block_size``: only the diagonal blocks of
+consecutive inputs are summed, for layers whose ``n_in**2`` sums do not fit; see
+``sbc_deploy.memory``), and row subsampling (``row_fraction``: an unbiased estimate).
 
 Symbols::
 

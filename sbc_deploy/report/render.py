@@ -105,6 +105,13 @@ def to_markdown(report: Report) -> str:
                         _pct(t.accuracy.compressed_float), _energy(t.energy_j.compressed)]
                        for t in report.targets])
         out.append("")
+    findings = getattr(report, "findings", ())
+    if findings:  # quality guards (issue 12); styled for HTML by the report's owner
+        out += ["## Quality guards", ""]
+        out += _table(["severity", "guard", "where", "finding", "likely cause"],
+                      [[f.severity, f.code, f.where or "-", f.message, f.hint or ""]
+                       for f in findings])
+        out.append("")
     for t in report.targets:
         out += _target_markdown(t)
     if report.timings_s:

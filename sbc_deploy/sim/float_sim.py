@@ -718,7 +718,8 @@ def simulate(graph: Graph, inputs: Tensor | Mapping[str, Tensor], *,
              threads: int | None = None,
              time_chunk: int | None = None,
              batch_chunk: int | None = None,
-             memory_budget: int | None = None) -> SimResult:
+             memory_budget: int | None = None,
+             on_recorded: Callable[[Mapping[str, Tensor]], None] | None = None) -> SimResult:
     """Run ``graph`` on a batch of input sequences.
 
     Streaming. With ``time_chunk`` / ``batch_chunk`` (or a ``memory_budget`` that chooses
@@ -752,6 +753,9 @@ def simulate(graph: Graph, inputs: Tensor | Mapping[str, Tensor], *,
         time_chunk: steps per chunk (default: all, or what ``memory_budget`` allows).
         batch_chunk: samples per group (default: all, or what ``memory_budget`` allows).
         memory_budget: bytes of the largest value of a chunk, when the chunks are not given.
+        on_recorded: called once per chunk with that chunk's recorded values (``record``
+            name -> ``[t, b, ...]``), in the hook's order; when given, nothing recorded is kept
+            whole and the result's ``recorded`` is empty (a running statistic stays bounded).
 
     Returns:
         A :class:`SimResult` with every Output's sequence and the recorded sequences.
@@ -796,12 +800,18 @@ def simulate(graph: Graph, inputs: Tensor | Mapping[str, Tensor], *,
                         run.run_node(unit[0])
                 for name in graph.outputs:
                     outputs[name][-1].append(run.values[name])
-                for key, (node, field) in wanted.items():
-                    recorded[key][-1].append(run.values[node] if field is None
-                                             else run.states[node, field])
+                values = {key: run.values[node] if field is None else run.states[node, field]
+                          for key, (node, field) in wanted.items()}
+                if on_recorded is not None:
+                    on_recorded(MappingProxyType(values))
+                else:
+                    for key, value in values.items():
+                        recorded[key][-1].append(value)
+                del values
                 del run, chunk
         result = SimResult(MappingProxyType({k: _join(v) for k, v in outputs.items()}),
-                           MappingProxyType({k: _join(v) for k, v in recorded.items()}))
+                           MappingProxyType({} if on_recorded is not None else
+                                            {k: _join(v) for k, v in recorded.items()}))
     log.debug("simulated %d nodes, T=%d, B=%d in chunks of %d steps x %d samples",
               len(graph.nodes), steps, batch, t_chunk, b_chunk)
     return result
