@@ -228,6 +228,12 @@ NOTES = ["", "## What the numbers say, and what is not covered", "",
          "- Spiking transformer: only the MLP half of a block is measured. The attention half "
          "cannot be expressed in the IR: it has no node that multiplies two activations "
          "(Q K^T, then the scores times V), no softmax and no layer norm.",
+         "- VGG-11: with a 4 GiB plan budget sbc_deploy.memory chose no blocks, yet compress "
+         "needed more than the 6 GiB process limit (the plan underestimates compress for the "
+         "4096-wide classifier layers); with a 2 GiB plan budget it chose blocks (64 inputs for "
+         "five conv layers and fc2/fc3, 1,024 for conv7: a coarse approximation of the SBC "
+         "objective whose loss is not measured here) and compress completed (Additional runs). The estimate is sbc_deploy/memory.py's (the other half "
+         "of issue 14).",
          "- SEW-ResNet-18 at 224 x 224 has the same layer shapes (hence the same compress cost "
          "and memory) as at 64 x 64; its compress was not re-run.",
          "- Max pooling is replaced by average pooling (the IR has sum and average pools)."]
