@@ -275,9 +275,9 @@ def _run_deploy(args: argparse.Namespace) -> int:
         out_dir=args.out, dt=args.dt, reset=args.reset, source=args.source,
         discretization=args.discretization, input_shape=args.input_shape,
         nir_for=args.nir_for, max_drop=args.max_drop, force=args.force,
-        command=("sbc-deploy", *_ARGV),
-        memory_budget=args.memory_budget, distributed=args.distributed,
-        hessian_precision=args.hessian_precision, device=args.device)
+        command=("sbc-deploy", *_ARGV), memory_budget=args.memory_budget,
+        distributed=args.distributed, hessian_precision=args.hessian_precision,
+        device=args.device)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
     if result.report is None:  # a --distributed process other than rank 0: rank 0 reports

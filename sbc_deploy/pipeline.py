@@ -88,9 +88,6 @@ class DeployRequest:
     max_drop: float | None = DEFAULT_MAX_DROP  # accuracy points; None: guard off
     force: bool = False  # replace an OUTDIR holding files sbc-deploy did not write
     command: tuple[str, ...] = ()  # recorded in manifest.json
-    memory_budget: int | None = None  # bytes; None: half the machine's RAM (sbc_deploy.memory)
-    distributed: bool = False  # one of torchrun's processes (sbc_deploy.distributed)
-    hessian_precision: str = "float32"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
     device: str = "cpu"   # torch device of calibration, compression and the float simulator
     # bytes of the largest activation per simulation chunk during evaluation (None: no limit)
     sim_memory_budget: int | None = EVAL_MEMORY_BUDGET
@@ -98,6 +95,9 @@ class DeployRequest:
     discretization: str | None = None  # euler | exact for NIR (--discretization)
     input_shape: tuple[int, ...] | None = None  # conv-first netx without input layer
     nir_for: str = "nir"  # the NIR consumer the nir export is written for (--nir-for)
+    memory_budget: int | None = None  # bytes; None: half the machine's RAM (sbc_deploy.memory)
+    distributed: bool = False  # one of torchrun's processes (sbc_deploy.distributed)
+    hessian_precision: str = "float32"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
 
 
 @dataclass(frozen=True)
