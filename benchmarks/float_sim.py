@@ -9,6 +9,10 @@ Networks (random weights, Bernoulli input spikes, fixed seed):
 - ``recurrent``: 12-38(recurrent CubaLIF)-7 CubaLIF, the braille fixture's shape, T = 256,
   B = 64 (the recurrent layer is stepped through time).
 
+Each network also runs streamed (``time_chunk=10, batch_chunk=16``: 40 chunks per batch of
+64 x 100 steps, state carried across them), which bounds memory by the chunk: the price of
+streaming is the per-chunk overhead measured here.
+
 Usage::
 
     .venv/bin/python benchmarks/float_sim.py --threads 1 2 --repeats 5 \\
@@ -161,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(0)
         graph = build(rng)
         x = torch.from_numpy(rng.random((steps, args.batch, *shape)) < rate).float()
-        runs = [(label, lambda t: simulate(graph, x, threads=t, device=args.device))]
+        runs = [(label, lambda t: simulate(graph, x, threads=t, device=args.device)),
+                (f"{label}, streamed: chunks of 10 steps x 16 samples, state carried",
+                 lambda t: simulate(graph, x, threads=t, device=args.device, time_chunk=10,
+                                    batch_chunk=16))]
         if key == "mlp":
             runs.append((f"{label}, stepped through time (baseline, not simulate)",
                          lambda t: stepwise_baseline(graph, x, t, args.device)))

@@ -164,6 +164,9 @@ def deploy_parser() -> argparse.ArgumentParser:
                              "supports)")
     parser.add_argument("-o", "--out", default="sbc-out", metavar="OUTDIR",
                         help="output folder (default: ./sbc-out)")
+    parser.add_argument("--device", default="cpu", metavar="DEVICE",
+                        help="torch device of calibration, compression and the float simulator: "
+                             "cpu (default), cuda, cuda:N (the integer core runs on the CPU)")
     from sbc_deploy.frontends.conventions import CONSUMERS
 
     parser.add_argument("--nir-for", default="nir", choices=CONSUMERS, metavar="FRAMEWORK",
@@ -289,7 +292,7 @@ def _run_deploy(args: argparse.Namespace) -> int:
         nir_for=args.nir_for, max_drop=args.max_drop, force=args.force,
         command=("sbc-deploy", *_ARGV), memory_budget=args.memory_budget,
         distributed=args.distributed, hessian_precision=args.hessian_precision,
-        calib_row_fraction=args.calib_row_fraction)
+        calib_row_fraction=args.calib_row_fraction, device=args.device)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
     if result.report is None:  # a --distributed process other than rank 0: rank 0 reports

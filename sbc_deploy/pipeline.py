@@ -10,6 +10,7 @@ goes to the optional ``progress(stage, done, total)`` callback.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from sbc_deploy.calibrate import calibrate
 from sbc_deploy.check import check
 from sbc_deploy.compress import compress
 from sbc_deploy.compress.config import CompressionConfig, config_for_target
+from sbc_deploy.compress.hessian import resolve_device
 from sbc_deploy.data import Dataset
 from sbc_deploy.errors import ConfigError, ExportError, GuardError, SbcDeployError
 from sbc_deploy.exporters import EXPORTERS, export_path
@@ -50,14 +52,17 @@ from sbc_deploy.report.model import (
 )
 from sbc_deploy.outputs import MANIFEST, Manifest, staged_output
 from sbc_deploy.report.render import write_report
-from sbc_deploy.report.synops import count_synops
-from sbc_deploy.sim import classify, default_decoding, simulate
+from sbc_deploy.sim import SynOpsCounter, classify, default_decoding, simulate
 from sbc_deploy.targets import Target, load_target
 from sbc_deploy.validate import validate_request
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+
+# Evaluation streams each batch through the simulator in chunks whose largest activation
+# stays below this (see sbc_deploy.sim.float_sim.chunk_plan): the peak no longer grows with T.
+EVAL_MEMORY_BUDGET = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,9 @@ class DeployRequest:
     max_drop: float | None = DEFAULT_MAX_DROP  # accuracy points; None: guard off
     force: bool = False  # replace an OUTDIR holding files sbc-deploy did not write
     command: tuple[str, ...] = ()  # recorded in manifest.json
+    device: str = "cpu"   # torch device of calibration, compression and the float simulator
+    # bytes of the largest activation per simulation chunk during evaluation (None: no limit)
+    sim_memory_budget: int | None = EVAL_MEMORY_BUDGET
     source: str | None = None  # framework convention of a NIR model (--from); None: detect
     discretization: str | None = None  # euler | exact for NIR (--discretization)
     input_shape: tuple[int, ...] | None = None  # conv-first netx without input layer
@@ -168,26 +176,26 @@ def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
     """Float accuracy and SynOps of ``graph`` on the evaluation data."""
     if data is None:
         return _Evaluation(None, None)
-    names = [layer.name for layer in graph.synapse_layers()]
-    sources = {name: graph.predecessors(name) for name in names}
     meter = ActivityMeter(spiking_layers(graph), "evaluation")
-    record = sorted({src for srcs in sources.values() for src in srcs} | set(meter.layers))
     output = graph.outputs[0]
     mode = default_decoding(graph)
     correct, seen, reports = 0, 0, []
     total = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
     for x, y in _batches(data, request.batch_size, request.eval_limit):
-        inputs: dict[str, torch.Tensor] = {}
-        result = simulate(graph, x, record=record,
-                          on_synapse_input=lambda name, t: inputs.__setitem__(name, t))
-        reports.append(count_synops(graph, inputs))
-        meter.add(result.recorded)
+        # streamed: SynOps and firing counted chunk by chunk, no layer's whole sequence kept
+        counter = SynOpsCounter(graph, steps=x.shape[0], batch=x.shape[1])
+        result = simulate(graph, x, record=meter.layers, on_synapse_input=counter,
+                          on_recorded=meter.add, device=request.device,
+                          memory_budget=request.sim_memory_budget)
+        reports.append(counter.report())
         if y is not None:
-            correct += int((classify(result.outputs[output], mode) == y).sum())
+            correct += int((classify(result.outputs[output].cpu(), mode) == y).sum())
         seen += x.shape[1]
         progress(stage, seen, total)
     accuracy = correct / seen if data.y is not None and seen else None
-    return _Evaluation(accuracy, _merge_synops(reports), meter.result())
+    # the meter counted a group of samples once per time chunk: the samples are ``seen``
+    activity = dataclasses.replace(meter.result(), samples=seen)
+    return _Evaluation(accuracy, _merge_synops(reports), activity)
 
 
 def _merge_synops(reports: Sequence[Any]) -> Any:
@@ -215,14 +223,16 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
     from sbc_deploy.sim.int_core import evaluate_deployed
 
     deployed = graph if netx_file is None else from_netx(netx_file, dt=graph.dt)
-    n = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
-    spikes = np.array(np.swapaxes(data.x[:n], 0, 1))  # a writable copy for torch
-    try:
-        result = evaluate_deployed(deployed, spikes, np.array(data.y[:n]),
-                                   batch_size=request.batch_size)
-    except SbcDeployError as err:
-        return None, f"integer core could not run this network: {err}"
-    return result.integer_accuracy, None
+    correct = seen = 0
+    for x, y in _batches(data, request.batch_size, request.eval_limit):   # one batch in memory
+        try:
+            result = evaluate_deployed(deployed, x, y, batch_size=request.batch_size,
+                                       memory_budget=request.sim_memory_budget)
+        except SbcDeployError as err:
+            return None, f"integer core could not run this network: {err}"
+        correct += round(result.integer_accuracy * result.samples)
+        seen += result.samples
+    return correct / seen, None
 
 
 def _layer_rows(graph: Graph, stats: Any) -> tuple[LayerRow, ...]:
@@ -334,7 +344,7 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
     if request.distributed:
         from sbc_deploy import distributed
 
-        with distributed.session(str(getattr(request, "device", None) or "cpu")):
+        with distributed.session(request.device):
             return _deploy(request, progress)
     return _deploy(request, progress)
 
@@ -349,6 +359,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
 
     with clock.stage("load"):
         progress("load", 0, 1)
+        resolve_device(request.device)   # a bad or absent device fails before any work
         plan = validate_request(request)
         graph, model_name, calib, evaluation = (plan.graph, plan.model_name, plan.calib,
                                                 plan.evaluation)
@@ -399,7 +410,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
         for target in targets:
             config = config_for_target(target, method=request.method, sparsity=request.sparsity,
                                        bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
-                                       allocation=request.allocation)
+                                       allocation=request.allocation, device=request.device)
             with clock.stage("calibrate"):
                 key = (config.kernel, config.device)
                 if key not in calibrations:
@@ -481,7 +492,7 @@ def _participate(graph: Graph, calib: Dataset | None, targets: Sequence[Target],
     for target in targets:
         config = config_for_target(target, method=request.method, sparsity=request.sparsity,
                                    bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
-                                   allocation=request.allocation)
+                                   allocation=request.allocation, device=request.device)
         key = (config.kernel, config.device)
         if key not in calibrations:
             calibrations[key] = calibrate(

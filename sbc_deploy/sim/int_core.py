@@ -720,9 +720,12 @@ def simulate_integer(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
                      threads: int | None = None) -> IntSimResult:
     """Run the integer core on a batch of input sequences, bit-exactly as Lava's ``fixed_pt``.
 
-    The network is run layer by layer over the whole sequence: a synapse layer is one integer
-    matrix product or convolution per block of ``chunk`` steps over all samples, and only the
-    neurons step through time (a recurrent layer also steps its recurrent synapse). Neuron
+    The sequence is run in blocks of ``chunk`` steps, every layer through a block before the
+    next block starts (each layer's state, recurrent input and the source step that its
+    one-step synaptic delay needs carry over): a synapse layer is one integer matrix product
+    or convolution per block over all samples, and only the neurons step through time (a
+    recurrent layer also steps its recurrent synapse). Memory is one block of every layer
+    plus the outputs and whatever is recorded; it does not grow with ``T`` otherwise. Neuron
     state is held in float64, where every value is an integer that float64 represents and
     every operation computes exactly; blocks in which no value can reach the 24-bit limits
     skip the wrap and clip.
@@ -740,7 +743,7 @@ def simulate_integer(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
             ``Network(reset_interval=, reset_offset=)`` for back-to-back samples in one stream,
             which starts every layer when the sample's first data reaches it.
         reset_offset: phase of that reset.
-        chunk: steps per synapse operation (memory vs. speed; results do not depend on it).
+        chunk: steps per block (memory vs. speed; results do not depend on it).
         threads: torch intra-op threads for the synapse products (restored afterwards).
 
     Returns:
@@ -759,113 +762,131 @@ def simulate_integer(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
     x = _input_array(net, spikes)
     steps, batch = int(x.shape[0]), int(x.shape[1])
     where = f"Input '{net.input}'"
-    direct = net.layers[0].kind == "input"
-    recorded: dict[str, np.ndarray] = {}
-    final: dict[str, LifState] = {}
+    values = net.layers[0].kind == "input" or graded_input
+    if values:
+        source_max = int(max(abs(x.max(initial=0)), abs(x.min(initial=0))))
+    else:
+        source_max = 1
+    recorded: dict[str, list[np.ndarray]] = {key: [] for key in wanted}
+    outputs: list[np.ndarray] = []
     with _threads(threads), torch.no_grad():
-        if direct or graded_input:
-            source = _integers(x, where)
-            source_max = int(np.abs(source).max(initial=0))
-        else:
-            if x.dtype.kind == "f" and not np.all(x == np.round(x)):
-                raise DataError("holds non-integer values; the integer core takes spikes or "
-                                "integer event counts", where=where)
-            source = x.view(np.int8) if x.dtype == np.bool_ else (x != 0).view(np.int8)
-            source_max = 1
-        for key, (_, what) in wanted.items():
-            if what == "input":
-                recorded[key] = source
+        runs = []
         for index, layer in enumerate(net.layers):
             keys = {what: key for key, (name, what) in wanted.items() if name == layer.name}
-            run = _LayerRun(layer, index, batch, keys, reset_interval, reset_offset)
-            out, state, traces = run(source, source_max, steps, chunk)
-            final[layer.name] = state
-            for what, key in keys.items():
-                recorded[key] = out if what == "spikes" else traces[what]
-            source, source_max = out, 1
-    # a read-out integrator outputs its v (like the IR's CubaLI), a spiking layer its spikes
-    output = source if net.layers[-1].spiking else traces["v"]
+            runs.append(_LayerRun(layer, index, batch, keys, reset_interval, reset_offset,
+                                  source_max))
+            source_max = 1
+        # time-major: every layer runs one block of steps before the next block starts, so
+        # only one block of every layer's values is alive (the state carries over)
+        for t0 in range(0, steps, chunk):
+            t1 = min(steps, t0 + chunk)
+            block = _input_block(x[t0:t1], values, where)
+            for key, (_, what) in wanted.items():
+                if what == "input":
+                    recorded[key].append(block)
+            traces: dict[str, np.ndarray] = {}
+            for run in runs:
+                block, traces = run.block(block, t0)
+                for what, key in run.keys.items():
+                    if key:
+                        recorded[key].append(block if what == "spikes" else traces[what])
+            # a read-out integrator outputs its v (like the IR's CubaLI), a spiking layer spikes
+            outputs.append(block if net.layers[-1].spiking else traces["v"])
+    final = {run.layer.name: LifState(run.state.u.astype(np.int64), run.state.v.astype(np.int64))
+             for run in runs}
     log.debug("integer core: %d layers, T=%d, B=%d", len(net.layers), steps, batch)
     return IntSimResult(
-        MappingProxyType({net.output: torch.from_numpy(output)}),
-        MappingProxyType({k: torch.from_numpy(np.ascontiguousarray(v))
+        MappingProxyType({net.output: torch.from_numpy(np.concatenate(outputs))}),
+        MappingProxyType({k: torch.from_numpy(np.ascontiguousarray(np.concatenate(v)))
                           for k, v in recorded.items()}),
         MappingProxyType(final))
 
 
+def _input_block(x: np.ndarray, values: bool, where: str) -> np.ndarray:
+    """One block of the input as the core takes it: integer values (an input layer, or a
+    graded first synapse) or binary spikes (any non-zero value is one spike)."""
+    if values:
+        return _integers(x, where)
+    if x.dtype.kind == "f" and not np.all(x == np.round(x)):
+        raise DataError("holds non-integer values; the integer core takes spikes or "
+                        "integer event counts", where=where)
+    return x.view(np.int8) if x.dtype == np.bool_ else (x != 0).view(np.int8)
+
+
 class _LayerRun:
-    """The mutable bookkeeping of one neuron layer's run (never escapes simulate_integer)."""
+    """One neuron layer's state across blocks of steps (never escapes simulate_integer)."""
 
     def __init__(self, layer: FixedPointLayer, index: int, batch: int, keys: Mapping[str, str],
-                 reset_interval: int | None, reset_offset: int) -> None:
+                 reset_interval: int | None, reset_offset: int, source_max: int) -> None:
         self.layer, self.index, self.batch = layer, index, batch
         self.keys = dict(keys)
         if not layer.spiking:
             self.keys.setdefault("v", "")   # a read-out's output is its v
         self.reset_interval, self.reset_offset = reset_interval, reset_offset
-        self.p = lif_parameters(layer, np.float64)   # exact integer arithmetic in float64
+        self.p = p = lif_parameters(layer, np.float64)   # exact integer arithmetic in float64
         self.bias_max = int(np.abs(self.p.bias).max(initial=0))
-
-    def __call__(self, source: np.ndarray, source_max: int, steps: int, chunk: int
-                 ) -> tuple[np.ndarray, LifState, dict[str, np.ndarray]]:
-        """All steps of the layer; ``source`` is ``[T, B, *source_shape]`` integers."""
-        layer, batch, p = self.layer, self.batch, self.p
-        state = lif_initial_state(p, batch)
-        out = np.zeros((steps, batch, *layer.shape), dtype=np.int8)
-        traces = {what: np.empty((steps, batch, *layer.shape), dtype=np.int64)
-                  for what in ("a", "u", "v") if what in self.keys}
-        feed = None
+        self.state = lif_initial_state(p, batch)
+        self.feed = None
         if layer.kind != "input":
             assert layer.weight is not None
-            feed = _SynapseOp(layer.weight, layer.weight_exp,
-                              layer if layer.kind == "conv2d" else None,
-                              layer.synapse_input_shape, source_max)
-        rec = None
-        rec_bound = 0
+            self.feed = _SynapseOp(layer.weight, layer.weight_exp,
+                                   layer if layer.kind == "conv2d" else None,
+                                   layer.synapse_input_shape, source_max)
+        self.rec = None
+        self.rec_bound = 0
         if layer.recurrent_weight is not None:
-            rec = _SynapseOp(layer.recurrent_weight, layer.recurrent_weight_exp, None,
-                             (layer.neurons,), 1)
-            rec_bound = abs(rec.bound(1))
-        rec_a: np.ndarray | None = None   # recurrent input of the next step (one step of delay)
-        u_max = v_max = 0
-        for t0 in range(0, steps, chunk):
-            t1 = min(steps, t0 + chunk)
-            a_block = self._input_block(source, t0, t1, feed)
-            # skip the wrap of u and the clip of v in blocks where they are out of reach
-            a_max = int(np.abs(a_block).max(initial=0)) + rec_bound
-            n = t1 - t0
-            u_reach = _reach(u_max, a_max << ACT_SHIFT, DECAY_UNITY - (p.du + 1), n)
-            v_reach = _reach(v_max, u_reach + self.bias_max, DECAY_UNITY - p.dv, n)
-            saturate = u_reach >= UV_MAX or v_reach >= UV_MAX - 1
-            for t in range(t0, t1):
-                a_t = a_block[t - t0]
-                if rec_a is not None:
-                    a_t = a_t + rec_a
-                if _reset_due(t, self.index, self.reset_interval, self.reset_offset):
-                    state = lif_initial_state(p, batch)
-                s, state = lif_step(a_t, state, p, saturate=saturate)
-                out[t] = s
-                if rec is not None:
-                    rec_a = rec(s.reshape(batch, -1).view(np.int8)).reshape(state.u.shape)
-                    rec_a = rec_a.astype(np.float64)
-                if "a" in traces:
-                    traces["a"][t] = a_t
-                if "u" in traces:
-                    traces["u"][t] = state.u
-                if "v" in traces:
-                    traces["v"][t] = state.v
-            u_max = int(np.abs(state.u).max(initial=0))
-            v_max = int(np.abs(state.v).max(initial=0))
-        return out, LifState(state.u.astype(np.int64), state.v.astype(np.int64)), traces
+            self.rec = _SynapseOp(layer.recurrent_weight, layer.recurrent_weight_exp, None,
+                                  (layer.neurons,), 1)
+            self.rec_bound = abs(self.rec.bound(1))
+        self.rec_a: np.ndarray | None = None   # recurrent input of the next step (1 step delay)
+        self.last: np.ndarray | None = None    # the source's step before the block (delay)
+        self.u_max = self.v_max = 0
 
-    def _input_block(self, source: np.ndarray, t0: int, t1: int,
-                     feed: _SynapseOp | None) -> np.ndarray:
-        """``a[t]`` for ``t0 <= t < t1``, ``[t1 - t0, B, *shape]`` integers in float64."""
-        layer, batch = self.layer, self.batch
-        if feed is None:
+    def block(self, source: np.ndarray, t0: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Steps ``t0 .. t0 + n - 1`` of the layer; ``source`` is ``[n, B, *source_shape]``
+        integers (the same steps of what feeds it). Returns the spikes (int8) and the traces
+        of ``a``, ``u``, ``v`` asked for."""
+        layer, batch, p = self.layer, self.batch, self.p
+        n = source.shape[0]
+        out = np.zeros((n, batch, *layer.shape), dtype=np.int8)
+        traces = {what: np.empty((n, batch, *layer.shape), dtype=np.int64)
+                  for what in ("a", "u", "v") if what in self.keys}
+        a_block = self._input_block(source)
+        # skip the wrap of u and the clip of v in blocks where they are out of reach
+        a_max = int(np.abs(a_block).max(initial=0)) + self.rec_bound
+        u_reach = _reach(self.u_max, a_max << ACT_SHIFT, DECAY_UNITY - (p.du + 1), n)
+        v_reach = _reach(self.v_max, u_reach + self.bias_max, DECAY_UNITY - p.dv, n)
+        saturate = u_reach >= UV_MAX or v_reach >= UV_MAX - 1
+        state, rec_a = self.state, self.rec_a
+        for k in range(n):
+            a_t = a_block[k]
+            if rec_a is not None:
+                a_t = a_t + rec_a
+            if _reset_due(t0 + k, self.index, self.reset_interval, self.reset_offset):
+                state = lif_initial_state(p, batch)
+            s, state = lif_step(a_t, state, p, saturate=saturate)
+            out[k] = s
+            if self.rec is not None:
+                rec_a = self.rec(s.reshape(batch, -1).view(np.int8)).reshape(state.u.shape)
+                rec_a = rec_a.astype(np.float64)
+            if "a" in traces:
+                traces["a"][k] = a_t
+            if "u" in traces:
+                traces["u"][k] = state.u
+            if "v" in traces:
+                traces["v"][k] = state.v
+        self.state, self.rec_a = state, rec_a
+        self.u_max = int(np.abs(state.u).max(initial=0))
+        self.v_max = int(np.abs(state.v).max(initial=0))
+        return out, traces
+
+    def _input_block(self, source: np.ndarray) -> np.ndarray:
+        """``a[t]`` for the block's steps, ``[n, B, *shape]`` integers in float64."""
+        layer, batch, n = self.layer, self.batch, source.shape[0]
+        if self.feed is None:
             # input layer: a[t] = x[t] * weight (no synapse, no delay)
             assert layer.input_scale is not None
-            x = source[t0:t1].reshape(t1 - t0, batch, *layer.shape)
+            x = source.reshape(n, batch, *layer.shape)
             a = x * layer.input_scale
             if not np.all(a == np.round(a)):
                 raise DataError("the input times the input layer's weight / unit is not an "
@@ -873,12 +894,12 @@ class _LayerRun:
                                 where=f"layer '{layer.name}'")
             return a.astype(np.float64)
         # a[t] = A(s_in[t - 1]); a[0] = 0 (Lava's synapse buffer starts empty)
-        a_block = np.zeros((t1 - t0, batch, *layer.shape), dtype=np.float64)
-        lo = max(t0 - 1, 0)
-        s = source[lo:t1 - 1]
+        a_block = np.zeros((n, batch, *layer.shape), dtype=np.float64)
+        s = source[:-1] if self.last is None else np.concatenate([self.last[None], source[:-1]])
+        self.last = source[-1].copy()
         if s.shape[0]:
-            a = feed(s.reshape(s.shape[0] * batch, *s.shape[2:]))
-            a_block[t1 - t0 - s.shape[0]:] = a.reshape(s.shape[0], batch, *layer.shape)
+            a = self.feed(s.reshape(s.shape[0] * batch, *s.shape[2:]))
+            a_block[n - s.shape[0]:] = a.reshape(s.shape[0], batch, *layer.shape)
         return a_block
 
 
@@ -921,6 +942,7 @@ def _as_classes(outputs: Tensor | np.ndarray) -> Tensor:
 def evaluate_deployed(graph: Graph, spikes: Tensor | np.ndarray, labels: Tensor | np.ndarray,
                       *, mode: str | None = None, net: FixedPointNetwork | None = None,
                       batch_size: int = 256, threads: int | None = None,
+                      memory_budget: int | None = None,
                       **core_options: Any) -> DeployedAccuracy:
     """Accuracy as deployed: the integer core next to the float simulator on labelled data.
 
@@ -933,6 +955,9 @@ def evaluate_deployed(graph: Graph, spikes: Tensor | np.ndarray, labels: Tensor 
             the last layer's ``v`` on the core.
         net: the fixed-point network (default: ``to_fixed_point(graph)``).
         batch_size: samples per simulation call.
+        memory_budget: bytes of the largest value per chunk of either simulator (see
+            :func:`sbc_deploy.sim.float_sim.chunk_plan`; the core's blocks get the same number
+            of sample-steps); None: whole batches and the core's default block.
         threads: torch threads for both simulators.
         **core_options: passed to :func:`simulate_integer` (``graded_input``, ``reset_*``).
 
@@ -940,7 +965,7 @@ def evaluate_deployed(graph: Graph, spikes: Tensor | np.ndarray, labels: Tensor 
         A :class:`DeployedAccuracy`.
     """
     from sbc_deploy.sim.decode import DECODINGS, classify, default_decoding
-    from sbc_deploy.sim.float_sim import simulate
+    from sbc_deploy.sim.float_sim import chunk_plan, simulate
 
     mode = default_decoding(graph) if mode is None else mode
     if mode not in DECODINGS:
@@ -955,9 +980,15 @@ def evaluate_deployed(graph: Graph, spikes: Tensor | np.ndarray, labels: Tensor 
                         where="evaluate_deployed")
     last = net.layers[-1].name
     float_pred, int_pred = [], []
+    if memory_budget is not None and "chunk" not in core_options:
+        # the core's widest block value is float64 a[t]: the float plan's steps x samples
+        steps, samples = chunk_plan(graph, int(x.shape[0]), min(batch_size, int(y.shape[0])),
+                                    memory_budget // 2)
+        batch_size = samples
+        core_options = {**core_options, "chunk": steps}
     for b0 in range(0, int(y.shape[0]), batch_size):
         xb = x[:, b0:b0 + batch_size]
-        fres = simulate(graph, xb.to(torch.float32), threads=threads)
+        fres = simulate(graph, xb, threads=threads, memory_budget=memory_budget)
         float_pred.append(classify(_as_classes(fres.outputs[net.output]), mode))  # type: ignore
         trace = mode != "spike_count" and net.layers[-1].spiking
         ires = simulate_integer(net, xb, record=[f"{last}:v"] if trace else [], threads=threads,
