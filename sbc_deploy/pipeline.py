@@ -5,7 +5,9 @@
 
 Every stage is a function of values; this module only passes results from one to the next,
 times them, and assembles the :class:`~sbc_deploy.report.model.Report`. It never prints: progress
-goes to the optional ``progress(stage, done, total)`` callback.
+goes to the optional ``progress(stage, done, total, unit=..., detail=...)`` callback, called with
+``done = 0`` when a stage starts and after every unit of work (``unit``: what ``done`` counts,
+e.g. ``"samples"`` or ``"layers"``; ``detail``: what is being worked on, e.g. the layer).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from sbc_deploy.errors import ConfigError, DataError, ExportError, SbcDeployErro
 from sbc_deploy.exporters import EXPORTERS, export_path
 from sbc_deploy.fileio import prepare_output_dir
 from sbc_deploy.frontends import load_model
-from sbc_deploy.ir import Graph, Synapse
+from sbc_deploy.ir import Graph, Neuron, Synapse
+from sbc_deploy.report.details import cost_evidence, layer_details
 from sbc_deploy.report.energy import estimate_energy
 from sbc_deploy.report.model import (
     Accuracy,
@@ -47,7 +50,11 @@ from sbc_deploy.targets import Target, load_target
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
+Progress = Callable[..., None]  # progress(stage, done, total, *, unit="samples", detail="")
+
+
+def _silent(stage: str, done: int, total: int, **info: Any) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -166,31 +173,42 @@ def _batches(data: Dataset, batch_size: int, limit: int | None) -> Iterator[tupl
 class _Evaluation:
     accuracy: float | None
     synops: Any
+    rates: Mapping[str, float] = field(default_factory=dict)  # neuron -> spikes/neuron/step
 
 
 def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
                     progress: Progress, stage: str) -> _Evaluation:
     """Float accuracy and SynOps of ``graph`` on the evaluation data."""
     if data is None:
-        return _Evaluation(None, None)
+        return _Evaluation(None, None, {})
     names = [layer.name for layer in graph.synapse_layers()]
     sources = {name: graph.predecessors(name) for name in names}
-    record = sorted({src for srcs in sources.values() for src in srcs})
+    spiking = [name for name, node in graph.nodes.items()
+               if isinstance(node, Neuron) and node.spiking]
+    record = sorted({src for srcs in sources.values() for src in srcs} | set(spiking))
     output = graph.outputs[0]
     mode = default_decoding(graph)
     correct, seen, reports = 0, 0, []
+    spikes = {name: 0.0 for name in spiking}
+    slots = {name: 0 for name in spiking}
     total = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
+    progress(stage, 0, total, unit="samples")
     for x, y in _batches(data, request.batch_size, request.eval_limit):
         inputs: dict[str, torch.Tensor] = {}
         result = simulate(graph, x, record=record,
                           on_synapse_input=lambda name, t: inputs.__setitem__(name, t))
         reports.append(count_synops(graph, inputs))
+        for name in spiking:  # firing rate: spikes per neuron per step
+            out = result.recorded[name]
+            spikes[name] += float(out.sum())
+            slots[name] += int(out.numel())
         if y is not None:
             correct += int((classify(result.outputs[output], mode) == y).sum())
         seen += x.shape[1]
-        progress(stage, seen, total)
+        progress(stage, seen, total, unit="samples")
     accuracy = correct / seen if data.y is not None and seen else None
-    return _Evaluation(accuracy, _merge_synops(reports))
+    rates = {name: spikes[name] / slots[name] for name in spiking if slots[name]}
+    return _Evaluation(accuracy, _merge_synops(reports), rates)
 
 
 def _merge_synops(reports: Sequence[Any]) -> Any:
@@ -201,8 +219,8 @@ def _merge_synops(reports: Sequence[Any]) -> Any:
 
 
 def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
-                      request: DeployRequest, netx_file: str | None
-                      ) -> tuple[float | None, str | None]:
+                      request: DeployRequest, netx_file: str | None,
+                      progress: Progress = _silent) -> tuple[float | None, str | None]:
     """Accuracy of the bit-accurate core on the network as deployed.
 
     When a netx file was written, the core runs that file (read back with ``from_netx``): the
@@ -215,21 +233,33 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
         return None, (f"no bit-accurate core model for {target.name} (the core models Lava's "
                       "fixed-point CUBA LIF); integer accuracy not measured")
     from sbc_deploy.frontends import from_netx
-    from sbc_deploy.sim.int_core import evaluate_deployed
+    from sbc_deploy.sim.int_core import evaluate_deployed, to_fixed_point
 
     deployed = graph if netx_file is None else from_netx(netx_file, dt=graph.dt)
     n = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
-    spikes = np.array(np.swapaxes(data.x[:n], 0, 1))  # a writable copy for torch
+    if n == 0:
+        return None, "no evaluation samples: integer accuracy not measured"
+    stage = f"integer core {target.name}"
+    progress(stage, 0, n, unit="samples")
+    correct = 0.0
     try:
-        result = evaluate_deployed(deployed, spikes, np.array(data.y[:n]),
-                                   batch_size=request.batch_size)
+        net = to_fixed_point(deployed)
+        for start in range(0, n, request.batch_size):  # one call per batch, for the progress
+            stop = min(start + request.batch_size, n)
+            spikes = np.array(np.swapaxes(data.x[start:stop], 0, 1))  # a writable copy
+            result = evaluate_deployed(deployed, spikes, np.array(data.y[start:stop]), net=net,
+                                       batch_size=request.batch_size)
+            correct += result.integer_accuracy * (stop - start)
+            progress(stage, stop, n, unit="samples")
     except SbcDeployError as err:
         return None, f"integer core could not run this network: {err}"
-    return result.integer_accuracy, None
+    return correct / n, None
 
 
-def _layer_rows(graph: Graph, stats: Any) -> tuple[LayerRow, ...]:
+def _layer_rows(graph: Graph, stats: Any,
+                details: Mapping[str, Any] | None = None) -> tuple[LayerRow, ...]:
     rows = []
+    details = details or {}
     losses = getattr(stats, "layer_loss", {}) if stats is not None else {}
     for layer in graph.synapse_layers():
         syn: Synapse = layer.synapse
@@ -242,8 +272,49 @@ def _layer_rows(graph: Graph, stats: Any) -> tuple[LayerRow, ...]:
             fan_in_max=int(fan_in.max()) if fan_in.size else 0, synapses=kept,
             dense_synapses=int(syn.weight.size), grid=encoding.grid if encoding else None,
             layer_loss=losses.get(layer.name) if isinstance(losses, Mapping) else None,
-            fan_in=tuple(int(v) for v in fan_in)))
+            fan_in=tuple(int(v) for v in fan_in),
+            neuron=layer.neuron_name, **_detail_fields(details.get(layer.name))))
     return tuple(rows)
+
+
+def _detail_fields(detail: Any) -> dict[str, Any]:
+    if detail is None:
+        return {}
+    return {key: getattr(detail, key) for key in (
+        "synops_dense", "synops_compressed", "energy_dense_j", "energy_compressed_j",
+        "rate_dense", "rate_compressed", "storage", "memory_bits_dense", "memory_bits_sparse",
+        "cores")}
+
+
+def _grade(grades: Mapping[str, str], term: str) -> str:
+    """Evidence grade of an energy term (``"core steps (6 cores)"`` -> ``"core steps"``)."""
+    return grades.get(term.split(" (")[0], "unknown")
+
+
+def _limits(target: Target) -> dict[str, Any]:
+    spec = target.cores
+    return {"max_fan_in": target.limits.max_fan_in,
+            "synapse_storage": spec.synapse_storage, "index_bits": spec.index_bits,
+            "bits_per_weight": spec.bits_per_weight}
+
+
+def _layer_progress(graph: Graph, config: CompressionConfig, target: Target,
+                    progress: Progress) -> Callable[[int, int], None]:
+    """compress()'s ``progress(done, total)`` -> the pipeline's, naming the next layer."""
+    wanted = getattr(config, "layers", None)
+    layers = [layer for layer in graph.synapse_layers() if not wanted or layer.name in wanted]
+    stage = f"compress {target.name}"
+
+    def detail(i: int) -> str:
+        if i >= len(layers):
+            return ""
+        layer = layers[i]
+        shape = "x".join(str(v) for v in layer.synapse.weight.shape)
+        name = layer.name if not layer.neuron_name else f"{layer.name} -> {layer.neuron_name}"
+        return f"{name} {shape}"
+
+    progress(stage, 0, len(layers), unit="layers", detail=detail(0))
+    return lambda done, total: progress(stage, done, total, unit="layers", detail=detail(done))
 
 
 def _violation_rows(result: Any) -> tuple[ViolationRow, ...]:
@@ -257,15 +328,19 @@ def _core_rows(mapping: Any) -> tuple[CoreRow, ...]:
         rows.append(CoreRow(core=core.index, layer=", ".join(core.layers), neurons=core.neurons,
                             synapse_bits=core.synapse_bits,
                             neuron_utilisation=core.neuron_utilisation,
-                            memory_utilisation=core.memory_utilisation))
+                            memory_utilisation=core.memory_utilisation,
+                            neuron_capacity=core.neuron_capacity,
+                            memory_capacity=core.memory_capacity))
     return tuple(rows)
 
 
 def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
-            steps: int) -> tuple[dict[str, str], list[str]]:
+            steps: int, progress: Progress = _silent) -> tuple[dict[str, str], list[str]]:
     formats = request.export if request.export is not None else target.export_formats
     written, notes = {}, []
-    for fmt in formats:
+    stage = f"export {target.name}"
+    for i, fmt in enumerate(formats):
+        progress(stage, i, len(formats), unit="files", detail=fmt)
         if fmt not in EXPORTERS:
             raise ConfigError(f"unknown export format {fmt!r}; known: {', '.join(EXPORTERS)}",
                               where="--export")
@@ -279,6 +354,7 @@ def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
             notes.append(f"{fmt} export refused: {err}")
             continue
         written[fmt] = str(path)
+    progress(stage, len(formats), len(formats), unit="files")
     return written, notes
 
 
@@ -291,12 +367,12 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
     Raises:
         SbcDeployError: bad input (file, data, flag) -- nothing is written in that case.
     """
-    progress = progress or (lambda stage, done, total: None)
+    progress = progress or _silent
     clock = _Clock()
     out_dir = prepare_output_dir(request.out_dir)
 
     with clock.stage("load"):
-        progress("load", 0, 1)
+        progress("load", 0, 1, unit="steps")
         targets = tuple(t if isinstance(t, Target) else load_target(t) for t in request.targets)
         if not targets:
             raise ConfigError("name at least one target", where="--target")
@@ -316,41 +392,45 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
                 if calib is None and config.needs_calibration:
                     raise DataError("compression needs calibration data; pass --calib DATA (or "
                                     "--method magnitude, which needs none)", where="--calib")
-                calibrations[key] = calibrate(graph, calib if config.needs_calibration else None,
-                                              config=config,
-                                              progress=lambda d, t: progress("calibrate", d, t))
+                calibrations[key] = calibrate(
+                    graph, calib if config.needs_calibration else None, config=config,
+                    progress=lambda d, t: progress("calibrate", d, t, unit="samples"))
         with clock.stage("compress"):
             compressed, stats = compress(graph, calibrations[key], config,
-                                         progress=lambda d, t: progress("compress", d, t))
+                                         progress=_layer_progress(graph, config, target,
+                                                                  progress))
         with clock.stage("check"):
             checked = check(compressed, target)
         target_dir = out_dir if len(targets) == 1 else out_dir / target.name
         target_dir.mkdir(parents=True, exist_ok=True)
         steps = evaluation.steps if evaluation is not None else (calib.steps if calib else 1)
         with clock.stage("export"):
-            exports, notes = _export(compressed, target, request, target_dir, steps)
+            exports, notes = _export(compressed, target, request, target_dir, steps, progress)
         with clock.stage("evaluate compressed"):
             after = _evaluate_float(compressed, evaluation, request, progress,
                                     f"evaluate {target.name}")
         with clock.stage("integer core"):
             integer, note = _integer_accuracy(compressed, evaluation, target, request,
-                                              exports.get("netx"))
+                                              exports.get("netx"), progress)
         if note:
             notes.append(note)
         energy = (estimate_energy(dense.synops, after.synops, target,
                                   cores=checked.mapping.cores_used)
                   if dense.synops is not None else None)
+        details = layer_details(compressed, target, checked.mapping, dense.synops, after.synops,
+                                dense.rates, after.rates)
+        grades = cost_evidence(target)
         reports.append(TargetReport(
             target=target.name, description=target.description, method=request.method,
-            layers=_layer_rows(compressed, stats), violations=_violation_rows(checked),
+            layers=_layer_rows(compressed, stats, details), violations=_violation_rows(checked),
             cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
-            cores=_core_rows(checked.mapping),
-            limits={"max_fan_in": target.limits.max_fan_in},
+            cores=_core_rows(checked.mapping), limits=_limits(target),
             accuracy=Accuracy(dense.accuracy, after.accuracy, integer),
             synops=BeforeAfter(*(None if e.synops is None else e.synops.per_sample
                                  for e in (dense, after))),
             energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
-            energy_terms=tuple(EnergyTerm(*term) for term in energy.terms) if energy else (),
+            energy_terms=tuple(EnergyTerm(*term, evidence=_grade(grades, term.name))
+                               for term in energy.terms) if energy else (),
             ann_equivalent=dict(energy.ann_equivalent) if energy else {},
             exports=exports, notes=tuple(notes)))
         results.append(TargetResult(target, compressed, config, stats, checked))
@@ -388,10 +468,11 @@ def check_only(model: str | Path | Graph, targets: Sequence[str | Path | Target]
             checked = check(graph, target)
             reports.append(TargetReport(
                 target=target.name, description=target.description, method="none (check only)",
-                layers=_layer_rows(graph, None), violations=_violation_rows(checked),
+                layers=_layer_rows(graph, None, layer_details(graph, target, checked.mapping,
+                                                              None, None, {}, {})),
+                violations=_violation_rows(checked),
                 cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
-                cores=_core_rows(checked.mapping),
-                limits={"max_fan_in": target.limits.max_fan_in}))
+                cores=_core_rows(checked.mapping), limits=_limits(target)))
     name = "graph given in memory" if isinstance(model, Graph) else str(model)
     return Report(model=name, dt=graph.dt, reset=graph.metadata.get("reset"),
                   targets=tuple(reports), timings_s=dict(clock.timings), versions=_versions())
