@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -244,6 +245,8 @@ def _run_deploy(args: argparse.Namespace) -> int:
 
 
 def _print_summary(result: Any) -> None:
+    from sbc_deploy.report.html import labels
+
     report = result.report
     for t in report.targets:
         acc = t.accuracy
@@ -258,8 +261,10 @@ def _print_summary(result: Any) -> None:
         if t.energy_j.compressed is not None:
             parts.append(f"energy {t.energy_j.compressed * 1e6:.3g} uJ/sample")
         print(", ".join(parts))
+        names = labels(t)
         for v in t.violations:
-            print(f"  [{v.severity}] {v.layer or '-'}: {v.rule}: {v.message}")
+            layer = names.get(v.layer or "", v.layer or "-")
+            print(f"  [{v.severity}] {layer}: {v.rule}: {v.message}")
     files = [str(path) for path in result.written.values()]
     files += [path for t in report.targets for path in t.exports.values()]
     print("wrote " + ", ".join(files) if len(files) < 3 else "wrote:\n" + "\n".join(
@@ -301,8 +306,8 @@ class _Progress:
             # the bar starts at the stage's first call (done = 0 when the stage announces
             # itself), so the first rate is measured over real work, not since import
             self._bar = tqdm(total=total, desc=stage, unit=f" {unit}", file=sys.stderr,
-                             leave=True, dynamic_ncols=True, initial=done, smoothing=0.1,
-                             mininterval=0.2)
+                             leave=True, initial=done, smoothing=0.1, mininterval=0.2,
+                             **_width())
         bar = self._bar
         if bar.total != total:
             bar.total = total
@@ -312,6 +317,15 @@ class _Progress:
             bar.update(done - bar.n)
         else:
             bar.refresh()
+
+
+def _width() -> dict[str, Any]:
+    """Follow the terminal's width; a terminal that reports none (0 columns) gets 100."""
+    try:
+        columns = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        columns = 0
+    return {"dynamic_ncols": True} if columns > 0 else {"ncols": 100}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -377,6 +377,7 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
         if not targets:
             raise ConfigError("name at least one target", where="--target")
         graph, model_name, calib, evaluation = _load(request)
+        progress("load", 1, 1, unit="steps")
     with clock.stage("evaluate dense"):
         dense = _evaluate_float(graph, evaluation, request, progress, "evaluate dense")
 
@@ -392,6 +393,8 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
                 if calib is None and config.needs_calibration:
                     raise DataError("compression needs calibration data; pass --calib DATA (or "
                                     "--method magnitude, which needs none)", where="--calib")
+                if calib is not None and config.needs_calibration:
+                    progress("calibrate", 0, len(calib), unit="samples")
                 calibrations[key] = calibrate(
                     graph, calib if config.needs_calibration else None, config=config,
                     progress=lambda d, t: progress("calibrate", d, t, unit="samples"))

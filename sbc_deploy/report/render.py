@@ -64,14 +64,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines
 
 
-def _layer_rows(t: TargetReport) -> list[list[Any]]:
-    limit = t.limits.get("max_fan_in")
-    return [[layer.name, layer.kind, "x".join(map(str, layer.shape)), _pct(layer.sparsity),
-             layer.weight_bits if layer.weight_bits is not None else "float",
-             f"{layer.fan_in_max}" + (f" / {limit}" if limit else ""),
-             f"{layer.synapses:,} / {layer.dense_synapses:,}"] for layer in t.layers]
-
-
 def _energy_rows(t: TargetReport) -> list[list[Any]]:
     return [[term.name, _num(term.count_dense), _num(term.count_compressed),
              _energy(term.cost_j), term.evidence.upper() if term.evidence in

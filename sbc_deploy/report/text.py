@@ -45,8 +45,10 @@ def verdict_line(t: TargetReport) -> str:
 def check_verdict(report: Report) -> str:
     """What ``sbc-deploy check`` prints: verdict lines, then the violations table."""
     lines = [verdict_line(t) for t in report.targets]
-    rows = [[t.target, v.layer or "-", v.rule, v.limit, v.actual, v.severity, v.message]
-            for t in report.targets for v in t.violations]
+    from sbc_deploy.report.html import labels
+
+    rows = [[t.target, labels(t).get(v.layer or "", v.layer or "-"), v.rule, v.limit, v.actual,
+             v.severity, v.message] for t in report.targets for v in t.violations]
     if rows:
         lines += ["", text_table(["target", "layer", "rule", "limit", "actual", "severity",
                                   "message"], rows)]
