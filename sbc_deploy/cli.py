@@ -207,15 +207,13 @@ def _run_targets(args: argparse.Namespace) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    from sbc_deploy import bundled
     from sbc_deploy.fileio import prepare_output_dir
     from sbc_deploy.pipeline import check_only
     from sbc_deploy.report.render import to_markdown, write_report
-
     from sbc_deploy.report.text import check_verdict
 
-    model = args.model
-    from sbc_deploy import bundled
-
+    model: Any = args.model
     if model in bundled.MODELS and not Path(model).exists():
         model = bundled.load_bundled_model(model)
     report = check_only(model, _split(args.target), dt=args.dt, reset=args.reset)

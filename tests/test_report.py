@@ -41,7 +41,8 @@ def _target(name: str, violations: tuple[ViolationRow, ...]) -> TargetReport:
     return TargetReport(
         target=name, description=f"{name} chip", method="sbc", layers=layers,
         violations=violations, cores_used=2, cores_available=128,
-        cores=(CoreRow(0, "lif1", 256, 473496, 0.03, 0.45), CoreRow(1, "lif2", 10, 10240, 0.001, 0.01)),
+        cores=(CoreRow(0, "lif1", 256, 473496, 0.03, 0.45),
+               CoreRow(1, "lif2", 10, 10240, 0.001, 0.01)),
         limits={"max_fan_in": 256}, accuracy=Accuracy(0.97, 0.955, 0.951),
         synops=BeforeAfter(1.2e6, 1.3e5), energy_j=BeforeAfter(3.1e-5, 4.0e-6),
         energy_terms=(EnergyTerm("synop", 1.2e6, 1.3e5, 23.6e-12, "Davies 2018 Table 2 [S]",
@@ -173,6 +174,7 @@ def test_many_layers_are_aggregated_and_many_cores_grouped():
     cores = tuple(CoreRow(i, "lif1" if i < 150 else "lif2", 10, 100, i / 200, 0.5)
                   for i in range(200))
     grouped, how = _core_rows(dataclasses.replace(t, cores=cores))
+    assert how.startswith("200 cores grouped per layer")
     assert len(cores) > MAX_CORE_ROWS and len(grouped) == 2
     assert grouped[0].label == "fc1 -> lif1 (cores 0-149)"
     assert grouped[0].bars[0].value == pytest.approx(100 * 149 / 200)  # the fullest core

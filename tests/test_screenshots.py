@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("report_layout", REPO / "scripts" / "report_layout.py")
+_spec = importlib.util.spec_from_file_location("report_layout",
+                                               REPO / "scripts" / "report_layout.py")
 layout = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(layout)  # type: ignore[union-attr]
 

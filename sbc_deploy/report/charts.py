@@ -114,9 +114,9 @@ def hbar_chart(title: str, rows: Sequence[Row], *, unit: str = "", low: float = 
     def x(value: float) -> float:
         return x0 + (min(max(value, low), top) - low) / (top - low) * (x1 - x0)
 
-    out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{full}" '
-           f'height="{height}" viewBox="0 0 {full} {height}" role="img" '
-           f'aria-label="{html.escape(title)}">',
+    out = [(f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{full}" '
+            f'height="{height}" viewBox="0 0 {full} {height}" role="img" '
+            f'aria-label="{html.escape(title)}">'),
            f'<text class="title" x="0" y="14">{html.escape(_fit(title, full))}</text>']
     if legend:
         lx = 0.0
@@ -138,8 +138,9 @@ def hbar_chart(title: str, rows: Sequence[Row], *, unit: str = "", low: float = 
     bar_h = (row_h - 6) / per_row
     for i, row in enumerate(rows):
         y = head + i * row_h
-        hover = [row.label] + [f"{b.series}: {b.text or ('n/a' if b.value is None else _fmt(b.value))}"
-                               for b in row.bars] + ([row.hover] if row.hover else [])
+        shown = [b.text or ("n/a" if b.value is None else _fmt(b.value)) for b in row.bars]
+        hover = [row.label] + [f"{b.series}: {text}" for b, text in zip(row.bars, shown)] + (
+            [row.hover] if row.hover else [])
         out.append(f'<g class="row"><title>{html.escape(chr(10).join(hover))}</title>')
         out.append(f'<rect x="0" y="{y}" width="{full}" height="{row_h}" class="hit"/>')
         out.append(f'<text class="label" x="{x0 - 6}" y="{y + row_h / 2 + 4:.1f}" '

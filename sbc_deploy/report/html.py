@@ -41,13 +41,15 @@ figcaption{font-size:12.5px;color:#555;margin-top:4px}
 svg.chart{display:block;max-width:none;font:12px system-ui,-apple-system,"Segoe UI",Roboto,
 sans-serif}
 svg .title{font-weight:600;font-size:13px}svg .tick{fill:#555;font-size:11px}
-svg .legend{font-size:11.5px}svg .label{font-size:12px}svg .value{font-size:11.5px;fill:#333}svg .small{font-size:10.5px}
+svg .legend{font-size:11.5px}svg .label{font-size:12px}
+svg .value{font-size:11.5px;fill:#333}svg .small{font-size:10.5px}
 svg .grid{stroke:#e5e5e5}svg .limit{stroke:#c00;stroke-width:1.5;stroke-dasharray:4 3}
 svg .hit{fill:transparent}svg .row:hover .hit{fill:#f0f4ff}
 .tablewrap{overflow-x:auto;background:#fff;border:1px solid #ddd;margin:6px 0 10px}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:3px 8px;
 font-size:12.5px;text-align:left;vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}
-td:first-child{white-space:nowrap}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td:first-child{white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .bad{color:#b00;font-weight:600}.good{color:#070;font-weight:600}
 .grade{display:inline-block;padding:0 6px;border-radius:8px;font-size:11.5px;background:#e8f5e9}
 .grade.estimate,.grade.unknown{background:#ffe0b2;color:#8a4b00;font-weight:600}
@@ -155,6 +157,10 @@ def storage_reason(t: TargetReport, layer: Any) -> str:
     return "only non-zero synapses are stored (with their index): pruning frees memory"
 
 
+def _mean(values: Sequence[float]) -> str:
+    return pct(sum(values) / len(values), 0) if values else "n/a"
+
+
 def _core_rows(t: TargetReport) -> tuple[list[Row], str]:
     names = labels(t)
     if len(t.cores) <= MAX_CORE_ROWS:
@@ -186,8 +192,7 @@ def _core_rows(t: TargetReport) -> tuple[list[Row], str]:
                 pct(max(n_use), 0) if n_use else "n/a"),
             Bar(100 * max(m_use) if m_use else None, COLORS["memory"],
                 "synapse memory (fullest core)", pct(max(m_use), 0) if m_use else "n/a")),
-            hover=f"{len(cores)} cores; mean neurons {pct(sum(n_use) / len(n_use), 0) if n_use else 'n/a'}"
-                  f", mean memory {pct(sum(m_use) / len(m_use), 0) if m_use else 'n/a'}"))
+            hover=f"{len(cores)} cores; mean neurons {_mean(n_use)}, mean memory {_mean(m_use)}"))
     return rows, f"{len(t.cores)} cores grouped per layer: the fullest core of each group"
 
 
@@ -304,8 +309,8 @@ def _save_section(t: TargetReport) -> str:
                             f"Whole network: {count(t.synops.dense)} -> "
                             f"{count(t.synops.compressed)} SynOps per sample."))
     if any(layer.energy_dense_j is not None for layer in t.layers):
-        unit, scale = _energy_unit([v for layer in t.layers for v in
-                                    (layer.energy_dense_j or 0.0, layer.energy_compressed_j or 0.0)])
+        unit, scale = _energy_unit([v or 0.0 for layer in t.layers
+                                    for v in (layer.energy_dense_j, layer.energy_compressed_j)])
         rows = [Row(layer.label, tuple(
             Bar(None if v is None else v / scale, COLORS[s], s, energy(v))
             for v, s in ((layer.energy_dense_j, "dense"),
@@ -340,8 +345,8 @@ def _save_section(t: TargetReport) -> str:
                      ("estimate", "unknown")]
         if estimates:
             parts.append(f'<p class="muted"><span class="grade estimate">estimate</span> '
-                         f'{html.escape(", ".join(estimates))}: not measured on {html.escape(t.target)}'
-                         "; treat the totals as an estimate.</p>")
+                         f'{html.escape(", ".join(estimates))}: not measured on '
+                         f"{html.escape(t.target)}; treat the totals as an estimate.</p>")
     return "".join(parts)
 
 
@@ -412,13 +417,13 @@ def _findings(items: Any) -> str:
 def to_html(report: Report) -> str:
     """The whole page (see the module docstring)."""
     title = f"sbc-deploy report: {report.model}"
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-             f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body><main>",
+    parts = [(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+              f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+              f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body><main>"),
              f"<h1>{html.escape(title)}</h1>",
-             f'<p class="muted">dt = {report.dt:g} s, reset = '
-             f'{html.escape(str(report.reset))}. Layers are named <i>synapse -&gt; neuron</i> '
-             "everywhere. Hover a bar for its exact values.</p>", '<div class="cards">']
+             (f'<p class="muted">dt = {report.dt:g} s, reset = '
+              f'{html.escape(str(report.reset))}. Layers are named <i>synapse -&gt; neuron</i> '
+              "everywhere. Hover a bar for its exact values.</p>"), '<div class="cards">']
     for t in report.targets:
         acc = t.accuracy
         acc_text = " \u00b7 ".join(f"{k} {pct(v, 2)}" for k, v in (

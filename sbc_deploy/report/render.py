@@ -185,7 +185,8 @@ def _target_markdown(t: TargetReport) -> list[str]:
           _bits(layer.memory_bits_dense), _bits(layer.memory_bits_sparse),
           storage_reason(t, layer)] for layer in t.layers]) + [""]
     errors = [v for v in t.violations if v.severity == "error"]
-    out += [f"### Violations ({len(errors)} errors, {len(t.violations) - len(errors)} warnings)", ""]
+    warnings = len(t.violations) - len(errors)
+    out += [f"### Violations ({len(errors)} errors, {warnings} warnings)", ""]
     if t.violations:
         out += _table(["layer", "rule", "limit", "actual", "severity", "message"],
                       [[v.layer or "-", v.rule, v.limit, v.actual, v.severity, v.message]
