@@ -84,3 +84,49 @@ def test_the_screenshots_are_committed_and_linked_from_the_readme():
             name = f"docs/report-{case}-{width}.png"
             assert (REPO / name).stat().st_size > 20_000, name
             assert name in readme, f"README does not link {name}"
+
+
+def _many_layers_report(n: int):
+    """A report with ``n`` layers, each on its own 2 cores, and two targets (synthetic numbers:
+    the layout, not the values, is under test)."""
+    from sbc_deploy.report.model import (Accuracy, BeforeAfter, CoreRow, EnergyTerm, LayerRow,
+                                         Report, TargetReport, ViolationRow)
+
+    layers = tuple(LayerRow(
+        f"block{i}.conv", "Conv2d", (64, 64, 3, 3), (i % 10) / 10, 8, 100 + i, 1000 - i, 36864,
+        "int_exp", 0.01 * (i % 7), (), neuron=f"block{i}.lif", synops_dense=1e5 * (1 + i % 5),
+        synops_compressed=8e4 * (1 + i % 5), energy_dense_j=2e-6, energy_compressed_j=1.5e-6,
+        rate_dense=0.01 * (i % 9), rate_compressed=0.011 * (i % 9), storage="dense",
+        memory_bits_dense=294_912, memory_bits_sparse=400_000, cores=(2 * i, 2 * i + 1))
+        for i in range(n))
+    cores = tuple(CoreRow(c, f"block{c // 2}.lif", 4096, 100_000, 0.5, 0.9) for c in range(2 * n))
+
+    def target(name: str) -> TargetReport:
+        return TargetReport(
+            name, f"{name} chip", "sbc", layers,
+            (ViolationRow("block3.lif", "fan_in", 64, 103, "too many inputs"),),
+            2 * n, 128, cores, {"max_fan_in": 4096, "synapse_storage": "dense_or_sparse",
+                                "index_bits": 13}, Accuracy(0.96, 0.948, 0.947),
+            BeforeAfter(3e7, 2.4e7), BeforeAfter(4e-4, 3e-4),
+            (EnergyTerm("synops", 3e7, 2.4e7, 23.6e-12, "stand-in", "estimate"),))
+
+    return Report("synthetic", 1e-3, "zero", (target("loihi2"), target("loihi1")))
+
+
+@needs_chromium
+@pytest.mark.parametrize("layers", [2, 200])
+def test_charts_scale_from_2_to_200_layers_and_cores(layers, tmp_path):
+    from sbc_deploy.report.render import to_html
+
+    page = tmp_path / "many.html"
+    page.write_text(to_html(_many_layers_report(layers)), encoding="utf-8")
+    for width in layout.WIDTHS:
+        measured = layout.measure(page, width)
+        assert layout.layout_problems(measured) == []
+        charts = {c["title"]: c for c in measured["charts"]}
+        # per-layer sums are aggregated (<= 24 rows), cores grouped per layer (<= 32 rows)
+        synops = charts["SynOps per sample, per layer"]
+        assert sum(1 for t in synops["texts"] if t["cls"] == "label") == min(layers, 24)
+        cores = charts["loihi2: use of each core against its limit"]
+        assert sum(1 for t in cores["texts"] if t["cls"] == "label") == (
+            2 * layers if 2 * layers <= 32 else 24)

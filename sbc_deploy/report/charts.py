@@ -18,6 +18,8 @@ from typing import Sequence
 
 CHAR_W = 7.0        # px per character of 12 px sans-serif, an upper bound for ASCII labels
 ROW_H = 20          # px per row (one bar, or a group of bars)
+COMPACT_ROW_H = 15  # px per one-bar row when a chart has more than COMPACT_FROM rows
+COMPACT_FROM = 40
 WIDTH = 620         # px of the whole chart
 LABEL_W = 200       # px of the label column
 VALUE_W = 112       # px right of the bars for the value text
@@ -104,6 +106,8 @@ def hbar_chart(title: str, rows: Sequence[Row], *, unit: str = "", low: float = 
         top = low + 1.0
     per_row = max((len(r.bars) for r in rows), default=1)
     row_h = ROW_H if per_row == 1 else BAR_H * per_row + 6
+    if per_row == 1 and len(rows) > COMPACT_FROM:
+        row_h = COMPACT_ROW_H
     head, axis_h = 22 + (16 if legend else 0), 28
     height = head + row_h * max(len(rows), 1) + axis_h + (16 if note else 0)
     if label_w is None:  # as wide as the longest label, within [LABEL_W / 2, MAX_LABEL_W]
@@ -143,7 +147,8 @@ def hbar_chart(title: str, rows: Sequence[Row], *, unit: str = "", low: float = 
             [row.hover] if row.hover else [])
         out.append(f'<g class="row"><title>{html.escape(chr(10).join(hover))}</title>')
         out.append(f'<rect x="0" y="{y}" width="{full}" height="{row_h}" class="hit"/>')
-        out.append(f'<text class="label" x="{x0 - 6}" y="{y + row_h / 2 + 4:.1f}" '
+        size = "label" if row_h >= ROW_H else "label small"
+        out.append(f'<text class="{size}" x="{x0 - 6}" y="{y + row_h / 2 + 4:.1f}" '
                    f'text-anchor="end">{html.escape(_fit(row.label, x0 - 8))}</text>')
         for j, bar in enumerate(row.bars):
             by = y + 3 + j * bar_h
@@ -152,7 +157,7 @@ def hbar_chart(title: str, rows: Sequence[Row], *, unit: str = "", low: float = 
                 length = max(x(bar.value) - x0, 0.0)
                 out.append(f'<rect class="bar" x="{x0}" y="{by:.1f}" width="{length:.1f}" '
                            f'height="{max(bar_h - 1, 1):.1f}" fill="{bar.color}"/>')
-            size = "value" if per_row == 1 else "value small"
+            size = "value" if per_row == 1 and row_h >= ROW_H else "value small"
             out.append(f'<text class="{size}" x="{x1 + 4}" y="{by + bar_h / 2 + 3.5:.1f}">'
                        f'{html.escape(_fit(text, VALUE_W - 4))}</text>')
         for mark in row.marks:

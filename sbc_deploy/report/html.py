@@ -23,6 +23,7 @@ from sbc_deploy.report.model import Report, TargetReport
 
 MAX_ROWS = 24          # rows drawn per chart before the smaller ones are summed into one
 MAX_CORE_ROWS = 32     # cores drawn one per row; more are grouped per layer
+LONG = 16              # tables with more rows (and charts with more than 40) scroll in place
 
 _STYLE = """
 *{box-sizing:border-box}
@@ -46,9 +47,10 @@ svg .value{font-size:11.5px;fill:#333}svg .small{font-size:10.5px}
 svg .grid{stroke:#e5e5e5}svg .limit{stroke:#c00;stroke-width:1.5;stroke-dasharray:4 3}
 svg .hit{fill:transparent}svg .row:hover .hit{fill:#f0f4ff}
 .tablewrap{overflow-x:auto;background:#fff;border:1px solid #ddd;margin:6px 0 10px}
+.tablewrap.long{max-height:520px;overflow-y:auto}figure.long{max-height:640px;overflow-y:auto}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:3px 8px;
 font-size:12.5px;text-align:left;vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}
-td:first-child{white-space:nowrap}
+td:first-child,td:nth-child(2){white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .bad{color:#b00;font-weight:600}.good{color:#070;font-weight:600}
 .grade{display:inline-block;padding:0 6px;border-radius:8px;font-size:11.5px;background:#e8f5e9}
@@ -111,13 +113,14 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequenc
             text = str(cell) if i in raw else html.escape(str(cell))
             cells.append(f'<td class="num">{text}</td>' if i in numeric else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<div class="tablewrap"><table><thead><tr>{head}</tr></thead>'
+    wrap = "tablewrap long" if len(rows) > LONG else "tablewrap"  # scrolls inside the page
+    return (f'<div class="{wrap}"><table><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
-def figure(svg: str, caption: str = "") -> str:
+def figure(svg: str, caption: str = "", long: bool = False) -> str:
     cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    return f"<figure>{svg}{cap}</figure>"
+    return f"<figure{' class=long' if long else ''}>{svg}{cap}</figure>"
 
 
 def grade(evidence: str) -> str:
@@ -143,18 +146,17 @@ def storage_reason(t: TargetReport, layer: Any) -> str:
     if layer.storage is None or dense is None or sparse is None:
         return ""
     if rule == "kernel":
-        return "the kernel is stored once per layer: pruning frees no memory"
+        return "kernel stored once per layer; pruning frees no memory"
     if layer.storage == "dense":
-        why = ("the target stores every potential synapse, zeros too"
-               if rule == "dense" else "dense is the cheaper form at this sparsity")
+        why = "zeros are stored too" if rule == "dense" else "dense is cheaper"
         index = t.limits.get("index_bits")
         if rule == "dense_or_sparse" and index and dense and sparse > dense:
             # sparse (1 - s) P (w + index) < dense P w  <=>  s > index / (w + index)
             w = t.limits.get("bits_per_weight") or layer.weight_bits or 8
             breakeven = index / (w + index)
-            why += f" (sparse pays off above {100 * breakeven:.0f}% sparsity)"
-        return why + ": pruning frees no memory"
-    return "only non-zero synapses are stored (with their index): pruning frees memory"
+            why += f" below {100 * breakeven:.0f}% sparsity"
+        return why + "; pruning frees no memory"
+    return "only non-zero synapses (and their index) are stored; pruning frees memory"
 
 
 def _mean(values: Sequence[float]) -> str:
@@ -193,7 +195,20 @@ def _core_rows(t: TargetReport) -> tuple[list[Row], str]:
             Bar(100 * max(m_use) if m_use else None, COLORS["memory"],
                 "synapse memory (fullest core)", pct(max(m_use), 0) if m_use else "n/a")),
             hover=f"{len(cores)} cores; mean neurons {_mean(n_use)}, mean memory {_mean(m_use)}"))
-    return rows, f"{len(t.cores)} cores grouped per layer: the fullest core of each group"
+    how = f"{len(t.cores)} cores grouped per layer: the fullest core of each group"
+    if len(rows) > MAX_ROWS:  # the fullest groups, the rest in one row (their fullest core)
+        def fullest(row: Row) -> float:
+            return max((b.value or 0.0) for b in row.bars)
+
+        order = sorted(range(len(rows)), key=lambda i: -fullest(rows[i]))
+        rest = [rows[i] for i in order[MAX_ROWS - 1:]]
+        bars = tuple(Bar(max((r.bars[j].value or 0.0) for r in rest), bar.color, bar.series,
+                         f"{max((r.bars[j].value or 0.0) for r in rest):.0f}%")
+                     for j, bar in enumerate(rest[0].bars))
+        rows = [rows[i] for i in sorted(order[:MAX_ROWS - 1])] + [
+            Row(f"{len(rest)} other layers (fullest core)", bars)]
+        how += f"; the {MAX_ROWS - 1} fullest groups, the other {len(rest)} in the last row"
+    return rows, how
 
 
 # --------------------------------------------------------------------------- sections
@@ -279,9 +294,10 @@ def _cost_section(t: TargetReport, single: bool) -> str:
                                   f"{' bit' if layer.weight_bits else ''}"),),
                 hover=f"{layer.synapses:,} of {layer.dense_synapses:,} synapses kept; grid "
                       f"{layer.grid or 'float'}") for layer in t.layers]
-    parts.append(figure(hbar_chart("Sparsity and weight bits per layer", rows[:200],
+    parts.append(figure(hbar_chart("Sparsity and weight bits per layer", rows,
                                    unit="synapses removed (%)", high=100.0),
-                        "Right of each bar: sparsity and the weight bits the layer keeps."))
+                        "Right of each bar: sparsity and the weight bits the layer keeps.",
+                        long=len(rows) > 40))
     losses = [layer for layer in t.layers if layer.layer_loss is not None]
     if losses:
         loss_rows = [Row(layer.label, (Bar(layer.layer_loss, COLORS["warn"], "layer loss"),),
@@ -327,9 +343,15 @@ def _save_section(t: TargetReport) -> str:
             Bar(None if v is None else 100 * v, COLORS[s], s, pct(v, 2))
             for v, s in ((layer.rate_dense, "dense"), (layer.rate_compressed, "compressed"))))
             for layer in t.layers if layer.rate_dense is not None]
-        parts.append(figure(hbar_chart("Firing rate of each layer's neurons", rows[:200],
+        caption = "Measured by the float simulator on the evaluation data."
+        if len(rows) > MAX_ROWS:  # rates do not add up: show the busiest layers
+            busiest = sorted(range(len(rows)), key=lambda i: -(rows[i].bars[1].value or 0.0))
+            rows = [rows[i] for i in sorted(busiest[:MAX_ROWS])]
+            caption += (f" The {MAX_ROWS} busiest of {len(busiest)} layers (compressed network);"
+                        " report.md lists every layer.")
+        parts.append(figure(hbar_chart("Firing rate of each layer's neurons", rows,
                                        unit="spikes per neuron per step (%)", legend=legend),
-                            "Measured by the float simulator on the evaluation data."))
+                            caption))
     parts.append("</div>")
     if t.energy_terms:
         parts.append(table(
