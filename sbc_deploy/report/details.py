@@ -9,8 +9,10 @@ the results into :class:`~sbc_deploy.report.model.LayerRow`. Counting rules:
 
       E_layer = synops x E_synop + spikes_in x E_spike + updates(neuron) x E_update
 
-  (spikes routed into the layer; updates of the neuron it drives). The per-core static term is
-  not split across layers (it belongs to the chip; the report shows it among the terms).
+  (spikes routed into the layer; updates of the neuron it drives, counted for the first synapse
+  layer that drives it when several do, so that the layers add up to the network). The
+  per-core static term is not split across layers (it belongs to the chip; the report shows it
+  among the terms): the layers' energies plus that term are the total.
 - ``memory_bits``: synapse memory of the layer in both storage forms, with the target's costs::
 
       dense  = potential synapses x w_bits      (zeros stored too)
@@ -106,17 +108,21 @@ def layer_details(graph: Graph, target: Any, mapping: Any, dense_synops: Any,
         for syn in place.synapses:
             placement[syn] = place
     out = {}
+    counted: set[str] = set()  # neurons whose updates a layer already carries
     for layer in graph.synapse_layers():
         name, neuron = layer.name, layer.neuron_name
+        own = neuron if neuron and neuron not in counted else None
+        if neuron:
+            counted.add(neuron)
         place = placement.get(name)
         dense_bits, sparse_bits = memory_forms(layer.synapse, target)
         out[name] = LayerDetail(
             name=name, neuron=neuron,
             synops_dense=dense.get(name, {}).get("synops"),
             synops_compressed=compressed.get(name, {}).get("synops"),
-            energy_dense_j=_energy(costs, dense.get(name), upd_dense.get(neuron or "")),
+            energy_dense_j=_energy(costs, dense.get(name), upd_dense.get(own or "")),
             energy_compressed_j=_energy(costs, compressed.get(name),
-                                        upd_compressed.get(neuron or "")),
+                                        upd_compressed.get(own or "")),
             rate_dense=rates_dense.get(neuron) if neuron else None,
             rate_compressed=rates_compressed.get(neuron) if neuron else None,
             storage=None if place is None else place.storage,
