@@ -306,8 +306,9 @@ class ModelDescription:
 
 
 _EFFECT = {
-    "dt": "--dt SECONDS sets the discrete form: beta = exp(-dt/tau_mem), alpha = "
-          "exp(-dt/tau_syn), input gain from r (as the framework's convention says, --from)",
+    "dt": "--dt SECONDS sets the discrete form: beta = 1 - dt/tau_mem (forward Euler, the "
+          "default; exp(-dt/tau_mem) when exact), alpha likewise from tau_syn, the input gain "
+          "from r and dt",
     "reset": "--reset zero|subtract sets what a spike does: v <- v_reset (zero) or "
              "v <- v - threshold (subtract)",
 }
@@ -367,7 +368,7 @@ def describe_model(model: str | Path, *, dt: float | None = None,
     if missing:  # structure only; 'exact' accepts any placeholder step
         from sbc_deploy.frontends import from_nir
 
-        graph = from_nir(raw, dt=_PLACEHOLDER_DT if "dt" in missing else dt,
+        graph = from_nir(path, dt=_PLACEHOLDER_DT if "dt" in missing else dt,
                          reset="zero" if "reset" in missing else reset,  # type: ignore[arg-type]
                          discretization="exact")
     else:
