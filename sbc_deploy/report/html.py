@@ -47,7 +47,7 @@ svg .value{font-size:11.5px;fill:#333}svg .small{font-size:10.5px}
 svg .grid{stroke:#e5e5e5}svg .limit{stroke:#c00;stroke-width:1.5;stroke-dasharray:4 3}
 svg .hit{fill:transparent}svg .row:hover .hit{fill:#f0f4ff}
 .tablewrap{overflow-x:auto;background:#fff;border:1px solid #ddd;margin:6px 0 10px}
-.tablewrap.long{max-height:520px;overflow-y:auto}figure.long{max-height:640px;overflow-y:auto}
+td.wide{min-width:12em}.tablewrap.long{max-height:520px;overflow-y:auto}figure.long{max-height:640px;overflow-y:auto}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:3px 8px;
 font-size:12.5px;text-align:left;vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}
 td:first-child,td:nth-child(2){white-space:nowrap}
@@ -82,7 +82,7 @@ def count(value: float | None) -> str:
         return f"{value / 1e6:.3g} M"
     if abs(value) >= 1e4:
         return f"{value / 1e3:.3g} k"
-    return f"{value:,.0f}" if value == int(value) else f"{value:.3g}"
+    return f"{value:,.0f}" if abs(value) >= 100 or value == int(value) else f"{value:.3g}"
 
 
 def bits(value: int | None) -> str:
@@ -103,15 +103,17 @@ def _energy_unit(values: Sequence[float]) -> tuple[str, float]:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = (),
-          raw: Sequence[int] = ()) -> str:
-    """An HTML table; columns in ``raw`` hold HTML already (else the text is escaped)."""
+          raw: Sequence[int] = (), wide: Sequence[int] = ()) -> str:
+    """An HTML table; columns in ``raw`` hold HTML already (else the text is escaped);
+    columns in ``wide`` hold prose and keep a readable width (the table scrolls in place)."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = []
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
             text = str(cell) if i in raw else html.escape(str(cell))
-            cells.append(f'<td class="num">{text}</td>' if i in numeric else f"<td>{text}</td>")
+            cls = "num" if i in numeric else "wide" if i in wide else ""
+            cells.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     wrap = "tablewrap long" if len(rows) > LONG else "tablewrap"  # scrolls inside the page
     return (f'<div class="{wrap}"><table><thead><tr>{head}</tr></thead>'
@@ -362,7 +364,7 @@ def _save_section(t: TargetReport) -> str:
               energy(None if term.count_dense is None else term.count_dense * term.cost_j),
               energy(term.count_compressed * term.cost_j), grade(term.evidence),
               html.escape(term.source)] for term in t.energy_terms],
-            numeric=(1, 2, 3, 4, 5), raw=range(8)))
+            numeric=(1, 2, 3, 4, 5), raw=range(8), wide=(7,)))
         estimates = [term.name for term in t.energy_terms if term.evidence in
                      ("estimate", "unknown")]
         if estimates:
