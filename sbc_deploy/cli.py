@@ -213,9 +213,9 @@ def _run_check(args: argparse.Namespace) -> int:
     from sbc_deploy.report.render import to_markdown, write_report
     from sbc_deploy.report.text import check_verdict
 
-    model: Any = args.model
+    model = args.model
     if model in bundled.MODELS and not Path(model).exists():
-        model = bundled.load_bundled_model(model)
+        model = str(bundled.bundled_path(f"{model}.nir"))
     report = check_only(model, _split(args.target), dt=args.dt, reset=args.reset)
     written = write_report(report, prepare_output_dir(args.out)) if args.out else {}
     print(to_markdown(report) if args.report else check_verdict(report))
