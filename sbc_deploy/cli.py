@@ -9,7 +9,9 @@
     sbc-deploy targets
     sbc-deploy --version
 
-Exit codes: 0 success; 1 the result violates the target; 2 bad usage or bad input.
+Exit codes: 0 success; 1 the result violates the target or a quality guard (accuracy drop,
+silent or chance-level network); 2 bad usage or bad input (nothing is written); 3 an internal
+error (one line asking for a report; the traceback with --debug); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from sbc_deploy.errors import SbcDeployError
+from sbc_deploy.errors import GuardError, SbcDeployError
 
-EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 COMMANDS = ("inspect", "check", "targets")
 
 
@@ -78,6 +80,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _max_drop(text: str) -> float | None:
+    from sbc_deploy.guards import parse_max_drop
+
+    try:
+        return parse_max_drop(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected accuracy points in [0, 100] or 'none', got {text!r} ({err})") from None
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="replace an OUTDIR that holds files sbc-deploy did not write (they "
+                             "are deleted); without it such a folder is refused")
+
+
 def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dt", type=_positive_float, metavar="SECONDS",
                         help="time step, for NIR files that do not record one")
@@ -110,8 +128,9 @@ def deploy_parser() -> argparse.ArgumentParser:
         description="Compress a trained spiking network in one shot with Spiking Brain "
                     "Compression so that it fits a neuromorphic target, export it, simulate it "
                     "on a bit-accurate core and report what fits.",
-        epilog=COMMAND_HELP + "\n\nexit codes: 0 success, 1 the result violates the target, "
-                              "2 bad usage or input")
+        epilog=COMMAND_HELP + "\n\nexit codes: 0 success, 1 the result violates the target or "
+                              "a quality guard, 2 bad usage or input, 3 internal error (add "
+                              "--debug for the traceback)")
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("model", nargs="?", metavar="MODEL",
                         help=".nir file, lava-dl netx .net/.h5 file, or the name of a bundled "
@@ -146,6 +165,11 @@ def deploy_parser() -> argparse.ArgumentParser:
                         help="output folder (default: ./sbc-out)")
     parser.add_argument("--eval-limit", type=_positive_int, metavar="N",
                         help="evaluate on the first N samples only (quick runs)")
+    parser.add_argument("--max-drop", type=_max_drop, default="5", metavar="PTS",  # guards.py
+                        help="accuracy points the compressed network may lose against the dense "
+                             "one, on the float simulator and on the integer core (default: 5; "
+                             "'none' turns the guard off); more is exit 1")
+    _output_options(parser)
     _model_options(parser)
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bars, only the summary (bars are drawn only on a "
@@ -180,6 +204,7 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
                             help="also write report.json/.md/.html here")
         parser.add_argument("--report", action="store_true",
                             help="print the full Markdown report instead of the verdicts")
+        _output_options(parser)
     return parser
 
 
@@ -208,7 +233,7 @@ def _run_targets(args: argparse.Namespace) -> int:
 
 def _run_check(args: argparse.Namespace) -> int:
     from sbc_deploy import bundled
-    from sbc_deploy.fileio import prepare_output_dir
+    from sbc_deploy.outputs import Manifest, prepare, staged_output
     from sbc_deploy.pipeline import check_only
     from sbc_deploy.report.render import to_markdown, write_report
     from sbc_deploy.report.text import check_verdict
@@ -216,8 +241,18 @@ def _run_check(args: argparse.Namespace) -> int:
     model = args.model
     if model in bundled.MODELS and not Path(model).exists():
         model = str(bundled.bundled_path(f"{model}.nir"))
+    if args.out:
+        prepare(args.out, force=args.force)  # before any work
     report = check_only(model, _split(args.target), dt=args.dt, reset=args.reset)
-    written = write_report(report, prepare_output_dir(args.out)) if args.out else {}
+    written: dict[str, Any] = {}
+    if args.out:
+        manifest = Manifest(command=("sbc-deploy", *_ARGV), versions=report.versions,
+                            inputs=(model,),
+                            settings={"targets": _split(args.target), "dt": args.dt,
+                                      "reset": args.reset})
+        with staged_output(args.out, manifest, force=args.force) as folder:  # one set
+            written = write_report(report, folder)
+        written = {k: Path(args.out) / Path(p).name for k, p in written.items()}
     print(to_markdown(report) if args.report else check_verdict(report))
     for path in written.values():
         print(f"wrote {path}")
@@ -235,11 +270,22 @@ def _run_deploy(args: argparse.Namespace) -> int:
         model=args.model, targets=tuple(_split(args.target)), calib=args.calib, eval=args.eval,
         method=args.method, sparsity=args.sparsity, bits=args.bits, fan_in=args.fan_in,
         n_m=args.nm, allocation=args.allocation, export=None if args.export is None else tuple(_split(args.export)),
-        out_dir=args.out, dt=args.dt, reset=args.reset, eval_limit=args.eval_limit)
+        out_dir=args.out, dt=args.dt, reset=args.reset, eval_limit=args.eval_limit,
+        max_drop=args.max_drop, force=args.force, command=("sbc-deploy", *_ARGV))
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
     _print_summary(result)
-    return EXIT_OK if result.report.fits else EXIT_VIOLATION
+    for f in result.report.findings:
+        print(f"  [{f.severity}] {f.code} {f.where or '-'}: {f.message}"
+              + (f" (hint: {f.hint})" if f.hint else ""))
+    errors = sum(f.severity == "error" for f in result.report.findings)
+    if errors:
+        print(f"quality guards: {errors} error(s); the result is not usable as it is (exit 1)")
+    _print_written(result)
+    return EXIT_OK if result.report.fits and result.report.guards_pass else EXIT_VIOLATION
+
+
+_ARGV: list[str] = []
 
 
 def _print_summary(result: Any) -> None:
@@ -263,8 +309,14 @@ def _print_summary(result: Any) -> None:
         for v in t.violations:
             layer = names.get(v.layer or "", v.layer or "-")
             print(f"  [{v.severity}] {layer}: {v.rule}: {v.message}")
+            if getattr(v, "remedy", None):
+                print(f"      remedy: {v.remedy}")
+
+
+def _print_written(result: Any) -> None:
+    """The run's last lines: every file it wrote, reports, manifest and models."""
     files = [str(path) for path in result.written.values()]
-    files += [path for t in report.targets for path in t.exports.values()]
+    files += [path for t in result.report.targets for path in t.exports.values()]
     print("wrote " + ", ".join(files) if len(files) < 3 else "wrote:\n" + "\n".join(
         f"  {path}" for path in files))
 
@@ -327,8 +379,27 @@ def _width() -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``sbc-deploy``; returns the exit code (0, 1 or 2)."""
+    """Entry point of ``sbc-deploy``; returns the exit code (0, 1, 2 or 3; 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _ARGV[:] = argv
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _main(argv)
+    except Exception as err:  # noqa: BLE001 - the one place that turns a bug into exit 3
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        print(f"internal error: {type(err).__name__}: {first} -- this is a bug in sbc-deploy, "
+              "please report it with the command line"
+              + ("" if debug else " (run again with --debug for the traceback)"),
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _main(argv: list[str]) -> int:
     try:
         if argv and argv[0] in COMMANDS:
             command = argv[0]
@@ -344,6 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(err), file=sys.stderr)
         print("run 'sbc-deploy --help' for usage", file=sys.stderr)
         return EXIT_USAGE
+    except GuardError as err:
+        print(f"quality guard: {err}", file=sys.stderr)
+        return EXIT_VIOLATION
     except SbcDeployError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -54,3 +54,16 @@ class NumericalError(SbcDeployError):
 
 class ExportError(SbcDeployError):
     """A graph cannot be written in the requested format."""
+
+
+class GuardError(SbcDeployError):
+    """A quality guard stopped the run early (exit 1, not bad input): for example the dense
+    network is silent or at chance on the user's data, so compressing it would be wasted.
+
+    ``findings`` holds the :class:`~sbc_deploy.report.model.Finding` values that stopped it.
+    """
+
+    def __init__(self, message: str, *, findings: tuple = (), where: str | None = None,
+                 hint: str | None = None):
+        self.findings = tuple(findings)
+        super().__init__(message, where=where, hint=hint)

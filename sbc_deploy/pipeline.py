@@ -25,12 +25,19 @@ from sbc_deploy.calibrate import calibrate
 from sbc_deploy.check import check
 from sbc_deploy.compress import compress
 from sbc_deploy.compress.config import CompressionConfig, config_for_target
-from sbc_deploy.data import Dataset, load_data
-from sbc_deploy.errors import ConfigError, DataError, ExportError, SbcDeployError
+from sbc_deploy.data import Dataset
+from sbc_deploy.errors import ConfigError, ExportError, GuardError, SbcDeployError
 from sbc_deploy.exporters import EXPORTERS, export_path
-from sbc_deploy.fileio import prepare_output_dir
 from sbc_deploy.frontends import load_model
-from sbc_deploy.ir import Graph, Neuron, Synapse
+from sbc_deploy.guards import (
+    DEFAULT_MAX_DROP,
+    ActivityMeter,
+    compressed_findings,
+    dense_findings,
+    measure_activity,
+    spiking_layers,
+)
+from sbc_deploy.ir import Graph, Synapse
 from sbc_deploy.report.details import cost_evidence, layer_details
 from sbc_deploy.report.energy import estimate_energy
 from sbc_deploy.report.model import (
@@ -40,13 +47,16 @@ from sbc_deploy.report.model import (
     EnergyTerm,
     LayerRow,
     Report,
+    Finding,
     TargetReport,
     ViolationRow,
 )
+from sbc_deploy.outputs import MANIFEST, Manifest, staged_output
 from sbc_deploy.report.render import write_report
 from sbc_deploy.report.synops import count_synops
 from sbc_deploy.sim import classify, default_decoding, simulate
 from sbc_deploy.targets import Target, load_target
+from sbc_deploy.validate import validate_request
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +87,9 @@ class DeployRequest:
     allocation: str = "lamp"  # per-layer split of the sparsity; LAMP as the SBC authors
     eval_limit: int | None = None
     batch_size: int = 128
+    max_drop: float | None = DEFAULT_MAX_DROP  # accuracy points; None: guard off
+    force: bool = False  # replace an OUTDIR holding files sbc-deploy did not write
+    command: tuple[str, ...] = ()  # recorded in manifest.json
 
 
 @dataclass(frozen=True)
@@ -123,40 +136,13 @@ class _Timer:
 
 
 def _load(request: DeployRequest) -> tuple[Graph, str, Dataset | None, Dataset | None]:
-    """The model and its data: the user's, or the bundled example's."""
-    from sbc_deploy import bundled
+    """The model and its data (the user's, or the bundled example's), checked against each
+    other; :func:`~sbc_deploy.validate.validate_request` does this and every other check."""
+    from sbc_deploy.validate import _load_model, check_dataset
 
-    calib, evaluation = request.calib, request.eval
-    model = request.model
-    if model is None or (isinstance(model, str) and model in bundled.MODELS
-                         and not Path(model).exists()):
-        model = bundled.DEFAULT_MODEL if model is None else model
-        graph = bundled.load_bundled_model(model)
-        name = f"bundled {model} (sbc_deploy/bundled/{model}.nir)"
-        calib = bundled.load_bundled_data("calib") if calib is None else calib
-        evaluation = bundled.load_bundled_data("eval") if evaluation is None else evaluation
-    elif isinstance(request.model, Graph):
-        graph, name = request.model, "graph given in memory"
-    else:
-        graph = load_model(request.model, dt=request.dt, reset=request.reset)
-        name = str(request.model)
-    return graph, name, _dataset(calib, graph, "--calib"), _dataset(evaluation, graph, "--eval")
-
-
-def _dataset(source: str | Path | Dataset | None, graph: Graph, flag: str) -> Dataset | None:
-    if source is None:
-        return None
-    data = source if isinstance(source, Dataset) else load_data(source, dt=graph.dt)
-    (input_name,) = graph.inputs[:1]
-    expected = tuple(graph.nodes[input_name].output_shape)
-    if tuple(data.input_shape) != expected:
-        raise DataError(f"samples have shape {tuple(data.input_shape)} per step but the model's "
-                        f"input '{input_name}' expects {expected}", where=f"{flag} {data.source}")
-    if not np.isclose(data.dt, graph.dt, rtol=1e-6):
-        raise DataError(f"data step dt = {data.dt:g} s differs from the model's dt = {graph.dt:g} s"
-                        " (re-bin the data or import the model with --dt)",
-                        where=f"{flag} {data.source}")
-    return data
+    graph, name, calib, evaluation, _ = _load_model(request)
+    return (graph, name, None if calib is None else check_dataset(calib, graph, "--calib"),
+            None if evaluation is None else check_dataset(evaluation, graph, "--eval"))
 
 
 def _batches(data: Dataset, batch_size: int, limit: int | None) -> Iterator[tuple[torch.Tensor,
@@ -173,24 +159,21 @@ def _batches(data: Dataset, batch_size: int, limit: int | None) -> Iterator[tupl
 class _Evaluation:
     accuracy: float | None
     synops: Any
-    rates: Mapping[str, float] = field(default_factory=dict)  # neuron -> spikes/neuron/step
+    activity: Any = None
 
 
 def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
                     progress: Progress, stage: str) -> _Evaluation:
     """Float accuracy and SynOps of ``graph`` on the evaluation data."""
     if data is None:
-        return _Evaluation(None, None, {})
+        return _Evaluation(None, None)
     names = [layer.name for layer in graph.synapse_layers()]
     sources = {name: graph.predecessors(name) for name in names}
-    spiking = [name for name, node in graph.nodes.items()
-               if isinstance(node, Neuron) and node.spiking]
-    record = sorted({src for srcs in sources.values() for src in srcs} | set(spiking))
+    meter = ActivityMeter(spiking_layers(graph), "evaluation")
+    record = sorted({src for srcs in sources.values() for src in srcs} | set(meter.layers))
     output = graph.outputs[0]
     mode = default_decoding(graph)
     correct, seen, reports = 0, 0, []
-    spikes = {name: 0.0 for name in spiking}
-    slots = {name: 0 for name in spiking}
     total = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
     progress(stage, 0, total, unit="samples")
     for x, y in _batches(data, request.batch_size, request.eval_limit):
@@ -198,17 +181,13 @@ def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
         result = simulate(graph, x, record=record,
                           on_synapse_input=lambda name, t: inputs.__setitem__(name, t))
         reports.append(count_synops(graph, inputs))
-        for name in spiking:  # firing rate: spikes per neuron per step
-            out = result.recorded[name]
-            spikes[name] += float(out.sum())
-            slots[name] += int(out.numel())
+        meter.add(result.recorded)
         if y is not None:
             correct += int((classify(result.outputs[output], mode) == y).sum())
         seen += x.shape[1]
         progress(stage, seen, total, unit="samples")
     accuracy = correct / seen if data.y is not None and seen else None
-    rates = {name: spikes[name] / slots[name] for name in spiking if slots[name]}
-    return _Evaluation(accuracy, _merge_synops(reports), rates)
+    return _Evaluation(accuracy, _merge_synops(reports), meter.result())
 
 
 def _merge_synops(reports: Sequence[Any]) -> Any:
@@ -286,6 +265,11 @@ def _detail_fields(detail: Any) -> dict[str, Any]:
         "cores")}
 
 
+def _rates(evaluation: _Evaluation) -> dict[str, float]:
+    """Spikes per neuron per step of each spiking layer (the guards' activity measurement)."""
+    return dict(evaluation.activity.rate) if evaluation.activity is not None else {}
+
+
 def _grade(grades: Mapping[str, str], term: str) -> str:
     """Evidence grade of an energy term (``"core steps (6 cores)"`` -> ``"core steps"``)."""
     return grades.get(term.split(" (")[0], "unknown")
@@ -318,7 +302,8 @@ def _layer_progress(graph: Graph, config: CompressionConfig, target: Target,
 
 
 def _violation_rows(result: Any) -> tuple[ViolationRow, ...]:
-    return tuple(ViolationRow(v.layer, v.rule, v.limit, v.actual, v.message, v.severity)
+    return tuple(ViolationRow(v.layer, v.rule, v.limit, v.actual, v.message, v.severity,
+                              tuple(getattr(v, "neurons", ())), getattr(v, "remedy", None))
                  for v in result.violations)
 
 
@@ -361,89 +346,155 @@ def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
 # --------------------------------------------------------------------------- the pipeline
 
 
+def _n_classes(graph: Graph, data: Any) -> int | None:
+    """Classes the output can tell apart (the output's size), for the chance level."""
+    if data is None or data.y is None:
+        return None
+    shape = tuple(graph.nodes[graph.outputs[0]].output_shape)
+    return int(np.prod(shape)) if shape else None
+
+
+def _early_activity(graph: Graph, dense: _Evaluation, calib: Dataset | None) -> Any:
+    """Activity of the dense network: on the evaluation data when given, else on a few
+    calibration samples (one short simulation)."""
+    if dense.activity is not None:
+        return dense.activity
+    if calib is None or len(calib) == 0:
+        return None
+    return measure_activity(graph, np.asarray(calib.x[:32]), "calibration")
+
+
 def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployResult:
     """Run every stage for every requested target and write the report and exports.
 
+    Every flag is validated against the targets, the model and the data first
+    (:func:`~sbc_deploy.validate.validate_request`); the dense network's guards run before
+    compression; the outputs are written into a staging folder that replaces OUTDIR in one step
+    at the end (:mod:`sbc_deploy.outputs`).
+
     Raises:
-        SbcDeployError: bad input (file, data, flag) -- nothing is written in that case.
+        SbcDeployError: bad input (file, data, flag): nothing is written in that case.
+        GuardError: the dense network is silent or at chance on the data (nothing is written).
     """
     progress = progress or _silent
     clock = _Clock()
-    out_dir = prepare_output_dir(request.out_dir)
 
     with clock.stage("load"):
         progress("load", 0, 1, unit="steps")
-        targets = tuple(t if isinstance(t, Target) else load_target(t) for t in request.targets)
-        if not targets:
-            raise ConfigError("name at least one target", where="--target")
-        graph, model_name, calib, evaluation = _load(request)
+        plan = validate_request(request)
         progress("load", 1, 1, unit="steps")
+    graph, model_name, calib, evaluation = plan.graph, plan.model_name, plan.calib, plan.evaluation
+    targets = plan.targets
     with clock.stage("evaluate dense"):
         dense = _evaluate_float(graph, evaluation, request, progress, "evaluate dense")
+        dense_activity = _early_activity(graph, dense, calib)
+        calib_activity = (dense_activity if dense_activity is None or
+                          dense_activity.source == "calibration" or calib is None else
+                          measure_activity(graph, np.asarray(calib.x[:32]), "calibration"))
+    findings: list[Finding] = dense_findings(
+        dense_activity, dense.accuracy, dt=graph.dt, n_classes=_n_classes(graph, evaluation),
+        reset=graph.metadata.get("reset"))
+    if calib_activity is not None and calib_activity is not dense_activity:
+        # calibration data that never drives a layer gives that layer a zero Hessian
+        findings += dense_findings(calib_activity, None, dt=graph.dt, n_classes=None,
+                                   reset=graph.metadata.get("reset"))
+    stopping = [f for f in findings if f.severity == "error"]
+    if stopping:
+        raise GuardError("the dense network fails a quality guard before compression; nothing "
+                         "was compressed or written:\n  - " + "\n  - ".join(
+                             f"[{f.code}] {f.message} (hint: {f.hint})" for f in stopping),
+                         findings=tuple(findings))
 
-    results, reports = [], []
-    calibrations: dict[Any, Any] = {}
-    for target in targets:
-        config = config_for_target(target, method=request.method, sparsity=request.sparsity,
-                                   bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
-                                   allocation=request.allocation)
-        with clock.stage("calibrate"):
-            key = (config.kernel, config.device)
-            if key not in calibrations:
-                if calib is None and config.needs_calibration:
-                    raise DataError("compression needs calibration data; pass --calib DATA (or "
-                                    "--method magnitude, which needs none)", where="--calib")
-                if calib is not None and config.needs_calibration:
-                    progress("calibrate", 0, len(calib), unit="samples")
-                calibrations[key] = calibrate(
-                    graph, calib if config.needs_calibration else None, config=config,
-                    progress=lambda d, t: progress("calibrate", d, t, unit="samples"))
-        with clock.stage("compress"):
-            compressed, stats = compress(graph, calibrations[key], config,
-                                         progress=_layer_progress(graph, config, target,
-                                                                  progress))
-        with clock.stage("check"):
-            checked = check(compressed, target)
-        target_dir = out_dir if len(targets) == 1 else out_dir / target.name
-        target_dir.mkdir(parents=True, exist_ok=True)
-        steps = evaluation.steps if evaluation is not None else (calib.steps if calib else 1)
-        with clock.stage("export"):
-            exports, notes = _export(compressed, target, request, target_dir, steps, progress)
-        with clock.stage("evaluate compressed"):
-            after = _evaluate_float(compressed, evaluation, request, progress,
-                                    f"evaluate {target.name}")
-        with clock.stage("integer core"):
-            integer, note = _integer_accuracy(compressed, evaluation, target, request,
-                                              exports.get("netx"), progress)
-        if note:
-            notes.append(note)
-        energy = (estimate_energy(dense.synops, after.synops, target,
-                                  cores=checked.mapping.cores_used)
-                  if dense.synops is not None else None)
-        details = layer_details(compressed, target, checked.mapping, dense.synops, after.synops,
-                                dense.rates, after.rates)
-        grades = cost_evidence(target)
-        reports.append(TargetReport(
-            target=target.name, description=target.description, method=request.method,
-            layers=_layer_rows(compressed, stats, details), violations=_violation_rows(checked),
-            cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
-            cores=_core_rows(checked.mapping), limits=_limits(target),
-            accuracy=Accuracy(dense.accuracy, after.accuracy, integer),
-            synops=BeforeAfter(*(None if e.synops is None else e.synops.per_sample
-                                 for e in (dense, after))),
-            energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
-            energy_terms=tuple(EnergyTerm(*term, evidence=_grade(grades, term.name))
-                               for term in energy.terms) if energy else (),
-            ann_equivalent=dict(energy.ann_equivalent) if energy else {},
-            exports=exports, notes=tuple(notes)))
-        results.append(TargetResult(target, compressed, config, stats, checked))
+    settings = {k: v for k, v in vars(request).items()
+                if k not in ("model", "calib", "eval", "targets", "command")}
+    manifest = Manifest(command=request.command, versions=_versions(), inputs=plan.inputs,
+                        settings={**settings, "targets": [t.name for t in targets],
+                                  "model": model_name})
+    final_dir = Path(request.out_dir).resolve()
+    with staged_output(request.out_dir, manifest, force=request.force) as out_dir:
+        results, reports = [], []
+        calibrations: dict[Any, Any] = {}
+        activity: dict[str, Any] = {"dense": dense_activity.to_dict() if dense_activity
+                                    else None}
+        if calib_activity is not None and calib_activity is not dense_activity:
+            activity["calibration"] = calib_activity.to_dict()
+        for target in targets:
+            config = config_for_target(target, method=request.method, sparsity=request.sparsity,
+                                       bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
+                                       allocation=request.allocation)
+            with clock.stage("calibrate"):
+                key = (config.kernel, config.device)
+                if key not in calibrations:
+                    if calib is not None and config.needs_calibration:
+                        progress("calibrate", 0, len(calib), unit="samples")
+                    calibrations[key] = calibrate(
+                        graph, calib if config.needs_calibration else None, config=config,
+                        progress=lambda d, t: progress("calibrate", d, t, unit="samples"))
+            with clock.stage("compress"):
+                compressed, stats = compress(graph, calibrations[key], config,
+                                             progress=_layer_progress(graph, config, target,
+                                                                      progress))
+            with clock.stage("check"):
+                checked = check(compressed, target)
+                dense_cores = check(graph, target).mapping.cores_used
+            target_dir = out_dir if len(targets) == 1 else out_dir / target.name
+            target_dir.mkdir(parents=True, exist_ok=True)
+            steps = evaluation.steps if evaluation is not None else (calib.steps if calib else 1)
+            with clock.stage("export"):
+                exports, notes = _export(compressed, target, request, target_dir, steps,
+                                         progress)
+            with clock.stage("evaluate compressed"):
+                after = _evaluate_float(compressed, evaluation, request, progress,
+                                        f"evaluate {target.name}")
+            with clock.stage("integer core"):
+                integer, note = _integer_accuracy(compressed, evaluation, target, request,
+                                                  exports.get("netx"), progress)
+            if note:
+                notes.append(note)
+            for fmt in (request.export or ()):
+                refused = [n for n in notes if n.startswith(f"{fmt} export refused")]
+                if refused:  # asked for by name: a missing file is a failed run
+                    findings.append(Finding(
+                        "error", "export_refused", f"{target.name} {fmt}", refused[0],
+                        "the exporter cannot write this network in that format; see its "
+                        "message, or leave the format out of --export", target.name))
+            findings += compressed_findings(
+                target.name, dense=dense.activity, compressed=after.activity,
+                dense_accuracy=dense.accuracy, float_accuracy=after.accuracy,
+                integer_accuracy=integer, max_drop=request.max_drop)
+            energy = (estimate_energy(dense.synops, after.synops, target,
+                                      cores=checked.mapping.cores_used, dense_cores=dense_cores)
+                      if dense.synops is not None else None)
+            details = layer_details(compressed, target, checked.mapping, dense.synops,
+                                    after.synops, _rates(dense), _rates(after))
+            grades = cost_evidence(target)
+            final_exports = {fmt: str(final_dir / Path(p).relative_to(out_dir))
+                             for fmt, p in exports.items()}
+            reports.append(TargetReport(
+                target=target.name, description=target.description, method=request.method,
+                layers=_layer_rows(compressed, stats, details),
+                violations=_violation_rows(checked),
+                cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
+                cores=_core_rows(checked.mapping), limits=_limits(target),
+                accuracy=Accuracy(dense.accuracy, after.accuracy, integer),
+                synops=BeforeAfter(*(None if e.synops is None else e.synops.per_sample
+                                     for e in (dense, after))),
+                energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
+                energy_terms=tuple(EnergyTerm(*term, evidence=_grade(grades, term.name))
+                                   for term in energy.terms) if energy else (),
+                ann_equivalent=dict(energy.ann_equivalent) if energy else {},
+                exports=final_exports, notes=tuple(notes)))
+            results.append(TargetResult(target, compressed, config, stats, checked))
+            if after.activity is not None:
+                activity[target.name] = after.activity.to_dict()
 
-    report = Report(model=model_name, dt=graph.dt, reset=graph.metadata.get("reset"),
-                    targets=tuple(reports), timings_s=dict(clock.timings),
-                    settings={k: v for k, v in vars(request).items()
-                              if k not in ("model", "calib", "eval", "targets")},
-                    versions=_versions())
-    written = write_report(report, out_dir)
+        report = Report(model=model_name, dt=graph.dt, reset=graph.metadata.get("reset"),
+                        targets=tuple(reports), timings_s=dict(clock.timings),
+                        settings=settings, versions=_versions(), findings=tuple(findings),
+                        activity=activity)
+        written = write_report(report, out_dir)
+        written = {k: final_dir / Path(p).relative_to(out_dir) for k, p in written.items()}
+        written["manifest"] = final_dir / MANIFEST  # written with the swap, below
     return DeployResult(report, tuple(results), written)
 
 

@@ -622,10 +622,13 @@ def read_target_file(path: str | Path) -> Target:
             data = tomllib.load(handle)
     except tomllib.TOMLDecodeError as err:
         raise TargetError(f"is not valid TOML: {err}", where=path.name) from err
-    except OSError as err:
-        raise TargetError(f"cannot be read: {err}", where=str(path)) from err
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise TargetError(f"cannot be read as TOML: {err}", where=str(path)) from err
     log.debug("loading target %s", path)
-    return parse_target(data, file=path.name, path=path)
+    from sbc_deploy.safeio import reading
+
+    with reading(path, "a target TOML file (see targets/*.toml)"):
+        return parse_target(data, file=path.name, path=path)
 
 
 def _looks_like_path(text: str) -> bool:

@@ -218,3 +218,18 @@ def test_html_renders_in_headless_chromium(tmp_path):
     # Plots draw coloured bars: a blank or broken page would be almost all white/grey.
     saturation = pixels.max(axis=2) - pixels.min(axis=2)
     assert (saturation > 0.3).mean() > 0.01
+
+
+def test_quality_guard_findings_are_shown_first_in_both_renderings():
+    from sbc_deploy.report.model import Finding
+
+    finding = Finding("error", "accuracy_drop", "loihi2 integer core",
+                      "accuracy fell by 7.1 points (limit 5)", "fewer bits or less sparsity")
+    report = dataclasses.replace(_report(), findings=(finding,))
+    page = to_html(report)
+    assert page.index("<h2>Quality guards</h2>") < page.index("How do the targets compare?")
+    assert '<span class="bad">error</span>' in page
+    assert "accuracy fell by 7.1 points (limit 5)" in page
+    text = to_markdown(report)
+    assert ("| error | accuracy_drop | loihi2 integer core | accuracy fell by 7.1 points "
+            "(limit 5) | fewer bits or less sparsity |") in text

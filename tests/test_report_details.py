@@ -26,7 +26,7 @@ def result(tmp_path_factory):
     path = fixture_path("netx", "mnist_small", "network.net")
     rng = np.random.default_rng(0)
     x = (rng.random((24, 10, 784)) < 0.15).astype(np.uint8)
-    data = Dataset(x, rng.integers(0, 10, 24), 1e-3, "random spikes")
+    data = Dataset(x, None, 1e-3, "random spikes")  # unlabelled: no accuracy guard
     out = tmp_path_factory.mktemp("deploy")
     return deploy(DeployRequest(model=str(path), targets=("loihi2",), calib=data, eval=data,
                                 sparsity=0.5, out_dir=out)), data

@@ -46,6 +46,8 @@ class Violation:
     actual: Any
     message: str
     severity: Severity = "error"
+    neurons: tuple[int, ...] = ()  # flat indices of the offending neurons (C order), if known
+    remedy: str | None = None  # what to change, per neuron where it differs
 
 
 Rule = Callable[[Graph, Target], Iterator[Violation]]
@@ -467,13 +469,18 @@ def thresholds_fit_bits(graph: Graph, target: Target) -> Iterator[Violation]:
             values = getattr(neuron, param, None)
             if values is None or limits is None:
                 continue
-            scaled = np.asarray(values) / unit
+            scaled = np.broadcast_to(np.asarray(values) / unit, np.shape(unit))
             low, high = limits
             if scaled.min() < low - 0.5 or scaled.max() > high + 0.5:
                 worst = float(scaled.max() if scaled.max() > high + 0.5 else scaled.min())
+                bad, remedy = _register_remedy(param, np.asarray(values), unit, scaled, limits)
+                shown = ", ".join(f"neuron {i} ({scaled.reshape(-1)[i]:.3g} units)"
+                                  for i in bad[:5]) + (" ..." if len(bad) > 5 else "")
                 yield Violation(name, rule, f"[{low}, {high}]", round(worst, 3),
                                 f"{param} is {worst:.6g} integer state units; {target.name}'s "
-                                f"register holds [{low}, {high}]", _severity(target, key))
+                                f"register holds [{low}, {high}]; {len(bad)} neuron(s) out of "
+                                f"range: {shown}", _severity(target, key),
+                                neurons=tuple(bad), remedy=remedy)
                 continue
             error = np.abs(scaled - np.round(scaled))
             if error.max() > 1e-6:
@@ -481,6 +488,44 @@ def thresholds_fit_bits(graph: Graph, target: Target) -> Iterator[Violation]:
                                 f"{param} is not a whole number of state units (off by up to "
                                 f"{error.max():.3g} units); {target.name} will round it",
                                 "warning")
+
+
+def _register_remedy(param: str, values: np.ndarray, unit: np.ndarray, scaled: np.ndarray,
+                     limits: tuple[int, int]) -> tuple[list[int], str]:
+    """The neurons whose ``param`` leaves the register, and what to change for each kind.
+
+    A neuron whose state unit is far below the layer's (its incoming weights are all ~0, so its
+    per-channel scale collapses) can never reach its threshold: remove it, or give it the layer's
+    scale. Otherwise the value itself is too large for the register at this weight scale.
+    """
+    low, high = limits
+    flat, units = scaled.reshape(-1), np.broadcast_to(unit, scaled.shape).reshape(-1)
+    values = np.broadcast_to(values, scaled.shape).reshape(-1)
+    bad = [int(i) for i in np.flatnonzero((flat < low - 0.5) | (flat > high + 0.5))]
+    typical = float(np.median(np.abs(units)))
+    dead = [i for i in bad if abs(units[i]) < 1e-3 * typical]
+    parts = []
+    if dead:
+        i = dead[0]
+        parts.append(
+            f"neuron(s) {_indices(dead)} receive weights that are all ~0 (state unit "
+            f"{units[i]:.3g} vs the layer's typical {typical:.3g}), so they can never fire: "
+            f"prune them (their output is always 0), or quantise them with the layer's scale, "
+            f"which puts neuron {i}'s {param} at {values[i] / typical:.4g} units")
+    rest = [i for i in bad if i not in dead]
+    if rest:
+        i = rest[0]
+        edge = high if flat[i] > high else low
+        parts.append(
+            f"neuron(s) {_indices(rest)}: {param} {values[i]:.4g} is {flat[i]:.4g} units; set it "
+            f"to at most {edge * units[i]:.6g} (the register's {edge}), or scale this neuron's "
+            f"weights and {param} up together (a larger weight unit)")
+    return bad, "; ".join(parts)
+
+
+def _indices(items: list[int], shown: int = 8) -> str:
+    text = ", ".join(str(i) for i in items[:shown])
+    return text + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
 def _nearest_bitshift(decay: np.ndarray, bits: int) -> np.ndarray:

@@ -28,6 +28,7 @@ from sbc_deploy.data.images import mnist_split
 from sbc_deploy.data.nmnist import read_nmnist_bin, read_nmnist_folder
 from sbc_deploy.data.npz import read_npz
 from sbc_deploy.errors import DataError
+from sbc_deploy.safeio import reading
 
 SPEC_PREFIXES: tuple[str, ...] = ("mnist-dvs", "mnist-rate")
 
@@ -112,7 +113,10 @@ def load_data(path_or_spec: str | Path | Dataset, *, dt: float | None = None,
     if steps is not None and (not isinstance(steps, (int, np.integer)) or steps < 1):
         raise DataError(f"steps must be a positive integer, got {steps!r}",
                         where=str(path_or_spec))
-    dataset = _load(path_or_spec, dt, steps, limit)
+    with reading(str(getattr(path_or_spec, "source", path_or_spec)),
+                 "calibration/evaluation data (.npz with x [N, T, *input] and optional y, "
+                 "an N-MNIST .bin file or folder)"):
+        dataset = _load(path_or_spec, dt, steps, limit)
     if steps is not None and steps != dataset.steps:
         dataset = dataset.with_steps(int(steps))
     if input_shape is not None:

@@ -81,6 +81,29 @@ def _inputs(archive: np.lib.npyio.NpzFile, where: str) -> np.ndarray:
     return x.astype(np.uint8) if x.dtype == np.bool_ else x
 
 
+def _screen(path: Path, where: str) -> None:
+    """Refuse members whose header declares more bytes than the member holds (a damaged shape
+    would otherwise make numpy allocate it before reading) and members that are not arrays."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            if dtype.hasobject:
+                raise DataError(f"'{info.filename[:-4]}' holds Python objects (pickled data is "
+                                "never loaded)", where=where)
+            nbytes = math.prod(int(v) for v in shape) * dtype.itemsize
+            if nbytes > info.file_size:
+                raise FormatError(f"'{info.filename[:-4]}' declares shape {tuple(shape)} "
+                                  f"({nbytes:,} bytes) but holds {info.file_size:,} bytes "
+                                  "(truncated or damaged)", where=where)
+
+
 def read_npz(path: str | Path, *, dt: float | None = None) -> Dataset:
     """Read a dataset from ``path``.
 
@@ -104,6 +127,14 @@ def read_npz(path: str | Path, *, dt: float | None = None) -> Dataset:
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise FormatError("holds a single array, not an .npz archive with 'x' (and 'y')",
                           where=where)
+    try:
+        _screen(path, where)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        archive.close()
+        raise FormatError(f"is not a readable .npz archive ({err})", where=where) from err
+    except BaseException:
+        archive.close()
+        raise
     with archive:
         try:
             x = _inputs(archive, where)

@@ -17,6 +17,7 @@ from sbc_deploy.errors import ConfigError, FormatError
 from sbc_deploy.frontends.from_netx import from_netx
 from sbc_deploy.frontends.from_nir import from_nir
 from sbc_deploy.ir import Graph
+from sbc_deploy.safeio import reading, screen_hdf5
 
 __all__ = ["detect_format", "from_netx", "from_nir", "load_model"]
 
@@ -62,10 +63,14 @@ def load_model(path: str | Path, *, dt: float | None = None,
         FormatError: the file is missing, not HDF5, truncated, or neither NIR nor netx.
         ConfigError: ``reset="subtract"`` for a netx model, or missing NIR ``dt``/``reset``.
     """
-    kind = detect_format(path)
+    with reading(path, "a NIR graph or a lava-dl netx network (HDF5)"):
+        kind = detect_format(path)
+        screen_hdf5(path)  # no link out of the file is followed, no absurd shape is read
     if kind == "nir":
-        return from_nir(path, dt=dt, reset=reset)
+        with reading(path, "a NIR graph (HDF5 with /node)"):
+            return from_nir(path, dt=dt, reset=reset)
     if reset not in (None, "zero"):
         raise ConfigError(f"netx models use Lava's hard reset; reset={reset!r} cannot apply",
                           where=str(path), hint="leave --reset out for netx files")
-    return from_netx(path, dt=dt)
+    with reading(path, "a lava-dl netx network (HDF5 with /layer)"):
+        return from_netx(path, dt=dt)

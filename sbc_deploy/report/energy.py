@@ -177,7 +177,8 @@ def estimate_energy(dense: SynOpsReport, compressed: SynOpsReport, costs: Any, /
                     cores: int | None = None) -> EnergyReport: ...
 
 
-def estimate_energy(*args: Any, cores: int | None = None) -> EnergyReport:
+def estimate_energy(*args: Any, cores: int | None = None,
+                    dense_cores: int | None = None) -> EnergyReport:
     """Energy per sample of counted SynOps on a target.
 
     Call as ``estimate_energy(report, costs)`` or, to compare the dense and the compressed
@@ -186,8 +187,11 @@ def estimate_energy(*args: Any, cores: int | None = None) -> EnergyReport:
     Args:
         *args: one or two :class:`~sbc_deploy.report.synops.SynOpsReport`, then the costs: an
             :class:`EnergyCosts` or a :class:`sbc_deploy.targets.Target`.
-        cores: cores the network occupies (from the target's mapping estimate); the per-core
-            static term is left out, with a note, when it is not given.
+        cores: cores the (compressed) network occupies (from the target's mapping estimate);
+            the per-core static term is left out, with a note, when it is not given.
+        dense_cores: cores the *dense* network occupies on the same target (its own mapping):
+            the dense baseline is costed on the network it describes, so it does not change
+            with the compressed network. Default: ``cores`` (one network counted twice).
 
     Returns:
         An :class:`EnergyReport` (per sample).
@@ -206,8 +210,12 @@ def estimate_energy(*args: Any, cores: int | None = None) -> EnergyReport:
         if report is not None and not isinstance(report, SynOpsReport):
             raise ConfigError(f"expected a SynOpsReport, got {type(report).__name__}",
                               where="estimate_energy")
-    if cores is not None and cores < 0:
-        raise ConfigError(f"cores must be >= 0, got {cores}", where="estimate_energy(cores=)")
+    for label, value in (("cores", cores), ("dense_cores", dense_cores)):
+        if value is not None and value < 0:
+            raise ConfigError(f"{label} must be >= 0, got {value}",
+                              where=f"estimate_energy({label}=)")
+    if dense_cores is None:
+        dense_cores = cores
     costs = costs_from_target(target)
     counts = [None if dense is None else dense.per_sample_counts(),
               compressed.per_sample_counts()]
@@ -221,12 +229,15 @@ def estimate_energy(*args: Any, cores: int | None = None) -> EnergyReport:
         lines.append(EnergyLine(name, None if counts[0] is None else counts[0][key],
                                 counts[1][key], cost.joules, _cited(cost)))
     if costs.core_step is not None:
-        if cores is None:
+        if cores is None or (counts[0] is not None and dense_cores is None):
             notes.append("core steps: the number of cores is unknown (pass cores=), term left "
                          "out")
         else:
-            per = [None if c is None else cores * c["steps"] for c in counts]
-            lines.append(EnergyLine(f"core steps ({cores} cores)", per[0], float(per[1]),
+            per = [None if counts[0] is None else dense_cores * counts[0]["steps"],
+                   cores * counts[1]["steps"]]
+            label = (f"core steps ({cores} cores)" if counts[0] is None or dense_cores == cores
+                     else f"core steps ({dense_cores} cores dense, {cores} compressed)")
+            lines.append(EnergyLine(label, per[0], float(per[1]),
                                     costs.core_step.joules, _cited(costs.core_step)))
     total = [None if counts[0] is None else
              sum(line.count_dense * line.cost_j for line in lines),  # type: ignore[operator]

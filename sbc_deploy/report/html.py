@@ -52,7 +52,7 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;pad
 font-size:12.5px;text-align:left;vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}
 td:first-child,td:nth-child(2){white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.bad{color:#b00;font-weight:600}.good{color:#070;font-weight:600}
+.bad{color:#b00;font-weight:600}.warn{color:#8a4b00;font-weight:600}.good{color:#070;font-weight:600}
 .grade{display:inline-block;padding:0 6px;border-radius:8px;font-size:11.5px;background:#e8f5e9}
 .grade.estimate,.grade.unknown{background:#ffe0b2;color:#8a4b00;font-weight:600}
 .grade.definition{background:#e3f2fd}
@@ -379,9 +379,9 @@ def _violations(t: TargetReport) -> str:
         return '<p class="good">No violations: every rule of the target holds.</p>'
     names = labels(t)
     return "<h3>Violations</h3>" + table(
-        ["layer", "rule", "limit", "actual", "severity", "message"],
+        ["layer", "rule", "limit", "actual", "severity", "message", "remedy"],
         [[names.get(v.layer or "", v.layer or "-"), v.rule, v.limit, v.actual, v.severity,
-          v.message] for v in t.violations])
+          v.message, getattr(v, "remedy", None) or ""] for v in t.violations], wide=(5, 6))
 
 
 def _compare(report: Report) -> str:
@@ -423,19 +423,17 @@ def _compare(report: Report) -> str:
 
 
 def _findings(items: Any) -> str:
+    """The quality guards' findings (accuracy drop, silent layers ...), errors first."""
     if not items:
         return ""
-    lis = []
-    for item in items:
-        if isinstance(item, dict):
-            text = item.get("message") or item.get("text") or str(item)
-            level = item.get("severity") or item.get("level") or ""
-        else:
-            text = getattr(item, "message", None) or str(item)
-            level = getattr(item, "severity", "") or ""
-        lis.append(f"<li>{'<b>' + html.escape(str(level)) + '</b>: ' if level else ''}"
-                   f"{html.escape(str(text))}</li>")
-    return "<h2>Findings</h2><ul>" + "".join(lis) + "</ul>"
+    order = sorted(items, key=lambda f: f.severity != "error")
+    rows = [[f'<span class="{"bad" if f.severity == "error" else "warn"}">'
+             f"{html.escape(f.severity)}</span>", html.escape(f.code),
+             html.escape(f.where or "-"), html.escape(f.message), html.escape(f.hint or "")]
+            for f in order]
+    return "<h2>Quality guards</h2>" + table(
+        ["severity", "guard", "where", "finding", "likely cause"], rows, raw=range(5),
+        wide=(3, 4))
 
 
 def to_html(report: Report) -> str:
@@ -459,7 +457,7 @@ def to_html(report: Report) -> str:
             f'<span class="muted">{t.cores_used} / {t.cores_available or "-"} cores \u00b7 '
             f'{energy(t.energy_j.compressed)} per sample<br>{html.escape(acc_text)}</span></div>')
     parts.append("</div>")
-    parts.append(_findings(getattr(report, "findings", None)))
+    parts.append(_findings(getattr(report, "findings", ())))
     if len(report.targets) > 1:
         parts.append(_compare(report))
     for t in report.targets:

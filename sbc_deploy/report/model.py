@@ -56,6 +56,27 @@ class ViolationRow:
     actual: Any
     message: str
     severity: str = "error"
+    neurons: tuple[int, ...] = ()  # offending neurons (flat index), where the rule knows them
+    remedy: str | None = None  # what to change
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A quality guard's result: the compressed network may fit yet be wrong (``error`` makes
+    the run exit 1), or something looks off (``warning``).
+
+    ``code`` is stable (``accuracy_drop``, ``silent_layer``, ...); ``where`` names the layer or
+    measurement; ``hint`` names the likely cause (time step, reset, encoding, threshold ...).
+    """
+
+    severity: str
+    code: str
+    where: str | None
+    message: str
+    hint: str | None = None
+    target: str | None = None
+    value: float | None = None
+    limit: float | None = None
 
 
 @dataclass(frozen=True)
@@ -139,10 +160,17 @@ class Report:
     timings_s: Mapping[str, float] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+    activity: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def fits(self) -> bool:
         return all(t.fits for t in self.targets)
+
+    @property
+    def guards_pass(self) -> bool:
+        """True when no quality guard found an error (see :class:`Finding`)."""
+        return not any(f.severity == "error" for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``report.json`` document."""
@@ -159,6 +187,9 @@ class Report:
             "timings_s": dict(self.timings_s),
             "settings": dict(self.settings),
             "versions": dict(self.versions),
+            "findings": [asdict(f) for f in self.findings],
+            "guards_pass": self.guards_pass,
+            "activity": dict(self.activity),
         }
 
 
@@ -167,6 +198,10 @@ def _target_dict(report: TargetReport) -> dict[str, Any]:
     data["layers"] = [{**asdict(layer), "shape": list(layer.shape), "fan_in": list(layer.fan_in),
                        "cores": list(layer.cores), "label": layer.label}
                       for layer in report.layers]
+    # per-neuron detail only where a rule gives it (keeps the other violations' keys as they were)
+    data["violations"] = [{k: v for k, v in row.items()
+                           if not (k in ("neurons", "remedy") and not v)}
+                          for row in data["violations"]]
     data["fits"] = report.fits
     data["limits"] = dict(report.limits)
     data["ann_equivalent"] = dict(report.ann_equivalent)

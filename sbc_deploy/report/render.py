@@ -93,9 +93,13 @@ def to_markdown(report: Report) -> str:
                "`synapse -> neuron`.")
     out.append("")
     out += [f"- {verdict_line(t)}" for t in report.targets] + [""]
-    findings = getattr(report, "findings", None)
-    if findings:
-        out += ["## Findings", ""] + [f"- {_finding_text(f)}" for f in findings] + [""]
+    findings = getattr(report, "findings", ())
+    if findings:  # quality guards (issue 12)
+        out += ["## Quality guards", ""]
+        out += _table(["severity", "guard", "where", "finding", "likely cause"],
+                      [[f.severity, f.code, f.where or "-", f.message, f.hint or ""]
+                       for f in findings])
+        out.append("")
     if len(report.targets) > 1:
         out += ["## How do the targets compare?", ""]
         out += _table(["target", "fits", "violations", "cores", "accuracy (integer)",
@@ -113,16 +117,6 @@ def to_markdown(report: Report) -> str:
         out += _table(["stage", "seconds"], [[k, f"{v:.2f}"] for k, v in report.timings_s.items()])
         out.append("")
     return "\n".join(out).rstrip() + "\n"
-
-
-def _finding_text(item: Any) -> str:
-    if isinstance(item, dict):
-        text = item.get("message") or item.get("text") or str(item)
-        level = item.get("severity") or item.get("level")
-    else:
-        text = getattr(item, "message", None) or str(item)
-        level = getattr(item, "severity", None)
-    return f"**{level}**: {text}" if level else str(text)
 
 
 def _cores(t: TargetReport) -> str:
@@ -188,9 +182,9 @@ def _target_markdown(t: TargetReport) -> list[str]:
     warnings = len(t.violations) - len(errors)
     out += [f"### Violations ({len(errors)} errors, {warnings} warnings)", ""]
     if t.violations:
-        out += _table(["layer", "rule", "limit", "actual", "severity", "message"],
-                      [[v.layer or "-", v.rule, v.limit, v.actual, v.severity, v.message]
-                       for v in t.violations])
+        out += _table(["layer", "rule", "limit", "actual", "severity", "message", "remedy"],
+                      [[v.layer or "-", v.rule, v.limit, v.actual, v.severity, v.message,
+                        getattr(v, "remedy", None) or ""] for v in t.violations])
     else:
         out.append("None: every rule of the target holds.")
     out.append("")

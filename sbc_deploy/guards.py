@@ -1,0 +1,222 @@
+"""Quality guards: a network can fit every rule of a target and still be useless.
+
+Each guard turns measurements (accuracy, per-layer firing rates) into a
+:class:`~sbc_deploy.report.model.Finding` with a severity, the place, and a hint that names the
+likely cause. ``error`` findings make the run exit 1, like a rule violation.
+
+Firing rate of a spiking layer = spikes / (neurons x steps x samples), on the evaluation data
+(or, before calibration, on a few calibration samples).
+
+Guards, with their codes:
+
+- ``silent_layer`` (error): a spiking layer never fires on the data. Usually the time step: a
+  NIR file stores none, and a dt far below the trained one makes every decay ~1 and every
+  threshold out of reach; also thresholds, or an input encoding other than the one trained on.
+- ``saturated_layer`` (warning): a layer fires on > 90 % of neuron-steps (reset mode, a dt far
+  above the trained one, or thresholds too low).
+- ``dense_at_chance`` (error): the *dense* network, before any compression, classifies at or
+  near chance on the user's labelled data; compressing it cannot help (time step, reset,
+  encoding, or the labels).
+- ``accuracy_drop`` (error): the compressed network loses more than ``max_drop`` accuracy points
+  against the dense one, on the float simulator or on the integer core.
+- ``integer_float_mismatch`` (warning): the integer core and the float simulator disagree by
+  more than 5 points on the compressed network (rounded thresholds or decays).
+- ``activity_shift`` (warning): a layer's firing rate moved by more than 4x after compression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+
+from sbc_deploy.ir import Graph, Neuron
+from sbc_deploy.report.model import Finding
+
+#: Default for ``--max-drop``: accuracy points the compressed network may lose.
+DEFAULT_MAX_DROP = 5.0
+#: A dense accuracy below chance + this margin (fraction) is "at or near chance".
+CHANCE_MARGIN = 0.05
+SATURATED_RATE = 0.9
+MISMATCH_POINTS = 5.0
+SHIFT_FACTOR = 4.0
+
+_DT_HINT = ("likely the time step: the model runs with dt = {dt:g} s; a NIR file stores no dt and "
+            "frameworks disagree on its meaning (snntorch counts time in steps: try --dt 1; "
+            "norse and Lava use seconds). Else the input encoding (0/1 spikes per step, shape "
+            "and polarity as trained) or thresholds out of reach")
+
+
+def spiking_layers(graph: Graph) -> list[str]:
+    """Names of the graph's spiking neuron nodes, in topological order."""
+    return [name for name in graph.topological_order
+            if isinstance(graph.nodes[name], Neuron) and graph.nodes[name].spiking]
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Firing per spiking layer on some data.
+
+    Attributes:
+        rate: mean spikes per neuron per step.
+        silent_neurons: fraction of the layer's neurons that never fired.
+        samples: samples seen; ``source``: which data (``"evaluation"``, ``"calibration"``).
+    """
+
+    rate: Mapping[str, float]
+    silent_neurons: Mapping[str, float]
+    samples: int
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "samples": self.samples,
+                "rate": dict(self.rate), "silent_neurons": dict(self.silent_neurons)}
+
+
+class ActivityMeter:
+    """Accumulates spike counts per layer over batches of recorded ``[T, B, ...]`` spikes."""
+
+    def __init__(self, layers: Iterable[str], source: str):
+        self.layers = list(layers)
+        self.source = source
+        self._spikes: dict[str, float] = {}
+        self._cells: dict[str, int] = {}
+        self._fired: dict[str, torch.Tensor] = {}
+        self._samples = 0
+
+    def add(self, recorded: Mapping[str, torch.Tensor]) -> None:
+        batch = 0
+        for name in self.layers:
+            spikes = recorded[name].detach()
+            batch = int(spikes.shape[1])
+            self._spikes[name] = self._spikes.get(name, 0.0) + float(spikes.sum())
+            self._cells[name] = self._cells.get(name, 0) + int(spikes.numel())
+            fired = (spikes != 0).flatten(2).any(dim=0).any(dim=0)
+            self._fired[name] = fired | self._fired[name] if name in self._fired else fired
+        self._samples += batch
+
+    def result(self) -> Activity:
+        rate = {n: self._spikes[n] / self._cells[n] if self._cells.get(n) else 0.0
+                for n in self.layers}
+        silent = {n: 1.0 - float(self._fired[n].float().mean()) if n in self._fired else 1.0
+                  for n in self.layers}
+        return Activity(rate, silent, self._samples, self.source)
+
+
+def measure_activity(graph: Graph, x: np.ndarray, source: str) -> Activity:
+    """Firing rates of ``graph`` on ``x`` ``[N, T, *input]`` (one float simulation)."""
+    from sbc_deploy.sim import simulate
+
+    layers = spiking_layers(graph)
+    meter = ActivityMeter(layers, source)
+    inputs = torch.from_numpy(np.array(np.swapaxes(x, 0, 1))).to(torch.float32)
+    meter.add(simulate(graph, inputs, record=layers).recorded)
+    return meter.result()
+
+
+def _chance(n_classes: int | None) -> float | None:
+    return None if not n_classes or n_classes < 2 else 1.0 / n_classes
+
+
+def dense_findings(activity: Activity | None, accuracy: float | None, *, dt: float,
+                   n_classes: int | None, reset: str | None = None) -> list[Finding]:
+    """Guards on the dense network, before compression (fail early: compressing a silent or
+    chance-level network wastes the run and reports nonsense)."""
+    found = []
+    hint = _DT_HINT.format(dt=dt)
+    if activity is not None:
+        for name, rate in activity.rate.items():
+            if rate == 0.0:
+                found.append(Finding(
+                    "error", "silent_layer", name,
+                    f"spiking layer '{name}' never fires on {activity.samples} samples of the "
+                    f"{activity.source} data (dense network)", hint, value=0.0))
+            elif rate > SATURATED_RATE:
+                found.append(Finding(
+                    "warning", "saturated_layer", name,
+                    f"spiking layer '{name}' fires on {100 * rate:.1f} % of neuron-steps on the "
+                    f"{activity.source} data (dense network)",
+                    f"likely the reset mode (now {reset or 'unknown'}; try --reset "
+                    f"{'zero' if reset == 'subtract' else 'subtract'}), a dt far above the trained "
+                    "one, or thresholds too low", value=rate, limit=SATURATED_RATE))
+    chance = _chance(n_classes)
+    if accuracy is not None and chance is not None and accuracy <= chance + CHANCE_MARGIN:
+        found.append(Finding(
+            "error", "dense_at_chance", "accuracy.dense_float",
+            f"the dense network, before compression, classifies {100 * accuracy:.1f} % of the "
+            f"evaluation data correctly; chance is {100 * chance:.1f} % ({n_classes} classes)",
+            hint + "; or labels that do not match the output neurons' order",
+            value=accuracy, limit=chance + CHANCE_MARGIN))
+    return found
+
+
+def compressed_findings(target: str, *, dense: Activity | None, compressed: Activity | None,
+                        dense_accuracy: float | None, float_accuracy: float | None,
+                        integer_accuracy: float | None,
+                        max_drop: float | None) -> list[Finding]:
+    """Guards on one target's compressed network against the dense one."""
+    found = []
+    fix = ("compress less (lower --sparsity, a higher --fan-in or --bits where the target allows) "
+           "or use --method sbc with calibration data (magnitude pruning ignores what the "
+           "neurons need); --max-drop none turns this guard off")
+    if dense_accuracy is not None and max_drop is not None:
+        for label, value in (("float simulator", float_accuracy),
+                             ("integer core", integer_accuracy)):
+            if value is None:
+                continue
+            drop = 100.0 * (dense_accuracy - value)
+            if drop > max_drop + 1e-9:  # exactly max_drop is allowed (float rounding)
+                found.append(Finding(
+                    "error", "accuracy_drop",
+                    f"accuracy.compressed_{'float' if label[0] == 'f' else 'integer'}",
+                    f"{target}: the compressed network loses {drop:.1f} accuracy points on the "
+                    f"{label} ({100 * dense_accuracy:.1f} % dense -> {100 * value:.1f} %); "
+                    f"--max-drop allows {max_drop:g}", fix, target, drop, max_drop))
+    if float_accuracy is not None and integer_accuracy is not None:
+        gap = 100.0 * abs(float_accuracy - integer_accuracy)
+        if gap > MISMATCH_POINTS:
+            found.append(Finding(
+                "warning", "integer_float_mismatch", "accuracy.compressed_integer",
+                f"{target}: the integer core ({100 * integer_accuracy:.1f} %) and the float "
+                f"simulator ({100 * float_accuracy:.1f} %) disagree by {gap:.1f} points",
+                "thresholds and decays are rounded to the target's registers (see the "
+                "thresholds_fit_bits / decays_fit_bits warnings); a dt far from the trained one "
+                "makes decays round badly", target, gap, MISMATCH_POINTS))
+    if dense is not None and compressed is not None:
+        for name, before in dense.rate.items():
+            after = compressed.rate.get(name)
+            if after is None or before == 0.0:
+                continue
+            if after == 0.0:
+                found.append(Finding(
+                    "error", "silent_layer", name,
+                    f"{target}: spiking layer '{name}' fires at {before:.3g} spikes/neuron/step "
+                    "dense but never after compression",
+                    "the compression removed the synapses this layer needs (compress less or "
+                    "use --method sbc), or integer thresholds rounded above reach",
+                    target, 0.0))
+            elif after / before > SHIFT_FACTOR or before / after > SHIFT_FACTOR:
+                found.append(Finding(
+                    "warning", "activity_shift", name,
+                    f"{target}: spiking layer '{name}' fires at {after:.3g} spikes/neuron/step "
+                    f"after compression vs {before:.3g} dense",
+                    "compression changed the balance of this layer's input (compress less, or "
+                    "--method sbc, whose loss is the membrane potential)", target,
+                    after / before, SHIFT_FACTOR))
+    return found
+
+
+def parse_max_drop(text: str) -> float | None:
+    """``--max-drop``: points in [0, 100], or ``none`` / ``off`` to turn the guard off."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    value = float(text)
+    if not 0.0 <= value <= 100.0:
+        raise ValueError(f"must lie in [0, 100] accuracy points, got {text}")
+    return value
+
+
+__all__ = ["DEFAULT_MAX_DROP", "Activity", "ActivityMeter", "compressed_findings",
+           "dense_findings", "measure_activity", "parse_max_drop", "spiking_layers"]

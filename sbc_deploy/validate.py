@@ -1,0 +1,219 @@
+"""Validate a whole request before any stage runs: every problem at once, nothing created.
+
+``validate_request`` reads the targets, the model and the data (that is cheap; the stages are
+not), then checks every flag against them:
+
+- each target resolves and each per-target compression config is valid;
+- ``--bits`` fits the target's weight format (no wider than its weights), ``--fan-in`` is within
+  the target's fan-in limit, ``--nm`` M is not wider than the narrowest layer's inputs;
+- every ``--export`` format is known and taken by every target (``--target speck --export netx``
+  is an error, not a note);
+- calibration and evaluation data have the model's input shape per step and its dt, and
+  compression that needs calibration data has some;
+- the output folder can take the run's set (see :mod:`sbc_deploy.outputs`).
+
+Every problem found is listed in one :class:`~sbc_deploy.errors.ConfigError` (exit 2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sbc_deploy.data import Dataset, load_data
+from sbc_deploy.errors import ConfigError, DataError, SbcDeployError
+from sbc_deploy.exporters import EXPORTERS
+from sbc_deploy.frontends import load_model
+from sbc_deploy.ir import Graph
+from sbc_deploy.targets import Target, load_target
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a validated request resolved to: the values the stages run on."""
+
+    graph: Graph
+    model_name: str
+    targets: tuple[Target, ...]
+    calib: Dataset | None
+    evaluation: Dataset | None
+    inputs: tuple[str, ...]  # files read (for the manifest)
+
+
+class ValidationError(ConfigError):
+    """Several problems with a request, each one line; ``problems`` holds them."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = tuple(problems)
+        head = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
+        super().__init__(f"{head} before any work was done:\n  - " + "\n  - ".join(problems))
+
+
+def _text(err: SbcDeployError) -> str:
+    return str(err)
+
+
+def _load_model(request: Any) -> tuple[Graph, str, Any, Any, list[str]]:
+    """The model and its data sources: the user's, or the bundled example's."""
+    from sbc_deploy import bundled
+
+    calib, evaluation, files = request.calib, request.eval, []
+    model = request.model
+    if model is None or (isinstance(model, str) and model in bundled.MODELS
+                         and not Path(model).exists()):
+        model = bundled.DEFAULT_MODEL if model is None else model
+        graph = bundled.load_bundled_model(model)
+        name = f"bundled {model} (sbc_deploy/bundled/{model}.nir)"
+        files.append(str(bundled.bundled_path(f"{model}.nir")))
+        if calib is None:
+            calib = bundled.load_bundled_data("calib")
+            files.append(str(bundled.bundled_path(bundled.DATA_FILES["calib"])))
+        if evaluation is None:
+            evaluation = bundled.load_bundled_data("eval")
+            files.append(str(bundled.bundled_path(bundled.DATA_FILES["eval"])))
+    elif isinstance(model, Graph):
+        graph, name = model, "graph given in memory"
+    else:
+        graph = load_model(model, dt=request.dt, reset=request.reset)
+        name = str(model)
+        files.append(str(model))
+    return graph, name, calib, evaluation, files
+
+
+def check_dataset(source: Any, graph: Graph, flag: str) -> Dataset:
+    """Read ``source`` and check it against the model's input shape and dt."""
+    data = source if isinstance(source, Dataset) else load_data(source, dt=graph.dt)
+    (input_name,) = graph.inputs[:1]
+    expected = tuple(graph.nodes[input_name].output_shape)
+    if tuple(data.input_shape) != expected:
+        raise DataError(f"samples have shape {tuple(data.input_shape)} per step but the model's "
+                        f"input '{input_name}' expects {expected}", where=f"{flag} {data.source}")
+    if not np.isclose(data.dt, graph.dt, rtol=1e-6):
+        raise DataError(f"data step dt = {data.dt:g} s differs from the model's dt = {graph.dt:g} s"
+                        " (re-bin the data or import the model with --dt)",
+                        where=f"{flag} {data.source}")
+    return data
+
+
+def _layer_inputs(graph: Graph) -> list[tuple[str, int]]:
+    rows = []
+    for layer in graph.synapse_layers():
+        weight = layer.synapse.weight
+        rows.append((layer.name, int(np.prod(weight.shape[1:])) if weight.ndim > 1 else 1))
+    return rows
+
+
+def validate_request(request: Any) -> Plan:
+    """Check every flag of ``request`` (a :class:`~sbc_deploy.pipeline.DeployRequest`) against
+    the targets, the model and the data; return what they resolved to.
+
+    Raises:
+        ValidationError: every problem found, one line each (nothing was created).
+    """
+    from sbc_deploy.compress.config import config_for_target
+    from sbc_deploy.outputs import check_output_dir
+
+    problems: list[str] = []
+    targets: list[Target] = []
+    if not request.targets:
+        problems.append("--target: name at least one target")
+    for spec in request.targets:
+        try:
+            targets.append(spec if isinstance(spec, Target) else load_target(spec))
+        except SbcDeployError as err:
+            problems.append(_text(err))
+    max_drop = getattr(request, "max_drop", None)
+    if max_drop is not None and not (isinstance(max_drop, (int, float))
+                                     and math.isfinite(max_drop) and 0 <= max_drop <= 100):
+        problems.append(f"--max-drop: must lie in [0, 100] accuracy points, got {max_drop!r}")
+    if request.eval_limit is not None and request.eval_limit < 1:
+        problems.append(f"eval_limit: must be >= 1, got {request.eval_limit}")
+
+    # exports: known, and taken by every target
+    formats = request.export
+    if formats is not None:
+        if not formats:
+            problems.append("--export: name at least one of " + ", ".join(EXPORTERS))
+        for fmt in formats:
+            if fmt not in EXPORTERS:
+                problems.append(f"--export: unknown format {fmt!r}; known: "
+                                f"{', '.join(EXPORTERS)}")
+                continue
+            for target in targets:
+                if fmt not in target.export_formats:
+                    problems.append(f"--export {fmt}: {target.name} is not deployed through "
+                                    f"{fmt}; it takes {', '.join(target.export_formats) or 'none'}")
+
+    # flags against each target's weight format and limits
+    needs_calib = False
+    for target in targets:
+        weights, limits = target.weights, target.limits
+        if request.bits is not None and weights.grid not in ("float", "none") and \
+                request.bits > weights.bits:
+            problems.append(f"--bits {request.bits}: {target.name} stores {weights.bits}-bit "
+                            f"weights ({weights.grid}); use --bits {weights.bits} or fewer")
+        if request.fan_in is not None and limits.max_fan_in is not None and \
+                request.fan_in > limits.max_fan_in and not target.is_estimate("limits.max_fan_in"):
+            problems.append(f"--fan-in {request.fan_in}: {target.name} allows at most "
+                            f"{limits.max_fan_in} inputs per neuron")
+        try:
+            config = config_for_target(target, method=request.method, sparsity=request.sparsity,
+                                       bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
+                                       allocation=request.allocation)
+        except SbcDeployError as err:
+            problems.append(f"{target.name}: {_text(err)}")
+        else:
+            needs_calib = needs_calib or config.needs_calibration
+
+    # the model and the data
+    graph = calib = evaluation = None
+    name, files = "", []
+    try:
+        graph, name, calib_src, eval_src, files = _load_model(request)
+    except SbcDeployError as err:
+        problems.append(_text(err))
+    if graph is not None:
+        for label, source in (("--calib", calib_src), ("--eval", eval_src)):
+            if source is None:
+                continue
+            try:
+                data = check_dataset(source, graph, label)
+            except SbcDeployError as err:
+                problems.append(_text(err))
+                continue
+            if not isinstance(source, Dataset):
+                files.append(str(source))
+            if label == "--calib":
+                calib = data
+            else:
+                evaluation = data
+        if calib_src is None and needs_calib:
+            problems.append(f"--calib: --method {request.method} needs calibration data; pass "
+                            "--calib DATA (or --method magnitude, which needs none)")
+        if request.n_m is not None:
+            m = request.n_m[1]
+            narrow = [(n, k) for n, k in _layer_inputs(graph) if k < m]
+            if narrow:
+                problems.append(f"--nm {request.n_m[0]}:{m}: layer '{narrow[0][0]}' has only "
+                                f"{narrow[0][1]} inputs per neuron, fewer than M = {m}")
+    for target in targets:
+        if isinstance(getattr(target, "path", None), Path):
+            files.append(str(target.path))
+
+    problems.extend(check_output_dir(request.out_dir, force=getattr(request, "force", False)))
+    out = Path(request.out_dir).resolve()
+    for file in dict.fromkeys(files):
+        if out in Path(file).resolve().parents:
+            problems.append(f"{file}: an input lies inside the output folder {request.out_dir}, "
+                            "which a run replaces as a whole; move it or pick another -o")
+    if problems:
+        raise ValidationError(problems)
+    assert graph is not None
+    return Plan(graph, name, tuple(targets), calib, evaluation, tuple(dict.fromkeys(files)))
+
+
+__all__ = ["Plan", "ValidationError", "check_dataset", "validate_request"]
