@@ -233,7 +233,7 @@ def _run_targets(args: argparse.Namespace) -> int:
 
 def _run_check(args: argparse.Namespace) -> int:
     from sbc_deploy import bundled
-    from sbc_deploy.outputs import Manifest, prepare, staged_output
+    from sbc_deploy.outputs import MANIFEST, Manifest, prepare, staged_output
     from sbc_deploy.pipeline import check_only
     from sbc_deploy.report.render import to_markdown, write_report
     from sbc_deploy.report.text import check_verdict
@@ -253,6 +253,7 @@ def _run_check(args: argparse.Namespace) -> int:
         with staged_output(args.out, manifest, force=args.force) as folder:  # one set
             written = write_report(report, folder)
         written = {k: Path(args.out) / Path(p).name for k, p in written.items()}
+        written["manifest"] = Path(args.out) / MANIFEST
     print(to_markdown(report) if args.report else check_verdict(report))
     for path in written.values():
         print(f"wrote {path}")

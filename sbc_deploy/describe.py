@@ -350,15 +350,19 @@ def describe_model(model: str | Path, *, dt: float | None = None,
     from sbc_deploy import bundled
     from sbc_deploy.frontends import detect_format, load_model
     from sbc_deploy.frontends.from_nir import read_nir_file
+    from sbc_deploy.safeio import reading, screen_hdf5
 
     path = Path(model)
     if not path.exists() and str(model) in bundled.MODELS:
         path = bundled.bundled_path(f"{model}.nir")
-    kind = detect_format(path)
+    with reading(path, "a NIR graph or a lava-dl netx network (HDF5)"):
+        kind = detect_format(path)
+        screen_hdf5(path)
     if kind != "nir":
         graph = load_model(path, dt=dt, reset=reset)
         return ModelDescription(str(model), kind, describe(graph), {}, True, {})
-    raw = read_nir_file(path)
+    with reading(path, "a NIR graph (HDF5 with /node)"):
+        raw = read_nir_file(path)
     metadata = dict(raw.metadata or {})
     missing = {}
     if dt is None and metadata.get("dt") is None:
@@ -368,9 +372,10 @@ def describe_model(model: str | Path, *, dt: float | None = None,
     if missing:  # structure only; 'exact' accepts any placeholder step
         from sbc_deploy.frontends import from_nir
 
-        graph = from_nir(path, dt=_PLACEHOLDER_DT if "dt" in missing else dt,
-                         reset="zero" if "reset" in missing else reset,  # type: ignore[arg-type]
-                         discretization="exact")
+        with reading(path, "a NIR graph (HDF5 with /node)"):
+            graph = from_nir(path, dt=_PLACEHOLDER_DT if "dt" in missing else dt,
+                             reset="zero" if "reset" in missing else reset,  # type: ignore
+                             discretization="exact")
     else:
         graph = load_model(path, dt=dt, reset=reset)  # type: ignore[arg-type]
     return ModelDescription(str(model), "nir", describe(graph), _continuous(raw),
