@@ -51,15 +51,17 @@ from sbc_deploy.check import check  # noqa: E402
 from sbc_deploy.compress import compress  # noqa: E402
 
 
-def export(graph: Any, fmt: str, path: Any, *, steps: int) -> Any:
-    """Write ``graph`` as ``fmt`` (``"netx"``, ``"nir"`` or ``"onnx"``) to ``path``."""
+def export(graph: Any, fmt: str, path: Any, *, steps: int, **options: Any) -> Any:
+    """Write ``graph`` as ``fmt`` (``"netx"``, ``"nir"`` or ``"onnx"``) to ``path``.
+
+    ``options`` go to the writer: ``nir_for="snntorch"`` etc. for NIR (see ``--nir-for``)."""
     from sbc_deploy.errors import ConfigError
     from sbc_deploy.exporters import EXPORTERS
 
     if fmt not in EXPORTERS:
         raise ConfigError(f"unknown format {fmt!r}; known: {', '.join(EXPORTERS)}",
                           where="export(fmt=)")
-    return EXPORTERS[fmt](graph, path, steps=steps)
+    return EXPORTERS[fmt](graph, path, steps=steps, **options)
 
 
 def __getattr__(name: str) -> Any:

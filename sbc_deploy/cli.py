@@ -3,8 +3,9 @@
     sbc-deploy [MODEL] --target NAME|PATH[,NAME...] [--calib DATA] [--eval DATA]
                [--method sbc|obc|magnitude] [--sparsity F] [--bits N] [--fan-in K] [--nm N:M]
                [--export netx,nir,onnx] [-o OUTDIR] [--dt SECONDS] [--reset zero|subtract] [--quiet]
-               [--eval-limit N]
-    sbc-deploy inspect MODEL [--dt SECONDS] [--reset zero|subtract] [--json]
+               [--eval-limit N] [--from FRAMEWORK] [--discretization euler|exact]
+               [--input-shape C,H,W] [--nir-for FRAMEWORK]
+    sbc-deploy inspect MODEL [--dt SECONDS] [--reset zero|subtract] [--json] [--from FRAMEWORK] ...
     sbc-deploy check MODEL --target NAME|PATH[,...] [-o OUTDIR] [--report]
     sbc-deploy targets
     sbc-deploy --version
@@ -80,6 +81,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W such as 2,34,34, got {text!r}") from None
+    if not shape or any(v < 1 for v in shape):
+        raise argparse.ArgumentTypeError(f"every axis must be at least 1, got {text}")
+    return shape
+
+
 def _max_drop(text: str) -> float | None:
     from sbc_deploy.guards import parse_max_drop
 
@@ -97,14 +108,26 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
+    from sbc_deploy.frontends.conventions import SOURCES
+
     parser.add_argument("--dt", type=_positive_float, metavar="SECONDS",
                         help="time step, for NIR files that do not record one")
     parser.add_argument("--reset", choices=("zero", "subtract"),
                         help="reset mode, for NIR files that do not record one")
+    parser.add_argument("--from", dest="source", choices=SOURCES, metavar="FRAMEWORK",
+                        help="the framework that wrote the model, whose convention for dt, r, "
+                             "tau and reset is used (" + "|".join(SOURCES) + "; default: "
+                             "detected from the file where it says, else the NIR spec)")
+    parser.add_argument("--discretization", choices=("euler", "exact"),
+                        help="how NIR time constants become per-step decays (default: the "
+                             "file's metadata, else the framework's convention)")
+    parser.add_argument("--input-shape", type=_shape, metavar="C,H,W",
+                        help="input shape of a netx file whose first layer is a convolution "
+                             "and that has no input layer (default: from --calib/--eval)")
 
 
 USAGE = """sbc-deploy [MODEL] --target NAME|PATH[,...] [options]     compress, check, export, report
-       sbc-deploy inspect MODEL [--dt S] [--reset zero|subtract] [--json]
+       sbc-deploy inspect MODEL [--dt S] [--reset zero|subtract] [--from FRAMEWORK] [--json]
        sbc-deploy check MODEL --target NAME|PATH[,...] [--report] [-o OUTDIR]
        sbc-deploy targets
        sbc-deploy --version"""
@@ -165,6 +188,12 @@ def deploy_parser() -> argparse.ArgumentParser:
                         help="output folder (default: ./sbc-out)")
     parser.add_argument("--eval-limit", type=_positive_int, metavar="N",
                         help="evaluate on the first N samples only (quick runs)")
+    from sbc_deploy.frontends.conventions import CONSUMERS
+
+    parser.add_argument("--nir-for", default="nir", choices=CONSUMERS, metavar="FRAMEWORK",
+                        help="write model.nir so that this framework's importer runs it like "
+                             "the simulator (" + "|".join(CONSUMERS) + "; default nir: the "
+                             "spec, unchanged); the report's notes say what was adapted")
     parser.add_argument("--max-drop", type=_max_drop, default="5", metavar="PTS",  # guards.py
                         help="accuracy points the compressed network may lose against the dense "
                              "one, on the float simulator and on the integer core (default: 5; "
@@ -196,6 +225,8 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
                             help=".nir or netx .net/.h5 file, or a bundled network's name "
                                  "(nmnist_mlp, nmnist_cnn)")
         _model_options(parser)
+        parser.add_argument("--verbose", action="store_true",
+                            help="log what the import does (convention, dt, adaptations)")
     if command == "inspect":
         parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     if command == "check":
@@ -216,7 +247,9 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
     from sbc_deploy.describe import describe_model, description_to_dict, format_description
 
-    description = describe_model(args.model, dt=args.dt, reset=args.reset)
+    description = describe_model(args.model, dt=args.dt, reset=args.reset, source=args.source,
+                                 discretization=args.discretization,
+                                 input_shape=args.input_shape)
     if args.json:
         print(json.dumps(description_to_dict(description), indent=2, default=str))
     else:
@@ -243,7 +276,9 @@ def _run_check(args: argparse.Namespace) -> int:
         model = str(bundled.bundled_path(f"{model}.nir"))
     if args.out:
         prepare(args.out, force=args.force)  # before any work
-    report = check_only(model, _split(args.target), dt=args.dt, reset=args.reset)
+    report = check_only(model, _split(args.target), dt=args.dt, reset=args.reset,
+                        source=args.source, discretization=args.discretization,
+                        input_shape=args.input_shape)
     written: dict[str, Any] = {}
     if args.out:
         manifest = Manifest(command=("sbc-deploy", *_ARGV), versions=report.versions,
@@ -272,7 +307,9 @@ def _run_deploy(args: argparse.Namespace) -> int:
         method=args.method, sparsity=args.sparsity, bits=args.bits, fan_in=args.fan_in,
         n_m=args.nm, allocation=args.allocation, export=None if args.export is None else tuple(_split(args.export)),
         out_dir=args.out, dt=args.dt, reset=args.reset, eval_limit=args.eval_limit,
-        max_drop=args.max_drop, force=args.force, command=("sbc-deploy", *_ARGV))
+        source=args.source, discretization=args.discretization, input_shape=args.input_shape,
+        nir_for=args.nir_for, max_drop=args.max_drop, force=args.force,
+        command=("sbc-deploy", *_ARGV))
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
     _print_summary(result)
@@ -405,7 +442,9 @@ def _main(argv: list[str]) -> int:
         if argv and argv[0] in COMMANDS:
             command = argv[0]
             args = _sub_parser(command).parse_args(argv[1:])
-            logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+            verbose = getattr(args, "verbose", False)
+            logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                                format="%(levelname)s %(name)s: %(message)s")
             runner = {"inspect": _run_inspect, "check": _run_check, "targets": _run_targets}[command]
             return runner(args)
         args = deploy_parser().parse_args(argv)

@@ -30,6 +30,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from sbc_deploy.errors import ConfigError
 from sbc_deploy.ir import AvgPool2d, Conv1d, Conv2d, Graph, Neuron, Node, SumPool2d, Synapse
 
 _PROVENANCE_KEYS = ("source_format", "source_file", "dt_source", "reset", "reset_source",
@@ -340,9 +341,13 @@ def _continuous(graph: Any) -> dict[str, dict[str, tuple[float, float]]]:
     return out
 
 
-def describe_model(model: str | Path, *, dt: float | None = None,
-                   reset: str | None = None) -> ModelDescription:
+def describe_model(model: str | Path, *, dt: float | None = None, reset: str | None = None,
+                   source: str | None = None, discretization: str | None = None,
+                   input_shape: tuple[int, ...] | None = None) -> ModelDescription:
     """Describe a NIR / netx file or a bundled network by name (see the module docstring).
+
+    ``source``, ``discretization`` and ``input_shape`` are :func:`load_model`'s (``--from`` may
+    supply the time step: snntorch's is fixed, for instance).
 
     Raises:
         SbcDeployError: the file is missing or unreadable (the frontends' errors).
@@ -358,8 +363,10 @@ def describe_model(model: str | Path, *, dt: float | None = None,
     with reading(path, "a NIR graph or a lava-dl netx network (HDF5)"):
         kind = detect_format(path)
         screen_hdf5(path)
+    options: dict[str, Any] = {"dt": dt, "reset": reset, "source": source,
+                               "discretization": discretization, "input_shape": input_shape}
     if kind != "nir":
-        graph = load_model(path, dt=dt, reset=reset)
+        graph = load_model(path, **options)
         return ModelDescription(str(model), kind, describe(graph), {}, True, {})
     with reading(path, "a NIR graph (HDF5 with /node)"):
         raw = read_nir_file(path)
@@ -369,15 +376,18 @@ def describe_model(model: str | Path, *, dt: float | None = None,
         missing["dt"] = _EFFECT["dt"]
     if reset is None and metadata.get("reset") is None and metadata.get("reset_mode") is None:
         missing["reset"] = _EFFECT["reset"]
-    if missing:  # structure only; 'exact' accepts any placeholder step
+    try:  # the framework's convention (--from) may know what the file does not say
+        graph = load_model(path, **options)
+        missing = {}
+    except ConfigError:
+        if not missing:
+            raise
         from sbc_deploy.frontends import from_nir
 
-        with reading(path, "a NIR graph (HDF5 with /node)"):
-            graph = from_nir(path, dt=_PLACEHOLDER_DT if "dt" in missing else dt,
+        with reading(path, "a NIR graph (HDF5 with /node)"):  # structure only: 'exact'
+            graph = from_nir(path, dt=_PLACEHOLDER_DT if "dt" in missing else dt,  # takes any dt
                              reset="zero" if "reset" in missing else reset,  # type: ignore
-                             discretization="exact")
-    else:
-        graph = load_model(path, dt=dt, reset=reset)  # type: ignore[arg-type]
+                             discretization="exact", framework=source)
     return ModelDescription(str(model), "nir", describe(graph), _continuous(raw),
                             not missing, missing)
 

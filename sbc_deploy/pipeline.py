@@ -90,6 +90,10 @@ class DeployRequest:
     max_drop: float | None = DEFAULT_MAX_DROP  # accuracy points; None: guard off
     force: bool = False  # replace an OUTDIR holding files sbc-deploy did not write
     command: tuple[str, ...] = ()  # recorded in manifest.json
+    source: str | None = None  # framework convention of a NIR model (--from); None: detect
+    discretization: str | None = None  # euler | exact for NIR (--discretization)
+    input_shape: tuple[int, ...] | None = None  # conv-first netx without input layer
+    nir_for: str = "nir"  # the NIR consumer the nir export is written for (--nir-for)
 
 
 @dataclass(frozen=True)
@@ -323,6 +327,11 @@ def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
             steps: int, progress: Progress = _silent) -> tuple[dict[str, str], list[str]]:
     formats = request.export if request.export is not None else target.export_formats
     written, notes = {}, []
+    from sbc_deploy.frontends.conventions import CONSUMERS
+
+    if request.nir_for not in CONSUMERS:
+        raise ConfigError(f"unknown NIR consumer {request.nir_for!r}; known: "
+                          f"{', '.join(CONSUMERS)}", where="--nir-for")
     stage = f"export {target.name}"
     for i, fmt in enumerate(formats):
         progress(stage, i, len(formats), unit="files", detail=fmt)
@@ -334,7 +343,14 @@ def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
             continue
         path = export_path(out_dir, fmt)
         try:
-            EXPORTERS[fmt](graph, path, steps=steps)
+            if fmt == "nir" and request.nir_for != "nir":
+                from sbc_deploy.exporters.to_nir import write_nir_for
+
+                adapted = write_nir_for(graph, path, nir_for=request.nir_for)
+                notes.extend(f"nir export for {request.nir_for}: {line}"
+                             for line in adapted.notes)
+            else:
+                EXPORTERS[fmt](graph, path, steps=steps)
         except ExportError as err:
             notes.append(f"{fmt} export refused: {err}")
             continue
@@ -443,6 +459,7 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
             with clock.stage("export"):
                 exports, notes = _export(compressed, target, request, target_dir, steps,
                                          progress)
+            notes = _import_notes(graph) + notes
             with clock.stage("evaluate compressed"):
                 after = _evaluate_float(compressed, evaluation, request, progress,
                                         f"evaluate {target.name}")
@@ -498,6 +515,13 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
     return DeployResult(report, tuple(results), written)
 
 
+def _import_notes(graph: Graph) -> list[str]:
+    """What the NIR import could not express of the writer's convention (said, not hidden)."""
+    name = graph.metadata.get("convention")
+    return [f"import (convention {name}): {line}"
+            for line in graph.metadata.get("convention_caveats", ())]
+
+
 def _versions() -> dict[str, str]:
     import nir
 
@@ -508,14 +532,18 @@ def _versions() -> dict[str, str]:
 
 
 def check_only(model: str | Path | Graph, targets: Sequence[str | Path | Target], *,
-               dt: float | None = None, reset: str | None = None) -> Report:
+               dt: float | None = None, reset: str | None = None, source: str | None = None,
+               discretization: str | None = None,
+               input_shape: tuple[int, ...] | None = None) -> Report:
     """``sbc-deploy check``: every rule of every target on the model as it is (no compression)."""
     clock = _Clock()
     with clock.stage("load"):
         loaded = [t if isinstance(t, Target) else load_target(t) for t in targets]
         if not loaded:
             raise ConfigError("name at least one target", where="--target")
-        graph = model if isinstance(model, Graph) else load_model(model, dt=dt, reset=reset)
+        graph = model if isinstance(model, Graph) else load_model(
+            model, dt=dt, reset=reset, source=source, discretization=discretization,
+            input_shape=input_shape)
     reports = []
     with clock.stage("check"):
         for target in loaded:

@@ -78,10 +78,28 @@ def _load_model(request: Any) -> tuple[Graph, str, Any, Any, list[str]]:
     elif isinstance(model, Graph):
         graph, name = model, "graph given in memory"
     else:
-        graph = load_model(model, dt=request.dt, reset=request.reset)
+        graph = load_model(model, dt=request.dt, reset=request.reset,
+                           source=getattr(request, "source", None),
+                           discretization=getattr(request, "discretization", None),
+                           input_shape=(getattr(request, "input_shape", None)
+                                        or _data_input_shape(model, calib, evaluation,
+                                                             request.dt)))
         name = str(model)
         files.append(str(model))
     return graph, name, calib, evaluation, files
+
+
+def _data_input_shape(model: Any, calib: Any, evaluation: Any, dt: float | None
+                      ) -> tuple[int, ...] | None:
+    """The per-sample shape of the calibration (else evaluation) data, read only for a netx
+    model whose first layer is a convolution without an input layer (issue 11)."""
+    from sbc_deploy.frontends.from_netx import first_layer_needs_input_shape
+
+    data = calib if calib is not None else evaluation
+    if data is None or not first_layer_needs_input_shape(model):
+        return None
+    dataset = data if isinstance(data, Dataset) else load_data(data, dt=dt)
+    return tuple(int(v) for v in dataset.input_shape)
 
 
 def check_dataset(source: Any, graph: Graph, flag: str) -> Dataset:
@@ -168,6 +186,13 @@ def validate_request(request: Any) -> Plan:
             problems.append(f"{target.name}: {_text(err)}")
         else:
             needs_calib = needs_calib or config.needs_calibration
+
+    from sbc_deploy.frontends.conventions import CONSUMERS
+
+    nir_for = getattr(request, "nir_for", "nir")
+    if nir_for not in CONSUMERS:
+        problems.append(f"--nir-for {nir_for}: unknown NIR consumer; known: "
+                        f"{', '.join(CONSUMERS)}")
 
     # the model and the data
     graph = calib = evaluation = None

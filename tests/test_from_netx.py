@@ -15,6 +15,7 @@ from sbc_deploy.errors import ConfigError, FormatError, ShapeError, UnsupportedN
 from sbc_deploy.frontends import detect_format, load_model
 from sbc_deploy.frontends.from_netx import from_netx, int_exp_encoding
 from sbc_deploy.ir import Affine, Conv2d, CubaLI, CubaLIF, Flatten, Scale
+from sbc_deploy.sim import simulate
 
 NETX_FILES = (("tinynet", "tiny.net"), ("oxford", "network.net"), ("mnist_small", "network.net"),
               ("mnist_bootstrap", "network.net"))
@@ -305,3 +306,41 @@ def test_load_model_dispatches_on_content_not_name(tmp_path: Path) -> None:
         f["x"] = 1
     with pytest.raises(FormatError, match="neither a NIR graph"):
         load_model(other)
+
+
+def _conv_first(path: Path, rng: np.random.Generator, with_input: bool) -> Path:
+    conv_w = 2 * rng.integers(-20, 20, size=(4, 2, 3, 3))
+    dense_w = 2 * rng.integers(-30, 30, size=(5, 4 * 2 * 2))
+    layers: list[tuple[str, dict[str, Any]]] = [
+        ("conv", {"shape": np.array([4, 2, 2]), "weight": conv_w.astype(np.float32),
+                  "stride": np.array([2, 2]), "padding": np.array([0, 0]),
+                  "dilation": np.array([1, 1]), "groups": 1, "neuron": CUBA}),
+        ("flatten", {"shape": np.array([16, 1, 1])}),
+        ("dense", {"shape": np.array([5]), "weight": dense_w.astype(np.float32),
+                   "neuron": CUBA})]
+    if with_input:
+        layers.insert(0, ("input", {"shape": np.array([2, 6, 6])}))
+    return _netx(path, layers)
+
+
+def test_conv_first_file_without_input_layer_takes_the_input_shape(tmp_path: Path,
+                                                                   rng: np.random.Generator
+                                                                   ) -> None:
+    """lava-dl writes conv-first networks without an input layer; the shape comes from the
+    user (--input-shape) and the network equals the same file with an input layer."""
+    bare = _conv_first(tmp_path / "bare.net", np.random.default_rng(3), with_input=False)
+    full = _conv_first(tmp_path / "full.net", np.random.default_rng(3), with_input=True)
+    with pytest.raises(FormatError, match="no input layer") as err:
+        from_netx(bare)
+    assert "--input-shape" in (err.value.hint or "")
+    graph = load_model(bare, input_shape=(2, 6, 6))
+    reference = from_netx(full)
+    assert graph.nodes["input"].shape == (2, 6, 6)
+    assert graph.nodes["input"].metadata["netx"]["shape_source"] == "argument input_shape"
+    x = (torch.rand(12, 3, 2, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    got = simulate(graph, x).outputs[graph.outputs[0]]
+    want = simulate(reference, x).outputs[reference.outputs[0]]
+    assert got.shape == (12, 3, 5) and want.sum() > 0
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    with pytest.raises(ShapeError, match="C,H,W"):
+        from_netx(bare, input_shape=(72,))

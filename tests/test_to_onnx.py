@@ -92,9 +92,27 @@ def test_mlp_matches_simulate_with_symbolic_and_fixed_batch(rng, tmp_path):
                                        tmp_path / "fixed.onnx", batch=5)
     assert np.abs(got["out"]).max() > 0.1
     model = onnx.load(str(tmp_path / "fixed.onnx"))
-    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [40, 5, 10]
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["time", 5, 10]
     assert {p.key: p.value for p in model.metadata_props}["dt"] == "0.001"
+
+
+def test_one_file_runs_two_different_numbers_of_steps(rng, tmp_path):
+    """The time axis is symbolic: a model exported once runs T=31 and T=50 in onnxruntime
+    (a fixed T refused the second with 'Got: 50 Expected: 31'), each equal to simulate()."""
+    graph = mlp(rng)
+    path = tmp_path / "model.onnx"
+    to_onnx(graph, path, steps=31)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    for steps in (31, 50):
+        x = spikes(rng, (steps, 4, 10))
+        got = run_onnx(path, {"in": x})["out"]
+        want = simulate(graph, {"in": torch.from_numpy(x)}).outputs["out"].numpy()
+        assert got.shape == (steps, 4, 4)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        assert np.abs(want).max() > 0.1  # the readout is not silent
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props["steps"] == "31"
 
 
 def test_spikes_are_greater_then_cast(rng, tmp_path):

@@ -2,6 +2,7 @@
 
     EXPORTERS["netx"](graph, path, steps=T)   # lava-dl netx HDF5 (Loihi)
     EXPORTERS["nir"](graph, path, steps=T)    # NIR, dt and reset mode in its metadata
+    EXPORTERS["nir"](graph, path, steps=T, nir_for="snntorch")  # NIR for one framework's importer
     EXPORTERS["onnx"](graph, path, steps=T)   # ONNX, one Scan over T steps with explicit state
 
 Every writer checks the path before any work and writes atomically.
@@ -28,8 +29,8 @@ def _netx(graph: Graph, path: str | Path, *, steps: int) -> Path:
     return _write_netx(graph, path)
 
 
-def _nir(graph: Graph, path: str | Path, *, steps: int) -> Path:
-    return _write_nir(graph, path)
+def _nir(graph: Graph, path: str | Path, *, steps: int, nir_for: str = "nir") -> Path:
+    return _write_nir(graph, path, nir_for=nir_for)
 
 
 def _onnx(graph: Graph, path: str | Path, *, steps: int) -> Path:

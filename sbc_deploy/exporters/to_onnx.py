@@ -1,7 +1,9 @@
 r"""IR -> ONNX: the network over time, with its state explicit, in one ``Scan``.
 
-The model maps each Input ``[T, B, *shape]`` (``T = steps``; ``B`` fixed or symbolic) to each
-Output ``[T, B, *shape]``, in float32, with exactly the float simulator's semantics
+The model maps each Input ``[T, B, *shape]`` to each Output ``[T, B, *shape]``. ``T`` is a
+symbolic dimension (``"time"``): the same file runs any number of steps (the Scan iterates over
+whatever time axis it is given); ``B`` is fixed or symbolic (``"batch"``). Outputs come in
+float32, with exactly the float simulator's semantics
 (:mod:`sbc_deploy.sim.float_sim`). Layout::
 
     graph inputs   x_<Input>            [T, B, *shape]
@@ -63,6 +65,7 @@ log = logging.getLogger(__name__)
 OPSET = 17
 IR_VERSION = 8  # the IR version of opset 17; onnxruntime reads it
 FLOAT = TensorProto.FLOAT
+TIME = "time"  # the symbolic time dimension of every graph input and output
 
 
 class _Builder:
@@ -219,8 +222,12 @@ def _states(graph: Graph) -> dict[str, _State]:
     return states
 
 
-def build_onnx(graph: Graph, *, steps: int, batch: int | None = None) -> onnx.ModelProto:
+def build_onnx(graph: Graph, *, steps: int | None = None,
+               batch: int | None = None) -> onnx.ModelProto:
     """The ONNX model of ``graph`` (see the module docstring), checked, not written.
+
+    ``steps`` is only recorded (metadata ``"steps"``: the T the network was evaluated with);
+    the time axis of the model is symbolic and accepts any T at run time.
 
     Raises:
         ConfigError: ``steps`` or ``batch`` is not a positive integer.
@@ -278,8 +285,8 @@ def build_onnx(graph: Graph, *, steps: int, batch: int | None = None) -> onnx.Mo
 
     main = helper.make_graph(
         b.outer, "sbc_deploy",
-        [_value_info(n, [steps, batch_dim, *graph.nodes[n].output_shape]) for n in graph.inputs],
-        [_value_info(n, [steps, batch_dim, *graph.nodes[n].output_shape]) for n in graph.outputs],
+        [_value_info(n, [TIME, batch_dim, *graph.nodes[n].output_shape]) for n in graph.inputs],
+        [_value_info(n, [TIME, batch_dim, *graph.nodes[n].output_shape]) for n in graph.outputs],
         initializer=b.initializers)
     model = helper.make_model(main, producer_name="sbc-deploy",
                               opset_imports=[helper.make_opsetid("", OPSET)])
@@ -290,7 +297,8 @@ def build_onnx(graph: Graph, *, steps: int, batch: int | None = None) -> onnx.Mo
     resets = {n: getattr(node, "reset") for n, node in graph.nodes.items()
               if isinstance(node, Neuron) and node.spiking}
     helper.set_model_props(model, {
-        "dt": repr(graph.dt), "steps": str(steps), "layout": "[T, B, *shape]",
+        "dt": repr(graph.dt), "steps": "any" if steps is None else str(steps),
+        "layout": "[T, B, *shape], T symbolic ('time')",
         "resets": json.dumps(resets),
         "source": json.dumps({k: str(v) for k, v in graph.metadata.items()}),
     })
@@ -301,13 +309,15 @@ def build_onnx(graph: Graph, *, steps: int, batch: int | None = None) -> onnx.Mo
     return model
 
 
-def to_onnx(graph: Graph, path: str | Path, *, steps: int, batch: int | None = None) -> Path:
+def to_onnx(graph: Graph, path: str | Path, *, steps: int | None = None,
+            batch: int | None = None) -> Path:
     """Write ``graph`` as an ONNX model over ``steps`` time steps (see the module docstring).
 
     Args:
         graph: the network (not modified).
         path: the ``.onnx`` file to write (atomically: an old file stays intact on failure).
-        steps: ``T``, the number of time steps of the model's inputs and outputs.
+        steps: the ``T`` the network is used with, recorded in the metadata only: the model's
+            time axis is symbolic and accepts any ``T``.
         batch: a fixed batch size, or None for a symbolic ``"batch"`` dimension.
 
     Returns:

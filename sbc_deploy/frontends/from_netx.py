@@ -400,10 +400,20 @@ def _dense_layer(b: _Builder, i: int, layer: h5py.Group, kind: str, flatten_laye
         b.last = neuron_name
 
 
-def _conv_layer(b: _Builder, i: int, layer: h5py.Group, where: str) -> None:
+def _conv_layer(b: _Builder, i: int, layer: h5py.Group, where: str,
+                input_shape: tuple[int, ...] | None = None) -> None:
     if b.last is None:
-        raise FormatError("the first layer is a conv layer but the file has no input layer, so "
-                          "its input shape is unknown", where=where)
+        if input_shape is None:
+            raise FormatError("the first layer is a conv layer but the file has no input layer, "
+                              "so its input shape is unknown", where=where,
+                              hint="pass --input-shape C,H,W (or give --calib/--eval data, "
+                                   "whose samples carry it)")
+        if len(input_shape) != 3:
+            raise ShapeError(f"--input-shape for a conv-first network must be C,H,W, got "
+                             f"{tuple(input_shape)}", where=where)
+        b.add("input", Input(tuple(int(v) for v in input_shape),
+                             metadata={"netx": {"layer": None, "type": "implicit input",
+                                                "shape_source": "argument input_shape"}}))
     if "weight" not in layer:
         raise FormatError("conv layer lacks 'weight'", where=where)
     w_int = _integers(np.asarray(layer["weight"][()]), "weight", where)
@@ -437,12 +447,16 @@ def _conv_layer(b: _Builder, i: int, layer: h5py.Group, where: str) -> None:
     b.add(f"layer{i}.neuron", _neuron(config, absent, conv.output_shape, bias, i, where))
 
 
-def from_netx(path: str | Path, *, dt: float | None = None) -> Graph:
+def from_netx(path: str | Path, *, dt: float | None = None,
+              input_shape: tuple[int, ...] | None = None) -> Graph:
     """Import a lava-dl netx HDF5 network (``.net``/``.h5``) into the IR.
 
     Args:
         path: the netx file.
         dt: seconds per step, used as a label only (see the module docstring).
+        input_shape: the per-sample input shape ``(C, H, W)`` when the first layer is a
+            convolution and the file has no input layer (it is ignored otherwise: the file's
+            input layer or first dense layer decides).
 
     Returns:
         A validated sequential (or ``dense_rec``-recurrent) :class:`Graph` whose metadata
@@ -462,7 +476,7 @@ def from_netx(path: str | Path, *, dt: float | None = None) -> Graph:
         raise FormatError("is a directory, expected a netx .net/.h5 file", where=where)
     try:
         with h5py.File(path, "r") as f:
-            return _read(f, path, dt)
+            return _read(f, path, dt, input_shape)
     except SbcDeployError as err:
         if not (err.where or "").startswith(("node", "edge", "graph")):
             raise
@@ -472,7 +486,19 @@ def from_netx(path: str | Path, *, dt: float | None = None) -> Graph:
                           f"corrupt): {type(err).__name__}: {err}", where=where) from err
 
 
-def _read(f: h5py.File, path: Path, dt: float | None) -> Graph:
+def first_layer_needs_input_shape(path: str | Path) -> bool:
+    """True when a netx file's first layer is a convolution and it has no input layer (its
+    input shape must then come from the user or the data)."""
+    try:
+        with h5py.File(path, "r") as f:
+            layers = _sorted_layers(f, str(path))
+            return bool(layers) and _layer_type(layers[0][1]) == "conv"
+    except (OSError, KeyError, ValueError, TypeError, SbcDeployError):
+        return False
+
+
+def _read(f: h5py.File, path: Path, dt: float | None,
+          input_shape: tuple[int, ...] | None = None) -> Graph:
     where = str(path)
     if "layer" not in f or not isinstance(f["layer"], h5py.Group):
         raise FormatError("HDF5 file is not a netx network (no /layer group)", where=where,
@@ -495,7 +521,7 @@ def _read(f: h5py.File, path: Path, dt: float | None) -> Graph:
             _dense_layer(b, i, layer, kind, flatten_layer, layer_where)
             flatten_layer = None
         elif kind == "conv":
-            _conv_layer(b, i, layer, layer_where)
+            _conv_layer(b, i, layer, layer_where, input_shape)
     if b.last is None:
         raise FormatError("the network has no layer with neurons or weights", where=where)
     b.add("output", Output(b.shape))

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
@@ -60,6 +60,14 @@ from sbc_deploy.errors import (
     IRError,
     SbcDeployError,
     UnsupportedNodeError,
+)
+from sbc_deploy.frontends.conventions import CONVENTIONS, Convention, Side, get_convention
+from sbc_deploy.frontends.nir_fixups import (
+    detect_convention,
+    hwc_to_chw_columns,
+    rewire_spyx_recurrence,
+    rockpool_dt,
+    strip_batch_axes,
 )
 from sbc_deploy.ir import (
     IF,
@@ -86,6 +94,9 @@ from sbc_deploy.ir import (
 )
 
 log = logging.getLogger(__name__)
+
+NIR_CONVENTION = CONVENTIONS["nir"]
+NIR_SIDE: Side = NIR_CONVENTION.producer  # type: ignore[assignment]
 
 Discretization = Literal["euler", "exact"]
 DISCRETIZATIONS: tuple[str, ...] = ("euler", "exact")
@@ -371,6 +382,7 @@ class _Context:
     reset: str | None
     in_shape: Shape | None
     flatten: _FlattenChoice | None = None
+    side: Side = NIR_SIDE
 
     @property
     def where(self) -> str:
@@ -390,12 +402,34 @@ def _broadcast(ctx: _Context, **params: Any) -> dict[str, np.ndarray]:
                 "all parameters are scalars and no predecessor fixes the node's shape",
                 where=ctx.where)
         return {k: np.broadcast_to(a, ctx.in_shape) for k, a in arrays.items()}
+    if ctx.in_shape is not None and all(_fits(a.shape, ctx.in_shape) for a in arrays.values()):
+        # broadcast parameters, e.g. one value per channel (C, 1, 1) behind a convolution
+        return {k: np.broadcast_to(a, ctx.in_shape) for k, a in arrays.items()}
     return arrays
+
+
+def _fits(shape: Shape, target: Shape) -> bool:
+    """``shape`` broadcasts to ``target`` without changing it."""
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
+
+
+def _tau_seconds(tau: np.ndarray, ctx: _Context) -> np.ndarray:
+    """The producer's ``tau`` in seconds: as written (NIR), counted in steps (sinabs), or
+    written as seconds times dt (norse 1.1.0: ``tau = dt / tau_mem_inv``)."""
+    if ctx.side.tau_unit == "steps":
+        return tau * ctx.dt
+    if ctx.side.tau_unit == "seconds_times_dt":
+        return tau / ctx.dt
+    return tau
 
 
 def _decay(tau: np.ndarray, ctx: _Context, what: str) -> np.ndarray:
     if np.any(tau <= 0):
         raise ConfigError(f"{what} must be positive, got minimum {tau.min():g}", where=ctx.where)
+    tau = _tau_seconds(tau, ctx)
     if ctx.discretization == "exact":
         return np.exp(-ctx.dt / tau)
     decay = 1.0 - ctx.dt / tau
@@ -419,8 +453,18 @@ def _restored_bias(node: nir.NIRNode, shape: Shape) -> np.ndarray:
 def _leaky(node: nir.NIRNode, ctx: _Context, tau: np.ndarray, r: np.ndarray,
            v_leak: np.ndarray) -> dict[str, np.ndarray]:
     beta = _decay(tau, ctx, "tau_mem")
-    gain = r * (1.0 - beta)
+    if ctx.side.gain == "one":  # the input is added as it is (r ignored or a label)
+        gain = np.ones_like(beta)
+    elif ctx.side.gain == "one_minus_decay":  # norse box cells: dt / tau, r ignored
+        gain = 1.0 - beta
+    elif ctx.discretization == "exact":  # NIR, zero-order hold: r (1 - beta)
+        gain = r * (1.0 - beta)
+    else:  # NIR, forward Euler: dt r / tau (not r (1 - beta), which rounds to 0 for huge tau)
+        gain = ctx.dt * r / _tau_seconds(tau, ctx)
     bias = _restored_bias(node, beta.shape)
+    if ctx.side.v_leak_is_bias:  # rockpool: v_leak is the bias added per step
+        return {"beta": beta, "gain": gain, "v_leak": np.zeros_like(beta),
+                "bias": np.broadcast_to(v_leak, beta.shape).copy()}
     # an exported IR bias was folded into v_leak: (1 - beta) * v_leak_nir = (1-beta) v_leak + bias
     with np.errstate(divide="ignore", invalid="ignore"):
         v_leak = np.where(bias != 0, v_leak - bias / (1.0 - beta), v_leak)
@@ -429,7 +473,17 @@ def _leaky(node: nir.NIRNode, ctx: _Context, tau: np.ndarray, r: np.ndarray,
 
 def _synaptic(ctx: _Context, tau_syn: np.ndarray, w_in: np.ndarray) -> dict[str, np.ndarray]:
     alpha = _decay(tau_syn, ctx, "tau_syn")
+    if ctx.side.syn_gain == "one":
+        return {"alpha": alpha, "gain_syn": np.ones_like(alpha)}
+    if ctx.side.syn_gain == "decay":  # rockpool: the input is added before the decay
+        return {"alpha": alpha, "gain_syn": alpha.copy()}
     return {"alpha": alpha, "gain_syn": w_in * (1.0 - alpha)}
+
+
+def _if_gain(r: np.ndarray, ctx: _Context) -> np.ndarray:
+    """IF / I: NIR's ``v' = r I`` gives ``dt r`` per step; frameworks that count in steps
+    (sinabs, norse's IAF, spyx) add ``r`` times the input per step."""
+    return r.copy() if ctx.side.if_gain == "one" else ctx.dt * r
 
 
 def _v_reset(node: Any, threshold: np.ndarray) -> np.ndarray:
@@ -447,7 +501,14 @@ def _convert_output(node: nir.Output, ctx: _Context) -> Node:
     shape = ctx.in_shape or _shape_of(node.output_type.get("output"))
     declared = _shape_of(node.output_type.get("output"))
     if declared is not None and ctx.in_shape is not None and declared != ctx.in_shape:
-        shape = declared  # let the graph report the mismatch on the edge
+        stripped = declared
+        while len(stripped) > len(ctx.in_shape) and stripped[0] == 1:
+            stripped = stripped[1:]  # a batch axis in the port type (rockpool, nirtorch)
+        if stripped == ctx.in_shape:
+            log.info("Output '%s': dropped a batch axis from %s -> %s", ctx.name, declared,
+                     stripped)
+        else:
+            shape = declared  # let the graph report the mismatch on the edge
     if shape is None:
         raise UnsupportedNodeError("Output node has no shape and nothing feeds it",
                                    where=ctx.where)
@@ -535,14 +596,14 @@ def _convert_delay(node: nir.Delay, ctx: _Context) -> Node:
 def _convert_i(node: nir.I, ctx: _Context) -> Node:
     params = _broadcast(ctx, r=node.r)
     bias = _restored_bias(node, params["r"].shape)
-    return Integrator(gain=ctx.dt * params["r"], bias=bias, metadata=_meta(node))
+    return Integrator(gain=_if_gain(params["r"], ctx), bias=bias, metadata=_meta(node))
 
 
 def _convert_if(node: nir.IF, ctx: _Context) -> Node:
     params = _broadcast(ctx, r=node.r, v_threshold=node.v_threshold,
                         v_reset=_v_reset(node, _array(node.v_threshold)))
     bias = _restored_bias(node, np.broadcast_shapes(*(p.shape for p in params.values())))
-    return IF(v_threshold=params["v_threshold"], gain=ctx.dt * params["r"],
+    return IF(v_threshold=params["v_threshold"], gain=_if_gain(params["r"], ctx),
               v_reset=params["v_reset"], bias=bias, reset=ctx.reset, metadata=_meta(node))
 
 
@@ -727,10 +788,13 @@ def _infer_shapes(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
     for _ in range(len(nodes) + 1):
         changed = False
         for name, node in nodes.items():
+            known = [out_shape[p] for p in preds[name] if out_shape.get(p) is not None]
             if in_shape[name] is None:
-                known = [out_shape[p] for p in preds[name] if out_shape.get(p) is not None]
                 if known:
                     in_shape[name], changed = known[0], True
+            elif (known and type(node) in _PARAMS and known[0] != in_shape[name]
+                  and _fits(in_shape[name], known[0])):
+                in_shape[name], changed = known[0], True  # broadcast parameters
             if isinstance(node, nir.Flatten):
                 source = in_shape[name] or _shape_of(node.input_type.get("input"))
                 if source is None:
@@ -751,7 +815,8 @@ def _infer_shapes(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
 
 def from_nir(source: str | Path | nir.NIRGraph, *, dt: float | None = None,
              reset: Literal["zero", "subtract"] | None = None,
-             discretization: Discretization = "euler") -> Graph:
+             discretization: Discretization | None = None,
+             framework: str | None = None) -> Graph:
     """Import a NIR graph into the discrete-time IR.
 
     Args:
@@ -760,21 +825,30 @@ def from_nir(source: str | Path | nir.NIRGraph, *, dt: float | None = None,
             it when given (both are recorded).
         reset: ``"zero"`` or ``"subtract"``; needed when the graph has spiking neurons and its
             metadata has no ``"reset"``/``"reset_mode"``; wins over the metadata when given.
-        discretization: ``"euler"`` (forward Euler, the frameworks' convention) or ``"exact"``.
+        discretization: ``"euler"`` (forward Euler) or ``"exact"``; None takes the graph's
+            metadata ``"discretization"`` (sbc-deploy writes it), else the framework's own.
+        framework: whose convention the numbers follow (a name in
+            :data:`~sbc_deploy.frontends.conventions.CONVENTIONS`: ``"nir"``, ``"snntorch"``,
+            ``"norse"``, ``"sinabs"``, ``"rockpool"``, ``"spyx"``); None detects it from the
+            file where it gives its writer away (logged), else reads the NIR spec.
 
     Returns:
         A validated :class:`Graph` whose metadata records ``source_format``, ``source_file``,
-        ``dt``, ``dt_source``, ``reset``, ``reset_source`` and ``discretization``.
+        ``dt``, ``dt_source``, ``reset``, ``reset_source``, ``discretization`` (and its
+        source), ``convention`` (and how it was chosen) and ``import_notes`` (what was adapted).
 
     Raises:
         FormatError: unreadable or non-NIR file.
         UnsupportedNodeError: node types (all named) or structures the IR cannot hold.
-        ConfigError: missing or invalid ``dt``/``reset``, or a delay that is not whole steps.
+        ConfigError: missing or invalid ``dt``/``reset``, a delay that is not whole steps, an
+            unknown framework, or a framework convention the file does not follow.
         ShapeError: shapes disagree along an edge (the edge is named).
     """
-    if discretization not in DISCRETIZATIONS:
+    if discretization is not None and discretization not in DISCRETIZATIONS:
         raise ConfigError(f"discretization must be one of {DISCRETIZATIONS}, got "
                           f"{discretization!r}", where="argument discretization")
+    if framework is not None:
+        get_convention(framework)
     if isinstance(source, nir.NIRGraph):
         graph, source_file, where = source, None, "NIR graph"
     elif isinstance(source, (str, Path)):
@@ -783,15 +857,68 @@ def from_nir(source: str | Path | nir.NIRGraph, *, dt: float | None = None,
         raise ConfigError(f"source must be a path or a nir.NIRGraph, got {type(source).__name__}",
                           where="argument source")
     try:
-        return _import(graph, source_file, dt, reset, discretization, where)
+        return _import(graph, source_file, dt, reset, discretization, framework, where)
     except SbcDeployError as err:
         if source_file is None or not (err.where or "").startswith(("node", "edge", "graph")):
             raise
         raise type(err)(err.message, where=f"{source_file}: {err.where}", hint=err.hint) from err
 
 
+def _choose_convention(graph: nir.NIRGraph, nodes: Mapping[str, nir.NIRNode],
+                       framework: str | None) -> tuple[Convention, str]:
+    detected, why = detect_convention(graph, nodes)
+    if framework is not None:
+        if detected is not None and detected != framework and detected in CONVENTIONS:
+            log.warning("--from %s overrides the detected convention %s (%s)", framework,
+                        detected, why)
+            return get_convention(framework), f"argument (overrides detected {detected}: {why})"
+        return get_convention(framework), "argument"
+    if detected is None or detected not in CONVENTIONS:
+        if detected is not None:
+            why = f"{why}, which names no known convention"
+        log.info("NIR convention: nir (spec); %s", why)
+        return NIR_CONVENTION, f"default ({why})"
+    log.info("NIR convention: %s, detected: %s", detected, why)
+    return get_convention(detected), f"detected: {why}"
+
+
+def _resolve_discretization(meta: Mapping[str, Any], argument: str | None, side: Side
+                            ) -> tuple[str, str]:
+    file_value = _scalar(meta["discretization"]) if "discretization" in meta else None
+    if file_value not in DISCRETIZATIONS:
+        file_value = None
+    if argument is not None:
+        if file_value is not None and file_value != argument:
+            return argument, f"argument (overrides file metadata {file_value!r})"
+        return argument, "argument"
+    if file_value is not None:
+        return file_value, "file metadata"
+    return side.decay, "framework convention"
+
+
+def _convention_dt(side: Side, name: str, nodes: Mapping[str, nir.NIRNode], where: str
+                   ) -> tuple[float | None, str]:
+    """The step a framework's numbers imply when neither the file nor the user gives one."""
+    if side.dt_rule in ("fixed", "argument") and side.dt is not None:
+        how = "hard-codes" if side.dt_rule == "fixed" else "defaults to"
+        return side.dt, f"convention {name} ({name} {how} dt = {side.dt:g})"
+    if side.dt_rule == "from_r":
+        found = rockpool_dt(nodes)
+        if found is None:
+            raise ConfigError(f"the {name} convention encodes dt in r = tau exp(-dt/tau)/dt, but "
+                              "the neurons' r values give no single dt", where=where,
+                              hint="pass --dt, or --from nir if the file follows the spec")
+        return found[0], f"convention {name} ({found[1]})"
+    if side.dt_rule == "steps":
+        raise ConfigError(f"{name} counts time in steps, so the file cannot say how long a step "
+                          "is", where=where,
+                          hint="pass --dt with the duration of one step (the bin width of your "
+                               "data, e.g. 0.001)")
+    return None, ""
+
+
 def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, reset: str | None,
-            discretization: str, where: str) -> Graph:
+            discretization: str | None, framework: str | None, where: str) -> Graph:
     nodes, edges = _flatten_graph(graph)
     for src, dst in edges:
         for end in (src, dst):
@@ -803,22 +930,57 @@ def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, rese
         raise UnsupportedNodeError(f"unsupported NIR node types: {listing}; supported: "
                                    f"{', '.join(SUPPORTED_NIR_TYPES)}", where=where)
     meta = dict(graph.metadata or {})
-    step, dt_source = _resolve_dt(meta, dt, where)
+    convention, convention_source = _choose_convention(graph, nodes, framework)
+    side = convention.producer or NIR_SIDE
+    written_for = _scalar(meta["sbc_nir_for"]) if "sbc_nir_for" in meta else None
+    if written_for == convention.name and convention.consumer is not None:
+        # sbc-deploy wrote it for this framework's importer: its numbers follow the consumer's
+        # convention; timing the IR cannot change (spyx's late spikes) is not re-added, so the
+        # graph it was written from comes back
+        side = replace(convention.consumer, spike_delay=0)
+        convention_source += "; read as that framework's importer reads it (the file was " \
+                             f"written by sbc-deploy for {convention.name})"
+    notes: list[str] = []
+    if "dt" in meta or dt is not None:
+        step, dt_source = _resolve_dt(meta, dt, where)
+    else:
+        found, dt_source = _convention_dt(side, convention.name, nodes, where)
+        step, dt_source = (found, dt_source) if found is not None else _resolve_dt(meta, dt, where)
+    method, method_source = _resolve_discretization(meta, discretization, side)
     needed = any(isinstance(n, _SPIKING) for n in nodes.values())
-    reset_mode, reset_source = _resolve_reset(meta, reset, needed, where)
+    if reset is None and not any(k in meta for k in ("reset", "reset_mode")) and side.reset:
+        reset_mode: str | None = side.reset
+        reset_source = f"convention {convention.name}"
+    else:
+        reset_mode, reset_source = _resolve_reset(meta, reset, needed, where)
+    notes += strip_batch_axes(nodes, edges, _declared_input_shape)
+    if convention.name == "spyx":
+        edges, rewired = rewire_spyx_recurrence(nodes, edges)
+        notes += rewired
     _graph_ports(nodes, edges)
     in_shapes, flatten = _infer_shapes(nodes, edges)
     converted: dict[str, Node] = {}
     for name, node in nodes.items():
-        ctx = _Context(name=name, dt=step, discretization=discretization,
+        ctx = _Context(name=name, dt=step, discretization=method,
                        reset=reset_mode or "zero", in_shape=in_shapes[name],
-                       flatten=flatten.get(name))
+                       flatten=flatten.get(name), side=side)
         try:
             converted[name] = _CONVERTERS[type(node)](node, ctx)
         except SbcDeployError as err:
             if err.where is not None:
                 raise
-            raise type(err)(err.message, where=ctx.where, hint=err.hint) from err
+            raise type(err)(err.message, where=f"{ctx.where} (convention {convention.name})",
+                            hint=err.hint) from err
+    if side.flatten_order == "hwc":
+        notes += _hwc_affines(converted, edges)
+    if side.spike_delay:
+        edges, delayed = _delay_spikes(converted, edges, side.spike_delay, convention.name)
+        notes += delayed
+    caveats = _caveats(convention, side, converted)
+    for line in notes:
+        log.info("%s", line)
+    for line in caveats:
+        log.warning("%s", line)
     metadata = {
         "source_format": "nir",
         "source_file": source_file,
@@ -826,13 +988,87 @@ def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, rese
         "dt_source": dt_source,
         "reset": reset_mode,
         "reset_source": reset_source,
-        "discretization": discretization,
+        "discretization": method,
+        "discretization_source": method_source,
+        "convention": convention.name,
+        "convention_source": convention_source,
+        "import_notes": tuple(notes),
+        "convention_caveats": tuple(caveats),
     }
     if "dt" in meta:
         metadata["dt_file"] = float(_scalar(meta["dt"]))
     for key in ("reset", "reset_mode"):
         if key in meta:
             metadata["reset_file"] = _scalar(meta[key])
-    log.debug("imported NIR graph with %d nodes (dt=%g s from %s, reset=%s from %s)",
-              len(converted), step, dt_source, reset_mode, reset_source)
+    log.info("imported NIR graph with %d nodes (convention %s, dt=%g s from %s, reset=%s from "
+             "%s, %s discretization from %s)", len(converted), convention.name, step, dt_source,
+             reset_mode, reset_source, method, method_source)
     return Graph(converted, tuple(edges), step, metadata)
+
+
+def _hwc_affines(converted: dict[str, Node], edges: list[tuple[str, str]]) -> list[str]:
+    """Spyx flattens channels-last tensors: put the columns behind a (C, H, W) Flatten back in
+    NIR's (C, H, W) order."""
+    notes = []
+    for src, dst in edges:
+        flat, affine = converted[src], converted[dst]
+        if (isinstance(flat, Flatten) and isinstance(affine, Affine)
+                and len(flat.input_shape) == 3 and len(flat.output_shape) == 1):
+            weight = hwc_to_chw_columns(np.asarray(affine.weight), flat.input_shape)
+            converted[dst] = affine.replace(weight=weight)
+            notes.append(f"Affine '{dst}': columns reordered from spyx's (H, W, C) flatten "
+                         f"order to (C, H, W) after Flatten '{src}'")
+    return notes
+
+
+def _reaches(edges: list[tuple[str, str]], start: str, goal: str) -> bool:
+    seen, frontier = {start}, [start]
+    while frontier:
+        current = frontier.pop()
+        if current == goal:
+            return True
+        for src, dst in edges:
+            if src == current and dst not in seen:
+                seen.add(dst)
+                frontier.append(dst)
+    return False
+
+
+def _delay_spikes(converted: dict[str, Node], edges: list[tuple[str, str]], steps: int,
+                  name: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """A framework whose spike at step t is the threshold crossing of step t-1 (spyx): each
+    spiking neuron gets a Delay on the edges that leave its loop (its own recurrent weights
+    read the crossing one step later through the recurrent edge already)."""
+    notes = []
+    for neuron in [n for n, node in converted.items()
+                   if getattr(node, "spiking", False)]:
+        leaving = [(s, d) for s, d in edges if s == neuron and not _reaches(edges, d, neuron)]
+        if not leaving:
+            continue
+        delay = f"{neuron}.{name}_delay"
+        converted[delay] = Delay(np.full(converted[neuron].output_shape, float(steps)),
+                                 metadata={"inserted_for": f"{name} spike timing"})
+        edges = [(delay, d) if (s, d) in leaving else (s, d) for s, d in edges]
+        edges.append((neuron, delay))
+        notes.append(f"{converted[neuron].kind} '{neuron}': a {steps}-step Delay on its output "
+                     f"({name} sends the spike of the previous step's membrane)")
+    return edges, notes
+
+
+def _caveats(convention: Convention, side: Side, converted: Mapping[str, Node]) -> list[str]:
+    """What the framework does that the IR cannot (it runs one spike, v > threshold, same-step
+    reset): said, not refused, because the spike trains agree except in those cases."""
+    if not any(getattr(node, "spiking", False) for node in converted.values()):
+        return []
+    found = []
+    if side.multi_spike:
+        found.append(f"{convention.name} fires floor(v / threshold) spikes per step; the IR fires "
+                     "one: spikes agree while v stays below twice the threshold")
+    if side.fires_at_equal:
+        found.append(f"{convention.name} fires at v >= threshold; the IR at v > threshold")
+    leaky = [n for n, node in converted.items()
+             if getattr(node, "spiking", False) and np.any(node.membrane_decay < 1)]
+    if side.reset_after_decay and leaky:
+        found.append(f"{convention.name} subtracts the threshold after the next step's decay "
+                     f"(undecayed); the IR before it: {', '.join(leaky)} may differ")
+    return found

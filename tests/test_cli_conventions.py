@@ -1,0 +1,142 @@
+"""--from, --discretization, --input-shape and --nir-for on the command line, end to end."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import h5py
+import nir
+import numpy as np
+import pytest
+import torch
+
+from sbc_deploy.cli import main
+from sbc_deploy.frontends import load_model
+from sbc_deploy.pipeline import DeployRequest, deploy
+from sbc_deploy.sim import simulate
+from sbc_deploy.validate import ValidationError
+
+
+def _sinabs_if_net(path: Path, rng: np.random.Generator) -> Path:
+    """A network shaped as sinabs 3.1.3 writes it: Affine (zero bias) -> IF with r = 1."""
+    w1 = rng.normal(0.5, 0.3, (16, 10))
+    w2 = rng.normal(0.4, 0.3, (4, 16))
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(np.array([10])), "fc1": nir.Affine(w1, np.zeros(16)),
+               "if1": nir.IF(r=np.ones(16), v_threshold=np.ones(16)),
+               "fc2": nir.Affine(w2, np.zeros(4)),
+               "if2": nir.IF(r=np.ones(4), v_threshold=np.ones(4)),
+               "output": nir.Output(np.array([4]))},
+        edges=[("input", "fc1"), ("fc1", "if1"), ("if1", "fc2"), ("fc2", "if2"),
+               ("if2", "output")])
+    nir.write(path, graph)
+    return path
+
+
+def _data(path: Path, rng: np.random.Generator, shape: tuple[int, ...], n: int = 40,
+          steps: int = 10) -> Path:
+    x = (rng.random((n, steps, *shape)) < 0.3).astype(np.uint8)
+    np.savez(path, x=x, y=rng.integers(0, 4, n), dt=1e-3)
+    return path
+
+
+def test_inspect_from_sinabs_counts_steps_and_verbose_logs_the_convention(tmp_path, rng,
+                                                                        capsys, caplog):
+    model = _sinabs_if_net(tmp_path / "sinabs.nir", rng)
+    caplog.set_level(logging.INFO, logger="sbc_deploy")
+    assert main(["inspect", str(model), "--from", "sinabs", "--dt", "0.001", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "dt: 0.001 s (argument)" in out and "subtract" in out
+    assert any("convention sinabs" in r.getMessage() for r in caplog.records)
+    # without --dt sinabs cannot say how long a step is: exit 2 with the reason
+    assert main(["inspect", str(model), "--from", "sinabs"]) == 2
+    assert "counts time in steps" in capsys.readouterr().err
+    assert main(["inspect", str(model), "--from", "brian"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_sinabs_network_is_not_silent_with_from_sinabs(tmp_path, rng):
+    """The issue's case: IF with r = 1 and data binned at 1 ms. Read as the spec, the gain is
+    dt r = 0.001 and the network is silent; read as sinabs, one unit per step."""
+    model = _sinabs_if_net(tmp_path / "sinabs.nir", rng)
+    x = (torch.rand(20, 8, 10, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    spec = load_model(model, dt=1e-3, reset="subtract", source="nir")
+    sinabs = load_model(model, dt=1e-3, source="sinabs")
+    assert simulate(spec, x).outputs["output"].sum() == 0
+    assert simulate(sinabs, x).outputs["output"].sum() > 0
+
+
+def test_discretization_flag_reaches_the_importer(tmp_path, rng, capsys):
+    path = tmp_path / "lif.nir"
+    tau = np.full(3, 0.01)
+    nir.write(path, nir.NIRGraph(
+        nodes={"input": nir.Input(np.array([3])),
+               "lif": nir.LIF(tau=tau, r=np.ones(3), v_leak=np.zeros(3),
+                              v_threshold=np.ones(3)),
+               "output": nir.Output(np.array([3]))},
+        edges=[("input", "lif"), ("lif", "output")], metadata={"dt": 1e-3, "reset": "zero"}))
+    assert main(["inspect", str(path), "--discretization", "exact"]) == 0
+    assert "discretization: exact" in capsys.readouterr().out
+    assert main(["inspect", str(path)]) == 0
+    assert "discretization: euler" in capsys.readouterr().out
+
+
+def test_deploy_nir_for_writes_the_adapted_file_and_says_what_changed(tmp_path, rng):
+    model = _sinabs_if_net(tmp_path / "sinabs.nir", rng)
+    calib = _data(tmp_path / "calib.npz", rng, (10,))
+    out = tmp_path / "out"
+    code = main([str(model), "--from", "sinabs", "--dt", "0.001", "--target", "generic",
+                 "--calib", str(calib), "--method", "magnitude", "--export", "nir",
+                 "--nir-for", "snntorch", "--quiet", "-o", str(out)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    notes = report["notes"]
+    assert any(n.startswith("nir export for snntorch: dt relabelled") for n in notes)
+    assert any("import (convention sinabs)" in n for n in notes)  # multi-spike said
+    assert report["settings"]["nir_for"] == "snntorch"
+    with h5py.File(out / "model.nir") as f:
+        assert float(f["node/metadata/dt"][()]) == 1e-4
+        assert f["node/metadata/sbc_nir_for"][()].decode() == "snntorch"
+    # snntorch 1.0.0 imports nir.IF as Leaky(beta=0.9): the IF layers go out as LIF, beta 1.0
+    written = nir.read(out / "model.nir")
+    kinds = {type(n).__name__ for n in written.nodes.values()}
+    assert "IF" not in kinds and "LIF" in kinds
+
+
+def test_conv_first_netx_takes_its_input_shape_from_the_flag_or_the_data(tmp_path, rng,
+                                                                         capsys):
+    path = tmp_path / "conv.net"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("layer/0")
+        g.create_dataset("type", (1,), "S10", [b"conv"])
+        g.create_dataset("shape", data=np.array([3, 4, 4]))
+        g.create_dataset("weight", data=(2 * rng.integers(-20, 20, (3, 2, 3, 3)))
+                         .astype(np.float32))
+        for key, value in (("stride", [1, 1]), ("padding", [0, 0]), ("dilation", [1, 1])):
+            g.create_dataset(key, data=np.array(value))
+        g.create_dataset("groups", data=1)
+        for key, value in {"type": "CUBA", "iDecay": 1024, "vDecay": 512, "vThMant": 80,
+                           "refDelay": 1, "gradedSpike": False}.items():
+            g.create_dataset(f"neuron/{key}", data=value)
+    assert main(["inspect", str(path)]) == 2
+    assert "--input-shape" in capsys.readouterr().err
+    assert main(["inspect", str(path), "--input-shape", "2,6,6"]) == 0
+    assert "2x6x6" in capsys.readouterr().out
+    calib = _data(tmp_path / "calib.npz", rng, (2, 6, 6))
+    out = tmp_path / "out"
+    code = main([str(path), "--target", "loihi2", "--calib", str(calib), "--method",
+                 "magnitude", "--export", "netx", "--quiet", "-o", str(out)])
+    assert code in (0, 1)
+    report = json.loads((out / "report.json").read_text())
+    assert report["layers"][0]["shape"] == [3, 2, 3, 3]
+    assert main(["inspect", str(path), "--input-shape", "2,x"]) == 2
+
+
+def test_an_unknown_nir_consumer_is_refused_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValidationError, match="--nir-for brian"):
+        deploy(DeployRequest(model="nmnist_mlp", targets=("generic",), nir_for="brian",
+                             out_dir=out, method="magnitude"))
+    assert not out.exists()
