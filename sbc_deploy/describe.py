@@ -295,7 +295,8 @@ class ModelDescription:
         summary: the graph summary; its neuron decays are meaningful only when ``discrete``.
         continuous: NIR node name -> its continuous parameters as stored (``tau`` ..., min/max).
         discrete: ``dt`` and the reset mode are known, so the discrete form is shown.
-        missing: what is not known (``"dt"``, ``"reset"``), each with what it would change.
+        missing: what is not known (``"dt"``, ``"reset"``), each with why and what it would
+            change.
     """
 
     source: str
@@ -306,6 +307,7 @@ class ModelDescription:
     missing: Mapping[str, str]
 
 
+_NOT_GIVEN = "not in the file, no flag"
 _EFFECT = {
     "dt": "--dt SECONDS sets the discrete form: beta = 1 - dt/tau_mem (forward Euler, the "
           "default; exp(-dt/tau_mem) when exact), alpha likewise from tau_syn, the input gain "
@@ -373,15 +375,17 @@ def describe_model(model: str | Path, *, dt: float | None = None, reset: str | N
     metadata = dict(raw.metadata or {})
     missing = {}
     if dt is None and metadata.get("dt") is None:
-        missing["dt"] = _EFFECT["dt"]
+        missing["dt"] = f"({_NOT_GIVEN}): {_EFFECT['dt']}"
     if reset is None and metadata.get("reset") is None and metadata.get("reset_mode") is None:
-        missing["reset"] = _EFFECT["reset"]
+        missing["reset"] = f"({_NOT_GIVEN}): {_EFFECT['reset']}"
     try:  # the framework's convention (--from) may know what the file does not say
         graph = load_model(path, **options)
         missing = {}
-    except ConfigError:
+    except ConfigError as err:
         if not missing:
             raise
+        if "dt" in missing and "time" in err.message:  # the convention's own reason
+            missing["dt"] = f"({err.message}): {_EFFECT['dt']}"
         from sbc_deploy.frontends import from_nir
 
         with reading(path, "a NIR graph (HDF5 with /node)"):  # structure only: 'exact'
@@ -407,8 +411,7 @@ def format_description(description: ModelDescription) -> str:
         return text
     texts = {name: _continuous_text(p) for name, p in description.continuous.items()}
     text = format_summary(description.summary, continuous=texts)
-    lines = [f"{key} unknown (not in the file, no flag): {effect}"
-             for key, effect in description.missing.items()]
+    lines = [f"{key} unknown {why}" for key, why in description.missing.items()]
     return text + "\n" + "\n".join(lines)
 
 
