@@ -43,6 +43,7 @@ from sbc_deploy.ir import (
     Conv1d,
     Conv2d,
     CubaLI,
+    Delay,
     Flatten,
     Graph,
     Integrator,
@@ -263,6 +264,9 @@ def adapt(graph: Graph, convention: Convention) -> Adapted:
         raise ExportError(f"{convention.name} reads no NIR", where="--nir-for")
     knows = side.knows or ()
     graph, notes = _swap_pools(graph, convention, knows) if knows else (graph, [])
+    if side.spike_delay:
+        graph, delays = _fold_spike_delays(graph, convention, side.spike_delay)
+        notes += delays
     unknown = [(n, node.kind) for n, node in graph.nodes.items()
                if knows and _nir_kind(node, side) not in knows]
     if unknown:
@@ -285,6 +289,36 @@ def adapt(graph: Graph, convention: Convention) -> Adapted:
         notes.append(f"{convention.name} resets after the next step's decay: spike trains "
                      "differ from the simulator's same-step reset once neurons fire")
     return Adapted(graph, tuple(notes))
+
+
+def _fold_spike_delays(graph: Graph, convention: Convention, steps: int
+                       ) -> tuple[Graph, list[str]]:
+    """A consumer that sends every spike ``steps`` late (spyx) supplies, by itself, a Delay of
+    ``steps`` that directly follows a spiking neuron (the one ``--from spyx`` makes explicit):
+    such a Delay is dropped and its edges rejoined to the neuron. A spiking neuron with no such
+    Delay behind it will run late in the consumer, which the notes say."""
+    nodes: dict[str, Node] = dict(graph.nodes)
+    edges = list(graph.edges)
+    notes: list[str] = []
+    for name, node in graph.nodes.items():
+        if not getattr(node, "spiking", False):
+            continue
+        after = graph.successors(name)
+        own = [d for d in after if isinstance(graph.nodes[d], Delay)
+               and np.all(np.asarray(graph.nodes[d].delay) == steps)
+               and graph.predecessors(d) == (name,)]
+        if not own or len(own) != len(after):
+            notes.append(f"{node.kind} '{name}': {convention.name} sends its spikes {steps} "
+                         "step(s) late (no explicit Delay of that length follows it to fold)")
+            continue
+        for delay in own:
+            del nodes[delay]
+            edges = [(s, d) for s, d in edges if (s, d) != (name, delay)]
+            edges = [(name if s == delay else s, d) for s, d in edges]
+        notes.append(f"{node.kind} '{name}': the {steps}-step Delay after it ("
+                     f"{', '.join(own)}) left out; {convention.name} delays its spikes by "
+                     "itself")
+    return Graph(nodes, tuple(edges), graph.dt, graph.metadata), notes
 
 
 def _recurrent_notes(graph: Graph, convention: Convention) -> list[str]:

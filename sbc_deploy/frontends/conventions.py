@@ -234,7 +234,7 @@ SINABS = Convention(
            "of two or more axes (a LIF after a convolution)"))
 
 ROCKPOOL = Convention(
-    name="rockpool", release="rockpool 3.0.x (git 42cee1c9)",
+    name="rockpool", release="rockpool 3.1.0 (source read at git 42cee1c9)",
     producer=Side(dt_rule="from_r", decay="exact", gain="one", syn_gain="decay",
                   reset="subtract", multi_spike=True, fires_at_equal=True,
                   batch_axis_in_ports=True, v_leak_is_bias=True,
