@@ -3,11 +3,12 @@
     sbc-deploy [MODEL] --target NAME|PATH[,NAME...] [--calib DATA] [--eval DATA]
                [--method sbc|obc|magnitude] [--sparsity F] [--bits N] [--fan-in K] [--nm N:M]
                [--export netx,nir,onnx] [-o OUTDIR] [--dt SECONDS] [--reset zero|subtract] [--quiet]
-               [--from FRAMEWORK] [--discretization euler|exact] [--input-shape C,H,W]
-               [--nir-for FRAMEWORK]
-    sbc-deploy inspect MODEL [--dt SECONDS] [--reset zero|subtract] [--from FRAMEWORK] ...
-    sbc-deploy check MODEL --target NAME|PATH [-o OUTDIR]
+               [--eval-limit N] [--from FRAMEWORK] [--discretization euler|exact]
+               [--input-shape C,H,W] [--nir-for FRAMEWORK]
+    sbc-deploy inspect MODEL [--dt SECONDS] [--reset zero|subtract] [--json] [--from FRAMEWORK] ...
+    sbc-deploy check MODEL --target NAME|PATH[,...] [-o OUTDIR] [--report]
     sbc-deploy targets
+    sbc-deploy --version
 
 Exit codes: 0 success; 1 the result violates the target or a quality guard (accuracy drop,
 silent or chance-level network); 2 bad usage or bad input (nothing is written); 3 an internal
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from sbc_deploy.errors import GuardError, SbcDeployError
@@ -123,16 +126,35 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                              "and that has no input layer (default: from --calib/--eval)")
 
 
+USAGE = """sbc-deploy [MODEL] --target NAME|PATH[,...] [options]     compress, check, export, report
+       sbc-deploy inspect MODEL [--dt S] [--reset zero|subtract] [--from FRAMEWORK] [--json]
+       sbc-deploy check MODEL --target NAME|PATH[,...] [--report] [-o OUTDIR]
+       sbc-deploy targets
+       sbc-deploy --version"""
+
+COMMAND_HELP = """commands:
+  (none)     compress MODEL for the target(s), check, export, simulate and write the report
+  inspect    show the network: layers, shapes, kernels, parameters, synapses, neuron models
+  check      judge MODEL as it is against the target(s): one verdict line per target
+  targets    list the hardware targets and their main limits"""
+
+
+def _version() -> str:
+    from sbc_deploy import __version__
+
+    return f"sbc-deploy {__version__}"
+
+
 def deploy_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="sbc-deploy",
+        prog="sbc-deploy", usage=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Compress a trained spiking network in one shot with Spiking Brain "
                     "Compression so that it fits a neuromorphic target, export it, simulate it "
                     "on a bit-accurate core and report what fits.",
-        epilog="Other commands: 'sbc-deploy inspect MODEL', 'sbc-deploy check MODEL --target T', "
-               "'sbc-deploy targets'. Exit codes: 0 success, 1 the result violates the target "
-               "or a quality guard, 2 bad usage or input, 3 internal error (add --debug for "
-               "the traceback).")
+        epilog=COMMAND_HELP + "\n\nexit codes: 0 success, 1 the result violates the target or "
+                              "a quality guard, 2 bad usage or input, 3 internal error (add "
+                              "--debug for the traceback)")
+    parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("model", nargs="?", metavar="MODEL",
                         help=".nir file, lava-dl netx .net/.h5 file, or the name of a bundled "
                              "network (nmnist_mlp, nmnist_cnn), which comes with its bundled "
@@ -167,6 +189,8 @@ def deploy_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", metavar="DEVICE",
                         help="torch device of calibration, compression and the float simulator: "
                              "cpu (default), cuda, cuda:N (the integer core runs on the CPU)")
+    parser.add_argument("--eval-limit", type=_positive_int, metavar="N",
+                        help="evaluate on the first N samples only (quick runs)")
     from sbc_deploy.frontends.conventions import CONSUMERS
 
     parser.add_argument("--nir-for", default="nir", choices=CONSUMERS, metavar="FRAMEWORK",
@@ -196,7 +220,9 @@ def deploy_parser() -> argparse.ArgumentParser:
                         help="run as one of the processes started by torchrun (gloo on CPU, "
                              "NCCL on CUDA): calibration data and layer solves are shared out, "
                              "rank 0 writes the outputs; same result as one process")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars, only the summary (bars are drawn only on a "
+                             "terminal anyway)")
     parser.add_argument("--verbose", action="store_true", help="log what each stage does")
     return parser
 
@@ -220,17 +246,34 @@ def _memory_size(text: str) -> int:
         raise argparse.ArgumentTypeError(err.message) from None
 
 
+_DESCRIPTIONS = {
+    "inspect": "Show a network: every node with its shapes, kernel/stride/padding/groups, "
+               "parameters, synapses and neuron model. A NIR file without a time step or reset "
+               "mode is shown in its continuous form (tau, r, ...); with --dt/--reset (or when "
+               "the file records them) the discrete form is shown.",
+    "check": "Judge a network as it is (no compression) against each target's rules: one "
+             "verdict line per target, then the violations.",
+    "targets": "List the hardware targets shipped with sbc-deploy.",
+}
+
+
 def _sub_parser(command: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=f"sbc-deploy {command}")
+    parser = _Parser(prog=f"sbc-deploy {command}", description=_DESCRIPTIONS[command])
     if command in ("inspect", "check"):
-        parser.add_argument("model", metavar="MODEL", help=".nir or netx file")
+        parser.add_argument("model", metavar="MODEL",
+                            help=".nir or netx .net/.h5 file, or a bundled network's name "
+                                 "(nmnist_mlp, nmnist_cnn)")
         _model_options(parser)
         parser.add_argument("--verbose", action="store_true",
                             help="log what the import does (convention, dt, adaptations)")
+    if command == "inspect":
+        parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     if command == "check":
         parser.add_argument("--target", required=True, metavar="NAME|PATH[,...]")
         parser.add_argument("-o", "--out", default=None, metavar="OUTDIR",
                             help="also write report.json/.md/.html here")
+        parser.add_argument("--report", action="store_true",
+                            help="print the full Markdown report instead of the verdicts")
         _output_options(parser)
     return parser
 
@@ -239,12 +282,17 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    from sbc_deploy.describe import describe, format_summary
-    from sbc_deploy.frontends import load_model
+    import json
 
-    graph = load_model(args.model, dt=args.dt, reset=args.reset, source=args.source,
-                       discretization=args.discretization, input_shape=args.input_shape)
-    print(format_summary(describe(graph)))
+    from sbc_deploy.describe import describe_model, description_to_dict, format_description
+
+    description = describe_model(args.model, dt=args.dt, reset=args.reset, source=args.source,
+                                 discretization=args.discretization,
+                                 input_shape=args.input_shape)
+    if args.json:
+        print(json.dumps(description_to_dict(description), indent=2, default=str))
+    else:
+        print(format_description(description))
     return EXIT_OK
 
 
@@ -256,23 +304,33 @@ def _run_targets(args: argparse.Namespace) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from sbc_deploy.outputs import Manifest, prepare, staged_output
+    from sbc_deploy import bundled
+    from sbc_deploy.outputs import MANIFEST, Manifest, prepare, staged_output
     from sbc_deploy.pipeline import check_only
     from sbc_deploy.report.render import to_markdown, write_report
+    from sbc_deploy.report.text import check_verdict
 
+    model = args.model
+    if model in bundled.MODELS and not Path(model).exists():
+        model = str(bundled.bundled_path(f"{model}.nir"))
     if args.out:
         prepare(args.out, force=args.force)  # before any work
-    report = check_only(args.model, _split(args.target), dt=args.dt, reset=args.reset,
+    report = check_only(model, _split(args.target), dt=args.dt, reset=args.reset,
                         source=args.source, discretization=args.discretization,
                         input_shape=args.input_shape)
+    written: dict[str, Any] = {}
     if args.out:
         manifest = Manifest(command=("sbc-deploy", *_ARGV), versions=report.versions,
-                            inputs=(args.model,),
+                            inputs=(model,),
                             settings={"targets": _split(args.target), "dt": args.dt,
                                       "reset": args.reset})
         with staged_output(args.out, manifest, force=args.force) as folder:  # one set
-            write_report(report, folder)
-    print(to_markdown(report))
+            written = write_report(report, folder)
+        written = {k: Path(args.out) / Path(p).name for k, p in written.items()}
+        written["manifest"] = Path(args.out) / MANIFEST
+    print(to_markdown(report) if args.report else check_verdict(report))
+    for path in written.values():
+        print(f"wrote {path}")
     return EXIT_OK if report.fits else EXIT_VIOLATION
 
 
@@ -287,8 +345,8 @@ def _run_deploy(args: argparse.Namespace) -> int:
         model=args.model, targets=tuple(_split(args.target)), calib=args.calib, eval=args.eval,
         method=args.method, sparsity=args.sparsity, bits=args.bits, fan_in=args.fan_in,
         n_m=args.nm, allocation=args.allocation, export=None if args.export is None else tuple(_split(args.export)),
-        out_dir=args.out, dt=args.dt, reset=args.reset, source=args.source,
-        discretization=args.discretization, input_shape=args.input_shape,
+        out_dir=args.out, dt=args.dt, reset=args.reset, eval_limit=args.eval_limit,
+        source=args.source, discretization=args.discretization, input_shape=args.input_shape,
         nir_for=args.nir_for, max_drop=args.max_drop, force=args.force,
         command=("sbc-deploy", *_ARGV), memory_budget=args.memory_budget,
         distributed=args.distributed, hessian_precision=args.hessian_precision,
@@ -304,14 +362,16 @@ def _run_deploy(args: argparse.Namespace) -> int:
     errors = sum(f.severity == "error" for f in result.report.findings)
     if errors:
         print(f"quality guards: {errors} error(s); the result is not usable as it is (exit 1)")
+    _print_written(result)
     return EXIT_OK if result.report.fits and result.report.guards_pass else EXIT_VIOLATION
 
 
 _ARGV: list[str] = []
 
 
-
 def _print_summary(result: Any) -> None:
+    from sbc_deploy.report.html import labels
+
     report = result.report
     for t in report.targets:
         acc = t.accuracy
@@ -326,16 +386,28 @@ def _print_summary(result: Any) -> None:
         if t.energy_j.compressed is not None:
             parts.append(f"energy {t.energy_j.compressed * 1e6:.3g} uJ/sample")
         print(", ".join(parts))
+        names = labels(t)
         for v in t.violations:
-            print(f"  [{v.severity}] {v.layer or '-'}: {v.rule}: {v.message}")
+            layer = names.get(v.layer or "", v.layer or "-")
+            print(f"  [{v.severity}] {layer}: {v.rule}: {v.message}")
             if getattr(v, "remedy", None):
                 print(f"      remedy: {v.remedy}")
-    for name, path in result.written.items():
-        print(f"wrote {path}")
+
+
+def _print_written(result: Any) -> None:
+    """The run's last lines: every file it wrote, reports, manifest and models."""
+    files = [str(path) for path in result.written.values()]
+    files += [path for t in result.report.targets for path in t.exports.values()]
+    print("wrote " + ", ".join(files) if len(files) < 3 else "wrote:\n" + "\n".join(
+        f"  {path}" for path in files))
 
 
 class _Progress:
-    """A tqdm bar on stderr per stage; silent when disabled."""
+    """A tqdm bar on stderr per stage; silent when disabled.
+
+    Each stage counts real units (samples, layers, files) with ``update`` so that tqdm's rate
+    and ETA are measured, and shows what it works on (``detail``: the layer and its size).
+    """
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -353,20 +425,38 @@ class _Progress:
             self._bar.close()
             self._bar = None
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, stage: str, done: int, total: int, *, unit: str = "samples",
+                 detail: str = "") -> None:
         if not self.enabled:
             return
         from tqdm import tqdm
 
-        if stage != self._stage:
+        if stage != self._stage or self._bar is None:
             self._close()
             self._stage = stage
-            self._bar = tqdm(total=total, desc=stage, file=sys.stderr, leave=False,
-                             dynamic_ncols=True)
-        if self._bar is not None:
-            self._bar.total = total
-            self._bar.n = done
-            self._bar.refresh()
+            # the bar starts at the stage's first call (done = 0 when the stage announces
+            # itself), so the first rate is measured over real work, not since import
+            self._bar = tqdm(total=total, desc=stage, unit=f" {unit}", file=sys.stderr,
+                             leave=True, initial=done, smoothing=0.1, mininterval=0.2,
+                             **_width())
+        bar = self._bar
+        if bar.total != total:
+            bar.total = total
+        if detail:
+            bar.set_postfix_str(detail, refresh=False)
+        if done > bar.n:
+            bar.update(done - bar.n)
+        else:
+            bar.refresh()
+
+
+def _width() -> dict[str, Any]:
+    """Follow the terminal's width; a terminal that reports none (0 columns) gets 100."""
+    try:
+        columns = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        columns = 0
+    return {"dynamic_ncols": True} if columns > 0 else {"ncols": 100}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,9 @@
 
 Every stage is a function of values; this module only passes results from one to the next,
 times them, and assembles the :class:`~sbc_deploy.report.model.Report`. It never prints: progress
-goes to the optional ``progress(stage, done, total)`` callback.
+goes to the optional ``progress(stage, done, total, unit=..., detail=...)`` callback, called with
+``done = 0`` when a stage starts and after every unit of work (``unit``: what ``done`` counts,
+e.g. ``"samples"`` or ``"layers"``; ``detail``: what is being worked on, e.g. the layer).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from sbc_deploy.guards import (
     spiking_layers,
 )
 from sbc_deploy.ir import Graph, Synapse
+from sbc_deploy.report.details import cost_evidence, layer_details
 from sbc_deploy.report.energy import estimate_energy
 from sbc_deploy.report.model import (
     Accuracy,
@@ -58,7 +61,11 @@ from sbc_deploy.validate import validate_request
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
+Progress = Callable[..., None]  # progress(stage, done, total, *, unit="samples", detail="")
+
+
+def _silent(stage: str, done: int, total: int, **info: Any) -> None:
+    return None
 
 # Evaluation streams each batch through the simulator in chunks whose largest activation
 # stays below this (see sbc_deploy.sim.float_sim.chunk_plan): the peak no longer grows with T.
@@ -181,6 +188,7 @@ def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
     mode = default_decoding(graph)
     correct, seen, reports = 0, 0, []
     total = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
+    progress(stage, 0, total, unit="samples")
     for x, y in _batches(data, request.batch_size, request.eval_limit):
         # streamed: SynOps and firing counted chunk by chunk, no layer's whole sequence kept
         counter = SynOpsCounter(graph, steps=x.shape[0], batch=x.shape[1])
@@ -191,7 +199,7 @@ def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
         if y is not None:
             correct += int((classify(result.outputs[output].cpu(), mode) == y).sum())
         seen += x.shape[1]
-        progress(stage, seen, total)
+        progress(stage, seen, total, unit="samples")
     accuracy = correct / seen if data.y is not None and seen else None
     # the meter counted a group of samples once per time chunk: the samples are ``seen``
     activity = dataclasses.replace(meter.result(), samples=seen)
@@ -206,8 +214,8 @@ def _merge_synops(reports: Sequence[Any]) -> Any:
 
 
 def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
-                      request: DeployRequest, netx_file: str | None
-                      ) -> tuple[float | None, str | None]:
+                      request: DeployRequest, netx_file: str | None,
+                      progress: Progress = _silent) -> tuple[float | None, str | None]:
     """Accuracy of the bit-accurate core on the network as deployed.
 
     When a netx file was written, the core runs that file (read back with ``from_netx``): the
@@ -220,23 +228,32 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
         return None, (f"no bit-accurate core model for {target.name} (the core models Lava's "
                       "fixed-point CUBA LIF); integer accuracy not measured")
     from sbc_deploy.frontends import from_netx
-    from sbc_deploy.sim.int_core import evaluate_deployed
+    from sbc_deploy.sim.int_core import evaluate_deployed, to_fixed_point
 
     deployed = graph if netx_file is None else from_netx(netx_file, dt=graph.dt)
+    n = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
+    if n == 0:
+        return None, "no evaluation samples: integer accuracy not measured"
+    stage = f"integer core {target.name}"
+    progress(stage, 0, n, unit="samples")
     correct = seen = 0
-    for x, y in _batches(data, request.batch_size, request.eval_limit):   # one batch in memory
-        try:
-            result = evaluate_deployed(deployed, x, y, batch_size=request.batch_size,
+    try:
+        net = to_fixed_point(deployed)
+        for x, y in _batches(data, request.batch_size, request.eval_limit):  # one batch in memory
+            result = evaluate_deployed(deployed, x, y, net=net, batch_size=request.batch_size,
                                        memory_budget=request.sim_memory_budget)
-        except SbcDeployError as err:
-            return None, f"integer core could not run this network: {err}"
-        correct += round(result.integer_accuracy * result.samples)
-        seen += result.samples
+            correct += round(result.integer_accuracy * result.samples)
+            seen += result.samples
+            progress(stage, seen, n, unit="samples")
+    except SbcDeployError as err:
+        return None, f"integer core could not run this network: {err}"
     return correct / seen, None
 
 
-def _layer_rows(graph: Graph, stats: Any) -> tuple[LayerRow, ...]:
+def _layer_rows(graph: Graph, stats: Any,
+                details: Mapping[str, Any] | None = None) -> tuple[LayerRow, ...]:
     rows = []
+    details = details or {}
     losses = getattr(stats, "layer_loss", {}) if stats is not None else {}
     for layer in graph.synapse_layers():
         syn: Synapse = layer.synapse
@@ -249,8 +266,54 @@ def _layer_rows(graph: Graph, stats: Any) -> tuple[LayerRow, ...]:
             fan_in_max=int(fan_in.max()) if fan_in.size else 0, synapses=kept,
             dense_synapses=int(syn.weight.size), grid=encoding.grid if encoding else None,
             layer_loss=losses.get(layer.name) if isinstance(losses, Mapping) else None,
-            fan_in=tuple(int(v) for v in fan_in)))
+            fan_in=tuple(int(v) for v in fan_in),
+            neuron=layer.neuron_name, **_detail_fields(details.get(layer.name))))
     return tuple(rows)
+
+
+def _detail_fields(detail: Any) -> dict[str, Any]:
+    if detail is None:
+        return {}
+    return {key: getattr(detail, key) for key in (
+        "synops_dense", "synops_compressed", "energy_dense_j", "energy_compressed_j",
+        "rate_dense", "rate_compressed", "storage", "memory_bits_dense", "memory_bits_sparse",
+        "cores")}
+
+
+def _rates(evaluation: _Evaluation) -> dict[str, float]:
+    """Spikes per neuron per step of each spiking layer (the guards' activity measurement)."""
+    return dict(evaluation.activity.rate) if evaluation.activity is not None else {}
+
+
+def _grade(grades: Mapping[str, str], term: str) -> str:
+    """Evidence grade of an energy term (``"core steps (6 cores)"`` -> ``"core steps"``)."""
+    return grades.get(term.split(" (")[0], "unknown")
+
+
+def _limits(target: Target) -> dict[str, Any]:
+    spec = target.cores
+    return {"max_fan_in": target.limits.max_fan_in,
+            "synapse_storage": spec.synapse_storage, "index_bits": spec.index_bits,
+            "bits_per_weight": spec.bits_per_weight}
+
+
+def _layer_progress(graph: Graph, config: CompressionConfig, target: Target,
+                    progress: Progress) -> Callable[[int, int], None]:
+    """compress()'s ``progress(done, total)`` -> the pipeline's, naming the next layer."""
+    wanted = getattr(config, "layers", None)
+    layers = [layer for layer in graph.synapse_layers() if not wanted or layer.name in wanted]
+    stage = f"compress {target.name}"
+
+    def detail(i: int) -> str:
+        if i >= len(layers):
+            return ""
+        layer = layers[i]
+        shape = "x".join(str(v) for v in layer.synapse.weight.shape)
+        name = layer.name if not layer.neuron_name else f"{layer.name} -> {layer.neuron_name}"
+        return f"{name} {shape}"
+
+    progress(stage, 0, len(layers), unit="layers", detail=detail(0))
+    return lambda done, total: progress(stage, done, total, unit="layers", detail=detail(done))
 
 
 def _violation_rows(result: Any) -> tuple[ViolationRow, ...]:
@@ -265,12 +328,14 @@ def _core_rows(mapping: Any) -> tuple[CoreRow, ...]:
         rows.append(CoreRow(core=core.index, layer=", ".join(core.layers), neurons=core.neurons,
                             synapse_bits=core.synapse_bits,
                             neuron_utilisation=core.neuron_utilisation,
-                            memory_utilisation=core.memory_utilisation))
+                            memory_utilisation=core.memory_utilisation,
+                            neuron_capacity=core.neuron_capacity,
+                            memory_capacity=core.memory_capacity))
     return tuple(rows)
 
 
 def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
-            steps: int) -> tuple[dict[str, str], list[str]]:
+            steps: int, progress: Progress = _silent) -> tuple[dict[str, str], list[str]]:
     formats = request.export if request.export is not None else target.export_formats
     written, notes = {}, []
     from sbc_deploy.frontends.conventions import CONSUMERS
@@ -278,7 +343,9 @@ def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
     if request.nir_for not in CONSUMERS:
         raise ConfigError(f"unknown NIR consumer {request.nir_for!r}; known: "
                           f"{', '.join(CONSUMERS)}", where="--nir-for")
-    for fmt in formats:
+    stage = f"export {target.name}"
+    for i, fmt in enumerate(formats):
+        progress(stage, i, len(formats), unit="files", detail=fmt)
         if fmt not in EXPORTERS:
             raise ConfigError(f"unknown export format {fmt!r}; known: {', '.join(EXPORTERS)}",
                               where="--export")
@@ -299,6 +366,7 @@ def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
             notes.append(f"{fmt} export refused: {err}")
             continue
         written[fmt] = str(path)
+    progress(stage, len(formats), len(formats), unit="files")
     return written, notes
 
 
@@ -354,13 +422,14 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
     from sbc_deploy.memory import plan_memory
 
     group = distributed.active()
-    progress = progress or (lambda stage, done, total: None)
+    progress = progress or _silent
     clock = _Clock()
 
     with clock.stage("load"):
-        progress("load", 0, 1)
+        progress("load", 0, 1, unit="steps")
         resolve_device(request.device)   # a bad or absent device fails before any work
         plan = validate_request(request)
+        progress("load", 1, 1, unit="steps")
         graph, model_name, calib, evaluation = (plan.graph, plan.model_name, plan.calib,
                                                 plan.evaluation)
         steps = max((d.steps for d in (calib, evaluation) if d is not None), default=1)
@@ -414,14 +483,17 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
             with clock.stage("calibrate"):
                 key = (config.kernel, config.device)
                 if key not in calibrations:
+                    if calib is not None and config.needs_calibration:
+                        progress("calibrate", 0, len(calib), unit="samples")
                     calibrations[key] = calibrate(
                         graph, calib if config.needs_calibration else None, config=config,
                         blocks=memory.blocks, precision=request.hessian_precision,
                         row_fraction=request.calib_row_fraction,
-                        progress=lambda d, t: progress("calibrate", d, t))
+                        progress=lambda d, t: progress("calibrate", d, t, unit="samples"))
             with clock.stage("compress"):
                 compressed, stats = compress(graph, calibrations[key], config,
-                                             progress=lambda d, t: progress("compress", d, t))
+                                             progress=_layer_progress(graph, config, target,
+                                                                      progress))
             with clock.stage("check"):
                 checked = check(compressed, target)
                 dense_cores = check(graph, target).mapping.cores_used
@@ -429,14 +501,15 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
             target_dir.mkdir(parents=True, exist_ok=True)
             steps = evaluation.steps if evaluation is not None else (calib.steps if calib else 1)
             with clock.stage("export"):
-                exports, notes = _export(compressed, target, request, target_dir, steps)
+                exports, notes = _export(compressed, target, request, target_dir, steps,
+                                         progress)
             notes = _import_notes(graph) + notes
             with clock.stage("evaluate compressed"):
                 after = _evaluate_float(compressed, evaluation, request, progress,
                                         f"evaluate {target.name}")
             with clock.stage("integer core"):
                 integer, note = _integer_accuracy(compressed, evaluation, target, request,
-                                                  exports.get("netx"))
+                                                  exports.get("netx"), progress)
             if note:
                 notes.append(note)
             notes.extend(memory.notes)
@@ -454,19 +527,23 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
             energy = (estimate_energy(dense.synops, after.synops, target,
                                       cores=checked.mapping.cores_used, dense_cores=dense_cores)
                       if dense.synops is not None else None)
+            details = layer_details(compressed, target, checked.mapping, dense.synops,
+                                    after.synops, _rates(dense), _rates(after))
+            grades = cost_evidence(target)
             final_exports = {fmt: str(final_dir / Path(p).relative_to(out_dir))
                              for fmt, p in exports.items()}
             reports.append(TargetReport(
                 target=target.name, description=target.description, method=request.method,
-                layers=_layer_rows(compressed, stats), violations=_violation_rows(checked),
+                layers=_layer_rows(compressed, stats, details),
+                violations=_violation_rows(checked),
                 cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
-                cores=_core_rows(checked.mapping),
-                limits={"max_fan_in": target.limits.max_fan_in},
+                cores=_core_rows(checked.mapping), limits=_limits(target),
                 accuracy=Accuracy(dense.accuracy, after.accuracy, integer),
                 synops=BeforeAfter(*(None if e.synops is None else e.synops.per_sample
                                      for e in (dense, after))),
                 energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
-                energy_terms=tuple(EnergyTerm(*term) for term in energy.terms) if energy else (),
+                energy_terms=tuple(EnergyTerm(*term, evidence=_grade(grades, term.name))
+                                   for term in energy.terms) if energy else (),
                 ann_equivalent=dict(energy.ann_equivalent) if energy else {},
                 exports=final_exports, notes=tuple(notes)))
             results.append(TargetResult(target, compressed, config, stats, checked))
@@ -541,10 +618,11 @@ def check_only(model: str | Path | Graph, targets: Sequence[str | Path | Target]
             checked = check(graph, target)
             reports.append(TargetReport(
                 target=target.name, description=target.description, method="none (check only)",
-                layers=_layer_rows(graph, None), violations=_violation_rows(checked),
+                layers=_layer_rows(graph, None, layer_details(graph, target, checked.mapping,
+                                                              None, None, {}, {})),
+                violations=_violation_rows(checked),
                 cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
-                cores=_core_rows(checked.mapping),
-                limits={"max_fan_in": target.limits.max_fan_in}))
+                cores=_core_rows(checked.mapping), limits=_limits(target)))
     name = "graph given in memory" if isinstance(model, Graph) else str(model)
     return Report(model=name, dt=graph.dt, reset=graph.metadata.get("reset"),
                   targets=tuple(reports), timings_s=dict(clock.timings), versions=_versions())

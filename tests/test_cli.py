@@ -63,12 +63,92 @@ def test_help_and_targets(capsys):
 ])
 def test_inspect_every_fixture(relative, capsys):
     path = fixture_path(*relative)
-    # The NIR paper's files store no dt or reset: the user gives them.
+    # No flags: a NIR file without dt or reset is shown in its continuous form.
+    assert main(["inspect", str(path)]) == 0
+    plain = capsys.readouterr().out
+    # With dt and reset: the discrete form.
     assert main(["inspect", str(path), "--dt", "1e-4", "--reset", "zero"]) == 0
     out = capsys.readouterr().out
     graph = load_model(path, dt=1e-4, reset="zero")
     for name in graph.nodes:
-        assert name in out
+        assert name in out and name in plain
+    assert "unknown" not in out
+
+
+def test_inspect_without_dt_shows_the_continuous_parameters(capsys):
+    path = fixture_path("nir", "lif_norse.nir")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    raw = nir.read(path)
+    tau = float(np.asarray(raw.nodes["1"].tau).reshape(-1)[0])
+    assert f"tau={tau:.4g}" in out  # as stored in the file, not a decay
+    assert "beta=" not in out
+    assert "dt unknown" in out and "--dt SECONDS" in out and "reset unknown" in out
+    assert main(["inspect", str(path), "--dt", "1e-4"]) == 0  # reset still unknown: no decays
+    partial = capsys.readouterr().out
+    assert "reset unknown" in partial and "dt unknown" not in partial and "beta=" not in partial
+    assert main(["inspect", str(path), "--dt", "1e-4", "--reset", "zero"]) == 0
+    out = capsys.readouterr().out
+    beta = 1 - 1e-4 / tau  # forward Euler, the default discretisation
+    assert f"beta={beta:.4g}" in out and f"tau={tau:.4g}" in out
+
+
+def test_inspect_bundled_name_json_and_conv_geometry(capsys):
+    assert main(["inspect", "nmnist_cnn", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["discrete"] is True and data["format"] == "nir"
+    graph = nir.read(Path(__file__).resolve().parents[1] / "sbc_deploy" / "bundled"
+                     / "nmnist_cnn.nir")
+    convs = {k: n for k, n in graph.nodes.items() if isinstance(n, nir.Conv2d)}
+    nodes = {n["name"]: n for n in data["nodes"]}
+    for name, conv in convs.items():
+        node = nodes[name]
+        assert tuple(node["kernel"]) == tuple(conv.weight.shape[2:])
+        assert tuple(node["stride"]) == tuple(np.broadcast_to(conv.stride, (2,)))
+        assert node["groups"] == conv.groups
+        assert node["parameters"] == conv.weight.size + np.asarray(conv.bias).size
+        # synapses: kernel entries x output positions (no padding, all weights non-zero)
+        out_hw = np.prod(node["output_shape"][1:])
+        assert node["synapses"] == np.count_nonzero(conv.weight) * out_hw
+    assert main(["inspect", "nmnist_cnn"]) == 0
+    assert "k5x5 s1x1 p0x0" in capsys.readouterr().out
+
+
+def test_version_usage_and_help_name_the_commands(capsys):
+    from sbc_deploy import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"sbc-deploy {__version__}"
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    usage = out.split("\n\n")[0]
+    for command in ("inspect", "check", "targets", "--version"):
+        assert f"sbc-deploy {command}" in usage, command
+    assert "--eval-limit" in out and "commands:" in out
+    assert main(["inspect", "--help"]) == 0 and "continuous" in capsys.readouterr().out
+
+
+def test_check_prints_one_verdict_per_target_and_the_violations(capsys):
+    model = fixture_path("netx", "mnist_small", "network.net")
+    assert main(["check", str(model), "--target", "loihi1,speck"]) == 1
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("loihi1: fits (3 / 128 cores")
+    assert lines[1].startswith("speck: DOES NOT FIT: ")
+    # the table: one row per violation, the same ones the library finds
+    from sbc_deploy.targets import load_target
+
+    expected = check(load_model(model), load_target("speck")).violations
+    table = [line for line in lines if line.startswith("speck ")]
+    assert lines[1].startswith(f"speck: DOES NOT FIT: {len(expected)} violation(s)")
+    assert len(table) == len(expected)
+    for row, violation in zip(table, expected):
+        assert f" {violation.rule} " in row and violation.message in row
+    # one name per layer: the neuron is shown with the synapse layer that drives it
+    assert "layer0.dense -> layer0.neuron" in out
+    assert len(lines) < 30 and "# sbc-deploy report" not in out
+    assert main(["check", str(model), "--target", "loihi1", "--report"]) == 0
+    assert "# sbc-deploy report" in capsys.readouterr().out
 
 
 def test_inspect_bad_files_exit_2_and_say_why(tmp_path, capsys):
@@ -83,9 +163,6 @@ def test_inspect_bad_files_exit_2_and_say_why(tmp_path, capsys):
     truncated.write_bytes(source.read_bytes()[: source.stat().st_size // 3])
     assert main(["inspect", str(truncated)]) == 2
     assert "cut.net" in capsys.readouterr().err
-    nodt = fixture_path("nir", "lif_norse.nir")
-    assert main(["inspect", str(nodt)]) == 2
-    assert "--dt" in capsys.readouterr().err
 
 
 def test_bad_usage_exits_2(capsys):
@@ -178,7 +255,7 @@ def test_several_targets_in_one_report(tmp_path, rng):
     assert [t["target"] for t in report["targets"]] == ["loihi2", "speck"]
     assert report["targets"][0]["fits"] and not report["targets"][1]["fits"]
     assert (out / "loihi2" / "model.net").is_file() and not (out / "speck" / "model.net").exists()
-    assert "Targets compared" in (out / "report.md").read_text()
+    assert "How do the targets compare?" in (out / "report.md").read_text()
     shutil.rmtree(out)
 
 

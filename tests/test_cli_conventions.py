@@ -50,9 +50,11 @@ def test_inspect_from_sinabs_counts_steps_and_verbose_logs_the_convention(tmp_pa
     out = capsys.readouterr().out
     assert "dt: 0.001 s (argument)" in out and "subtract" in out
     assert any("convention sinabs" in r.getMessage() for r in caplog.records)
-    # without --dt sinabs cannot say how long a step is: exit 2 with the reason
-    assert main(["inspect", str(model), "--from", "sinabs"]) == 2
-    assert "counts time in steps" in capsys.readouterr().err
+    # without --dt sinabs cannot say how long a step is: inspect still shows the graph (its
+    # continuous form) and says why the discrete form needs --dt (issue 13)
+    assert main(["inspect", str(model), "--from", "sinabs"]) == 0
+    out = capsys.readouterr().out
+    assert "dt unknown (sinabs counts time in steps" in out and "--dt SECONDS" in out
     assert main(["inspect", str(model), "--from", "brian"]) == 2
     assert "invalid choice" in capsys.readouterr().err
 

@@ -108,3 +108,37 @@ def test_summary_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         summary.weights = 0  # type: ignore[misc]
     assert summary.weights == 1 and summary.neurons == 1
+
+
+def test_conv_geometry_and_synapses_match_the_file_and_a_convolution_of_ones() -> None:
+    """kernel / stride / padding / groups as stored; synapses = non-zero taps landing on real
+    inputs, counted independently by convolving an all-ones input with the weight mask."""
+    import nir
+    import torch
+    import torch.nn.functional as F
+
+    from sbc_deploy.describe import describe_model
+
+    path = fixture_path("nir", "scnn_mnist_snntorch.nir")
+    description = describe_model(path)  # no dt, no reset: the structure is still described
+    assert not description.discrete and set(description.missing) == {"dt", "reset"}
+    raw = nir.read(path)
+    by_name = {n.name: n for n in description.summary.nodes}
+    convs = {k: v for k, v in raw.nodes.items() if isinstance(v, nir.Conv2d)}
+    assert convs
+    for name, conv in convs.items():
+        node = by_name[name]
+        assert node.kernel == tuple(conv.weight.shape[2:])
+        assert node.stride == tuple(int(v) for v in np.broadcast_to(conv.stride, (2,)))
+        assert node.groups == int(conv.groups)
+        mask = torch.from_numpy((np.asarray(conv.weight) != 0).astype(np.float32))
+        ones = torch.ones((1, *node.input_shape))
+        counted = F.conv2d(ones, mask, stride=node.stride, padding=node.padding,
+                           groups=node.groups)
+        assert node.synapses == int(counted.sum())
+        assert tuple(counted.shape[1:]) == node.output_shape
+    # the continuous parameters are the file's own numbers
+    lif = next(k for k, v in raw.nodes.items() if isinstance(v, (nir.IF, nir.LIF)))
+    params = description.continuous[lif]
+    assert params["r"] == pytest.approx((float(np.min(raw.nodes[lif].r)),
+                                         float(np.max(raw.nodes[lif].r))))

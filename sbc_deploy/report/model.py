@@ -29,6 +29,23 @@ class LayerRow:
     grid: str | None = None
     layer_loss: float | None = None
     fan_in: tuple[int, ...] = ()  # per output neuron / channel, for the histogram
+    # added for the report's per-layer views (report/details.py says how each is counted)
+    neuron: str | None = None  # the neuron node this synapse layer drives
+    synops_dense: float | None = None  # SynOps per sample, dense network
+    synops_compressed: float | None = None
+    energy_dense_j: float | None = None  # dynamic energy per sample caused by the layer
+    energy_compressed_j: float | None = None
+    rate_dense: float | None = None  # spikes per neuron per step of ``neuron``
+    rate_compressed: float | None = None
+    storage: str | None = None  # how the target stores its synapses: dense | sparse | kernel
+    memory_bits_dense: int | None = None  # synapse memory in each storage form
+    memory_bits_sparse: int | None = None
+    cores: tuple[int, ...] = ()  # cores of the mapping estimate holding its neuron
+
+    @property
+    def label(self) -> str:
+        """The layer's one name in every view: ``"linear1 -> leaky1"``."""
+        return self.name if not self.neuron else f"{self.name} -> {self.neuron}"
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,8 @@ class CoreRow:
     synapse_bits: int
     neuron_utilisation: float | None  # None: the core has no such limit
     memory_utilisation: float | None
+    neuron_capacity: int | None = None
+    memory_capacity: int | None = None  # bits
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,7 @@ class EnergyTerm:
     count_compressed: float
     cost_j: float
     source: str
+    evidence: str = "unknown"  # verified | definition | estimate | unknown (from the target)
 
 
 @dataclass(frozen=True)
@@ -175,7 +195,8 @@ class Report:
 
 def _target_dict(report: TargetReport) -> dict[str, Any]:
     data = asdict(report)
-    data["layers"] = [{**asdict(layer), "shape": list(layer.shape), "fan_in": list(layer.fan_in)}
+    data["layers"] = [{**asdict(layer), "shape": list(layer.shape), "fan_in": list(layer.fan_in),
+                       "cores": list(layer.cores), "label": layer.label}
                       for layer in report.layers]
     # per-neuron detail only where a rule gives it (keeps the other violations' keys as they were)
     data["violations"] = [{k: v for k, v in row.items()

@@ -1,0 +1,487 @@
+"""report.html: one self-contained page organised by the questions a hardware engineer asks.
+
+1. Does it fit, and where? (per-core neurons and synapse memory against the limits; dense vs
+   sparse synapse storage per layer and why the target chose it)
+2. What did compression cost? (accuracy dense / float / integer on a zoomed axis; per-layer
+   sensitivity = the layer's OBS loss; per-layer sparsity and bits)
+3. What does it save? (SynOps, energy and firing rates per layer, dense vs compressed; every
+   energy cost with its evidence grade)
+4. How do the targets compare? (when several)
+
+Each question is answered by one chart (inline SVG from :mod:`sbc_deploy.report.charts`) or one
+table. A layer is named the same way everywhere: ``synapse -> neuron``. No script, no external
+file: the page opens offline.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Sequence
+
+from sbc_deploy.report.charts import COLORS, Bar, Row, aggregate, hbar_chart
+from sbc_deploy.report.model import Report, TargetReport
+
+MAX_ROWS = 24          # rows drawn per chart before the smaller ones are summed into one
+MAX_CORE_ROWS = 32     # cores drawn one per row; more are grouped per layer
+LONG = 16              # tables with more rows (and charts with more than 40) scroll in place
+
+_STYLE = """
+*{box-sizing:border-box}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#222;
+background:#fafafa}
+main{max-width:1360px;margin:0 auto;padding:16px 20px}
+h1{font-size:22px;margin:4px 0 8px}h2{font-size:18px;margin:28px 0 6px;border-bottom:2px solid
+#ddd;padding-bottom:3px}h3{font-size:15px;margin:18px 0 4px}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:10px 0}
+.card{background:#fff;border:1px solid #ddd;border-left:6px solid #1b9e77;padding:8px 12px;
+min-width:220px;flex:1 1 220px}.card.bad{border-left-color:#c00}
+.card b{font-size:16px}.muted{color:#666;font-size:12.5px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,640px),1fr));gap:14px}
+figure{margin:0;background:#fff;border:1px solid #ddd;padding:8px;overflow-x:auto}
+figcaption{font-size:12.5px;color:#555;margin-top:4px}
+svg.chart{display:block;max-width:none;font:12px system-ui,-apple-system,"Segoe UI",Roboto,
+sans-serif}
+svg .title{font-weight:600;font-size:13px}svg .tick{fill:#555;font-size:11px}
+svg .legend{font-size:11.5px}svg .label{font-size:12px}
+svg .value{font-size:11.5px;fill:#333}svg .small{font-size:10.5px}
+svg .grid{stroke:#e5e5e5}svg .limit{stroke:#c00;stroke-width:1.5;stroke-dasharray:4 3}
+svg .hit{fill:transparent}svg .row:hover .hit{fill:#f0f4ff}
+.tablewrap{overflow-x:auto;background:#fff;border:1px solid #ddd;margin:6px 0 10px}
+td.wide{min-width:12em}.tablewrap.long{max-height:520px;overflow-y:auto}figure.long{max-height:640px;overflow-y:auto}
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:3px 8px;
+font-size:12.5px;text-align:left;vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}
+td:first-child,td:nth-child(2){white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.bad{color:#b00;font-weight:600}.warn{color:#8a4b00;font-weight:600}.good{color:#070;font-weight:600}
+.grade{display:inline-block;padding:0 6px;border-radius:8px;font-size:11.5px;background:#e8f5e9}
+.grade.estimate,.grade.unknown{background:#ffe0b2;color:#8a4b00;font-weight:600}
+.grade.definition{background:#e3f2fd}
+"""
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def energy(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
+        if abs(value) >= scale or unit == "pJ":
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.3g} J"  # pragma: no cover
+
+
+def count(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:.3g} M"
+    if abs(value) >= 1e4:
+        return f"{value / 1e3:.3g} k"
+    return f"{value:,.0f}" if abs(value) >= 100 or value == int(value) else f"{value:.3g}"
+
+
+def bits(value: int | None) -> str:
+    if value is None:
+        return "n/a"
+    for unit, scale in (("Mbit", 1e6), ("kbit", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value} bit"
+
+
+def _energy_unit(values: Sequence[float]) -> tuple[str, float]:
+    top = max(values, default=0.0)
+    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9)):
+        if top >= scale:
+            return unit, scale
+    return "pJ", 1e-12
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = (),
+          raw: Sequence[int] = (), wide: Sequence[int] = ()) -> str:
+    """An HTML table; columns in ``raw`` hold HTML already (else the text is escaped);
+    columns in ``wide`` hold prose and keep a readable width (the table scrolls in place)."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            text = str(cell) if i in raw else html.escape(str(cell))
+            cls = "num" if i in numeric else "wide" if i in wide else ""
+            cells.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    wrap = "tablewrap long" if len(rows) > LONG else "tablewrap"  # scrolls inside the page
+    return (f'<div class="{wrap}"><table><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def figure(svg: str, caption: str = "", long: bool = False) -> str:
+    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    return f"<figure{' class=long' if long else ''}>{svg}{cap}</figure>"
+
+
+def grade(evidence: str) -> str:
+    return f'<span class="grade {html.escape(evidence)}">{html.escape(evidence)}</span>'
+
+
+# --------------------------------------------------------------------------- shared facts
+
+
+def labels(t: TargetReport) -> dict[str, str]:
+    """Neuron (population) name -> the label of the synapse layer(s) driving it."""
+    out: dict[str, list[str]] = {}
+    for layer in t.layers:
+        if layer.neuron:
+            out.setdefault(layer.neuron, []).append(layer.name)
+    return {neuron: f"{' + '.join(names)} -> {neuron}" for neuron, names in out.items()}
+
+
+def storage_reason(t: TargetReport, layer: Any) -> str:
+    """Why the layer's synapses take the memory they take on this target."""
+    rule = t.limits.get("synapse_storage")
+    dense, sparse = layer.memory_bits_dense, layer.memory_bits_sparse
+    if layer.storage is None or dense is None or sparse is None:
+        return ""
+    if rule == "kernel":
+        return "kernel stored once per layer; pruning frees no memory"
+    if layer.storage == "dense":
+        why = "zeros are stored too" if rule == "dense" else "dense is cheaper"
+        index = t.limits.get("index_bits")
+        if rule == "dense_or_sparse" and index and dense and sparse > dense:
+            # sparse (1 - s) P (w + index) < dense P w  <=>  s > index / (w + index)
+            w = t.limits.get("bits_per_weight") or layer.weight_bits or 8
+            breakeven = index / (w + index)
+            why += f" below {100 * breakeven:.0f}% sparsity"
+        return why + "; pruning frees no memory"
+    return "only non-zero synapses (and their index) are stored; pruning frees memory"
+
+
+def _mean(values: Sequence[float]) -> str:
+    return pct(sum(values) / len(values), 0) if values else "n/a"
+
+
+def _core_rows(t: TargetReport) -> tuple[list[Row], str]:
+    names = labels(t)
+    if len(t.cores) <= MAX_CORE_ROWS:
+        rows = []
+        for c in t.cores:
+            layer = ", ".join(names.get(p.strip(), p.strip()) for p in c.layer.split(","))
+            rows.append(Row(f"core {c.core}: {layer}", (
+                Bar(None if c.neuron_utilisation is None else 100 * c.neuron_utilisation,
+                    COLORS["neurons"], "neurons", f"{pct(c.neuron_utilisation, 0)}"),
+                Bar(None if c.memory_utilisation is None else 100 * c.memory_utilisation,
+                    COLORS["memory"], "synapse memory", f"{pct(c.memory_utilisation, 0)}")),
+                hover=f"{c.neurons} neurons" + (f" of {c.neuron_capacity}" if c.neuron_capacity
+                                                else "")
+                + f", {bits(c.synapse_bits)}" + (f" of {bits(c.memory_capacity)}"
+                                                 if c.memory_capacity else "")))
+        return rows, "one row per core"
+    groups: dict[str, list[Any]] = {}
+    for c in t.cores:
+        groups.setdefault(c.layer, []).append(c)
+    rows = []
+    for layer, cores in groups.items():
+        label = ", ".join(names.get(p.strip(), p.strip()) for p in layer.split(","))
+        first, last = cores[0].core, cores[-1].core
+        span = f"core {first}" if len(cores) == 1 else f"cores {first}-{last}"
+        n_use = [c.neuron_utilisation for c in cores if c.neuron_utilisation is not None]
+        m_use = [c.memory_utilisation for c in cores if c.memory_utilisation is not None]
+        rows.append(Row(f"{label} ({span})", (
+            Bar(100 * max(n_use) if n_use else None, COLORS["neurons"], "neurons (fullest core)",
+                pct(max(n_use), 0) if n_use else "n/a"),
+            Bar(100 * max(m_use) if m_use else None, COLORS["memory"],
+                "synapse memory (fullest core)", pct(max(m_use), 0) if m_use else "n/a")),
+            hover=f"{len(cores)} cores; mean neurons {_mean(n_use)}, mean memory {_mean(m_use)}"))
+    how = f"{len(t.cores)} cores grouped per layer: the fullest core of each group"
+    if len(rows) > MAX_ROWS:  # the fullest groups, the rest in one row (their fullest core)
+        def fullest(row: Row) -> float:
+            return max((b.value or 0.0) for b in row.bars)
+
+        order = sorted(range(len(rows)), key=lambda i: -fullest(rows[i]))
+        rest = [rows[i] for i in order[MAX_ROWS - 1:]]
+        bars = tuple(Bar(max((r.bars[j].value or 0.0) for r in rest), bar.color, bar.series,
+                         f"{max((r.bars[j].value or 0.0) for r in rest):.0f}%")
+                     for j, bar in enumerate(rest[0].bars))
+        rows = [rows[i] for i in sorted(order[:MAX_ROWS - 1])] + [
+            Row(f"{len(rest)} other layers (fullest core)", bars)]
+        how += f"; the {MAX_ROWS - 1} fullest groups, the other {len(rest)} in the last row"
+    return rows, how
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _fit_section(t: TargetReport) -> str:
+    parts = ["<h3>Does it fit, and where?</h3>"]
+    if t.cores:
+        rows, how = _core_rows(t)
+        parts.append(figure(hbar_chart(
+            f"{t.target}: use of each core against its limit", rows, unit="% of the core",
+            high=max(110.0, max((b.value or 0) for r in rows for b in r.bars) * 1.05),
+            limit=100.0, limit_label="per-core limit",
+            legend=(("neurons", COLORS["neurons"]), ("synapse memory", COLORS["memory"]))),
+            f"{t.cores_used} of {t.cores_available or 'unlimited'} cores used; {how}. Hover a "
+            "row for the counts."))
+    limit = t.limits.get("max_fan_in")
+    rule = t.limits.get("synapse_storage") or "n/a"
+    rows = []
+    for layer in t.layers:
+        used = (layer.memory_bits_dense if layer.storage == "dense" else
+                layer.memory_bits_sparse if layer.storage == "sparse" else
+                layer.memory_bits_dense)
+        fan = f"{layer.fan_in_max} / {limit}" if limit else f"{layer.fan_in_max} / no limit"
+        cores = _span(layer.cores)
+        rows.append([html.escape(layer.label), cores, fan, html.escape(layer.storage or "n/a"),
+                     bits(layer.memory_bits_dense), bits(layer.memory_bits_sparse), bits(used),
+                     html.escape(storage_reason(t, layer))])
+    parts.append(table(["layer", "cores", "fan-in max / limit", "storage",
+                        "memory if dense", "memory if sparse", "memory used", "why"], rows,
+                       numeric=(2, 4, 5, 6), raw=range(8)))
+    parts.append(f'<p class="muted">Synapse storage rule of {html.escape(t.target)}: '
+                 f'{html.escape(str(rule))}; dense = potential synapses x weight bits, sparse = '
+                 f'non-zero synapses x (weight bits + {t.limits.get("index_bits", "?")} index '
+                 'bits).</p>')
+    return "".join(parts)
+
+
+def _span(cores: Sequence[int]) -> str:
+    if not cores:
+        return "n/a"
+    if len(cores) == 1:
+        return str(cores[0])
+    if list(cores) == list(range(cores[0], cores[-1] + 1)):
+        return f"{cores[0]}-{cores[-1]} ({len(cores)})"
+    return ", ".join(map(str, cores[:6])) + (" ..." if len(cores) > 6 else "")
+
+
+def accuracy_chart(targets: Sequence[TargetReport]) -> str | None:
+    """Accuracy bars on an axis zoomed to show the differences (it says where it starts)."""
+    rows = []
+    first = targets[0].accuracy
+    if first.dense_float is not None:
+        rows.append(Row("dense (float)", (Bar(100 * first.dense_float, COLORS["dense"],
+                                              "accuracy", f"{100 * first.dense_float:.2f}%"),)))
+    for t in targets:
+        prefix = f"{t.target}: " if len(targets) > 1 else ""
+        for label, value, color in (("compressed (float)", t.accuracy.compressed_float,
+                                     COLORS["compressed"]),
+                                    ("compressed (integer core)", t.accuracy.compressed_integer,
+                                     COLORS["integer"])):
+            if value is not None:
+                rows.append(Row(prefix + label, (Bar(100 * value, color, "accuracy",
+                                                     f"{100 * value:.2f}%"),)))
+    if not rows:
+        return None
+    values = [b.value for r in rows for b in r.bars if b.value is not None]
+    low = max(0.0, float(int(min(values) - 2)))
+    low -= low % 2
+    return hbar_chart("Accuracy on the evaluation data", rows, unit="accuracy (%)", low=low,
+                      high=100.0)
+
+
+def _cost_section(t: TargetReport, single: bool) -> str:
+    parts = ["<h3>What did compression cost?</h3>", '<div class="grid">']
+    if single:
+        chart = accuracy_chart([t])
+        if chart:
+            parts.append(figure(chart, "The axis is zoomed: it starts where the chart says."))
+    rows = [Row(layer.label, (Bar(100 * layer.sparsity, COLORS["compressed"], "sparsity",
+                                  f"{100 * layer.sparsity:.1f}% \u00b7 "
+                                  f"{layer.weight_bits or 'float'}"
+                                  f"{' bit' if layer.weight_bits else ''}"),),
+                hover=f"{layer.synapses:,} of {layer.dense_synapses:,} synapses kept; grid "
+                      f"{layer.grid or 'float'}") for layer in t.layers]
+    parts.append(figure(hbar_chart("Sparsity and weight bits per layer", rows,
+                                   unit="synapses removed (%)", high=100.0),
+                        "Right of each bar: sparsity and the weight bits the layer keeps.",
+                        long=len(rows) > 40))
+    losses = [layer for layer in t.layers if layer.layer_loss is not None]
+    if losses:
+        loss_rows = [Row(layer.label, (Bar(layer.layer_loss, COLORS["warn"], "layer loss"),),
+                         hover="OBS loss of the layer: the error its compression put on the "
+                               "next neuron's membrane potential (SBC) or input current (OBC)")
+                     for layer in losses]
+        parts.append(figure(hbar_chart("Sensitivity: loss each layer's compression caused",
+                                       aggregate(loss_rows, MAX_ROWS), unit="layer loss"),
+                            "Larger bars: the layers where compression cost the most."))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _save_section(t: TargetReport) -> str:
+    parts = ["<h3>What does it save?</h3>", '<div class="grid">']
+    legend = (("dense", COLORS["dense"]), ("compressed", COLORS["compressed"]))
+    if any(layer.synops_dense is not None for layer in t.layers):
+        rows = [Row(layer.label, (Bar(layer.synops_dense, COLORS["dense"], "dense",
+                                      count(layer.synops_dense)),
+                                  Bar(layer.synops_compressed, COLORS["compressed"], "compressed",
+                                      count(layer.synops_compressed))))
+                for layer in t.layers]
+        parts.append(figure(hbar_chart("SynOps per sample, per layer", aggregate(rows, MAX_ROWS),
+                                       unit="SynOps per sample", legend=legend),
+                            f"Whole network: {count(t.synops.dense)} -> "
+                            f"{count(t.synops.compressed)} SynOps per sample."))
+    if any(layer.energy_dense_j is not None for layer in t.layers):
+        unit, scale = _energy_unit([v or 0.0 for layer in t.layers
+                                    for v in (layer.energy_dense_j, layer.energy_compressed_j)])
+        rows = [Row(layer.label, tuple(
+            Bar(None if v is None else v / scale, COLORS[s], s, energy(v))
+            for v, s in ((layer.energy_dense_j, "dense"),
+                         (layer.energy_compressed_j, "compressed")))) for layer in t.layers]
+        grades = sorted({term.evidence for term in t.energy_terms})
+        parts.append(figure(hbar_chart(f"Dynamic energy per sample, per layer ({t.target})",
+                                       aggregate(rows, MAX_ROWS), unit=f"{unit} per sample",
+                                       legend=legend),
+                            "SynOps + spikes routed + neuron updates of each layer, with the "
+                            f"target's costs (evidence: {', '.join(grades) or 'n/a'}; see the "
+                            "table). Per-core static energy is not split per layer."))
+    if any(layer.rate_dense is not None for layer in t.layers):
+        rows = [Row(layer.label, tuple(
+            Bar(None if v is None else 100 * v, COLORS[s], s, pct(v, 2))
+            for v, s in ((layer.rate_dense, "dense"), (layer.rate_compressed, "compressed"))))
+            for layer in t.layers if layer.rate_dense is not None]
+        caption = "Measured by the float simulator on the evaluation data."
+        if len(rows) > MAX_ROWS:  # rates do not add up: show the busiest layers
+            busiest = sorted(range(len(rows)), key=lambda i: -(rows[i].bars[1].value or 0.0))
+            rows = [rows[i] for i in sorted(busiest[:MAX_ROWS])]
+            caption += (f" The {MAX_ROWS} busiest of {len(busiest)} layers (compressed network);"
+                        " report.md lists every layer.")
+        parts.append(figure(hbar_chart("Firing rate of each layer's neurons", rows,
+                                       unit="spikes per neuron per step (%)", legend=legend),
+                            caption))
+    parts.append("</div>")
+    if t.energy_terms:
+        parts.append(table(
+            ["term", "count dense", "count compressed", "cost each", "energy dense",
+             "energy compressed", "evidence", "source"],
+            [[html.escape(term.name), count(term.count_dense), count(term.count_compressed),
+              energy(term.cost_j),
+              energy(None if term.count_dense is None else term.count_dense * term.cost_j),
+              energy(term.count_compressed * term.cost_j), grade(term.evidence),
+              html.escape(term.source)] for term in t.energy_terms],
+            numeric=(1, 2, 3, 4, 5), raw=range(8), wide=(7,)))
+        estimates = [term.name for term in t.energy_terms if term.evidence in
+                     ("estimate", "unknown")]
+        if estimates:
+            parts.append(f'<p class="muted"><span class="grade estimate">estimate</span> '
+                         f'{html.escape(", ".join(estimates))}: not measured on '
+                         f"{html.escape(t.target)}; treat the totals as an estimate.</p>")
+    return "".join(parts)
+
+
+def _violations(t: TargetReport) -> str:
+    if not t.violations:
+        return '<p class="good">No violations: every rule of the target holds.</p>'
+    names = labels(t)
+    return "<h3>Violations</h3>" + table(
+        ["layer", "rule", "limit", "actual", "severity", "message", "remedy"],
+        [[names.get(v.layer or "", v.layer or "-"), v.rule, v.limit, v.actual, v.severity,
+          v.message, getattr(v, "remedy", None) or ""] for v in t.violations], wide=(5, 6))
+
+
+def _compare(report: Report) -> str:
+    targets = report.targets
+    rows_cores = [Row(t.target, (Bar(t.cores_used, COLORS["neutral"], "cores used",
+                                     f"{t.cores_used} / {t.cores_available or '-'}"),),
+                      marks=(t.cores_available,) if t.cores_available else ())
+                  for t in targets]
+    unit, scale = _energy_unit([t.energy_j.compressed or 0.0 for t in targets])
+    rows_energy = [Row(t.target, (Bar(None if t.energy_j.compressed is None else
+                                      t.energy_j.compressed / scale, COLORS["compressed"],
+                                      "energy compressed", energy(t.energy_j.compressed)),),
+                       hover="evidence: " + ", ".join(sorted({x.evidence
+                                                               for x in t.energy_terms})))
+                   for t in targets]
+    parts = ["<h2>How do the targets compare?</h2>", '<div class="grid">']
+    chart = accuracy_chart(targets)
+    if chart:
+        parts.append(figure(chart, "The axis is zoomed: it starts where the chart says."))
+    parts.append(figure(hbar_chart("Cores used (red tick: cores the chip has)", rows_cores,
+                                   unit="cores", high=max([*(t.cores_used or 0 for t in targets),
+                                                           *(min(t.cores_available or 0, 4 * (
+                                                               t.cores_used or 1))
+                                                             for t in targets), 1]) * 1.1),
+                        "A bar past the red tick does not fit the chip."))
+    parts.append(figure(hbar_chart("Energy per sample, compressed network", rows_energy,
+                                   unit=f"{unit} per sample"),
+                        "Costs from each target file; hover for their evidence grades."))
+    parts.append("</div>")
+    parts.append(table(["target", "verdict", "violations", "cores", "accuracy (integer)",
+                        "accuracy (float)", "energy / sample", "energy evidence"],
+                       [[t.target, "fits" if t.fits else "does not fit", len(t.violations),
+                         f"{t.cores_used} / {t.cores_available or '-'}",
+                         pct(t.accuracy.compressed_integer, 2), pct(t.accuracy.compressed_float, 2),
+                         energy(t.energy_j.compressed),
+                         " ".join(grade(g) for g in sorted({x.evidence for x in t.energy_terms}))]
+                        for t in targets], numeric=(2, 4, 5, 6), raw=(7,)))
+    return "".join(parts)
+
+
+def _findings(items: Any) -> str:
+    """The quality guards' findings (accuracy drop, silent layers ...), errors first."""
+    if not items:
+        return ""
+    order = sorted(items, key=lambda f: f.severity != "error")
+    rows = [[f'<span class="{"bad" if f.severity == "error" else "warn"}">'
+             f"{html.escape(f.severity)}</span>", html.escape(f.code),
+             html.escape(f.where or "-"), html.escape(f.message), html.escape(f.hint or "")]
+            for f in order]
+    return "<h2>Quality guards</h2>" + table(
+        ["severity", "guard", "where", "finding", "likely cause"], rows, raw=range(5),
+        wide=(3, 4))
+
+
+def to_html(report: Report) -> str:
+    """The whole page (see the module docstring)."""
+    title = f"sbc-deploy report: {report.model}"
+    parts = [(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+              f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+              f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body><main>"),
+             f"<h1>{html.escape(title)}</h1>",
+             (f'<p class="muted">dt = {report.dt:g} s, reset = '
+              f'{html.escape(str(report.reset))}. Layers are named <i>synapse -&gt; neuron</i> '
+              "everywhere. Hover a bar for its exact values.</p>"), '<div class="cards">']
+    for t in report.targets:
+        acc = t.accuracy
+        acc_text = " \u00b7 ".join(f"{k} {pct(v, 2)}" for k, v in (
+            ("dense", acc.dense_float), ("float", acc.compressed_float),
+            ("integer", acc.compressed_integer)) if v is not None)
+        parts.append(
+            f'<div class="card{"" if t.fits else " bad"}"><b>{html.escape(t.target)}: '
+            f'{"fits" if t.fits else f"{len(t.violations)} violation(s)"}</b><br>'
+            f'<span class="muted">{t.cores_used} / {t.cores_available or "-"} cores \u00b7 '
+            f'{energy(t.energy_j.compressed)} per sample<br>{html.escape(acc_text)}</span></div>')
+    parts.append("</div>")
+    parts.append(_findings(getattr(report, "findings", ())))
+    if len(report.targets) > 1:
+        parts.append(_compare(report))
+    for t in report.targets:
+        parts.append(f"<h2>{html.escape(t.target)}: {html.escape(t.description)}</h2>")
+        parts.append(f'<p class="muted">method {html.escape(t.method)}</p>')
+        parts.append(_fit_section(t))
+        parts.append(_violations(t))
+        parts.append(_cost_section(t, single=len(report.targets) == 1))
+        parts.append(_save_section(t))
+        if t.ann_equivalent:
+            from sbc_deploy.report.render import _ann_line
+
+            parts.append(f'<p class="muted">{html.escape(_ann_line(t.ann_equivalent))}</p>')
+        if t.exports:
+            parts.append("<h3>Files</h3><ul>" + "".join(
+                f"<li>{html.escape(k)}: <code>{html.escape(v)}</code></li>"
+                for k, v in t.exports.items()) + "</ul>")
+        if t.notes:
+            parts.append("<h3>Notes</h3><ul>" + "".join(
+                f"<li>{html.escape(n)}</li>" for n in t.notes) + "</ul>")
+    if report.timings_s:
+        parts.append("<h2>Timings</h2>")
+        parts.append(table(["stage", "seconds"],
+                           [[k, f"{v:.2f}"] for k, v in report.timings_s.items()],
+                           numeric=(1,)))
+    parts.append("</main></body></html>")
+    return "\n".join(p for p in parts if p)
