@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sbc_deploy.fileio import write_text_atomic
+from sbc_deploy.report.html import energy as _energy
 from sbc_deploy.report.model import Report, TargetReport
 
 __all__ = ["to_json", "to_markdown", "to_html", "write_report"]
@@ -47,15 +48,6 @@ def _num(value: float | None) -> str:
     if abs(value) >= 1e4 or abs(value) < 1e-2:
         return f"{value:.3g}"
     return f"{value:,.2f}".rstrip("0").rstrip(".")
-
-
-def _energy(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
-        if abs(value) >= scale or unit == "pJ":
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.3g} J"  # pragma: no cover
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
