@@ -13,6 +13,8 @@ Measured in one run, on ``--threads`` torch threads:
 - a plain layer-at-a-time PyTorch forward pass over the calibration data (each conv / dense
   over all T at once, then a per-step IF scan; written here with torch ops, checked to give the
   simulator's output spikes);
+- the float simulator alone, and the pipeline's evaluation (streamed float simulation with
+  SynOps and firing rates), over the same data;
 - ``calibrate`` (float32 GEMMs into float64 sums): wall time, the time in the Hessian sums and
   their GFLOP/s; and with ``precision="float64"`` (the reference): the relative error of the
   float32 sums per layer;
@@ -244,6 +246,21 @@ def main(argv: list[str] | None = None) -> int:
     forward_s = time.perf_counter() - tick
 
     tick = time.perf_counter()
+    with torch.no_grad():
+        for batch in batches(x, args.batch_size):
+            simulate(graph, batch, threads=args.threads)
+    simulate_s = time.perf_counter() - tick
+
+    # evaluation as the pipeline runs it (streamed float simulation, SynOps and firing rates)
+    from sbc_deploy.data import Dataset
+    from sbc_deploy.pipeline import DeployRequest, _evaluate_float
+
+    tick = time.perf_counter()
+    _evaluate_float(graph, Dataset(x, None, graph.dt, "benchmark recordings"),
+                    DeployRequest(batch_size=args.batch_size), lambda *a, **k: None, "evaluate")
+    evaluate_s = time.perf_counter() - tick
+
+    tick = time.perf_counter()
     calib = calibrate(graph, x, batch_size=args.batch_size, threads=args.threads,
                       precision="float32")
     calib_s = time.perf_counter() - tick
@@ -293,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         "| what | seconds | ratio to the plain forward |",
         "|---|---:|---:|",
         f"| plain layer-at-a-time PyTorch forward (per-step IF scan) | {forward_s:.1f} | 1.00 |",
+        f"| simulate (the float simulator alone) | {simulate_s:.1f} | {simulate_s / forward_s:.2f} |",
+        f"| evaluate as the pipeline does (streamed simulation, SynOps, firing rates) | "
+        f"{evaluate_s:.1f} | {evaluate_s / forward_s:.2f} |",
         f"| calibrate, float32 GEMMs (simulate + Hessian sums) | {calib_s:.1f} | {calib_s / forward_s:.2f} |",
         f"| of which Hessian sums (filter, im2col, GEMMs) | {meta['sum_seconds']:.1f} | "
         f"{meta['sum_seconds'] / forward_s:.2f} |",
