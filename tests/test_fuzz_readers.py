@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, ROOT
+from conftest import ROOT, fixture_path
 from sbc_deploy.cli import main
 
 FUZZ = settings(max_examples=100, derandomize=True, deadline=None, database=None,
@@ -35,13 +35,6 @@ FUZZ = settings(max_examples=100, derandomize=True, deadline=None, database=None
 TIME_BOUND_S = 20.0  # per variant: a reader that loops on a damaged file fails the test
 
 MLP = ROOT / "sbc_deploy" / "bundled" / "nmnist_mlp.nir"
-
-
-def _fixture(*parts: str) -> Path:
-    path = FIXTURES.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"third-party fixture {path} is absent")
-    return path
 
 
 @st.composite
@@ -114,12 +107,12 @@ def _model_fuzz(source: Path, name: str):
 
 
 def test_fuzz_nir():
-    _model_fuzz(_fixture("nir", "lif_norse.nir"), "lif.nir")
-    _model_fuzz(_fixture("nir", "braille_noDelay_bias_zero.nir"), "braille.nir")
+    _model_fuzz(fixture_path("nir", "lif_norse.nir"), "lif.nir")
+    _model_fuzz(fixture_path("nir", "braille_noDelay_bias_zero.nir"), "braille.nir")
 
 
 def test_fuzz_netx():
-    original = _fixture("netx", "tinynet", "tiny.net").read_bytes()
+    original = fixture_path("netx", "tinynet", "tiny.net").read_bytes()
 
     @FUZZ
     @given(damage(original))
@@ -170,7 +163,7 @@ def test_fuzz_npz(small_npz):
 
 
 def test_fuzz_nmnist_bin():
-    original = _fixture("events", "sample_nmnist.bin").read_bytes()
+    original = fixture_path("events", "sample_nmnist.bin").read_bytes()
 
     @FUZZ
     @given(damage(original))
@@ -211,7 +204,7 @@ def test_fuzz_target_toml():
 
 def _nir_with(folder: Path, edit) -> Path:
     path = folder / "edited.nir"
-    shutil.copy(_fixture("nir", "lif_norse.nir"), path)
+    shutil.copy(fixture_path("nir", "lif_norse.nir"), path)
     with h5py.File(path, "r+") as f:
         edit(f, folder)
     return path
@@ -302,11 +295,11 @@ def test_non_finite_and_wrong_typed_target_values(tmp_path, capsys):
 
 def test_a_few_damaged_files_through_a_real_subprocess(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    nir_bytes = _fixture("nir", "lif_norse.nir").read_bytes()
+    nir_bytes = fixture_path("nir", "lif_norse.nir").read_bytes()
     cases = [
         (_write(tmp_path, "cut.nir", nir_bytes[:3000]), ["inspect"]),
         (_write(tmp_path, "flip.net", bytes(b ^ 0x5A if i in range(0, 2048, 7) else b for i, b
-                                            in enumerate(_fixture("netx", "tinynet",
+                                            in enumerate(fixture_path("netx", "tinynet",
                                                                   "tiny.net").read_bytes()))),
          ["inspect"]),
         (_write(tmp_path, "chip.toml", b"[weights\nbits = 8"), ["check", str(MLP), "--target"]),
