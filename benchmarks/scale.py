@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -137,7 +135,6 @@ def evaluate_before(graph: Any, x: np.ndarray, batch_size: int) -> Any:
         simulate(graph, xb, record=record,
                  on_synapse_input=lambda name, t: inputs.__setitem__(name, t))
         reports.append(count_synops(graph, inputs))
-        del inputs
     total = reports[0]
     for other in reports[1:]:
         total = total.merge(other)
