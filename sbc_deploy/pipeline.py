@@ -241,7 +241,8 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
         net = to_fixed_point(deployed)
         for x, y in _batches(data, request.batch_size, request.eval_limit):  # one batch in memory
             result = evaluate_deployed(deployed, x, y, net=net, batch_size=request.batch_size,
-                                       memory_budget=request.sim_memory_budget)
+                                       memory_budget=request.sim_memory_budget,
+                                       device=request.device)
             correct += round(result.integer_accuracy * result.samples)
             seen += result.samples
             progress(stage, seen, n, unit="samples")

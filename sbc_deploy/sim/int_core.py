@@ -717,7 +717,8 @@ def simulate_integer(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
                      reset_interval: int | None = None,
                      reset_offset: int = 0,
                      chunk: int = 64,
-                     threads: int | None = None) -> IntSimResult:
+                     threads: int | None = None,
+                     device: str | torch.device | None = None) -> IntSimResult:
     """Run the integer core on a batch of input sequences, bit-exactly as Lava's ``fixed_pt``.
 
     The sequence is run in blocks of ``chunk`` steps, every layer through a block before the
@@ -745,14 +746,26 @@ def simulate_integer(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
         reset_offset: phase of that reset.
         chunk: steps per block (memory vs. speed; results do not depend on it).
         threads: torch intra-op threads for the synapse products (restored afterwards).
+        device: ``None`` or a CPU device: this numpy core (the reference, and the faster one
+            on the CPU: ``benchmarks/results/int_core_device.md``); any other torch device
+            (``"cuda"``): :func:`sbc_deploy.sim.int_core_torch.simulate_integer_torch`, the same
+            integers computed there (equal bit for bit, ``tests/test_int_core_device.py``).
 
     Returns:
-        An :class:`IntSimResult`.
+        An :class:`IntSimResult` (on the host, whatever the device).
 
     Raises:
         DataError: ``spikes`` has the wrong shape or non-integer values.
         ConfigError: unknown record names, bad ``chunk`` or reset settings.
     """
+    if device is not None:
+        from sbc_deploy.sim.int_core_torch import _device, simulate_integer_torch
+
+        if _device(device).type != "cpu":
+            return simulate_integer_torch(
+                net, spikes, record=record, graded_input=graded_input,
+                reset_interval=reset_interval, reset_offset=reset_offset, chunk=chunk,
+                threads=threads, device=device)
     if chunk < 1:
         raise ConfigError(f"chunk must be >= 1, got {chunk}", where="simulate_integer(chunk=)")
     if reset_interval is not None and reset_interval < 1:
@@ -943,6 +956,7 @@ def evaluate_deployed(graph: Graph, spikes: Tensor | np.ndarray, labels: Tensor 
                       *, mode: str | None = None, net: FixedPointNetwork | None = None,
                       batch_size: int = 256, threads: int | None = None,
                       memory_budget: int | None = None,
+                      device: str | torch.device | None = None,
                       **core_options: Any) -> DeployedAccuracy:
     """Accuracy as deployed: the integer core next to the float simulator on labelled data.
 
@@ -959,6 +973,8 @@ def evaluate_deployed(graph: Graph, spikes: Tensor | np.ndarray, labels: Tensor 
             :func:`sbc_deploy.sim.float_sim.chunk_plan`; the core's blocks get the same number
             of sample-steps); None: whole batches and the core's default block.
         threads: torch threads for both simulators.
+        device: torch device of both simulators (``None``: the CPU; the integer core's
+            ``device`` of :func:`simulate_integer`); predictions are compared on the host.
         **core_options: passed to :func:`simulate_integer` (``graded_input``, ``reset_*``).
 
     Returns:
@@ -988,13 +1004,15 @@ def evaluate_deployed(graph: Graph, spikes: Tensor | np.ndarray, labels: Tensor 
         core_options = {**core_options, "chunk": steps}
     for b0 in range(0, int(y.shape[0]), batch_size):
         xb = x[:, b0:b0 + batch_size]
-        fres = simulate(graph, xb, threads=threads, memory_budget=memory_budget)
-        float_pred.append(classify(_as_classes(fres.outputs[net.output]), mode))  # type: ignore
+        fres = simulate(graph, xb, threads=threads, memory_budget=memory_budget,
+                        device="cpu" if device is None else device)
+        scores = fres.outputs[net.output]
+        float_pred.append(classify(_as_classes(scores), mode).cpu())  # type: ignore[arg-type]
         trace = mode != "spike_count" and net.layers[-1].spiking
         ires = simulate_integer(net, xb, record=[f"{last}:v"] if trace else [], threads=threads,
-                                **core_options)
+                                device=device, **core_options)
         scores = ires.recorded[f"{last}:v"] if trace else ires.outputs[net.output]
-        int_pred.append(classify(_as_classes(scores), mode))  # type: ignore[arg-type]
+        int_pred.append(classify(_as_classes(scores), mode).cpu())  # type: ignore[arg-type]
     fp, ip = torch.cat(float_pred), torch.cat(int_pred)
     return DeployedAccuracy(float_accuracy=float((fp == y).double().mean()),
                             integer_accuracy=float((ip == y).double().mean()),
