@@ -315,11 +315,11 @@ def simulate_integer_torch(net: FixedPointNetwork, spikes: Tensor | np.ndarray, 
             source_max = 1
         for t0 in range(0, steps, chunk):
             t1 = min(steps, t0 + chunk)
-            host = np.ascontiguousarray(_input_block(x[t0:t1], values, where))
+            host = _input_block(x[t0:t1], values, where)
             for key, (_, what) in wanted.items():
                 if what == "input":
-                    recorded[key].append(torch.from_numpy(host.copy()))
-            block = torch.from_numpy(host).to(dev)
+                    recorded[key].append(torch.tensor(host))          # a host copy
+            block = torch.tensor(host, device=dev)                     # a copy on the device
             traces: dict[str, Tensor] = {}
             for run in runs:
                 block, traces = run.block(block, t0)
