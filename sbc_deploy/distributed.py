@@ -96,8 +96,13 @@ def is_writer() -> bool:
 def session(device: str = "cpu") -> Iterator[ProcessGroup]:
     """Join the run that ``torchrun`` started, make it active for the block, then leave it.
 
+    With a CUDA ``device`` each process binds the GPU of its ``LOCAL_RANK`` and joins with NCCL
+    (one process on one GPU works too: ``torchrun --nproc-per-node 1``); otherwise gloo.
+
     Raises:
-        ConfigError: not started by torchrun (its environment variables are missing).
+        ConfigError: not started by torchrun (its environment variables are missing); CUDA
+            asked for but absent, fewer GPUs than processes on this machine, or ``cuda:N``
+            naming another GPU than the process's.
     """
     missing = [name for name in ENV if name not in os.environ]
     if missing:
@@ -112,6 +117,11 @@ def session(device: str = "cpu") -> Iterator[ProcessGroup]:
             raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device",
                               where="--device", hint="--device cpu (gloo)")
         local = int(os.environ.get("LOCAL_RANK", "0"))
+        index = torch.device(device).index
+        if index is not None and index != local:
+            raise ConfigError(f"--device {device} under torchrun: process {local} of this "
+                              f"machine runs on GPU {local} (its LOCAL_RANK)",
+                              where="--device", hint="--device cuda")
         if local >= torch.cuda.device_count():
             raise ConfigError(f"process {local} of this machine needs GPU {local}, but only "
                               f"{torch.cuda.device_count()} are visible", where="--distributed",

@@ -187,6 +187,19 @@ def test_assign_deals_items_longest_first_to_the_least_loaded_rank():
     assert assign([2.0, 1.0], 4) == [0, 1]  # more ranks than items: the rest get none
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_nccl_session_without_cuda_is_a_config_error(monkeypatch):
+    from sbc_deploy.distributed import session
+    from sbc_deploy.errors import ConfigError
+
+    for name, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"),
+                        ("MASTER_PORT", "29999"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="no CUDA device"), session("cuda"):
+        pass
+    assert not torch.distributed.is_initialized()  # refused before joining anything
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_nccl_one_process_on_one_gpu_equals_one_process(tmp_path):

@@ -17,6 +17,10 @@ weights are quantised by a GPTQ sweep with the mask fixed, in SBC's column order
 (``act_order``). Propagation ``"sequential"`` re-calibrates each layer on the graph whose
 earlier layers are already compressed.
 
+Under :mod:`sbc_deploy.distributed` (torchrun) the independent solves are dealt out over the
+processes and gathered: the global allocation's loss-curve points and, with parallel
+propagation, the layers; a sequential re-calibration shares its batches like the first one.
+
 Example::
 
     >>> calib = calibrate(graph, x, kernel="smp")
@@ -569,7 +573,7 @@ def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
             result, seconds = solved[i]
             result = _result_to(result, problem.W.device)
         else:
-            if i > 0:
+            if i > 0:  # under torch.distributed the batches are shared out (calibrate)
                 calibration = calibration.recompute(current, [layer.name])
                 problem = _problem(layer, calibration.layers[layer.name], device)
             result = _solve(problem, counts[layer.name], config)
