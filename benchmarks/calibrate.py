@@ -228,31 +228,41 @@ def evaluation_times(graph: Graph, x: np.ndarray, args: argparse.Namespace):
     sim_out = simulate(graph, first, threads=args.threads).outputs[graph.outputs[0]]
     same = bool(torch.equal(plain_out, sim_out))
     data = Dataset(x, None, graph.dt, "benchmark recordings")
-    runs = []
-    for _ in range(args.repeats):
-        tick = time.perf_counter()
+    runs, cpu = [], []
+
+    def forward() -> None:
         with torch.no_grad():
             for batch in batches(x, args.batch_size):
                 plain_forward(graph, batch)
-        forward_s = time.perf_counter() - tick
-        tick = time.perf_counter()
-        with torch.no_grad():
-            for batch in batches(x, args.batch_size):
-                simulate(graph, batch, threads=args.threads)
-        simulate_s = time.perf_counter() - tick
+
+    def simulator() -> None:
+        for batch in batches(x, args.batch_size):
+            simulate(graph, batch, threads=args.threads)
+
+    def evaluate() -> None:
         # as the pipeline runs it: streamed float simulation (its memory budget), SynOps and
         # firing rates counted per chunk
-        tick = time.perf_counter()
         _evaluate_float(graph, data, DeployRequest(batch_size=args.batch_size),
                         lambda *a, **k: None, "evaluate")
-        runs.append((forward_s, simulate_s, time.perf_counter() - tick))
+
+    for _ in range(args.repeats):
+        wall, used = [], []
+        for run in (forward, simulator, evaluate):
+            tick, tock = time.perf_counter(), time.process_time()
+            run()
+            wall.append(time.perf_counter() - tick)
+            used.append(time.process_time() - tock)
+        runs.append(tuple(wall))
+        cpu.append(tuple(used))
     medians = [float(np.median([run[k] for run in runs])) for k in range(3)]
-    return (same, *medians, runs)
+    cpu_medians = [float(np.median([run[k] for run in cpu])) for k in range(3)]
+    return (same, *medians, runs, cpu_medians)
 
 
 def evaluation_lines(args: argparse.Namespace, x: np.ndarray, encode_s: float, same: bool,
                      forward_s: float, simulate_s: float, evaluate_s: float,
-                     runs: list[tuple[float, float, float]], load_before: float) -> list[str]:
+                     runs: list[tuple[float, float, float]], cpu: list[float],
+                     load_before: float) -> list[str]:
     """The Markdown of an ``--only evaluate`` run."""
     lines = [
         "# Evaluation speed vs a plain forward pass",
@@ -268,16 +278,20 @@ def evaluation_lines(args: argparse.Namespace, x: np.ndarray, encode_s: float, s
         f"took {encode_s:.1f} s).",
         "",
     ]
-    return lines + evaluation_table(forward_s, simulate_s, evaluate_s, runs) + [
+    return lines + evaluation_table(forward_s, simulate_s, evaluate_s, runs, cpu) + [
         "", f"Plain forward = simulator output on the first batch: {same}."]
 
 
 def evaluation_table(forward_s: float, simulate_s: float, evaluate_s: float,
-                     runs: list[tuple[float, float, float]]) -> list[str]:
+                     runs: list[tuple[float, float, float]], cpu: list[float]) -> list[str]:
     each = "; ".join(f"{f:.1f} / {s:.1f} / {e:.1f}" for f, s, e in runs)
+    ratios = "; ".join(f"{s / f:.2f} / {e / f:.2f}" for f, s, e in runs)
     return [
         f"Median of {len(runs)} repeat(s), each the three in turn (forward / simulate / evaluate "
-        f"s: {each}).",
+        f"s: {each}; simulate / evaluate over the forward, per repeat: {ratios}). CPU time of "
+        f"the process (user + sys, medians; less sensitive to other jobs on the machine): "
+        f"forward {cpu[0]:.1f} s, simulate {cpu[1]:.1f} s ({cpu[1] / cpu[0]:.2f}x), evaluate "
+        f"{cpu[2]:.1f} s ({cpu[2] / cpu[0]:.2f}x).",
         "",
         "| what | seconds | ratio to the plain forward |",
         "|---|---:|---:|",
@@ -315,10 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     encode_s = time.perf_counter() - tick
     f32, f64 = gemm_rate(torch.float32), gemm_rate(torch.float64)
 
-    same, forward_s, simulate_s, evaluate_s, runs = evaluation_times(graph, x, args)
+    same, forward_s, simulate_s, evaluate_s, runs, cpu = evaluation_times(graph, x, args)
     if args.only == "evaluate":
         lines = evaluation_lines(args, x, encode_s, same, forward_s, simulate_s, evaluate_s,
-                                 runs, load_before)
+                                 runs, cpu, load_before)
         text = "\n".join(lines) + "\n"
         if args.out:
             write_text_atomic(args.out, text)
@@ -374,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## Calibration vs a plain forward pass (same data, same run)",
         "",
-        *evaluation_table(forward_s, simulate_s, evaluate_s, runs),
+        *evaluation_table(forward_s, simulate_s, evaluate_s, runs, cpu),
         f"| calibrate, float32 GEMMs (simulate + Hessian sums) | {calib_s:.1f} | {calib_s / forward_s:.2f} |",
         f"| of which Hessian sums (filter, im2col, GEMMs) | {meta['sum_seconds']:.1f} | "
         f"{meta['sum_seconds'] / forward_s:.2f} |",
