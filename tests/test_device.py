@@ -32,7 +32,7 @@ def test_cuda_without_cuda_is_refused_before_any_work(tmp_path):
         deploy(DeployRequest(model="nmnist_mlp", targets=("loihi2",), device="cuda",
                              out_dir=str(out)))
     assert not (out / "report.json").exists()   # refused before anything was written
-    assert main(["deploy", "nmnist_mlp", "--target", "loihi2", "--device", "cuda", "-o",
+    assert main(["nmnist_mlp", "--target", "loihi2", "--device", "cuda", "-o",
                  str(tmp_path / "cli"), "--quiet"]) != 0
 
 
@@ -79,3 +79,24 @@ def test_deploy_on_cuda_matches_cpu(tmp_path):
     assert reports["cuda"].accuracy.dense_float == reports["cpu"].accuracy.dense_float
     assert reports["cuda"].accuracy.compressed_float == pytest.approx(
         reports["cpu"].accuracy.compressed_float, abs=2 / 64)
+
+
+@needs_cuda
+def test_cli_deploys_the_cnn_on_cuda_like_the_cpu(tmp_path):
+    """The whole CLI run of the bundled CNN (convolutions, pools, the integer core on the host)
+    with ``--device cuda`` gives the CPU run's report, up to spikes at a rounding boundary."""
+    import json
+
+    reports = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        assert main(["nmnist_cnn", "--target", "loihi2", "--device", device,
+                     "--eval-limit", "64", "-o", str(out), "--quiet"]) == 0
+        reports[device] = json.loads((out / "report.json").read_text())
+    (cpu,), (gpu,) = reports["cpu"]["targets"], reports["cuda"]["targets"]
+    assert gpu["fits"] == cpu["fits"]
+    assert gpu["accuracy"]["dense_float"] == cpu["accuracy"]["dense_float"]
+    assert gpu["accuracy"]["compressed_float"] == pytest.approx(
+        cpu["accuracy"]["compressed_float"], abs=2 / 64)
+    assert reports["cuda"]["settings"]["calibration"].keys() != reports["cpu"]["settings"][
+        "calibration"].keys()   # the device is recorded with the calibration it made
