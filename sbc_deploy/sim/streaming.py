@@ -132,9 +132,10 @@ class SynOpsCounter:
 
 def integer_values(graph: Graph, integer_inputs: bool = False) -> dict[str, tuple[bool, bool]]:
     """Node -> (its output values are integers, they are non-negative) in the float simulator,
-    where the graph shows it: a spiking neuron or a Threshold emits 0/1; Flatten, SumPool2d and Delay keep what they
-    receive; an Input is integer (sign unknown) when ``integer_inputs``; any other node,
-    unknown ``(False, False)``. A node on a cycle is decided conservatively."""
+    where the graph shows it: a spiking neuron or a Threshold emits 0/1; Flatten, SumPool2d
+    and Delay keep what they receive; an Input is integer (sign unknown) when
+    ``integer_inputs``; any other node, unknown ``(False, False)``. A node on a cycle may be
+    left unknown (it is then checked per chunk, never miscounted)."""
     known: dict[str, tuple[bool, bool]] = {}
 
     def visit(name: str) -> tuple[bool, bool]:
