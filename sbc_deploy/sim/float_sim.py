@@ -230,7 +230,7 @@ def neuron_sequence(x: Tensor, p: NeuronParameters, state: NeuronState | None = 
         syn_in = p.gain_syn * x
     fused_reset = spiking and p.subtract and bool(
         (torch.isfinite(p.v_threshold) & (p.v_threshold > 0)).all())  # type: ignore[arg-type]
-    spikes = torch.empty_like(x) if spiking else None
+    spikes = torch.empty(x.shape, dtype=x.dtype, device=x.device) if spiking else None
     traces = {f: torch.empty_like(x) for f in trace}
     if not spiking:
         traces.setdefault("v", torch.empty_like(x))
