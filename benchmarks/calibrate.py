@@ -14,7 +14,7 @@ Measured in one run, on ``--threads`` torch threads:
   over all T at once, then a per-step IF scan; written here with torch ops, checked to give the
   simulator's output spikes);
 - the float simulator alone, and the pipeline's evaluation (streamed float simulation with
-  SynOps and firing rates), over the same data;
+  SynOps and firing rates), over the same data (``--repeats`` times in turn, medians);
 - ``calibrate`` (float32 GEMMs into float64 sums): wall time, the time in the Hessian sums and
   their GFLOP/s; and with ``precision="float64"`` (the reference): the relative error of the
   float32 sums per layer;
@@ -27,6 +27,8 @@ Usage::
 
     .venv/bin/python benchmarks/calibrate.py --samples 200 --steps 300 --threads 1 \\
         --out benchmarks/results/calibrate.md
+    .venv/bin/python benchmarks/calibrate.py --only evaluate --repeats 3   # the first table's
+                                                          # forward / simulate / evaluate rows
 """
 
 from __future__ import annotations
@@ -213,6 +215,94 @@ def csnn_rows(budget: int, samples: int, steps: int, threads: int) -> list[str]:
     return rows
 
 
+def evaluation_times(graph: Graph, x: np.ndarray, args: argparse.Namespace):
+    """The plain forward pass (checked against the simulator on the first batch), the float
+    simulator alone and the pipeline's evaluation over the same data, ``--repeats`` times in
+    turn (so that each repeat of the three sees the same load); returns the medians and every
+    run's three times."""
+    from sbc_deploy.data import Dataset
+    from sbc_deploy.pipeline import DeployRequest, _evaluate_float
+
+    first = next(batches(x, args.batch_size))
+    plain_out = plain_forward(graph, first)
+    sim_out = simulate(graph, first, threads=args.threads).outputs[graph.outputs[0]]
+    same = bool(torch.equal(plain_out, sim_out))
+    data = Dataset(x, None, graph.dt, "benchmark recordings")
+    runs, cpu = [], []
+
+    def forward() -> None:
+        with torch.no_grad():
+            for batch in batches(x, args.batch_size):
+                plain_forward(graph, batch)
+
+    def simulator() -> None:
+        for batch in batches(x, args.batch_size):
+            simulate(graph, batch, threads=args.threads)
+
+    def evaluate() -> None:
+        # as the pipeline runs it: streamed float simulation (its memory budget), SynOps and
+        # firing rates counted per chunk
+        _evaluate_float(graph, data, DeployRequest(batch_size=args.batch_size),
+                        lambda *a, **k: None, "evaluate")
+
+    for _ in range(args.repeats):
+        wall, used = [], []
+        for run in (forward, simulator, evaluate):
+            tick, tock = time.perf_counter(), time.process_time()
+            run()
+            wall.append(time.perf_counter() - tick)
+            used.append(time.process_time() - tock)
+        runs.append(tuple(wall))
+        cpu.append(tuple(used))
+    medians = [float(np.median([run[k] for run in runs])) for k in range(3)]
+    cpu_medians = [float(np.median([run[k] for run in cpu])) for k in range(3)]
+    return (same, *medians, runs, cpu_medians)
+
+
+def evaluation_lines(args: argparse.Namespace, x: np.ndarray, encode_s: float, same: bool,
+                     forward_s: float, simulate_s: float, evaluate_s: float,
+                     runs: list[tuple[float, float, float]], cpu: list[float],
+                     load_before: float) -> list[str]:
+    """The Markdown of an ``--only evaluate`` run."""
+    lines = [
+        "# Evaluation speed vs a plain forward pass",
+        "",
+        "Reproduce: `PYTHONPATH=$PWD .venv/bin/python benchmarks/calibrate.py --only evaluate "
+        f"--samples {args.samples} --steps {args.steps} --batch-size {args.batch_size} "
+        f"--threads {args.threads} --repeats {args.repeats}`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared; load average "
+        f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), torch "
+        f"{torch.__version__}, {args.threads} torch thread(s). Data: {args.samples} N-MNIST-like "
+        f"recordings x {args.steps} steps ({x.mean():.4f} events per pixel and step; encoding "
+        f"took {encode_s:.1f} s).",
+        "",
+    ]
+    return lines + evaluation_table(forward_s, simulate_s, evaluate_s, runs, cpu) + [
+        "", f"Plain forward = simulator output on the first batch: {same}."]
+
+
+def evaluation_table(forward_s: float, simulate_s: float, evaluate_s: float,
+                     runs: list[tuple[float, float, float]], cpu: list[float]) -> list[str]:
+    each = "; ".join(f"{f:.1f} / {s:.1f} / {e:.1f}" for f, s, e in runs)
+    ratios = "; ".join(f"{s / f:.2f} / {e / f:.2f}" for f, s, e in runs)
+    return [
+        f"Median of {len(runs)} repeat(s), each the three in turn (forward / simulate / evaluate "
+        f"s: {each}; simulate / evaluate over the forward, per repeat: {ratios}). CPU time of "
+        f"the process (user + sys, medians; less sensitive to other jobs on the machine): "
+        f"forward {cpu[0]:.1f} s, simulate {cpu[1]:.1f} s ({cpu[1] / cpu[0]:.2f}x), evaluate "
+        f"{cpu[2]:.1f} s ({cpu[2] / cpu[0]:.2f}x).",
+        "",
+        "| what | seconds | ratio to the plain forward |",
+        "|---|---:|---:|",
+        f"| plain layer-at-a-time PyTorch forward (per-step IF scan) | {forward_s:.1f} | 1.00 |",
+        f"| simulate (the float simulator alone) | {simulate_s:.1f} | "
+        f"{simulate_s / forward_s:.2f} |",
+        f"| evaluate as the pipeline does (streamed simulation, SynOps, firing rates) | "
+        f"{evaluate_s:.1f} | {evaluate_s / forward_s:.2f} |",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=200)
@@ -225,8 +315,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="memory budget of the 128 x 128 CSNN run ('0': skip it)")
     parser.add_argument("--csnn-samples", type=int, default=4)
     parser.add_argument("--csnn-steps", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="repeats of the forward / simulate / evaluate timing (median)")
+    parser.add_argument("--only", choices=("all", "evaluate"), default="all",
+                        help="'evaluate': only the forward / simulate / evaluate comparison")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     graph = load_model(str(FIXTURE.resolve()), dt=1.0, reset="subtract")
     tick = time.perf_counter()
@@ -234,31 +329,15 @@ def main(argv: list[str] | None = None) -> int:
     encode_s = time.perf_counter() - tick
     f32, f64 = gemm_rate(torch.float32), gemm_rate(torch.float64)
 
-    # the plain forward pass, checked against the simulator on the first batch
-    first = next(batches(x, args.batch_size))
-    plain_out = plain_forward(graph, first)
-    sim_out = simulate(graph, first, threads=args.threads).outputs[graph.outputs[0]]
-    same = bool(torch.equal(plain_out, sim_out))
-    tick = time.perf_counter()
-    with torch.no_grad():
-        for batch in batches(x, args.batch_size):
-            plain_forward(graph, batch)
-    forward_s = time.perf_counter() - tick
-
-    tick = time.perf_counter()
-    with torch.no_grad():
-        for batch in batches(x, args.batch_size):
-            simulate(graph, batch, threads=args.threads)
-    simulate_s = time.perf_counter() - tick
-
-    # evaluation as the pipeline runs it (streamed float simulation, SynOps and firing rates)
-    from sbc_deploy.data import Dataset
-    from sbc_deploy.pipeline import DeployRequest, _evaluate_float
-
-    tick = time.perf_counter()
-    _evaluate_float(graph, Dataset(x, None, graph.dt, "benchmark recordings"),
-                    DeployRequest(batch_size=args.batch_size), lambda *a, **k: None, "evaluate")
-    evaluate_s = time.perf_counter() - tick
+    same, forward_s, simulate_s, evaluate_s, runs, cpu = evaluation_times(graph, x, args)
+    if args.only == "evaluate":
+        lines = evaluation_lines(args, x, encode_s, same, forward_s, simulate_s, evaluate_s,
+                                 runs, cpu, load_before)
+        text = "\n".join(lines) + "\n"
+        if args.out:
+            write_text_atomic(args.out, text)
+        sys.stdout.write(text)
+        return 0
 
     tick = time.perf_counter()
     calib = calibrate(graph, x, batch_size=args.batch_size, threads=args.threads,
@@ -296,10 +375,12 @@ def main(argv: list[str] | None = None) -> int:
         f"--samples {args.samples} --steps {args.steps} --batch-size {args.batch_size} "
         f"--threads {args.threads} --reference-samples {args.reference_samples} "
         f"--csnn-budget {args.csnn_budget} --csnn-samples {args.csnn_samples} "
-        f"--csnn-steps {args.csnn_steps} --out benchmarks/results/calibrate.md`",
+        f"--csnn-steps {args.csnn_steps} --repeats {args.repeats} "
+        "--out benchmarks/results/calibrate.md`",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared; load average "
-        f"{os.getloadavg()[0]:.1f} at the end), torch {torch.__version__}, "
+        f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), torch "
+        f"{torch.__version__}, "
         f"{args.threads} torch thread(s).",
         f"Network: NIR paper's N-MNIST CNN (scnn_mnist_snntorch.nir, dt = 1, subtractive "
         f"reset). Data: {args.samples} N-MNIST-like recordings x {args.steps} steps (DVS-encoded "
@@ -307,12 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## Calibration vs a plain forward pass (same data, same run)",
         "",
-        "| what | seconds | ratio to the plain forward |",
-        "|---|---:|---:|",
-        f"| plain layer-at-a-time PyTorch forward (per-step IF scan) | {forward_s:.1f} | 1.00 |",
-        f"| simulate (the float simulator alone) | {simulate_s:.1f} | {simulate_s / forward_s:.2f} |",
-        f"| evaluate as the pipeline does (streamed simulation, SynOps, firing rates) | "
-        f"{evaluate_s:.1f} | {evaluate_s / forward_s:.2f} |",
+        *evaluation_table(forward_s, simulate_s, evaluate_s, runs, cpu),
         f"| calibrate, float32 GEMMs (simulate + Hessian sums) | {calib_s:.1f} | {calib_s / forward_s:.2f} |",
         f"| of which Hessian sums (filter, im2col, GEMMs) | {meta['sum_seconds']:.1f} | "
         f"{meta['sum_seconds'] / forward_s:.2f} |",

@@ -76,14 +76,22 @@ class Activity:
 
 
 class ActivityMeter:
-    """Accumulates spike counts per layer over batches of recorded ``[T, B, ...]`` spikes."""
+    """Accumulates spike counts per layer over batches of recorded ``[T, B, ...]`` spikes.
+
+    Each batch (or chunk) is reduced once per layer to spikes per neuron::
+
+        count[n] += sum_{t, b} s[t, b, n]
+
+    from which both results follow: rate = sum_n count[n] / cells, and a neuron fired iff
+    ``count[n] > 0`` (spikes are non-negative: 0/1 from a spiking layer). The per-neuron sums
+    are exact (see :func:`_spike_counts`) and accumulate in float64, exact below 2**53.
+    """
 
     def __init__(self, layers: Iterable[str], source: str):
         self.layers = list(layers)
         self.source = source
-        self._spikes: dict[str, float] = {}
+        self._counts: dict[str, torch.Tensor] = {}
         self._cells: dict[str, int] = {}
-        self._fired: dict[str, torch.Tensor] = {}
         self._samples = 0
 
     def add(self, recorded: Mapping[str, torch.Tensor]) -> None:
@@ -91,18 +99,34 @@ class ActivityMeter:
         for name in self.layers:
             spikes = recorded[name].detach()
             batch = int(spikes.shape[1])
-            self._spikes[name] = self._spikes.get(name, 0.0) + float(spikes.sum())
+            counts = _spike_counts(spikes)
+            self._counts[name] = counts if name not in self._counts else \
+                self._counts[name] + counts
             self._cells[name] = self._cells.get(name, 0) + int(spikes.numel())
-            fired = (spikes != 0).flatten(2).any(dim=0).any(dim=0)
-            self._fired[name] = fired | self._fired[name] if name in self._fired else fired
         self._samples += batch
 
     def result(self) -> Activity:
-        rate = {n: self._spikes[n] / self._cells[n] if self._cells.get(n) else 0.0
+        rate = {n: float(self._counts[n].sum()) / self._cells[n] if self._cells.get(n) else 0.0
                 for n in self.layers}
-        silent = {n: 1.0 - float(self._fired[n].float().mean()) if n in self._fired else 1.0
-                  for n in self.layers}
+        silent = {n: 1.0 - float((self._counts[n] != 0).float().mean())
+                  if n in self._counts else 1.0 for n in self.layers}
         return Activity(rate, silent, self._samples, self.source)
+
+
+def _spike_counts(spikes: torch.Tensor) -> torch.Tensor:
+    """Spikes per neuron, ``sum_{t, b} s[t, b, n]``, as float64 on the CPU (exact).
+
+    One reduction in the spikes' dtype: the addends are non-negative integers, so every partial
+    sum is at most the total, and a computed total below ``2 / eps`` of the dtype (2**24 for
+    float32) means that no addition rounded; a larger one is summed again in float64.
+    """
+    flat = spikes.reshape(spikes.shape[0] * spikes.shape[1], -1)
+    if not flat.is_floating_point():
+        return flat.sum(dim=0, dtype=torch.int64).cpu().double()
+    counts = flat.sum(dim=0)
+    if counts.numel() and float(counts.max()) >= 2.0 / torch.finfo(flat.dtype).eps:
+        counts = flat.sum(dim=0, dtype=torch.float64)
+    return counts.cpu().double()
 
 
 def measure_activity(graph: Graph, x: np.ndarray, source: str) -> Activity:

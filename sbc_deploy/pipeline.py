@@ -189,9 +189,12 @@ def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
     correct, seen, reports = 0, 0, []
     total = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
     progress(stage, 0, total, unit="samples")
+    # integer data (spikes, event counts) stays integer as float32: no per-chunk check needed
+    integer = data.x.dtype == np.bool_ or np.issubdtype(data.x.dtype, np.integer)
     for x, y in _batches(data, request.batch_size, request.eval_limit):
         # streamed: SynOps and firing counted chunk by chunk, no layer's whole sequence kept
-        counter = SynOpsCounter(graph, steps=x.shape[0], batch=x.shape[1])
+        counter = SynOpsCounter(graph, steps=x.shape[0], batch=x.shape[1],
+                                integer_inputs=integer)
         result = simulate(graph, x, record=meter.layers, on_synapse_input=counter,
                           on_recorded=meter.add, device=request.device,
                           memory_budget=request.sim_memory_budget)

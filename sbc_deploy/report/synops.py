@@ -331,17 +331,48 @@ def _layer_counts(name: str, synapse: Synapse, source: str, x: np.ndarray) -> La
     else:
         # analog values: one event per non-zero value
         per_step, graded = np.count_nonzero(flat, axis=1).astype(np.int64), True
-    fan = fan_out(synapse).reshape(-1)
-    fan_dense = fan_out(synapse, np.ones(synapse.weight.shape, dtype=bool)).reshape(-1)
-    # per_step: [T, N] events per input element, summed over the batch
-    # exact integer dot products (int64): events x fan-out, summed over the batch
-    synops = per_step @ fan
-    dense = per_step @ fan_dense
-    return LayerSynOps(
-        name=name, kind=synapse.kind, source=source, synops=synops.astype(np.int64),
-        dense_synops=dense.astype(np.int64), spikes_in=per_step.sum(axis=1).astype(np.int64),
-        synapses=int(np.count_nonzero(synapse.weight)), dense_synapses=int(synapse.weight.size),
-        ann_macs=int(fan_dense.sum()), ann_macs_nonzero=int(fan.sum()), graded=graded)
+    return LayerFanOut.of(synapse).counts(name, source, per_step, graded)
+
+
+@dataclass(frozen=True, eq=False)
+class LayerFanOut:
+    """What a layer's counts need besides its events, computed once per synapse layer.
+
+    Attributes:
+        kind: the synapse's type.
+        fan, fan_dense: :func:`fan_out` of the non-zero / of every structural synapse,
+            flattened, int64.
+        synapses, dense_synapses: non-zero weights, all weights.
+    """
+
+    kind: str
+    fan: np.ndarray
+    fan_dense: np.ndarray
+    synapses: int
+    dense_synapses: int
+
+    @classmethod
+    def of(cls, synapse: Synapse) -> LayerFanOut:
+        return cls(synapse.kind, fan_out(synapse).reshape(-1),
+                   fan_out(synapse, np.ones(synapse.weight.shape, dtype=bool)).reshape(-1),
+                   int(np.count_nonzero(synapse.weight)), int(synapse.weight.size))
+
+    def counts(self, name: str, source: str, per_step: np.ndarray,
+               graded: bool = False) -> LayerSynOps:
+        """The layer's counts from its events ``per_step`` ``[T, N]`` (int64, summed over the
+        batch)::
+
+            synops[t] = sum_i per_step[t, i] * fan_out[i]      (one int64 GEMV per layer)
+        """
+        # exact integer dot products (int64): events x fan-out, summed over the batch
+        synops = per_step @ self.fan
+        dense = per_step @ self.fan_dense
+        return LayerSynOps(
+            name=name, kind=self.kind, source=source, synops=synops.astype(np.int64),
+            dense_synops=dense.astype(np.int64), spikes_in=per_step.sum(axis=1).astype(np.int64),
+            synapses=self.synapses, dense_synapses=self.dense_synapses,
+            ann_macs=int(self.fan_dense.sum()), ann_macs_nonzero=int(self.fan.sum()),
+            graded=graded)
 
 
 __all__ = ["LayerSynOps", "NeuronUpdates", "SynOpsReport", "count_synops", "fan_out",

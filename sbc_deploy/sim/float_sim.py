@@ -196,12 +196,18 @@ def neuron_sequence(x: Tensor, p: NeuronParameters, state: NeuronState | None = 
 
     The input terms that need no state (``gain * x + drive``, or ``gain_syn * x`` with a
     synaptic filter) are computed for all steps in one op; only the recurrences loop over time,
-    writing into preallocated outputs.
+    in place on one membrane buffer, writing into preallocated outputs (spikes straight into
+    the output dtype). Ops that cannot change a bit are skipped: ``1 * x`` (a gain of one),
+    ``1 * v`` (a decay of one, IF) and, for an IF neuron with a zero drive, ``x + 0`` (see
+    :func:`_drive_is_input`). With a subtractive reset by a positive finite threshold the
+    reset is one fused op, ``v <- v + (-1) * s[t] * v_threshold``: the product is exactly
+    ``0`` or ``v_threshold``, so the sum is rounded once, as ``v - v_threshold`` is, and
+    ``v + (-0) = v`` for every ``v``.
 
     Args:
         x: everything arriving at the neuron, per step.
         p: the neuron's parameters.
-        state: the state before ``x[0]`` (default: zero).
+        state: the state before ``x[0]`` (default: zero); not modified.
         trace: state fields (``"v"``, ``"i"``) whose value after every step to return.
 
     Returns:
@@ -210,14 +216,21 @@ def neuron_sequence(x: Tensor, p: NeuronParameters, state: NeuronState | None = 
     steps, batch = x.shape[:2]
     state = neuron_initial_state(p, batch) if state is None else state
     i, v = state
+    v = v.clone()   # the recurrence runs in place on this buffer
+    unit_beta = bool((p.beta == 1).all())
+    spiking = p.v_threshold is not None
     if p.alpha is None:
-        # gain * x[t] + drive, for every t at once
-        drive = p.gain * x + p.drive
+        if _drive_is_input(p, v, unit_beta):
+            drive = x
+        else:
+            # gain * x[t] + drive, for every t at once (1 * x[t] is x[t], bit for bit)
+            drive = (x if bool((p.gain == 1).all()) else p.gain * x) + p.drive
     else:
         # gain_syn * x[t], for every t at once
         syn_in = p.gain_syn * x
-    spiking = p.v_threshold is not None
-    spikes = torch.empty(x.shape, dtype=torch.bool, device=x.device) if spiking else None
+    fused_reset = spiking and p.subtract and bool(
+        (torch.isfinite(p.v_threshold) & (p.v_threshold > 0)).all())  # type: ignore[arg-type]
+    spikes = torch.empty(x.shape, dtype=x.dtype, device=x.device) if spiking else None
     traces = {f: torch.empty_like(x) for f in trace}
     if not spiking:
         traces.setdefault("v", torch.empty_like(x))
@@ -229,20 +242,51 @@ def neuron_sequence(x: Tensor, p: NeuronParameters, state: NeuronState | None = 
             i = p.alpha * i + syn_in[t]
             drive_t = p.gain * i + p.drive
         # v[t] = beta * v[t-1] + (gain * x[t] + drive)
-        v = p.beta * v + drive_t
+        if not unit_beta:
+            v.mul_(p.beta)
+        v.add_(drive_t)
         if spiking:
-            # s[t] = v[t] > v_threshold
-            spike = torch.gt(v, p.v_threshold, out=spikes[t])  # type: ignore[index]
-            if p.subtract:
-                # v[t] <- v[t] - v_threshold where s[t]
-                v = torch.where(spike, v - p.v_threshold, v)
+            if fused_reset:
+                # s[t] = v[t] > v_threshold
+                spike = torch.gt(v, p.v_threshold, out=spikes[t])  # type: ignore[index]
+                # v[t] <- v[t] - v_threshold * s[t]
+                v.addcmul_(spike, p.v_threshold, value=-1)  # type: ignore[arg-type]
             else:
-                # v[t] <- v_reset where s[t]
-                v = torch.where(spike, p.v_reset, v)  # type: ignore[arg-type]
+                # s[t] = v[t] > v_threshold
+                spike = torch.gt(v, p.v_threshold)
+                spikes[t] = spike  # type: ignore[index]
+                if p.subtract:
+                    # v[t] <- v[t] - v_threshold where s[t]
+                    v = torch.where(spike, v - p.v_threshold, v)
+                else:
+                    # v[t] <- v_reset where s[t]
+                    v = torch.where(spike, p.v_reset, v)  # type: ignore[arg-type]
         for field, values in traces.items():
             values[t] = i if field == "i" else v
-    out = spikes.to(x.dtype) if spikes is not None else traces["v"]
+    out = spikes if spikes is not None else traces["v"]
     return out, NeuronState(i, v), {f: traces[f] for f in trace}
+
+
+def _negative_zero(values: Tensor) -> bool:
+    return bool(((values == 0) & torch.signbit(values)).any())
+
+
+def _drive_is_input(p: NeuronParameters, v: Tensor, unit_beta: bool) -> bool:
+    """Whether ``drive[t] = gain * x[t] + drive`` may be taken as ``x[t]`` itself, bit for bit.
+
+    True for a neuron without synaptic filter, with ``gain == 1``, ``beta == 1`` and
+    ``drive == +0`` everywhere (IF without bias). ``1 * x`` is ``x``; ``x + (+0)`` differs from
+    ``x`` only for ``x = -0``, and then ``v + (+0)`` and ``v + (-0)`` differ only for
+    ``v = -0``. With ``beta == 1`` the membrane is never ``-0`` unless it starts or is reset
+    there: ``+0 + d`` and ``v + d`` with ``v != 0`` are never ``-0``, and a subtractive reset
+    leaves ``v - v_threshold > 0``. So the condition also asks for no ``-0`` in the initial
+    membrane and, with a reset to ``v_reset``, none in ``v_reset``.
+    """
+    if p.alpha is not None or not unit_beta or not bool((p.gain == 1).all()):
+        return False
+    if not bool((p.drive == 0).all()) or _negative_zero(p.drive) or _negative_zero(v):
+        return False
+    return p.v_reset is None or p.subtract or not _negative_zero(p.v_reset)
 
 
 # --------------------------------------------------------------------------- node kernels

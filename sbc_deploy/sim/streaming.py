@@ -6,11 +6,22 @@ peak grow with ``T`` and the batch. :class:`SynOpsCounter` is an ``on_synapse_in
 reduces each chunk to its per-step counts as it arrives (the same counts: events times
 fan-out, per step, summed over the batch) and keeps nothing else::
 
-    synops[t] = sum_{b, i} |x[t, b, i]| * fan_out[i]        per chunk, concatenated over t
+    events[t, i] = sum_b |x[t, b, i]|                       one reduction over the batch
+    synops[t]    = sum_i events[t, i] * fan_out[i]          one int64 GEMV, fan-outs computed once
 
-so its report equals ``count_synops`` on the whole sequence. Each chunk is first reduced over
-the batch where it lives (on a GPU only the ``[t, n_in]`` event counts cross to the host). The one exception is a graded
-(non-integer) layer input: ``count_synops`` decides per call whether the values are integers;
+per chunk, concatenated over t, so its report equals ``count_synops`` on the whole sequence.
+Each chunk is reduced over the batch where it lives, in the simulation's dtype (on a GPU only
+the ``[t, n_in]`` event counts cross to the host). That sum is exact: the addends are
+non-negative integers, so every partial sum is at most the total, and a total below
+``2 / eps`` of the dtype (2**24 for float32) means every partial sum was an exact integer; a
+larger total is summed again in float64 (exact below 2**53), as ``count_synops`` does.
+
+Which values are integers is known from the graph where it can be: a spiking neuron (or a
+Threshold) emits 0/1, and Flatten, SumPool2d, Delay and the sum of several such inputs keep
+non-negative integers; those layers skip the per-chunk check. The values of an Input are
+integers when the caller says so (``integer_inputs``: the data's dtype is integer or bool);
+otherwise, and for every other layer, each chunk is checked. The one exception to the equality
+with ``count_synops``: that function decides per call whether a layer's values are integers;
 here each chunk decides, so a chunk of an analog input that happens to hold only integers
 counts its values rather than its non-zeros (never the case for spikes).
 
@@ -23,7 +34,6 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -31,12 +41,12 @@ import torch
 from torch import Tensor
 
 from sbc_deploy.errors import DataError
-from sbc_deploy.ir import Graph, Neuron
+from sbc_deploy.ir import Delay, Flatten, Graph, Input, Neuron, SumPool2d, Threshold
 from sbc_deploy.report.synops import (
+    LayerFanOut,
     LayerSynOps,
     NeuronUpdates,
     SynOpsReport,
-    _layer_counts,
     _source,
 )
 
@@ -48,32 +58,46 @@ class SynOpsCounter:
     Args:
         graph: the simulated network (its weights decide which synapses exist).
         steps, batch: ``T`` and ``B`` of the simulated inputs.
+        integer_inputs: the values of the graph's Inputs are integers (the data's dtype is
+            integer or bool), so the layers they feed need no per-chunk check. Passing True
+            for non-integer data makes those layers count values instead of non-zeros.
     """
 
-    def __init__(self, graph: Graph, steps: int, batch: int) -> None:
+    def __init__(self, graph: Graph, steps: int, batch: int, *,
+                 integer_inputs: bool = False) -> None:
         self.graph, self.steps, self.batch = graph, int(steps), int(batch)
         self.layers = {entry.name: entry.synapse for entry in graph.synapse_layers()}
         if not self.layers:
             raise DataError("the graph has no synapse layer to count", where="SynOpsCounter")
+        self._fans = {name: LayerFanOut.of(synapse) for name, synapse in self.layers.items()}
+        self._sources = {name: _source(graph, name) for name in self.layers}
+        values = integer_values(graph, integer_inputs)
+        self._known = {name: _sum_of(graph, name, values) for name in self.layers}
         self._totals: dict[str, LayerSynOps] = {}
         self._group: dict[str, list[LayerSynOps]] = {name: [] for name in self.layers}
         self._filled: dict[str, tuple[int, int]] = {name: (0, 0) for name in self.layers}
 
     def __call__(self, name: str, x: Tensor) -> None:
-        synapse = self.layers[name]
         steps_in, samples_in = int(x.shape[0]), int(x.shape[1])
+        integer, non_negative = self._known[name]
+        flat = x.reshape(steps_in, samples_in, -1)
         # reduce over the batch where x lives (a GPU sends [t, N] counts, not [t, b, N] spikes)
-        integer = not x.is_floating_point() or bool(torch.equal(x, torch.round(x)))
-        if integer:
-            # events[t, i] = sum_b |x[t, b, i]|: exact in float64 below 2**53
-            events = x.abs().sum(dim=1, keepdim=True, dtype=torch.float64)
+        if not flat.is_floating_point():
+            integer = True
+            if not non_negative and flat.dtype != torch.bool and bool((flat < 0).any()):
+                flat = flat.abs()
+            events = flat.sum(dim=1, dtype=torch.int64)
         else:
-            # analog values: one event per non-zero value (count_synops' graded rule)
-            events = (x != 0).sum(dim=1, keepdim=True, dtype=torch.float64)
-        arr = events.cpu().numpy().reshape(steps_in, 1, *synapse.input_shape)
-        counts = _layer_counts(name, synapse, _source(self.graph, name), arr)
-        if not integer:
-            counts = replace(counts, graded=True)
+            integer = integer or bool(torch.equal(flat, torch.round(flat)))
+            if integer:
+                events = _event_sum(flat if non_negative or bool(flat.amin() >= 0)
+                                    else flat.abs())
+            else:
+                # analog values: one event per non-zero value (count_synops' graded rule)
+                events = torch.count_nonzero(flat, dim=1)
+        per_step = events.cpu().numpy().astype(np.int64, copy=False)
+        counts = self._fans[name].counts(name, self._sources[name], per_step,
+                                         graded=not integer)
         group = self._group[name]
         group.append(counts)
         steps, samples = self._filled[name]
@@ -106,6 +130,58 @@ class SynOpsCounter:
                             neurons)
 
 
+def integer_values(graph: Graph, integer_inputs: bool = False) -> dict[str, tuple[bool, bool]]:
+    """Node -> (its output values are integers, they are non-negative) in the float simulator,
+    where the graph shows it: a spiking neuron or a Threshold emits 0/1; Flatten, SumPool2d
+    and Delay keep what they receive; an Input is integer (sign unknown) when
+    ``integer_inputs``; any other node, unknown ``(False, False)``. A node on a cycle may be
+    left unknown (it is then checked per chunk, never miscounted)."""
+    known: dict[str, tuple[bool, bool]] = {}
+
+    def visit(name: str) -> tuple[bool, bool]:
+        if name in known:
+            return known[name]
+        known[name] = (False, False)   # on a cycle: unknown until shown otherwise
+        node = graph.nodes[name]
+        if isinstance(node, Input):
+            result = (bool(integer_inputs), False)
+        elif isinstance(node, Threshold) or (isinstance(node, Neuron) and node.spiking):
+            result = (True, True)
+        elif isinstance(node, (Flatten, SumPool2d, Delay)):
+            result = _sum_of(graph, name, known, visit)
+        else:
+            result = (False, False)
+        known[name] = result
+        return result
+
+    for name in graph.topological_order:
+        visit(name)
+    return known
+
+
+def _sum_of(graph: Graph, name: str, known: dict[str, tuple[bool, bool]],
+            visit: Any = None) -> tuple[bool, bool]:
+    """What is known of the sum of ``name``'s inputs (integer, non-negative)."""
+    preds = graph.predecessors(name)
+    parts = [visit(src) if visit is not None else known.get(src, (False, False))
+             for src in preds]
+    return (bool(parts) and all(p[0] for p in parts), bool(parts) and all(p[1] for p in parts))
+
+
+def _event_sum(x: Tensor) -> Tensor:
+    """``sum_b x[t, b, i]`` of non-negative integer values ``x`` ``[t, b, N]``, exactly.
+
+    Summed in ``x``'s dtype: every partial sum of non-negative addends is at most the total,
+    so a computed total below ``2 / eps`` (the dtype's largest run of exact integers; rounding
+    is monotone, so a true total at or above it never comes out below it) means that no
+    addition rounded. Otherwise summed again in float64, exact below 2**53.
+    """
+    events = x.sum(dim=1)
+    if events.numel() and float(events.max()) >= 2.0 / torch.finfo(x.dtype).eps:
+        events = x.sum(dim=1, dtype=torch.float64)
+    return events
+
+
 def _concat_time(parts: list[LayerSynOps]) -> LayerSynOps:
     first = parts[0]
     if len(parts) == 1:
@@ -126,4 +202,4 @@ def _add_samples(a: LayerSynOps, b: LayerSynOps) -> LayerSynOps:
                        a.dense_synapses, a.ann_macs, a.ann_macs_nonzero, a.graded or b.graded)
 
 
-__all__ = ["SynOpsCounter"]
+__all__ = ["SynOpsCounter", "integer_values"]
