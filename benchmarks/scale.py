@@ -163,14 +163,33 @@ def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
     calibrations: dict[tuple[int, int], Any] = {}
     keep = (max(args.calib), min(args.steps))
     blocks: dict[str, int] = {}
+    from sbc_deploy.memory import estimate
+
+    def estimated(stage: str, steps: int, data: Any, **sizes: Any) -> int | None:
+        """The memory plan's estimate of this stage at this row's sizes (the plan's blocks,
+        the data this process holds), to set beside the measured peak."""
+        sizes = {"batch_size": args.eval_samples, "calib_batch_size": 1, **sizes}
+        found = estimate(graph, steps=steps, calibrate=True, blocks=blocks,
+                         data_bytes=int(getattr(data, "nbytes", 0)), **sizes)
+        return {s.stage: s.bytes for s in found}.get(stage)
+
+    def estimate_args(steps: int, data: Any) -> dict[str, Any]:
+        """What benchmarks/memory_accuracy.py needs to recompute the estimate."""
+        return {"steps": steps, "batch_size": args.eval_samples, "calib_batch_size": 1,
+                "blocks": dict(blocks), "data_bytes": int(getattr(data, "nbytes", 0))}
     if not args.skip_calibrate:
         # as the pipeline does: the memory plan chooses block-diagonal Hessians where the
         # full ones would not fit the budget (sbc_deploy.memory, before any work)
         from sbc_deploy.memory import plan_memory
+        data_bytes = input_spikes(graph, max(args.calib), max(args.steps)).nbytes
         plan, row = measure("memory plan", lambda: plan_memory(
             graph, steps=max(args.steps), batch_size=args.eval_samples, calib_batch_size=1,
-            budget=int(args.plan_gib * (1 << 30))), **base)
+            budget=int(args.plan_gib * (1 << 30)), data_bytes=data_bytes), **base)
         rows.append(row)
+        if plan is not None:
+            row["plan"] = plan.to_dict()
+        else:  # refused before any work, as the pipeline does: nothing else runs
+            return rows
         if plan is not None and args.blocks:
             blocks = dict(plan.blocks)
             row["blocks"] = blocks
@@ -182,6 +201,10 @@ def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
                                                                     kernel="smp", threads=1,
                                                                     blocks=blocks),
                                      samples=n, steps=steps, **base)
+                row["estimate"] = estimated("calibrate", steps, data)
+                row["estimate_args"] = estimate_args(steps, data)
+                if calib is not None:
+                    row["time_chunk"] = calib.metadata.get("time_chunk")
                 rows.append(row)
                 if (n, steps) == keep and calib is not None:
                     calibrations[keep] = calib
@@ -190,6 +213,8 @@ def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
         config = config_for("sbc", sparsity=0.5, threads=1)
         _, row = measure("compress", lambda: compress(graph, calibrations[keep], config),
                          samples=keep[0], steps=keep[1], **base)
+        row["estimate"] = estimated("compress", keep[1], calibrations[keep].data)
+        row["estimate_args"] = estimate_args(keep[1], calibrations[keep].data)
         rows.append(row)
     calibrations.clear()
     evaluate_streaming(graph, input_spikes(graph, 1, 1, seed=3), 1)   # warm-up, not measured
@@ -197,6 +222,8 @@ def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
         x = input_spikes(graph, args.eval_samples, steps, seed=2)
         _, row = measure("evaluate", lambda: evaluate_streaming(graph, x, args.eval_samples),
                          samples=args.eval_samples, steps=steps, **base)
+        row["estimate"] = estimated("simulate", steps, x)
+        row["estimate_args"] = estimate_args(steps, x)
         rows.append(row)
         if args.before:
             _, row = measure("evaluate-before",

@@ -436,7 +436,10 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
         memory = plan_memory(graph, steps=steps, batch_size=request.batch_size,
                              calibrate=calib is not None and request.method != "magnitude",
                              budget=request.memory_budget,
-                             world_size=1 if group is None else group.world_size)
+                             world_size=1 if group is None else group.world_size,
+                             sim_memory_budget=request.sim_memory_budget,
+                             data_bytes=sum(int(getattr(getattr(d, "x", None), "nbytes", 0))
+                                            for d in (calib, evaluation) if d is not None))
     targets = plan.targets
     with clock.stage("evaluate dense"):
         dense = _evaluate_float(graph, evaluation, request, progress, "evaluate dense")

@@ -14,6 +14,7 @@ from sbc_deploy.ir import LIF, Affine, Graph, Input, Output
 from sbc_deploy.memory import (
     CHUNK_ELEMENTS,
     RUNTIME,
+    SOLVE_W_COPIES,
     MemoryBudgetError,
     cifar10_dvs_csnn,
     default_budget,
@@ -47,16 +48,36 @@ def test_estimates_are_the_closed_form_sums():
         ("lif2", LIF(beta=np.full(3, 0.9), v_threshold=np.ones(3))),
         ("out", Output((3,))),
     ], dt=1e-3)
-    plan = plan_memory(graph, steps=10, batch_size=4, calib_batch_size=5, budget=1 << 40)
+    plan = plan_memory(graph, steps=10, batch_size=4, calib_batch_size=5, budget=1 << 40,
+                       data_bytes=1000)
     stages = {s.stage: s.bytes for s in plan.stages}
-    values = 8 + 6 + 6 + 3 + 3 + 3                    # every node's output per sample-step
-    weights = 4 * (6 * 8 + 3 * 6)
-    assert stages["simulate"] == RUNTIME + 4 * 4 * 10 * values + weights
+    base = RUNTIME + 8 * (6 * 8 + 3 * 6) + 1000       # float64 weights as held, the data
+    # values alive at once: lif1 holds fc1's output and 3x its own (drive, spikes, output)
+    live = 6 + 3 * 6
+    whole = 2 * 3 + 2 * 8                             # outputs and inputs kept whole, twice
+    sim32 = 4 * (6 * 8 + 3 * 6)                       # the simulator's float32 weights
+    assert stages["simulate"] == base + 4 * 10 * 4 * (live + whole) + sim32
     sums = 8 * (2 * 8**2 + 1 * 6**2)                  # fc1: two decay groups; fc2: one
-    assert stages["calibrate"] == (RUNTIME + 4 * 5 * 10 * values + weights + 2 * sums
-                                   + 8 * 5 * 10 * 8 + 12 * CHUNK_ELEMENTS)
-    assert stages["compress"] == RUNTIME + 3 * sums + 6 * 8 * 2 * 8**2 + 8 * 8 * 48
+    summing = 32 * 5 * 10 * 8 + (2 + 3) * CHUNK_ELEMENTS * 8 + 8**2 * 8   # fc1's chunk
+    assert stages["calibrate"] == (base + 4 * 10 * 5 * (live + whole) + sim32 + sums + summing
+                                   + 2 * 8 * 2 * 8**2)
+    solve = int((5.5 * 2 + 1) * 2 * 8**2 * 8 + SOLVE_W_COPIES * 6 * 8 * 8)   # fc1
+    assert stages["compress"] == base + 2 * sums + 25 * (6 * 8 + 3 * 6) + solve
     assert not plan.blocks and not plan.notes and plan.peak == max(stages.values())
+
+
+def test_the_evaluation_estimate_follows_the_simulated_chunks():
+    """Streamed evaluation (the pipeline's 64 MiB chunks): the per-chunk term does not grow
+    with the batch or T; only the inputs and outputs kept whole do."""
+    graph = cifar10_dvs_csnn()
+    est = {}
+    for steps, batch, budget in ((16, 16, None), (16, 16, 64 << 20), (64, 64, 64 << 20)):
+        plan = plan_memory(graph, steps=steps, batch_size=batch, calibrate=False,
+                           budget=1 << 45, sim_memory_budget=budget)
+        est[steps, batch, budget] = plan.peak
+    assert est[16, 16, 64 << 20] < est[16, 16, None] / 3
+    whole_io = 2 * 4 * (2 * 128 * 128 + 10) * (64 * 64 - 16 * 16)
+    assert est[64, 64, 64 << 20] - est[16, 16, 64 << 20] == whole_io
 
 
 def test_a_128x128_csnn_gets_a_block_diagonal_dense_layer_within_8_gib():
@@ -81,7 +102,7 @@ def test_a_128x128_csnn_gets_a_block_diagonal_dense_layer_within_8_gib():
 def test_refusals_name_the_stage_and_the_budget():
     graph = cifar10_dvs_csnn()
     with pytest.raises(MemoryBudgetError, match="simulate stage .* budget of 1 GiB"):
-        plan_memory(graph, steps=16, batch_size=16, budget=1024**3)
+        plan_memory(graph, steps=16, batch_size=16, budget=1024**3, sim_memory_budget=None)
     with pytest.raises(MemoryBudgetError, match="calibrate|compress"):
         plan_memory(graph, steps=16, batch_size=1, calib_batch_size=1, budget=8 * 1024**3,
                     allow_blocks=False)
