@@ -4,17 +4,22 @@ Stage contract: ``Graph`` + inputs ``x [N, T, *input_shape]`` -> :class:`Calibra
 holding per synapse layer the float64 sums of :math:`(K X)^\top (K X)` and their counts
 (:class:`~sbc_deploy.compress.hessian.HessianSum`). Streaming: batches of ``batch_size``
 sequences go through :func:`sbc_deploy.sim.simulate`, whose ``on_synapse_input`` hook hands every
-layer its whole input sequence; the sums never hold more than one batch of inputs, so memory
-does not grow with ``N``. The simulator runs a feed-forward graph a layer at a time (each
-synapse over all ``T`` at once, then a scan per neuron) and steps only recurrent cycles through
-time; each layer's batch is then filtered once and summed by GEMMs (float64 by default,
+layer its input sequence; the sums never hold more than one batch of inputs, so memory does not
+grow with ``N``. A batch whose sequence is longer than :func:`time_chunk` steps (its widest node
+value over :data:`CHUNK_BYTES`) is simulated in time chunks, every neuron's state carried, and
+each layer's chunk is filtered and summed as it arrives, the SMP filter's state carried
+(:meth:`~sbc_deploy.compress.hessian.HessianAccumulator.begin`), so that memory does not grow
+with ``T`` either. The simulator runs a feed-forward graph a layer at a time (each synapse over
+all the chunk's steps at once, then a scan per neuron) and steps only recurrent cycles through
+time; each layer's batch (or chunk) is filtered once and summed by GEMMs (float64 by default,
 float32 on request) into float64
 (:class:`~sbc_deploy.compress.hessian.HessianAccumulator`). ``metadata`` records the wall time,
-the time in the sums and their floating-point operations.
+the time in the sums, their floating-point operations and the time chunk.
 
 Under :func:`sbc_deploy.distributed.session` batch ``b`` is simulated by rank
 ``b % world_size`` and every batch's sums are added in batch order on every rank: the
-single-process sums, bit for bit.
+single-process sums, bit for bit when each batch is one chunk (with time chunks a single
+process adds the chunks' GEMMs straight into its totals: equal within float64 rounding).
 
 Kernels (``kernel=``): ``"smp"`` filters each layer's inputs by the SMP kernel of the neuron that
 follows it (SBC); ``"current"`` uses ``K = I`` for every layer (OBC / GPTQ / SparseGPT).

@@ -49,8 +49,8 @@ float32 and the Cholesky factors (``C_H = 5.5 * groups + 1``); W's copies (``C_W
 When the run would not fit, layers get block-diagonal Hessians: one power-of-two block size
 (at least :data:`MIN_BLOCK`) for every layer wider than it, the largest that fits; then each
 layer, narrowest first, gets back its full Hessian or the coarsest blocks that still fit, so
-that the approximation stays where it is needed. Blocks of consecutive inputs, couplings between blocks dropped, each block solved on its own
-(``sbc_deploy.compress``). That is an approximation of the SBC objective; the report says
+that the approximation stays where it is needed. Blocks of consecutive inputs, couplings
+between blocks dropped, each block solved on its own (``sbc_deploy.compress``). That is an approximation of the SBC objective; the report says
 which layers got it (benchmarks/results/calibrate.md measures its loss).
 """
 

@@ -162,7 +162,8 @@ class TemporalKernel:
         y, carried = x, []
         decays = (self.alpha, self.beta) if self.alpha is not None else (self.beta,)
         for k, decay in enumerate(decays):
-            y = _causal_filter(y, float(decay), None if state is None else state[k])  # type: ignore[arg-type]
+            previous = None if state is None else state[k]
+            y = _causal_filter(y, float(decay), previous)  # type: ignore[arg-type]
             carried.append(y[-1].clone())
         return y, tuple(carried)
 
