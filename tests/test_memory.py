@@ -129,3 +129,38 @@ def test_cli_refuses_before_work_with_a_clear_message(tmp_path):
                           "--calib-row-fraction", "0"], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2 and "(0, 1]" in bad.stderr
+
+
+def test_blocks_only_where_needed_and_as_coarse_as_the_budget_allows():
+    """Two wide layers and a narrow one under budgets between the all-blocks and the full
+    estimate: the plan fits, and no blocked layer could get a coarser form (full, or twice its
+    block) and still fit (each choice is maximal)."""
+    from sbc_deploy.memory import estimate
+
+    rng = np.random.default_rng(1)
+    graph = Graph.chain([
+        ("in", Input((2048,))),
+        ("fc1", Affine(np.zeros((2048, 2048), np.float32))),
+        ("lif1", LIF(beta=np.full(2048, 0.9), v_threshold=np.ones(2048))),
+        ("fc2", Affine(np.zeros((512, 2048), np.float32))),
+        ("lif2", LIF(beta=rng.uniform(0.5, 0.9, 512), v_threshold=np.ones(512))),  # 8 kernels
+        ("fc3", Affine(np.zeros((10, 512), np.float32))),
+        ("out", Output((10,))),
+    ], dt=1e-3)
+    sizes = dict(steps=8, batch_size=4, calib_batch_size=4, calibrate=True)
+    full = plan_memory(graph, budget=1 << 45, **sizes).peak
+    for fraction in (0.5, 0.7, 0.9):
+        budget = int(full * fraction)
+        plan = plan_memory(graph, budget=budget, **sizes)
+        assert plan.blocks and plan.peak <= budget
+        assert "fc3" not in plan.blocks                  # narrow: never needed
+        for name, block in plan.blocks.items():
+            for coarser in (None, 2 * block):
+                trial = {**plan.blocks}
+                if coarser is None or coarser >= 2048:
+                    trial.pop(name)
+                else:
+                    trial[name] = coarser
+                worst = max(s.bytes for s in estimate(graph, blocks=trial, **sizes)
+                            if s.stage != "simulate")
+                assert worst > budget, (fraction, name, coarser)
