@@ -4,7 +4,11 @@ Every network of :mod:`standins` (random weights, Bernoulli input spikes) runs i
 Python process, one torch thread, under an address-space limit (``--limit-gib``, default 6:
 the shared machine's rule). Per stage the process's peak resident memory is reset
 (``/proc/self/clear_refs``) and read back (``VmHWM``), so each stage's peak is that of the
-stage itself on top of what the process already holds (the graph, the data). Stages:
+stage itself on top of what the process already holds (the graph, the data); before that the
+heap's freed pages go back to the OS (``sbc_deploy.memory.release_freed_memory``, as the
+pipeline does after calibrate and compress). Rows of calibrate, compress and evaluate carry
+the sizes that benchmarks/memory_accuracy.py needs to set the memory plan's estimate beside
+the measured peak. Stages:
 
 - ``memory plan``: :func:`sbc_deploy.memory.plan_memory` with a ``--plan-gib`` budget (4 GiB
   by default, under the process limit): the layers it gives block-diagonal Hessians;
@@ -72,8 +76,9 @@ def _reset_peak() -> None:
 
 def measure(stage: str, fn: Callable[[], Any], **info: Any) -> tuple[Any, dict[str, Any]]:
     """Run ``fn`` once; its wall and CPU seconds, the RSS before and the peak RSS during it."""
-    import gc
-    gc.collect()
+    # as the pipeline does between its stages: the heap's freed pages back to the OS
+    from sbc_deploy.memory import release_freed_memory
+    release_freed_memory()
     _reset_peak()
     start_rss = _status("VmRSS")
     usage = resource.getrusage(resource.RUSAGE_SELF)
