@@ -11,16 +11,18 @@ the solver's weights ``float64``; ``|W_l| = n_out * n_in`` weights, ``|H_l|`` He
 ``S = sum_l |H_l| * 8`` bytes of Hessian sums). benchmarks/memory_accuracy.py measures them
 against the peaks of real runs (benchmarks/results/memory_accuracy.md)::
 
-    every      RUNTIME (Python, torch and the package: 512 MiB) + the graph's weights
+    every      RUNTIME (Python, torch and the package: 512 MiB) + the graph's arrays (weights
+               and per-neuron parameters)
                + the data held by the caller (``data_bytes``)
     simulate   the chunk actually simulated: (time_chunk, batch_chunk) from
                sim.chunk_plan(sim_memory_budget), times the largest set of node values alive
                at once in the schedule (a value lives from its node to its last consumer; a
-               synapse also holds its input's reduction for the SynOps count, a neuron its
-               drive and spikes: 3 x its output)
+               synapse also holds two copies of its input for the SynOps count and a
+               convolution its im2col columns, a neuron its drive and spikes: 3 x its output)
                + the outputs kept whole (twice: the chunks and their concatenation)
                + the batch's input sequence (twice: the caller's and the float copy)
-               + the simulator's float32 copy of the weights
+               + the simulator's float32 copy of the weights and NEURON_PARAMETERS float32
+                 values per neuron
     calibrate  the same for one calibration batch in time chunks of calibrate.time_chunk
                (the whole batch, chunks of CHUNK_BYTES of the widest value)
                + S (the totals: one buffer per layer, the chunks' GEMMs go straight in)
@@ -28,7 +30,9 @@ against the peaks of real runs (benchmarks/results/memory_accuracy.md)::
                  its channels-last copy and the carried frames (4 x 8 bytes per input value),
                  the carried frames of every kernel and the unfolded rows
                  ((kernels + 3) * CHUNK_ELEMENTS * 8) and one GEMM's result (|H_l| * 8)
-               + 2 * max_l |H_l| * 8 (the frozen copy of one layer's totals, permuted)
+               (or, at the end, instead of the chunk: the frozen copy of one layer's totals,
+                 and for a Conv2d's channels-last sums their permuted clone: max_l of
+                 |H_l| * 8 * (1, or 2 + 2 / kernels))
                + S and world x max_l |H_l| * 8 more under torch.distributed (batch sums)
     compress   2 * S (the calibration's sums and the solver's float64 copy of every
                layer's H, made for all layers before the allocation)
@@ -67,7 +71,7 @@ from typing import Any
 
 from sbc_deploy.compress.hessian import conv_groups, kernel_for_neuron
 from sbc_deploy.errors import ConfigError
-from sbc_deploy.ir import Graph
+from sbc_deploy.ir import Conv2d, Graph
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +204,7 @@ class _LayerSize:
     hessians: int   # kernel groups x conv groups
     weights: int
     input_values: int  # per sample and step
+    channels_last: bool = False  # a Conv2d without groups: sums kept in channels-last order
 
 
 def _layers(graph: Graph, kernel: str, max_groups: int) -> list[_LayerSize]:
@@ -212,7 +217,8 @@ def _layers(graph: Graph, kernel: str, max_groups: int) -> list[_LayerSize]:
         sizes.append(_LayerSize(layer.name, n_in, int(syn.weight.shape[0]), len(kernels),
                                 len(kernels) * conv_groups(syn),
                                 int(math.prod(syn.weight.shape)),
-                                math.prod(int(v) for v in syn.input_shape)))
+                                math.prod(int(v) for v in syn.input_shape),
+                                isinstance(syn, Conv2d) and conv_groups(syn) == 1))
     return sizes
 
 
@@ -242,8 +248,8 @@ def _size(node: Any, attr: str) -> int:
 def _live_values(graph: Graph, *, hook: bool) -> int:
     """The most node values (per sample and step) alive at once while the simulator runs a
     chunk: each value lives from its node to its last consumer; a node also holds its own
-    temporaries (a neuron its drive, spikes and output: 3x; a synapse with a hook the hook's
-    copy of its input)."""
+    temporaries (a neuron its drive, spikes and output: 3x; a convolution its im2col columns;
+    a synapse with a hook the hook's two copies of its input, for the SynOps count)."""
     from sbc_deploy.ir import Neuron, Synapse
 
     try:
@@ -265,7 +271,11 @@ def _live_values(graph: Graph, *, hook: bool) -> int:
             if isinstance(node, Neuron):
                 work += 3 * out + summed
             elif isinstance(node, Synapse):
-                work += out + summed + (_size(node, "input_shape") if hook else 0)
+                work += out + summed + (2 * _size(node, "input_shape") if hook else 0)
+                if len(getattr(node.weight, "shape", ())) > 2:  # a convolution's im2col
+                    positions = out // max(int(node.weight.shape[0]), 1)
+                    work += math.prod(int(v) for v in node.weight.shape[1:]) * positions * int(
+                        getattr(node, "groups", 1))
             else:
                 work += out + summed
         if len(unit) > 1:  # a cycle: every step's outputs listed, then stacked
@@ -297,10 +307,28 @@ def _output_values(graph: Graph) -> int:
 
 
 def _weights(graph: Graph) -> int:
-    """Bytes of the graph's weights as held (the IR's arrays)."""
+    """Bytes of the graph's arrays as held: weights, biases, neuron parameters (which are per
+    neuron, as large as a convolution's output, for conv-shaped neurons)."""
     import numpy as np
 
-    return sum(int(np.asarray(layer.synapse.weight).nbytes) for layer in graph.synapse_layers())
+    total = 0
+    for node in graph.nodes.values():
+        for value in vars(node).values():
+            if isinstance(value, np.ndarray):
+                total += int(value.nbytes)
+    return total
+
+
+NEURON_PARAMETERS = 8
+"""Per-neuron float32 tensors the simulator compiles for each neuron node (decays, gains,
+threshold, reset, drive, state), an upper bound."""
+
+
+def _neurons(graph: Graph) -> int:
+    from sbc_deploy.ir import Neuron
+
+    return sum(_size(node, "output_shape") for node in graph.nodes.values()
+               if isinstance(node, Neuron))
 
 
 def _simulate_bytes(graph: Graph, steps: int, batch: int, t_chunk: int, b_chunk: int,
@@ -308,8 +336,10 @@ def _simulate_bytes(graph: Graph, steps: int, batch: int, t_chunk: int, b_chunk:
     """Bytes the simulator adds for one batch run in chunks of ``t_chunk x b_chunk``."""
     chunk = 4 * t_chunk * b_chunk * _live_values(graph, hook=hook)
     whole = 4 * steps * batch
-    weights = 4 * sum(math.prod(layer.synapse.weight.shape) for layer in graph.synapse_layers())
-    return chunk + 2 * whole * _output_values(graph) + 2 * whole * _input_values(graph) + weights
+    compiled = 4 * (sum(math.prod(layer.synapse.weight.shape)
+                        for layer in graph.synapse_layers())
+                    + NEURON_PARAMETERS * _neurons(graph))
+    return chunk + 2 * whole * _output_values(graph) + 2 * whole * _input_values(graph) + compiled
 
 
 def estimate(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: int,
@@ -341,10 +371,16 @@ def estimate(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: int
         + (s.kernels + 3) * CHUNK_ELEMENTS * 8
         + _hessian_values(s, blocks.get(s.name)) // s.kernels * 8
         for s in layers)
+    # at the end, one layer at a time: its frozen copy, and for channels-last sums the
+    # permuted clone and the two index_select temporaries of one kernel's slice
+    result = max(_hessian_values(s, blocks.get(s.name)) * 8
+                 * (1 + ((1 + 2 / s.kernels) if s.channels_last and s.name not in blocks
+                         else 0))
+                 for s in layers)
     exchange = (sums + world_size * largest) if world_size > 1 else 0
-    calib = (base + _simulate_bytes(graph, steps, calib_batch_size, c_chunk, calib_batch_size,
-                                    False)
-             + sums + summing + 2 * largest + exchange)
+    feeding = _simulate_bytes(graph, steps, calib_batch_size, c_chunk, calib_batch_size,
+                              False) + summing
+    calib = base + sums + int(max(feeding, result)) + exchange
     stages.append(StageEstimate(
         "calibrate", calib, f"Hessian sums {format_bytes(sums)}, chunks of {c_chunk} steps"))
     # compress
