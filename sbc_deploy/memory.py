@@ -54,8 +54,14 @@ When the run would not fit, layers get block-diagonal Hessians: one power-of-two
 (at least :data:`MIN_BLOCK`) for every layer wider than it, the largest that fits; then each
 layer, narrowest first, gets back its full Hessian or the coarsest blocks that still fit, so
 that the approximation stays where it is needed. Blocks of consecutive inputs, couplings
-between blocks dropped, each block solved on its own (``sbc_deploy.compress``). That is an approximation of the SBC objective; the report says
-which layers got it (benchmarks/results/calibrate.md measures its loss).
+between blocks dropped, each block solved on its own (``sbc_deploy.compress``). That is an
+approximation of the SBC objective; the report says which layers got it
+(benchmarks/results/calibrate.md measures its loss).
+
+Not modelled: the ``"exact"`` solver (greedy OBS keeps one inverse Hessian per row: far more
+than ADMM), sequential propagation (a compress that re-calibrates each layer: add the
+calibrate stage of one layer), and memory the allocator keeps after a stage (the pipeline
+returns it between its large stages, :func:`release_freed_memory`).
 """
 
 from __future__ import annotations
