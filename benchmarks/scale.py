@@ -17,6 +17,8 @@ the measured peak. Stages:
 - ``compress``: :func:`sbc_deploy.compress.compress`, SBC at 50 % sparsity, no quantisation,
   on the calibration of the largest ``N`` at the smallest ``T`` (its cost depends on the layer
   shapes, not on ``N`` or ``T``);
+- ``evaluate compressed``: the pipeline's evaluation of the compressed graph while it holds
+  the calibration and both graphs (as ``sbc_deploy.pipeline`` does), at the smallest ``T``;
 - ``evaluate``: the pipeline's evaluation of the dense graph (float simulator streaming in
   chunks under ``sbc_deploy.pipeline.EVAL_MEMORY_BUDGET``, SynOps counted per chunk) on
   ``--eval-samples`` samples for every ``T``; ``evaluate-before`` (``--before``) is the
@@ -216,11 +218,24 @@ def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
                 del calib, data
     if args.compress and keep in calibrations:
         config = config_for("sbc", sparsity=0.5, threads=1)
-        _, row = measure("compress", lambda: compress(graph, calibrations[keep], config),
-                         samples=keep[0], steps=keep[1], **base)
+        done, row = measure("compress", lambda: compress(graph, calibrations[keep], config),
+                            samples=keep[0], steps=keep[1], **base)
         row["estimate"] = estimated("compress", keep[1], calibrations[keep].data)
         row["estimate_args"] = estimate_args(keep[1], calibrations[keep].data)
         rows.append(row)
+        if done is not None:
+            # as the pipeline's "evaluate compressed": the calibration and both graphs held
+            compressed = done[0]
+            del done
+            x = input_spikes(graph, args.eval_samples, keep[1], seed=2)
+            _, row = measure("evaluate compressed",
+                             lambda: evaluate_streaming(compressed, x, args.eval_samples),
+                             samples=args.eval_samples, steps=keep[1], **base)
+            row["estimate"] = estimated("evaluate compressed", keep[1],
+                                        calibrations[keep].data)
+            row["estimate_args"] = estimate_args(keep[1], calibrations[keep].data)
+            rows.append(row)
+            del compressed, x, _
     calibrations.clear()
     evaluate_streaming(graph, input_spikes(graph, 1, 1, seed=3), 1)   # warm-up, not measured
     for steps in args.steps:

@@ -34,6 +34,9 @@ against the peaks of real runs (benchmarks/results/memory_accuracy.md)::
                  and for a Conv2d's channels-last sums their permuted clone: max_l of
                  |H_l| * 8 * (1, or 2 + 2 / kernels))
                + S and world x max_l |H_l| * 8 more under torch.distributed (batch sums)
+    evaluate compressed (the pipeline's evaluation after compress)
+               simulate + S (the calibration, kept for further targets) + sum_l |W_l| * 12
+               (the compressed graph's float64 weights and the simulator's float32 copy)
     compress   2 * S (the calibration's sums and the solver's float64 copy of every
                layer's H, made for all layers before the allocation)
                + sum_l |W_l| * 8 (every layer's W in float64)
@@ -396,6 +399,13 @@ def estimate(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: int
         "compress", base + 2 * sums + kept + solve,
         f"every layer's H twice {format_bytes(2 * sums)}, weights and results "
         f"{format_bytes(kept)}, largest solve {format_bytes(solve)}"))
+    # the pipeline evaluates the compressed graph while it holds the calibration (for the
+    # next target) and both graphs: the compressed one's float64 weights and its copies
+    compressed = sum(s.weights for s in layers) * (8 + 4)
+    stages.append(StageEstimate(
+        "evaluate compressed", stages[0].bytes + sums + compressed,
+        f"the evaluation with the Hessian sums {format_bytes(sums)} and the compressed "
+        f"graph held"))
     return tuple(stages)
 
 
