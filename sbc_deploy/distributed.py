@@ -14,10 +14,17 @@ What is spread, and why the result is the single-process result bit for bit:
   (:class:`~sbc_deploy.compress.hessian.BatchSum`) are gathered to every rank after each round
   and added **in global batch order**, the order one process adds them in. Float addition is
   not associative, so an all-reduce (whose order depends on the ring) would not do.
-- Layer solves: with independent layers (not ``propagation="sequential"``), layer ``i`` is
-  solved by rank ``i % world_size`` and its result broadcast; solves are deterministic for
-  equal inputs and equal thread settings (torchrun sets ``OMP_NUM_THREADS=1``: compare with a
-  one-thread single-process run).
+- Layer solves: with independent layers (not ``propagation="sequential"``), the layers are
+  dealt out over the ranks by their estimated cost (:func:`assign`) and the results gathered to
+  every rank in layer order; solves are deterministic for equal inputs and equal thread
+  settings (torchrun sets ``OMP_NUM_THREADS=1``: compare with a one-thread single-process run).
+- The global allocation's loss curves: every (layer, prune count) point of every curve is an
+  independent solve, dealt out and gathered the same way (:func:`map_spread`), so each rank
+  measures its share and all of them allocate from the same complete curves.
+- Sequential propagation: layer ``l``'s re-calibration on the already-compressed layers before
+  it is a calibration like the first one (batches shared out, sums added in batch order); the
+  solve of layer ``l`` itself needs that calibration and the next one needs its result, so it
+  runs on every rank (a broadcast would only make the others wait for it).
 - Outputs: only rank 0 writes (report, exports); the others return after compression.
 
 The active process group is a context value (:func:`session`), so that the stages (calibrate,
@@ -43,8 +50,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-__all__ = ["ProcessGroup", "active", "broadcast_from", "gather_in_rank_order", "is_writer",
-           "map_spread", "session"]
+__all__ = ["ProcessGroup", "active", "assign", "broadcast_from", "gather_in_rank_order",
+           "is_writer", "map_spread", "session"]
 
 ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -89,8 +96,13 @@ def is_writer() -> bool:
 def session(device: str = "cpu") -> Iterator[ProcessGroup]:
     """Join the run that ``torchrun`` started, make it active for the block, then leave it.
 
+    With a CUDA ``device`` each process binds the GPU of its ``LOCAL_RANK`` and joins with NCCL
+    (one process on one GPU works too: ``torchrun --nproc-per-node 1``); otherwise gloo.
+
     Raises:
-        ConfigError: not started by torchrun (its environment variables are missing).
+        ConfigError: not started by torchrun (its environment variables are missing); CUDA
+            asked for but absent, fewer GPUs than processes on this machine, or ``cuda:N``
+            naming another GPU than the process's.
     """
     missing = [name for name in ENV if name not in os.environ]
     if missing:
@@ -99,13 +111,28 @@ def session(device: str = "cpu") -> Iterator[ProcessGroup]:
                           hint="torchrun --nproc-per-node 2 -m sbc_deploy ... --distributed")
     cuda = torch.device(device).type == "cuda"
     backend = "nccl" if cuda else "gloo"
+    bound: torch.device | None = None
+    if cuda:  # one GPU per process, chosen by torchrun's LOCAL_RANK, before NCCL starts
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device",
+                              where="--device", hint="--device cpu (gloo)")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        index = torch.device(device).index
+        if index is not None and index != local:
+            raise ConfigError(f"--device {device} under torchrun: process {local} of this "
+                              f"machine runs on GPU {local} (its LOCAL_RANK)",
+                              where="--device", hint="--device cuda")
+        if local >= torch.cuda.device_count():
+            raise ConfigError(f"process {local} of this machine needs GPU {local}, but only "
+                              f"{torch.cuda.device_count()} are visible", where="--distributed",
+                              hint="torchrun --nproc-per-node <= the number of GPUs")
+        bound = torch.device("cuda", local)
+        torch.cuda.set_device(bound)
+        device = str(bound)
     owned = not dist.is_initialized()
     if owned:
-        dist.init_process_group(backend)
-    if cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
+        # NCCL bound to this process's GPU (collectives and barrier use it without guessing)
+        dist.init_process_group(backend, device_id=bound)
     group = ProcessGroup(dist.get_rank(), dist.get_world_size(), backend, device)
     token = _ACTIVE.set(group)
     log.info("process %d of %d (%s)", group.rank, group.world_size, backend)
@@ -157,18 +184,44 @@ def broadcast_from(obj: T | None, src: int, group: ProcessGroup) -> T:
     return box[0]  # type: ignore[return-value]
 
 
-def map_spread(fn: Callable[[int], T], count: int, group: ProcessGroup | None = None,
-               to_cpu: Callable[[T], Any] | None = None) -> list[T]:
-    """``[fn(0), ..., fn(count - 1)]``, item ``i`` computed by rank ``i % world_size``.
+def assign(costs: Sequence[float], world_size: int) -> list[int]:
+    """The rank of each item: longest first, each to the least-loaded rank (lowest on a tie).
 
-    Without a group every item is computed here. ``to_cpu`` prepares a result for pickling.
+    Deterministic in ``costs`` alone, so every rank computes the same assignment without
+    talking to the others. ``costs``: any estimate proportional to an item's work.
+    """
+    owners = [0] * len(costs)
+    load = [0.0] * world_size
+    for i in sorted(range(len(costs)), key=lambda i: (-float(costs[i]), i)):
+        rank = min(range(world_size), key=lambda r: (load[r], r))
+        owners[i] = rank
+        load[rank] += float(costs[i])
+    return owners
+
+
+def map_spread(fn: Callable[[int], T], count: int, group: ProcessGroup | None = None,
+               to_cpu: Callable[[T], Any] | None = None,
+               costs: Sequence[float] | None = None) -> list[T]:
+    """``[fn(0), ..., fn(count - 1)]``, each item computed by one rank, the list on every rank.
+
+    Items go to ranks by :func:`assign` on ``costs`` (default: equal costs, i.e. item ``i`` to
+    rank ``i % world_size``); after each rank computed its items they are gathered to every
+    rank in one collective and put back in item order. Without a group (or with one process)
+    every item is computed here, in order. ``to_cpu`` prepares a result for pickling. ``fn``
+    must not itself use collectives (the ranks run different items).
     """
     group = group if group is not None else active()
     if group is None or group.world_size == 1:
         return [fn(i) for i in range(count)]
-    # every rank computes its own items first, then the results travel in item order
+    if costs is not None and len(costs) != count:
+        raise ValueError(f"{len(costs)} costs for {count} items")
+    owners = assign([1.0] * count if costs is None else costs, group.world_size)
     mine = {}
-    for i in range(group.rank, count, group.world_size):
-        result = fn(i)
-        mine[i] = to_cpu(result) if to_cpu is not None else result
-    return [broadcast_from(mine.get(i), i % group.world_size, group) for i in range(count)]
+    for i in range(count):
+        if owners[i] == group.rank:
+            result = fn(i)
+            mine[i] = to_cpu(result) if to_cpu is not None else result
+    parts: list[dict[int, Any] | None] = [None] * group.world_size
+    dist.all_gather_object(parts, mine)  # pickled: tensors keep their bits
+    merged = {i: value for part in parts for i, value in (part or {}).items()}
+    return [merged[i] for i in range(count)]

@@ -469,6 +469,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
     settings["memory"] = memory.to_dict()
     if group is not None:
         settings["processes"] = group.world_size
+        settings["backend"] = group.backend
     if not distributed.is_writer():  # calibrate and compress with rank 0, which writes
         return _participate(graph, calib, targets, request, memory, progress)
     manifest = Manifest(command=request.command, versions=_versions(), inputs=plan.inputs,

@@ -17,6 +17,10 @@ weights are quantised by a GPTQ sweep with the mask fixed, in SBC's column order
 (``act_order``). Propagation ``"sequential"`` re-calibrates each layer on the graph whose
 earlier layers are already compressed.
 
+Under :mod:`sbc_deploy.distributed` (torchrun) the independent solves are dealt out over the
+processes and gathered: the global allocation's loss-curve points and, with parallel
+propagation, the layers; a sequential re-calibration shares its batches like the first one.
+
 Example::
 
     >>> calib = calibrate(graph, x, kernel="smp")
@@ -44,6 +48,7 @@ from sbc_deploy.compress.allocate import (
     allocate_global,
     allocate_lamp,
     allocate_uniform,
+    curve_counts,
 )
 from sbc_deploy.compress.config import (
     Budget,
@@ -481,7 +486,41 @@ def _allocate(layers: list[SynapseLayer], problems: Mapping[str, _Problem],
                           where="config.allocation")
     energy = {b.name: _loss(problems[b.name], torch.zeros_like(problems[b.name].W))[0] or 0.0
               for b in bounds}
-    return allocate_global(bounds, total, loss_curve, energy)
+    return allocate_global(bounds, total, _measured_curves(bounds, problems, loss_curve), energy)
+
+
+def _solve_cost(problem: _Problem, n_prune: int) -> float:
+    """Rough work of one solve (to deal solves out over processes): the Cholesky factors,
+    ``groups n_in^3``, and the solver's sweeps, ``n_out n_in^2``, per diagonal block."""
+    n_out, n_in = (int(v) for v in problem.W.shape)
+    width = n_in if problem.block is None else min(problem.block, n_in)
+    blocks = -(-n_in // width)
+    work = problem.n_groups * width**3 + (n_out * width**2 if n_prune else 0)
+    return float(blocks * work)
+
+
+def _measured_curves(bounds: list[LayerBounds], problems: Mapping[str, _Problem],
+                     loss_curve: Callable[[str, Any], list[float]],
+                     ) -> Callable[[str, Any], list[float]]:
+    """Every layer's loss curve at :func:`curve_counts`, measured up front, point by point.
+
+    Each point (a layer pruned by one count) is an independent solve; under
+    :mod:`sbc_deploy.distributed` the points are dealt out over the processes by their cost
+    and gathered, so every process allocates from the same curves a single process measures.
+    """
+    points = [(b.name, count) for b in bounds for count in curve_counts(b)]
+    costs = [_solve_cost(problems[name], count) for name, count in points]
+
+    def measure(i: int) -> float:
+        name, count = points[i]
+        return float(loss_curve(name, [count])[0])
+
+    table = dict(zip(points, distributed.map_spread(measure, len(points), costs=costs)))
+
+    def lookup(name: str, counts: Any) -> list[float]:
+        return [table[(name, int(c))] for c in counts]
+
+    return lookup
 
 
 # --------------------------------------------------------------------------- passes
@@ -524,7 +563,9 @@ def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
             result = _solve(problems[layers[i].name], counts[layers[i].name], config)
             return result, time.perf_counter() - tick
 
-        solved = distributed.map_spread(solve, len(layers), to_cpu=_result_to_cpu)
+        solved = distributed.map_spread(
+            solve, len(layers), to_cpu=_result_to_cpu,
+            costs=[_solve_cost(problems[layer.name], counts[layer.name]) for layer in layers])
     for i, layer in enumerate(layers):
         tick = time.perf_counter()
         problem = problems[layer.name]
@@ -532,7 +573,7 @@ def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
             result, seconds = solved[i]
             result = _result_to(result, problem.W.device)
         else:
-            if i > 0:
+            if i > 0:  # under torch.distributed the batches are shared out (calibrate)
                 calibration = calibration.recompute(current, [layer.name])
                 problem = _problem(layer, calibration.layers[layer.name], device)
             result = _solve(problem, counts[layer.name], config)

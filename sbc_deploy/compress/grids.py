@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -76,8 +77,8 @@ class GridFit:
 
     def quantize(self, w: Tensor, rows: slice | Tensor | None = None) -> Tensor:
         """Round ``w`` (``(n_out,)`` column or ``(n_out, k)`` block) onto the grid."""
-        scale = self.scale if rows is None else self.scale[rows]
-        scale = scale.to(device=w.device, dtype=w.dtype)
+        scale = self.scale.to(device=w.device, dtype=w.dtype)
+        scale = scale if rows is None else scale[rows]
         if w.ndim == 2:
             scale = scale[:, None]
         return torch.clamp(torch.round(w / scale), self.low, self.high) * scale
@@ -210,9 +211,11 @@ def fit_grid(W: Tensor, *, grid: str = "int", bits: int = 8, per_channel: bool =
         raise ConfigError(f"bits must lie in 2..32, got {bits}", where="bits")
     W = W.detach().to(torch.float64)
     n_out = W.shape[0]
-    row_max = W.abs().amax(dim=1) if W.numel() else torch.zeros(n_out, dtype=torch.float64)
+    row_max = (W.abs().amax(dim=1) if W.numel()
+               else torch.zeros(n_out, dtype=torch.float64, device=W.device))
     if grid == "ternary":
-        scale = _ternary_scale(W) if W.numel() else torch.ones(n_out, dtype=torch.float64)
+        scale = (_ternary_scale(W) if W.numel()
+                 else torch.ones(n_out, dtype=torch.float64, device=W.device))
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         return GridFit("ternary", 2, scale.cpu(), -1, 1)
     low, high = mantissa_range(bits, signed=True)
@@ -229,12 +232,11 @@ def fit_grid(W: Tensor, *, grid: str = "int", bits: int = 8, per_channel: bool =
     max_abs = float(row_max.max()) if n_out else 0.0
     value, exponent, unit = int_exp_scale(max_abs, bits, exp_range, thresholds)
     if clip == "mse" and max_abs > 0:
-        best = float(_clip_error(W, torch.full((n_out,), value, dtype=W.dtype), low,
-                                 high).sum())
+        full = partial(torch.full, (n_out,), dtype=W.dtype, device=W.device)
+        best = float(_clip_error(W, full(value), low, high).sum())
         for i in range(1, CLIP_SHRINKS):
             candidate = int_exp_scale(max_abs * (1.0 - i / 100), bits, exp_range, thresholds)
-            err = float(_clip_error(W, torch.full((n_out,), candidate[0], dtype=W.dtype), low,
-                                    high).sum())
+            err = float(_clip_error(W, full(candidate[0]), low, high).sum())
             if err < best:
                 best, (value, exponent, unit) = err, candidate
     if not (math.isfinite(value) and value > 0):

@@ -77,7 +77,8 @@ def layer_loss(W: Tensor, Q: Tensor, H: Tensor, group: Tensor | None = None,
     if H.ndim == 2:
         per_row = ((D @ H) * D).sum(dim=1)
     else:
-        group = torch.zeros(W.shape[0], dtype=torch.long) if group is None else group
+        group = (torch.zeros(W.shape[0], dtype=torch.long, device=D.device) if group is None
+                 else group.to(D.device))
         per_row = torch.empty(W.shape[0], dtype=torch.float64, device=D.device)
         for g in range(H.shape[0]):
             rows = group == g
@@ -146,7 +147,8 @@ def obs_sweep(W: Tensor, U: Tensor, *, mask: Tensor | None = None, n_prune: int 
           else mask.T.contiguous())
     has_mask = mask is not None or bool(n_prune)
     if grid is not None:
-        scale = (grid.scale if grid_rows is None else grid.scale[grid_rows]).to(W)
+        scale = grid.scale.to(W)
+        scale = scale if grid_rows is None else scale[grid_rows]
         inv_scale = 1.0 / scale
     counts = (_block_prune_counts(n_prune, rows, n, block_size, n_m)
               if mask is None and n_prune else None)
