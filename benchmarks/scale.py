@@ -4,7 +4,11 @@ Every network of :mod:`standins` (random weights, Bernoulli input spikes) runs i
 Python process, one torch thread, under an address-space limit (``--limit-gib``, default 6:
 the shared machine's rule). Per stage the process's peak resident memory is reset
 (``/proc/self/clear_refs``) and read back (``VmHWM``), so each stage's peak is that of the
-stage itself on top of what the process already holds (the graph, the data). Stages:
+stage itself on top of what the process already holds (the graph, the data); before that the
+heap's freed pages go back to the OS (``sbc_deploy.memory.release_freed_memory``, as the
+pipeline does after calibrate and compress). Rows of calibrate, compress and evaluate carry
+the sizes that benchmarks/memory_accuracy.py needs to set the memory plan's estimate beside
+the measured peak. Stages:
 
 - ``memory plan``: :func:`sbc_deploy.memory.plan_memory` with a ``--plan-gib`` budget (4 GiB
   by default, under the process limit): the layers it gives block-diagonal Hessians;
@@ -13,6 +17,8 @@ stage itself on top of what the process already holds (the graph, the data). Sta
 - ``compress``: :func:`sbc_deploy.compress.compress`, SBC at 50 % sparsity, no quantisation,
   on the calibration of the largest ``N`` at the smallest ``T`` (its cost depends on the layer
   shapes, not on ``N`` or ``T``);
+- ``evaluate compressed``: the pipeline's evaluation of the compressed graph while it holds
+  the calibration and both graphs (as ``sbc_deploy.pipeline`` does), at the smallest ``T``;
 - ``evaluate``: the pipeline's evaluation of the dense graph (float simulator streaming in
   chunks under ``sbc_deploy.pipeline.EVAL_MEMORY_BUDGET``, SynOps counted per chunk) on
   ``--eval-samples`` samples for every ``T``; ``evaluate-before`` (``--before``) is the
@@ -72,8 +78,9 @@ def _reset_peak() -> None:
 
 def measure(stage: str, fn: Callable[[], Any], **info: Any) -> tuple[Any, dict[str, Any]]:
     """Run ``fn`` once; its wall and CPU seconds, the RSS before and the peak RSS during it."""
-    import gc
-    gc.collect()
+    # as the pipeline does between its stages: the heap's freed pages back to the OS
+    from sbc_deploy.memory import release_freed_memory
+    release_freed_memory()
     _reset_peak()
     start_rss = _status("VmRSS")
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -163,14 +170,33 @@ def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
     calibrations: dict[tuple[int, int], Any] = {}
     keep = (max(args.calib), min(args.steps))
     blocks: dict[str, int] = {}
+    from sbc_deploy.memory import estimate
+
+    def estimated(stage: str, steps: int, data: Any, **sizes: Any) -> int | None:
+        """The memory plan's estimate of this stage at this row's sizes (the plan's blocks,
+        the data this process holds), to set beside the measured peak."""
+        sizes = {"batch_size": args.eval_samples, "calib_batch_size": 1, **sizes}
+        found = estimate(graph, steps=steps, calibrate=True, blocks=blocks,
+                         data_bytes=int(getattr(data, "nbytes", 0)), **sizes)
+        return {s.stage: s.bytes for s in found}.get(stage)
+
+    def estimate_args(steps: int, data: Any) -> dict[str, Any]:
+        """What benchmarks/memory_accuracy.py needs to recompute the estimate."""
+        return {"steps": steps, "batch_size": args.eval_samples, "calib_batch_size": 1,
+                "blocks": dict(blocks), "data_bytes": int(getattr(data, "nbytes", 0))}
     if not args.skip_calibrate:
         # as the pipeline does: the memory plan chooses block-diagonal Hessians where the
         # full ones would not fit the budget (sbc_deploy.memory, before any work)
         from sbc_deploy.memory import plan_memory
+        data_bytes = input_spikes(graph, max(args.calib), max(args.steps)).nbytes
         plan, row = measure("memory plan", lambda: plan_memory(
             graph, steps=max(args.steps), batch_size=args.eval_samples, calib_batch_size=1,
-            budget=int(args.plan_gib * (1 << 30))), **base)
+            budget=int(args.plan_gib * (1 << 30)), data_bytes=data_bytes), **base)
         rows.append(row)
+        if plan is not None:
+            row["plan"] = plan.to_dict()
+        else:  # refused before any work, as the pipeline does: nothing else runs
+            return rows
         if plan is not None and args.blocks:
             blocks = dict(plan.blocks)
             row["blocks"] = blocks
@@ -182,21 +208,42 @@ def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
                                                                     kernel="smp", threads=1,
                                                                     blocks=blocks),
                                      samples=n, steps=steps, **base)
+                row["estimate"] = estimated("calibrate", steps, data)
+                row["estimate_args"] = estimate_args(steps, data)
+                if calib is not None:
+                    row["time_chunk"] = calib.metadata.get("time_chunk")
                 rows.append(row)
                 if (n, steps) == keep and calib is not None:
                     calibrations[keep] = calib
                 del calib, data
     if args.compress and keep in calibrations:
         config = config_for("sbc", sparsity=0.5, threads=1)
-        _, row = measure("compress", lambda: compress(graph, calibrations[keep], config),
-                         samples=keep[0], steps=keep[1], **base)
+        done, row = measure("compress", lambda: compress(graph, calibrations[keep], config),
+                            samples=keep[0], steps=keep[1], **base)
+        row["estimate"] = estimated("compress", keep[1], calibrations[keep].data)
+        row["estimate_args"] = estimate_args(keep[1], calibrations[keep].data)
         rows.append(row)
+        if done is not None:
+            # as the pipeline's "evaluate compressed": the calibration and both graphs held
+            compressed = done[0]
+            del done
+            x = input_spikes(graph, args.eval_samples, keep[1], seed=2)
+            _, row = measure("evaluate compressed",
+                             lambda: evaluate_streaming(compressed, x, args.eval_samples),
+                             samples=args.eval_samples, steps=keep[1], **base)
+            row["estimate"] = estimated("evaluate compressed", keep[1],
+                                        calibrations[keep].data)
+            row["estimate_args"] = estimate_args(keep[1], calibrations[keep].data)
+            rows.append(row)
+            del compressed, x, _
     calibrations.clear()
     evaluate_streaming(graph, input_spikes(graph, 1, 1, seed=3), 1)   # warm-up, not measured
     for steps in args.steps:
         x = input_spikes(graph, args.eval_samples, steps, seed=2)
         _, row = measure("evaluate", lambda: evaluate_streaming(graph, x, args.eval_samples),
                          samples=args.eval_samples, steps=steps, **base)
+        row["estimate"] = estimated("simulate", steps, x)
+        row["estimate_args"] = estimate_args(steps, x)
         rows.append(row)
         if args.before:
             _, row = measure("evaluate-before",

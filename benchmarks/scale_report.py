@@ -185,7 +185,9 @@ def write_report(json_path: Path, out: Path) -> None:
                   "(`--no-blocks`); `scale_vgg11_plan2gib.json`: VGG-11's compress again with a "
                   "2 GiB plan budget (its compress under the 4 GiB plan failed at the 6 GiB "
                   "process limit, above); `scale_vgg11_limit8gib.json`: VGG-11 under an 8 GiB "
-                  "process limit and an 8 GiB plan budget.", ""]
+                  "process limit and an 8 GiB plan budget (both before issue 14's memory "
+                  "work); `scale_vgg11_limit4gib.json`: VGG-11 under a 4 GiB process limit and "
+                  "a 4 GiB plan budget, with it.", ""]
     for full in extra:
         for run in json.loads(full.read_text()):
             lines.append(f"- `{run['command']}` ({full.name}; load "
@@ -194,7 +196,11 @@ def write_report(json_path: Path, out: Path) -> None:
             for r in run["rows"]:
                 if r["stage"] == "memory plan" and r.get("blocks"):
                     lines.append(f"  - memory plan: blocks {r['blocks']}")
-                if r["stage"] in ("calibrate", "compress"):
+                if r["stage"] == "memory plan" and r.get("plan"):
+                    est = ", ".join(f"{k} {v / MIB:,.0f} MiB"
+                                    for k, v in r["plan"]["stages"].items())
+                    lines.append(f"  - memory plan estimates: {est}")
+                if r["stage"] in ("calibrate", "compress", "evaluate"):
                     lines.append(f"  - {r['stage']} N = {r.get('samples')}, T = {r.get('steps')}:"
                                  f" {'ok' if r.get('ok') else 'failed, ' + r.get('error', '')}"
                                  f" (peak {r['peak_rss'] / MIB:,.0f} MiB, {r['wall_s']:.0f} s "
@@ -213,11 +219,15 @@ NOTES = ["", "## What the numbers say, and what is not covered", "",
          "Before, one batch's whole-sequence simulation kept every synapse's input sequence "
          "(for count_synops) and every recorded source: that is what grew by p1 MiB per step "
          "in the `evaluate-before` row of the growth table.",
-         "- Calibration's absolute peak still grows with T ({calib_growth}): "
-         "sbc_deploy.calibrate simulates each calibration batch over the whole sequence (its "
-         "SMP filter and Hessian sums take the whole sequence). Streaming it needs the "
-         "accumulator to carry the filter state across time chunks (the other half of issue "
-         "14, sbc_deploy/calibrate.py).",
+         "- Calibration's peak grew with T in the runs above ({calib_growth}; they predate "
+         "the change): sbc_deploy.calibrate simulated and summed each calibration batch over "
+         "its whole sequence. It now runs a batch in time chunks whose widest node value "
+         "stays within 64 MiB (sbc_deploy.calibrate.time_chunk), every neuron's state and "
+         "the SMP filter's state carried from chunk to chunk "
+         "(HessianAccumulator.begin/feed/finish), with the same sums (bit for bit at chunks "
+         "of a multiple of 32 steps, tests/test_calibrate.py, tests/test_hessian.py). "
+         "benchmarks/results/calibrate_memory.md measures the peak against T, whole vs "
+         "chunked, in fresh processes.",
          "- CIFAR10-DVS's 32,768-input read-out fits because sbc_deploy.memory plans a "
          "block-diagonal Hessian for it (the `memory plan` row names the blocks); a full "
          "Hessian of that layer alone is 32,768^2 x 8 B = 8 GiB (the run with full Hessians "
@@ -229,15 +239,17 @@ NOTES = ["", "## What the numbers say, and what is not covered", "",
          "- Spiking transformer: only the MLP half of a block is measured. The attention half "
          "cannot be expressed in the IR: it has no node that multiplies two activations "
          "(Q K^T, then the scores times V), no softmax and no layer norm.",
-         "- VGG-11: with a 4 GiB plan budget sbc_deploy.memory chose no blocks, yet compress "
-         "needed more than the 6 GiB process limit (the plan underestimates compress for the "
-         "4096-wide classifier layers); with a 2 GiB plan budget it chose blocks (64 inputs for "
-         "five conv layers and fc2/fc3, 1,024 for conv7: a coarse approximation of the SBC "
-         "objective whose loss is not measured here) and compress completed (Additional runs). "
-         "Under the 8 GiB limit itself, with an 8 GiB plan budget (no blocks: full Hessians), "
-         "VGG-11 completes every stage at a 6.0 GiB peak in compress (Additional runs, "
-         "scale_vgg11_limit8gib.json), so it fits this machine's 8 GiB; the plan's compress "
-         "estimate is still too low for it (sbc_deploy/memory.py).",
+         "- VGG-11: in the runs above (before issue 14's memory work) the plan chose no blocks "
+         "under a 4 GiB budget, yet compress needed more than the 6 GiB process limit (the "
+         "plan underestimated the solver: every layer's H kept twice, W's ~20 float64 copies "
+         "in the ADMM solve); under an 8 GiB limit and plan it completed at a 6.0 GiB peak "
+         "(scale_vgg11_limit8gib.json). The estimates are now upper bounds term by term "
+         "(sbc_deploy/memory.py; estimated vs measured for every stage: "
+         "benchmarks/results/memory_accuracy.md): under a 4 GiB process limit and a 4 GiB "
+         "plan the plan gives conv8, conv10 and fc2 blocks of 1,024 inputs and conv11 blocks of "
+         "2,048, estimates compress at ~3.9 GiB, and every stage completes, compress at a "
+         "~3 GiB peak (scale_vgg11_limit4gib.json, Additional runs). A budget the cheapest "
+         "form cannot meet is refused by the plan before any work (tests/test_memory.py).",
          "- SEW-ResNet-18 at 224 x 224 has the same layer shapes (hence the same compress cost "
          "and memory) as at 64 x 64; its compress was not re-run.",
          "- Max pooling is replaced by average pooling (the IR has sum and average pools)."]

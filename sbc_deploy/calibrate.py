@@ -4,17 +4,22 @@ Stage contract: ``Graph`` + inputs ``x [N, T, *input_shape]`` -> :class:`Calibra
 holding per synapse layer the float64 sums of :math:`(K X)^\top (K X)` and their counts
 (:class:`~sbc_deploy.compress.hessian.HessianSum`). Streaming: batches of ``batch_size``
 sequences go through :func:`sbc_deploy.sim.simulate`, whose ``on_synapse_input`` hook hands every
-layer its whole input sequence; the sums never hold more than one batch of inputs, so memory
-does not grow with ``N``. The simulator runs a feed-forward graph a layer at a time (each
-synapse over all ``T`` at once, then a scan per neuron) and steps only recurrent cycles through
-time; each layer's batch is then filtered once and summed by GEMMs (float64 by default,
+layer its input sequence; the sums never hold more than one batch of inputs, so memory does not
+grow with ``N``. A batch whose sequence is longer than :func:`time_chunk` steps (its widest node
+value over :data:`CHUNK_BYTES`) is simulated in time chunks, every neuron's state carried, and
+each layer's chunk is filtered and summed as it arrives, the SMP filter's state carried
+(:meth:`~sbc_deploy.compress.hessian.HessianAccumulator.begin`), so that memory does not grow
+with ``T`` either. The simulator runs a feed-forward graph a layer at a time (each synapse over
+all the chunk's steps at once, then a scan per neuron) and steps only recurrent cycles through
+time; each layer's batch (or chunk) is filtered once and summed by GEMMs (float64 by default,
 float32 on request) into float64
 (:class:`~sbc_deploy.compress.hessian.HessianAccumulator`). ``metadata`` records the wall time,
-the time in the sums and their floating-point operations.
+the time in the sums, their floating-point operations and the time chunk.
 
 Under :func:`sbc_deploy.distributed.session` batch ``b`` is simulated by rank
 ``b % world_size`` and every batch's sums are added in batch order on every rank: the
-single-process sums, bit for bit.
+single-process sums, bit for bit when each batch is one chunk (with time chunks a single
+process adds the chunks' GEMMs straight into its totals: equal within float64 rounding).
 
 Kernels (``kernel=``): ``"smp"`` filters each layer's inputs by the SMP kernel of the neuron that
 follows it (SBC); ``"current"`` uses ``K = I`` for every layer (OBC / GPTQ / SparseGPT).
@@ -46,6 +51,7 @@ import torch
 from sbc_deploy.compress.hessian import (
     KERNELS,
     PRECISIONS,
+    SCAN_BLOCK,
     BatchSum,
     HessianAccumulator,
     HessianSum,
@@ -63,7 +69,11 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
-__all__ = ["Calibration", "calibrate", "layer_row_weight"]
+CHUNK_BYTES = 64 << 20
+"""Default of ``calibrate(chunk_bytes=)``: bytes of the widest node value of one time chunk
+(``[steps, batch, *shape]`` float32), as the evaluation's ``EVAL_MEMORY_BUDGET``."""
+
+__all__ = ["CHUNK_BYTES", "Calibration", "calibrate", "layer_row_weight", "time_chunk"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,6 +107,7 @@ class Calibration:
     row_fraction: float = 1.0
     seed: int = 0
     blocks: Mapping[str, int] = field(default_factory=dict)
+    chunk_bytes: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", MappingProxyType(dict(self.layers)))
@@ -119,7 +130,8 @@ class Calibration:
         fresh = calibrate(graph, self.data, kernel=self.kernel, batch_size=self.batch_size,
                           device=self.device, max_groups=self.max_groups, layers=tuple(names),
                           threads=self.threads, progress=progress, precision=self.precision,
-                          row_fraction=self.row_fraction, seed=self.seed, blocks=self.blocks)
+                          row_fraction=self.row_fraction, seed=self.seed, blocks=self.blocks,
+                          chunk_bytes=self.chunk_bytes)
         return replace(self, layers={**self.layers, **fresh.layers})
 
     def __add__(self, other: Calibration) -> Calibration:
@@ -175,7 +187,8 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
               layers: Sequence[str] | None = None, threads: int | None = None,
               progress: Progress | None = None, precision: str = "float64",
               row_fraction: float = 1.0, seed: int = 0,
-              blocks: Mapping[str, int] | None = None) -> Calibration:
+              blocks: Mapping[str, int] | None = None,
+              chunk_bytes: int | None = CHUNK_BYTES) -> Calibration:
     """Simulate ``graph`` on ``data`` and sum one Hessian per synapse layer, streaming.
 
     The simulator runs a feed-forward graph layer at a time (each synapse over all ``T`` at
@@ -204,6 +217,16 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
             ``seed`` and the batch index).
         blocks: layer name -> block size: sum only that layer's diagonal blocks (a
             block-diagonal Hessian, for layers whose full Hessian does not fit).
+        chunk_bytes: bytes of the widest node value of one time chunk (:func:`time_chunk`;
+            default :data:`CHUNK_BYTES`). When a batch's sequence is longer than a chunk it is
+            simulated chunk by chunk (neuron states carried) and each chunk filtered and summed
+            as it comes (filter states carried, :meth:`HessianAccumulator.begin`), so that the
+            peak does not grow with ``T``; in one process the chunks' GEMMs go straight into
+            the totals. The sums equal the whole-sequence ones (bit for bit when the chunks
+            are multiples of 32 steps and each batch adds its own sums, as under
+            torch.distributed; else within float64 rounding, ~1e-15 relative, exact for
+            integer-valued sums such as spikes through IF or readout kernels). ``None``: the
+            whole sequence at once.
 
     Raises:
         ConfigError: unknown kernel, bad batch size, device, precision, row fraction or block
@@ -237,10 +260,14 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
         raise ConfigError(f"not synapse layers of the graph: {', '.join(unknown)}",
                           where="calibrate(layers=)" if not set(unknown) <= set(blocks)
                           else "calibrate(blocks=)")
+    if chunk_bytes is not None and (not isinstance(chunk_bytes, int) or chunk_bytes < 1):
+        raise ConfigError(f"must be a positive number of bytes or None, got {chunk_bytes!r}",
+                          where="calibrate(chunk_bytes=)")
     x = _inputs(data)
     settings = {"kernel": kernel, "batch_size": batch_size, "device": device,
                 "max_groups": max_groups, "threads": threads, "precision": precision,
-                "row_fraction": row_fraction, "seed": seed, "blocks": blocks}
+                "row_fraction": row_fraction, "seed": seed, "blocks": blocks,
+                "chunk_bytes": chunk_bytes}
     accumulators: dict[str, HessianAccumulator] = {}
     for layer in synapse_layers:
         if layer.name not in wanted:
@@ -259,12 +286,37 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
     total = int(x.shape[0])
     n_batches = -(-total // batch_size)
     names = list(accumulators)
+    steps = int(x.shape[1])
+    t_chunk = time_chunk(graph, steps, min(batch_size, total), chunk_bytes)
+    chunked = t_chunk < steps
     done, sum_seconds, start = 0, 0.0, time.perf_counter()
     with torch_threads(threads):
         for first in range(0, n_batches, world):
             index = first + rank
             parts: dict[str, BatchSum] = {}
-            if index < n_batches:
+            if index < n_batches and chunked:
+                # the sequence in time chunks, the neurons' and the filters' states carried
+                batch = _batch(x, index, batch_size)
+                for acc in accumulators.values():
+                    acc.begin(index, into_totals=group is None)
+
+                def feed(name: str, inputs: torch.Tensor) -> None:
+                    nonlocal sum_seconds
+                    if name in accumulators:
+                        tick = time.perf_counter()
+                        accumulators[name].feed(inputs)
+                        sum_seconds += time.perf_counter() - tick
+
+                simulate(graph, batch, on_synapse_input=feed, device=dev, time_chunk=t_chunk,
+                         batch_chunk=int(batch.shape[1]))
+                del batch
+                tick = time.perf_counter()
+                for name, acc in accumulators.items():
+                    part = acc.finish()
+                    if part is not None:
+                        parts[name] = part
+                sum_seconds += time.perf_counter() - tick
+            elif index < n_batches:
                 batch = _batch(x, index, batch_size)
 
                 def on_synapse_input(name: str, inputs: torch.Tensor, index: int = index) -> None:
@@ -290,10 +342,34 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
                 progress(done, total)
     log.debug("calibrated %d layers on %d sequences (%s kernel)", len(accumulators), total, kernel)
     timing = {"seconds": time.perf_counter() - start, "sum_seconds": sum_seconds,
-              "sum_flops": sum(_gram_flops(acc) for acc in accumulators.values())}
-    return Calibration({name: acc.result() for name, acc in accumulators.items()},
-                       steps=int(x.shape[1]), n_samples=total, data=x, metadata=timing,
+              "sum_flops": sum(_gram_flops(acc) for acc in accumulators.values()),
+              "time_chunk": t_chunk}
+    sums = {}
+    for name in names:  # one layer's totals and their frozen copy alive at a time
+        sums[name] = accumulators.pop(name).result()
+    return Calibration(sums, steps=steps, n_samples=total, data=x, metadata=timing,
                        **settings)  # type: ignore[arg-type]
+
+
+def time_chunk(graph: Graph, steps: int, batch: int, chunk_bytes: int | None) -> int:
+    """Steps per time chunk of a calibration batch of ``batch`` sequences.
+
+    The widest node value of a chunk (``[chunk, batch, *shape]`` float32) stays within
+    ``chunk_bytes`` (at least one step); chunks of 32 steps or more are cut to a multiple of
+    :data:`~sbc_deploy.compress.hessian.SCAN_BLOCK`, so that the filter's blocks are those of
+    the whole sequence. ``None``: the whole sequence (no chunks).
+    """
+    if chunk_bytes is None or steps <= 1:
+        return max(steps, 1)
+    widest = max(max(math.prod(int(v) for v in node.output_shape),
+                     math.prod(int(v) for v in node.input_shape))
+                 for node in graph.nodes.values()) * 4 * max(batch, 1)
+    chunk = max(1, int(chunk_bytes) // max(widest, 1))
+    if chunk >= steps:
+        return steps
+    if chunk >= SCAN_BLOCK:
+        chunk -= chunk % SCAN_BLOCK
+    return chunk
 
 
 def _gram_flops(acc: HessianAccumulator) -> float:

@@ -5,31 +5,66 @@ Stage contract: ``Graph`` + the run's sizes (samples per batch, steps) + a budge
 made block-diagonal so that the run fits, and notes saying so. :func:`plan_memory` raises
 :class:`MemoryBudgetError` when no allowed form fits.
 
-The estimates are upper bounds from shapes alone (every value ``float32`` in the simulator,
-Hessian sums ``float64``):
+The estimates are upper bounds of the process's peak resident memory during each stage, from
+shapes alone, term by term what the code allocates (simulator values ``float32``, Hessians and
+the solver's weights ``float64``; ``|W_l| = n_out * n_in`` weights, ``|H_l|`` Hessian values,
+``S = sum_l |H_l| * 8`` bytes of Hessian sums). benchmarks/memory_accuracy.py measures them
+against the peaks of real runs (benchmarks/results/memory_accuracy.md)::
 
-    every      RUNTIME (Python, torch and the package: 512 MiB)
-    simulate   sum over nodes of B * T * |node output| * 4      (every value of a batch alive)
-               + the weights
-    calibrate  simulate(calibration batch)
-               + sum over layers of 2 * |H_l| * 8               (the sums and one batch's sums)
-               + B * T * |largest layer input| * 4 * 2          (the filtered copy, its layout)
-               + one im2col chunk (chunk_elements * 4 * 3)
-    compress   sum over layers of 3 * |H_l| * 8                 (the calibration, the solver's
-                                                                 copy of every layer's H, and
-                                                                 the scaled copy being made)
-               + 6 * |H of the largest single block solved| * 8 (damped H, its inverse, the
-                                                                 Cholesky factors, temporaries)
-               + 8 * |W_l| * 8 for the largest layer            (W, Q, mask, ADMM state)
+    every      RUNTIME (Python, torch and the package: 512 MiB) + the graph's arrays (weights
+               and per-neuron parameters)
+               + the data held by the caller (``data_bytes``)
+    simulate   the chunk actually simulated: (time_chunk, batch_chunk) from
+               sim.chunk_plan(sim_memory_budget), times the largest set of node values alive
+               at once in the schedule (a value lives from its node to its last consumer; a
+               synapse also holds two copies of its input for the SynOps count and a
+               convolution its im2col columns, a neuron its drive and spikes: 3 x its output)
+               + the outputs kept whole (twice: the chunks and their concatenation)
+               + the batch's input sequence (twice: the caller's and the float copy)
+               + the simulator's float32 copy of the weights and NEURON_PARAMETERS float32
+                 values per neuron
+    calibrate  the same for one calibration batch in time chunks of calibrate.time_chunk
+               (the whole batch, chunks of CHUNK_BYTES of the widest value)
+               + S (the totals: one buffer per layer, the chunks' GEMMs go straight in)
+               + the summing of one layer's chunk: its input in float64, the filtered copy,
+                 its channels-last copy and the carried frames (4 x 8 bytes per input value),
+                 the carried frames of every kernel and the unfolded rows
+                 ((kernels + 3) * CHUNK_ELEMENTS * 8) and one GEMM's result (|H_l| * 8)
+               (or, at the end, instead of the chunk: the frozen copy of one layer's totals,
+                 and for a Conv2d's channels-last sums their permuted clone: max_l of
+                 |H_l| * 8 * (1, or 2 + 2 / kernels))
+               + S and world x max_l |H_l| * 8 more under torch.distributed (batch sums)
+    evaluate compressed (the pipeline's evaluation after compress)
+               simulate + S (the calibration, kept for further targets) + sum_l |W_l| * 12
+               (the compressed graph's float64 weights and the simulator's float32 copy)
+    compress   2 * S (the calibration's sums and the solver's float64 copy of every
+               layer's H, made for all layers before the allocation)
+               + sum_l |W_l| * 8 (every layer's W in float64)
+               + sum_l |W_l| * 17 (every layer's result: Q float64, the mask, the new
+               float64 weights)
+               + max over layers of the solve: C_H * |H of one solve| * 8 + C_W * n_out *
+                 (inputs of one solve) * 8 (+ 9 * |W_l| for the block-diagonal form's Q and
+                 mask), one solve = the whole layer, or one diagonal block
 
 with ``|H_l| = kernel_groups * conv_groups * n_in**2`` for a full Hessian and
-``kernel_groups * conv_groups * n_blocks * b**2`` for blocks of ``b`` inputs.
+``kernel_groups * conv_groups * n_blocks * b**2`` for blocks of ``b`` inputs. ``C_H`` and ``C_W``
+count the solver's (ADMM, the default) Hessian- and weight-sized buffers alive at its peak:
+the damped H and its inverse per row group, their stack, the preconditioned H in float64 and
+float32 and the Cholesky factors (``C_H = 5.5 * groups + 1``); W's copies (``C_W``, measured:
+:data:`SOLVE_W_COPIES`).
 
-A layer whose full Hessian would not fit gets a block-diagonal Hessian (the largest power-of-two
-block size, at least :data:`MIN_BLOCK`, that fits; the largest layers first): blocks of
-consecutive inputs, couplings between blocks dropped, each block solved on its own
-(``sbc_deploy.compress``). That is an approximation of the SBC objective; the report says
-which layers got it (benchmarks/results/calibrate.md measures its loss).
+When the run would not fit, layers get block-diagonal Hessians: one power-of-two block size
+(at least :data:`MIN_BLOCK`) for every layer wider than it, the largest that fits; then each
+layer, narrowest first, gets back its full Hessian or the coarsest blocks that still fit, so
+that the approximation stays where it is needed. Blocks of consecutive inputs, couplings
+between blocks dropped, each block solved on its own (``sbc_deploy.compress``). That is an
+approximation of the SBC objective; the report says which layers got it
+(benchmarks/results/calibrate.md measures its loss).
+
+Not modelled: the ``"exact"`` solver (greedy OBS keeps one inverse Hessian per row: far more
+than ADMM), sequential propagation (a compress that re-calibrates each layer: add the
+calibrate stage of one layer), and memory the allocator keeps after a stage (the pipeline
+returns it between its large stages, :func:`release_freed_memory`).
 """
 
 from __future__ import annotations
@@ -45,12 +80,13 @@ from typing import Any
 
 from sbc_deploy.compress.hessian import conv_groups, kernel_for_neuron
 from sbc_deploy.errors import ConfigError
-from sbc_deploy.ir import Graph
+from sbc_deploy.ir import Conv2d, Graph
 
 log = logging.getLogger(__name__)
 
 __all__ = ["MIN_BLOCK", "MemoryBudgetError", "MemoryPlan", "StageEstimate", "cifar10_dvs_csnn",
-           "default_budget", "format_bytes", "parse_size", "plan_memory"]
+           "default_budget", "estimate", "format_bytes", "parse_size", "plan_memory",
+           "release_freed_memory"]
 
 MIN_BLOCK = 64
 """Smallest block of a block-diagonal Hessian the planner chooses."""
@@ -59,6 +95,8 @@ DEFAULT_FRACTION = 0.5
 """Default budget: this fraction of the machine's physical memory."""
 
 CHUNK_ELEMENTS = 1 << 22  # HessianAccumulator.chunk_elements
+EVAL_CHUNK_BYTES = 64 << 20  # sbc_deploy.pipeline.EVAL_MEMORY_BUDGET (the evaluation's chunks)
+CALIB_CHUNK_BYTES = 64 << 20  # sbc_deploy.calibrate.CHUNK_BYTES (the calibration's chunks)
 RUNTIME = 512 * 1024**2
 """The process itself (Python, torch, the package) before any tensor: added to every stage."""
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
@@ -88,6 +126,26 @@ def parse_size(text: str | int) -> int:
     if size <= 0:
         raise ConfigError(f"must be positive, got {text!r}", where="--memory-budget")
     return size
+
+
+def release_freed_memory() -> bool:
+    """Give the heap's freed pages back to the operating system (glibc ``malloc_trim``).
+
+    Tensors under glibc's mmap threshold (up to 32 MiB) are allocated on the heap; once freed
+    their pages stay resident, so a stage would start with the previous stages' garbage on top
+    of what it holds (measured: 640 -> 386 MiB after two DVS128 calibrations). The pipeline
+    calls this between its large stages, so that each stage's peak is what the estimates
+    above count. Returns whether anything was released; a no-op without glibc.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return False
 
 
 def default_budget(fraction: float = DEFAULT_FRACTION) -> int:
@@ -150,9 +208,12 @@ class MemoryPlan:
 class _LayerSize:
     name: str
     n_in: int
+    n_out: int
+    kernels: int    # kernel groups
     hessians: int   # kernel groups x conv groups
     weights: int
     input_values: int  # per sample and step
+    channels_last: bool = False  # a Conv2d without groups: sums kept in channels-last order
 
 
 def _layers(graph: Graph, kernel: str, max_groups: int) -> list[_LayerSize]:
@@ -162,9 +223,11 @@ def _layers(graph: Graph, kernel: str, max_groups: int) -> list[_LayerSize]:
         n_in = math.prod(int(v) for v in syn.weight.shape[1:])
         kernels, _ = kernel_for_neuron(layer.neuron, syn.out_channels, kind=kernel,
                                        max_groups=max_groups)
-        sizes.append(_LayerSize(layer.name, n_in, len(kernels) * conv_groups(syn),
+        sizes.append(_LayerSize(layer.name, n_in, int(syn.weight.shape[0]), len(kernels),
+                                len(kernels) * conv_groups(syn),
                                 int(math.prod(syn.weight.shape)),
-                                math.prod(int(v) for v in syn.input_shape)))
+                                math.prod(int(v) for v in syn.input_shape),
+                                isinstance(syn, Conv2d) and conv_groups(syn) == 1))
     return sizes
 
 
@@ -174,55 +237,204 @@ def _hessian_values(size: _LayerSize, block: int | None) -> int:
     return size.hessians * -(-size.n_in // block) * block**2
 
 
-def _activations(graph: Graph, batch: int, steps: int) -> int:
-    values = sum(math.prod(int(v) for v in node.output_shape) for node in graph.nodes.values()
-                 if getattr(node, "output_shape", None) is not None)
-    return 4 * batch * steps * values
+SOLVE_W_COPIES = 20
+"""Weight-sized float64 buffers alive at the peak of one ADMM solve (W and its copy, the
+preconditioned weights and right-hand sides, the masks' candidates, the reconstruction's
+conjugate gradients and the swap refinement), measured on layers of 4096 x 2048 and
+512 x 4608 (benchmarks/memory_accuracy.py); rounded up."""
+
+
+def _solve_h_copies(size: _LayerSize) -> float:
+    """Hessian-sized float64 buffers of one solve, per the module docstring."""
+    return 5.5 * size.hessians + 1
+
+
+def _size(node: Any, attr: str) -> int:
+    shape = getattr(node, attr, None)
+    return 0 if shape is None else math.prod(int(v) for v in shape)
+
+
+def _live_values(graph: Graph, *, hook: bool) -> int:
+    """The most node values (per sample and step) alive at once while the simulator runs a
+    chunk: each value lives from its node to its last consumer; a node also holds its own
+    temporaries (a neuron its drive, spikes and output: 3x; a convolution its im2col columns;
+    a synapse with a hook the hook's two copies of its input, for the SynOps count)."""
+    from sbc_deploy.ir import Neuron, Synapse
+
+    try:
+        from sbc_deploy.sim.float_sim import _schedule
+        units = [unit for unit, _ in _schedule(graph)]
+    except Exception:  # pragma: no cover - a schedule the simulator would refuse anyway
+        units = [(name,) for name in graph.topological_order]
+    uses = {name: len(graph.successors(name)) for name in graph.nodes}
+    alive: dict[str, int] = {}
+    peak = 0
+    for unit in units:
+        members = set(unit)
+        work = 0
+        for name in unit:
+            node = graph.nodes[name]
+            out = _size(node, "output_shape")
+            preds = graph.predecessors(name)
+            summed = _size(node, "input_shape") if len(preds) > 1 else 0
+            if isinstance(node, Neuron):
+                work += 3 * out + summed
+            elif isinstance(node, Synapse):
+                work += out + summed + (2 * _size(node, "input_shape") if hook else 0)
+                if len(getattr(node.weight, "shape", ())) > 2:  # a convolution's im2col
+                    positions = out // max(int(node.weight.shape[0]), 1)
+                    work += math.prod(int(v) for v in node.weight.shape[1:]) * positions * int(
+                        getattr(node, "groups", 1))
+            else:
+                work += out + summed
+        if len(unit) > 1:  # a cycle: every step's outputs listed, then stacked
+            work *= 2
+        peak = max(peak, sum(alive.values()) + work)
+        for name in unit:
+            alive[name] = _size(graph.nodes[name], "output_shape")
+        for name in unit:
+            for src in graph.predecessors(name):
+                if src in members:
+                    continue
+                uses[src] -= 1
+                if uses[src] <= 0 and src not in graph.outputs:
+                    alive.pop(src, None)
+        for name in unit:
+            if uses[name] == 0 and name not in graph.outputs:
+                alive.pop(name, None)
+    return max(peak, 1)
+
+
+def _input_values(graph: Graph) -> int:
+    return sum(_size(graph.nodes[name], "shape") or _size(graph.nodes[name], "output_shape")
+               for name in graph.inputs)
+
+
+def _output_values(graph: Graph) -> int:
+    return sum(_size(graph.nodes[name], "shape") or _size(graph.nodes[name], "input_shape")
+               for name in graph.outputs)
 
 
 def _weights(graph: Graph) -> int:
-    return 4 * sum(math.prod(layer.synapse.weight.shape) for layer in graph.synapse_layers())
+    """Bytes of the graph's arrays as held: weights, biases, neuron parameters (which are per
+    neuron, as large as a convolution's output, for conv-shaped neurons)."""
+    import numpy as np
+
+    total = 0
+    for node in graph.nodes.values():
+        for value in vars(node).values():
+            if isinstance(value, np.ndarray):
+                total += int(value.nbytes)
+    return total
+
+
+NEURON_PARAMETERS = 8
+"""Per-neuron float32 tensors the simulator compiles for each neuron node (decays, gains,
+threshold, reset, drive, state), an upper bound."""
+
+
+def _neurons(graph: Graph) -> int:
+    from sbc_deploy.ir import Neuron
+
+    return sum(_size(node, "output_shape") for node in graph.nodes.values()
+               if isinstance(node, Neuron))
+
+
+def _simulate_bytes(graph: Graph, steps: int, batch: int, t_chunk: int, b_chunk: int,
+                    hook: bool) -> int:
+    """Bytes the simulator adds for one batch run in chunks of ``t_chunk x b_chunk``."""
+    chunk = 4 * t_chunk * b_chunk * _live_values(graph, hook=hook)
+    whole = 4 * steps * batch
+    compiled = 4 * (sum(math.prod(layer.synapse.weight.shape)
+                        for layer in graph.synapse_layers())
+                    + NEURON_PARAMETERS * _neurons(graph))
+    return chunk + 2 * whole * _output_values(graph) + 2 * whole * _input_values(graph) + compiled
 
 
 def estimate(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: int,
              calibrate: bool, kernel: str = "smp", max_groups: int = 8,
              blocks: Mapping[str, int] | None = None, world_size: int = 1,
-             budget: int | None = None) -> tuple[StageEstimate, ...]:
+             budget: int | None = None, sim_memory_budget: int | None = EVAL_CHUNK_BYTES,
+             calib_chunk_bytes: int | None = CALIB_CHUNK_BYTES,
+             data_bytes: int = 0) -> tuple[StageEstimate, ...]:
     """The estimate of every stage with the given block sizes (see the module docstring)."""
+    from sbc_deploy.calibrate import time_chunk
+    from sbc_deploy.sim.float_sim import chunk_plan
+
     blocks = dict(blocks or {})
-    layers = _layers(graph, kernel, max_groups) if calibrate else []
+    base = RUNTIME + _weights(graph) + int(data_bytes)
+    t_chunk, b_chunk = chunk_plan(graph, steps, batch_size, sim_memory_budget)
     stages = [StageEstimate(
-        "simulate", RUNTIME + _activations(graph, batch_size, steps) + _weights(graph),
-        f"{batch_size} samples x {steps} steps, every node's values alive")]
+        "simulate", base + _simulate_bytes(graph, steps, batch_size, t_chunk, b_chunk, True),
+        f"{batch_size} samples x {steps} steps in chunks of {b_chunk} samples x {t_chunk} "
+        f"steps")]
+    layers = _layers(graph, kernel, max_groups) if calibrate else []
     if not layers:
         return tuple(stages)
+    # calibrate
     sums = sum(_hessian_values(s, blocks.get(s.name)) for s in layers) * 8
-    largest_input = max(s.input_values for s in layers)
-    exchange = max(_hessian_values(s, blocks.get(s.name)) for s in layers) * 8 * (
-        world_size if world_size > 1 else 0)
-    calib = (RUNTIME + _activations(graph, calib_batch_size, steps) + _weights(graph) + 2 * sums
-             + 8 * calib_batch_size * steps * largest_input + 12 * CHUNK_ELEMENTS + exchange)
+    largest = max(_hessian_values(s, blocks.get(s.name)) for s in layers) * 8
+    c_chunk = time_chunk(graph, steps, calib_batch_size, calib_chunk_bytes)
+    summing = max(
+        32 * calib_batch_size * c_chunk * s.input_values
+        + (s.kernels + 3) * CHUNK_ELEMENTS * 8
+        + _hessian_values(s, blocks.get(s.name)) // s.kernels * 8
+        for s in layers)
+    # at the end, one layer at a time: its frozen copy, and for channels-last sums the
+    # permuted clone and the two index_select temporaries of one kernel's slice
+    result = max(_hessian_values(s, blocks.get(s.name)) * 8
+                 * (1 + ((1 + 2 / s.kernels) if s.channels_last and s.name not in blocks
+                         else 0))
+                 for s in layers)
+    exchange = (sums + world_size * largest) if world_size > 1 else 0
+    feeding = _simulate_bytes(graph, steps, calib_batch_size, c_chunk, calib_batch_size,
+                              False) + summing
+    calib = base + sums + int(max(feeding, result)) + exchange
     stages.append(StageEstimate(
-        "calibrate", calib, f"Hessian sums {format_bytes(sums)} (x2: totals and one batch)"))
-    solve = max(6 * 8 * _block_values(s, blocks.get(s.name)) for s in layers)
-    weights = max(8 * 8 * s.weights for s in layers)
+        "calibrate", calib, f"Hessian sums {format_bytes(sums)}, chunks of {c_chunk} steps"))
+    # compress
+    kept = sum(s.weights for s in layers) * (8 + 17)
+    solve = max(_solve_bytes(s, blocks.get(s.name)) for s in layers)
     stages.append(StageEstimate(
-        "compress", RUNTIME + 3 * sums + solve + weights,
-        f"every layer's H three times {format_bytes(3 * sums)}, largest solve "
-        f"{format_bytes(solve)}"))
+        "compress", base + 2 * sums + kept + solve,
+        f"every layer's H twice {format_bytes(2 * sums)}, weights and results "
+        f"{format_bytes(kept)}, largest solve {format_bytes(solve)}"))
+    # the pipeline evaluates the compressed graph while it holds the calibration (for the
+    # next target) and both graphs: the compressed one's float64 weights and its copies
+    compressed = sum(s.weights for s in layers) * (8 + 4)
+    stages.append(StageEstimate(
+        "evaluate compressed", stages[0].bytes + sums + compressed,
+        f"the evaluation with the Hessian sums {format_bytes(sums)} and the compressed "
+        f"graph held"))
     return tuple(stages)
 
 
-def _block_values(size: _LayerSize, block: int | None) -> int:
-    """Hessian values of the largest single solve (one block, or the whole layer)."""
-    side = size.n_in if block is None else min(block, size.n_in)
-    return size.hessians * side**2
+def _solve_bytes(size: _LayerSize, block: int | None) -> int:
+    """Peak bytes of one layer's solve: the whole layer, or one diagonal block at a time."""
+    side = size.n_in if block is None or block >= size.n_in else block
+    h = _solve_h_copies(size) * size.hessians * side**2 * 8
+    w = SOLVE_W_COPIES * size.n_out * side * 8
+    if side < size.n_in:
+        w += 9 * size.weights   # the layer's Q (float64) and mask, filled block by block
+    return int(h + w)
+
+
+def _wider(block: int, n_in: int) -> list[int | None]:
+    """Coarser forms than blocks of ``block``, the coarsest first (``None``: full Hessian)."""
+    out: list[int | None] = [None]
+    wider = 1 << max(int(math.log2(max(n_in - 1, 1))), 0)
+    while wider > block:
+        out.append(wider)
+        wider //= 2
+    return out
 
 
 def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: int = 32,
                 calibrate: bool = True, budget: int | None = None, kernel: str = "smp",
                 max_groups: int = 8, world_size: int = 1,
-                allow_blocks: bool = True) -> MemoryPlan:
+                allow_blocks: bool = True, sim_memory_budget: int | None = EVAL_CHUNK_BYTES,
+                calib_chunk_bytes: int | None = CALIB_CHUNK_BYTES,
+                data_bytes: int = 0) -> MemoryPlan:
     """Estimate every stage; give the largest layers block-diagonal Hessians until it fits.
 
     Args:
@@ -236,6 +448,10 @@ def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: 
         world_size: processes (each holds the sums; calibration gathers one layer's batch sums
             from every process).
         allow_blocks: whether block-diagonal Hessians may be chosen.
+        sim_memory_budget: the evaluation's ``simulate(memory_budget=)`` (default: the
+            pipeline's ``EVAL_MEMORY_BUDGET``; ``None``: whole batches).
+        calib_chunk_bytes: ``calibrate(chunk_bytes=)`` (``None``: whole sequences).
+        data_bytes: the calibration and evaluation data the caller holds in memory.
 
     Raises:
         MemoryBudgetError: a stage does not fit even in the cheapest form; the message names the
@@ -244,7 +460,8 @@ def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: 
     budget = default_budget() if budget is None else int(budget)
     args = dict(steps=steps, batch_size=batch_size, calib_batch_size=calib_batch_size,
                 calibrate=calibrate, kernel=kernel, max_groups=max_groups,
-                world_size=world_size)
+                world_size=world_size, sim_memory_budget=sim_memory_budget,
+                calib_chunk_bytes=calib_chunk_bytes, data_bytes=data_bytes)
     blocks: dict[str, int] = {}
     notes: list[str] = []
     stages = estimate(graph, blocks=blocks, **args)
@@ -254,21 +471,32 @@ def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: 
     def over(found: tuple[StageEstimate, ...]) -> list[StageEstimate]:
         return [s for s in found if s.stage != "simulate" and s.bytes > budget]
 
-    if allow_blocks:
-        for size in layers:
-            if not over(stages):
+    if allow_blocks and layers and over(stages):
+        # One block size for every layer wider than it, halved until the run fits (the
+        # largest that fits); then each layer, narrowest first, gets its full Hessian (or
+        # twice its block, and so on) back wherever the run still fits: the approximation only
+        # where it is needed, as coarse as the budget allows.
+        block = 1 << max(int(math.log2(max(layers[0].n_in - 1, 1))), 0)  # < widest n_in
+        while True:
+            blocks = {s.name: block for s in layers if s.n_in > block}
+            stages = estimate(graph, blocks=blocks, **args)
+            if not over(stages) or block // 2 < MIN_BLOCK:
                 break
-            block = 1 << max(int(math.log2(max(size.n_in - 1, 1))), 0)  # < n_in
-            while block >= MIN_BLOCK:
-                blocks[size.name] = block
-                stages = estimate(graph, blocks=blocks, **args)
-                if not over(stages):
-                    break
-                if block // 2 < MIN_BLOCK:
-                    break
-                block //= 2
-            if blocks.get(size.name, size.n_in) >= size.n_in:
-                blocks.pop(size.name, None)
+            block //= 2
+        if not over(stages):
+            for size in reversed(layers):
+                if size.name not in blocks:
+                    continue
+                for wider in _wider(blocks[size.name], size.n_in):
+                    trial = {**blocks}
+                    if wider is None:
+                        trial.pop(size.name)
+                    else:
+                        trial[size.name] = wider
+                    found = estimate(graph, blocks=trial, **args)
+                    if not over(found):
+                        blocks, stages = trial, found
+                        break
     for name, block in blocks.items():
         notes.append(f"layer {name}: block-diagonal Hessian (blocks of {block} consecutive "
                      f"inputs; couplings between blocks dropped) to fit the memory budget of "

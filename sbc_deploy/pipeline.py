@@ -146,6 +146,9 @@ class _Timer:
     def __exit__(self, *exc: object) -> None:
         elapsed = time.perf_counter() - self.start
         self.clock.timings[self.name] = self.clock.timings.get(self.name, 0.0) + elapsed
+        if self.name in ("calibrate", "compress"):  # their freed heap back to the OS
+            from sbc_deploy.memory import release_freed_memory
+            release_freed_memory()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -440,7 +443,10 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
         memory = plan_memory(graph, steps=steps, batch_size=request.batch_size,
                              calibrate=calib is not None and request.method != "magnitude",
                              budget=request.memory_budget,
-                             world_size=1 if group is None else group.world_size)
+                             world_size=1 if group is None else group.world_size,
+                             sim_memory_budget=request.sim_memory_budget,
+                             data_bytes=sum(int(getattr(getattr(d, "x", None), "nbytes", 0))
+                                            for d in (calib, evaluation) if d is not None))
     targets = plan.targets
     with clock.stage("evaluate dense"):
         dense = _evaluate_float(graph, evaluation, request, progress, "evaluate dense")

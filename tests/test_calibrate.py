@@ -208,3 +208,58 @@ def test_deploy_records_the_calibration_settings_and_the_memory_plan(tmp_path):
     assert settings["memory"]["peak_bytes"] <= settings["memory"]["budget_bytes"]
     with pytest.raises(ConfigError, match="precision"):
         calibrate(bundled.load_bundled_model("nmnist_mlp"), None, precision="float16")
+
+
+def _widest_bytes(graph, batch):
+    return max(max(int(np.prod(n.output_shape)), int(np.prod(n.input_shape)))
+               for n in graph.nodes.values()) * 4 * batch
+
+
+def test_time_chunked_calibration_equals_whole_sequences_on_fixtures(rng):
+    """Calibration in time chunks (neuron and filter states carried, issue 14) against the whole
+    sequence at once: snntorch's conv net (real NIR file), one batch in chunks of 32 steps:
+    bit for bit; the bundled networks on their bundled data in chunks of 4 steps, several
+    batches summed straight into the totals: within 1e-13 (relative, Frobenius), the counts
+    and input rates equal."""
+    from sbc_deploy import bundled
+    from sbc_deploy.calibrate import time_chunk
+    from sbc_deploy.frontends import load_model
+
+    graph = load_model(fixture_path("nir", "scnn_mnist_snntorch.nir"), dt=1e-3, reset="subtract")
+    x = (rng.random((3, 40, 2, 34, 34)) < 0.3).astype(np.float32)
+    budget = _widest_bytes(graph, 3) * 40 - 1
+    assert time_chunk(graph, 40, 3, budget) == 32
+    chunked = calibrate(graph, x, batch_size=3, chunk_bytes=budget)
+    whole = calibrate(graph, x, batch_size=3, chunk_bytes=None)
+    assert chunked.metadata["time_chunk"] == 32 and whole.metadata["time_chunk"] == 40
+    for name, reference in whole.layers.items():
+        assert np.array_equal(chunked.layers[name].xtx, reference.xtx), name
+        assert np.array_equal(chunked.layers[name].x_sum, reference.x_sum), name
+    data = bundled.load_bundled_data("calib")
+    for model in ("nmnist_mlp", "nmnist_cnn"):
+        graph = bundled.load_bundled_model(model)
+        x = data.x[:24]
+        budget = _widest_bytes(graph, 8) * 4
+        assert time_chunk(graph, x.shape[1], 8, budget) == 4
+        chunked = calibrate(graph, x, batch_size=8, chunk_bytes=budget)
+        whole = calibrate(graph, x, batch_size=8, chunk_bytes=None)
+        for name, reference in whole.layers.items():
+            got = chunked.layers[name]
+            error = np.linalg.norm(got.xtx - reference.xtx)
+            assert error <= 1e-13 * np.linalg.norm(reference.xtx), (model, name)
+            assert (got.n_rows, got.n_samples, got.steps) == (
+                reference.n_rows, reference.n_samples, reference.steps)
+            assert np.array_equal(got.x_sum, reference.x_sum), (model, name)
+
+
+def test_time_chunk_sizes(rng):
+    from sbc_deploy.calibrate import time_chunk
+
+    graph = small_graph(rng)   # widest value: 8 floats per sample-step
+    assert time_chunk(graph, 100, 2, None) == 100
+    assert time_chunk(graph, 100, 2, 8 * 4 * 2 * 100) == 100   # fits whole
+    assert time_chunk(graph, 100, 2, 8 * 4 * 2 * 50) == 32     # cut to a multiple of 32
+    assert time_chunk(graph, 100, 2, 8 * 4 * 2 * 7) == 7
+    assert time_chunk(graph, 100, 2, 1) == 1
+    with pytest.raises(ConfigError, match="chunk_bytes"):
+        calibrate(graph, spikes(rng), chunk_bytes=0)

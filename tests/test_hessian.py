@@ -15,7 +15,7 @@ from sbc_deploy.compress.hessian import (
     temporal_kernel,
     unfold_input,
 )
-from sbc_deploy.errors import ConfigError, NumericalError
+from sbc_deploy.errors import ConfigError, NumericalError, ShapeError
 from sbc_deploy.ir import IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Integrator
 
 
@@ -280,3 +280,96 @@ def test_row_subsampling_is_an_unbiased_estimate(rng):
     assert np.array_equal(again, estimates[0])
     with pytest.raises(ConfigError, match="row_fraction"):
         _sums(synapse, x, row_fraction=0.0)
+
+
+# ---------------------------------------------------------------- time chunks (issue 14)
+
+
+def _chunk_layers():
+    return {
+        "affine": (Affine(np.zeros((3, 6))), (6,)),
+        "conv": (Conv2d(np.zeros((4, 3, 3, 3)), input_shape=(3, 5, 6), padding=1), (3, 5, 6)),
+        "conv_groups": (Conv2d(np.zeros((4, 1, 2, 3)), input_shape=(2, 5, 6), groups=2),
+                        (2, 5, 6)),
+    }
+
+
+def _accumulator(synapse, **options):
+    kernels = (TemporalKernel(beta=0.8), TemporalKernel(alpha=0.5, beta=0.9), TemporalKernel())
+    n_out = synapse.weight.shape[0]
+    return HessianAccumulator(synapse, kernels, np.arange(n_out) % 3, np.ones(n_out),
+                              chunk_elements=97, **options)
+
+
+def _fed(acc, x, lengths, index=0, into_totals=False):
+    acc.begin(index, into_totals=into_totals)
+    t0 = 0
+    for n in lengths:
+        acc.feed(x[t0:t0 + n])
+        t0 += n
+    assert t0 == x.shape[0]
+    return acc.finish()
+
+
+@pytest.mark.parametrize("layer", ["affine", "conv", "conv_groups"])
+@pytest.mark.parametrize("options", [{"precision": "float64"}, {"precision": "float32"},
+                                     {"precision": "float64", "row_fraction": 0.5, "seed": 4}])
+def test_time_chunks_of_32_steps_equal_the_whole_sequence_bit_for_bit(rng, layer, options):
+    """The SMP filter's state and the partial GEMM chunk carried across time chunks of
+    SCAN_BLOCK steps: the same sums, bit for bit, as the whole sequence at once (three kernels:
+    LIF, CUBA, identity; GEMM chunks that straddle the time chunks)."""
+    synapse, shape = _chunk_layers()[layer]
+    x = torch.as_tensor(rng.random((70, 3, *shape)) * (rng.random((70, 3, *shape)) < 0.4))
+    whole = _accumulator(synapse, **options).batch_sum(x, index=2)
+    chunked = _fed(_accumulator(synapse, **options), x, [32, 32, 6], index=2)
+    assert torch.equal(chunked.xtx, whole.xtx)
+    assert (chunked.n_rows, chunked.n_samples, chunked.steps) == (
+        whole.n_rows, whole.n_samples, whole.steps)
+    # input rates: summed over time in the GEMMs' precision, per chunk
+    tol = 1e-6 if options["precision"] == "float32" else 1e-13
+    assert torch.allclose(chunked.x_sum, whole.x_sum, rtol=tol)
+
+
+@pytest.mark.parametrize("layer", ["affine", "conv"])
+def test_odd_time_chunks_and_sums_into_the_totals_equal_batch_sums(rng, layer):
+    """Chunks of any length, summed straight into the totals over three batches: the batch
+    sums added up, within float64 rounding (closed form check of the filter in test above);
+    exactly for integer-valued sums (spikes through an integrator and the identity)."""
+    synapse, shape = _chunk_layers()[layer]
+    xs = [torch.as_tensor((rng.random((23, 2, *shape)) < 0.3).astype(np.float64))
+          for _ in range(3)]
+    reference = _accumulator(synapse, precision="float64")
+    for i, x in enumerate(xs):
+        reference.add(x, index=i)
+    streamed = _accumulator(synapse, precision="float64")
+    for i, x in enumerate(xs):
+        assert _fed(streamed, x, [5, 7, 1, 10], index=i, into_totals=True) is None
+    a, b = streamed.result(), reference.result()
+    assert np.allclose(a.xtx, b.xtx, rtol=1e-13, atol=0)
+    assert (a.n_rows, a.n_samples, a.steps) == (b.n_rows, b.n_samples, b.steps)
+    assert np.array_equal(a.x_sum, b.x_sum)  # spikes: integer sums
+    exact = HessianAccumulator(synapse, (TemporalKernel(beta=1.0), TemporalKernel()),
+                               np.arange(synapse.weight.shape[0]) % 2,
+                               np.ones(synapse.weight.shape[0]), precision="float64")
+    again = HessianAccumulator(synapse, exact.kernels, exact.groups, exact.row_weight,
+                               precision="float64")
+    for i, x in enumerate(xs):
+        exact.add(x, index=i)
+        _fed(again, x, [5, 7, 1, 10], index=i, into_totals=True)
+    assert np.array_equal(again.result().xtx, exact.result().xtx)
+
+
+def test_time_chunk_misuse_is_refused(rng):
+    synapse, shape = _chunk_layers()["affine"]
+    acc = _accumulator(synapse)
+    with pytest.raises(ShapeError, match="begin"):
+        acc.feed(torch.zeros(2, 1, *shape))
+    acc.begin(0)
+    acc.feed(torch.zeros(2, 3, *shape))
+    with pytest.raises(ShapeError, match="3"):
+        acc.feed(torch.zeros(2, 4, *shape))
+    with pytest.raises(ShapeError, match="already"):
+        acc.begin(1)
+    acc.add_batch_sum(acc.finish())
+    with pytest.raises(ShapeError, match="mixed"):
+        acc.begin(1, into_totals=True)

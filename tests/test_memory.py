@@ -13,7 +13,9 @@ from sbc_deploy.errors import ConfigError
 from sbc_deploy.ir import LIF, Affine, Graph, Input, Output
 from sbc_deploy.memory import (
     CHUNK_ELEMENTS,
+    NEURON_PARAMETERS,
     RUNTIME,
+    SOLVE_W_COPIES,
     MemoryBudgetError,
     cifar10_dvs_csnn,
     default_budget,
@@ -47,16 +49,41 @@ def test_estimates_are_the_closed_form_sums():
         ("lif2", LIF(beta=np.full(3, 0.9), v_threshold=np.ones(3))),
         ("out", Output((3,))),
     ], dt=1e-3)
-    plan = plan_memory(graph, steps=10, batch_size=4, calib_batch_size=5, budget=1 << 40)
+    plan = plan_memory(graph, steps=10, batch_size=4, calib_batch_size=5, budget=1 << 40,
+                       data_bytes=1000)
     stages = {s.stage: s.bytes for s in plan.stages}
-    values = 8 + 6 + 6 + 3 + 3 + 3                    # every node's output per sample-step
-    weights = 4 * (6 * 8 + 3 * 6)
-    assert stages["simulate"] == RUNTIME + 4 * 4 * 10 * values + weights
+    # the graph's arrays as held: float64 weights; the LIFs' beta, v_threshold, gain, v_leak,
+    # v_reset and bias (float64, one per neuron)
+    base = RUNTIME + 8 * (6 * 8 + 3 * 6) + 8 * 6 * (6 + 3) + 1000
+    # values alive at once, evaluating: at fc1, the input, fc1's output and the SynOps
+    # counter's two copies of its input
+    live = 8 + 6 + 2 * 8
+    # calibrating (no counter): lif1 holds fc1's output and 3x its own (drive, spikes, output)
+    live_calib = 6 + 3 * 6
+    whole = 2 * 3 + 2 * 8                             # outputs and inputs kept whole, twice
+    compiled = 4 * (6 * 8 + 3 * 6) + 4 * NEURON_PARAMETERS * (6 + 3)   # the simulator's copies
+    assert stages["simulate"] == base + 4 * 10 * 4 * (live + whole) + compiled
     sums = 8 * (2 * 8**2 + 1 * 6**2)                  # fc1: two decay groups; fc2: one
-    assert stages["calibrate"] == (RUNTIME + 4 * 5 * 10 * values + weights + 2 * sums
-                                   + 8 * 5 * 10 * 8 + 12 * CHUNK_ELEMENTS)
-    assert stages["compress"] == RUNTIME + 3 * sums + 6 * 8 * 2 * 8**2 + 8 * 8 * 48
+    summing = 32 * 5 * 10 * 8 + (2 + 3) * CHUNK_ELEMENTS * 8 + 8**2 * 8   # fc1's chunk
+    feeding = 4 * 10 * 5 * (live_calib + whole) + compiled + summing
+    assert stages["calibrate"] == base + sums + feeding   # > the end's copy of one layer
+    solve = int((5.5 * 2 + 1) * 2 * 8**2 * 8 + SOLVE_W_COPIES * 6 * 8 * 8)   # fc1
+    assert stages["compress"] == base + 2 * sums + 25 * (6 * 8 + 3 * 6) + solve
     assert not plan.blocks and not plan.notes and plan.peak == max(stages.values())
+
+
+def test_the_evaluation_estimate_follows_the_simulated_chunks():
+    """Streamed evaluation (the pipeline's 64 MiB chunks): the per-chunk term does not grow
+    with the batch or T; only the inputs and outputs kept whole do."""
+    graph = cifar10_dvs_csnn()
+    est = {}
+    for steps, batch, budget in ((16, 16, None), (16, 16, 64 << 20), (64, 64, 64 << 20)):
+        plan = plan_memory(graph, steps=steps, batch_size=batch, calibrate=False,
+                           budget=1 << 45, sim_memory_budget=budget)
+        est[steps, batch, budget] = plan.peak
+    assert est[16, 16, 64 << 20] < est[16, 16, None] / 2.5   # 256 sample-steps -> 8
+    whole_io = 2 * 4 * (2 * 128 * 128 + 10) * (64 * 64 - 16 * 16)
+    assert est[64, 64, 64 << 20] - est[16, 16, 64 << 20] == whole_io
 
 
 def test_a_128x128_csnn_gets_a_block_diagonal_dense_layer_within_8_gib():
@@ -81,7 +108,7 @@ def test_a_128x128_csnn_gets_a_block_diagonal_dense_layer_within_8_gib():
 def test_refusals_name_the_stage_and_the_budget():
     graph = cifar10_dvs_csnn()
     with pytest.raises(MemoryBudgetError, match="simulate stage .* budget of 1 GiB"):
-        plan_memory(graph, steps=16, batch_size=16, budget=1024**3)
+        plan_memory(graph, steps=16, batch_size=16, budget=1024**3, sim_memory_budget=None)
     with pytest.raises(MemoryBudgetError, match="calibrate|compress"):
         plan_memory(graph, steps=16, batch_size=1, calib_batch_size=1, budget=8 * 1024**3,
                     allow_blocks=False)
@@ -108,3 +135,38 @@ def test_cli_refuses_before_work_with_a_clear_message(tmp_path):
                           "--calib-row-fraction", "0"], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2 and "(0, 1]" in bad.stderr
+
+
+def test_blocks_only_where_needed_and_as_coarse_as_the_budget_allows():
+    """Two wide layers and a narrow one under budgets between the all-blocks and the full
+    estimate: the plan fits, and no blocked layer could get a coarser form (full, or twice its
+    block) and still fit (each choice is maximal)."""
+    from sbc_deploy.memory import estimate
+
+    rng = np.random.default_rng(1)
+    graph = Graph.chain([
+        ("in", Input((2048,))),
+        ("fc1", Affine(np.zeros((2048, 2048), np.float32))),
+        ("lif1", LIF(beta=np.full(2048, 0.9), v_threshold=np.ones(2048))),
+        ("fc2", Affine(np.zeros((512, 2048), np.float32))),
+        ("lif2", LIF(beta=rng.uniform(0.5, 0.9, 512), v_threshold=np.ones(512))),  # 8 kernels
+        ("fc3", Affine(np.zeros((10, 512), np.float32))),
+        ("out", Output((10,))),
+    ], dt=1e-3)
+    sizes = dict(steps=8, batch_size=4, calib_batch_size=4, calibrate=True)
+    full = plan_memory(graph, budget=1 << 45, **sizes).peak
+    for fraction in (0.5, 0.7, 0.9):
+        budget = int(full * fraction)
+        plan = plan_memory(graph, budget=budget, **sizes)
+        assert plan.blocks and plan.peak <= budget
+        assert "fc3" not in plan.blocks                  # narrow: never needed
+        for name, block in plan.blocks.items():
+            for coarser in (None, 2 * block):
+                trial = {**plan.blocks}
+                if coarser is None or coarser >= 2048:
+                    trial.pop(name)
+                else:
+                    trial[name] = coarser
+                worst = max(s.bytes for s in estimate(graph, blocks=trial, **sizes)
+                            if s.stage != "simulate")
+                assert worst > budget, (fraction, name, coarser)

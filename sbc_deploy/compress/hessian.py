@@ -146,20 +146,34 @@ class TemporalKernel:
 
     def filter(self, x: Tensor) -> Tensor:
         """``K @ x`` along the first (time) axis, by the recursion ``y[t] = d*y[t-1] + x[t]``."""
+        return self.filter_from(x, None)[0]
+
+    def filter_from(self, x: Tensor, state: tuple[Tensor, ...] | None
+                    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """``K @ x`` for a chunk of steps that continues an earlier one: ``(y, new state)``.
+
+        ``state``: the last filtered step of every stage (synaptic, then membrane) of the
+        previous chunk, or ``None`` at ``t = 0``. Filtering a sequence chunk by chunk, passing
+        the state on, equals filtering it whole (bit for bit when every chunk but the last has a
+        multiple of :data:`SCAN_BLOCK` steps: the same blocks, the same carries).
+        """
         if self.beta is None:
-            return x
-        y = x
-        for decay in ((self.alpha, self.beta) if self.alpha is not None else (self.beta,)):
-            y = _causal_filter(y, float(decay))  # type: ignore[arg-type]
-        return y
+            return x, ()
+        y, carried = x, []
+        decays = (self.alpha, self.beta) if self.alpha is not None else (self.beta,)
+        for k, decay in enumerate(decays):
+            previous = None if state is None else state[k]
+            y = _causal_filter(y, float(decay), previous)  # type: ignore[arg-type]
+            carried.append(y[-1].clone())
+        return y, tuple(carried)
 
 
 SCAN_BLOCK = 32
 """Steps per block of the blocked scan: one ``(c x c)`` GEMM per block, a carry between blocks."""
 
 
-def _causal_filter(x: Tensor, decay: float) -> Tensor:
-    """``y[t] = decay * y[t-1] + x[t]``, ``y[-1] = 0`` (one first-order leak), as a blocked scan.
+def _causal_filter(x: Tensor, decay: float, previous: Tensor | None = None) -> Tensor:
+    """``y[t] = decay * y[t-1] + x[t]``, ``y[-1] = previous`` (0 when ``None``), a blocked scan.
 
     Within a block of ``c`` steps ``y = K_c x + decay**(i+1) * y[t0 - 1]`` (``K_c`` the closed
     form, one GEMM over all samples and inputs); the Python loop runs over ``T / c`` blocks, not
@@ -173,12 +187,14 @@ def _causal_filter(x: Tensor, decay: float) -> Tensor:
     carry_gain = (torch.as_tensor(decay, dtype=torch.float64)
                   ** torch.arange(1, c + 1, dtype=torch.float64)).to(x.dtype).to(x.device)
     y = torch.empty_like(flat)
+    before = None if previous is None else previous.reshape(-1).to(flat.dtype)
     for t0 in range(0, steps, c):
         n = min(c, steps - t0)
         block = torch.mm(K[:n, :n], flat[t0:t0 + n])            # the leak inside the block
-        if t0:
+        carry = y[t0 - 1] if t0 else before
+        if carry is not None:
             # + decay**(i+1) * y[t0 - 1]: the state carried into the block
-            block.addr_(carry_gain[:n], y[t0 - 1])
+            block.addr_(carry_gain[:n], carry)
         y[t0:t0 + n] = block
     return y.reshape(x.shape)
 
@@ -421,6 +437,23 @@ class BatchSum:
 
 
 @dataclass(eq=False)
+class _Stream:
+    """A batch being fed in time chunks (private to :class:`HessianAccumulator`)."""
+
+    index: int
+    xtx: Tensor
+    into_totals: bool
+    channels_last: bool
+    pending: list[Tensor | None]
+    carries: list[tuple[Tensor, ...] | None]
+    batch: int | None = None
+    positions: int | None = None
+    frames: int = 0
+    steps: int = 0
+    x_time: Tensor | None = None
+
+
+@dataclass(eq=False)
 class HessianAccumulator:
     r"""Streaming accumulator for one layer (mutable, private to a calibration run).
 
@@ -460,6 +493,9 @@ class HessianAccumulator:
     n_rows: int = 0
     steps: int = 0
     n_batches: int = 0
+    _stream: _Stream | None = field(default=None, repr=False)
+    _totals_channels_last: bool | None = field(default=None, repr=False)
+    _scaled_rows: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -515,61 +551,162 @@ class HessianAccumulator:
     def batch_sum(self, x: Tensor, index: int = 0) -> BatchSum:
         """One batch of input sequences ``x [T, B, *input_shape]`` -> its float64 sums.
 
-        ``index``: the batch's global index (seeds the row subsampling).
+        ``index``: the batch's global index (seeds the row subsampling). The same as
+        :meth:`begin`, one :meth:`feed` of the whole sequence and :meth:`finish`.
         """
+        self.begin(index)
+        self.feed(x)
+        part = self.finish()
+        assert part is not None
+        return part
+
+    # ---- one batch, fed in time chunks
+
+    def begin(self, index: int = 0, *, into_totals: bool = False) -> None:
+        r"""Start a batch whose input sequence comes in time chunks (:meth:`feed`).
+
+        The SMP filter's state (the last filtered step of every stage) is carried from one
+        chunk to the next, and so are the filtered frames that do not fill a GEMM chunk yet, so
+        that the GEMMs see the same rows in the same groups as for the whole sequence at once:
+        fed in chunks of a multiple of :data:`SCAN_BLOCK` steps the sums are those of
+        :meth:`batch_sum`, bit for bit (other chunk lengths: the filter rounds differently,
+        ~1e-16 relative in float64; exact for integer-valued filtered inputs). Memory: one
+        chunk's filtered copy instead of the whole sequence's.
+
+        ``into_totals``: add the GEMMs straight into the running totals instead of a batch
+        buffer of their own (no second ``n_in**2`` buffer per layer; the rounding of the
+        float64 additions differs from adding whole batch sums, ~1e-16 relative; exact for
+        integer-valued sums). :meth:`finish` then returns ``None`` and counts the batch.
+        """
+        if self._stream is not None:
+            raise ShapeError("a batch is already being fed; finish() it first")
+        if into_totals != bool(self._totals_channels_last is not None) and self.n_batches:
+            raise ShapeError("batches fed into the totals and whole batch sums cannot be mixed "
+                             "in one accumulator")
+        if into_totals and self.xtx is None:
+            self.xtx = torch.zeros(self.sum_shape(), dtype=HESSIAN_DTYPE, device=self.device)
+        channels_last = (isinstance(self.synapse, Conv2d) and conv_groups(self.synapse) == 1
+                         and self.block_size is None)
+        if into_totals and self.xtx is not None and self._totals_channels_last is None:
+            self._totals_channels_last = channels_last
+        xtx = (self.xtx if into_totals else
+               torch.zeros(self.sum_shape(), dtype=HESSIAN_DTYPE, device=self.device))
+        self._stream = _Stream(index=index, xtx=xtx, into_totals=into_totals,
+                               channels_last=channels_last,
+                               pending=[None] * len(self.kernels),
+                               carries=[None] * len(self.kernels))
+
+    def feed(self, x: Tensor) -> None:
+        """The next time chunk ``x [t, B, *input_shape]`` of the batch begun by :meth:`begin`."""
+        stream = self._stream
+        if stream is None:
+            raise ShapeError("feed() before begin()")
         if x.ndim < 3:
             raise ShapeError(f"expected [T, B, *input_shape], got shape {tuple(x.shape)}")
         steps, batch = int(x.shape[0]), int(x.shape[1])
+        if stream.batch is None:
+            stream.batch = batch
+        elif batch != stream.batch:
+            raise ShapeError(f"a chunk of {batch} samples in a batch of {stream.batch}")
         dtype = torch.float32 if self.precision == "float32" else HESSIAN_DTYPE
         n_groups, n_in = conv_groups(self.synapse), self.n_in
         xb = x.to(device=self.device, dtype=dtype)
-        probe = unfold_input(xb[:1, :1], self.synapse)
-        positions = int(probe.shape[0])
-        if int(probe.shape[-1]) != n_in:
-            raise ShapeError(f"input unfolds to {int(probe.shape[-1])} inputs per group, the "
-                             f"layer has {n_in}")
-        xtx = torch.zeros(self.sum_shape(), dtype=HESSIAN_DTYPE, device=self.device)
+        if stream.positions is None:
+            probe = unfold_input(xb[:1, :1], self.synapse)
+            stream.positions = int(probe.shape[0])
+            if int(probe.shape[-1]) != n_in:
+                raise ShapeError(f"input unfolds to {int(probe.shape[-1])} inputs per group, "
+                                 f"the layer has {n_in}")
+        positions = stream.positions
         frames = steps * batch
         in_shape = tuple(xb.shape[2:])
         # frames (sample-steps) per unfolded chunk: bounded in values and in GEMM rows
         per_chunk = max(1, min(self.chunk_elements // max(positions * n_in * n_groups, 1),
                                GEMM_ROWS // positions))
         # Conv2d without groups: channels-last im2col (one strided copy), Gram in (kH, kW, C)
-        # column order, permuted to PyTorch's order once per batch
-        channels_last = (isinstance(self.synapse, Conv2d) and n_groups == 1
-                         and self.block_size is None)
+        # column order, permuted to PyTorch's order once per batch (or once, into the totals)
+        channels_last = stream.channels_last
+        first = stream.frames  # global index of this chunk's first frame
         for g, kernel in enumerate(self.kernels):
-            y = kernel.filter(xb).reshape(frames, *in_shape)  # K @ x along time, once
+            y, stream.carries[g] = kernel.filter_from(xb, stream.carries[g])  # K @ x, carried
+            y = y.reshape(frames, *in_shape)
             if channels_last:
                 y = y.permute(0, 2, 3, 1).contiguous()
-                gram = torch.zeros(n_in, n_in, dtype=HESSIAN_DTYPE, device=self.device)
-            for f0 in range(0, frames, per_chunk):
-                if channels_last:
-                    flat = _channels_last_rows(y[f0:f0 + per_chunk], self.synapse)
-                    keep = self._keep(index, f0, int(flat.shape[0]))
-                    if keep is not None:
-                        flat = flat.index_select(0, keep)
-                    gram += torch.mm(flat.T, flat)  # float32 GEMM, float64 sum
-                    continue
-                rows = unfold_input(y[f0:f0 + per_chunk], self.synapse)  # (M, groups, n)
-                keep = self._keep(index, f0, int(rows.shape[0]))
-                if keep is not None:
-                    rows = rows.index_select(0, keep)
-                xtx[g] += self._gram(rows)  # float32 GEMM, float64 sum
-            if channels_last:
-                order = _unfold_order(self.synapse).to(self.device)
-                xtx[g, 0] = gram.index_select(0, order).index_select(1, order)
-        if self.row_fraction < 1.0:
+            held = stream.pending[g]
+            if held is not None:  # frames of the last chunk that did not fill a GEMM chunk
+                y = torch.cat([held, y])
+            start = first - (0 if held is None else int(held.shape[0]))
+            total = int(y.shape[0])
+            full = total - total % per_chunk
+            for f0 in range(0, full, per_chunk):
+                self._add_gram(stream, g, y[f0:f0 + per_chunk], start + f0)
+            stream.pending[g] = y[full:].clone() if full < total else None
+            del y
+        stream.frames += frames
+        stream.steps += steps
+        # sum of the raw inputs over time, per sample (float64 across chunks)
+        part = xb.sum(dim=0).to(HESSIAN_DTYPE)
+        stream.x_time = part if stream.x_time is None else stream.x_time + part
+
+    def _add_gram(self, stream: _Stream, g: int, frames: Tensor, f0: int) -> None:
+        """One GEMM chunk of filtered frames (global index ``f0``) into the stream's sums."""
+        index = stream.index
+        if stream.channels_last:
+            flat = _channels_last_rows(frames, self.synapse)  # type: ignore[arg-type]
+            keep = self._keep(index, f0, int(flat.shape[0]))
+            if keep is not None:
+                flat = flat.index_select(0, keep)
+            stream.xtx[g, 0] += torch.mm(flat.T, flat)  # float32 GEMM, float64 sum
+            return
+        rows = unfold_input(frames, self.synapse)  # (M, groups, n)
+        keep = self._keep(index, f0, int(rows.shape[0]))
+        if keep is not None:
+            rows = rows.index_select(0, keep)
+        stream.xtx[g] += self._gram(rows)  # float32 GEMM, float64 sum
+
+    def finish(self) -> BatchSum | None:
+        """End the batch: its sums (``None`` when they went into the totals, then counted)."""
+        stream = self._stream
+        if stream is None:
+            raise ShapeError("finish() before begin()")
+        self._stream = None
+        if stream.batch is None or stream.x_time is None:
+            raise ShapeError("finish() of a batch that was fed no steps")
+        for g, held in enumerate(stream.pending):
+            if held is not None:
+                start = stream.frames - int(held.shape[0])
+                self._add_gram(stream, g, held, start)
+        xtx = stream.xtx
+        if stream.channels_last and not stream.into_totals:
+            order = _unfold_order(self.synapse).to(self.device)  # type: ignore[arg-type]
+            for g in range(len(self.kernels)):
+                xtx[g, 0] = xtx[g, 0].index_select(0, order).index_select(1, order)
+        if self.row_fraction < 1.0 and not stream.into_totals:
             xtx /= self.row_fraction
         # sum of the raw inputs over rows: unfold the time- and batch-summed input (linear)
-        total = xb.sum(dim=0).to(HESSIAN_DTYPE).sum(dim=0)
+        total = stream.x_time.sum(dim=0)
         x_sum = unfold_input(total[None], self.synapse).sum(dim=0)
-        return BatchSum(xtx, x_sum, batch, batch * positions, steps)
+        batch, positions = stream.batch, int(stream.positions or 0)
+        part = BatchSum(xtx, x_sum, batch, batch * positions, stream.steps)
+        if not stream.into_totals:
+            return part
+        if self.steps and part.steps != self.steps:
+            raise ShapeError(f"batches have {part.steps} steps, earlier ones had {self.steps}")
+        self.steps = part.steps
+        self.x_sum = x_sum.clone() if self.x_sum is None else self.x_sum + x_sum
+        self._scaled_rows += 1 if self.row_fraction < 1.0 else 0
+        self.n_samples += part.n_samples
+        self.n_rows += part.n_rows
+        self.n_batches += 1
+        return None
 
     def add_batch_sum(self, part: BatchSum) -> None:
         """Add one batch's sums into the totals (in batch order, for reproducible bits)."""
         if self.steps and part.steps != self.steps:
             raise ShapeError(f"batches have {part.steps} steps, earlier ones had {self.steps}")
+        if self._totals_channels_last is not None:
+            raise ShapeError("batches fed into the totals and whole batch sums cannot be mixed "
+                             "in one accumulator")
         self.steps = part.steps
         if self.xtx is None:
             self.xtx = part.xtx.clone()
@@ -593,7 +730,16 @@ class HessianAccumulator:
             x_sum = np.zeros((conv_groups(self.synapse), self.n_in))
         else:
             assert self.x_sum is not None
-            xtx, x_sum = self.xtx.cpu().numpy(), self.x_sum.cpu().numpy()
+            totals = self.xtx
+            if self._totals_channels_last or self._scaled_rows:
+                totals = totals.clone()
+                if self._totals_channels_last:
+                    order = _unfold_order(self.synapse).to(self.device)  # type: ignore[arg-type]
+                    for g in range(len(self.kernels)):
+                        totals[g, 0] = totals[g, 0].index_select(0, order).index_select(1, order)
+                if self._scaled_rows:
+                    totals /= self.row_fraction
+            xtx, x_sum = totals.cpu().numpy(), self.x_sum.cpu().numpy()
         return HessianSum(xtx, self.kernels, self.groups, self.row_weight, x_sum,
                           self.n_samples, self.n_rows, self.steps, self.n_in, self.row_fraction)
 

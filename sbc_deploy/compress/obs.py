@@ -283,26 +283,30 @@ def _conjugate_gradients(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Ten
                          keep: Tensor, iters: int, tol: float) -> Tensor:
     """Solve ``(X Hs_g)_K = B_K`` with ``X_P = 0`` per row (all rows at once), warm start ``X``."""
 
+    # In-place updates where a value is not needed any more (the same operations on the same
+    # values as out-of-place ones, so the same bits; a few (rows, n) buffers fewer).
     def matmul(P: Tensor) -> Tensor:
         out = torch.empty_like(P)
         for g, rows in enumerate(rows_of):
             out[rows] = P[rows] @ Hs[g]
-        return out * keep
+        return out.mul_(keep)
 
     X = X * keep
-    R = (B - matmul(X)) * keep
+    R = B - matmul(X)
+    R.mul_(keep)
     P = R.clone()
     rr = (R * R).sum(dim=1)
-    scale = (B * keep).pow(2).sum(dim=1).clamp_min(torch.finfo(B.dtype).tiny)
+    scale = (B * keep).pow_(2).sum(dim=1).clamp_min(torch.finfo(B.dtype).tiny)
     for _ in range(iters):
         if float((rr / scale).max()) < tol**2:
             break
         AP = matmul(P)
         alpha = rr / (P * AP).sum(dim=1).clamp_min(torch.finfo(B.dtype).tiny)
-        X = X + alpha[:, None] * P
-        R = R - alpha[:, None] * AP
+        X.add_(alpha[:, None] * P)
+        R.sub_(alpha[:, None] * AP)
+        del AP
         rr_new = (R * R).sum(dim=1)
-        P = R + (rr_new / rr.clamp_min(torch.finfo(B.dtype).tiny))[:, None] * P
+        P.mul_((rr_new / rr.clamp_min(torch.finfo(B.dtype).tiny))[:, None]).add_(R)
         rr = rr_new
     return X
 
@@ -478,6 +482,7 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
         Hs.append(Hg / d_g[:, None] / d_g[None, :])
         d[rows] = d_g[None, :]
     scale = d * rw.sqrt()[:, None]
+    del d  # memory: only ``scale`` is needed from here on
     Ws64 = W.to(torch.float64) * scale
     B64 = torch.empty_like(Ws64)
     for g, rows in enumerate(rows_of):
@@ -509,9 +514,15 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
         Z.mul_(~new)
         V += Wk - Z
         mask = new
+    # memory: the iterations' working set goes before the reconstruction (sbc_deploy.memory)
+    Z64 = Z.to(torch.float64)
+    del Ws, B, Z, V, L, Hs_w, eye
+    if iters:
+        del Wk
     # Exact reconstruction on the final mask, and on the one-shot OBS mask (the largest |Ws|):
     # ADMM is a heuristic for a non-convex problem; keep whichever mask is better.
-    X = _solve_on_mask(Hs, rows_of, B64, Z.to(torch.float64), mask, cg_iters, cg_tol)
+    X = _solve_on_mask(Hs, rows_of, B64, Z64, mask, cg_iters, cg_tol)
+    del Z64
     loss = _scaled_loss(Hs, rows_of, Ws64, X)
     one_shot = select_mask(Ws64.abs(), n_prune, n_m=n_m, fan_in=fan_in)
     if not torch.equal(one_shot, mask):
