@@ -59,6 +59,14 @@ def test_float_simulator_on_cuda_agrees_with_cpu(model):
 
 
 @needs_cuda
+def test_a_gpu_the_machine_lacks_is_refused():
+    from sbc_deploy.compress.hessian import resolve_device
+
+    with pytest.raises(ConfigError, match="names GPU"):
+        resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+@needs_cuda
 def test_calibration_on_cuda_gives_the_cpu_hessians():
     graph = bundled.load_bundled_model("nmnist_mlp")
     x = np.asarray(bundled.load_bundled_data("calib").x[:8], dtype=np.float32)
@@ -83,7 +91,7 @@ def test_deploy_on_cuda_matches_cpu(tmp_path):
 
 @needs_cuda
 def test_cli_deploys_the_cnn_on_cuda_like_the_cpu(tmp_path):
-    """The whole CLI run of the bundled CNN (convolutions, pools, the integer core on the host)
+    """The whole CLI run of the bundled CNN (convolutions, pools, the integer core)
     with ``--device cuda`` gives the CPU run's report, up to spikes at a rounding boundary."""
     import json
 

@@ -837,13 +837,17 @@ def damped_inverse_cholesky(H: Tensor, damp_frac: float = 0.01, *, max_raises: i
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """The torch device; a ConfigError when it is malformed, or CUDA is asked for and absent."""
+    """The torch device; a ConfigError when it is malformed, or CUDA (or the numbered GPU) is
+    asked for and absent."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ConfigError(f"not a torch device: {device!r}", where="device") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("CUDA was asked for but is not available", where="device")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"{device!r} names GPU {dev.index}, but this machine has "
+                          f"{torch.cuda.device_count()}", where="device")
     return dev
 
 
