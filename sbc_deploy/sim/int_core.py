@@ -711,6 +711,15 @@ def _reset_due(t: int, index: int, interval: int | None, offset: int) -> bool:
     return interval is not None and (t - offset - index) % interval == 0
 
 
+def _check_blocks(chunk: int, reset_interval: int | None) -> None:
+    """The block length and reset interval of a run: both at least one step."""
+    if chunk < 1:
+        raise ConfigError(f"chunk must be >= 1, got {chunk}", where="simulate_integer(chunk=)")
+    if reset_interval is not None and reset_interval < 1:
+        raise ConfigError(f"reset_interval must be >= 1, got {reset_interval}",
+                          where="simulate_integer(reset_interval=)")
+
+
 def simulate_integer(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
                      record: Iterable[str] | str = (),
                      graded_input: bool = False,
@@ -766,11 +775,7 @@ def simulate_integer(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
                 net, spikes, record=record, graded_input=graded_input,
                 reset_interval=reset_interval, reset_offset=reset_offset, chunk=chunk,
                 threads=threads, device=device)
-    if chunk < 1:
-        raise ConfigError(f"chunk must be >= 1, got {chunk}", where="simulate_integer(chunk=)")
-    if reset_interval is not None and reset_interval < 1:
-        raise ConfigError(f"reset_interval must be >= 1, got {reset_interval}",
-                          where="simulate_integer(reset_interval=)")
+    _check_blocks(chunk, reset_interval)
     wanted = _parse_record(net, record)
     x = _input_array(net, spikes)
     steps, batch = int(x.shape[0]), int(x.shape[1])

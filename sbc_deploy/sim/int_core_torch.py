@@ -63,6 +63,7 @@ from sbc_deploy.sim.int_core import (
     FixedPointNetwork,
     IntSimResult,
     LifState,
+    _check_blocks,
     _input_array,
     _input_block,
     _parse_record,
@@ -292,11 +293,7 @@ def simulate_integer_torch(net: FixedPointNetwork, spikes: Tensor | np.ndarray, 
         ConfigError: unknown record names, bad ``chunk``, reset settings or device, or a
             synapse whose partial sums could reach 2**53 (see the module).
     """
-    if chunk < 1:
-        raise ConfigError(f"chunk must be >= 1, got {chunk}", where="simulate_integer(chunk=)")
-    if reset_interval is not None and reset_interval < 1:
-        raise ConfigError(f"reset_interval must be >= 1, got {reset_interval}",
-                          where="simulate_integer(reset_interval=)")
+    _check_blocks(chunk, reset_interval)
     dev = _device(device)
     wanted = _parse_record(net, record)
     x = _input_array(net, spikes)
