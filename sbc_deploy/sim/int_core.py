@@ -776,40 +776,12 @@ def simulate_integer(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
                 reset_interval=reset_interval, reset_offset=reset_offset, chunk=chunk,
                 threads=threads, device=device)
     _check_blocks(chunk, reset_interval)
-    wanted = _parse_record(net, record)
-    x = _input_array(net, spikes)
-    steps, batch = int(x.shape[0]), int(x.shape[1])
-    where = f"Input '{net.input}'"
-    values = net.layers[0].kind == "input" or graded_input
-    if values:
-        source_max = int(max(abs(x.max(initial=0)), abs(x.min(initial=0))))
-    else:
-        source_max = 1
-    recorded: dict[str, list[np.ndarray]] = {key: [] for key in wanted}
-    outputs: list[np.ndarray] = []
     with _threads(threads), torch.no_grad():
-        runs = []
-        for index, layer in enumerate(net.layers):
-            keys = {what: key for key, (name, what) in wanted.items() if name == layer.name}
-            runs.append(_LayerRun(layer, index, batch, keys, reset_interval, reset_offset,
-                                  source_max))
-            source_max = 1
-        # time-major: every layer runs one block of steps before the next block starts, so
-        # only one block of every layer's values is alive (the state carries over)
-        for t0 in range(0, steps, chunk):
-            t1 = min(steps, t0 + chunk)
-            block = _input_block(x[t0:t1], values, where)
-            for key, (_, what) in wanted.items():
-                if what == "input":
-                    recorded[key].append(block)
-            traces: dict[str, np.ndarray] = {}
-            for run in runs:
-                block, traces = run.block(block, t0)
-                for what, key in run.keys.items():
-                    if key:
-                        recorded[key].append(block if what == "spikes" else traces[what])
-            # a read-out integrator outputs its v (like the IR's CubaLI), a spiking layer spikes
-            outputs.append(block if net.layers[-1].spiking else traces["v"])
+        runs, outputs, recorded, steps, batch = _drive(
+            net, spikes, record, graded_input, chunk,
+            lambda layer, index, batch, keys, source_max: _LayerRun(
+                layer, index, batch, keys, reset_interval, reset_offset, source_max),
+            to_core=lambda host: host, to_host=lambda block: block)
     final = {run.layer.name: LifState(run.state.u.astype(np.int64), run.state.v.astype(np.int64))
              for run in runs}
     log.debug("integer core: %d layers, T=%d, B=%d", len(net.layers), steps, batch)
@@ -818,6 +790,48 @@ def simulate_integer(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
         MappingProxyType({k: torch.from_numpy(np.ascontiguousarray(np.concatenate(v)))
                           for k, v in recorded.items()}),
         MappingProxyType(final))
+
+
+def _drive(net: FixedPointNetwork, spikes: Tensor | np.ndarray, record: Iterable[str] | str,
+           graded_input: bool, chunk: int, make_run: Any, to_core: Any, to_host: Any
+           ) -> tuple[list[Any], list[Any], dict[str, list[Any]], int, int]:
+    """The block loop both cores share (this numpy one and :mod:`.int_core_torch`).
+
+    ``make_run(layer, index, batch, keys, source_max)`` builds a layer's run (its ``block(x,
+    t0)`` steps one block); ``to_core`` takes a host input block to the core's arrays,
+    ``to_host`` a core array to what the result holds. Time-major: every layer runs one block
+    of steps before the next block starts, so only one block of every layer's values is alive
+    (the state carries over). Returns the runs, the output blocks, the recorded blocks (the
+    input's as host arrays), ``T`` and ``B``.
+    """
+    wanted = _parse_record(net, record)
+    x = _input_array(net, spikes)
+    steps, batch = int(x.shape[0]), int(x.shape[1])
+    where = f"Input '{net.input}'"
+    values = net.layers[0].kind == "input" or graded_input
+    source_max = int(max(abs(x.max(initial=0)), abs(x.min(initial=0)))) if values else 1
+    recorded: dict[str, list[Any]] = {key: [] for key in wanted}
+    outputs: list[Any] = []
+    runs = []
+    for index, layer in enumerate(net.layers):
+        keys = {what: key for key, (name, what) in wanted.items() if name == layer.name}
+        runs.append(make_run(layer, index, batch, keys, source_max))
+        source_max = 1
+    for t0 in range(0, steps, chunk):
+        host = _input_block(x[t0:min(steps, t0 + chunk)], values, where)
+        for key, (_, what) in wanted.items():
+            if what == "input":
+                recorded[key].append(host)
+        block = to_core(host)
+        traces: dict[str, Any] = {}
+        for run in runs:
+            block, traces = run.block(block, t0)
+            for what, key in run.keys.items():
+                if key:
+                    recorded[key].append(to_host(block if what == "spikes" else traces[what]))
+        # a read-out integrator outputs its v (like the IR's CubaLI), a spiking layer spikes
+        outputs.append(to_host(block if net.layers[-1].spiking else traces["v"]))
+    return runs, outputs, recorded, steps, batch
 
 
 def _input_block(x: np.ndarray, values: bool, where: str) -> np.ndarray:

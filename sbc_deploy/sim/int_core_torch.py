@@ -64,9 +64,7 @@ from sbc_deploy.sim.int_core import (
     IntSimResult,
     LifState,
     _check_blocks,
-    _input_array,
-    _input_block,
-    _parse_record,
+    _drive,
     _reset_due,
     _threads,
     lif_parameters,
@@ -269,6 +267,11 @@ class _LayerRun:
 # --------------------------------------------------------------------------- simulate
 
 
+def _on_host(block: Tensor | np.ndarray) -> Tensor:
+    """A recorded block as a host tensor (the input's blocks are host arrays: copied)."""
+    return torch.tensor(block) if isinstance(block, np.ndarray) else block
+
+
 def simulate_integer_torch(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
                            record: Iterable[str] | str = (),
                            graded_input: bool = False,
@@ -295,42 +298,19 @@ def simulate_integer_torch(net: FixedPointNetwork, spikes: Tensor | np.ndarray, 
     """
     _check_blocks(chunk, reset_interval)
     dev = _device(device)
-    wanted = _parse_record(net, record)
-    x = _input_array(net, spikes)
-    steps, batch = int(x.shape[0]), int(x.shape[1])
-    where = f"Input '{net.input}'"
-    values = net.layers[0].kind == "input" or graded_input
-    source_max = int(max(abs(x.max(initial=0)), abs(x.min(initial=0)))) if values else 1
-    recorded: dict[str, list[Tensor]] = {key: [] for key in wanted}
-    outputs: list[Tensor] = []
     with _threads(threads), torch.no_grad():
-        runs = []
-        for index, layer in enumerate(net.layers):
-            keys = {what: key for key, (name, what) in wanted.items() if name == layer.name}
-            runs.append(_LayerRun(layer, index, batch, keys, reset_interval, reset_offset,
-                                  source_max, dev))
-            source_max = 1
-        for t0 in range(0, steps, chunk):
-            t1 = min(steps, t0 + chunk)
-            host = _input_block(x[t0:t1], values, where)
-            for key, (_, what) in wanted.items():
-                if what == "input":
-                    recorded[key].append(torch.tensor(host))          # a host copy
-            block = torch.tensor(host, device=dev)                     # a copy on the device
-            traces: dict[str, Tensor] = {}
-            for run in runs:
-                block, traces = run.block(block, t0)
-                for what, key in run.keys.items():
-                    if key:
-                        recorded[key].append(
-                            (block if what == "spikes" else traces[what]).cpu())
-            # a read-out integrator outputs its v (like the IR's CubaLI), a spiking layer spikes
-            outputs.append((block if net.layers[-1].spiking else traces["v"]).cpu())
+        runs, outputs, recorded, steps, batch = _drive(
+            net, spikes, record, graded_input, chunk,
+            lambda layer, index, batch, keys, source_max: _LayerRun(
+                layer, index, batch, keys, reset_interval, reset_offset, source_max, dev),
+            to_core=lambda host: torch.tensor(host, device=dev),   # a copy on the device
+            to_host=lambda block: block.cpu())
         final = {run.layer.name: LifState(run.u.cpu().numpy(), run.v.cpu().numpy())
                  for run in runs}
     log.debug("integer core on %s: %d layers, T=%d, B=%d", dev, len(net.layers), steps, batch)
     return IntSimResult(MappingProxyType({net.output: torch.cat(outputs)}),
-                        MappingProxyType({k: torch.cat(v) for k, v in recorded.items()}),
+                        MappingProxyType({k: torch.cat([_on_host(b) for b in v])
+                                          for k, v in recorded.items()}),
                         MappingProxyType(final))
 
 
