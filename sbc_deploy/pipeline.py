@@ -106,6 +106,8 @@ class DeployRequest:
     distributed: bool = False  # one of torchrun's processes (sbc_deploy.distributed)
     hessian_precision: str = "float64"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
     calib_row_fraction: float = 1.0  # rows summed per calibration batch (unbiased estimate)
+    calib_per_class: float | None = None  # class-balanced --calib draw (sbc_deploy.data.sampling)
+    calib_seed: int = 0  # the draw's seed
 
 
 @dataclass(frozen=True)

@@ -102,9 +102,12 @@ def _data_input_shape(model: Any, calib: Any, evaluation: Any, dt: float | None
     return tuple(int(v) for v in dataset.input_shape)
 
 
-def check_dataset(source: Any, graph: Graph, flag: str) -> Dataset:
-    """Read ``source`` and check it against the model's input shape and dt."""
-    data = source if isinstance(source, Dataset) else load_data(source, dt=graph.dt)
+def check_dataset(source: Any, graph: Graph, flag: str, *, per_class: float | None = None,
+                  seed: int = 0, limit: int | None = None) -> Dataset:
+    """Read ``source`` and check it against the model's input shape and dt (``per_class``,
+    ``seed``, ``limit``: read only a class-balanced draw / the first samples)."""
+    data = source if isinstance(source, Dataset) and per_class is None and limit is None \
+        else load_data(source, dt=graph.dt, per_class=per_class, seed=seed, limit=limit)
     (input_name,) = graph.inputs[:1]
     expected = tuple(graph.nodes[input_name].output_shape)
     if tuple(data.input_shape) != expected:
@@ -205,8 +208,11 @@ def validate_request(request: Any) -> Plan:
         for label, source in (("--calib", calib_src), ("--eval", eval_src)):
             if source is None:
                 continue
+            subset = ({"per_class": getattr(request, "calib_per_class", None),
+                       "seed": getattr(request, "calib_seed", 0)} if label == "--calib" else
+                      {"limit": request.eval_limit})
             try:
-                data = check_dataset(source, graph, label)
+                data = check_dataset(source, graph, label, **subset)
             except SbcDeployError as err:
                 problems.append(_text(err))
                 continue

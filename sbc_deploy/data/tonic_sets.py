@@ -453,8 +453,8 @@ def _tonic_reader(name: str, recordings: Sequence[Recording]) -> Any:
 def _check_nmnist(recording: Recording) -> None:
     size = recording.path.stat().st_size
     if size % 5:
-        raise FormatError(f"is truncated or not N-MNIST: {size} bytes is not a whole number of "
-                          "5-byte (40-bit) events", where=recording.where)
+        raise FormatError(f"has {size} bytes, not a multiple of 5 (N-MNIST stores 40-bit "
+                          "events; truncated?)", where=recording.where)
 
 
 def _check_aedat4(recording: Recording, sensor: tuple[int, int, int]) -> None:
