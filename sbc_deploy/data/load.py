@@ -91,6 +91,10 @@ def _load(source: str | Path | Dataset, dt: float | None, steps: int | None,
                            seed=seed)
     if path.suffix.lower() == ".npz" or path.is_file():
         return _select(read_npz(path, dt=dt), limit, per_class, seed)
+    if path.is_dir():
+        raise DataError("is a folder but neither an event dataset in tonic's layout (NMNIST, "
+                        "CIFAR10DVS, DVSGesture, SHD) nor an image folder (<class>/<image>)",
+                        where=text, hint="name the dataset: nmnist:PATH, ...")
     raise DataError("no such file or folder, and not a known spec "
                     f"({', '.join(SPEC_PREFIXES)}, images:PATH, DATASET:PATH with DATASET one of "
                     "nmnist, cifar10dvs, dvsgesture, shd)", where=text)

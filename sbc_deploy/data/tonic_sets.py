@@ -535,7 +535,13 @@ def read_events(name: str, recordings: Sequence[Recording]) -> list[np.ndarray]:
         elif name == "dvsgesture":
             _check_gesture(recording)
         with reading(recording.where, layout.describe + " recording"):
-            events, label = reader[recording.index if name == "shd" else i]
+            try:
+                events, label = reader[recording.index if name == "shd" else i]
+            except RuntimeError as err:   # the AEDAT 4 decoder's errors
+                if name != "cifar10dvs":
+                    raise
+                raise FormatError(f"is a truncated or damaged AEDAT 4 file (the decoder: "
+                                  f"{err})", where=recording.where) from err
         if recording.label is not None and int(label) != recording.label:
             raise DataError(f"tonic read label {label}, the layout says {recording.label}",
                             where=recording.where)
