@@ -263,14 +263,16 @@ def detect_dataset(path: Path) -> str | None:
     if len(inside) > 1:
         raise DataError(f"holds several tonic datasets ({', '.join(sorted(inside))}); name one, "
                         f"e.g. {inside[0]}:{path}", where=str(path))
-    if names & {"Train", "Test"} or _digit_dirs(path):
+    if names & {"Train", "Test"} or any(next(d.glob("*.bin"), None) is not None
+                                         for d in _digit_dirs(path)):
         return "nmnist"
     if names & {"ibmGestureTrain", "ibmGestureTest"} or any(
             re.match(r"^user\d+_", n) for n in names):
         return "dvsgesture"
     if names & {"shd_train.h5", "shd_test.h5"}:
         return "shd"
-    if names & set(_CIFAR_NAMES):
+    if any(next((path / n).glob("*.aedat4"), None) is not None
+           for n in names & set(_CIFAR_NAMES) if (path / n).is_dir()):
         return "cifar10dvs"
     return None
 
