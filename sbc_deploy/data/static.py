@@ -23,9 +23,7 @@ The ``T`` copies are one read-only broadcast view, not ``T`` arrays in memory.
 
 from __future__ import annotations
 
-import math
 import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 

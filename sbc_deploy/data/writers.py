@@ -10,8 +10,9 @@ writer follows the format's own description:
   uses reads it (the ``#!AER-DAT4.0\\r\\n`` magic, a little-endian ``uint32`` length and an
   ``IOHE`` flatbuffer header whose description is DV's XML, with one ``EVTS`` stream of
   ``sizeX`` x ``sizeY``; then packets of ``uint32`` stream id, ``uint32`` length and a
-  size-prefixed ``EVTS`` flatbuffer ``EventPacket`` whose ``elements`` are 16-byte ``Event`` structs ``t: int64, x:
-  int16, y: int16, on: bool``; the schema is in neuromorphicsystems/aedat's ``flatbuffers/``),
+  size-prefixed ``EVTS`` flatbuffer ``EventPacket`` whose ``elements`` are 16-byte ``Event``
+  structs ``t: int64, x: int16, y: int16, on: bool``; the schema is in
+  neuromorphicsystems/aedat's ``flatbuffers/``),
   uncompressed, no trailing data table (``file_data_position = -1``: read to the end);
 - DVS128 Gesture ``.npy`` (:func:`write_gesture_npy`): tonic's preprocessed form, an ``[N, 4]``
   integer array of x, y, p, t in milliseconds;
