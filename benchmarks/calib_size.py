@@ -481,6 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="evaluate on the first N evaluation samples (all classes, fixed)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", action="store_true", help="keep the rows already measured")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite the table and chart from the JSON, measuring nothing")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--name", default="calib_size")
     args = parser.parse_args(argv)
@@ -496,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["nice -n 15 .venv/bin/python benchmarks/calib_size.py",
                         shlex.join(words)]).strip()
 
-    stored = load(out["json"]) if args.resume else load(Path("/nonexistent"))
+    stored = load(out["json"]) if args.resume or args.render_only else load(Path("/nonexistent"))
     rows = [Row(**row) for row in stored["rows"]]
     dense: dict[str, float] = dict(stored["dense_accuracy"])
     meta: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
@@ -514,7 +516,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(row)
         save()
 
-    loaders: list[Callable[[], Network]] = [
+    if args.render_only:
+        sizes = tuple(stored["meta"].get("sizes", sizes))
+        meta.update({k: stored["meta"][k] for k in ("machine", "torch", "threads")
+                     if k in stored["meta"]})
+    loaders: list[Callable[[], Network]] = [] if args.render_only else [
         (lambda n=name: NETWORKS[n](n)) for name in args.networks.split(",") if name]
     if args.network:
         name, _, model = args.network.partition("=")
