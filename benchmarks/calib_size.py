@@ -11,7 +11,7 @@ allowed: :mod:`sbc_deploy.data.sampling`), compressed and evaluated in the float
   as a flat line).
 
 Protocol (as benchmarks/accuracy.py, the SBC authors'): LAMP allocation, parallel propagation,
-the ``admm`` solver, 1 % damping. ``K`` in 0.1, 0.2, 0.5, 1, 2, 4, 16 per class, three draws
+the ``admm`` solver, 1 % damping. ``K`` in 0.1, 0.2, 0.5, 1, 4, 16 per class, three draws
 (seeds 0, 1, 2), nested per seed (the draw of a smaller ``K`` is part of the larger one, so each
 sample is calibrated once per seed and kernel).
 
@@ -29,11 +29,14 @@ family of networks (a torch module, once the torch frontend lands) is one more e
 
 Usage (the results file records the exact command, run time and machine load)::
 
-    nice -n 15 .venv/bin/python benchmarks/calib_size.py     # -> results/calib_size.{md,json,png}
-    .venv/bin/python benchmarks/calib_size.py --networks nmnist_mlp --sizes 0.1,1 --seeds 0 \\
+    nice -n 15 .venv/bin/python benchmarks/calib_size.py --eval-limit nmnist_cnn=500
+    .venv/bin/python benchmarks/calib_size.py --networks nmnist_mlp --sizes 0.1,1 --seeds 1 \\
         --eval-limit 100 --out-dir /tmp/smoke                 # a smoke run
 
-Rows are appended to the JSON as they are measured; ``--resume`` skips those already there.
+The networks are loaded first, then one draw (seed) at a time runs on every network, cheap
+settings first, so that an interrupted run holds whole draws. Rows are appended to the JSON as
+they are measured; ``--resume`` skips those already there; ``--render-only`` rewrites the page
+and chart from the JSON.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ sys.path.insert(0, str(HERE))
 import accuracy  # noqa: E402  (benchmarks/accuracy.py: the training pool and the predictor)
 
 RESULTS = HERE / "results"
-SIZES: tuple[float, ...] = (0.1, 0.2, 0.5, 1, 2, 4, 16)
+SIZES: tuple[float, ...] = (0.1, 0.2, 0.5, 1, 4, 16)
 SEEDS: tuple[int, ...] = (0, 1, 2)
 METHODS: tuple[str, ...] = ("sbc", "obc", "magnitude")
 LABELS: dict[str, str] = {"sbc": "SBC", "obc": "OBC-current", "magnitude": "magnitude"}
@@ -209,50 +212,81 @@ def measure(network: Network, setting: Setting, method: str, calibration: Calibr
                middle - start, time.perf_counter() - middle)
 
 
+def _run(network: Network, setting: Setting, method: str, calibration: Calibration | None,
+         reference: np.ndarray, per_class: float | None, seed: int | None, samples: int,
+         done: Mapping[tuple[Any, ...], Row], on_row: Callable[[Row], None]) -> None:
+    if (network.name, setting.key, method, per_class, seed) in done:
+        return
+    row = measure(network, setting, method, calibration, reference, per_class, seed, samples)
+    log.info("%s %s %s K=%s seed=%s: %.4f (compress %.1f s, eval %.1f s)", network.name,
+             setting.key, method, per_class, seed, row.accuracy, row.compress_s, row.eval_s)
+    on_row(row)
+
+
+def dense_reference(network: Network) -> tuple[float, np.ndarray]:
+    """The dense network's accuracy and predictions on the evaluation samples."""
+    classes = accuracy.predict(network.graph, network.evaluation).classes
+    dense = float(np.mean(classes == network.evaluation.y))
+    log.info("%s: dense accuracy %.4f on %d samples", network.name, dense,
+             len(network.evaluation))
+    return dense, classes
+
+
+def run_fixed(network: Network, settings: Sequence[Setting], reference: np.ndarray,
+              done: Mapping[tuple[Any, ...], Row], on_row: Callable[[Row], None]) -> None:
+    """The runs without a draw: magnitude, and the default run's whole bundled set."""
+    for setting in settings:
+        _run(network, setting, "magnitude", None, reference, None, None, 0, done, on_row)
+    targets = [s for s in settings if s.target]
+    if targets and network.default_pool is not None:
+        pool = network.default_pool
+        for method in ("sbc", "obc"):
+            if all((network.name, s.key, method, None, None) in done for s in targets):
+                continue
+            whole = calibrate(network.graph, pool.x, kernel=KERNELS[method], batch_size=50)
+            for setting in targets:
+                _run(network, setting, method, whole, reference, None, None, len(pool), done,
+                     on_row)
+
+
+def _cost(setting: Setting) -> float:
+    """Run order within a draw: quantisation (cheap) before pruning (the solver's time)."""
+    return setting.sparsity if setting.sparsity else -1.0
+
+
+def run_seed(network: Network, settings: Sequence[Setting], sizes: Sequence[float], seed: int,
+             reference: np.ndarray, done: Mapping[tuple[Any, ...], Row],
+             on_row: Callable[[Row], None]) -> None:
+    """SBC and OBC-current at every size of one draw (cheap settings first, SBC and
+    OBC-current of a size one after the other)."""
+    groups: dict[int, list[Setting]] = defaultdict(list)
+    for setting in sorted(settings, key=_cost):
+        groups[id(network.pool_for(setting))].append(setting)
+    for members in groups.values():
+        pool = network.pool_for(members[0])
+        wanted = [(s, m, float(k)) for s in members for k in sizes for m in ("sbc", "obc")
+                  if (network.name, s.key, m, float(k), seed) not in done]
+        if not wanted:
+            continue
+        tick = time.perf_counter()
+        calibrations = seed_calibrations(network.graph, pool, sizes, seed,
+                                         sorted({KERNELS[m] for _, m, _ in wanted}))
+        log.info("%s seed %d: calibrated on %s in %.0f s", network.name, seed, pool.source,
+                 time.perf_counter() - tick)
+        for setting, method, k in wanted:
+            calibration, samples = calibrations[KERNELS[method], k]
+            _run(network, setting, method, calibration, reference, k, seed, samples, done,
+                 on_row)
+
+
 def run_network(network: Network, settings: Sequence[Setting], sizes: Sequence[float],
                 seeds: Sequence[int], done: Mapping[tuple[Any, ...], Row],
                 on_row: Callable[[Row], None]) -> float:
     """Every run of one network; returns the dense accuracy. ``done`` rows are not re-run."""
-    dense_pred = accuracy.predict(network.graph, network.evaluation).classes
-    dense = float(np.mean(dense_pred == network.evaluation.y))
-    log.info("%s: dense accuracy %.4f on %d samples", network.name, dense,
-             len(network.evaluation))
-
-    def run(setting: Setting, method: str, calibration: Calibration | None,
-            per_class: float | None, seed: int | None, samples: int) -> None:
-        key = (network.name, setting.key, method, per_class, seed)
-        if key in done:
-            return
-        row = measure(network, setting, method, calibration, dense_pred, per_class, seed, samples)
-        log.info("%s %s %s K=%s seed=%s: %.4f (compress %.1f s, eval %.1f s)", network.name,
-                 setting.key, method, per_class, seed, row.accuracy, row.compress_s, row.eval_s)
-        on_row(row)
-
-    for setting in settings:
-        run(setting, "magnitude", None, None, None, 0)
-    groups: dict[int, list[Setting]] = defaultdict(list)
-    for setting in settings:
-        groups[id(network.pool_for(setting))].append(setting)
-    for members in groups.values():
-        pool = network.pool_for(members[0])
-        if members[0].target and network.default_pool is not None:
-            for method in ("sbc", "obc"):   # the whole bundled set: the default run
-                whole = calibrate(network.graph, pool.x, kernel=KERNELS[method], batch_size=50)
-                for setting in members:
-                    run(setting, method, whole, None, None, len(pool))
-        for seed in seeds:
-            wanted = [(s, m, k) for s in members for m in ("sbc", "obc") for k in sizes
-                      if (network.name, s.key, m, float(k), seed) not in done]
-            if not wanted:
-                continue
-            tick = time.perf_counter()
-            calibrations = seed_calibrations(network.graph, pool, sizes, seed,
-                                             sorted({KERNELS[m] for _, m, _ in wanted}))
-            log.info("%s seed %d: calibrated on %s in %.0f s", network.name, seed, pool.source,
-                     time.perf_counter() - tick)
-            for setting, method, k in wanted:
-                calibration, samples = calibrations[KERNELS[method], float(k)]
-                run(setting, method, calibration, float(k), seed, samples)
+    dense, reference = dense_reference(network)
+    run_fixed(network, settings, reference, done, on_row)
+    for seed in seeds:
+        run_seed(network, settings, sizes, seed, reference, done, on_row)
     return dense
 
 
@@ -464,6 +498,32 @@ def load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _record(meta: dict[str, Any], network: Network, clock: Sequence[float], command: str,
+            before: Mapping[str, Any] | None) -> None:
+    """Store a network's times in ``meta`` (added to ``before``'s, a run this one resumes)."""
+    info = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"),
+            "wall_s": clock[0], "cpu_s": clock[1], "load_start": clock[2],
+            "load_end": os.getloadavg()[0], "n_eval": len(network.evaluation),
+            "pool": network.pool.source}
+    if before:
+        info["wall_s"] += before["wall_s"]
+        info["cpu_s"] += before["cpu_s"]
+        info["command"] = f"{before['command']}` then `{command}"
+        info["load_start"] = before["load_start"]
+    meta["networks"][network.name] = info
+
+
+def _limits(text: str) -> dict[str, int]:
+    """``N`` (every network) or ``NAME=N,NAME=N``; ``""`` maps to the default."""
+    out = {}
+    for part in text.split(","):
+        name, eq, value = part.rpartition("=")
+        if not value.isdigit() or int(value) < 1:
+            raise argparse.ArgumentTypeError(f"expected N or NAME=N, got {part!r}")
+        out[name if eq else ""] = int(value)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", default=",".join(NETWORKS),
@@ -477,8 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=_floats, default=SIZES)
     parser.add_argument("--seeds", type=int, default=len(SEEDS))
     parser.add_argument("--settings", default=",".join(s.key for s in SETTINGS))
-    parser.add_argument("--eval-limit", type=int, default=None,
-                        help="evaluate on the first N evaluation samples (all classes, fixed)")
+    parser.add_argument("--eval-limit", type=_limits, default={},
+                        help="evaluate on the first N evaluation samples (a fixed subset; the "
+                             "bundled set is shuffled, so all classes): N or NAME=N,...")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", action="store_true", help="keep the rows already measured")
     parser.add_argument("--render-only", action="store_true",
@@ -528,26 +589,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--network NAME=MODEL needs --pool DATA and --eval DATA")
         loaders.append(lambda: custom_network(name, model, args.pool, args.eval, args.dt,
                                               args.reset))
-    for loader in loaders:
+    previous = dict(stored["meta"]["networks"]) if args.resume else {}
+    networks, references, clocks = [], {}, {}
+    for loader in loaders:   # every network first, then one draw at a time across them
         wall, cpu, load_start = time.perf_counter(), time.process_time(), os.getloadavg()[0]
         network = loader()
-        if args.eval_limit:
+        limit = args.eval_limit.get(network.name, args.eval_limit.get(""))
+        if limit:
             network = dataclasses.replace(
-                network, evaluation=network.evaluation.subset(slice(0, args.eval_limit)))
-        before = meta["networks"].get(network.name)
-        done = {r.key: r for r in rows}
-        dense[network.name] = run_network(network, settings, sizes, seeds, done, on_row)
-        info = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"),
-                "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
-                "load_start": load_start, "load_end": os.getloadavg()[0],
-                "n_eval": len(network.evaluation), "pool": network.pool.source}
-        if before and args.resume:   # a resumed run: times add up, both commands are kept
-            info["wall_s"] += before["wall_s"]
-            info["cpu_s"] += before["cpu_s"]
-            info["command"] = f"{before['command']}` then `{command}"
-            info["load_start"] = before["load_start"]
-        meta["networks"][network.name] = info
-        save()
+                network, evaluation=network.evaluation.subset(slice(0, limit)))
+        dense[network.name], references[network.name] = dense_reference(network)
+        run_fixed(network, settings, references[network.name], {r.key: r for r in rows}, on_row)
+        networks.append(network)
+        clocks[network.name] = [time.perf_counter() - wall, time.process_time() - cpu,
+                                load_start]
+    for seed in seeds:
+        for network in networks:
+            wall, cpu = time.perf_counter(), time.process_time()
+            run_seed(network, settings, sizes, seed, references[network.name],
+                     {r.key: r for r in rows}, on_row)
+            clocks[network.name][0] += time.perf_counter() - wall
+            clocks[network.name][1] += time.process_time() - cpu
+            _record(meta, network, clocks[network.name], command, previous.get(network.name))
+            save()
     names = [n for n in dense]
     shown = [r for r in rows if r.network in names]
     write_text_atomic(out["md"], render(meta, dense, shown, sizes, settings) + "\n")
