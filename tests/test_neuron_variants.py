@@ -340,3 +340,47 @@ def test_lava_integer_core_and_netx_refuse_variants_naming_the_node(case, tmp_pa
     with pytest.raises(ExportError) as caught:
         to_netx(graph, tmp_path / "m.net")
     assert "node 'lif'" in str(caught.value) and "netx has no field" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- SMP kernels
+
+
+KINDS = {
+    "LIF": lambda n, **kw: LIF(beta=np.full(n, 0.85), v_threshold=np.full(n, 1.0),
+                               gain=np.full(n, 0.7), **kw),
+    "CubaLIF": lambda n, **kw: CubaLIF(alpha=np.full(n, 0.6), beta=np.full(n, 0.85),
+                                       v_threshold=np.full(n, 1.0), gain_syn=np.full(n, 0.9),
+                                       gain=np.full(n, 0.7), **kw),
+    "IF": lambda n, **kw: IF(v_threshold=np.full(n, 1.0), gain=np.full(n, 0.7), **kw),
+}
+KERNEL_VARIANTS = {
+    "plain": {},
+    "fires_at_equal": dict(fires_at_equal=True),
+    "multi": dict(max_spikes=None, fires_at_equal=True, reset="subtract"),
+    "next_step-zero": dict(reset_timing="next_step"),
+    "next_step-subtract": dict(reset_timing="next_step", reset="subtract"),
+    "raised": dict(reset_timing="same_step_raised", reset="subtract"),
+    "v_min": dict(v_min=-50.0),
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("variant", list(KERNEL_VARIANTS))
+def test_smp_kernel_of_each_variant_is_the_subthreshold_membrane(kind, variant, rng):
+    from sbc_deploy.compress.hessian import kernel_for_neuron
+
+    n, steps = 5, 30
+    node = KINDS[kind](n, **KERNEL_VARIANTS[variant])
+    kernels, groups = kernel_for_neuron(node, n)
+    plain_kernels, plain_groups = kernel_for_neuron(KINDS[kind](n), n)
+    assert kernels == plain_kernels and np.array_equal(groups, plain_groups)
+    # independent computation: the variant neuron simulated with a threshold it never reaches
+    # (and above v_min) has the membrane gain * (K @ current), K the closed-form matrix
+    silent = node.replace(v_threshold=np.full(n, 1e9))
+    current = rng.normal(0.0, 1.0, size=(steps, 2, n))
+    spikes, v = run(silent, current)
+    assert not spikes.any() and v.min() > -50.0
+    K = kernels[0].matrix(steps).numpy()
+    gain_syn = getattr(node, "gain_syn", np.ones(n))
+    expected = 0.7 * np.einsum("ts,sbn->tbn", K, current * gain_syn)
+    np.testing.assert_allclose(v, expected, rtol=1e-10, atol=1e-10)
