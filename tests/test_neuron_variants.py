@@ -384,3 +384,68 @@ def test_smp_kernel_of_each_variant_is_the_subthreshold_membrane(kind, variant, 
     gain_syn = getattr(node, "gain_syn", np.ones(n))
     expected = 0.7 * np.einsum("ts,sbn->tbn", K, current * gain_syn)
     np.testing.assert_allclose(v, expected, rtol=1e-10, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- NIR round trip
+
+
+def variant_graph(rng) -> Graph:
+    """Every spiking kind with a different spike variant (and one plain LIF)."""
+    n = 4
+    nodes = [
+        ("in", Input((3,))), ("fc1", Affine(rng.normal(0, 1, (n, 3)))),
+        ("if1", IF(v_threshold=np.full(n, 1.0), reset="subtract", max_spikes=None,
+                   fires_at_equal=True, v_min=np.full(n, -1.0))),
+        ("fc2", Affine(rng.normal(0, 1, (n, n)))),
+        ("lif2", LIF(beta=np.full(n, 0.8), v_threshold=np.full(n, 0.9), reset="subtract",
+                     reset_timing="next_step", max_spikes=31, fires_at_equal=True)),
+        ("fc3", Affine(rng.normal(0, 1, (n, n)))),
+        ("cuba3", CubaLIF(alpha=np.full(n, 0.5), beta=np.full(n, 0.8),
+                          v_threshold=np.full(n, 1.1), reset="subtract",
+                          reset_timing="same_step_raised")),
+        ("fc4", Affine(rng.normal(0, 1, (2, n)))),
+        ("lif4", LIF(beta=np.full(2, 0.8), v_threshold=np.full(2, 1.0), reset="subtract")),
+        ("out", Output((2,))),
+    ]
+    return Graph.chain(nodes, dt=1e-3, metadata={"reset": "subtract", "discretization": "exact"})
+
+
+VARIANT_FIELDS = ("fires_at_equal", "max_spikes", "reset_timing", "v_min")
+
+
+def test_nir_round_trip_keeps_every_spike_variant(rng, tmp_path):
+    from sbc_deploy.exporters.to_nir import write_nir
+    from sbc_deploy.frontends.from_nir import from_nir
+
+    graph = variant_graph(rng)
+    first = tmp_path / "first.nir"
+    write_nir(graph, first)
+    back = from_nir(first)
+    for name, node in graph.nodes.items():
+        if getattr(node, "spiking", False):
+            for key in VARIANT_FIELDS:
+                got, want = getattr(back.nodes[name], key), getattr(node, key)
+                if isinstance(want, np.ndarray) or isinstance(got, np.ndarray):
+                    np.testing.assert_array_equal(got, want, err_msg=f"{name}.{key}")
+                else:
+                    assert got == want, (name, key, got, want)
+    x = torch.from_numpy(rng.normal(0.5, 1.0, size=(30, 3, 3)))
+    before = simulate(graph, x, dtype=F64).outputs["out"]
+    after = simulate(back, x, dtype=F64).outputs["out"]
+    assert torch.equal(before, after) and before.sum() > 10
+    # NIR -> sbc-deploy -> NIR is the identity on the variant metadata (and the plain neuron
+    # gets none)
+    second = tmp_path / "second.nir"
+    write_nir(back, second)
+    import nir
+
+    a, b = nir.read(first), nir.read(second)
+    for name in ("if1", "lif2", "cuba3", "lif4"):
+        ma = {k: v for k, v in a.nodes[name].metadata.items() if k.startswith("sbc_")}
+        mb = {k: v for k, v in b.nodes[name].metadata.items() if k.startswith("sbc_")}
+        assert ma.keys() == mb.keys()
+        for key in ma:
+            np.testing.assert_array_equal(np.asarray(ma[key]), np.asarray(mb[key]))
+    assert not any(k in a.nodes["lif4"].metadata for k in
+                   ("sbc_fires_at_equal", "sbc_max_spikes", "sbc_reset_timing", "sbc_v_min"))
+    assert int(a.nodes["if1"].metadata["sbc_max_spikes"]) == 0   # no cap
