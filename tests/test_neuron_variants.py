@@ -449,3 +449,27 @@ def test_nir_round_trip_keeps_every_spike_variant(rng, tmp_path):
     assert not any(k in a.nodes["lif4"].metadata for k in
                    ("sbc_fires_at_equal", "sbc_max_spikes", "sbc_reset_timing", "sbc_v_min"))
     assert int(a.nodes["if1"].metadata["sbc_max_spikes"]) == 0   # no cap
+
+
+# --------------------------------------------------------------------------- integer core
+
+
+def test_report_says_precisely_why_the_integer_core_cannot_run_xylo():
+    # the integer core is Lava's CUBA LIF; Xylo's neurons reset by subtraction, decay by bit
+    # shifts and send up to 31 spikes per step, so no xylo network (multi-spike or not) runs
+    # on it: the pipeline's note says each difference, read from targets/xylo.toml
+    from sbc_deploy.data import Dataset
+    from sbc_deploy.pipeline import DeployRequest, _integer_accuracy
+    from sbc_deploy.targets import load_target
+
+    graph = Graph.chain([("in", Input((3,))), ("fc", Affine(np.ones((4, 3)))),
+                         ("lif", LIF(beta=np.full(4, 0.5), v_threshold=np.full(4, 1.0),
+                                     reset="subtract", max_spikes=31, fires_at_equal=True)),
+                         ("out", Output((4,)))], dt=1e-3)
+    data = Dataset(x=np.zeros((2, 5, 3), np.uint8), y=np.zeros(2, np.int64), dt=1e-3,
+                   source="test")
+    accuracy, note = _integer_accuracy(graph, data, load_target("xylo"), DeployRequest(), None)
+    assert accuracy is None
+    for part in ("Lava's fixed-point CUBA LIF", "subtract reset", "up to 31 spikes per neuron "
+                 "and step (Lava: one)", "bitshift decays", "int weights"):
+        assert part in note, (part, note)
