@@ -7,7 +7,7 @@ inside :func:`torch_threads`, which restores it.
 Example::
 
     >>> dev = resolve_device("cpu")                 # a ConfigError for "cuda" without CUDA
-    >>> with torch_threads(default_threads()):      # torch's setting, capped at this process's cores
+X
     ...     pass
 """
 
