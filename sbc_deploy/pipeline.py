@@ -234,7 +234,8 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
         return None, (f"no bit-accurate core model for {target.name} (the core models Lava's "
                       "fixed-point CUBA LIF); integer accuracy not measured")
     from sbc_deploy.frontends import from_netx
-    from sbc_deploy.sim.int_core import evaluate_deployed, to_fixed_point
+    from sbc_deploy.sim.fixed_point import to_fixed_point
+    from sbc_deploy.sim.int_core import evaluate_deployed
 
     deployed = graph if netx_file is None else from_netx(netx_file, dt=graph.dt)
     n = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
