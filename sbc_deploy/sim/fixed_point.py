@@ -558,8 +558,8 @@ def check_blocks(chunk: int, reset_interval: int | None) -> None:
 
 
 def run_blocks(net: FixedPointNetwork, spikes: Tensor | np.ndarray, record: Iterable[str] | str,
-           graded_input: bool, chunk: int, make_run: Any, to_core: Any, to_host: Any
-           ) -> tuple[list[Any], list[Any], dict[str, list[Any]], int, int]:
+               graded_input: bool, chunk: int, make_run: Any, to_core: Any, to_host: Any
+               ) -> tuple[list[Any], list[Any], dict[str, list[Any]], int, int]:
     """The block loop both cores share (:mod:`.int_core` and :mod:`.int_core_torch`).
 
     ``make_run(layer, index, batch, keys, source_max)`` builds a layer's run (its ``block(x,
