@@ -152,7 +152,7 @@ def simulate_spikes(graph: Graph, data: Any, *, layers: bool = False, integer: b
 
 def _integer_network(graph: Graph) -> Any:
     """The fixed-point network, or a ConfigError saying why the integer core cannot hold it."""
-    from sbc_deploy.sim.int_core import to_fixed_point
+    from sbc_deploy.sim.fixed_point import to_fixed_point
 
     try:
         return to_fixed_point(graph)

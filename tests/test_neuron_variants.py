@@ -321,7 +321,7 @@ def test_lava_integer_core_and_netx_refuse_variants_naming_the_node(case, tmp_pa
     from sbc_deploy.errors import ConfigError, ExportError
     from sbc_deploy.exporters.to_netx import to_netx
     from sbc_deploy.ir import WeightEncoding
-    from sbc_deploy.sim.int_core import to_fixed_point
+    from sbc_deploy.sim.fixed_point import to_fixed_point
 
     params = dict(VARIANTS[case], reset="zero", v_reset=0.0)
     if params.get("reset_timing") == "same_step_raised":

@@ -94,7 +94,8 @@ def test_integer_needs_integer_weights_and_says_why(files, tmp_path, capsys):
 def test_integer_core_spikes_of_a_netx_model(tmp_path, rng):
     from sbc_deploy.frontends import load_model
     from sbc_deploy.sim import simulate
-    from sbc_deploy.sim.int_core import simulate_integer, to_fixed_point
+    from sbc_deploy.sim.fixed_point import to_fixed_point
+    from sbc_deploy.sim.int_core import simulate_integer
 
     path = fixture_path("netx", "mnist_small", "network.net")
     graph = load_model(path)
