@@ -349,14 +349,15 @@ def smallest_lossless(rows: Sequence[Row], network: str, setting: str, n_eval: i
     return found, whole.mean
 
 
-def _pct(stat: Stat | None, signed: bool = False) -> str:
+def _pct(stat: Stat | None, signed: bool = False, draws: int | None = None) -> str:
+    """``mean (low..high)`` in %; ``[n of N draws]`` when fewer than ``draws`` were measured."""
     if stat is None:
         return "-"
     fmt = "{:+.1f}" if signed else "{:.1f}"
-    if stat.n == 1:
-        return fmt.format(100 * stat.mean)
-    return (fmt.format(100 * stat.mean) + f" ({fmt.format(100 * stat.low)}.."
-            f"{fmt.format(100 * stat.high)})")
+    text = fmt.format(100 * stat.mean) if stat.n == 1 else (
+        fmt.format(100 * stat.mean) + f" ({fmt.format(100 * stat.low)}.."
+        f"{fmt.format(100 * stat.high)})")
+    return text if draws is None or stat.n >= draws else f"{text} [{stat.n} of {draws} draws]"
 
 
 def _k(value: float | None) -> str:
@@ -367,6 +368,7 @@ def render(meta: Mapping[str, Any], dense: Mapping[str, float], rows: Sequence[R
            sizes: Sequence[float], settings: Sequence[Setting]) -> str:
     """The results page (Markdown)."""
     table = stats(rows)
+    n = len(meta.get("seeds", SEEDS))
     lines = ["# Calibration-size ablation", "",
              f"Machine: {meta['machine']}; torch {meta['torch']}, {meta['threads']} thread(s), "
              "run under `nice -n 15` on a machine shared with other work (wall times depend on "
@@ -379,7 +381,7 @@ def render(meta: Mapping[str, Any], dense: Mapping[str, float], rows: Sequence[R
                      f"{info['load_start']:.1f}-{info['load_end']:.1f} | "
                      f"{info['n_eval']} samples |")
     lines += ["", "Cells: accuracy in % on the evaluation samples (float simulator, spike-count "
-              "read-out), mean over three class-balanced draws (lowest..highest draw). `K` is "
+              f"read-out), mean over {n} class-balanced draws (lowest..highest draw). `K` is "
               "calibration samples per class (`--calib-per-class`; 0.1 = one sample of one "
               "class of ten, 0.5 = one sample of each of five classes). Margins are SBC minus "
               "the other method, paired by draw (SBC and OBC-current see the same samples). "
@@ -394,12 +396,13 @@ def render(meta: Mapping[str, Any], dense: Mapping[str, float], rows: Sequence[R
                 key = (name, setting.key, "sbc", float(k))
                 if key not in table:
                     continue
+                obc = paired_margin(rows, name, setting.key, float(k), "obc")
+                mag = paired_margin(rows, name, setting.key, float(k), "magnitude")
                 lines.append(
                     f"| {name} | {setting.label} | {k:g} | "
-                    f"{samples.get((name, setting.key, float(k)), '-')} | {_pct(table[key])} | "
-                    f"{_pct(paired_margin(rows, name, setting.key, float(k), 'obc'), True)} | "
-                    f"{_pct(paired_margin(rows, name, setting.key, float(k), 'magnitude'), True)}"
-                    " |")
+                    f"{samples.get((name, setting.key, float(k)), '-')} | "
+                    f"{_pct(table[key], draws=n)} | {_pct(obc, True, n)} | "
+                    f"{_pct(mag, True, n)} |")
     lines += ["", "## The default run's smallest calibration set", ""]
     for name in dense:
         n_eval = meta["networks"][name]["n_eval"]
@@ -430,9 +433,11 @@ def render(meta: Mapping[str, Any], dense: Mapping[str, float], rows: Sequence[R
                     sbc, obc = (table.get((name, setting.key, m, None)) for m in ("sbc", "obc"))
                     margin = None if sbc is None or obc is None else \
                         Stat.of([sbc.mean - obc.mean])
-                lines.append(f"| {_k(k)} | {_pct(table.get((name, setting.key, 'sbc', k)))} | "
-                             f"{_pct(table.get((name, setting.key, 'obc', k)))} | {_pct(mag)} | "
-                             f"{_pct(margin, True)} |")
+                draws = None if k is None else n
+                lines.append(f"| {_k(k)} | "
+                             f"{_pct(table.get((name, setting.key, 'sbc', k)), draws=draws)} | "
+                             f"{_pct(table.get((name, setting.key, 'obc', k)), draws=draws)} | "
+                             f"{_pct(mag)} | {_pct(margin, True, draws)} |")
             lines.append("")
     return "\n".join(lines)
 
@@ -579,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.render_only:
         sizes = tuple(stored["meta"].get("sizes", sizes))
-        meta.update({k: stored["meta"][k] for k in ("machine", "torch", "threads")
+        meta.update({k: stored["meta"][k] for k in ("machine", "torch", "threads", "seeds")
                      if k in stored["meta"]})
     loaders: list[Callable[[], Network]] = [] if args.render_only else [
         (lambda n=name: NETWORKS[n](n)) for name in args.networks.split(",") if name]

@@ -101,7 +101,7 @@ def test_page_chart_and_render_only(measured, network, tmp_path):
     import json
 
     dense, rows = measured
-    meta = {"machine": "test", "torch": "x", "threads": 1, "sizes": list(SIZES),
+    meta = {"machine": "test", "torch": "x", "threads": 1, "sizes": list(SIZES), "seeds": [0, 1],
             "networks": {"tiny": {"command": "calib_size.py --test", "date": "today",
                                   "wall_s": 60.0, "cpu_s": 30.0, "load_start": 1.0,
                                   "load_end": 2.0, "n_eval": len(network.evaluation),
@@ -113,6 +113,10 @@ def test_page_chart_and_render_only(measured, network, tmp_path):
     assert f"| tiny | 90 % sparsity | 1 | {CLASSES} | {bench._pct(sbc)} | " \
            f"{bench._pct(obc_margin, True)} |" in page
     assert "## tiny (dense" in page and "### 4-bit weights" in page
+    assert "draws]" not in page
+    # a run cut short says which cells hold fewer draws than asked for
+    short = bench.render({**meta, "seeds": [0, 1, 2]}, {"tiny": dense}, rows, SIZES, SETTINGS)
+    assert f"{bench._pct(sbc)} [2 of 3 draws]" in short
     path = tmp_path / "chart.png"
     bench.plot({"tiny": dense}, rows, SIZES, SETTINGS, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
