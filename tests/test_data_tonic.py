@@ -391,6 +391,18 @@ def test_reader_errors_are_typed(tmp_path) -> None:
         load_data(f"nmnist:{plain}", dt=1e-3)
 
 
+def test_frames_beyond_the_memory_budget_are_refused_before_binning(tmp_path,
+                                                                    monkeypatch) -> None:
+    from sbc_deploy.data import tonic_sets
+
+    nmnist_tree(tmp_path, per_class={1: 2})
+    # 2 recordings x 320 frames x 2 x 34 x 34 int16 = 2.96 MB
+    monkeypatch.setattr(tonic_sets, "MAX_FRAME_BYTES", 2_000_000)
+    with pytest.raises(DataError, match="would take .* GiB.*hint: bin coarser"):
+        load_data(f"nmnist:{tmp_path}", dt=1e-3)
+    assert load_data(f"nmnist:{tmp_path}", dt=1e-3, steps=100).steps == 100
+
+
 def test_layouts_name_tonic_classes() -> None:
     for layout in DATASETS.values():
         cls = getattr(tonic.datasets, layout.tonic_class)
