@@ -285,6 +285,9 @@ def test_spec_syntax_and_detection(tmp_path) -> None:
             parse_spec(f"nmnist:{tmp_path},{bad}")
     with pytest.raises(DataError, match="holds both Train and Test; say which"):
         load_data(f"{tmp_path}/NMNIST", dt=1e-3)
+    assert len(load_data(f"{tmp_path}/NMNIST/Test,split=test", dt=1e-3)) == 5
+    with pytest.raises(DataError, match="has no train split"):
+        load_data(f"{tmp_path}/NMNIST/Test,split=train", dt=1e-3)
     # a folder whose name has a comma is taken whole when it exists as written
     odd = tmp_path / "a,b"
     nmnist_tree(odd, per_class={2: 1})

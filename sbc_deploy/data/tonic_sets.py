@@ -291,6 +291,8 @@ def _root(path: Path, layout: Layout) -> Path:
 def _pick_split(root: Path, layout: Layout, split: str | None) -> tuple[Path, str]:
     """The split's folder (or file) and the split's name."""
     present = {s: root / sub for s, sub in layout.splits.items() if (root / sub).exists()}
+    if split in layout.splits and not present and root.name == layout.splits[split]:
+        return root, split   # the path is that split's folder (or file) already
     if split in (None, "all") and not present:
         return root, "all"   # the path is a split folder itself (or CIFAR10-DVS)
     if split is None:
