@@ -619,7 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             save()
     names = [n for n in dense]
     shown = [r for r in rows if r.network in names]
-    write_text_atomic(out["md"], render(meta, dense, shown, sizes, settings) + "\n")
+    page = accuracy.keep_notes(render(meta, dense, shown, sizes, settings), out["md"])
+    write_text_atomic(out["md"], page + "\n")
     plot(dense, shown, sizes, settings, out["png"])
     log.info("wrote %s", ", ".join(map(str, out.values())))
     return 0
