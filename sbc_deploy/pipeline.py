@@ -458,7 +458,8 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
     with clock.stage("load"):
         progress("load", 0, 1, unit="steps")
         resolve_device(request.device)   # a bad or absent device fails before any work
-        plan = validate_request(request)
+        plan = validate_request(request, data_progress=lambda flag, done, total: progress(
+            "read data", done, total, unit="files", detail=flag))
         progress("load", 1, 1, unit="steps")
         graph, model_name, calib, evaluation = (plan.graph, plan.model_name, plan.calib,
                                                 plan.evaluation)

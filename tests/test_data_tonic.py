@@ -406,6 +406,21 @@ def test_frames_beyond_the_memory_budget_are_refused_before_binning(tmp_path,
     assert load_data(f"nmnist:{tmp_path}", dt=1e-3, steps=100).steps == 100
 
 
+def test_reading_a_dataset_reports_progress(tmp_path) -> None:
+    from sbc_deploy.pipeline import DeployRequest
+    from sbc_deploy.validate import validate_request
+
+    nmnist_tree(tmp_path, per_class={0: 2, 1: 2})
+    calls: list[tuple] = []
+    load_data(f"nmnist:{tmp_path}", dt=0.01, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    calls.clear()
+    plan = validate_request(DeployRequest(targets=("loihi2",), calib=f"nmnist:{tmp_path}",
+                                          calib_per_class=1, out_dir=tmp_path / "out"),
+                            data_progress=lambda *a: calls.append(a))
+    assert calls == [("--calib", 1, 2), ("--calib", 2, 2)] and len(plan.calib) == 2
+
+
 def test_layouts_name_tonic_classes() -> None:
     for layout in DATASETS.values():
         cls = getattr(tonic.datasets, layout.tonic_class)

@@ -23,6 +23,7 @@ channel 1 ON), as tonic's ``ToFrame`` makes them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,8 @@ def _from_spec(spec: str, dt: float | None, steps: int | None, limit: int | None
 
 
 def _load(source: str | Path | Dataset, dt: float | None, steps: int | None,
-          limit: int | None, per_class: float | None, seed: int) -> Dataset:
+          limit: int | None, per_class: float | None, seed: int,
+          progress: Callable[[int, int], None] | None) -> Dataset:
     if isinstance(source, Dataset):
         if dt is not None and not math.isclose(source.dt, dt, rel_tol=1e-9):
             raise DataError(f"has dt={source.dt:g} s but dt={dt:g} s was asked for",
@@ -80,15 +82,15 @@ def _load(source: str | Path | Dataset, dt: float | None, steps: int | None,
     from sbc_deploy.data.static import has_images_key, is_image_folder, load_images
     if text.startswith("images:") and not Path(text).exists():
         return load_images(text[len("images:"):], dt=dt, steps=steps, limit=limit,
-                           per_class=per_class, seed=seed)
+                           per_class=per_class, seed=seed, progress=progress)
     spec = parse_spec(text)
     if spec is not None:   # an event dataset: only the recordings drawn are read
         return load_event_spec(spec, dt=dt, steps=steps, limit=limit, per_class=per_class,
-                               seed=seed)
+                               seed=seed, progress=progress)
     path = Path(source)
     if is_image_folder(path) or (path.is_file() and has_images_key(path)):
         return load_images(path, dt=dt, steps=steps, limit=limit, per_class=per_class,
-                           seed=seed)
+                           seed=seed, progress=progress)
     if path.suffix.lower() == ".npz" or path.is_file():
         return _select(read_npz(path, dt=dt), limit, per_class, seed)
     if path.is_dir():
@@ -109,7 +111,7 @@ def _select(dataset: Dataset, limit: int | None, per_class: float | None, seed: 
 def load_data(path_or_spec: str | Path | Dataset, *, dt: float | None = None,
               steps: int | None = None, input_shape: tuple[int, ...] | None = None,
               limit: int | None = None, per_class: float | None = None,
-              seed: int = 0) -> Dataset:
+              seed: int = 0, progress: Callable[[int, int], None] | None = None) -> Dataset:
     """Load calibration or evaluation data from a file, a folder or a spec.
 
     Args:
@@ -125,6 +127,7 @@ def load_data(path_or_spec: str | Path | Dataset, *, dt: float | None = None,
         per_class: keep a class-balanced draw of ``per_class`` samples per class (fractions
             allowed; :mod:`~sbc_deploy.data.sampling`), before ``limit``.
         seed: the draw's seed.
+        progress: ``(done, total)`` after each file of a dataset or image folder is read.
 
     Returns:
         A validated :class:`Dataset`.
@@ -141,7 +144,7 @@ def load_data(path_or_spec: str | Path | Dataset, *, dt: float | None = None,
     with reading(str(getattr(path_or_spec, "source", path_or_spec)),
                  "calibration/evaluation data (.npz with x [N, T, *input] and optional y, "
                  "an event dataset folder, an image folder)"):
-        dataset = _load(path_or_spec, dt, steps, limit, per_class, seed)
+        dataset = _load(path_or_spec, dt, steps, limit, per_class, seed, progress)
     if steps is not None and steps != dataset.steps:
         dataset = dataset.with_steps(int(steps))
     if input_shape is not None:

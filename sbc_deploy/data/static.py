@@ -24,6 +24,7 @@ The ``T`` copies are one read-only broadcast view, not ``T`` arrays in memory.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,9 +192,10 @@ def _pick(labels: np.ndarray | None, n: int, limit: int | None, per_class: float
 
 
 def load_images(source: str | Path, *, dt: float | None, steps: int | None = None,
-                limit: int | None = None, per_class: float | None = None,
-                seed: int = 0) -> Dataset:
-    """Read images (a folder or an npz; see the module docstring) and encode them directly.
+                limit: int | None = None, per_class: float | None = None, seed: int = 0,
+                progress: Callable[[int, int], None] | None = None) -> Dataset:
+    """Read images (a folder or an npz; see the module docstring) and encode them directly
+    (``progress(done, total)`` after each image file).
 
     Raises:
         DataError: no ``dt`` or ``steps``, images of different sizes, a bad option.
@@ -215,7 +217,11 @@ def load_images(source: str | Path, *, dt: float | None, steps: int | None = Non
     if path.is_dir():
         files, labels, _ = _folder_listing(path)
         chosen = _pick(labels, len(files), limit, per_class, seed, text)
-        arrays = [_read_image(files[i], options) for i in chosen]
+        arrays = []
+        for i in chosen:
+            arrays.append(_read_image(files[i], options))
+            if progress is not None:
+                progress(len(arrays), len(chosen))
         shapes = {a.shape for a in arrays}
         if len(shapes) > 1:
             first = arrays[0].shape

@@ -519,8 +519,10 @@ def _check_events(events: np.ndarray, recording: Recording, layout: Layout) -> N
         raise DataError("has negative or non-finite time stamps", where=recording.where)
 
 
-def read_events(name: str, recordings: Sequence[Recording]) -> list[np.ndarray]:
-    """The events of each recording as tonic reads them, checked (time-sorted, stably).
+def read_events(name: str, recordings: Sequence[Recording],
+                progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+    """The events of each recording as tonic reads them, checked (time-sorted, stably);
+    ``progress(done, total)`` after each recording.
 
     Raises:
         FormatError: a truncated or unreadable file.
@@ -554,6 +556,8 @@ def read_events(name: str, recordings: Sequence[Recording]) -> list[np.ndarray]:
         if np.any(np.diff(t) < 0):
             events = events[np.argsort(t, kind="stable")]
         out.append(events)
+        if progress is not None:
+            progress(i + 1, len(recordings))
     return out
 
 
@@ -654,7 +658,7 @@ def load_event_spec(spec: EventSpec, *, dt: float | None = None, steps: int | No
         limit: read only the first ``limit`` recordings (balanced across classes).
         per_class: read only a class-balanced draw (:mod:`~sbc_deploy.data.sampling`).
         seed: the draw's seed.
-        progress: ``(done, total)`` after each recording is binned.
+        progress: ``(done, total)`` after each recording is read.
     """
     where = spec.text
     binning = spec.binning
@@ -671,8 +675,8 @@ def load_event_spec(spec: EventSpec, *, dt: float | None = None, steps: int | No
         recordings = [recordings[i] for i in balanced_indices(labels, per_class, seed, where)]
     if limit is not None:
         recordings = recordings[:limit]
-    events = read_events(name, recordings)
-    frames = bin_dataset(events, DATASETS[name].sensor_size, binning, where, progress)
+    events = read_events(name, recordings, progress)
+    frames = bin_dataset(events, DATASETS[name].sensor_size, binning, where)
     labels = None if any(r.label is None for r in recordings) else \
         np.array([r.label for r in recordings], dtype=np.int64)
     step = binning.window_us * 1e-6 if binning.window_us is not None else float(dt)  # type: ignore[arg-type]
