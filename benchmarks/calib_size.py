@@ -503,6 +503,24 @@ def load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def merge(paths: Sequence[Path], into: Path) -> None:
+    """Write the union of several results files to ``into``: rows by key (a later file wins),
+    each network's dense accuracy and metadata from the last file that ran it."""
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    merged: dict[str, Any] = {"meta": {"networks": {}}, "dense_accuracy": {}, "rows": []}
+    for path in paths:
+        stored = load(path)
+        for row in stored["rows"]:
+            rows[Row(**row).key] = row
+        ran = set(stored["meta"]["networks"])
+        merged["meta"].update({k: v for k, v in stored["meta"].items() if k != "networks"})
+        merged["meta"]["networks"].update(stored["meta"]["networks"])
+        merged["dense_accuracy"].update({k: v for k, v in stored["dense_accuracy"].items()
+                                         if k in ran or k not in merged["dense_accuracy"]})
+    merged["rows"] = list(rows.values())
+    write_text_atomic(into, json.dumps(merged, indent=1) + "\n")
+
+
 def _record(meta: dict[str, Any], network: Network, clock: Sequence[float], command: str,
             before: Mapping[str, Any] | None) -> None:
     """Store a network's times in ``meta`` (added to ``before``'s, a run this one resumes)."""
@@ -549,6 +567,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="keep the rows already measured")
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite the table and chart from the JSON, measuring nothing")
+    parser.add_argument("--merge", default=None, metavar="JSON[,JSON...]",
+                        help="first merge these results files (e.g. of networks run in "
+                             "separate processes) into the output JSON; implies --render-only")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--name", default="calib_size")
     args = parser.parse_args(argv)
@@ -564,6 +585,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["nice -n 15 .venv/bin/python benchmarks/calib_size.py",
                         shlex.join(words)]).strip()
 
+    if args.merge:
+        merge([Path(p) for p in args.merge.split(",")], out["json"])
+        args.render_only = True
     stored = load(out["json"]) if args.resume or args.render_only else load(Path("/nonexistent"))
     rows = [Row(**row) for row in stored["rows"]]
     dense: dict[str, float] = dict(stored["dense_accuracy"])

@@ -128,3 +128,13 @@ def test_page_chart_and_render_only(measured, network, tmp_path):
                        "--settings", "sparsity90,bits4"]) == 0
     assert (tmp_path / "abl.md").read_text() == page + "\n"
     assert (tmp_path / "abl.png").read_bytes()[:4] == b"\x89PNG"
+    # two processes' files (overlapping rows) merge into the same page
+    half = len(rows) // 2
+    for name, part in (("a", rows[:half + 3]), ("b", rows[half:])):
+        (tmp_path / f"{name}.json").write_text(json.dumps(
+            {"meta": meta, "dense_accuracy": {"tiny": dense},
+             "rows": [dataclasses.asdict(r) for r in part]}))
+    assert bench.main(["--merge", f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}", "--out-dir",
+                       str(tmp_path), "--name", "merged", "--settings", "sparsity90,bits4"]) == 0
+    assert (tmp_path / "merged.md").read_text() == page + "\n"
+    assert len(json.loads((tmp_path / "merged.json").read_text())["rows"]) == len(rows)
