@@ -4,7 +4,7 @@
                [--method sbc|obc|magnitude] [--sparsity F] [--bits N] [--fan-in K] [--nm N:M]
                [--export netx,nir,onnx] [-o OUTDIR] [--dt SECONDS] [--reset zero|subtract] [--quiet]
                [--eval-limit N] [--from FRAMEWORK] [--discretization euler|exact]
-               [--input-shape C,H,W] [--nir-for FRAMEWORK]
+               [--input-shape C,H,W] [--nir-for FRAMEWORK] [--calib-per-class K]
     sbc-deploy inspect MODEL [--dt SECONDS] [--reset zero|subtract] [--json] [--from FRAMEWORK] ...
     sbc-deploy check MODEL --target NAME|PATH[,...] [-o OUTDIR] [--report]
     sbc-deploy targets
