@@ -641,7 +641,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             clocks[network.name][1] += time.process_time() - cpu
             _record(meta, network, clocks[network.name], command, previous.get(network.name))
             save()
-    names = [n for n in dense]
+    names = [n for n in dense if n in meta["networks"]]   # a network whose first draw ran
+    dense = {n: dense[n] for n in names}
     shown = [r for r in rows if r.network in names]
     page = accuracy.keep_notes(render(meta, dense, shown, sizes, settings), out["md"])
     write_text_atomic(out["md"], page + "\n")
