@@ -325,54 +325,77 @@ def _truncate(path: Path, keep: int) -> Path:
     return path
 
 
-def bad_inputs(tmp_path: Path) -> dict[str, tuple[str, str, str]]:
-    """name -> (spec, file named in the message, what the message says)."""
-    cases: dict[str, tuple[str, str, str]] = {}
+def _missing_split(tmp_path: Path) -> tuple[str, str, str]:
     root = tmp_path / "nm"
     nmnist_tree(root, per_class={4: 1})
-    cases["missing split"] = (f"nmnist:{root},split=train", str(root / "NMNIST"),
-                              "has no train split")
+    return f"nmnist:{root},split=train", str(root / "NMNIST"), "has no train split"
+
+
+def _truncated_bin(tmp_path: Path) -> tuple[str, str, str]:
     (bad,) = nmnist_tree(tmp_path / "trunc", per_class={4: 1})
     _truncate(bad, bad.stat().st_size - 2)
-    cases["truncated .bin"] = (f"nmnist:{tmp_path / 'trunc'}", str(bad), "not a multiple of 5")
+    return f"nmnist:{tmp_path / 'trunc'}", str(bad), "not a multiple of 5"
+
+
+def _empty_bin(tmp_path: Path) -> tuple[str, str, str]:
     (empty,) = nmnist_tree(tmp_path / "empty", per_class={4: 1})
     empty.write_bytes(b"")
-    cases["empty .bin"] = (f"nmnist:{tmp_path / 'empty'}", str(empty), "empty recording")
+    return f"nmnist:{tmp_path / 'empty'}", str(empty), "empty recording"
+
+
+def _truncated_aedat4(tmp_path: Path) -> tuple[str, str, str]:
     (aedat,) = cifar_tree(tmp_path / "c1", classes=("cat",), count=1)
     _truncate(aedat, aedat.stat().st_size - 100)
-    cases["truncated .aedat4"] = (f"cifar10dvs:{tmp_path / 'c1'}", str(aedat), "AEDAT 4")
+    return f"cifar10dvs:{tmp_path / 'c1'}", str(aedat), "truncated or damaged AEDAT 4"
+
+
+def _wide_aedat4(tmp_path: Path) -> tuple[str, str, str]:
     big = tmp_path / "c2" / "CIFAR10DVS" / "cat" / "wide.aedat4"
     big.parent.mkdir(parents=True)
     write_aedat4(big, nmnist_like_events(np.random.default_rng(0), sensor=(240, 180),
                                          n_events=500), sensor=(240, 180))
-    cases["wrong sensor (aedat4)"] = (f"cifar10dvs:{tmp_path / 'c2'}", str(big),
-                                      "declares a 240x180 sensor")
-    gesture = gesture_tree(tmp_path / "g1", users=("user01_led",), labels=(3,))
-    (npy,) = gesture
+    return f"cifar10dvs:{tmp_path / 'c2'}", str(big), "declares a 240x180 sensor"
+
+
+def _wide_npy(tmp_path: Path) -> tuple[str, str, str]:
+    (npy,) = gesture_tree(tmp_path / "g1", users=("user01_led",), labels=(3,))
     events = nmnist_like_events(np.random.default_rng(1), sensor=(200, 128), n_events=800)
     events["t"] = events["t"] // 1000 * 1000
     write_gesture_npy(npy, events)
-    cases["wrong sensor (npy)"] = (f"dvsgesture:{tmp_path / 'g1'}", str(npy),
-                                   "outside the DVS128 Gesture sensor (128x128)")
+    return (f"dvsgesture:{tmp_path / 'g1'}", str(npy),
+            "outside the DVS128 Gesture sensor (128x128)")
+
+
+def _truncated_npy(tmp_path: Path) -> tuple[str, str, str]:
     (cut,) = gesture_tree(tmp_path / "g2", users=("user01_led",), labels=(3,))
     _truncate(cut, cut.stat().st_size - 40)
-    cases["truncated .npy"] = (f"dvsgesture:{tmp_path / 'g2'}", str(cut), "is truncated")
+    return f"dvsgesture:{tmp_path / 'g2'}", str(cut), "is truncated"
+
+
+def _empty_shd_sample(tmp_path: Path) -> tuple[str, str, str]:
     h5, _, _ = shd_file(tmp_path / "s1", empty=2)
-    cases["empty SHD sample"] = (f"shd:{tmp_path / 's1'}", f"{h5} (sample 2)", "empty recording")
+    return f"shd:{tmp_path / 's1'}", f"{h5} (sample 2)", "empty recording"
+
+
+def _truncated_h5(tmp_path: Path) -> tuple[str, str, str]:
     h5_cut, _, _ = shd_file(tmp_path / "s2")
     _truncate(h5_cut, 3000)
-    cases["truncated .h5"] = (f"shd:{tmp_path / 's2'}", str(h5_cut), "")
-    return cases
+    return f"shd:{tmp_path / 's2'}", str(h5_cut), ""
 
 
-CASES = ("missing split", "truncated .bin", "empty .bin", "truncated .aedat4",
-         "wrong sensor (aedat4)", "wrong sensor (npy)", "truncated .npy", "empty SHD sample",
-         "truncated .h5")
+#: case -> a builder of (spec, the file the message must name, what it must say)
+BAD_INPUTS = {
+    "missing split": _missing_split, "truncated .bin": _truncated_bin,
+    "empty .bin": _empty_bin, "truncated .aedat4": _truncated_aedat4,
+    "wrong sensor (aedat4)": _wide_aedat4, "wrong sensor (npy)": _wide_npy,
+    "truncated .npy": _truncated_npy, "empty SHD sample": _empty_shd_sample,
+    "truncated .h5": _truncated_h5,
+}
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_dataset_input_exits_2_naming_file_and_problem(case, tmp_path, capsys) -> None:
-    spec, where, message = bad_inputs(tmp_path)[case]
+    spec, where, message = BAD_INPUTS[case](tmp_path)
     code, err = _exit_code(capsys, tmp_path, spec)
     assert code == 2, err
     assert where in err and message in err, err
