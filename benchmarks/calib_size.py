@@ -331,15 +331,22 @@ def paired_margin(rows: Iterable[Row], network: str, setting: str, per_class: fl
     return Stat.of(diffs) if diffs else None
 
 
+def standard_error(accuracy_: float, n: int) -> float:
+    """The binomial standard error of an accuracy measured on ``n`` samples."""
+    return math.sqrt(max(accuracy_ * (1.0 - accuracy_), 0.0) / n)
+
+
 def smallest_lossless(rows: Sequence[Row], network: str, setting: str, n_eval: int,
                       sizes: Sequence[float]) -> tuple[float | None, float | None]:
     """``(K, reference)``: the smallest ``K`` from which on (every larger size too) SBC's mean
-    over the draws is at least the whole bundled set's accuracy minus one evaluation sample."""
+    over the draws is at least the whole bundled set's accuracy ``a`` minus one standard error
+    of an accuracy measured on ``n_eval`` samples, ``sqrt(a (1 - a) / n_eval)``: a smaller
+    difference cannot be told apart on this evaluation set."""
     table = stats(rows)
     whole = table.get((network, setting, "sbc", None))
     if whole is None:
         return None, None
-    tolerance = 1.0 / n_eval + 1e-12
+    tolerance = standard_error(whole.mean, n_eval) + 1e-12
     found = None
     for k in sorted(sizes, reverse=True):
         stat = table.get((network, setting, "sbc", float(k)))
@@ -412,10 +419,12 @@ def render(meta: Mapping[str, Any], dense: Mapping[str, float], rows: Sequence[R
         lines.append(f"- {name}: `sbc-deploy {name if name != 'nmnist_mlp' else ''}"
                      f"{' ' if name != 'nmnist_mlp' else ''}--target loihi2` with the whole "
                      f"bundled calibration set (20 per class) gives {100 * whole:.1f} %; "
-                     + ("no size in the grid stays within one evaluation sample of it"
+                     + ("no size in the grid stays within one standard error of it"
                         if k is None else
                         f"from `--calib-per-class {k:g}` up, SBC's mean over the draws stays "
-                        f"within one evaluation sample ({100 / n_eval:.1f} pts) of it"))
+                        f"within one standard error of the evaluation "
+                        f"({100 * standard_error(whole, n_eval):.1f} pts on {n_eval} samples) "
+                        "of it"))
     for name in dense:
         lines += ["", f"## {name} (dense {100 * dense[name]:.1f} %)", ""]
         for setting in settings:
