@@ -56,7 +56,9 @@ def test_inspect_from_sinabs_counts_steps_and_verbose_logs_the_convention(tmp_pa
     out = capsys.readouterr().out
     assert "dt unknown (sinabs counts time in steps" in out and "--dt SECONDS" in out
     assert main(["inspect", str(model), "--from", "brian"]) == 2
-    assert "invalid choice" in capsys.readouterr().err
+    assert "unknown framework 'brian'" in capsys.readouterr().err
+    assert main(["inspect", str(model), "--from", "sinabs:spike_fn=triple"]) == 2
+    assert "spike_fn must be one of multi, single" in capsys.readouterr().err
 
 
 def test_sinabs_network_is_not_silent_with_from_sinabs(tmp_path, rng):
@@ -85,18 +87,26 @@ def test_discretization_flag_reaches_the_importer(tmp_path, rng, capsys):
     assert "discretization: euler" in capsys.readouterr().out
 
 
-def test_deploy_nir_for_writes_the_adapted_file_and_says_what_changed(tmp_path, rng):
+def test_deploy_nir_for_writes_the_adapted_file_and_says_what_changed(tmp_path, rng, capsys):
     model = _sinabs_if_net(tmp_path / "sinabs.nir", rng)
     calib = _data(tmp_path / "calib.npz", rng, (10,))
     out = tmp_path / "out"
-    code = main([str(model), "--from", "sinabs", "--dt", "0.001", "--target", "generic",
+    # sinabs' default subtract reset: snntorch's importer builds zero resets only, refused
+    # before any work
+    assert main([str(model), "--from", "sinabs", "--dt", "0.001", "--target", "generic",
                  "--calib", str(calib), "--method", "magnitude", "--export", "nir",
-                 "--nir-for", "snntorch", "--quiet", "-o", str(out)])
+                 "--nir-for", "snntorch", "--quiet", "-o", str(out)]) == 2
+    assert "snntorch 1.0.0's importer builds reset_mechanism='zero'" in capsys.readouterr().err
+    code = main([str(model), "--from", "sinabs", "--reset", "zero", "--dt", "0.001",
+                 "--target", "generic", "--calib", str(calib), "--method", "magnitude",
+                 "--export", "nir", "--nir-for", "snntorch", "--quiet", "-o", str(out)])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     notes = report["notes"]
     assert any(n.startswith("nir export for snntorch: dt relabelled") for n in notes)
-    assert any("import (convention sinabs)" in n for n in notes)  # multi-spike said
+    assert any("import (convention sinabs)" in n for n in notes)  # sinabs' settings said
+    # sinabs' MultiSpike, v >= threshold neurons become the ones snntorch's importer builds
+    assert any("converted to snntorch's model before calibration" in n for n in notes)
     assert report["settings"]["nir_for"] == "snntorch"
     with h5py.File(out / "model.nir") as f:
         assert float(f["node/metadata/dt"][()]) == 1e-4
