@@ -86,7 +86,8 @@ def _direction(entry: dict[str, Any]) -> str:
 
 def _activity(entry: dict[str, Any]) -> str:
     rates = entry.get("rates") or []
-    return " / ".join(f"{100 * r:.0f} %" for r in rates) if rates else "-"
+    return " / ".join(f"{100 * r:.0f} %" if r >= 0.1 else f"{100 * r:.1f} %"
+                      for r in rates) if rates else "-"
 
 
 def _count(entry: dict[str, Any], key: str) -> str:

@@ -468,7 +468,8 @@ def test_sinabs_if_cnn_imported_from_sinabs_keeps_its_accuracy(
     RESULTS.record(framework="sinabs", direction="producer", network="conv", neuron="IF",
                    case=f"trained IF-CNN, {SINABS_EVAL} digits at 1 ms (accuracy "
                         f"{our_accuracy:.2f})", rates=rates,
-                   import_={"source": SINABS_SOURCE},
+                   settings={"spike_fn": "SingleSpike"},
+                   **{"import": {"source": SINABS_SOURCE, "reset": None}},
                    status="exact" if result["exact"] else "differs", expected_failure=None,
                    **result)
     assert sinabs_accuracy >= 0.4, f"sinabs' own accuracy {sinabs_accuracy} is near chance"

@@ -49,16 +49,29 @@ def channels_last(x: np.ndarray) -> np.ndarray:
 
 
 def run(model: Any, x: np.ndarray, record: list[np.ndarray] | None = None) -> np.ndarray:
-    """Output spikes of ``model`` on ``x`` [T, B, ...]; with ``record``, the spikes of every
-    neuron layer (the model's prefix up to it, run on the same input) are appended."""
+    """Output spikes of ``model`` on ``x`` [T, B, ...] (``spyx.nn.run``). With ``record``, the
+    spikes of every neuron layer are appended too, from one ``jax.lax.scan`` whose step walks
+    ``model.layers`` as ``spyx.nn.Sequential.__call__`` does (one compilation)."""
     inputs = jnp.asarray(channels_last(x))
-    out, _ = snn.run(model, inputs)
-    if record is not None:
-        layers = list(model.layers)
-        for k, layer in enumerate(layers):
+    if record is None:
+        out, _ = snn.run(model, inputs)
+        return np.asarray(out)
+    layers = list(model.layers)
+
+    def step(state: list[Any], x_t: Any) -> tuple[list[Any], tuple[Any, list[Any]]]:
+        new_state, hidden = [], []
+        for layer, s in zip(layers, state, strict=True):
+            if s is not None:
+                x_t, s = layer(x_t, s)
+            else:
+                x_t = layer(x_t)
+            new_state.append(s)
             if isinstance(layer, NEURONS):
-                spikes, _ = snn.run(snn.Sequential(*layers[:k + 1]), inputs)
-                record.append(np.asarray(spikes))
+                hidden.append(x_t)
+        return new_state, (x_t, hidden)
+
+    _, (out, hidden) = jax.lax.scan(step, model.initial_state(x.shape[1]), inputs)
+    record.extend(np.asarray(h) for h in hidden)
     return np.asarray(out)
 
 
