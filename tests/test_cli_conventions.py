@@ -152,3 +152,36 @@ def test_an_unknown_nir_consumer_is_refused_before_any_work(tmp_path):
         deploy(DeployRequest(model="nmnist_mlp", targets=("generic",), nir_for="brian",
                              out_dir=out, method="magnitude"))
     assert not out.exists()
+
+
+def test_what_came_in_as_a_framework_goes_out_as_it(tmp_path, rng):
+    """--from sinabs without --nir-for: model.nir is written for sinabs' importer, the network
+    is converted to what that importer builds (MultiSpike, IF clamp at -threshold) before
+    calibration, and the report says both; --nir-for nir gives spec NIR; a network sinabs'
+    importer cannot build (a zero reset) falls back to spec NIR and says why."""
+    model = _sinabs_if_net(tmp_path / "sinabs.nir", rng)
+    calib = _data(tmp_path / "calib.npz", rng, (10,))
+
+    def run(*extra: str) -> tuple[dict, str]:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        assert main([str(model), "--from", "sinabs:spike_fn=single", "--dt", "0.001",
+                     "--target", "generic", "--calib", str(calib), "--method", "magnitude",
+                     "--export", "nir", "--quiet", "-o", str(out), *extra]) == 0
+        with h5py.File(out / "model.nir") as f:
+            written_for = f["node/metadata/sbc_nir_for"][()].decode()
+        return json.loads((out / "report.json").read_text()), written_for
+
+    report, written_for = run()
+    assert report["settings"]["nir_for"] == "sinabs" and written_for == "sinabs"
+    notes = report["notes"]
+    assert any("model.nir is written for sinabs's importer" in n for n in notes), notes
+    converted = [n for n in notes if "converted to sinabs's model before calibration" in n]
+    assert len(converted) == 2 and all("max_spikes=unbounded" in n and "v_min" in n
+                                       for n in converted)
+    report, written_for = run("--nir-for", "nir")
+    assert report["settings"]["nir_for"] == "nir" and written_for == "nir"
+    assert not any("converted to" in n for n in report["notes"])
+    report, written_for = run("--reset", "zero")
+    assert report["settings"]["nir_for"] == "nir" and written_for == "nir"
+    assert any("written as spec NIR (--nir-for nir) instead: sinabs's importer cannot" in n
+               and "MembraneSubtract" in n for n in report["notes"])
