@@ -99,7 +99,7 @@ PRODUCERS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "sinabs": {
         "mlp_iaf": {}, "mlp_iaf_single": {"options": "spike_fn=single"},
-        "mlp_iaf_clamped": {"options": "min_v_mem=-1"},
+        "mlp_iaf_clamped": {"options": "min_v_mem=-1"}, "mlp_iaf_zero": {"reset": "zero"},
         "mlp_lif": {}, "mlp_lif_plain": {"options": "spike_fn=single,norm_input=false"},
         "conv_iaf": {}, "conv_iaf_single": {"options": "spike_fn=single"},
     },

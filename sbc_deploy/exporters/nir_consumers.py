@@ -497,9 +497,10 @@ def _recurrent_notes(graph: Graph, convention: Convention) -> list[str]:
         raise ExportError(f"norse 1.1.0's NIR importer has no recurrent support (it is commented "
                           f"out); recurrent edges: {edges}", where="--nir-for norse")
     if convention.name == "snntorch":
-        return ["snntorch 1.0.0 nests each neuron <-> weights cycle into RLeaky/RSynaptic; with "
-                "nirtorch 2.6 its import_from_nir failed on such a subgraph when tried "
-                "('GraphModule' object has no attribute 'items')"]
+        return ["snntorch 1.0.0's import_from_nir runs a nested recurrent cell through "
+                "nirtorch, which keeps the cell's last output in the module's state: call it as "
+                "out, state = net(x, state) step by step (net(x) alone starts every step from "
+                "zero)"]
     if convention.name == "sinabs":
         return ["sinabs 3.1.3's NIR bridge has no recurrent layer; how its importer runs a cycle "
                 "is not confirmed"]

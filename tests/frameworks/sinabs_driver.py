@@ -8,7 +8,8 @@ sinabs itself. sinabs counts time in steps (the NIR file has no dt) and resets b
 (``floor(v / threshold)`` spikes per step), LIF ``norm_input=True`` (the input scaled by
 ``1 - exp(-1/tau)``, which the exporter does not write: it writes ``r = 1`` either way), no
 lower membrane bound -- and with the settings the README mentions: ``SingleSpike``,
-``norm_input=False``, ``min_v_mem = -threshold`` (what sinabs' importer builds for IF).
+``norm_input=False``, ``min_v_mem`` (sinabs' importer builds ``-threshold`` for IF), and the
+zero reset ``MembraneReset()`` (which the exporter does not write either).
 sinabs 3.1.3 exports no recurrent layer (``IAFRecurrent`` raises NotImplementedError in
 ``_extract_sinabs_module``). The trained IF-CNN of examples/train_sinabs_cnn.py is run by
 ``evaluate``.
@@ -131,6 +132,8 @@ def networks() -> dict[str, tuple[torch.nn.Module, tuple[int, ...], str, str, di
                            {"spike_fn": "SingleSpike"}),
         "mlp_iaf_clamped": (mlp(21, 1.0, iaf, min_v_mem=-1.0), (MLP[0],), "mlp", "IF",
                             {"min_v_mem": -1.0}),
+        "mlp_iaf_zero": (mlp(24, 1.6, iaf, reset_fn=sa.MembraneReset()), (MLP[0],), "mlp",
+                         "IF", {"reset": "zero"}),
         "mlp_lif": (mlp(22, 12.0, lif), (MLP[0],), "mlp", "LIF", {}),
         "mlp_lif_plain": (mlp(22, 1.0, lif, spike_fn=sa.SingleSpike, norm_input=False),
                           (MLP[0],), "mlp", "LIF",
