@@ -94,6 +94,7 @@ PRODUCERS: dict[str, dict[str, dict[str, Any]]] = {
         "conv_leaky": {},
         "rec_rleaky": {},
         "rec_rleaky_zero": {"reset": "zero"},
+        "rec_rsynaptic": {},
     },
     "norse": {
         "mlp_lifbox": {}, "mlp_lif": {}, "mlp_iaf": {}, "conv_lifbox": {},

@@ -1,7 +1,7 @@
 """snntorch 1.0.0 as producer and consumer of NIR (run in the ``torch`` framework environment).
 
 produce: 100-64-10 MLPs of Leaky and Synaptic neurons, a Conv-AvgPool-Linear net of Leaky
-neurons and a recurrent RLeaky net (see _common.py for the sizes and the activity), built with
+neurons and recurrent RLeaky and RSynaptic nets (see _common.py for the sizes and the activity), built with
 fixed seeds, written by ``snntorch.export_nir.export_to_nir`` and simulated by snntorch itself.
 Each neuron type runs with snntorch's defaults (``reset_mechanism="subtract"``,
 ``reset_delay=True``: the threshold is subtracted at the step after the spike, after the decay)
@@ -101,6 +101,19 @@ def rec_net(seed: int, gain: float, **kw: Any) -> torch.nn.Sequential:
     return torch.nn.Sequential(linear(w1, b1), cell, linear(w2, b2), leaky((MLP[2],), **kw))
 
 
+def rec_synaptic_net(seed: int, gain: float, **kw: Any) -> torch.nn.Sequential:
+    (w1, b1), (w2, b2) = mlp_params(seed, gain)
+    n = MLP[1]
+    cell = snn.RSynaptic(alpha=_vector((n,), ALPHA), beta=_vector((n,), BETA),
+                         threshold=_vector((n,), 1.0), linear_features=n, init_hidden=True,
+                         **kw)
+    with torch.no_grad():
+        cell.recurrent.weight.copy_(torch.as_tensor(recurrent(seed + 7, n, 0.15)))
+        cell.recurrent.bias.copy_(torch.as_tensor(b1[::-1].copy() * 0.5))
+    return torch.nn.Sequential(linear(w1, b1), cell, linear(w2, b2),
+                               synaptic((MLP[2],), **kw))
+
+
 def run(net: torch.nn.Module, x: np.ndarray, record: list[np.ndarray] | None = None
         ) -> np.ndarray:
     """Step ``net`` through ``x`` [T, B, ...] from a fresh state; output spikes [T, B, ...]
@@ -152,6 +165,8 @@ def networks() -> dict[str, tuple[torch.nn.Module, tuple[int, ...], str, str, di
         "rec_rleaky": (rec_net(4, 1.0), (MLP[0],), "recurrent", "LIF", default),
         "rec_rleaky_zero": (rec_net(4, 1.4, **zero), (MLP[0],), "recurrent", "LIF",
                             {**zero, "reset_delay": True}),
+        "rec_rsynaptic": (rec_synaptic_net(5, 0.25), (MLP[0],), "recurrent", "CubaLIF",
+                          default),
     }
 
 
