@@ -3,9 +3,10 @@
 NIR 1.0 has no max pool, no product of two activations (its edges only add), no normalisation,
 no reshape other than ``Flatten``, no permutation, slice or reduction. What it can hold, exactly:
 
-- ``ChannelAffine`` -> a depthwise convolution with a 1 x 1 kernel (``Conv2d`` / ``Conv1d``,
-  ``groups = C``, weight ``scale``, bias ``shift``), or an ``Affine`` with a diagonal weight on a
-  1-D layer (a reader gets back a synapse layer computing the same map);
+- ``ChannelAffine`` -> a convolution with a 1 x 1 kernel ``diag(scale)`` and bias ``shift``
+  (``Conv2d`` / ``Conv1d``; not ``groups = C``: nir 1.0.8's type inference takes the input
+  channels from the weight alone), or an ``Affine`` with a diagonal weight on a 1-D layer (a
+  reader gets back a synapse layer computing the same map);
 - ``Identity`` -> ``Scale`` by one;
 - ``AdaptiveAvgPool2d`` whose output size divides its input size -> ``AvgPool2d``;
 - ``Reshape`` that merges consecutive axes (a flatten) -> ``Flatten``.
@@ -63,19 +64,18 @@ def _merged_axes(node: Reshape) -> tuple[int, int] | None:
 
 
 def _write_channel_affine(node: ChannelAffine, ctx: Any) -> nir.NIRNode:
-    channels = node.input_shape[0]
     scale, shift = np.array(node.scale), np.array(node.shift)
     if len(node.input_shape) == 1:
         return nir.Affine(weight=np.diag(scale), bias=shift)
     if len(node.input_shape) == 2:
         return nir.Conv1d(input_shape=int(node.input_shape[1]),
-                          weight=scale.reshape(channels, 1, 1), stride=1, padding=0,
-                          dilation=1, groups=channels, bias=shift)
+                          weight=np.diag(scale)[:, :, None], stride=1, padding=0,
+                          dilation=1, groups=1, bias=shift)
     if len(node.input_shape) == 3:
         return nir.Conv2d(input_shape=tuple(node.input_shape[1:]),
-                          weight=scale.reshape(channels, 1, 1, 1), stride=np.array([1, 1]),
-                          padding=np.array([0, 0]), dilation=np.array([1, 1]),
-                          groups=channels, bias=shift)
+                          weight=np.diag(scale)[:, :, None, None], stride=np.array([1, 1]),
+                          padding=np.array([0, 0]), dilation=np.array([1, 1]), groups=1,
+                          bias=shift)
     raise ExportError(f"a ChannelAffine on a {len(node.input_shape)}-D layer has no NIR "
                      "equivalent (NIR convolutions are 1-D or 2-D)", where=ctx.where)
 
