@@ -315,8 +315,8 @@ def to_fixed_point(graph: Graph, *, input_unit: float | None = None) -> FixedPoi
 
     The graph must be a chain ``Input -> [Scale -> neuron] -> ([MaxPool2d] -> [Flatten] ->
     synapse -> neuron)* -> Output`` (a max pool of the previous layer's spikes runs as their OR,
-    exactly; a max pool of synaptic currents, between a synapse and its neuron, is refused) where every synapse is an ``Affine`` or ``Conv2d`` on an ``int_exp`` grid and
-    every neuron a CUBA-expressible ``LIF`` / ``CubaLIF`` / ``IF`` (zero reset to 0, no leak
+    exactly; a max pool of synaptic currents, between a synapse and its neuron, is refused)
+    where every synapse is an ``Affine`` or ``Conv2d`` on an ``int_exp`` grid and every neuron a CUBA-expressible ``LIF`` / ``CubaLIF`` / ``IF`` (zero reset to 0, no leak
     potential, unit gain, one decay and threshold per layer). A neuron may also have one
     recurrent ``Affine`` from itself to itself (netx's ``dense_rec``).
 
