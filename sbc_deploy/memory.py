@@ -81,6 +81,7 @@ from typing import Any
 from sbc_deploy.compress.hessian import conv_groups, kernel_for_neuron
 from sbc_deploy.errors import ConfigError
 from sbc_deploy.ir import Conv2d, Graph
+from sbc_deploy.ir.transforms import neuron_per_row
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +222,8 @@ def _layers(graph: Graph, kernel: str, max_groups: int) -> list[_LayerSize]:
     for layer in graph.synapse_layers():
         syn = layer.synapse
         n_in = math.prod(int(v) for v in syn.weight.shape[1:])
-        kernels, _ = kernel_for_neuron(layer.neuron, syn.out_channels, kind=kernel,
-                                       max_groups=max_groups)
+        kernels, _ = kernel_for_neuron(neuron_per_row(graph, layer), syn.out_channels,
+                                       kind=kernel, max_groups=max_groups)
         sizes.append(_LayerSize(layer.name, n_in, int(syn.weight.shape[0]), len(kernels),
                                 len(kernels) * conv_groups(syn),
                                 int(math.prod(syn.weight.shape)),
