@@ -278,6 +278,10 @@ def _live_values(graph: Graph, *, hook: bool) -> int:
             out = _size(node, "output_shape")
             preds = graph.predecessors(name)
             summed = _size(node, "input_shape") if len(preds) > 1 else 0
+            if node.ports:   # Product / MatMul: the sum of each port's edges, then the output
+                summed = sum(math.prod(node.port_shape(port))
+                             for port, sources in graph.operands(name).items()
+                             if len(sources) > 1)
             if isinstance(node, Neuron):
                 work += 3 * out + summed
             elif isinstance(node, Synapse):
