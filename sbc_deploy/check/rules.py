@@ -221,8 +221,15 @@ def _dense_self_recurrences(graph: Graph) -> dict[str, str]:
     return found
 
 
+def _on_host(node: Any, target: Target) -> bool:
+    """A weightless graph operation the target lacks: it runs on the host (``check.split``)."""
+    return isinstance(node, OPERATION_TYPES) and node.kind not in target.layers.node_kinds
+
+
 def topology(graph: Graph, target: Target) -> Iterator[Violation]:
-    """The graph has a shape the target's format can express (``[layers] topology``)."""
+    """The graph has a shape the target's format can express (``[layers] topology``); branches
+    and merges at graph operations the host runs (a product's two operands, a residual sum the
+    target has no layer for) are the host's, not the chip's."""
     kind = target.layers.topology
     rule, severity = "topology", _severity(target, "layers.topology")
     if kind == "any":
@@ -249,8 +256,8 @@ def topology(graph: Graph, target: Target) -> Iterator[Violation]:
             yield Violation("graph", rule, 1, count, f"{target.name}'s format holds one chain: "
                             f"1 input and 1 output, this graph has {count} {what}", severity)
     for name in graph.topological_order:
-        if name in allowed:
-            continue
+        if name in allowed or _on_host(graph.nodes[name], target):
+            continue   # a graph operation the host runs may branch and merge as it likes
         outs = [d for s, d in edges if s == name]
         ins = [s for s, d in edges if d == name]
         if len(outs) > 1:
