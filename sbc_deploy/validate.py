@@ -66,7 +66,11 @@ def _load_model(request: Any) -> tuple[Graph, str, Any, Any, list[str]]:
     if model is None or (isinstance(model, str) and model in bundled.MODELS
                          and not Path(model).exists()):
         model = bundled.DEFAULT_MODEL if model is None else model
-        graph = bundled.load_bundled_model(model)
+        # --dt, --reset, --discretization and --from apply to a bundled network as to a file
+        graph = bundled.load_bundled_model(
+            model, dt=request.dt, reset=request.reset,
+            discretization=getattr(request, "discretization", None),
+            source=getattr(request, "source", None))
         name = f"bundled {model} (sbc_deploy/bundled/{model}.nir)"
         files.append(str(bundled.bundled_path(f"{model}.nir")))
         if calib is None:

@@ -114,3 +114,9 @@ def test_report_shows_the_split(rng, target):
     assert np.isclose(sum(t["values_per_step"] for t in split["transfers"]),
                       sum(int(np.prod(graph.nodes[t["from"]].output_shape))
                           for t in split["transfers"]))
+
+
+def test_multi_spike_neurons_are_not_binary(rng):
+    graph = csnn_maxpool(rng)
+    multi = graph.replace_nodes({"lif1": graph.nodes["lif1"].replace(max_spikes=3)})
+    assert "pool1" in binary_nodes(graph) and "pool1" not in binary_nodes(multi)

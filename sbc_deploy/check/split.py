@@ -145,7 +145,7 @@ class ChipHostSplit:
 def binary_nodes(graph: Graph) -> frozenset[str]:
     """Nodes whose output is always 0 or 1 (the graph's inputs are not assumed binary).
 
-    Spiking neurons emit 0/1; a max pool, reshape, permute, slice or flatten of one binary
+    Spiking neurons emit 0/1 (multi-spike ones a count); a max pool, reshape, permute, slice or flatten of one binary
     value stays binary; a product of two binary values is their AND (binary); an Identity fed
     by one binary edge is binary. Sums of several edges are not.
     """
@@ -155,7 +155,7 @@ def binary_nodes(graph: Graph) -> frozenset[str]:
         node = graph.nodes[name]
         sources = graph.predecessors(name)
         if isinstance(node, Neuron):
-            if node.spiking:
+            if node.spiking and not node.multi_spike:
                 binary.add(name)
         elif isinstance(node, keeps):
             if len(sources) == 1 and sources[0] in binary:
