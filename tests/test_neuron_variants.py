@@ -473,3 +473,30 @@ def test_report_says_precisely_why_the_integer_core_cannot_run_xylo():
     for part in ("Lava's fixed-point CUBA LIF", "subtract reset", "up to 31 spikes per neuron "
                  "and step (Lava: one)", "bitshift decays", "int weights"):
         assert part in note, (part, note)
+
+
+def test_a_netx_export_of_a_variant_neuron_is_refused_before_any_work(tmp_path, rng):
+    from sbc_deploy.exporters.to_nir import write_nir
+    from sbc_deploy.pipeline import DeployRequest
+    from sbc_deploy.validate import ValidationError, validate_request
+
+    model = write_nir(variant_graph(rng), tmp_path / "v.nir")
+    data = tmp_path / "d.npz"
+    np.savez(data, x=(rng.random((4, 10, 3)) < 0.5).astype(np.uint8), y=np.arange(4) % 2,
+             dt=1e-3)
+    request = DeployRequest(model=str(model), targets=("loihi2",), calib=str(data),
+                            eval=str(data), out_dir=str(tmp_path / "out"))
+    with pytest.raises(ValidationError) as caught:
+        validate_request(request)
+    text = str(caught.value)
+    for name in ("if1", "lif2", "cuba3"):
+        assert f"node '{name}' fires by a rule netx cannot hold" in text
+    assert "node 'lif4'" not in text and "--export nir,onnx leaves it out" in text
+    assert not (tmp_path / "out").exists()
+    # without netx the same model passes this check (xylo exports nir and onnx)
+    fine = DeployRequest(model=str(model), targets=("xylo",), calib=str(data), eval=str(data),
+                         out_dir=str(tmp_path / "out2"))
+    try:
+        validate_request(fine)
+    except ValidationError as err:
+        assert "netx" not in str(err)
