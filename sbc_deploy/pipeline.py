@@ -304,23 +304,86 @@ def _limits(target: Target) -> dict[str, Any]:
             "bits_per_weight": spec.bits_per_weight}
 
 
-def _layer_progress(graph: Graph, config: CompressionConfig, target: Target,
-                    progress: Progress) -> Callable[[int, int], None]:
-    """compress()'s ``progress(done, total)`` -> the pipeline's, naming the next layer."""
-    wanted = getattr(config, "layers", None)
-    layers = [layer for layer in graph.synapse_layers() if not wanted or layer.name in wanted]
-    stage = f"compress {target.name}"
+def _stage_plan(request: DeployRequest, targets: Sequence[Target], calib: Dataset | None,
+                evaluation: Dataset | None) -> list[str]:
+    """The stages a run goes through, in order, as the progress callback names them."""
+    stages = ["load"] + (["evaluate dense"] if evaluation is not None else [])
+    configs = [config_for_target(t, method=request.method, sparsity=request.sparsity,
+                                 bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
+                                 allocation=request.allocation) for t in targets]
+    if calib is not None and any(c.needs_calibration for c in configs):
+        stages.append("calibrate")
+    labelled = evaluation is not None and evaluation.y is not None
+    for t in targets:
+        stages += [f"compress {t.name}", f"export {t.name}"]
+        stages += [f"evaluate {t.name}"] if evaluation is not None else []
+        stages += [f"integer core {t.name}"] if labelled and t.weights.grid == "int_exp" else []
+    return stages
 
-    def detail(i: int) -> str:
-        if i >= len(layers):
+
+def _numbered(progress: Progress, stages: Sequence[str]) -> Progress:
+    """``progress`` that also hears ``step=(k, n)``: its stage's place in the run (stage k of
+    n), where the callback takes a ``step`` keyword (or ``**kwargs``); others are called as
+    before."""
+    import inspect
+
+    try:
+        params = inspect.signature(progress).parameters.values()
+    except (TypeError, ValueError):
+        return progress
+    if not any(p.name == "step" or p.kind is p.VAR_KEYWORD for p in params):
+        return progress
+    index = {name: i + 1 for i, name in reversed(list(enumerate(stages)))}
+
+    def numbered(stage: str, done: Any, total: Any, **info: Any) -> None:
+        if stage in index:
+            info.setdefault("step", (index[stage], len(stages)))
+        progress(stage, done, total, **info)
+
+    return numbered
+
+
+def _layer_progress(graph: Graph, config: CompressionConfig, target: Target,
+                    progress: Progress) -> "_LayerProgress":
+    """compress()'s ``progress(done, total)`` -> the pipeline's, naming the next layer."""
+    return _LayerProgress(graph, config, f"compress {target.name}", progress)
+
+
+class _LayerProgress:
+    """The compress stage's bar: whole layers from ``compress(progress=)``, and inside each
+    layer the solvers' own units (``within_layer``: ADMM iterations, OBS columns, rows), so a
+    large layer moves the bar (``1.4 / 3 layers``) and says what it solves."""
+
+    def __init__(self, graph: Graph, config: CompressionConfig, stage: str,
+                 progress: Progress):
+        wanted = getattr(config, "layers", None)
+        self.layers = [layer for layer in graph.synapse_layers()
+                       if not wanted or layer.name in wanted]
+        # the phases a layer goes through, in order: each takes an equal part of the layer
+        self.phases = (["prune"] if config.prune else []) + (["quantize"] if config.quantize
+                                                               else [])
+        self.stage, self.progress, self.done = stage, progress, 0.0
+        progress(stage, 0, len(self.layers), unit="layers", detail=self._name(0))
+
+    def _name(self, i: int) -> str:
+        if i >= len(self.layers):
             return ""
-        layer = layers[i]
+        layer = self.layers[i]
         shape = "x".join(str(v) for v in layer.synapse.weight.shape)
         name = layer.name if not layer.neuron_name else f"{layer.name} -> {layer.neuron_name}"
         return f"{name} {shape}"
 
-    progress(stage, 0, len(layers), unit="layers", detail=detail(0))
-    return lambda done, total: progress(stage, done, total, unit="layers", detail=detail(done))
+    def __call__(self, done: int, total: int) -> None:
+        self.done = max(self.done, float(done))
+        self.progress(self.stage, done, total, unit="layers", detail=self._name(done))
+
+    def within_layer(self, index: int, phase: str, done: int, total: int, unit: str) -> None:
+        share = len(self.phases) or 1
+        part = (self.phases.index(phase) if phase in self.phases else 0) + done / max(total, 1)
+        # layers solved in parallel tick one after another; the bar never goes back
+        self.done = max(self.done, index + min(part / share, 0.999))
+        self.progress(self.stage, round(self.done, 3), len(self.layers), unit="layers",
+                      detail=f"{self._name(index)}: {phase} {unit} {done}/{total}")
 
 
 def _violation_rows(result: Any) -> tuple[ViolationRow, ...]:
@@ -436,7 +499,6 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
         progress("load", 0, 1, unit="steps")
         resolve_device(request.device)   # a bad or absent device fails before any work
         plan = validate_request(request)
-        progress("load", 1, 1, unit="steps")
         graph, model_name, calib, evaluation = (plan.graph, plan.model_name, plan.calib,
                                                 plan.evaluation)
         steps = max((d.steps for d in (calib, evaluation) if d is not None), default=1)
@@ -448,6 +510,8 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                              data_bytes=sum(int(getattr(getattr(d, "x", None), "nbytes", 0))
                                             for d in (calib, evaluation) if d is not None))
     targets = plan.targets
+    progress = _numbered(progress, _stage_plan(request, targets, calib, evaluation))
+    progress("load", 1, 1, unit="steps")
     with clock.stage("evaluate dense"):
         dense = _evaluate_float(graph, evaluation, request, progress, "evaluate dense")
         dense_activity = _early_activity(graph, dense, calib)

@@ -652,6 +652,8 @@ def load_target(name_or_path: str | Path | Target) -> Target:
         return read_target_file(name_or_path)
     name = str(name_or_path).strip()
     bundled = _bundled()
+    if name not in bundled and name.lower() in bundled:  # --target Loihi2: names ignore case
+        name = name.lower()
     if name not in bundled:
         known = ", ".join(sorted(bundled)) or "none found"
         raise TargetError(f"unknown target '{name}'; known targets: {known}",

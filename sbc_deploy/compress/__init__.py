@@ -59,6 +59,7 @@ from sbc_deploy.compress.config import (
     config_for,
     config_for_target,
 )
+from sbc_deploy.compress import meter
 from sbc_deploy.compress.grids import GridFit, fit_grid
 from sbc_deploy.compress.hessian import (
     DampedInverse,
@@ -529,6 +530,7 @@ def _measured_curves(bounds: list[LayerBounds], problems: Mapping[str, _Problem]
 def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
               progress: Progress | None) -> tuple[Graph, CompressionStats]:
     """SBC and OBC: OBS solvers on the calibration's Hessians (``config.kernel``)."""
+    listener = getattr(progress, "within_layer", None)  # see compress(progress=)
     if calibration is None:
         raise DataError(f"method {config.method!r} needs a calibration", where="compress")
     if calibration.kernel != config.kernel:
@@ -560,7 +562,8 @@ def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
         # independent layers: under torch.distributed each process solves its share
         def solve(i: int) -> tuple[_Result, float]:
             tick = time.perf_counter()
-            result = _solve(problems[layers[i].name], counts[layers[i].name], config)
+            with meter.layer(i, listener):  # the solvers' ticks inside the layer
+                result = _solve(problems[layers[i].name], counts[layers[i].name], config)
             return result, time.perf_counter() - tick
 
         solved = distributed.map_spread(
@@ -576,7 +579,8 @@ def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
             if i > 0:  # under torch.distributed the batches are shared out (calibrate)
                 calibration = calibration.recompute(current, [layer.name])
                 problem = _problem(layer, calibration.layers[layer.name], device)
-            result = _solve(problem, counts[layer.name], config)
+            with meter.layer(i, listener):
+                result = _solve(problem, counts[layer.name], config)
             seconds = 0.0
         node = _new_node(layer, result)
         current = current.replace_nodes({layer.name: node})
@@ -645,7 +649,9 @@ def compress(graph: Graph, calibration: Any, config: CompressionConfig, *,
         calibration: a :class:`~sbc_deploy.calibrate.Calibration` with the config's kernel
             (``None`` allowed for :class:`MagnitudeConfig`: no loss is reported then).
         config: :class:`SBCConfig`, :class:`OBCConfig` or :class:`MagnitudeConfig`.
-        progress: ``progress(done_layers, total_layers)`` after each layer.
+        progress: ``progress(done_layers, total_layers)`` after each layer. A callback with a
+            ``within_layer(layer_index, phase, done, total, unit)`` attribute also hears the
+            solvers' progress inside each layer (:mod:`sbc_deploy.compress.meter`).
 
     Returns:
         ``(graph, stats)``: a new graph with compressed synapse nodes and the statistics.
