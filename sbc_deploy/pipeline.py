@@ -26,8 +26,8 @@ from sbc_deploy.calibrate import calibrate
 from sbc_deploy.check import check
 from sbc_deploy.compress import compress
 from sbc_deploy.compress.config import CompressionConfig, config_for_target
-from sbc_deploy.compress.hessian import resolve_device
 from sbc_deploy.data import Dataset
+from sbc_deploy.devices import resolve_device
 from sbc_deploy.errors import ConfigError, ExportError, GuardError, SbcDeployError
 from sbc_deploy.exporters import EXPORTERS, export_path
 from sbc_deploy.frontends import load_model
@@ -234,7 +234,8 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
         return None, (f"no bit-accurate core model for {target.name} (the core models Lava's "
                       "fixed-point CUBA LIF); integer accuracy not measured")
     from sbc_deploy.frontends import from_netx
-    from sbc_deploy.sim.int_core import evaluate_deployed, to_fixed_point
+    from sbc_deploy.sim.fixed_point import to_fixed_point
+    from sbc_deploy.sim.int_core import evaluate_deployed
 
     deployed = graph if netx_file is None else from_netx(netx_file, dt=graph.dt)
     n = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
