@@ -56,6 +56,11 @@ class ExportError(SbcDeployError):
     """A graph cannot be written in the requested format."""
 
 
+class PathError(SbcDeployError):
+    """A path derived from input (a target's name, a manifest entry) would lead outside the
+    output folder, or a write was about to land outside it: refused, nothing written there."""
+
+
 class GuardError(SbcDeployError):
     """A quality guard stopped the run early (exit 1, not bad input): for example the dense
     network is silent or at chance on the user's data, so compressing it would be wasted.
