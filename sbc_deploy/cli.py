@@ -370,7 +370,7 @@ _ARGV: list[str] = []
 
 
 def _print_summary(result: Any) -> None:
-    from sbc_deploy.report.html import labels
+    from sbc_deploy.report.vocabulary import labels
 
     report = result.report
     for t in report.targets:

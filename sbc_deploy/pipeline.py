@@ -26,8 +26,8 @@ from sbc_deploy.calibrate import calibrate
 from sbc_deploy.check import check
 from sbc_deploy.compress import compress
 from sbc_deploy.compress.config import CompressionConfig, config_for_target
-from sbc_deploy.compress.hessian import resolve_device
 from sbc_deploy.data import Dataset
+from sbc_deploy.devices import resolve_device
 from sbc_deploy.errors import ConfigError, ExportError, GuardError, SbcDeployError
 from sbc_deploy.exporters import EXPORTERS, export_path
 from sbc_deploy.frontends import load_model

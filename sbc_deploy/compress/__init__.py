@@ -64,8 +64,6 @@ from sbc_deploy.compress.hessian import (
     DampedInverse,
     HessianSum,
     damped_inverse_cholesky,
-    resolve_device,
-    torch_threads,
 )
 from sbc_deploy.compress.masks import magnitude_mask, min_prune_count, select_mask
 from sbc_deploy.compress.obs import (
@@ -75,6 +73,7 @@ from sbc_deploy.compress.obs import (
     layer_loss,
     obs_sweep,
 )
+from sbc_deploy.devices import resolve_device, torch_threads
 from sbc_deploy.errors import ConfigError, DataError
 from sbc_deploy.ir import Graph, SynapseLayer
 

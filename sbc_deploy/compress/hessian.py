@@ -56,10 +56,8 @@ Symbols::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -90,8 +88,8 @@ KERNELS: tuple[str, ...] = ("smp", "current")
 __all__ = [
     "HESSIAN_DTYPE", "KERNELS", "PRECISIONS", "BatchSum", "DampedInverse", "HessianAccumulator",
     "HessianSum",
-    "TemporalKernel", "damped_inverse_cholesky", "kernel_for_neuron", "per_row", "resolve_device",
-    "temporal_kernel", "torch_threads", "unfold_input",
+    "TemporalKernel", "damped_inverse_cholesky", "kernel_for_neuron", "per_row",
+    "temporal_kernel", "unfold_input",
 ]
 
 
@@ -832,32 +830,3 @@ def damped_inverse_cholesky(H: Tensor, damp_frac: float = 0.01, *, max_raises: i
         f"Hessian is not positive definite even with damp_frac = {frac / factor:.3g}",
         where=where, hint="use more calibration samples or a larger damp_frac")
 
-
-# --------------------------------------------------------------------------- devices, threads
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """The torch device; a ConfigError when it is malformed, or CUDA (or the numbered GPU) is
-    asked for and absent."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(f"not a torch device: {device!r}", where="device") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("CUDA was asked for but is not available", where="device")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"{device!r} names GPU {dev.index}, but this machine has "
-                          f"{torch.cuda.device_count()}", where="device")
-    return dev
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Set torch's intra-op threads for a block (``None``: leave them), then restore them."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

@@ -44,9 +44,8 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
@@ -56,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sbc_deploy.devices import resolve_device, torch_threads
 from sbc_deploy.errors import ConfigError, DataError
 from sbc_deploy.ir import (
     IF,
@@ -85,6 +85,8 @@ VTH_SHIFT = 6                     # so is the threshold
 BIAS_EXP = 6                      # netx's bias exponent: bias_mant shares the weights' unit
 CONV_BITS = 24                    # Lava's fixed-point Conv wraps its output to 24 bits
 _FLOAT32_EXACT = 1 << 24          # integers up to 2**24 are exact in float32 sums
+DEVICE_WHERE = "simulate_integer(device=)"     # where a bad device or thread count is reported
+THREADS_WHERE = "simulate_integer(threads=)"
 
 LayerKind = Literal["input", "dense", "conv2d"]
 
@@ -647,20 +649,6 @@ class IntSimResult:
     final: Mapping[str, LifState]
 
 
-@contextlib.contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"threads must be >= 1, got {threads}",
-                              where="simulate_integer(threads=)")
-        torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _parse_record(net: FixedPointNetwork,
                   record: Iterable[str] | str) -> dict[str, tuple[str, str]]:
     """record name -> (layer name or input, what): what in spikes|input|a|u|v."""
@@ -767,16 +755,15 @@ def simulate_integer(net: FixedPointNetwork, spikes: Tensor | np.ndarray, *,
         DataError: ``spikes`` has the wrong shape or non-integer values.
         ConfigError: unknown record names, bad ``chunk`` or reset settings.
     """
-    if device is not None:
-        from sbc_deploy.sim.int_core_torch import _device, simulate_integer_torch
+    if device is not None and resolve_device(device, where=DEVICE_WHERE).type != "cpu":
+        from sbc_deploy.sim.int_core_torch import simulate_integer_torch
 
-        if _device(device).type != "cpu":
-            return simulate_integer_torch(
-                net, spikes, record=record, graded_input=graded_input,
-                reset_interval=reset_interval, reset_offset=reset_offset, chunk=chunk,
-                threads=threads, device=device)
+        return simulate_integer_torch(
+            net, spikes, record=record, graded_input=graded_input,
+            reset_interval=reset_interval, reset_offset=reset_offset, chunk=chunk,
+            threads=threads, device=device)
     _check_blocks(chunk, reset_interval)
-    with _threads(threads), torch.no_grad():
+    with torch_threads(threads, where=THREADS_WHERE), torch.no_grad():
         runs, outputs, recorded, steps, batch = _drive(
             net, spikes, record, graded_input, chunk,
             lambda layer, index, batch, keys, source_max: _LayerRun(

@@ -52,11 +52,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sbc_deploy.devices import resolve_device, torch_threads
 from sbc_deploy.errors import ConfigError, DataError
 from sbc_deploy.sim.int_core import (
     ACT_SHIFT,
     CONV_BITS,
     DECAY_UNITY,
+    DEVICE_WHERE,
+    THREADS_WHERE,
     UV_MAX,
     VTH_SHIFT,
     FixedPointLayer,
@@ -66,7 +69,6 @@ from sbc_deploy.sim.int_core import (
     _check_blocks,
     _drive,
     _reset_due,
-    _threads,
     lif_parameters,
 )
 
@@ -74,19 +76,6 @@ log = logging.getLogger(__name__)
 
 FLOAT64_EXACT = 1 << 53    # integers below 2**53 are exact in float64 sums
 FLOAT32_EXACT = 1 << 24    # and below 2**24 in float32 ones
-
-
-def _device(device: str | torch.device) -> torch.device:
-    """The torch device; a ConfigError when it is malformed, or CUDA is asked for and absent."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(f"not a torch device: {device!r}",
-                          where="simulate_integer(device=)") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("CUDA was asked for but is not available",
-                          where="simulate_integer(device=)")
-    return dev
 
 
 # --------------------------------------------------------------------------- neuron numerics
@@ -297,8 +286,8 @@ def simulate_integer_torch(net: FixedPointNetwork, spikes: Tensor | np.ndarray, 
             synapse whose partial sums could reach 2**53 (see the module).
     """
     _check_blocks(chunk, reset_interval)
-    dev = _device(device)
-    with _threads(threads), torch.no_grad():
+    dev = resolve_device(device, where=DEVICE_WHERE)
+    with torch_threads(threads, where=THREADS_WHERE), torch.no_grad():
         runs, outputs, recorded, steps, batch = _drive(
             net, spikes, record, graded_input, chunk,
             lambda layer, index, batch, keys, source_max: _LayerRun(
