@@ -269,6 +269,7 @@ class Target:
     path: Path | None = None
 
     def __post_init__(self) -> None:
+        check_target_name(self.name, "target name")  # a folder under OUTDIR; shown raw
         object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
 
     def source(self, key: str) -> Provenance:

@@ -12,9 +12,11 @@ Every printer and renderer passes such text through one of these functions:
 - :func:`shown_lines` -- the same for text of several lines that this tool composed (error
   messages, whole reports): newlines and tabs are kept, every other control character is escaped.
   The CLI passes everything it prints through it, so no escape sequence reaches the terminal.
-- :func:`markdown` -- :func:`shown`, then HTML and Markdown structure escaped (``<`` ``&`` as
-  entities, ``\\ ` * _ [ ] | ~ #`` with a backslash): the name renders as its own characters in
-  any CommonMark / GitHub renderer and reads the same in a terminal, minus the backslashes.
+- :func:`markdown` -- :func:`shown`, then every character that could start Markdown or HTML
+  structure escaped with a backslash (``\\ ` * [ | ~ #`` always; ``<`` before a letter, ``/``,
+  ``!`` or ``?``; ``&`` before an entity; ``_`` outside a word): the name renders as its own
+  characters in any CommonMark / GitHub renderer (no tag, link, emphasis, code, table cell or
+  heading of its own) and reads the same in a terminal, minus the backslashes.
 - :func:`html_text` -- :func:`shown`, then :func:`html.escape` (quotes included).
 
 Example::
@@ -22,7 +24,7 @@ Example::
     >>> shown("fc1\\x1b[2J\\nloihi2: fits")
     'fc1\\\\x1b[2J\\\\nloihi2: fits'
     >>> markdown("<img src=x onerror=alert(1)> | *x*")
-    '&lt;img src=x onerror=alert(1)> \\\\| \\\\*x\\\\*'
+    '\\\\<img src=x onerror=alert(1)> \\\\| \\\\*x\\\\*'
 """
 
 from __future__ import annotations
@@ -37,7 +39,13 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Cc: C0, DEL, C1 controls; Cf: format (bidi overrides, zero-width); Zl/Zp: separators;
 # Cs: lone surrogates (undecodable bytes of a file name under surrogateescape).
 _UNSAFE = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs"))
-_MARKDOWN = re.compile(r"([\\`*_\[\]|~#])")
+# A backslash before any ASCII punctuation makes CommonMark show the character itself. Always
+# escaped: \ ` * [ | ~ # ('[' opens every link, image, footnote and reference definition, so
+# ']' needs none); '<' only where it could open a tag, comment or autolink (before a
+# letter, '/', '!' or '?'; so "<= 256" stays as it is); '&' only where it could start an entity;
+# '_' only where it could open or close emphasis (not between two letters or digits).
+_MARKDOWN = re.compile(r"[\\`*\[|~#]|<(?=[A-Za-z/!?])|&(?=[#A-Za-z0-9])"
+                       r"|(?<![^\W_])_|_(?![^\W_])")
 
 
 def _escape(char: str) -> str:
@@ -71,9 +79,7 @@ def shown_lines(text: object) -> str:
 def markdown(text: object) -> str:
     """``text`` as one line of Markdown that renders as its own characters (no HTML, no
     emphasis, links, code, table cells or headings of its own)."""
-    value = shown(text)
-    value = value.replace("&", "&amp;").replace("<", "&lt;")
-    return _MARKDOWN.sub(r"\\\1", value)
+    return _MARKDOWN.sub(lambda m: "\\" + m[0], shown(text))
 
 
 def html_text(text: object) -> str:

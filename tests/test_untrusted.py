@@ -84,4 +84,6 @@ def test_known_escapes():
     assert shown("a\x1b[2Jb\n") == "a\\x1b[2Jb\\n"
     assert shown("\u202e") == "\\u202e"
     assert shown_lines("ok\n\x1b[31mred") == "ok\n\\x1b[31mred"
-    assert markdown("<b>x_y</b>") == "&lt;b>x\\_y&lt;/b>"
+    assert markdown("<b>x_y</b> _z") == "\\<b>x_y\\</b> \\_z"
+    assert markdown("fan-in <= 256 & more") == "fan-in <= 256 & more"  # reads as written
+    assert markdown("&amp; &#60;") == "\\&amp; \\&\\#60;"
