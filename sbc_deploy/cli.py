@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sbc_deploy.errors import GuardError, SbcDeployError
+from sbc_deploy.untrusted import shown, shown_lines
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 COMMANDS = ("inspect", "check", "targets")
@@ -349,7 +350,7 @@ def _run_check(args: argparse.Namespace) -> int:
         written["manifest"] = Path(args.out) / MANIFEST
     print(to_markdown(report) if args.report else check_verdict(report))
     for path in written.values():
-        print(f"wrote {path}")
+        print(f"wrote {shown(path)}")
     return EXIT_OK if report.fits else EXIT_VIOLATION
 
 
@@ -377,8 +378,8 @@ def _run_deploy(args: argparse.Namespace) -> int:
         return EXIT_OK
     _print_summary(result)
     for f in result.report.findings:
-        print(f"  [{f.severity}] {f.code} {f.where or '-'}: {f.message}"
-              + (f" (hint: {f.hint})" if f.hint else ""))
+        print(f"  [{f.severity}] {f.code} {shown(f.where or '-')}: {shown(f.message)}"
+              + (f" (hint: {shown(f.hint)})" if f.hint else ""))
     errors = sum(f.severity == "error" for f in result.report.findings)
     if errors:
         print(f"quality guards: {errors} error(s); the result is not usable as it is (exit 1)")
@@ -409,15 +410,15 @@ def _print_summary(result: Any) -> None:
         names = labels(t)
         for v in t.violations:
             layer = names.get(v.layer or "", v.layer or "-")
-            print(f"  [{v.severity}] {layer}: {v.rule}: {v.message}")
+            print(f"  [{v.severity}] {shown(layer)}: {v.rule}: {shown(v.message)}")
             if getattr(v, "remedy", None):
-                print(f"      remedy: {v.remedy}")
+                print(f"      remedy: {shown(v.remedy)}")
 
 
 def _print_written(result: Any) -> None:
     """The run's last lines: every file it wrote, reports, manifest and models."""
-    files = [str(path) for path in result.written.values()]
-    files += [path for t in result.report.targets for path in t.exports.values()]
+    files = [shown(path) for path in result.written.values()]
+    files += [shown(path) for t in result.report.targets for path in t.exports.values()]
     print("wrote " + ", ".join(files) if len(files) < 3 else "wrote:\n" + "\n".join(
         f"  {path}" for path in files))
 
@@ -456,7 +457,9 @@ class _Progress:
             self._stage = stage
             # the bar starts at the stage's first call (done = 0 when the stage announces
             # itself), so the first rate is measured over real work, not since import
-            self._bar = tqdm(total=total, desc=stage, unit=f" {unit}", file=sys.stderr,
+            # the raw stream: tqdm draws with carriage returns; names in it are shown() here
+            self._bar = tqdm(total=total, desc=shown(stage), unit=f" {unit}",
+                             file=getattr(sys.stderr, "raw", sys.stderr),
                              leave=True, initial=done, smoothing=0.1, mininterval=0.2,
                              **_width())
         bar = self._bar
@@ -468,7 +471,7 @@ class _Progress:
         if bar.total != total:
             bar.total = total
         if detail:
-            bar.set_postfix_str(detail, refresh=False)
+            bar.set_postfix_str(shown(detail), refresh=False)
         if done > bar.n:
             bar.update(done - bar.n)
         else:
@@ -501,7 +504,7 @@ class _Collapsing(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__()
-        self.setFormatter(logging.Formatter(self.FORMAT))
+        self.setFormatter(_NeutralFormatter(self.FORMAT))  # names in the records shown()
         self.repeats: dict[tuple[str, int, str], list[Any]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -526,10 +529,10 @@ class _Collapsing(logging.Handler):
                 continue
             variants = len(distinct | {first.getMessage()})
             worst = worst if worst is not None else first
-            lines.append(f"{first.levelname} {name}: {more + 1:,} messages like "
-                         f"'{first.getMessage()[:60]}...'"
+            lines.append(f"{first.levelname} {shown(name)}: {more + 1:,} messages like "
+                         f"'{shown(first.getMessage()[:60])}...'"
                          + (f" ({variants:,} distinct)" if variants > 1 else "")
-                         + f"; worst: {worst.getMessage()}")
+                         + f"; worst: {shown(worst.getMessage())}")
         return lines
 
     def _write(self, text: str) -> None:
@@ -554,6 +557,41 @@ def _logging(verbose: bool) -> _Collapsing:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sbc-deploy``; returns the exit code (0, 1, 2 or 3; 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    streams = sys.stdout, sys.stderr
+    # everything printed passes through shown_lines: no escape sequence from a name or a file
+    # reaches the terminal (names are also shown() where they are formatted)
+    sys.stdout, sys.stderr = _Neutral(streams[0]), _Neutral(streams[1])
+    try:
+        return _main_guarded(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+class _Neutral:
+    """A text stream that writes through :func:`~sbc_deploy.untrusted.shown_lines`."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        return self.raw.write(shown_lines(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+class _NeutralFormatter(logging.Formatter):
+    """Log lines with their arguments (names, paths) shown() and the line shown_lines()."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.args, tuple) and record.args:
+            record = logging.makeLogRecord(record.__dict__)
+            record.args = tuple(shown(a) if isinstance(a, (str, Path)) else a
+                                for a in record.args)
+        return shown_lines(super().format(record))
+
+
+def _main_guarded(argv: list[str]) -> int:
     _ARGV[:] = argv
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]

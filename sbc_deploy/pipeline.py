@@ -53,7 +53,7 @@ from sbc_deploy.report.model import (
     TargetReport,
     ViolationRow,
 )
-from sbc_deploy.outputs import MANIFEST, Manifest, staged_output
+from sbc_deploy.outputs import MANIFEST, Manifest, staged_output, subfolder
 from sbc_deploy.report.render import write_report
 from sbc_deploy.sim import SynOpsCounter, classify, default_decoding, simulate
 from sbc_deploy.targets import Target, load_target
@@ -573,7 +573,9 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
             with clock.stage("check"):
                 checked = check(compressed, target)
                 dense_cores = check(graph, target).mapping.cores_used
-            target_dir = out_dir if len(targets) == 1 else out_dir / target.name
+            # the target's name was checked at load (targets.NAME_RULE); subfolder() refuses
+            # anything that would still leave the staging folder
+            target_dir = out_dir if len(targets) == 1 else subfolder(out_dir, target.name)
             target_dir.mkdir(parents=True, exist_ok=True)
             steps = evaluation.steps if evaluation is not None else (calib.steps if calib else 1)
             with clock.stage("export"):

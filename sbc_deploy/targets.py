@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from typing import Any
 from sbc_deploy.errors import TargetError
 from sbc_deploy.ir.encoding import GRIDS
 from sbc_deploy.ir.nodes import NEURON_TYPES, NODE_TYPES, RESETS
+from sbc_deploy.untrusted import shown
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,6 +66,11 @@ RULE_NAMES: tuple[str, ...] = (
     "synapse_memory_per_core", "axons_per_core", "total_cores",
 )
 NONE = "none"  # the TOML spelling of "no such limit"
+# A target's name becomes a folder under OUTDIR when targets are compared (OUTDIR/<name>/), and
+# is shown on the terminal and in the reports: 1 to 64 ASCII letters, digits, '.', '_' or '-',
+# starting with a letter or a digit (so never '.', '..', a path, or a control character).
+NAME_RULE = "1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or a digit"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 # --------------------------------------------------------------------------- values
@@ -262,6 +269,7 @@ class Target:
     path: Path | None = None
 
     def __post_init__(self) -> None:
+        check_target_name(self.name, "target name")  # a folder under OUTDIR; shown raw
         object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
 
     def source(self, key: str) -> Provenance:
@@ -488,6 +496,7 @@ def parse_target(data: Mapping[str, Any], file: str = "<target>",
     for key in ("name", "description"):
         if not isinstance(data[key], str) or not data[key].strip():
             raise TargetError("must be a non-empty string", where=f"{file} {key}")
+    check_target_name(data["name"], f"{file} name")
     formats = _subset(EXPORT_FORMATS)(data["export_formats"], f"{file} export_formats")
     rules = _subset(RULE_NAMES)(data["rules"], f"{file} rules")
 
@@ -544,6 +553,21 @@ def parse_target(data: Mapping[str, Any], file: str = "<target>",
     )
     _check_consistency(target, file)
     return target
+
+
+def check_target_name(name: str, where: str) -> str:
+    """Return ``name`` when it is a safe target name (:data:`NAME_RULE`), else raise.
+
+    Raises:
+        TargetError: the name could leave OUTDIR as a folder name ('..', '/x', 'a/b'), is
+            empty or too long for one, or holds characters a terminal or report would obey.
+    """
+    if not _NAME.fullmatch(name):
+        text = shown(name[:60]) + ("..." if len(name) > 60 else "")
+        raise TargetError(f"'{text}' ({len(name)} characters) is not a valid target name: it "
+                          f"names the target's folder under OUTDIR, so it must be {NAME_RULE}",
+                          where=where)
+    return name
 
 
 def _check_consistency(t: Target, file: str) -> None:

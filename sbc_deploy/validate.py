@@ -208,6 +208,12 @@ def validate_request(request: Any) -> Plan:
             targets.append(spec if isinstance(spec, Target) else load_target(spec))
         except SbcDeployError as err:
             problems.append(_text(err))
+    if len(targets) > 1:  # each compared target writes into OUTDIR/<name>/ (any letter case)
+        names = [t.name.lower() for t in targets]
+        for twice in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"--target: two targets are named '{twice}'; compared targets each "
+                            "write into OUTDIR/<name>/, so their names must differ (ignoring "
+                            "letter case)")
     max_drop = getattr(request, "max_drop", None)
     if max_drop is not None and not (isinstance(max_drop, (int, float))
                                      and math.isfinite(max_drop) and 0 <= max_drop <= 100):

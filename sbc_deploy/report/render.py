@@ -25,6 +25,7 @@ from sbc_deploy.report.vocabulary import (
     storage_reason,
     verdict_line,
 )
+from sbc_deploy.untrusted import markdown, shown_lines
 
 __all__ = ["to_json", "to_markdown", "to_html", "write_report"]
 
@@ -53,7 +54,8 @@ def _pct(value: float | None) -> str:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    # every cell may hold a name or a message naming one: markdown() keeps it inside its cell
+    lines += ["| " + " | ".join(markdown(c) for c in row) + " |" for row in rows]
     return lines
 
 
@@ -68,7 +70,7 @@ def _energy_rows(t: TargetReport) -> list[list[Any]]:
 
 def to_markdown(report: Report) -> str:
     """A report for the terminal and for code review: the HTML page's sections as tables."""
-    out = [f"# sbc-deploy report: {report.model}", ""]
+    out = [f"# sbc-deploy report: {markdown(report.model)}", ""]
     out.append(f"dt = {report.dt:g} s, reset = {report.reset or 'n/a'}; "
                f"{'every target fits' if report.fits else 'RULES VIOLATED'}. Layers are named "
                "`synapse -> neuron`.")
@@ -97,7 +99,7 @@ def to_markdown(report: Report) -> str:
         out += ["## Timings", ""]
         out += _table(["stage", "seconds"], [[k, f"{v:.2f}"] for k, v in report.timings_s.items()])
         out.append("")
-    return "\n".join(out).rstrip() + "\n"
+    return shown_lines("\n".join(out).rstrip() + "\n")  # no control character, whatever
 
 
 def _cores(t: TargetReport) -> str:
@@ -134,7 +136,7 @@ def _core_table(t: TargetReport) -> list[str]:
 
 
 def _target_markdown(t: TargetReport) -> list[str]:
-    out = [f"## {t.target}: {t.description}", "",
+    out = [f"## {markdown(t.target)}: {markdown(t.description)}", "",
            f"Method: {t.method}. Fits: {'yes' if t.fits else 'no'}. Cores used: {_cores(t)}.", ""]
     out += ["### Does it fit, and where?", ""]
     if t.cores:
@@ -183,11 +185,11 @@ def _target_markdown(t: TargetReport) -> list[str]:
         out += _table(["term", "count dense", "count compressed", "cost each", "evidence",
                        "source"], _energy_rows(t)) + [""]
     if t.ann_equivalent:
-        out += [ann_line(t.ann_equivalent), ""]
+        out += [markdown(ann_line(t.ann_equivalent)), ""]
     if t.exports:
-        out += ["### Files", ""] + [f"- {fmt}: {path}" for fmt, path in t.exports.items()] + [""]
+        out += ["### Files", ""] + [f"- {fmt}: {markdown(path)}" for fmt, path in t.exports.items()] + [""]
     if t.notes:
-        out += ["### Notes", ""] + [f"- {note}" for note in t.notes] + [""]
+        out += ["### Notes", ""] + [f"- {markdown(note)}" for note in t.notes] + [""]
     return out
 
 
@@ -196,7 +198,7 @@ def _target_markdown(t: TargetReport) -> list[str]:
 
 def to_html(report: Report) -> str:
     """A self-contained page for people (report/html.py: charts by question, inline SVG)."""
-    return html_page(report)
+    return shown_lines(html_page(report))  # names are html-escaped there; no control chars
 
 
 def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:

@@ -10,13 +10,14 @@ from typing import Sequence
 
 from sbc_deploy.report.model import Report
 from sbc_deploy.report.vocabulary import labels, verdict_line
+from sbc_deploy.untrusted import shown
 
 __all__ = ["check_verdict", "text_table"]
 
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Columns padded to their widest cell, a dashed rule under the header."""
-    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    cells = [[shown(c) for c in header], *[[shown(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
