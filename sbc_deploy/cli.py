@@ -221,6 +221,12 @@ def deploy_parser() -> argparse.ArgumentParser:
                         help="accuracy points the compressed network may lose against the dense "
                              "one, on the float simulator and on the integer core (default: 5; "
                              "'none' turns the guard off); more is exit 1")
+    from sbc_deploy.report.summary import RANKINGS
+
+    parser.add_argument("--rank-by", choices=tuple(RANKINGS), default="energy",
+                        help=("how the report ranks the targets that fit: " + "; ".join(
+                            f"{k}: {v}" for k, v in RANKINGS.items())
+                              + " (default: energy)").replace("%", "%%"))
     _output_options(parser)
     _model_options(parser)
     parser.add_argument("--memory-budget", type=_memory_size, default=None, metavar="SIZE",
@@ -348,7 +354,7 @@ def _run_check(args: argparse.Namespace) -> int:
             written = write_report(report, folder)
         written = {k: Path(args.out) / Path(p).name for k, p in written.items()}
         written["manifest"] = Path(args.out) / MANIFEST
-    print(to_markdown(report) if args.report else check_verdict(report))
+    print(to_markdown(report) if args.report else check_verdict(report, written=bool(args.out)))
     for path in written.values():
         print(f"wrote {shown(path)}")
     return EXIT_OK if report.fits else EXIT_VIOLATION
@@ -370,7 +376,7 @@ def _run_deploy(args: argparse.Namespace) -> int:
         nir_for=args.nir_for, max_drop=args.max_drop, force=args.force,
         command=("sbc-deploy", *_ARGV), memory_budget=args.memory_budget,
         distributed=args.distributed, hessian_precision=args.hessian_precision,
-        calib_row_fraction=args.calib_row_fraction, device=args.device)
+        calib_row_fraction=args.calib_row_fraction, device=args.device, rank_by=args.rank_by)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
     _log_summary()  # repeated warnings, once each, before the summary
@@ -391,28 +397,48 @@ _ARGV: list[str] = []
 
 
 def _print_summary(result: Any) -> None:
-    from sbc_deploy.report.vocabulary import labels
+    """The figures to decide from, per target (report/summary.py), then the ranking."""
+    from sbc_deploy.report.summary import RANKINGS, ann_remark, borrowed_notes, summary_lines
+    from sbc_deploy.report.vocabulary import layer_label
 
     report = result.report
     for t in report.targets:
-        acc = t.accuracy
-        parts = [f"{t.target}: {'fits' if t.fits else f'{len(t.violations)} violation(s)'}"]
-        if t.cores_used is not None:
-            parts.append(f"cores {t.cores_used}" + (f"/{t.cores_available}" if t.cores_available
-                                                   else ""))
-        for label, value in (("dense", acc.dense_float), ("compressed", acc.compressed_float),
-                             ("integer", acc.compressed_integer)):
-            if value is not None:
-                parts.append(f"acc {label} {100 * value:.2f}%")
-        if t.energy_j.compressed is not None:
-            parts.append(f"energy {t.energy_j.compressed * 1e6:.3g} uJ/sample")
-        print(", ".join(parts))
-        names = labels(t)
-        for v in t.violations:
-            layer = names.get(v.layer or "", v.layer or "-")
-            print(f"  [{v.severity}] {shown(layer)}: {v.rule}: {shown(v.message)}")
+        for line in summary_lines(t):
+            print(shown(line))
+        errors = [v for v in t.violations if v.severity == "error"]
+        for v in errors[:5]:
+            print(f"  [{v.severity}] {shown(layer_label(t, v.layer))}: {v.rule}: "
+                  f"{shown(v.message)}")
             if getattr(v, "remedy", None):
                 print(f"      remedy: {shown(v.remedy)}")
+        if len(errors) > 5:
+            print(f"  ... and {len(errors) - 5} more violation(s): see report.md")
+        remark = ann_remark(t)
+        if remark:
+            print(f"  note: {shown(remark)}")
+    for note in borrowed_notes(report.targets):
+        print(f"note: {shown(note)}")
+    if len(report.targets) > 1 and report.ranking:
+        print(f"ranking ({RANKINGS.get(report.rank_by or 'energy', report.rank_by)}):")
+        for entry in report.ranking:
+            place = f"{entry['rank']}." if entry["rank"] else "--"
+            tail = (f" {_ranked_value(report, entry)}" if entry["fits"] else
+                    f" does not fit: {shown(entry['reason'])}")
+            print(f"  {place} {shown(entry['target'])}{tail}")
+
+
+def _ranked_value(report: Any, entry: Any) -> str:
+    """What a ranked target was ranked by, as the report writes it."""
+    from sbc_deploy.report.summary import energy_text
+    from sbc_deploy.report.vocabulary import pct
+
+    value, by = entry.get("value"), report.rank_by or "energy"
+    if value is None:
+        return "(n/a)"
+    t = next(t for t in report.targets if t.target == entry["target"])
+    return {"energy": lambda: energy_text(value, t), "accuracy": lambda: pct(value, 2),
+            "cores": lambda: f"{value} cores",
+            "latency": lambda: f"{1e3 * value:.3g} ms"}.get(by, lambda: str(value))()
 
 
 def _print_written(result: Any) -> None:

@@ -57,7 +57,7 @@ from sbc_deploy.outputs import MANIFEST, Manifest, staged_output, subfolder
 from sbc_deploy.report.render import write_report
 from sbc_deploy.sim import SynOpsCounter, classify, default_decoding, simulate
 from sbc_deploy.targets import Target, load_target
-from sbc_deploy.validate import validate_request
+from sbc_deploy.validate import REFUSING_RULES, refusal, validate_request
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ class DeployRequest:
     distributed: bool = False  # one of torchrun's processes (sbc_deploy.distributed)
     hessian_precision: str = "float64"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
     calib_row_fraction: float = 1.0  # rows summed per calibration batch (unbiased estimate)
+    rank_by: str = "energy"  # how the report ranks the targets (report/summary.py RANKINGS)
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ class _Evaluation:
     accuracy: float | None
     synops: Any
     activity: Any = None
+    samples: int = 0  # samples evaluated
 
 
 def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
@@ -209,7 +211,7 @@ def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
     accuracy = correct / seen if data.y is not None and seen else None
     # the meter counted a group of samples once per time chunk: the samples are ``seen``
     activity = dataclasses.replace(meter.result(), samples=seen)
-    return _Evaluation(accuracy, _merge_synops(reports), activity)
+    return _Evaluation(accuracy, _merge_synops(reports), activity, seen)
 
 
 def _merge_synops(reports: Sequence[Any]) -> Any:
@@ -302,13 +304,15 @@ def _limits(target: Target) -> dict[str, Any]:
     spec = target.cores
     return {"max_fan_in": target.limits.max_fan_in,
             "synapse_storage": spec.synapse_storage, "index_bits": spec.index_bits,
-            "bits_per_weight": spec.bits_per_weight}
+            "bits_per_weight": spec.bits_per_weight, "split_layers": spec.split_layers,
+            "max_in_axons": spec.max_in_axons, "max_out_axons": spec.max_out_axons}
 
 
-def _stage_plan(request: DeployRequest, targets: Sequence[Target], calib: Dataset | None,
-                evaluation: Dataset | None) -> list[str]:
+def _stage_plan(request: DeployRequest, graph: Graph, targets: Sequence[Target],
+                calib: Dataset | None, evaluation: Dataset | None) -> list[str]:
     """The stages a run goes through, in order, as the progress callback names them."""
     stages = ["load"] + (["evaluate dense"] if evaluation is not None else [])
+    targets = [t for t in targets if refusal(graph, t) is None]
     configs = [config_for_target(t, method=request.method, sparsity=request.sparsity,
                                  bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
                                  allocation=request.allocation) for t in targets]
@@ -316,6 +320,8 @@ def _stage_plan(request: DeployRequest, targets: Sequence[Target], calib: Datase
         stages.append("calibrate")
     labelled = evaluation is not None and evaluation.y is not None
     for t in targets:
+        if refusal(graph, t) is not None:  # refused before compression: no stage of its own
+            continue
         stages += [f"compress {t.name}", f"export {t.name}"]
         stages += [f"evaluate {t.name}"] if evaluation is not None else []
         stages += [f"integer core {t.name}"] if labelled and t.weights.grid == "int_exp" else []
@@ -393,16 +399,101 @@ def _violation_rows(result: Any) -> tuple[ViolationRow, ...]:
                  for v in result.violations)
 
 
-def _core_rows(mapping: Any) -> tuple[CoreRow, ...]:
+def _core_rows(mapping: Any, target: Target | None = None) -> tuple[CoreRow, ...]:
+    from sbc_deploy.report.summary import core_binding
+
+    spec = None if target is None else target.cores
     rows = []
     for core in mapping.cores:
-        rows.append(CoreRow(core=core.index, layer=", ".join(core.layers), neurons=core.neurons,
-                            synapse_bits=core.synapse_bits,
-                            neuron_utilisation=core.neuron_utilisation,
-                            memory_utilisation=core.memory_utilisation,
-                            neuron_capacity=core.neuron_capacity,
-                            memory_capacity=core.memory_capacity))
+        row = CoreRow(core=core.index, layer=", ".join(core.layers), neurons=core.neurons,
+                      synapse_bits=core.synapse_bits,
+                      neuron_utilisation=core.neuron_utilisation,
+                      memory_utilisation=core.memory_utilisation,
+                      neuron_capacity=core.neuron_capacity,
+                      memory_capacity=core.memory_capacity,
+                      in_axons=core.in_axons, out_axons=core.out_axons,
+                      in_axon_capacity=None if spec is None else spec.max_in_axons,
+                      out_axon_capacity=None if spec is None else spec.max_out_axons)
+        rows.append(dataclasses.replace(row, binding=core_binding(row)))
     return tuple(rows)
+
+
+def _memory_bytes(dense: Graph, layers: Sequence[LayerRow]) -> BeforeAfter:
+    """The original network's weights as float32, and the compressed synapses as the target
+    stores them (each layer in its storage form: dense, sparse or kernel)."""
+    original = 4 * sum(int(layer.synapse.weight.size) for layer in dense.synapse_layers())
+    used = [layer.memory_bits_sparse if layer.storage == "sparse" else layer.memory_bits_dense
+            for layer in layers]
+    if not used or any(bits is None for bits in used):
+        return BeforeAfter(float(original), None)
+    return BeforeAfter(float(original), sum(used) / 8)  # type: ignore[arg-type]
+
+
+def _removed(dense: Graph, compressed: Graph, stats: Any) -> tuple[int, int]:
+    """Synapses non-zero in the dense network and zero after compression, and how many of them
+    the pruning mask did not choose (they rounded to zero on the weight grid)."""
+    pruned = {s.name: s.pruned for s in getattr(stats, "layers", ())}
+    removed = by_rounding = 0
+    for layer in dense.synapse_layers():
+        before = np.asarray(layer.synapse.weight) != 0
+        after = np.asarray(compressed.nodes[layer.name].weight) != 0
+        gone = int(np.count_nonzero(before & ~after))
+        removed += gone
+        by_rounding += max(0, gone - int(pruned.get(layer.name, 0)))
+    return removed, by_rounding
+
+
+def _latency(target: Target, steps: int | None) -> dict[str, Any]:
+    step_us = target.timing.step_us
+    if step_us is None or not steps:
+        return {"steps": steps}
+    latency = steps * step_us * 1e-6
+    grade = target.source("timing.step_us").evidence
+    return {"steps": steps, "latency_s": latency, "throughput_hz": 1.0 / latency,
+            "latency_evidence": grade}
+
+
+def _borrowed(target: Target) -> dict[str, str]:
+    """Energy terms whose cost is another chip's figure, by the report's term names."""
+    names = {"synop_pj": "synops", "neuron_update_pj": "neuron updates",
+             "spike_routed_pj": "spikes routed", "core_step_pj": "core steps"}
+    return {term: prov.borrowed_from for key, term in names.items()
+            if (prov := target.source(f"energy.{key}")).borrowed_from}
+
+
+def _deciding(mapping: Any, target: Target) -> str | None:
+    from sbc_deploy.report.summary import deciding_limit
+
+    return deciding_limit(_core_rows(mapping, target), _limits(target))
+
+
+def _decision_fields(dense: Graph, compressed: Graph, stats: Any, target: Target, checked: Any,
+                     dense_cores: int | None, details: Mapping[str, Any],
+                     steps: int | None) -> dict[str, Any]:
+    """The :class:`TargetReport` fields an engineer decides from (report/summary.py)."""
+    removed, by_rounding = _removed(dense, compressed, stats)
+    rows = _layer_rows(compressed, stats, details)
+    return {"cores_dense": dense_cores, "deciding_limit": _deciding(checked.mapping, target),
+            "memory_bytes": _memory_bytes(dense, rows), "synapses_removed": removed,
+            "removed_by_rounding": by_rounding, "borrowed": _borrowed(target),
+            **_latency(target, steps)}
+
+
+def _refused_report(graph: Graph, target: Target, reason: str) -> TargetReport:
+    """A target refused before compression: the dense network's check, and the reason."""
+    checked = check(graph, target)
+    return TargetReport(
+        target=target.name, description=target.description, method="refused before compression",
+        layers=_layer_rows(graph, None, layer_details(graph, target, checked.mapping, None, None,
+                                                      {}, {})),
+        violations=tuple(v for v in _violation_rows(checked) if v.rule in REFUSING_RULES),
+        cores_used=checked.mapping.cores_used,
+        cores_available=target.cores.cores, cores=_core_rows(checked.mapping, target),
+        limits=_limits(target), cores_dense=checked.mapping.cores_used,
+        deciding_limit=_deciding(checked.mapping, target), borrowed=_borrowed(target),
+        refused=reason,
+        notes=(f"refused before compression: {reason}; nothing was compressed or exported for "
+               f"{target.name}",))
 
 
 def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
@@ -511,7 +602,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                              data_bytes=sum(int(getattr(getattr(d, "x", None), "nbytes", 0))
                                             for d in (calib, evaluation) if d is not None))
     targets = plan.targets
-    progress = _numbered(progress, _stage_plan(request, targets, calib, evaluation))
+    progress = _numbered(progress, _stage_plan(request, graph, targets, calib, evaluation))
     progress("load", 1, 1, unit="steps")
     with clock.stage("evaluate dense"):
         dense = _evaluate_float(graph, evaluation, request, progress, "evaluate dense")
@@ -553,6 +644,11 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
         if calib_activity is not None and calib_activity is not dense_activity:
             activity["calibration"] = calib_activity.to_dict()
         for target in targets:
+            reason = refusal(graph, target)
+            if reason is not None:  # before any compression: nothing to compress it for
+                with clock.stage("check"):
+                    reports.append(_refused_report(graph, target, reason))
+                continue
             config = config_for_target(target, method=request.method, sparsity=request.sparsity,
                                        bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
                                        allocation=request.allocation, device=request.device)
@@ -615,25 +711,31 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                 layers=_layer_rows(compressed, stats, details),
                 violations=_violation_rows(checked),
                 cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
-                cores=_core_rows(checked.mapping), limits=_limits(target),
-                accuracy=Accuracy(dense.accuracy, after.accuracy, integer),
+                cores=_core_rows(checked.mapping, target), limits=_limits(target),
+                accuracy=Accuracy(dense.accuracy, after.accuracy, integer,
+                                  samples=after.samples if after.accuracy is not None else None),
                 synops=BeforeAfter(*(None if e.synops is None else e.synops.per_sample
                                      for e in (dense, after))),
                 energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
                 energy_terms=tuple(EnergyTerm(*term, evidence=_grade(grades, term.name))
                                    for term in energy.terms) if energy else (),
                 ann_equivalent=dict(energy.ann_equivalent) if energy else {},
-                exports=final_exports, notes=tuple(notes)))
+                exports=final_exports, notes=tuple(notes),
+                **_decision_fields(graph, compressed, stats, target, checked, dense_cores,
+                                   details, steps)))
             results.append(TargetResult(target, compressed, config, stats, checked))
             if after.activity is not None:
                 activity[target.name] = after.activity.to_dict()
 
         settings["calibration"] = {f"{kernel}@{device}": c.settings()
                                    for (kernel, device), c in calibrations.items()}
+        from sbc_deploy.report.summary import rank
+
         report = Report(model=model_name, dt=graph.dt, reset=graph.metadata.get("reset"),
                         targets=tuple(reports), timings_s=dict(clock.timings),
                         settings=settings, versions=_versions(), findings=tuple(findings),
-                        activity=activity)
+                        activity=activity, rank_by=request.rank_by,
+                        ranking=rank(reports, request.rank_by))
         written = write_report(report, out_dir)
         written = {k: final_dir / Path(p).relative_to(out_dir) for k, p in written.items()}
         written["manifest"] = final_dir / MANIFEST  # written with the swap, below
@@ -700,7 +802,9 @@ def check_only(model: str | Path | Graph, targets: Sequence[str | Path | Target]
                                                               None, None, {}, {})),
                 violations=_violation_rows(checked),
                 cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
-                cores=_core_rows(checked.mapping), limits=_limits(target)))
+                cores=_core_rows(checked.mapping, target), limits=_limits(target),
+                cores_dense=checked.mapping.cores_used,
+                deciding_limit=_deciding(checked.mapping, target)))
     name = "graph given in memory" if isinstance(model, Graph) else str(model)
     return Report(model=name, dt=graph.dt, reset=graph.metadata.get("reset"),
                   targets=tuple(reports), timings_s=dict(clock.timings), versions=_versions())

@@ -189,6 +189,25 @@ def sparsity_problem(graph: Graph, config: Any, asked: float | None) -> str | No
             f"{largest_sparsity(graph, config):g}")
 
 
+#: rules no compression can satisfy: a target that a network breaks one of is refused up front
+REFUSING_RULES = ("supported_neuron_model", "supported_layer_types")
+
+
+def refusal(graph: Graph, target: Target) -> str | None:
+    """Why ``target`` cannot run ``graph`` whatever compression does (its neuron model or a
+    layer type it lacks), or ``None``: said before any compression."""
+    from sbc_deploy.check.rules import RULES
+
+    reasons = []
+    for name in REFUSING_RULES:
+        for violation in RULES[name](graph, target):
+            if violation.severity == "error" and violation.message not in reasons:
+                reasons.append(violation.message)
+    if not reasons:
+        return None
+    return reasons[0] + (f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else "")
+
+
 def validate_request(request: Any) -> Plan:
     """Check every flag of ``request`` (a :class:`~sbc_deploy.pipeline.DeployRequest`) against
     the targets, the model and the data; return what they resolved to.
@@ -295,6 +314,10 @@ def validate_request(request: Any) -> Plan:
             problem = sparsity_problem(graph, config, request.sparsity)
             if problem:
                 problems.append(f"{target.name}: {problem}")
+        refused = [(t.name, refusal(graph, t)) for t in targets]
+        if targets and all(reason for _, reason in refused):
+            problems.extend(f"--target {name}: refused before any work: {reason}"
+                            for name, reason in refused)
         if request.n_m is not None:
             m = request.n_m[1]
             narrow = [(n, k) for n, k in _layer_inputs(graph) if k < m]
@@ -317,5 +340,5 @@ def validate_request(request: Any) -> Plan:
     return Plan(graph, name, tuple(targets), calib, evaluation, tuple(dict.fromkeys(files)))
 
 
-__all__ = ["Plan", "ValidationError", "check_dataset", "largest_sparsity", "sparsity_bounds",
-           "sparsity_problem", "validate_request"]
+__all__ = ["REFUSING_RULES", "Plan", "ValidationError", "check_dataset", "largest_sparsity", "refusal",
+           "sparsity_bounds", "sparsity_problem", "validate_request"]
