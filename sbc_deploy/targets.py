@@ -63,7 +63,7 @@ RULE_NAMES: tuple[str, ...] = (
     "supported_layer_types", "supported_neuron_model", "synapse_bias_foldable", "topology",
     "destinations", "io_channels", "weights_on_grid", "weight_bits", "fan_in", "fan_out",
     "delays", "thresholds_fit_bits", "decays_fit_bits", "neurons_per_core",
-    "synapse_memory_per_core", "axons_per_core", "total_cores",
+    "synapse_memory_per_core", "axons_per_core", "total_cores", "spikes_per_step",
 )
 NONE = "none"  # the TOML spelling of "no such limit"
 # A target's name becomes a folder under OUTDIR when targets are compared (OUTDIR/<name>/), and
@@ -130,6 +130,8 @@ class NeuronSpec:
         state_bits: width of the membrane state, or ``None``.
         threshold_range: inclusive integer range of the threshold in state units, or ``None``.
         bias_range: inclusive integer range of the neuron bias in state units, or ``None``.
+        max_spikes_per_step: the most spikes (events) one neuron sends in one step, ``None``
+            for no limit. Optional in a target file (see :data:`OPTIONAL`): 1 when absent.
     """
 
     kinds: tuple[str, ...]
@@ -143,6 +145,7 @@ class NeuronSpec:
     state_bits: int | None
     threshold_range: tuple[int, int] | None
     bias_range: tuple[int, int] | None
+    max_spikes_per_step: int | None = 1
 
     @property
     def threshold_bits(self) -> int | None:
@@ -424,6 +427,13 @@ def _bits_per_weight(value: Any, where: str) -> int | None:
     return _int(1, 64)(value, where)
 
 
+# Keys a target file may leave out (added after schema 1 was published, so that the users'
+# files stay valid): "section.key" -> (value, source of that default).
+OPTIONAL: dict[str, tuple[Any, str]] = {
+    "neurons.max_spikes_per_step": (1, "not in the target file: one spike per neuron per step "
+                                       "(binary spikes) is assumed"),
+}
+
 SCHEMA: dict[str, dict[str, Check]] = {
     "weights": {
         "bits": _int(1, 32),
@@ -444,6 +454,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "state_bits": _or_none(_int(1, 64)),
         "threshold_range": _or_none(_pair),
         "bias_range": _or_none(_pair),
+        "max_spikes_per_step": _or_none(_int(1)),
     },
     "layers": {
         "node_kinds": _subset(NODE_KINDS),
@@ -479,11 +490,11 @@ SCHEMA: dict[str, dict[str, Check]] = {
 }
 # Optional sections: a file without one gets its values "not known" (added after schema 1's
 # first files; every key inside a given section is required as elsewhere).
-OPTIONAL: dict[str, dict[str, Check]] = {
+OPTIONAL_SECTIONS: dict[str, dict[str, Check]] = {
     "timing": {"step_us": _or_none(_float)},
 }
 TOP_LEVEL: tuple[str, ...] = ("schema", "name", "description", "export_formats", "rules",
-                              *SCHEMA, *OPTIONAL)
+                              *SCHEMA, *OPTIONAL_SECTIONS)
 ENTRY_KEYS: tuple[str, ...] = ("value", "source", "evidence")
 OPTIONAL_ENTRY_KEYS: tuple[str, ...] = ("borrowed_from",)  # the chip whose figure stands in
 
@@ -503,7 +514,7 @@ def parse_target(data: Mapping[str, Any], file: str = "<target>",
     for key in data:
         if key not in TOP_LEVEL:
             raise _unknown(key, TOP_LEVEL, "the top level", file)
-    missing = [key for key in TOP_LEVEL if key not in data and key not in OPTIONAL]
+    missing = [key for key in TOP_LEVEL if key not in data and key not in OPTIONAL_SECTIONS]
     if missing:
         raise TargetError(f"lacks {', '.join(missing)}", where=file)
     if data["schema"] != SCHEMA_VERSION:
@@ -518,8 +529,8 @@ def parse_target(data: Mapping[str, Any], file: str = "<target>",
 
     values: dict[str, dict[str, Any]] = {}
     provenance: dict[str, Provenance] = {}
-    for section, schema in {**SCHEMA, **OPTIONAL}.items():
-        if section in OPTIONAL and section not in data:
+    for section, schema in {**SCHEMA, **OPTIONAL_SECTIONS}.items():
+        if section in OPTIONAL_SECTIONS and section not in data:
             continue
         table = data[section]
         place = f"[{section}]"
@@ -531,6 +542,11 @@ def parse_target(data: Mapping[str, Any], file: str = "<target>",
         values[section] = {}
         for key, check in schema.items():
             where = f"{file} {place} {key}"
+            if key not in table and f"{section}.{key}" in OPTIONAL:
+                default, why = OPTIONAL[f"{section}.{key}"]
+                values[section][key] = default
+                provenance[f"{section}.{key}"] = Provenance(why, "definition")
+                continue
             if key not in table:
                 raise TargetError(f"{place} lacks '{key}'", where=file,
                                   hint="every key is required; write value = \"none\" with a "
