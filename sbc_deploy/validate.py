@@ -265,6 +265,11 @@ def validate_request(request: Any) -> Plan:
     if max_drop is not None and not (isinstance(max_drop, (int, float))
                                      and math.isfinite(max_drop) and 0 <= max_drop <= 100):
         problems.append(f"--max-drop: must lie in [0, 100] accuracy points, got {max_drop!r}")
+    rank_by = getattr(request, "rank_by", "energy")
+    from sbc_deploy.report.summary import RANKINGS
+
+    if rank_by not in RANKINGS:
+        problems.append(f"--rank-by {rank_by}: unknown; known: {', '.join(RANKINGS)}")
     if request.eval_limit is not None and request.eval_limit < 1:
         problems.append(f"eval_limit: must be >= 1, got {request.eval_limit}")
 

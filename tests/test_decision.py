@@ -89,6 +89,11 @@ def test_ranking_energy_at_equal_accuracy_then_the_rest_greyed_with_their_reason
     assert [(r["target"], r["value"]) for r in by_cores] == [("q", 3), ("p", 9)]
     with pytest.raises(ValueError, match="unknown ranking"):
         rank(targets, "price")
+    from sbc_deploy.pipeline import DeployRequest
+    from sbc_deploy.validate import ValidationError, validate_request
+
+    with pytest.raises(ValidationError, match="--rank-by price: unknown; known: energy"):
+        validate_request(DeployRequest(rank_by="price", out_dir="never-created"))
 
 
 def test_a_target_the_network_cannot_use_is_refused_before_any_work(tmp_path, capsys,
