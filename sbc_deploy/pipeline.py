@@ -438,15 +438,15 @@ def _core_rows(mapping: Any, target: Target | None = None) -> tuple[CoreRow, ...
     return tuple(rows)
 
 
-def _memory_bytes(dense: Graph, layers: Sequence[LayerRow]) -> BeforeAfter:
-    """The original network's weights as float32, and the compressed synapses as the target
-    stores them (each layer in its storage form: dense, sparse or kernel)."""
-    original = 4 * sum(int(layer.synapse.weight.size) for layer in dense.synapse_layers())
-    used = [layer.memory_bits_sparse if layer.storage == "sparse" else layer.memory_bits_dense
-            for layer in layers]
-    if not used or any(bits is None for bits in used):
-        return BeforeAfter(float(original), None)
-    return BeforeAfter(float(original), sum(used) / 8)  # type: ignore[arg-type]
+def _memory_bytes(dense_mapping: Any, compressed_mapping: Any) -> BeforeAfter:
+    """Synapse memory on the chip, in bytes, of the original (dense) network and of the
+    compressed one: each as the target's mapping stores it (dense, sparse or kernel form, the
+    same cost model), so the two compare like for like."""
+    def total(mapping: Any) -> float | None:
+        layers = getattr(mapping, "layers", ())
+        return sum(layer.synapse_bits for layer in layers) / 8 if layers else None
+
+    return BeforeAfter(total(dense_mapping), total(compressed_mapping))
 
 
 def _removed(dense: Graph, compressed: Graph, stats: Any) -> tuple[int, int]:
@@ -488,13 +488,13 @@ def _deciding(mapping: Any, target: Target) -> str | None:
 
 
 def _decision_fields(dense: Graph, compressed: Graph, stats: Any, target: Target, checked: Any,
-                     dense_cores: int | None, details: Mapping[str, Any],
-                     steps: int | None) -> dict[str, Any]:
+                     dense_mapping: Any, steps: int | None) -> dict[str, Any]:
     """The :class:`TargetReport` fields an engineer decides from (report/summary.py)."""
     removed, by_rounding = _removed(dense, compressed, stats)
-    rows = _layer_rows(compressed, stats, details)
+    dense_cores = dense_mapping.cores_used
     return {"cores_dense": dense_cores, "deciding_limit": _deciding(checked.mapping, target),
-            "memory_bytes": _memory_bytes(dense, rows), "synapses_removed": removed,
+            "memory_bytes": _memory_bytes(dense_mapping, checked.mapping),
+            "synapses_removed": removed,
             "removed_by_rounding": by_rounding, "borrowed": _borrowed(target),
             **_latency(target, steps)}
 
@@ -688,7 +688,8 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                                                                       progress))
             with clock.stage("check"):
                 checked = check(compressed, target)
-                dense_cores = check(graph, target).mapping.cores_used
+                dense_mapping = check(graph, target).mapping
+                dense_cores = dense_mapping.cores_used
             # the target's name was checked at load (targets.NAME_RULE); subfolder() refuses
             # anything that would still leave the staging folder
             target_dir = out_dir if len(targets) == 1 else subfolder(out_dir, target.name)
@@ -741,8 +742,8 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                                    for term in energy.terms) if energy else (),
                 ann_equivalent=dict(energy.ann_equivalent) if energy else {},
                 exports=final_exports, notes=tuple(notes),
-                **_decision_fields(graph, compressed, stats, target, checked, dense_cores,
-                                   details, steps)))
+                **_decision_fields(graph, compressed, stats, target, checked, dense_mapping,
+                                   steps)))
             results.append(TargetResult(target, compressed, config, stats, checked))
             if after.activity is not None:
                 activity[target.name] = after.activity.to_dict()

@@ -155,7 +155,7 @@ def test_accuracy_is_drawn_on_a_full_axis_with_its_interval():
     # 97.0 vs 95.1 %: bars in proportion to the values on a 0-100 axis
     assert len(lengths) == 3 and lengths[2] / lengths[0] == pytest.approx(95.1 / 97.0, rel=1e-2)
     low, high = wilson(0.951, 1000)
-    assert f"95.1% [{100 * low:.1f}, {100 * high:.1f}]" in svg
+    assert f"95.1% [{100 * low:.0f}-{100 * high:.0f}]" in svg
 
 
 def test_storage_reason_gives_the_break_even_sparsity():

@@ -156,7 +156,8 @@ def test_the_first_screen_answers_the_engineers_questions(pages, case):
     assert re.search(r"SynOps / sample \S+ (k |M )?-> \S+", text)
     assert re.search(r"energy / sample [\d.]+ [munp]?J -> [\d.]+ [munp]?J \((estimate|"
                      r"secondary|verified)\)", text), text
-    assert re.search(r"memory \(original -> compressed\) [\d.]+ [kMG]?B -> [\d.]+ [kMG]?B",
+    assert re.search(r"synapse memory \(original -> compressed\) [\d.]+ [kMG]?B -> [\d.]+ "
+                     r"[kMG]?B",
                      text)
     if len(report["targets"]) > 1:
         assert "Ranking:" in text

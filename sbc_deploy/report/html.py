@@ -129,21 +129,27 @@ def _mean(values: Sequence[float]) -> str:
 
 def _axon_bars(cores: Sequence[Any]) -> tuple[Bar, ...]:
     """In-axons of the fullest core against the per-core limit, where the target has one."""
-    uses = [c.in_axons / c.in_axon_capacity for c in cores
-            if c.in_axons is not None and c.in_axon_capacity]
-    if not uses:
-        return ()
-    return (Bar(100 * max(uses), AXON_COLOR, "axons in", pct(max(uses), 0)),)
+    bars = []
+    for name, color, used, cap in (("axons in", AXON_COLOR, "in_axons", "in_axon_capacity"),
+                                   ("axons out", AXON_OUT_COLOR, "out_axons",
+                                    "out_axon_capacity")):
+        uses = [getattr(c, used) / getattr(c, cap) for c in cores
+                if getattr(c, used) is not None and getattr(c, cap)]
+        if uses:
+            bars.append(Bar(100 * max(uses), color, name, pct(max(uses), 0)))
+    return tuple(bars)
 
 
 def _core_legend(t: TargetReport) -> tuple[tuple[str, str], ...]:
     legend = (("neurons", COLORS["neurons"]), ("synapse memory", COLORS["memory"]))
     if any(c.in_axons is not None and c.in_axon_capacity for c in t.cores):
         legend += (("axons in", AXON_COLOR),)
+    if any(c.out_axons is not None and c.out_axon_capacity for c in t.cores):
+        legend += (("axons out", AXON_OUT_COLOR),)
     return legend
 
 
-AXON_COLOR = "#66a61e"
+AXON_COLOR, AXON_OUT_COLOR = "#66a61e", "#a6761d"
 
 
 def _core_rows(t: TargetReport) -> tuple[list[Row], str]:
@@ -256,7 +262,7 @@ def accuracy_chart(targets: Sequence[TargetReport]) -> str | None:
         if not n:
             return f"{100 * value:.2f}%"
         low, high = wilson(value, n)
-        return f"{100 * value:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+        return f"{100 * value:.1f}% [{100 * low:.0f}-{100 * high:.0f}]"
 
     if first.dense_float is not None:
         rows.append(Row("dense (float)", (Bar(100 * first.dense_float, COLORS["dense"],

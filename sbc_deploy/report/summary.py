@@ -145,18 +145,20 @@ def energy_text(value: float | None, t: TargetReport) -> str:
 
 
 def borrowed_notes(targets: Sequence[TargetReport]) -> list[str]:
-    """What each target borrows, and which targets share borrowed costs."""
+    """What each target borrows, and (once) what it means when the lender is compared too."""
     notes = []
     names = {t.target for t in targets}
+    lenders = set()
     for t in targets:
         by_chip: dict[str, list[str]] = {}
         for term, chip in t.borrowed.items():
             by_chip.setdefault(chip, []).append(term)
         for chip, terms in by_chip.items():
-            shared = (f" ({chip} is compared here too: on these terms the two differ only by "
-                      "their counts, not by a measured cost)") if chip in names else ""
             verb = "costs are" if len(terms) > 1 else "cost is"
-            notes.append(f"{t.target}'s {', '.join(terms)} {verb} borrowed from {chip}{shared}")
+            notes.append(f"{t.target}'s {', '.join(terms)} {verb} borrowed from {chip}")
+            lenders |= {chip} & names
+    notes += [f"{chip} is compared here too: on the terms borrowed from it the targets differ "
+              "only by their counts, not by a measured cost" for chip in sorted(lenders)]
     return notes
 
 
@@ -241,8 +243,8 @@ def strip(t: TargetReport) -> list[StripItem]:
             if part)))
     if t.memory_bytes.compressed is not None:
         detail = _saving(t.memory_bytes.dense, t.memory_bytes.compressed)
-        items.append(StripItem("memory (original -> compressed)", memory_text(t),
-                               (detail + "; original as float32") if detail else ""))
+        items.append(StripItem("synapse memory (original -> compressed)", memory_text(t),
+                               (detail + "; " if detail else "") + "as the chip stores them"))
     if t.synapses_removed:
         by_rounding = t.removed_by_rounding or 0
         share = by_rounding / t.synapses_removed
