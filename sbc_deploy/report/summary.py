@@ -263,6 +263,8 @@ def _saving(before: float | None, after: float | None) -> str:
     if before is None or after is None or before <= 0:
         return ""
     change = after / before - 1
+    if abs(change) < 0.005:
+        return "no change"
     return f"{-100 * change:.0f} % less" if change < 0 else f"{100 * change:.0f} % more"
 
 
