@@ -68,6 +68,7 @@ from sbc_deploy.frontends.conventions import (
     get_convention,
     parse_source,
     spike_fields,
+    time_step_advice,
 )
 from sbc_deploy.frontends.nir_fixups import (
     detect_convention,
@@ -766,8 +767,8 @@ def _resolve_dt(meta: Mapping[str, Any], dt: float | None, where: str) -> tuple[
     if file_dt is not None:
         return file_dt, "file metadata 'dt'"
     raise ConfigError("the NIR graph stores no time step and none was given", where=where,
-                      hint="pass dt in seconds (CLI flag --dt), e.g. 1e-4 for snntorch exports, "
-                           "1e-3 for norse")
+                      hint="pass --from FRAMEWORK or dt in seconds (CLI flag --dt): "
+                           + time_step_advice())
 
 
 def _resolve_reset(meta: Mapping[str, Any], reset: str | None, needed: bool,
