@@ -26,6 +26,14 @@ that a node written by :mod:`sbc_deploy.exporters.to_nir` carries its IR bias in
 (``"sbc_bias"``, folded into ``v_leak`` for other readers) and gets it back here.
 ``Delay`` is stored in seconds and becomes whole steps ``delay / dt`` (anything else is refused).
 
+How the neurons fire and reset (the IR's spike variants: several spikes per step, ``>=``, the
+reset timing, a lower clamp) is the writer's, which NIR does not store: it comes from the
+framework's convention and its options (:func:`~sbc_deploy.frontends.conventions.spike_fields`;
+``--from sinabs`` gives sinabs' MultiSpike, ``--from snntorch`` its delayed reset, the one-step
+refractory zero reset of a recurrent or current-based snntorch neuron), and a node written by
+sbc-deploy gets its own back from its metadata. An snntorch LIF with ``tau = r = inf`` (its
+``beta = 1``) is an IF with gain 1.
+
 Structure: nested ``NIRGraph`` nodes are flattened with names ``"sub.node"``; the subgraph's own
 ``Input``/``Output`` nodes are dropped and the parent's edges are rewired through them.
 Recurrence is kept as it is (the IR finds the back edges). Roots that are not ``Input`` and
