@@ -72,6 +72,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _framework(text: str) -> str:
+    """``--from NAME[:OPTION=VALUE,...]``: a known framework and options it has."""
+    from sbc_deploy.frontends.conventions import get_convention
+
+    try:
+        get_convention(text)
+    except SbcDeployError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
+    return text
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -135,10 +146,14 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                         help="time step, for NIR files that do not record one")
     parser.add_argument("--reset", choices=("zero", "subtract"),
                         help="reset mode, for NIR files that do not record one")
-    parser.add_argument("--from", dest="source", choices=SOURCES, metavar="FRAMEWORK",
+    parser.add_argument("--from", dest="source", type=_framework,
+                        metavar="FRAMEWORK[:OPTION=VALUE,...]",
                         help="the framework that wrote the model, whose convention for dt, r, "
-                             "tau and reset is used (" + "|".join(SOURCES) + "; default: "
-                             "detected from the file where it says, else the NIR spec)")
+                             "tau, reset and spikes is used (" + "|".join(SOURCES) + "; "
+                             "default: detected from the file where it says, else the NIR "
+                             "spec); options give the neuron settings a NIR file cannot hold, "
+                             "e.g. sinabs:spike_fn=single,norm_input=false (README: NIR "
+                             "compatibility)")
     parser.add_argument("--discretization", choices=("euler", "exact"),
                         help="how NIR time constants become per-step decays (default: the "
                              "file's metadata, else the framework's convention)")
@@ -216,10 +231,13 @@ def deploy_parser() -> argparse.ArgumentParser:
                         help="evaluate on the first N samples only (quick runs)")
     from sbc_deploy.frontends.conventions import CONSUMERS
 
-    parser.add_argument("--nir-for", default="nir", choices=CONSUMERS, metavar="FRAMEWORK",
-                        help="write model.nir so that this framework's importer runs it like "
-                             "the simulator (" + "|".join(CONSUMERS) + "; default nir: the "
-                             "spec, unchanged); the report's notes say what was adapted")
+    parser.add_argument("--nir-for", default=None, choices=CONSUMERS, metavar="FRAMEWORK",
+                        help="write model.nir so that this framework's importer runs it as "
+                             "the simulator does (" + "|".join(CONSUMERS) + "); the network "
+                             "is converted to the neurons that importer builds before "
+                             "calibration, so the report's accuracy is the one it will run. "
+                             "Default: the --from framework's, else nir (the spec); the "
+                             "report's notes say what was adapted")
     parser.add_argument("--max-drop", type=_max_drop, default="5", metavar="PTS",  # guards.py
                         help="accuracy points the compressed network may lose against the dense "
                              "one, on the float simulator and on the integer core (default: 5; "

@@ -101,7 +101,9 @@ class DeployRequest:
     source: str | None = None  # framework convention of a NIR model (--from); None: detect
     discretization: str | None = None  # euler | exact for NIR (--discretization)
     input_shape: tuple[int, ...] | None = None  # conv-first netx without input layer
-    nir_for: str = "nir"  # the NIR consumer the nir export is written for (--nir-for)
+    # the NIR consumer the nir export is written for (--nir-for); None: the --from framework's
+    # when it reads NIR (what came in as a framework's goes out as that framework's), else nir
+    nir_for: str | None = None
     memory_budget: int | None = None  # bytes; None: half the machine's RAM (sbc_deploy.memory)
     distributed: bool = False  # one of torchrun's processes (sbc_deploy.distributed)
     hessian_precision: str = "float64"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
@@ -622,6 +624,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                              data_bytes=sum(int(getattr(getattr(d, "x", None), "nbytes", 0))
                                             for d in (calib, evaluation) if d is not None))
     targets = plan.targets
+    request, graph, consumer_notes = _for_nir_consumer(graph, request, targets)
     progress = _numbered(progress, _stage_plan(request, graph, targets, calib, evaluation))
     progress("load", 1, 1, unit="steps")
     with clock.stage("evaluate dense"):
@@ -698,7 +701,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
             with clock.stage("export"):
                 exports, notes = _export(compressed, target, request, target_dir, steps,
                                          progress)
-            notes = _import_notes(graph) + notes
+            notes = _import_notes(graph) + consumer_notes + notes
             with clock.stage("evaluate compressed"):
                 after = _evaluate_float(compressed, evaluation, request, progress,
                                         f"evaluate {target.name}")
@@ -783,6 +786,59 @@ def _participate(graph: Graph, calib: Dataset | None, targets: Sequence[Target],
                                      progress=lambda d, t: progress("compress", d, t))
         results.append(TargetResult(target, compressed, config, stats, None))
     return DeployResult(None, tuple(results))
+
+
+def _for_nir_consumer(graph: Graph, request: DeployRequest, targets: Sequence[Target]
+                      ) -> tuple[DeployRequest, Graph, list[str]]:
+    """Which framework model.nir is written for, and the graph in the model its importer builds.
+
+    ``--nir-for X`` names it. Without it, a NIR model read ``--from X`` (X a framework whose
+    importer reads NIR) goes back out as X's -- what came in as a framework's goes out as that
+    framework's -- and anything else as spec NIR. When model.nir is written for X, the graph is
+    converted to the neurons X's importer builds (sinabs' multi-spike layers and IF clamp,
+    rockpool's multi-spike LIFTorch, spyx's late spikes:
+    :func:`~sbc_deploy.exporters.nir_consumers.consumer_model`) before anything is simulated, so
+    that calibration, compression and every accuracy in the report are those of the network X
+    will run. Each choice is logged (the run's output) and returned as report notes.
+
+    Raises:
+        ConfigError: ``--nir-for X`` given for a network X's importer cannot build (a reset mode
+            it does not have); without ``--nir-for`` the export falls back to spec NIR instead.
+    """
+    from sbc_deploy.exporters.nir_consumers import consumer_model
+    from sbc_deploy.frontends.conventions import CONSUMERS, parse_source
+
+    notes: list[str] = []
+    nir_for = request.nir_for
+    implicit = nir_for is None
+    source = parse_source(request.source)[0] if request.source else None
+    if implicit:
+        nir_for = "nir"
+        if (source in CONSUMERS and source != "nir"
+                and graph.metadata.get("source_format") == "nir"):
+            nir_for = source
+            notes.append(f"model.nir is written for {source}'s importer (--nir-for {source}): "
+                         f"the model came in --from {source}; --nir-for nir writes spec NIR")
+    formats = set(request.export) if request.export is not None else {
+        fmt for target in targets for fmt in target.export_formats}
+    if nir_for != "nir" and "nir" in formats:
+        try:
+            adapted = consumer_model(graph, nir_for)
+        except ExportError as err:
+            if not implicit:
+                raise ConfigError(f"--nir-for {nir_for}: {err.message}", where=err.where,
+                                  hint=f"--nir-for nir writes spec NIR; {nir_for}'s importer "
+                                       "cannot build this network") from err
+            notes.append(f"model.nir is written as spec NIR (--nir-for nir) instead: "
+                         f"{nir_for}'s importer cannot build this network ({err})")
+            nir_for = "nir"
+        else:
+            graph = adapted.graph
+            notes += [f"converted to {nir_for}'s model before calibration (what {nir_for}'s "
+                      f"importer builds from model.nir): {line}" for line in adapted.notes]
+    for line in notes:
+        log.warning("%s", line)
+    return dataclasses.replace(request, nir_for=nir_for), graph, notes
 
 
 def _import_notes(graph: Graph) -> list[str]:

@@ -313,7 +313,7 @@ def validate_request(request: Any) -> Plan:
 
     from sbc_deploy.frontends.conventions import CONSUMERS
 
-    nir_for = getattr(request, "nir_for", "nir")
+    nir_for = getattr(request, "nir_for", None) or "nir"  # None: chosen from --from
     if nir_for not in CONSUMERS:
         problems.append(f"--nir-for {nir_for}: unknown NIR consumer; known: "
                         f"{', '.join(CONSUMERS)}")
