@@ -12,7 +12,8 @@
 
 Exit codes: 0 success; 1 the result violates the target or a quality guard (accuracy drop,
 silent or chance-level network); 2 bad usage or bad input (nothing is written); 3 an internal
-error (one line asking for a report; the traceback with --debug); 130 interrupted.
+error (one line asking for a report; the traceback with --debug); 4 a resource ran out (disk
+space, file size limit, disk quota, memory: what, how much, what to do); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from sbc_deploy.errors import GuardError, SbcDeployError
+from sbc_deploy.errors import GuardError, ResourceError, SbcDeployError
 from sbc_deploy.untrusted import shown, shown_lines
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_RESOURCE = 4  # disk full, file size limit, quota, out of memory (sbc_deploy.resources)
+_STAGE: list[str] = []  # the stage the progress callback last announced (named on failures)
 COMMANDS = ("inspect", "check", "targets")
 
 
@@ -154,7 +157,8 @@ def deploy_parser() -> argparse.ArgumentParser:
                     "on a bit-accurate core and report what fits.",
         epilog=COMMAND_HELP + "\n\nexit codes: 0 success, 1 the result violates the target or "
                               "a quality guard, 2 bad usage or input, 3 internal error (add "
-                              "--debug for the traceback)")
+                              "--debug for the traceback), 4 out of disk space, file size or "
+                              "memory, 130 interrupted")
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("model", nargs="?", metavar="MODEL",
                         help=".nir file, lava-dl netx .net/.h5 file, or the name of a bundled "
@@ -428,6 +432,7 @@ class _Progress:
 
     def __call__(self, stage: str, done: int, total: int, *, unit: str = "samples",
                  detail: str = "") -> None:
+        _STAGE[:] = [stage]
         if not self.enabled:
             return
         from tqdm import tqdm
@@ -463,7 +468,7 @@ def _width() -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``sbc-deploy``; returns the exit code (0, 1, 2 or 3; 130 interrupted)."""
+    """Entry point of ``sbc-deploy``; returns the exit code (0, 1, 2, 3 or 4; 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     streams = sys.stdout, sys.stderr
     # everything printed passes through shown_lines: no escape sequence from a name or a file
@@ -512,6 +517,16 @@ def _main_guarded(argv: list[str]) -> int:
     try:
         return _main(argv)
     except Exception as err:  # noqa: BLE001 - the one place that turns a bug into exit 3
+        from sbc_deploy.resources import resource_error
+
+        named = resource_error(err, stage=_STAGE[0] if _STAGE else None)
+        if named is not None:  # a disk, limit or memory that ran out: not a bug
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            print(f"error: {named}", file=sys.stderr)
+            return EXIT_RESOURCE
         if debug:
             import traceback
 
@@ -543,6 +558,9 @@ def _main(argv: list[str]) -> int:
     except GuardError as err:
         print(f"quality guard: {err}", file=sys.stderr)
         return EXIT_VIOLATION
+    except ResourceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_RESOURCE
     except SbcDeployError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -55,6 +55,7 @@ from sbc_deploy.report.model import (
 )
 from sbc_deploy.outputs import MANIFEST, Manifest, staged_output, subfolder
 from sbc_deploy.report.render import write_report
+from sbc_deploy.safeio import read_budget
 from sbc_deploy.sim import SynOpsCounter, classify, default_decoding, simulate
 from sbc_deploy.targets import Target, load_target
 from sbc_deploy.validate import validate_request
@@ -435,7 +436,8 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
     with clock.stage("load"):
         progress("load", 0, 1, unit="steps")
         resolve_device(request.device)   # a bad or absent device fails before any work
-        plan = validate_request(request)
+        with read_budget(request.memory_budget):  # readers claim declared sizes first
+            plan = validate_request(request)
         progress("load", 1, 1, unit="steps")
         graph, model_name, calib, evaluation = (plan.graph, plan.model_name, plan.calib,
                                                 plan.evaluation)

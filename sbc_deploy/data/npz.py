@@ -22,6 +22,9 @@ import numpy as np
 from sbc_deploy.data.dataset import Dataset
 from sbc_deploy.errors import DataError, FormatError
 from sbc_deploy.fileio import write_atomic
+from sbc_deploy.safeio import claim
+
+_READ = ("x", "y", "dt", "x_packbits", "x_shape")  # the members read_npz reads
 
 
 def _scalar_dt(value: np.ndarray, where: str) -> float:
@@ -61,11 +64,14 @@ def _inputs(archive: np.lib.npyio.NpzFile, where: str) -> np.ndarray:
         x = archive["x"]
     elif {"x_packbits", "x_shape"} <= keys:
         shape = tuple(int(v) for v in np.asarray(archive["x_shape"]).reshape(-1))
-        bits = np.asarray(archive["x_packbits"], dtype=np.uint8).reshape(-1)
         count = math.prod(shape)
+        if any(v < 0 for v in shape):
+            raise DataError(f"'x_shape' holds a negative axis: {shape}", where=where)
+        bits = np.asarray(archive["x_packbits"], dtype=np.uint8).reshape(-1)  # claimed
         if bits.size != (count + 7) // 8:
             raise DataError(f"'x_packbits' holds {bits.size} bytes; shape {shape} needs "
                             f"{(count + 7) // 8}", where=where)
+        claim(count, "'x' (bit-packed, unpacked to one byte per value)", where)
         x = np.unpackbits(bits, count=count).reshape(shape)
     else:
         raise DataError(f"has no 'x' array (keys: {sorted(keys) or 'none'}); expected 'x' of "
@@ -83,7 +89,10 @@ def _inputs(archive: np.lib.npyio.NpzFile, where: str) -> np.ndarray:
 
 def _screen(path: Path, where: str) -> None:
     """Refuse members whose header declares more bytes than the member holds (a damaged shape
-    would otherwise make numpy allocate it before reading) and members that are not arrays."""
+    would otherwise make numpy allocate it before reading) and members that are not arrays;
+    claim the declared sizes of the members read (safeio.claim: --memory-budget) before any
+    is decompressed."""
+    declared: dict[str, tuple[tuple[int, ...], int]] = {}
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):
@@ -102,6 +111,12 @@ def _screen(path: Path, where: str) -> None:
                 raise FormatError(f"'{info.filename[:-4]}' declares shape {tuple(shape)} "
                                   f"({nbytes:,} bytes) but holds {info.file_size:,} bytes "
                                   "(truncated or damaged)", where=where)
+            if info.filename[:-4] in _READ:  # decompressed size, before it is read
+                declared[info.filename[:-4]] = (tuple(shape), nbytes)
+    if declared:
+        claim(sum(n for _, n in declared.values()),
+              "its arrays " + ", ".join(f"'{k}' {shape}" for k, (shape, _) in declared.items()),
+              where)
 
 
 def read_npz(path: str | Path, *, dt: float | None = None) -> Dataset:
