@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -53,6 +54,33 @@ def read_budget(limit: int | None) -> Iterator[None]:
         yield
     finally:
         _BUDGET.reset(token)
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def special_file(path: str | Path) -> str | None:
+    """What ``path`` is when it exists and is not a regular file or a folder (``"a FIFO (named
+    pipe)"``, a device, a socket), else ``None``. Only ``stat``: nothing is opened, so a FIFO
+    with no writer cannot block."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    for test, name in _SPECIAL:
+        if test(mode):
+            return name
+    return None
+
+
+def refuse_special(path: str | Path, error: type[SbcDeployError] = FormatError) -> None:
+    """Raise ``error`` when ``path`` is a FIFO, a device or a socket (reading one could wait
+    forever or never end), before anything opens it."""
+    kind = special_file(path)
+    if kind is not None:
+        raise error(f"is {kind}, not a regular file; refused without reading it",
+                    where=shown(path))
 
 
 def _binary(count: float) -> str:
@@ -227,4 +255,4 @@ def _has_ref(dtype: object, h5py: object) -> bool:
 
 
 __all__ = ["MAX_DATASET_BYTES", "claim", "default_read_budget", "read_budget", "reading",
-           "screen_hdf5"]
+           "refuse_special", "screen_hdf5", "special_file"]

@@ -29,7 +29,8 @@ _READ = ("x", "y", "dt", "x_packbits", "x_shape")  # the members read_npz reads
 
 def _scalar_dt(value: np.ndarray, where: str) -> float:
     array = np.asarray(value)
-    if array.size != 1 or not np.issubdtype(array.dtype, np.number):
+    if array.size != 1 or not (np.issubdtype(array.dtype, np.integer)
+                               or np.issubdtype(array.dtype, np.floating)):
         raise DataError(f"'dt' must be one number of seconds, got {array!r}", where=where)
     dt = float(array.reshape(-1)[0])
     if not math.isfinite(dt) or dt <= 0:
@@ -43,7 +44,8 @@ def _labels(value: np.ndarray, n: int, where: str) -> np.ndarray:
         raise DataError(f"'y' must be 1-D [N] class labels, got shape {y.shape}", where=where)
     if y.shape[0] != n:
         raise DataError(f"'y' has {y.shape[0]} labels but 'x' has {n} samples", where=where)
-    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.number):
+    if y.dtype == np.bool_ or not (np.issubdtype(y.dtype, np.integer)
+                                   or np.issubdtype(y.dtype, np.floating)):
         raise DataError(f"'y' must hold integer class labels, got dtype {y.dtype}", where=where)
     if not np.issubdtype(y.dtype, np.integer):
         if not np.all(np.isfinite(y)):
@@ -52,6 +54,9 @@ def _labels(value: np.ndarray, n: int, where: str) -> np.ndarray:
             bad = y[y != np.round(y)][:3]
             raise DataError(f"'y' must hold integer class labels, got non-integer values such as "
                             f"{bad.tolist()}", where=where)
+    if y.size and y.max() > 2**62:  # no int64 wrap-around into a "valid" label
+        raise DataError(f"'y' holds a label of {y.max()}, far beyond any class count",
+                        where=where)
     y = y.astype(np.int64)
     if y.size and y.min() < 0:
         raise DataError(f"'y' holds a negative label ({y.min()})", where=where)
@@ -78,6 +83,8 @@ def _inputs(archive: np.lib.npyio.NpzFile, where: str) -> np.ndarray:
                         "shape [N, T, *input_shape] and optional 'y' [N] and 'dt'", where=where)
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
         raise DataError(f"'x' must be numeric, got dtype {x.dtype}", where=where)
+    if np.iscomplexobj(x):
+        raise DataError(f"'x' must hold real numbers, got dtype {x.dtype}", where=where)
     if x.ndim < 3:
         raise DataError(f"'x' must have shape [N, T, *input_shape] (3-D or more), got {x.shape}",
                         where=where, hint="a single sample needs a leading axis of 1")
