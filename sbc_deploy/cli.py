@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -471,13 +473,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sbc-deploy``; returns the exit code (0, 1, 2, 3 or 4; 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     streams = sys.stdout, sys.stderr
-    # everything printed passes through shown_lines: no escape sequence from a name or a file
-    # reaches the terminal (names are also shown() where they are formatted)
-    sys.stdout, sys.stderr = _Neutral(streams[0]), _Neutral(streams[1])
+    previous = _sigint(signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt from here on
     try:
+        # everything printed passes through shown_lines: no escape sequence from a name or a
+        # file reaches the terminal (names are also shown() where they are formatted)
+        sys.stdout, sys.stderr = _Neutral(streams[0]), _Neutral(streams[1])
         return _main_guarded(argv)
+    except KeyboardInterrupt:  # one line at any moment, even while torch is importing
+        print("interrupted", file=sys.stderr)
+        return 130
     finally:
         sys.stdout, sys.stderr = streams
+        _sigint(previous)
+
+
+def _sigint(handler: Any) -> Any:
+    """Install ``handler`` for SIGINT (main thread only); return the one it replaced."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, handler)
 
 
 class _Neutral:
