@@ -213,11 +213,11 @@ class MemoryPlan:
                 "block_diagonal": dict(self.blocks), "notes": list(self.notes)}
 
 
-def _layers(graph: Graph, kernel: str, max_groups: int) -> list[HessianSize]:
+def _hessian_sizes(graph: Graph, kernel: str, max_groups: int) -> list[HessianSize]:
     return [hessian_size(layer, kernel, max_groups) for layer in graph.synapse_layers()]
 
 
-def _weights(graph: Graph) -> int:
+def _graph_array_bytes(graph: Graph) -> int:
     """Bytes of the graph's arrays as held: weights, biases, neuron parameters (which are per
     neuron, as large as a convolution's output, for conv-shaped neurons)."""
     import numpy as np
@@ -240,14 +240,14 @@ def estimate(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: int
     each stage's own need (the simulator's, the calibration's, the compression's), added to
     what every stage holds."""
     blocks = dict(blocks or {})
-    base = RUNTIME + _weights(graph) + int(data_bytes)
+    base = RUNTIME + _graph_array_bytes(graph) + int(data_bytes)
     t_chunk, b_chunk = chunk_plan(graph, steps, batch_size, sim_memory_budget)
     stages = [StageEstimate(
         "simulate",
         base + simulation_bytes(graph, steps, batch_size, t_chunk, b_chunk, True),
         f"{batch_size} samples x {steps} steps in chunks of {b_chunk} samples x {t_chunk} "
         f"steps")]
-    layers = _layers(graph, kernel, max_groups) if calibrate else []
+    layers = _hessian_sizes(graph, kernel, max_groups) if calibrate else []
     if not layers:
         return tuple(stages)
     sums = sums_bytes(layers, blocks)
@@ -319,7 +319,7 @@ def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: 
     blocks: dict[str, int] = {}
     notes: list[str] = []
     stages = estimate(graph, blocks=blocks, **args)
-    layers = sorted(_layers(graph, kernel, max_groups) if calibrate else [],
+    layers = sorted(_hessian_sizes(graph, kernel, max_groups) if calibrate else [],
                     key=lambda s: -s.n_in)
 
     def over(found: tuple[StageEstimate, ...]) -> list[StageEstimate]:

@@ -125,6 +125,8 @@ def _layer_inputs(graph: Graph) -> list[tuple[str, int]]:
     return rows
 
 
+# Long by design: one flat list of checks, one per flag in the order the CLI documents them,
+# each appending its problem, so that every problem is reported at once (none stops the rest).
 def validate_request(request: Any) -> Plan:
     """Check every flag of ``request`` (a :class:`~sbc_deploy.pipeline.DeployRequest`) against
     the targets, the model and the data; return what they resolved to.
