@@ -232,8 +232,7 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
     if data is None or data.y is None:
         return None, None
     if target.weights.grid != "int_exp":
-        return None, (f"no bit-accurate core model for {target.name} (the core models Lava's "
-                      "fixed-point CUBA LIF); integer accuracy not measured")
+        return None, _no_core_model(target)
     from sbc_deploy.frontends import from_netx
     from sbc_deploy.sim.fixed_point import to_fixed_point
     from sbc_deploy.sim.int_core import evaluate_deployed
@@ -257,6 +256,27 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
     except SbcDeployError as err:
         return None, f"integer core could not run this network: {err}"
     return correct / seen, None
+
+
+def _no_core_model(target: Target) -> str:
+    """Why the integer core cannot stand in for ``target``: it is Lava's fixed-point CUBA LIF
+    (weights on a per-layer power-of-two grid, one spike per step, hard reset to 0, 12-bit
+    decays); what of the target's neuron model differs, from its target file."""
+    n = target.neurons
+    differs = []
+    if target.weights.grid != "int_exp":
+        differs.append(f"{target.weights.grid} weights (Lava: int_exp mantissas)")
+    if n.reset_modes and "zero" not in n.reset_modes:
+        differs.append(f"{'/'.join(n.reset_modes)} reset (Lava: hard reset to 0)")
+    if n.max_spikes_per_step != 1:
+        cap = "unlimited" if n.max_spikes_per_step is None else f"up to {n.max_spikes_per_step}"
+        differs.append(f"{cap} spikes per neuron and step (Lava: one)")
+    if n.decay_format != "linear":
+        kind = {"none": "no decays"}.get(n.decay_format, f"{n.decay_format} decays")
+        differs.append(f"{kind} (Lava: 12-bit linear)")
+    return (f"no bit-accurate core model for {target.name}: the integer core is Lava's "
+            f"fixed-point CUBA LIF, and {target.name} has " + "; ".join(differs)
+            + "; integer accuracy not measured")
 
 
 def _layer_rows(graph: Graph, stats: Any,

@@ -30,7 +30,7 @@ FACE = PACKAGE
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry", ("__main__",)),
     ("command line and API", ("cli", FACE)),
-    ("pipeline", ("pipeline",)),
+    ("pipelines", ("pipeline", "spikes")),
     ("around the stages", ("describe", "guards", "memory", "validate")),
     ("report", ("report",)),
     ("stages that use a room below", ("calibrate", "check")),

@@ -8,7 +8,9 @@ from sbc_deploy.ir.nodes import (
     LIF,
     NEURON_TYPES,
     NODE_TYPES,
+    RESET_TIMINGS,
     RESETS,
+    SPIKE_VARIANT_DEFAULTS,
     SYNAPSE_TYPES,
     Affine,
     AvgPool2d,
@@ -28,11 +30,14 @@ from sbc_deploy.ir.nodes import (
     Synapse,
     Threshold,
     conv_output_length,
+    spike_variant_text,
 )
 
 __all__ = [
-    "GRIDS", "IF", "LI", "LIF", "NEURON_TYPES", "NODE_TYPES", "RESETS", "SYNAPSE_TYPES", "Affine",
+    "GRIDS", "IF", "LI", "LIF", "NEURON_TYPES", "NODE_TYPES", "RESET_TIMINGS", "RESETS",
+    "SPIKE_VARIANT_DEFAULTS", "SYNAPSE_TYPES", "Affine",
     "AvgPool2d", "Conv1d", "Conv2d", "CubaLI", "CubaLIF", "Delay", "Flatten", "Graph", "Input",
     "Integrator", "Neuron", "Node", "Output", "Scale", "SumPool2d", "Synapse", "SynapseLayer",
     "Threshold", "WeightEncoding", "conv_output_length", "frozen_array", "mantissa_range",
+    "spike_variant_text",
 ]
