@@ -161,6 +161,8 @@ def _spike_variant_problems(graph: Graph, targets: list[Target],
     return problems
 
 
+# Long by design: one flat list of checks, one per flag in the order the CLI documents them,
+# each appending its problem, so that every problem is reported at once (none stops the rest).
 def validate_request(request: Any) -> Plan:
     """Check every flag of ``request`` (a :class:`~sbc_deploy.pipeline.DeployRequest`) against
     the targets, the model and the data; return what they resolved to.
