@@ -244,3 +244,15 @@ def test_hdf5_datasets_are_claimed_by_their_declared_sizes(tmp_path):
     assert "100,663,296 bytes" in str(info.value) and "about 96MiB" in str(info.value)
     with read_budget(96 * MiB):
         screen_hdf5(path)
+
+
+def test_event_binning_claims_its_frames_before_allocating_them():
+    """An N-MNIST timestamp of 8 s at dt = 1 us would bin into 8 million frames (18 GB)."""
+    from sbc_deploy.data.events import bin_recordings
+
+    events = np.zeros(2, dtype=[("x", "u1"), ("y", "u1"), ("p", "u1"), ("t", "u4")])
+    events["t"] = [0, 8_000_000]
+    with read_budget(64 * MiB), pytest.raises(FormatError, match="8,000,001 steps"):
+        bin_recordings([events], 1e-6)
+    with read_budget(64 * MiB):
+        assert bin_recordings([events], 1e-3).shape == (1, 8001, 2, 34, 34)
