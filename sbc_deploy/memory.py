@@ -90,6 +90,7 @@ from sbc_deploy.compress.hessian import HessianSize, hessian_size, sums_bytes
 from sbc_deploy.compress.passes import compression_bytes
 from sbc_deploy.errors import ConfigError
 from sbc_deploy.ir import Graph
+from sbc_deploy.ir.transforms import neuron_per_row
 from sbc_deploy.sim.float_sim import chunk_plan, simulation_bytes
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,8 @@ class MemoryPlan:
 
 
 def _hessian_sizes(graph: Graph, kernel: str, max_groups: int) -> list[HessianSize]:
-    return [hessian_size(layer, kernel, max_groups) for layer in graph.synapse_layers()]
+    return [hessian_size(layer, neuron_per_row(graph, layer), kernel, max_groups)
+            for layer in graph.synapse_layers()]
 
 
 def _graph_array_bytes(graph: Graph) -> int:
