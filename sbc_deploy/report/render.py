@@ -15,6 +15,7 @@ from sbc_deploy.fileio import write_text_atomic
 from sbc_deploy.report.html import to_html as html_page
 from sbc_deploy.report.model import Report, TargetReport
 from sbc_deploy.report.vocabulary import (
+    layer_label,
     MAX_CORE_ROWS,
     ann_line,
     bits,
@@ -76,6 +77,7 @@ def to_markdown(report: Report) -> str:
                "`synapse -> neuron`.")
     out.append("")
     out += [f"- {verdict_line(t)}" for t in report.targets] + [""]
+    out += _decision_markdown(report)
     findings = getattr(report, "findings", ())
     if findings:  # quality guards (issue 12)
         out += ["## Quality guards", ""]
@@ -100,6 +102,32 @@ def to_markdown(report: Report) -> str:
         out += _table(["stage", "seconds"], [[k, f"{v:.2f}"] for k, v in report.timings_s.items()])
         out.append("")
     return shown_lines("\n".join(out).rstrip() + "\n")  # no control character, whatever
+
+
+def _decision_markdown(report: Report) -> list[str]:
+    """The summary strip of every target and the ranking, as the page shows them first."""
+    from sbc_deploy.report.summary import RANKINGS, ann_remark, borrowed_notes, strip
+
+    out = ["## Summary", ""]
+    for t in report.targets:
+        if t.refused:
+            out += [f"- **{markdown(t.target)}**: refused before compression: "
+                    f"{markdown(t.refused)}"]
+            continue
+        out += [f"**{markdown(t.target)}**", ""]
+        out += _table(["figure", "value", "detail"],
+                      [[item.label, item.value, item.detail] for item in strip(t)]) + [""]
+    out += [""] if out[-1] else []
+    if len(report.targets) > 1 and report.ranking:
+        criterion = RANKINGS.get(report.rank_by or "energy", str(report.rank_by))
+        out += [f"Ranking ({markdown(criterion)}):", ""]
+        out += _table(["rank", "target", "verdict", "first blocking reason"],
+                      [[r["rank"] or "-", r["target"], "fits" if r["fits"] else "does not fit",
+                        r["reason"]] for r in report.ranking]) + [""]
+    notes = borrowed_notes(report.targets) + [
+        f"{t.target}: {remark}" for t in report.targets if (remark := ann_remark(t))]
+    out += [f"- {markdown(note)}" for note in notes] + ([""] if notes else [])
+    return out
 
 
 def _cores(t: TargetReport) -> str:
@@ -176,8 +204,8 @@ def _target_markdown(t: TargetReport) -> list[str]:
     out += [f"### Violations ({len(errors)} errors, {warnings} warnings)", ""]
     if t.violations:
         out += _table(["layer", "rule", "limit", "actual", "severity", "message", "remedy"],
-                      [[v.layer or "-", v.rule, v.limit, v.actual, v.severity, v.message,
-                        getattr(v, "remedy", None) or ""] for v in t.violations])
+                      [[layer_label(t, v.layer), v.rule, v.limit, v.actual, v.severity,
+                        v.message, getattr(v, "remedy", None) or ""] for v in t.violations])
     else:
         out.append("None: every rule of the target holds.")
     out.append("")
