@@ -690,6 +690,18 @@ class _NeutralFormatter(logging.Formatter):
         return shown_lines(super().format(record))
 
 
+def _caused_by_interrupt(err: BaseException) -> bool:
+    """True when a KeyboardInterrupt lies in ``err``'s chain (a library re-raised it)."""
+    seen: list[BaseException] = []
+    item: BaseException | None = err
+    while item is not None and item not in seen and len(seen) < 16:
+        if isinstance(item, KeyboardInterrupt):
+            return True
+        seen.append(item)
+        item = item.__cause__ or item.__context__
+    return False
+
+
 def _main_guarded(argv: list[str]) -> int:
     _ARGV[:] = argv
     debug = "--debug" in argv
@@ -697,6 +709,9 @@ def _main_guarded(argv: list[str]) -> int:
     try:
         return _main(argv)
     except Exception as err:  # noqa: BLE001 - the one place that turns a bug into exit 3
+        if _caused_by_interrupt(err):  # e.g. numpy turns a Ctrl-C in its import into an
+            print("interrupted", file=sys.stderr)  # ImportError ("IMPORTANT: PLEASE READ")
+            return 130
         from sbc_deploy.resources import resource_error
 
         named = resource_error(err, stage=_STAGE[0] if _STAGE else None)

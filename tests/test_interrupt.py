@@ -50,3 +50,18 @@ def test_sigint_at_any_moment_prints_one_line_and_exits_130(tmp_path, entry, del
     assert proc.returncode == 130, (proc.returncode, err)
     assert err.strip() == "interrupted" and "Traceback" not in err, err
     assert list(tmp_path.iterdir()) == []  # no output set, no staging folder
+
+
+def test_an_interrupt_a_library_rewraps_is_still_an_interrupt(monkeypatch, capsys):
+    """numpy turns a Ctrl-C during its import into ImportError('IMPORTANT: PLEASE READ ...')."""
+    import sbc_deploy.cli as cli
+
+    def importing(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError("IMPORTANT: PLEASE READ THIS FOR ADVICE") from None
+
+    monkeypatch.setattr(cli, "_run_targets", importing)
+    assert cli.main(["targets"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
