@@ -55,7 +55,9 @@ from sbc_deploy.report.model import (
 )
 from sbc_deploy.outputs import MANIFEST, Manifest, staged_output, subfolder
 from sbc_deploy.report.render import write_report
-from sbc_deploy.sim import SynOpsCounter, classify, default_decoding, simulate
+from sbc_deploy.report.synops_counter import SynOpsCounter
+from sbc_deploy.safeio import read_budget
+from sbc_deploy.sim import classify, default_decoding, simulate
 from sbc_deploy.targets import Target, load_target
 from sbc_deploy.validate import REFUSING_RULES, refusal, validate_request
 
@@ -601,6 +603,9 @@ def deploy(request: DeployRequest, progress: Progress | None = None) -> DeployRe
     return _deploy(request, progress)
 
 
+# Long by design: DESIGN.md asks for one function that is the straight line through the stages
+# (load, plan, dense evaluation and guards, then per target calibrate, compress, check, export,
+# evaluate, report); each stage is one call, and cutting the line would hide their order.
 def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployResult:
     from sbc_deploy import distributed
     from sbc_deploy.memory import plan_memory
@@ -612,7 +617,8 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
     with clock.stage("load"):
         progress("load", 0, 1, unit="steps")
         resolve_device(request.device)   # a bad or absent device fails before any work
-        plan = validate_request(request)
+        with read_budget(request.memory_budget):  # readers claim declared sizes first
+            plan = validate_request(request)
         graph, model_name, calib, evaluation = (plan.graph, plan.model_name, plan.calib,
                                                 plan.evaluation)
         steps = max((d.steps for d in (calib, evaluation) if d is not None), default=1)
@@ -851,7 +857,7 @@ def _import_notes(graph: Graph) -> list[str]:
 def _versions() -> dict[str, str]:
     import nir
 
-    from sbc_deploy import __version__
+    from sbc_deploy.version import __version__
 
     return {"sbc_deploy": __version__, "torch": torch.__version__, "nir": nir.version,
             "numpy": np.__version__}
