@@ -106,6 +106,13 @@ class DeployRequest:
     distributed: bool = False  # one of torchrun's processes (sbc_deploy.distributed)
     hessian_precision: str = "float64"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
     calib_row_fraction: float = 1.0  # rows summed per calibration batch (unbiased estimate)
+    # A compression config used as it is instead of one made from the flags and the target
+    # (sbc_deploy.oneshot(config=)).
+    config: CompressionConfig | None = None
+    # Extra outputs per target, written into the target's folder of the output set: called as
+    # write_back(compressed_graph, folder) -> {name: path}; listed with the exports (a torch
+    # module's compressed state dict: sbc_deploy.frontends.from_torch.writeback).
+    write_back: Callable[[Graph, Path], Mapping[str, Path]] | None = None
 
 
 @dataclass(frozen=True)
@@ -469,7 +476,10 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                          findings=tuple(findings))
 
     settings = {k: v for k, v in vars(request).items()
-                if k not in ("model", "calib", "eval", "targets", "command")}
+                if k not in ("model", "calib", "eval", "targets", "command", "config",
+                             "write_back")}
+    if request.config is not None:
+        settings["config"] = repr(request.config)
     settings["memory"] = memory.to_dict()
     if group is not None:
         settings["processes"] = group.world_size
@@ -488,9 +498,10 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
         if calib_activity is not None and calib_activity is not dense_activity:
             activity["calibration"] = calib_activity.to_dict()
         for target in targets:
-            config = config_for_target(target, method=request.method, sparsity=request.sparsity,
-                                       bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
-                                       allocation=request.allocation, device=request.device)
+            config = request.config or config_for_target(
+                target, method=request.method, sparsity=request.sparsity, bits=request.bits,
+                fan_in=request.fan_in, n_m=request.n_m, allocation=request.allocation,
+                device=request.device)
             with clock.stage("calibrate"):
                 key = (config.kernel, config.device)
                 if key not in calibrations:
@@ -514,6 +525,9 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
             with clock.stage("export"):
                 exports, notes = _export(compressed, target, request, target_dir, steps,
                                          progress)
+                if request.write_back is not None:
+                    exports.update({name: str(path) for name, path in
+                                    request.write_back(compressed, target_dir).items()})
             notes = _import_notes(graph) + notes
             with clock.stage("evaluate compressed"):
                 after = _evaluate_float(compressed, evaluation, request, progress,
@@ -578,9 +592,10 @@ def _participate(graph: Graph, calib: Dataset | None, targets: Sequence[Target],
     """A --distributed process other than rank 0: the collective stages only, nothing written."""
     results, calibrations = [], {}
     for target in targets:
-        config = config_for_target(target, method=request.method, sparsity=request.sparsity,
-                                   bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
-                                   allocation=request.allocation, device=request.device)
+        config = request.config or config_for_target(
+            target, method=request.method, sparsity=request.sparsity, bits=request.bits,
+            fan_in=request.fan_in, n_m=request.n_m, allocation=request.allocation,
+            device=request.device)
         key = (config.kernel, config.device)
         if key not in calibrations:
             calibrations[key] = calibrate(

@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 FRAMEWORKS: tuple[str, ...] = ("spikingjelly", "snntorch", "norse")
 Shape = tuple[int, ...]
 
-__all__ = ["FRAMEWORKS", "from_torch", "leaf_table", "supported_modules"]
+__all__ = ["FRAMEWORKS", "from_torch", "leaf_table", "supported_modules", "takes_sequence"]
 
 
 def _framework_of(module: nn.Module) -> str | None:
@@ -177,6 +177,12 @@ def _sequence(module: nn.Module, frameworks: set[str], sequence: bool | None) ->
         if modes:
             return "m" in modes
     return True
+
+
+def takes_sequence(module: nn.Module, source: str | None = None,
+                   sequence: bool | None = None) -> bool:
+    """Whether ``from_torch`` runs ``module`` on ``[T, B, ...]`` (else ``[B, ...]``)."""
+    return _sequence(module, _frameworks(module, source), sequence)
 
 
 def _prepared_sample(sample: Any, sequence: bool, dtype: torch.dtype) -> torch.Tensor:

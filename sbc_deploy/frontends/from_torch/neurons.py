@@ -40,7 +40,7 @@ from torch import nn
 
 from sbc_deploy.errors import UnsupportedNodeError
 from sbc_deploy.frontends.from_torch.build import GraphBuilder, Value, node_name, where
-from sbc_deploy.ir import IF, LIF, Node
+from sbc_deploy.ir import IF, LIF, Node, Synapse
 
 Shape = tuple[int, ...]
 
@@ -116,8 +116,11 @@ def snntorch_neuron(b: GraphBuilder, path: str, module: nn.Module, value: Value,
     for node_key, node in sub.nodes.items():
         if node_key != "__input__":
             if isinstance(node, Node) and "torch_module" not in node.metadata:
-                node = node.replace(metadata={**node.metadata, "torch_module": path,
-                                              "framework": "snntorch"})
+                extra: dict[str, Any] = {"torch_module": path, "framework": "snntorch"}
+                if node_key == f"{name}_rec" and isinstance(node, Synapse):
+                    # RLeaky's recurrent layer; its bias moved into the neuron and stays as is
+                    extra["torch_params"] = {"weight": f"{path}.recurrent.weight", "bias": None}
+                node = node.replace(metadata={**node.metadata, **extra})
             b.add_node(node_key, node, None, path)
     for src, dst in sub.edges:
         if src == "__input__":

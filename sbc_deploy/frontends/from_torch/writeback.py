@@ -1,0 +1,123 @@
+r"""The compressed graph's weights back in the user's module, under its own parameter names.
+
+Stage contract: (compressed Graph from :func:`~sbc_deploy.frontends.from_torch.from_torch`, the
+module it came from) -> a state dict (name -> tensor) that ``module.load_state_dict`` takes, so
+that the user's framework runs the compressed network.
+
+Every synapse node of an imported graph names its parameters (``metadata["torch_params"]``:
+``{"weight": "layer1.0.conv1.weight", "bias": ...}``); every other entry of the module's state
+dict is copied unchanged.
+
+Folded BatchNorm. The importer folded ``BN(W x + b)`` into ``W' = s W``, ``b' = s (b - mean) +
+beta`` (``s = gamma / sqrt(var + eps)``, per output channel; :mod:`.layers`). The state dict keeps
+the BatchNorm as it is and divides the compressed folded weight by ``s`` row by row:
+``W = W'_compressed / s``, so the user's ``BN(W x + b)`` computes ``W'_compressed x + b'`` again,
+and a pruned weight (``0``) stays exactly ``0`` in the module. A channel with ``s = 0`` (``gamma
+= 0``) ignores its weights; they are written as zeros. Compression leaves biases as they are;
+if the folded bias was changed all the same, the convolution's own bias (or, without one, the
+BatchNorm's ``running_mean``) is set so that the folded bias is the compressed one. With ``s`` a
+power of two the division is exact; otherwise ``W'/s`` is rounded once to the module's dtype, and
+the user's BatchNorm multiplies it back within one rounding of ``W'``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from sbc_deploy.errors import ExportError
+from sbc_deploy.ir import Graph, Synapse
+
+STATE_DICT_FILE = "compressed_state_dict.pt"
+
+__all__ = ["STATE_DICT_FILE", "compressed_state_dict", "write_state_dict"]
+
+
+def _bn_params(state: Mapping[str, torch.Tensor], path: str) -> dict[str, np.ndarray]:
+    prefix = f"{path}." if path else ""
+    return {key: state[f"{prefix}{key}"].detach().cpu().double().numpy()
+            for key in ("weight", "bias", "running_mean", "running_var")
+            if f"{prefix}{key}" in state}
+
+
+def _unfold(node: Synapse, bn: Mapping[str, Any], state: dict[str, torch.Tensor],
+            params: Mapping[str, str | None]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The weight to store for a synapse that carries a folded BatchNorm, and the other
+    entries that must change to keep the compressed bias (see the module docstring)."""
+    scale = np.asarray(bn["scale"], dtype=np.float64)
+    weight = np.asarray(node.weight, dtype=np.float64)
+    shape = (-1,) + (1,) * (weight.ndim - 1)
+    safe = np.where(scale == 0, 1.0, scale).reshape(shape)
+    unfolded = np.where(scale.reshape(shape) == 0, 0.0, weight / safe)
+    changes: dict[str, np.ndarray] = {}
+    stats = _bn_params(state, bn["module"])
+    beta = stats.get("bias", np.zeros_like(scale))
+    mean = stats["running_mean"]
+    conv_bias = (state[params["bias"]].detach().cpu().double().numpy()
+                 if params.get("bias") else np.zeros_like(scale))
+    folded_now = scale * (conv_bias - mean) + beta
+    wanted = np.asarray(node.bias, dtype=np.float64) if node.bias is not None else folded_now
+    if not np.allclose(wanted, folded_now, rtol=1e-6, atol=1e-9):
+        nonzero = scale != 0
+        if params.get("bias"):
+            new_bias = np.where(nonzero, (wanted - beta) / np.where(nonzero, scale, 1.0) + mean,
+                                conv_bias)
+            changes[str(params["bias"])] = new_bias
+        else:
+            prefix = f"{bn['module']}." if bn["module"] else ""
+            changes[f"{prefix}running_mean"] = np.where(
+                nonzero, (beta - wanted) / np.where(nonzero, scale, 1.0), mean)
+    return unfolded, changes
+
+
+def compressed_state_dict(graph: Graph, module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s state dict with every synapse of ``graph`` written back (module docstring).
+
+    Raises:
+        ExportError: the graph names a parameter the module does not have, or of another shape
+            (the graph was not imported from this module).
+    """
+    state = {key: value.detach().cpu().clone() for key, value in module.state_dict().items()}
+    for name, node in graph.nodes.items():
+        params = node.metadata.get("torch_params") if isinstance(node, Synapse) else None
+        if not params:
+            continue
+        key = str(params["weight"])
+        if key not in state:
+            raise ExportError(f"names the parameter '{key}', which the module does not have",
+                              where=f"node '{name}'")
+        bn = node.metadata.get("torch_batchnorm")
+        changes: dict[str, np.ndarray] = {}
+        if bn:
+            weight, changes = _unfold(node, bn, state, params)
+        else:
+            weight = np.asarray(node.weight, dtype=np.float64)
+            bias_key = params.get("bias")
+            if bias_key and node.bias is not None:
+                changes[str(bias_key)] = np.asarray(node.bias, dtype=np.float64)
+        changes[key] = weight
+        for entry, array in changes.items():
+            target = state[entry]
+            if tuple(target.shape) != tuple(array.shape):
+                raise ExportError(f"'{entry}' has shape {tuple(target.shape)} in the module, "
+                                  f"{tuple(array.shape)} in the graph", where=f"node '{name}'")
+            state[entry] = torch.from_numpy(np.ascontiguousarray(array)).to(target.dtype)
+    return state
+
+
+def write_state_dict(graph: Graph, module: nn.Module, folder: str | Path) -> dict[str, Path]:
+    """Write :func:`compressed_state_dict` to ``folder/compressed_state_dict.pt`` (atomically:
+    a temporary file renamed over it). Returns ``{"torch_state_dict": path}``."""
+    path = Path(folder) / STATE_DICT_FILE
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(compressed_state_dict(graph, module), tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"torch_state_dict": path}
