@@ -627,9 +627,9 @@ def braille_reference(graph, x):
     s1 = np.zeros((batch, 38))
     out = np.zeros((len(x), batch, 7))
     for t in range(len(x)):
-        feedback = s1 @ rec.weight.T + rec.bias  # lif1's spikes of step t-1 (0 at t=0 ...)
-        if t == 0:
-            feedback = np.zeros_like(feedback)  # ... the recurrent edge carries 0 at t = 0
+        # lif1's spikes of step t-1 through w_rec; at t = 0 the recurrent edge carries w_rec at
+        # rest, its bias (snntorch's RSynaptic adds it from the first step)
+        feedback = s1 @ rec.weight.T + rec.bias
         s1, state1 = cuba(nodes["lif1.lif"], x[t] @ fc1.weight.T + fc1.bias + feedback, state1)
         out[t], state2 = cuba(nodes["lif2"], s1 @ fc2.weight.T + fc2.bias, state2)
     return out

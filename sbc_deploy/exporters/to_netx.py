@@ -97,6 +97,7 @@ from sbc_deploy.ir import (
     SumPool2d,
     Synapse,
     conv_output_length,
+    spike_variant_text,
 )
 
 log = logging.getLogger(__name__)
@@ -614,6 +615,11 @@ class _Planner:
                               where=where)
         if np.any(np.asarray(getattr(neuron, "v_reset", 0.0)) != 0):
             raise ExportError("non-zero v_reset: Lava's CUBA neuron resets v to 0", where=where)
+        variant = neuron.spike_variant()
+        if variant:
+            raise ExportError(f"{spike_variant_text(variant)}: netx has no field for it; Lava's "
+                              "CUBA neuron sends one spike per step when v > vth and resets v "
+                              "to 0 in that step, with no lower clamp", where=where)
         alpha = np.asarray(neuron.synaptic_decay if neuron.synaptic_decay is not None else 0.0)
         beta = np.asarray(neuron.membrane_decay)
         v_leak = np.asarray(getattr(neuron, "v_leak", 0.0))

@@ -12,7 +12,8 @@ float32, with exactly the float simulator's semantics
         one step of every node, in topological order
     graph outputs  y_<Output>           [T, B, *shape]   (the Scan outputs stacked over time)
 
-Loop-carried state (zero before the first step, shapes per sample behind a batch axis):
+Loop-carried state (zero before the first step, except a recurrent edge's previous value, which
+starts at its source's value at rest: a synapse's bias; shapes per sample behind a batch axis):
 
 - every neuron: ``v`` (and the synaptic current ``i`` of CubaLIF / CubaLI);
 - every Delay with a non-zero delay: its last ``D`` inputs, ``[D, B, *shape]``;
@@ -21,7 +22,10 @@ Loop-carried state (zero before the first step, shapes per sample behind a batch
 Weights and neuron constants are initializers of the outer graph that the Scan body reads
 (outer-scope references). Each neuron step is the float simulator's equation, operation for
 operation (``Mul``/``Add`` in the same order); a spike is ``Greater -> Cast``, the reset a
-``Where`` on the comparison. Convolutions are ONNX ``Conv`` (cross-correlation, as PyTorch);
+``Where`` on the comparison. Every spike variant of ``sbc_deploy.ir.nodes`` is expressed too:
+``v >= thr`` is ``GreaterOrEqual``; a multi-spike count ``Div -> Floor`` (or ``Ceil`` minus one)
+``-> Clip``; a reset after the next decay keeps the previous step's counts as one more
+loop-carried state (``<neuron>/c``); the lower clamp is ``Relu(v - v_min) + v_min``. Convolutions are ONNX ``Conv`` (cross-correlation, as PyTorch);
 a SumPool2d is a grouped ``Conv`` with a kernel of ones; an AvgPool2d an explicit zero ``Pad``
 and an ``AveragePool``.
 
@@ -58,7 +62,12 @@ from sbc_deploy.ir import (
     SumPool2d,
     Threshold,
 )
-from sbc_deploy.sim.float_sim import neuron_constants
+from sbc_deploy.sim.float_sim import (
+    NeuronConstants,
+    is_plain,
+    neuron_constants,
+    recurrent_rest_values,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +142,8 @@ def _neuron(b: _Builder, name: str, node: Neuron, x: str,
     if c.v_threshold is None:
         v_state.next = b.op("Identity", [v], f"{name}/v_next")
         return v
+    if not is_plain(c):
+        return _fire(b, name, c, v, v_state, states)
     # s[t] = v[t] > v_threshold  (Heaviside as a comparison)
     spike = b.op("Greater", [v, p["v_threshold"]])
     if c.subtract:
@@ -143,6 +154,59 @@ def _neuron(b: _Builder, name: str, node: Neuron, x: str,
         reset = p["v_reset"]
     v_state.next = b.op("Where", [spike, reset, v], f"{name}/v_next")
     return b.op("Cast", [spike], to=FLOAT)
+
+
+def _count(b: _Builder, name: str, c: NeuronConstants, u: str, tag: str) -> str:
+    """``spike_count`` of the float simulator: ``[u > thr]`` / ``[u >= thr]``, or
+    ``floor(u / thr)`` / ``ceil(u / thr) - 1`` clipped to ``[0, max_spikes]``, as floats."""
+    thr = f"{name}/v_threshold"
+    if c.max_spikes == 1:
+        above = b.op("GreaterOrEqual" if c.fires_at_equal else "Greater", [u, thr])
+        return b.op("Cast", [above], to=FLOAT)
+    quotient = b.op("Div", [u, thr])
+    if c.fires_at_equal:
+        count = b.op("Floor", [quotient])
+    else:
+        count = b.op("Sub", [b.op("Ceil", [quotient]), b.constant(f"{name}/one{tag}", 1.0)])
+    high = [] if c.max_spikes is None else [b.constant(f"{name}/cap{tag}", float(c.max_spikes))]
+    return b.op("Clip", [count, b.constant(f"{name}/clip_low{tag}", 0.0), *high])
+
+
+def _fire(b: _Builder, name: str, c: NeuronConstants, u: str, v_state: _State,
+          states: dict[str, _State]) -> str:
+    """The spike-variant end of a step, the float simulator's ``_fire`` op for op."""
+    thr, v_reset = f"{name}/v_threshold", f"{name}/v_reset"
+    zero = b.constant(f"{name}/zero", 0.0)
+    if c.reset_timing == "next_step":
+        pending = states[f"{name}/c"].name
+        if c.subtract:
+            # u[t] <- u[t] - c[t-1] * v_threshold
+            u = b.op("Sub", [u, b.op("Mul", [pending, thr])])
+        else:
+            # u[t] <- v_reset where c[t-1] > 0
+            u = b.op("Where", [b.op("Greater", [pending, zero]), v_reset, u])
+    if c.reset_timing == "same_step_raised":
+        # r[t] = [v[t-1] > thr];  c[t] = [u[t] - r[t] * thr > thr]
+        raised = _count(b, name, c, v_state.name, "r")
+        count = _count(b, name, c, b.op("Sub", [u, b.op("Mul", [raised, thr])]), "")
+    else:
+        count = _count(b, name, c, u, "")
+    v = u
+    if c.reset_timing != "next_step":
+        if c.subtract:
+            # v[t] = u[t] - c[t] * v_threshold
+            v = b.op("Sub", [u, b.op("Mul", [count, thr])])
+        else:
+            # v[t] = v_reset where c[t] > 0
+            v = b.op("Where", [b.op("Greater", [count, zero]), v_reset, u])
+    if c.v_min is not None:
+        # v[t] <- relu(v[t] - v_min) + v_min
+        v_min = b.constant(f"{name}/v_min", c.v_min)
+        v = b.op("Add", [b.op("Relu", [b.op("Sub", [v, v_min])]), v_min])
+    v_state.next = b.op("Identity", [v], f"{name}/v_next")
+    if c.reset_timing == "next_step":
+        states[f"{name}/c"].next = b.op("Identity", [count], f"{name}/c_next")
+    return count
 
 
 def _step(b: _Builder, name: str, node: Any, x: str, states: dict[str, _State]) -> str:
@@ -214,6 +278,8 @@ def _states(graph: Graph) -> dict[str, _State]:
             if node.current_based:
                 states[f"{name}/i"] = _State(f"{name}/i", node.shape)
             states[f"{name}/v"] = _State(f"{name}/v", node.shape)
+            if node.spiking and getattr(node, "reset_timing", "") == "next_step":
+                states[f"{name}/c"] = _State(f"{name}/c", node.shape)
         elif isinstance(node, Delay) and node.max_delay > 0:
             states[f"{name}/history"] = _State(f"{name}/history", node.shape,
                                                lead=(node.max_delay,))
@@ -269,14 +335,22 @@ def build_onnx(graph: Graph, *, steps: int | None = None,
     first = graph.inputs[0]
     batch_size = b.op("Shape", [first], "batch_size", outer=True, start=1, end=2)
     initial = []
+    at_rest = {f"{src}/previous": value for src, value in recurrent_rest_values(graph).items()}
     for state in states.values():
         dims = b.constant(f"{state.name}/dims", list(state.shape), np.int64)
         lead = b.constant(f"{state.name}/lead", list(state.lead), np.int64)
         shape = b.op("Concat", [lead, batch_size, dims], f"{state.name}/init_shape",
                      outer=True, axis=0)
         zero = numpy_helper.from_array(np.zeros(1, np.float32))
-        initial.append(b.op("ConstantOfShape", [shape], f"{state.name}/init", outer=True,
-                            value=zero))
+        rest = at_rest.get(state.name)
+        if rest is None or not np.any(rest):
+            initial.append(b.op("ConstantOfShape", [shape], f"{state.name}/init", outer=True,
+                                value=zero))
+            continue
+        # a recurrent edge carries its source's value at rest into step 0 (a synapse's bias)
+        zeros = b.op("ConstantOfShape", [shape], f"{state.name}/zeros", outer=True, value=zero)
+        initial.append(b.op("Add", [zeros, b.constant(f"{state.name}/rest", rest)],
+                            f"{state.name}/init", outer=True))
     outputs = list(graph.outputs)
     b.outer.append(helper.make_node(
         "Scan", initial + list(graph.inputs),

@@ -10,7 +10,9 @@ from sbc_deploy.ir.nodes import (
     NODE_TYPES,
     OPERATION_TYPES,
     REDUCTIONS,
+    RESET_TIMINGS,
     RESETS,
+    SPIKE_VARIANT_DEFAULTS,
     SYNAPSE_TYPES,
     AdaptiveAvgPool2d,
     Affine,
@@ -43,10 +45,12 @@ from sbc_deploy.ir.nodes import (
     adaptive_windows,
     batchnorm_affine,
     conv_output_length,
+    spike_variant_text,
 )
 
 __all__ = [
-    "GRIDS", "IF", "LI", "LIF", "NEURON_TYPES", "NODE_TYPES", "RESETS", "SYNAPSE_TYPES", "Affine",
+    "GRIDS", "IF", "LI", "LIF", "NEURON_TYPES", "NODE_TYPES", "RESET_TIMINGS", "RESETS",
+    "SPIKE_VARIANT_DEFAULTS", "SYNAPSE_TYPES", "Affine",
     "AvgPool2d", "Conv1d", "Conv2d", "CubaLI", "CubaLIF", "Delay", "Flatten", "Graph", "Input",
     "Integrator", "Neuron", "Node", "Output", "Scale", "SumPool2d", "Synapse", "SynapseLayer",
     "Threshold", "WeightEncoding", "conv_output_length", "frozen_array", "mantissa_range",
@@ -54,4 +58,6 @@ __all__ = [
     "OPERATION_TYPES", "REDUCTIONS", "AdaptiveAvgPool2d", "ChannelAffine", "Identity",
     "LayerNorm", "MatMul", "MaxPool2d", "Permute", "Product", "Reduce", "Reshape", "Slice",
     "adaptive_windows", "batchnorm_affine",
+    # spike variants (issue 19)
+    "spike_variant_text",
 ]

@@ -10,7 +10,9 @@ Semantics (as NIR, in discrete time):
   are unique): for ``x * x`` put an ``Identity`` on one side;
 - one node may feed several nodes (branching);
 - an edge that closes a cycle is *recurrent*: it carries its source's output of the previous
-  step (zero at the first step). Recurrent edges are the back edges of a depth-first search
+  step. At the first step that is the source's output at rest (every state and input zero): zero
+  from a neuron or a Delay, the bias from a synapse (snntorch's RLeaky adds its recurrent
+  layer's bias from the first step). Recurrent edges are the back edges of a depth-first search
   from the inputs, visiting nodes and edges in the order they were given.
 
 A ``Graph`` validates itself at construction and raises an error naming the node or edge at

@@ -18,6 +18,74 @@ Spiking kinds (LIF, CubaLIF, IF) output ``s``; the others (LI, CubaLI, Integrato
 From NIR's continuous equations with forward Euler (``discretization="euler"``) the importer sets
 ``beta = 1 - dt/tau_mem``, ``gain = dt * r / tau_mem``, ``alpha = 1 - dt/tau_syn`` and
 ``gain_syn = dt * w_in / tau_syn``; with ``"exact"`` it uses ``exp(-dt/tau)`` instead.
+
+Spike variants. The frameworks and chips do not all fire and reset as above; four fields of the
+spiking kinds say how a neuron does. Their defaults are the rule above, so a graph that does not
+set them behaves as it always has. With ``u[t]`` the membrane after the decay and the input
+(``beta * v[t-1] + ... + bias``, the second equation above) and ``thr = v_threshold``, one step
+is, in this order::
+
+    pending reset   (reset_timing "next_step" only) the reset of the previous step's count c[t-1]:
+                      subtract: u[t] <- u[t] - c[t-1] * thr
+                      zero:     u[t] <- v_reset               where c[t-1] > 0
+    count           c[t] = count(u[t])
+    same-step reset (reset_timing "same_step" / "same_step_raised"):
+                      subtract: v[t] = u[t] - c[t] * thr
+                      zero:     v[t] = v_reset where c[t] > 0, else u[t]
+                    ("next_step": v[t] = u[t]; the reset waits for step t+1)
+    lower clamp     v[t] <- max(v[t], v_min)                  (when v_min is given)
+    output          s[t] = c[t]
+
+``fires_at_equal`` (bool, default False): the spike test is ``u >= thr`` instead of ``u > thr``.
+    spikingjelly's heaviside is ``x >= 0`` (``spikingjelly/activation_based/surrogate.py``,
+    ``heaviside``); sinabs ``SingleSpike`` fires at ``v_mem - threshold >= 0`` and ``MultiSpike``
+    counts ``trunc(v_mem / threshold)`` (``sinabs/activation/spike_generation.py``); rockpool's
+    ``StepPWL`` counts ``(x >= threshold) * floor(x / threshold)``
+    (``rockpool/nn/modules/torch/lif_torch.py``). snntorch (``Heaviside``: ``x > 0``), norse
+    (``heaviside``: ``x > 0``), spyx (``axn.heaviside``: ``x > 0``) and NIR fire at ``u > thr``.
+``max_spikes`` (int >= 1 or None, default 1): the most spikes one neuron sends in one step.
+    1 is the binary rule ``c = [u > thr]`` (``[u >= thr]`` with ``fires_at_equal``). Above 1 or
+    None (no cap) the neuron counts thresholds: ``c = floor(u / thr)`` with ``fires_at_equal``,
+    ``c = ceil(u / thr) - 1`` without it (the number of whole thresholds ``u`` lies strictly
+    above), clipped to ``[0, max_spikes]``; ``thr`` must then be positive everywhere. A
+    subtractive reset removes ``c * thr``; a zero reset sets ``v_reset`` however many spikes
+    were sent (sinabs ``MembraneReset``: ``v_mem * (spikes == 0)``,
+    ``sinabs/activation/reset_mechanism.py``). sinabs ``MultiSpike`` is ``max_spikes=None``,
+    ``MaxSpike(n)`` is ``n``; rockpool ``LIFTorch`` is ``max_spikes_per_dt`` (default ``2**16``,
+    ``rockpool/nn/modules/torch/lif_torch.py``, ``StepPWL``); Xylo's hidden neurons send up to
+    31 (``targets/xylo.toml``).
+``reset_timing`` (default ``"same_step"``): when a spike's reset acts.
+    ``"same_step"``: in the step of the spike, before the next decay (the rule above; snntorch
+        with ``reset_delay=False`` and a zero reset, sinabs, rockpool, norse, Lava).
+    ``"next_step"``: at step t+1, after that step's decay and input. A subtractive reset then
+        removes the undecayed ``c[t] * thr`` (snntorch ``Leaky``/``Synaptic``/``RLeaky`` with
+        ``reset_mechanism="subtract"`` and the default ``reset_delay=True``: ``_base_sub``,
+        ``mem - reset * threshold`` with ``reset = H(mem[t-1] - threshold)``,
+        ``snntorch/_neurons/leaky.py``; spyx ``LIF``/``IF``: ``V = beta V + x - spikes *
+        threshold`` with ``spikes = H(V[t-1] - threshold)``, ``spyx/nn.py``). A zero reset sets
+        the whole membrane of step t+1 to ``v_reset`` whatever that step's input: the one-step
+        refractory zero reset of snntorch ``Synaptic`` and ``RLeaky`` (``_base_zero``:
+        ``(1 - reset) * (beta * mem + input)``, ``snntorch/_neurons/synaptic.py``,
+        ``rleaky.py``). snntorch ``Leaky``'s delayed zero reset (``beta * (1 - reset) * mem +
+        input``) is ``"same_step"`` with ``v_reset = 0``. The spike itself is sent at step t in
+        both (spyx sends it one step later: a ``Delay`` after the neuron, not a reset rule).
+    ``"same_step_raised"``: snntorch's ``reset_delay=False`` with a subtractive reset
+        (``leaky.py``, ``forward``: the state function subtracts ``H(mem[t-1] - threshold) *
+        threshold`` first, the spike is tested on that, then ``(spk - reset) * threshold`` is
+        taken off). With ``r[t] = [v[t-1] > thr]`` (the previous step ended above threshold
+        after its reset): ``c[t] = [u[t] - r[t] * thr > thr]`` and ``v[t] = u[t] - c[t] * thr``:
+        the same as ``"same_step"`` except that a step following one that ended above threshold
+        fires only above ``2 * thr`` (it still removes one ``thr``). Only with ``reset
+        "subtract"`` and ``max_spikes == 1`` (with a zero reset and ``thr > 0`` snntorch's rule
+        is ``"same_step"`` exactly).
+``v_min`` (array or None, default None): a lower bound of the membrane, applied at the end of
+    every step after the reset (sinabs ``min_v_mem``: ``relu(v_mem - min_v_mem) + min_v_mem``
+    after ``reset_fn``, ``sinabs/layers/functional/lif.py``, ``lif_forward_single``; sinabs'
+    NIR importer sets ``min_v_mem = -v_threshold`` on every IF, ``sinabs/nir.py``).
+
+The record ``"<neuron>:v"`` of the simulator is ``v[t]`` (after the same-step reset and the
+clamp; with ``"next_step"`` before the pending reset, which step t+1 applies). sinabs'
+``norm_input=True`` (``v = alpha v + (1 - alpha) x``) needs no field: it is ``gain = 1 - beta``.
 """
 
 from __future__ import annotations
@@ -33,6 +101,8 @@ from sbc_deploy.ir.encoding import WeightEncoding, frozen_array
 
 Reset = Literal["zero", "subtract"]
 RESETS: tuple[str, ...] = ("zero", "subtract")
+ResetTiming = Literal["same_step", "next_step", "same_step_raised"]
+RESET_TIMINGS: tuple[str, ...] = ("same_step", "next_step", "same_step_raised")
 Shape = tuple[int, ...]
 
 
@@ -881,6 +951,67 @@ class Neuron(_Elementwise):
         reset = getattr(self, "reset", None)
         if reset is not None and reset not in RESETS:
             raise IRError(f"{name}.reset must be one of {RESETS}, got {reset!r}")
+        if self.spiking:
+            self._check_spike_variant()
+
+    def _check_spike_variant(self) -> None:
+        """Validate the spike-variant fields (module docstring, "Spike variants")."""
+        name = type(self).__name__
+        fires_at_equal = self.fires_at_equal  # type: ignore[attr-defined]
+        if not isinstance(fires_at_equal, (bool, np.bool_)):
+            raise IRError(f"{name}.fires_at_equal must be True or False, got {fires_at_equal!r}")
+        object.__setattr__(self, "fires_at_equal", bool(fires_at_equal))
+        cap = self.max_spikes  # type: ignore[attr-defined]
+        if cap is not None:
+            if isinstance(cap, (bool, np.bool_)) or not isinstance(cap, (int, np.integer)) \
+                    or cap < 1:
+                raise IRError(f"{name}.max_spikes must be an integer >= 1 or None (no cap), "
+                              f"got {cap!r}")
+            object.__setattr__(self, "max_spikes", int(cap))
+        timing = self.reset_timing  # type: ignore[attr-defined]
+        if timing not in RESET_TIMINGS:
+            raise IRError(f"{name}.reset_timing must be one of {RESET_TIMINGS}, got {timing!r}")
+        threshold = self.v_threshold  # type: ignore[attr-defined]
+        if self.multi_spike and not np.all(threshold > 0):
+            raise IRError(f"{name}: max_spikes={cap} counts floor(v / v_threshold) spikes, which "
+                          f"needs v_threshold > 0 everywhere; its minimum is {threshold.min():g}")
+        if timing == "same_step_raised" and (self.reset != "subtract"  # type: ignore[attr-defined]
+                                             or self.multi_spike):
+            raise IRError(f"{name}: reset_timing 'same_step_raised' is snntorch's reset_delay=False "
+                          "rule for a subtractive, single-spike neuron; this one has reset="
+                          f"{self.reset!r}, max_spikes={cap!r}"  # type: ignore[attr-defined]
+                          " (a zero reset is 'same_step')")
+        v_min = self.v_min  # type: ignore[attr-defined]
+        if v_min is not None:
+            array = np.asarray(v_min, dtype=np.float64)
+            try:
+                array = np.broadcast_to(array, self.shape)
+            except ValueError as err:
+                raise ShapeError(f"{name}.v_min has shape {array.shape}, the neuron "
+                                 f"{self.shape}") from err
+            if not np.all(np.isfinite(array)):
+                raise IRError(f"{name}.v_min holds NaN or infinite values (None: no clamp)")
+            object.__setattr__(self, "v_min", frozen_array(array))
+
+    @property
+    def multi_spike(self) -> bool:
+        """Whether the neuron may send more than one spike per step (``max_spikes != 1``)."""
+        return bool(self.spiking and getattr(self, "max_spikes", 1) != 1)
+
+    def spike_variant(self) -> dict[str, Any]:
+        """The spike-variant fields that differ from the default rule, ``{field: value}``
+        (empty for a neuron that fires and resets as the IR always has)."""
+        if not self.spiking:
+            return {}
+        changed: dict[str, Any] = {}
+        for key, default in SPIKE_VARIANT_DEFAULTS.items():
+            value = getattr(self, key)
+            if key == "v_min":
+                if value is not None:
+                    changed[key] = value
+            elif value != default:
+                changed[key] = value
+        return changed
 
     @property
     def membrane_decay(self) -> np.ndarray:
@@ -905,6 +1036,10 @@ class LIF(Neuron):
     bias: np.ndarray = 0.0  # type: ignore[assignment]
     reset: Reset = "zero"
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    fires_at_equal: bool = False
+    max_spikes: int | None = 1
+    reset_timing: ResetTiming = "same_step"
+    v_min: np.ndarray | None = None
     kind: ClassVar[str] = "LIF"
     spiking: ClassVar[bool] = True
     _params: ClassVar[tuple[str, ...]] = ("beta", "v_threshold", "gain", "v_leak", "v_reset", "bias")
@@ -927,6 +1062,10 @@ class CubaLIF(Neuron):
     bias: np.ndarray = 0.0  # type: ignore[assignment]
     reset: Reset = "zero"
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    fires_at_equal: bool = False
+    max_spikes: int | None = 1
+    reset_timing: ResetTiming = "same_step"
+    v_min: np.ndarray | None = None
     kind: ClassVar[str] = "CubaLIF"
     spiking: ClassVar[bool] = True
     current_based: ClassVar[bool] = True
@@ -947,6 +1086,10 @@ class IF(Neuron):
     bias: np.ndarray = 0.0  # type: ignore[assignment]
     reset: Reset = "zero"
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    fires_at_equal: bool = False
+    max_spikes: int | None = 1
+    reset_timing: ResetTiming = "same_step"
+    v_min: np.ndarray | None = None
     kind: ClassVar[str] = "IF"
     spiking: ClassVar[bool] = True
     _params: ClassVar[tuple[str, ...]] = ("v_threshold", "gain", "v_reset", "bias")
@@ -1007,6 +1150,25 @@ class Integrator(Neuron):
         self._check_neuron()
 
 
+def spike_variant_text(variant: Mapping[str, Any]) -> str:
+    """``Neuron.spike_variant()`` in words, for the messages of what cannot hold it."""
+    words = []
+    for key, value in variant.items():
+        if key == "max_spikes":
+            words.append("several spikes per step (max_spikes="
+                         f"{'unbounded' if value is None else value})")
+        elif key == "fires_at_equal":
+            words.append("fires at v >= threshold")
+        elif key == "reset_timing":
+            words.append(f"reset_timing={value!r}")
+        elif key == "v_min":
+            words.append(f"a lower membrane clamp (v_min, min {float(np.min(value)):g})")
+    return ", ".join(words)
+
+
+# The spike-variant fields of the spiking kinds and their defaults (the IR's original rule).
+SPIKE_VARIANT_DEFAULTS: Mapping[str, Any] = {"fires_at_equal": False, "max_spikes": 1,
+                                              "reset_timing": "same_step", "v_min": None}
 NEURON_TYPES: tuple[type[Neuron], ...] = (LIF, CubaLIF, IF, LI, CubaLI, Integrator)
 NODE_TYPES: tuple[type[Node], ...] = (
     Input, Output, Affine, Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, Delay, Threshold,

@@ -4,7 +4,8 @@ Every tensor is ``[T, B, *shape]`` (time, batch, the node's per-sample shape). T
 exactly the IR's (``sbc_deploy.ir.nodes`` and ``sbc_deploy.ir.graph``): several edges into a node
 add up (per port for ``Product`` / ``MatMul``, whose operands ``a`` and ``b`` the graph's
 ``ports`` name), a node may feed several nodes, a recurrent edge carries its source's value of the
-previous step (zero at ``t = 0``) and every other edge propagates within the same step.
+previous step (at ``t = 0`` its value at rest: a synapse's bias, a neuron's zero) and every other
+edge propagates within the same step.
 
 Schedule. The graph is cut into its strongly connected components. A node on no cycle is run
 node by node over the whole sequence: a synapse layer is one batched op over ``T * B`` samples,
@@ -102,6 +103,8 @@ class NeuronConstants(NamedTuple):
         v_threshold: spike threshold.
         v_reset: value after a spike (reset ``"zero"``).
         subtract: reset by subtracting the threshold instead of setting ``v_reset``.
+        fires_at_equal, max_spikes, reset_timing, v_min: the spike variant (the IR's fields of
+            the same names, ``sbc_deploy.ir.nodes``); their defaults are the plain rule.
     """
 
     alpha: np.ndarray | None
@@ -112,6 +115,22 @@ class NeuronConstants(NamedTuple):
     v_threshold: np.ndarray | None
     v_reset: np.ndarray | None
     subtract: bool
+    fires_at_equal: bool = False
+    max_spikes: int | None = 1
+    reset_timing: str = "same_step"
+    v_min: np.ndarray | None = None
+
+    @property
+    def plain(self) -> bool:
+        """Whether the neuron fires and resets by the IR's plain rule (no spike variant)."""
+        return is_plain(self)
+
+
+def is_plain(p: "NeuronConstants | NeuronParameters") -> bool:
+    """Whether ``p`` has no spike variant: one spike at ``v > thr``, reset in the same step,
+    no clamp (every neuron before the variants existed, and the simulator's fast paths)."""
+    return (not p.fires_at_equal and p.max_spikes == 1 and p.reset_timing == "same_step"
+            and p.v_min is None)
 
 
 def neuron_constants(node: Neuron) -> NeuronConstants:
@@ -124,11 +143,14 @@ def neuron_constants(node: Neuron) -> NeuronConstants:
     alpha = gain_syn = v_threshold = v_reset = None
     if node.current_based:
         alpha, gain_syn = np.asarray(fields["alpha"]), np.asarray(fields["gain_syn"])
+    variant: dict[str, Any] = {}
     if node.spiking:
         v_threshold, v_reset = np.asarray(fields["v_threshold"]), np.asarray(fields["v_reset"])
+        variant = {key: fields[key] for key in
+                   ("fires_at_equal", "max_spikes", "reset_timing", "v_min")}
     subtract = getattr(node, "reset", "zero") == "subtract"
     return NeuronConstants(alpha, gain_syn, beta.copy(), np.asarray(node.gain), drive.copy(),
-                           v_threshold, v_reset, subtract)
+                           v_threshold, v_reset, subtract, **variant)
 
 
 def _tensor(values: Any, dtype: torch.dtype, device: str | torch.device) -> Tensor:
@@ -147,31 +169,91 @@ class NeuronParameters(NamedTuple):
     v_threshold: Tensor | None
     v_reset: Tensor | None
     subtract: bool
+    fires_at_equal: bool = False
+    max_spikes: int | None = 1
+    reset_timing: str = "same_step"
+    v_min: Tensor | None = None
 
 
 class NeuronState(NamedTuple):
-    """State of one neuron population: synaptic current ``i`` (or None) and membrane ``v``."""
+    """State of one neuron population: synaptic current ``i`` (or None), membrane ``v`` and,
+    for ``reset_timing="next_step"``, the previous step's spike counts ``c`` whose reset is
+    still to come (else None)."""
 
     i: Tensor | None
     v: Tensor
+    c: Tensor | None = None
 
 
 def neuron_parameters(node: Neuron, dtype: torch.dtype = torch.float32,
                       device: str | torch.device = "cpu") -> NeuronParameters:
     """Convert a neuron's constants to tensors once (not once per step)."""
-    constants = neuron_constants(node)
+    c = neuron_constants(node)
 
     def tensor(value: np.ndarray | None) -> Tensor | None:
         return None if value is None else _tensor(value, dtype, device)
 
-    return NeuronParameters(*(tensor(v) for v in constants[:-1]),  # type: ignore[arg-type]
-                            subtract=constants.subtract)
+    return NeuronParameters(tensor(c.alpha), tensor(c.gain_syn), tensor(c.beta),  # type: ignore[arg-type]
+                            tensor(c.gain), tensor(c.drive), tensor(c.v_threshold),  # type: ignore[arg-type]
+                            tensor(c.v_reset), c.subtract, c.fires_at_equal, c.max_spikes,
+                            c.reset_timing, tensor(c.v_min))
 
 
 def neuron_initial_state(p: NeuronParameters, batch: int) -> NeuronState:
     """The state before the first step: everything zero."""
     v = torch.zeros((batch, *p.beta.shape), dtype=p.beta.dtype, device=p.beta.device)
-    return NeuronState(i=None if p.alpha is None else torch.zeros_like(v), v=v)
+    return NeuronState(i=None if p.alpha is None else torch.zeros_like(v), v=v,
+                       c=torch.zeros_like(v) if p.reset_timing == "next_step" else None)
+
+
+def spike_count(u: Tensor, p: NeuronParameters) -> Tensor:
+    """Spikes of one step from the membrane ``u`` (after the decay, the input and any pending
+    reset), as floats: ``[u > thr]`` (``[u >= thr]`` with ``fires_at_equal``) for a single-spike
+    neuron; ``floor(u / thr)`` (``fires_at_equal``) or ``ceil(u / thr) - 1`` clipped to
+    ``[0, max_spikes]`` for a multi-spike one. ``floor(u / thr)`` is rockpool's ``StepPWL`` and
+    sinabs' ``trunc`` of the same quotient for ``u > 0``, so the counts are theirs bit for bit."""
+    threshold = p.v_threshold
+    assert threshold is not None
+    if p.max_spikes == 1:
+        above = torch.ge(u, threshold) if p.fires_at_equal else torch.gt(u, threshold)
+        return above.to(u.dtype)
+    quotient = u / threshold
+    count = torch.floor(quotient) if p.fires_at_equal else torch.ceil(quotient) - 1
+    return count.clamp_(min=0, max=p.max_spikes)
+
+
+def _fire(u: Tensor, state: NeuronState, p: NeuronParameters) -> tuple[Tensor, Tensor]:
+    """The spike-variant end of a step (``sbc_deploy.ir.nodes``, "Spike variants"): the
+    pending reset, the count, the same-step reset and the clamp. ``u`` is the membrane after
+    the decay and the input; ``state`` the state before the step. Returns ``(c[t], v[t])``."""
+    threshold, v_reset = p.v_threshold, p.v_reset
+    assert threshold is not None and v_reset is not None
+    if p.reset_timing == "next_step" and state.c is not None:
+        if p.subtract:
+            # u[t] <- u[t] - c[t-1] * v_threshold
+            u = u - state.c * threshold
+        else:
+            # u[t] <- v_reset where c[t-1] > 0 (the refractory zero reset)
+            u = torch.where(state.c > 0, v_reset, u)
+    if p.reset_timing == "same_step_raised":
+        # r[t] = [v[t-1] > thr];  c[t] = [u[t] - r[t] * thr > thr]
+        raised = spike_count(state.v, p)
+        count = spike_count(u - raised * threshold, p)
+    else:
+        # c[t] = count(u[t])
+        count = spike_count(u, p)
+    v = u
+    if p.reset_timing != "next_step":
+        if p.subtract:
+            # v[t] = u[t] - c[t] * v_threshold
+            v = u - count * threshold
+        else:
+            # v[t] = v_reset where c[t] > 0
+            v = torch.where(count > 0, v_reset, u)
+    if p.v_min is not None:
+        # v[t] <- max(v[t], v_min), as sinabs computes it: relu(v - v_min) + v_min
+        v = torch.relu(v - p.v_min) + p.v_min
+    return count, v
 
 
 def neuron_step(x: Tensor, state: NeuronState,
@@ -179,8 +261,8 @@ def neuron_step(x: Tensor, state: NeuronState,
     """One step of any IR neuron: ``x`` is everything arriving at step ``t``, ``[B, *shape]``.
 
     Returns:
-        The output (spikes ``s[t]`` as 0/1 floats for spiking kinds, else ``v[t]``) and the
-        new state.
+        The output (spikes ``s[t]`` as 0/1 floats for spiking kinds -- spike counts for a
+        multi-spike neuron -- else ``v[t]``) and the new state.
     """
     i = state.i
     if p.alpha is not None:
@@ -191,6 +273,9 @@ def neuron_step(x: Tensor, state: NeuronState,
     v = p.beta * state.v + (p.gain * x + p.drive)
     if p.v_threshold is None:
         return v, NeuronState(i, v)
+    if not is_plain(p):
+        count, v = _fire(v, state, p)
+        return count, NeuronState(i, v, count if p.reset_timing == "next_step" else None)
     # s[t] = v[t] > v_threshold
     spike = v > p.v_threshold
     if p.subtract:
@@ -214,7 +299,9 @@ def neuron_sequence(x: Tensor, p: NeuronParameters, state: NeuronState | None = 
     :func:`_drive_is_input`). With a subtractive reset by a positive finite threshold the
     reset is one fused op, ``v <- v + (-1) * s[t] * v_threshold``: the product is exactly
     ``0`` or ``v_threshold``, so the sum is rounded once, as ``v - v_threshold`` is, and
-    ``v + (-0) = v`` for every ``v``.
+    ``v + (-0) = v`` for every ``v``. A neuron with a spike variant (multi-spike, ``>=``, a
+    delayed reset, a clamp) takes the same input terms and ends each step with the same ops as
+    :func:`neuron_step` (:func:`_fire`).
 
     Args:
         x: everything arriving at the neuron, per step.
@@ -227,10 +314,11 @@ def neuron_sequence(x: Tensor, p: NeuronParameters, state: NeuronState | None = 
     """
     steps, batch = x.shape[:2]
     state = neuron_initial_state(p, batch) if state is None else state
-    i, v = state
+    i, v, pending = state
     v = v.clone()   # the recurrence runs in place on this buffer
     unit_beta = bool((p.beta == 1).all())
     spiking = p.v_threshold is not None
+    variant = spiking and not is_plain(p)
     if p.alpha is None:
         if _drive_is_input(p, v, unit_beta):
             drive = x
@@ -253,6 +341,16 @@ def neuron_sequence(x: Tensor, p: NeuronParameters, state: NeuronState | None = 
             # i[t] = alpha * i[t-1] + gain_syn * x[t]
             i = p.alpha * i + syn_in[t]
             drive_t = p.gain * i + p.drive
+        if variant:
+            before = NeuronState(i, v, pending)
+            # u[t] = beta * v[t-1] + (gain * x[t] + drive)
+            u = v + drive_t if unit_beta else p.beta * v + drive_t
+            count, v = _fire(u, before, p)
+            pending = count if p.reset_timing == "next_step" else None
+            spikes[t] = count  # type: ignore[index]
+            for field, values in traces.items():
+                values[t] = i if field == "i" else v
+            continue
         # v[t] = beta * v[t-1] + (gain * x[t] + drive)
         if not unit_beta:
             v.mul_(p.beta)
@@ -276,7 +374,7 @@ def neuron_sequence(x: Tensor, p: NeuronParameters, state: NeuronState | None = 
         for field, values in traces.items():
             values[t] = i if field == "i" else v
     out = spikes if spikes is not None else traces["v"]
-    return out, NeuronState(i, v), {f: traces[f] for f in trace}
+    return out, NeuronState(i, v, pending), {f: traces[f] for f in trace}
 
 
 def _negative_zero(values: Tensor) -> bool:
@@ -796,6 +894,10 @@ class _Run:
             self.values[name] = kernel.sequence(x)
         del x
 
+    def at_rest(self, unit: Sequence[str]) -> dict[str, Tensor]:
+        """The outputs of a cycle's nodes at step -1 (see :func:`_rest_outputs`)."""
+        return _rest_outputs(self.graph, self.kernels, unit, self.like, self.batch)
+
     def run_cycle(self, unit: Sequence[str]) -> None:
         """The nodes of one cycle, stepped through the chunk together."""
         graph = self.graph
@@ -803,7 +905,7 @@ class _Run:
         recurrent = graph.recurrent_edges
         key = "\0cycle:" + unit[0]
         states, previous = self.carry.get(key) or (
-            {n: self.kernels[n].initial(self.batch) for n in unit}, {n: None for n in unit})
+            {n: self.kernels[n].initial(self.batch) for n in unit}, self.at_rest(unit))
         current: dict[str, Tensor] = {}
         outputs: dict[str, list[Tensor]] = {n: [] for n in unit}
         traces = {(n, f): [] for n in unit for f in self.state_fields.get(n, ())}
@@ -855,6 +957,48 @@ class _Run:
                     self.uses[src] -= 1
                     if self.uses[src] == 0 and src not in self.keep:
                         self.values.pop(src, None)  # the unit's last use of an outside value
+
+
+def _rest_outputs(graph: Graph, kernels: Mapping[str, _Kernel], unit: Sequence[str],
+                  like: Tensor, batch: int) -> dict[str, Tensor]:
+    """The outputs of a cycle's nodes at step -1, which its recurrent edges carry into step 0.
+
+    Every state and every input is zero then, so a neuron or a Delay gives zero and a stateless
+    node its value at rest (a synapse its bias, passed on by the stateless nodes after it).
+    snntorch's RLeaky adds its recurrent layer's bias from the first step (``recurrent(spk)``
+    with ``spk = 0``, ``snntorch/_neurons/rleaky.py``, ``_base_state_function``), as this does.
+    ``unit`` is in topological order; ``like`` gives the dtype and device.
+    """
+    members, recurrent = set(unit), graph.recurrent_edges
+    rest: dict[str, Tensor] = {}
+    for name in unit:
+        node = graph.nodes[name]
+        kernel = kernels[name]
+        if kernel.stateful:
+            rest[name] = like.new_zeros((batch, *node.output_shape))
+            continue
+        terms = [rest[src] for src in graph.predecessors(name)
+                 if src in members and (src, name) not in recurrent]
+        x = _sum(terms) if terms else like.new_zeros((batch, *node.input_shape))
+        rest[name] = kernel.apply(x)
+    return rest
+
+
+def recurrent_rest_values(graph: Graph, dtype: torch.dtype = torch.float32) -> dict[str, np.ndarray]:
+    """Per-sample value that each recurrent edge's source carries into step 0 (its output at
+    rest, :func:`_rest_outputs`), for exporters that hold the previous step as state."""
+    device = torch.device("cpu")
+    like = torch.zeros((), dtype=dtype)
+    values: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        for unit, is_cycle in _schedule(graph):
+            if not is_cycle:
+                continue
+            kernels = {name: _compile(name, graph.nodes[name], dtype, device) for name in unit}
+            rest = _rest_outputs(graph, kernels, unit, like, 1)
+            values.update({src: rest[src][0].numpy() for src, _ in graph.recurrent_edges
+                           if src in rest})
+    return values
 
 
 def _sum(terms: Sequence[Tensor]) -> Tensor:

@@ -72,6 +72,7 @@ from sbc_deploy.ir import (
     Output,
     Scale,
     Synapse,
+    spike_variant_text,
 )
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,12 @@ def _neuron_registers(name: str, node: Neuron, unit: float) -> dict[str, Any]:
     if node.reset != "zero":
         raise ConfigError(f"uses {node.reset!r} reset; Lava's LIF resets v to 0", where=where,
                           hint="re-import with reset='zero' (--reset zero)")
+    variant = node.spike_variant()
+    if variant:
+        raise ConfigError(f"fires by a rule Lava's fixed-point LIF does not have ("
+                          f"{spike_variant_text(variant)}); Lava sends one spike per step when "
+                          "v > vth and resets v to 0 in that step, with no lower clamp",
+                          where=where)
     if np.any(node.v_reset != 0):
         raise ConfigError("has a non-zero v_reset; Lava's LIF resets v to 0", where=where)
     if np.any(getattr(node, "v_leak", np.zeros(1)) != 0):
