@@ -977,6 +977,14 @@ def _rest_outputs(graph: Graph, kernels: Mapping[str, _Kernel], unit: Sequence[s
         if kernel.stateful:
             rest[name] = like.new_zeros((batch, *node.output_shape))
             continue
+        if isinstance(kernel, _BinaryKernel):   # a product of the operands at rest
+            operands = []
+            for port, shape in (("a", node.a_shape), ("b", node.b_shape)):
+                terms = [rest[src] for src in graph.operands(name)[port]
+                         if src in members and (src, name) not in recurrent]
+                operands.append(_sum(terms) if terms else like.new_zeros((batch, *shape)))
+            rest[name] = kernel.combine(*operands)
+            continue
         terms = [rest[src] for src in graph.predecessors(name)
                  if src in members and (src, name) not in recurrent]
         x = _sum(terms) if terms else like.new_zeros((batch, *node.input_shape))
