@@ -17,7 +17,8 @@ control flow in the networks' forwards. ``from_torch`` takes the module itself:
    found again when a loop over time calls it again; per-sample shapes come from the tensors.
 3. **Map by type** through one table (:func:`leaf_table`): torch's layers and spikingjelly's
    step-mode wrappers (:mod:`.layers`: Linear, Conv1d/2d, BatchNorm1d/2d folded into the synapse
-   before it, AvgPool2d, AdaptiveAvgPool2d to sizes that divide the input, Flatten, Dropout,
+   before it (a ``ChannelAffine`` elsewhere), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, LayerNorm,
+   Flatten, Dropout,
    Identity), and the frameworks' neurons (:mod:`.neurons`, with each framework's equations:
    spikingjelly fires at ``v >= threshold``, ``decay_input``, ``v_reset=None`` is a soft
    reset, ``tau`` counts steps, surrogate functions do not matter; snntorch's neurons as
@@ -73,6 +74,7 @@ def leaf_table(frameworks: set[str]) -> dict[type, LeafHandler]:
         nn.MaxPool1d: layers.maxpool, nn.MaxPool2d: layers.maxpool,
         nn.Flatten: layers.flatten, nn.Dropout: layers.identity, nn.Dropout1d: layers.identity,
         nn.Dropout2d: layers.identity, nn.Identity: layers.identity,
+        nn.LayerNorm: layers.layernorm,
     }
     if "spikingjelly" in frameworks:
         from spikingjelly.activation_based import layer, neuron
@@ -99,7 +101,7 @@ def leaf_table(frameworks: set[str]) -> dict[type, LeafHandler]:
 
 def supported_modules(frameworks: set[str]) -> str:
     names = sorted({f"{t.__module__.split('.')[0]}.{t.__name__}" for t in leaf_table(frameworks)
-                    if not t.__name__.startswith("MaxPool")})
+                    if t.__name__ != "MaxPool1d"})
     return ", ".join(names)
 
 

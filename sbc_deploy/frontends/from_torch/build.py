@@ -12,6 +12,13 @@ leave the value as it is; a flatten of per-sample axes becomes a ``Flatten`` nod
 binds an *unmappable* value that records what it was and where: it is refused only if it
 reaches a node or the output, so a forward that computes side statistics still imports.
 
+Products of two layers' outputs (SEW AND / IAND, spiking attention's ``k * v``, ``q @ k^T``)
+become ``Product`` / ``MatMul`` nodes whose operands arrive at the ports ``a`` and ``b``; a
+constant offset (IAND's ``1 - y``) becomes a ``ChannelAffine``. Per-sample ``permute`` /
+``transpose``, ``reshape``, ``chunk`` / ``split`` and ``sum`` / ``mean`` over per-sample axes
+become ``Permute``, ``Reshape`` (``Flatten`` for a merge of adjacent axes), ``Slice`` and
+``Reduce`` nodes.
+
 Loops over time repeat the same calls every step. The builder keys every node by what it is (a
 leaf by its module path, a flatten or scale by its input and parameters), so step ``t`` finds
 the nodes of step 0 again instead of unrolling the loop; a leaf called on a different input in
@@ -35,7 +42,23 @@ import torch
 from torch import nn
 
 from sbc_deploy.errors import ShapeError, UnsupportedNodeError
-from sbc_deploy.ir import Flatten, Graph, Input, Node, Output, Scale, Synapse
+from sbc_deploy.ir import (
+    ChannelAffine,
+    Flatten,
+    Graph,
+    Identity,
+    Input,
+    MatMul,
+    Node,
+    Output,
+    Permute,
+    Product,
+    Reduce,
+    Reshape,
+    Scale,
+    Slice,
+    Synapse,
+)
 
 Shape = tuple[int, ...]
 
@@ -44,13 +67,17 @@ _LAYOUT_OPS = frozenset({"getitem", "view", "reshape", "flatten", "unflatten", "
                          "clone", "detach", "to", "float", "double", "type_as", "view_as",
                          "reshape_as", "squeeze", "unsqueeze", "requires_grad_", "cpu",
                          "stack"})
-_RESHAPE_OPS = frozenset({"view", "reshape", "flatten", "view_as", "reshape_as"})
+_RESHAPE_OPS = frozenset({"view", "reshape", "flatten", "unflatten", "view_as", "reshape_as"})
 _LINEAR_OPS = frozenset({"add", "radd", "iadd", "sub", "rsub", "isub", "mul", "rmul", "imul",
                          "truediv", "rtruediv", "itruediv", "div", "neg"})
+_PERMUTE_OPS = frozenset({"permute", "transpose", "swapaxes", "swapdims"})
+_SPLIT_OPS = frozenset({"chunk", "split", "tensor_split"})
 _DROPOUT_OPS = frozenset({"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
                           "feature_alpha_dropout"})
 SUPPORTED_OPS = ("+, - and * or / by a number between layers (residual sums, SEW ADD)",
-                 "flatten / view / reshape that merge per-sample axes",
+                 "* and @ of two layers' outputs (SEW AND / IAND, spiking attention)",
+                 "flatten / view / reshape / permute / transpose / chunk / split of per-sample "
+                 "axes", "sum / mean over per-sample axes",
                  "moves of the batch and time axes (x_seq.flatten(0, 1), x[t], torch.stack)",
                  "mean or sum over time, followed only by linear layers (output decoding)",
                  "dropout in eval mode")
@@ -84,26 +111,6 @@ class Value:
         return Value((), (), error=message)
 
 
-@dataclass(frozen=True, eq=False)
-class PendingBatchNorm:
-    """A BatchNorm in eval mode, ``y = scale * x + shift`` per channel, until it is folded into
-    the synapse before it (``GraphBuilder.finish``)."""
-
-    path: str
-    scale: np.ndarray   # gamma / sqrt(running_var + eps), (C,)
-    shift: np.ndarray   # beta - running_mean * scale, (C,)
-    shape: Shape
-    kind = "BatchNorm"
-
-    @property
-    def input_shape(self) -> Shape:
-        return self.shape
-
-    @property
-    def output_shape(self) -> Shape:
-        return self.shape
-
-
 LeafHandler = Callable[["GraphBuilder", str, nn.Module, Value, Shape], Value]
 
 
@@ -129,8 +136,9 @@ class GraphBuilder:
         self.lead = {self.batch, self.steps * self.batch}
         self.handler_for = handler_for
         self.root_type = root_type
-        self.nodes: dict[str, Node | PendingBatchNorm] = {}
+        self.nodes: dict[str, Node] = {}
         self.edges: list[tuple[str, str]] = []
+        self.ports: dict[tuple[str, str], str] = {}   # edges into Product / MatMul nodes
         self._edge_set: set[tuple[str, str]] = set()
         self.values: dict[int, Value] = {}
         self._alive: list[torch.Tensor] = []   # keeps ids unique while they are mapped
@@ -174,8 +182,7 @@ class GraphBuilder:
             name = f"{base}_{k}"
         return name
 
-    def add_node(self, name: str, node: Node | PendingBatchNorm, source: Value | None,
-                 origin: str) -> str:
+    def add_node(self, name: str, node: Node, source: Value | None, origin: str) -> str:
         if name in self.nodes:
             raise UnsupportedNodeError(f"two nodes would be called '{name}'", where=origin)
         self.nodes[name] = node
@@ -184,10 +191,12 @@ class GraphBuilder:
             self.connect(source, name)
         return name
 
-    def add_edge(self, src: str, dst: str) -> None:
+    def add_edge(self, src: str, dst: str, port: str | None = None) -> None:
         if (src, dst) not in self._edge_set:
             self._edge_set.add((src, dst))
             self.edges.append((src, dst))
+            if port is not None:
+                self.ports[(src, dst)] = port
 
     def keyed(self, key: Any, make: Callable[[], str]) -> str:
         """The node made for ``key`` before (same op on the same input), else a new one."""
@@ -195,23 +204,49 @@ class GraphBuilder:
             self._keyed[key] = make()
         return self._keyed[key]
 
-    def connect(self, value: Value, dst: str) -> None:
-        """Edges that make ``value`` arrive at ``dst`` (Scale nodes for coefficients != 1)."""
+    def connect(self, value: Value, dst: str, port: str | None = None) -> None:
+        """Edges that make ``value`` arrive at ``dst`` (at ``port`` of a Product / MatMul):
+        ``Scale`` nodes for coefficients other than 1, a ``ChannelAffine`` for an offset."""
         check_mappable(value, f"the input of '{dst}'")
         if value.offset:
-            raise UnsupportedNodeError(
-                f"adds the constant {value.offset:g} to its input; the IR has no constant "
-                "source (only SEW's IAND uses 1 - y, inside a product)",
-                where=f"the input of '{dst}'")
+            self.add_edge(self.materialize(value), dst, port)
+            return
         for src, coefficient in value.terms:
             if coefficient == 1.0:
-                self.add_edge(src, dst)
+                self.add_edge(src, dst, port)
                 continue
             scale = self.keyed(("scale", src, coefficient), lambda s=src, c=coefficient: (
                 self.add_node(self.unique(f"{s}_x{_number(c)}"),
                               Scale(np.full(value.shape, c)), Value.node(s, value.shape),
                               self.origin.get(s, ""))))
-            self.add_edge(scale, dst)
+            self.add_edge(scale, dst, port)
+
+    def materialize(self, value: Value) -> str:
+        """One node whose output is ``value``: the node itself, else an ``Identity`` summing
+        the terms, then a ``ChannelAffine`` for a scale and offset (``1 - y``)."""
+        check_mappable(value, "an operand")
+        if not value.offset and len(value.terms) == 1 and value.terms[0][1] == 1.0:
+            return value.terms[0][0]
+        key = ("materialize", value.terms, value.offset, value.shape)
+
+        def make() -> str:
+            base = "_".join(n for n, _ in value.terms[:2]) or "constant"
+            if len(value.terms) == 1 and value.offset and len(value.shape) >= 1:
+                (src, coefficient), = value.terms
+                channels = value.shape[0]
+                return self.add_node(self.unique(f"{src}_affine"), ChannelAffine(
+                    np.full(channels, coefficient), np.full(channels, value.offset),
+                    value.shape), Value.node(src, value.shape), self.origin.get(src, ""))
+            total = self.add_node(self.unique(f"{base}_sum"), Identity(value.shape),
+                                  replace(value, offset=0.0), "")
+            if not value.offset:
+                return total
+            channels = value.shape[0]
+            return self.add_node(self.unique(f"{base}_offset"), ChannelAffine(
+                np.ones(channels), np.full(channels, value.offset), value.shape),
+                Value.node(total, value.shape), "")
+
+        return self.keyed(key, make)
 
     # ------------------------------------------------------------------ the sink
 
@@ -256,9 +291,9 @@ class GraphBuilder:
             return   # computed from constants only
         short = name.strip("_")
         if len(outputs) != 1:
-            for out in outputs:
-                self.bind(out, Value.unmappable(
-                    f"torch op '{short}' at {where(path)} splits a tensor; not supported"))
+            values = self._split(path, short, args, kwargs, traced, outputs)
+            for out, value in zip(outputs, values):
+                self.bind(out, value)
             return
         try:
             value = self._op(path, short, args, kwargs, traced, outputs[0])
@@ -289,6 +324,12 @@ class GraphBuilder:
             if first.time_reduction:
                 raise _Refused(f"{name} over time twice at {where(path)}")
             return replace(first, time_reduction=name)
+        if name == "matmul" and len(values) == 2:
+            return self.binary(path, "matmul", first, values[1], out_shape)
+        if name in ("mean", "sum") and len(values) == 1 and out_shape is not None:
+            return self._reduce(path, name, first, x, args, kwargs, out_shape)
+        if name in _PERMUTE_OPS and len(values) == 1 and out_shape is not None:
+            return self._permute(path, name, first, x, args, kwargs, out_shape)
         if name in _DROPOUT_OPS and not bool(kwargs.get("training", args[2] if len(args) > 2
                                                         else False)):
             return first
@@ -327,7 +368,10 @@ class GraphBuilder:
             return _scaled(a, -1.0)  # type: ignore[arg-type]
         b = self._operand(args[1] if len(args) > 1 else kwargs.get("other"), path)
         alpha = float(kwargs.get("alpha", 1.0))
+        both = isinstance(a, Value) and isinstance(b, Value)
         for operand in (a, b):
+            if name in ("mul", "rmul", "imul") and both:
+                break   # a Product broadcasts size-1 axes (checked by the node)
             if isinstance(operand, Value) and operand.shape != out_shape:
                 raise _Refused(f"'{name}' at {where(path)} broadcasts a tensor of per-sample "
                                f"shape {operand.shape} to {out_shape}; not supported")
@@ -339,9 +383,7 @@ class GraphBuilder:
             return _combine(b, a, -alpha)
         if name in ("mul", "rmul", "imul"):
             if isinstance(a, Value) and isinstance(b, Value):
-                raise _Refused(
-                    f"'{name}' at {where(path)} multiplies two layers' outputs elementwise "
-                    "(SEW AND / IAND, spiking attention): the IR has no product node yet")
+                return self.binary(path, "product", a, b, out_shape)
             return _scaled(a, b) if isinstance(a, Value) else _scaled(b, a)  # type: ignore[arg-type]
         if name in ("truediv", "itruediv", "div") and isinstance(a, Value) and \
                 isinstance(b, float) and b != 0:
@@ -352,9 +394,11 @@ class GraphBuilder:
         """A ``Flatten`` node when ``out_shape`` merges adjacent axes of ``value.shape``."""
         span = _merged_axes(value.shape, out_shape)
         if span is None:
-            raise _Refused(f"a reshape at {where(path)} from per-sample shape {value.shape} to "
-                           f"{out_shape} does not only merge adjacent axes; the IR has no "
-                           "general reshape")
+            key = ("reshape", value.terms, value.offset, value.shape, out_shape)
+            name = self.keyed(key, lambda: self.add_node(
+                self.unique(f"{node_name(path) if path else 'forward'}_reshape"),
+                Reshape(value.shape, out_shape), replace(value, time_reduction=None), path))
+            return Value.node(name, out_shape, value.time_reduction)
         start, end = span
         key = ("flatten", value.terms, value.shape, start, end)
         name = self.keyed(key, lambda: self.add_node(
@@ -362,6 +406,114 @@ class GraphBuilder:
             Flatten(input_shape=value.shape, start_dim=start, end_dim=end),
             replace(value, time_reduction=None), path))
         return Value.node(name, out_shape, value.time_reduction)
+
+    def binary(self, path: str, kind: str, a: Value, b: Value, out_shape: Shape | None) -> Value:
+        """A ``Product`` (``a * b``) or ``MatMul`` (``a @ b``) of two values."""
+        if a.time_reduction or b.time_reduction:
+            raise _Refused(f"a product at {where(path)} of a tensor reduced over time")
+        key = (kind, a.terms, a.offset, b.terms, b.offset, a.shape, b.shape)
+
+        def make() -> str:
+            node: Node = (Product(a.shape, b.shape) if kind == "product"
+                          else MatMul(a.shape, b.shape))
+            name = self.add_node(self.unique(f"{node_name(path) if path else 'forward'}_{kind}"),
+                                 node, None, path)
+            self.connect(a, name, "a")
+            overlap = {n for n, _ in a.terms} & {n for n, _ in b.terms}
+            if overlap:   # one source feeds one port of a node: name the other operand
+                self.add_edge(self.keyed(("identity", b.terms, b.offset, b.shape),
+                                         lambda: self._identity(b, path)), name, "b")
+            else:
+                self.connect(b, name, "b")
+            return name
+
+        name = self.keyed(key, make)
+        shape = tuple(self.nodes[name].output_shape)
+        if out_shape is not None and shape != out_shape:
+            raise _Refused(f"the IR's {kind} at {where(path)} gives shape {shape}, torch "
+                           f"{out_shape}")
+        return Value.node(name, shape)
+
+    def _identity(self, value: Value, path: str) -> str:
+        return self.add_node(self.unique(f"{node_name(path) if path else 'forward'}_operand"),
+                             Identity(value.shape), value, path)
+
+    def _lead(self, x: torch.Tensor, value: Value) -> int:
+        return x.dim() - len(value.shape)
+
+    def _reduce(self, path: str, name: str, value: Value, x: torch.Tensor, args: tuple[Any, ...],
+                kwargs: dict[str, Any], out_shape: Shape) -> Value:
+        """``x.sum(dims)`` / ``x.mean(dims)`` over per-sample axes: a ``Reduce`` node."""
+        dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        keep = bool(kwargs.get("keepdim", args[2] if len(args) > 2 else False))
+        if dims is None:
+            raise _Refused(f"'{name}' at {where(path)} reduces every axis, the batch included")
+        lead = self._lead(x, value)
+        axes = tuple(sorted(int(d) % x.dim() - lead for d in
+                            (dims if isinstance(dims, (tuple, list)) else (dims,))))
+        if any(a < 0 for a in axes):
+            raise _Refused(f"'{name}' at {where(path)} reduces the batch or time axis")
+        key = ("reduce", value.terms, value.offset, value.shape, axes, name, keep)
+        node_name_ = self.keyed(key, lambda: self.add_node(
+            self.unique(f"{node_name(path) if path else 'forward'}_{name}"),
+            Reduce(value.shape, axes, op=name, keepdims=keep),
+            replace(value, time_reduction=None), path))
+        if tuple(self.nodes[node_name_].output_shape) != out_shape:
+            raise _Refused(f"'{name}' at {where(path)}: the IR's Reduce gives "
+                           f"{self.nodes[node_name_].output_shape}, torch {out_shape}")
+        return Value.node(node_name_, out_shape, value.time_reduction)
+
+    def _permute(self, path: str, name: str, value: Value, x: torch.Tensor,
+                 args: tuple[Any, ...], kwargs: dict[str, Any], out_shape: Shape) -> Value:
+        """``permute`` / ``transpose`` of per-sample axes: a ``Permute`` node."""
+        ndim, lead = x.dim(), self._lead(x, value)
+        if name == "permute":
+            raw = kwargs.get("dims", args[1:] if len(args) > 2 or not isinstance(
+                args[1] if len(args) > 1 else None, (tuple, list)) else args[1])
+            order = [int(d) % ndim for d in raw]
+        else:
+            i = int(kwargs.get("dim0", args[1])) % ndim
+            j = int(kwargs.get("dim1", args[2])) % ndim
+            order = list(range(ndim))
+            order[i], order[j] = order[j], order[i]
+        if order[:lead] != list(range(lead)):
+            raise _Refused(f"'{name}' at {where(path)} moves the batch or time axis")
+        dims = tuple(d - lead for d in order[lead:])
+        if dims == tuple(range(len(dims))):
+            return value
+        key = ("permute", value.terms, value.offset, value.shape, dims)
+        node = self.keyed(key, lambda: self.add_node(
+            self.unique(f"{node_name(path) if path else 'forward'}_permute"),
+            Permute(value.shape, dims), replace(value, time_reduction=None), path))
+        return Value.node(node, out_shape, value.time_reduction)
+
+    def _split(self, path: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+               traced: list[torch.Tensor], outputs: list[torch.Tensor]) -> list[Value]:
+        """``chunk`` / ``split`` along a per-sample axis: one ``Slice`` node per piece."""
+        x = traced[0]
+        value = self.values[id(x)]
+        if value.error or name not in _SPLIT_OPS or len(traced) != 1:
+            message = value.error or f"torch op '{name}' at {where(path)} splits a tensor; " \
+                                     "only chunk / split along a per-sample axis are supported"
+            return [Value.unmappable(message)] * len(outputs)
+        axis = next((d for d in range(x.dim()) if any(o.shape[d] != x.shape[d]
+                                                      for o in outputs)), None)
+        lead = self._lead(x, value)
+        if axis is None or axis < lead:
+            return [Value.unmappable(f"'{name}' at {where(path)} splits the batch or time "
+                                     "axis")] * len(outputs)
+        results, start = [], 0
+        for piece in outputs:
+            stop = start + int(piece.shape[axis])
+            key = ("slice", value.terms, value.offset, value.shape, axis - lead, start, stop)
+            node = self.keyed(key, lambda s=start, e=stop: self.add_node(
+                self.unique(f"{node_name(path) if path else 'forward'}_slice"),
+                Slice(value.shape, axis - lead, s, e), replace(value, time_reduction=None),
+                path))
+            shape = self.per_sample(piece.shape)
+            results.append(Value.node(node, shape or (), value.time_reduction))
+            start = stop
+        return results
 
     # ------------------------------------------------------------------ the graph
 
@@ -378,13 +530,12 @@ class GraphBuilder:
         self.nodes["output"] = Output(value.shape, metadata={"decoding": _decoding(self, value)})
         self.origin["output"] = ""
         self.connect(value, "output")
-        fold_batchnorms(self)
         self._prune()
-        nodes = {name: node for name, node in self.nodes.items()
-                 if not isinstance(node, PendingBatchNorm)}
         meta = {**metadata, "output_time_reduction": value.time_reduction,
-                "torch_modules": {n: p for n, p in self.origin.items() if n in nodes and p}}
-        return Graph(nodes, tuple(self.edges), float(metadata["dt"]), meta)
+                "torch_modules": {n: p for n, p in self.origin.items()
+                                  if n in self.nodes and p}}
+        graph = Graph(self.nodes, tuple(self.edges), float(metadata["dt"]), meta, self.ports)
+        return fold_batchnorms(graph)
 
     def _prune(self) -> None:
         """Remove every node from which the Output cannot be reached (unused side outputs)."""
@@ -397,6 +548,7 @@ class GraphBuilder:
                     todo.append(src)
         self.nodes = {n: node for n, node in self.nodes.items() if n in keep}
         self.edges = [(s, d) for s, d in self.edges if s in keep and d in keep]
+        self.ports = {e: p for e, p in self.ports.items() if e[0] in keep and e[1] in keep}
 
     def successors(self, name: str) -> list[str]:
         return [d for s, d in self.edges if s == name]
@@ -436,8 +588,7 @@ def _combine(a: Value | float, b: Value | float, sign: float) -> Value:
     """``a + sign * b`` for values and numbers."""
     if isinstance(a, float) and isinstance(b, float):
         raise _Refused("adds two numbers")
-    base = a if isinstance(a, Value) else b
-    assert isinstance(base, Value)
+    base: Value = a if isinstance(a, Value) else b  # type: ignore[assignment]
     if isinstance(a, Value) and isinstance(b, Value) and a.time_reduction != b.time_reduction:
         raise _Refused("adds a tensor reduced over time to one that is not")
     terms: dict[str, float] = {}

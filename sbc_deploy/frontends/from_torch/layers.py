@@ -5,21 +5,22 @@ and returns the value of its output. Every synapse node records the module it ca
 (``metadata["torch_module"]`` and the parameter names in ``metadata["torch_params"]``), which
 is how :mod:`.writeback` puts compressed weights back under the module's own names.
 
-BatchNorm (eval mode, running statistics) is folded exactly into the synapse before it: with
-``s = gamma / sqrt(running_var + eps)`` per output channel,
+BatchNorm (eval mode, running statistics) becomes a ``ChannelAffine`` (``scale = gamma /
+sqrt(running_var + eps)``, ``shift = beta - running_mean * scale``), which
+:func:`~sbc_deploy.ir.transforms.fold_channel_affines` folds exactly into the synapse before it
+where that synapse feeds it alone:
 
 .. math::
 
-    \mathrm{BN}(W x + b) = (s \odot W) x + (s \odot (b - \mu) + \beta)
+    \mathrm{BN}(W x + b) = (s \odot W) x + (s \odot b + \mathrm{shift})
 
-so the synapse's weight rows are multiplied by ``s`` and its bias becomes
-``s * (b - mean) + beta``; ``metadata["torch_batchnorm"]`` keeps the BatchNorm's path and
-``s``. A BatchNorm that does not directly follow a convolution or linear layer whose output
-goes only to it is refused (the IR has no per-channel affine node yet).
+The folded synapse's ``metadata["torch_batchnorm"]`` keeps the BatchNorm's module path, ``scale``
+and ``shift`` (for :mod:`.writeback`). A BatchNorm after a residual sum, a neuron or a pool stays
+a ``ChannelAffine`` node.
 
-``AdaptiveAvgPool2d`` whose output size divides the input size is exactly an ``AvgPool2d``
-(kernel = stride = input / output); other output sizes are refused. ``MaxPool`` is refused until
-the IR has a max-pool node (a max of binary spikes is their OR).
+``MaxPool2d`` maps to the IR's ``MaxPool2d`` (on spikes a max is an OR); ``AdaptiveAvgPool2d``
+to an ``AvgPool2d`` where its output size divides the input (exactly the same windows), else to
+the IR's ``AdaptiveAvgPool2d``; ``LayerNorm`` to ``LayerNorm``.
 """
 
 from __future__ import annotations
@@ -32,14 +33,22 @@ from torch import nn
 
 from sbc_deploy.errors import ShapeError, UnsupportedNodeError
 from sbc_deploy.frontends.from_snntorch import _conv_padding
-from sbc_deploy.frontends.from_torch.build import (
-    GraphBuilder,
-    PendingBatchNorm,
-    Value,
-    node_name,
-    where,
+from sbc_deploy.frontends.from_torch.build import GraphBuilder, Value, node_name, where
+from sbc_deploy.ir import (
+    AdaptiveAvgPool2d,
+    Affine,
+    AvgPool2d,
+    ChannelAffine,
+    Conv1d,
+    Conv2d,
+    Graph,
+    LayerNorm,
+    MaxPool2d,
+    Node,
+    Synapse,
+    batchnorm_affine,
 )
-from sbc_deploy.ir import Affine, AvgPool2d, Conv1d, Conv2d, Synapse
+from sbc_deploy.ir.transforms import fold_channel_affines
 
 Shape = tuple[int, ...]
 
@@ -110,14 +119,26 @@ def batchnorm(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: 
     if not value.shape or value.shape[0] != channels:
         raise ShapeError(f"normalises {channels} channels, its input has per-sample shape "
                          f"{value.shape}", where=where(path, module))
-    var = _array(module.running_var)
-    scale = (_array(module.weight) if module.weight is not None else np.ones(channels)) / \
-        np.sqrt(var + float(module.eps))
-    beta = _array(module.bias) if module.bias is not None else np.zeros(channels)
-    shift = beta - _array(module.running_mean) * scale
-    name = b.add_node(node_name(path), PendingBatchNorm(path, scale, shift, value.shape),
-                      replace(value, time_reduction=None), path)
+    gamma = None if module.weight is None else _array(module.weight)
+    beta = None if module.bias is None else _array(module.bias)
+    scale, shift = batchnorm_affine(gamma, beta, _array(module.running_mean),
+                                    _array(module.running_var), float(module.eps))
+    node = ChannelAffine(scale, shift, value.shape, metadata={"torch_module": path,
+                                                             "torch_batchnorm": path})
+    name = b.add_node(node_name(path), node, replace(value, time_reduction=None), path)
     return Value.node(name, out, value.time_reduction)
+
+
+def layernorm(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: Shape) -> Value:
+    shape = tuple(int(v) for v in module.normalized_shape)
+    if tuple(value.shape[len(value.shape) - len(shape):]) != shape:
+        raise ShapeError(f"normalises the trailing axes {shape}, its input has per-sample shape "
+                         f"{value.shape}", where=where(path, module))
+    weight = _array(module.weight) if module.weight is not None else np.ones(shape)
+    bias = _array(module.bias) if getattr(module, "bias", None) is not None else np.zeros(shape)
+    node = LayerNorm(value.shape, weight, bias, eps=float(module.eps),
+                     metadata={"torch_module": path})
+    return _shaped(b, path, module, node, value, out)
 
 
 def avgpool2d(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: Shape) -> Value:
@@ -128,7 +149,7 @@ def avgpool2d(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: 
                                    "are not supported", where=where(path, module))
     node = AvgPool2d(_pair(module.kernel_size), input_shape=value.shape,
                      stride=_pair(module.stride or module.kernel_size), padding=padding)
-    return _pool(b, path, module, node, value, out)
+    return _shaped(b, path, module, node, value, out)
 
 
 def adaptive_avgpool2d(b: GraphBuilder, path: str, module: nn.Module, value: Value,
@@ -140,31 +161,32 @@ def adaptive_avgpool2d(b: GraphBuilder, path: str, module: nn.Module, value: Val
         else (module.output_size, module.output_size)
     _, h, w = value.shape
     wanted = (h if size[0] is None else int(size[0]), w if size[1] is None else int(size[1]))
-    if h % wanted[0] or w % wanted[1]:
-        raise UnsupportedNodeError(
-            f"adaptive pooling of {h}x{w} to {wanted[0]}x{wanted[1]} uses windows of unequal "
-            "size; only output sizes that divide the input are supported (an AvgPool2d)",
-            where=where(path, module))
-    kernel = (h // wanted[0], w // wanted[1])
-    node = AvgPool2d(kernel, input_shape=value.shape, stride=kernel)
-    return _pool(b, path, module, node, value, out)
+    adaptive = AdaptiveAvgPool2d(wanted, value.shape)
+    node = adaptive.as_avg_pool() or adaptive
+    return _shaped(b, path, module, node, value, out)
 
 
-def _pool(b: GraphBuilder, path: str, module: nn.Module, node: AvgPool2d, value: Value,
-          out: Shape) -> Value:
+def _shaped(b: GraphBuilder, path: str, module: nn.Module, node: Node, value: Value,
+            out: Shape) -> Value:
+    """Add a shape-only node (pool, norm) after checking its shape against torch's."""
     if tuple(node.output_shape) != tuple(out):
         raise ShapeError(f"the IR computes output shape {tuple(node.output_shape)}, torch "
                          f"{tuple(out)}", where=where(path, module))
-    name = b.keyed(("module", path), lambda: b.add_node(
-        node_name(path), node, replace(value, time_reduction=None), path))
+    name = b.add_node(node_name(path), node, replace(value, time_reduction=None), path)
     return Value.node(name, out, value.time_reduction)
 
 
 def maxpool(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: Shape) -> Value:
-    raise UnsupportedNodeError(
-        "max pooling is not in the IR yet (a max of binary spikes is their OR; the node is "
-        "being added, issue 18)", where=where(path, module),
-        hint="use AvgPool2d, or wait for the MaxPool2d node")
+    if isinstance(module, nn.MaxPool1d) or len(value.shape) != 3:
+        raise UnsupportedNodeError(f"max pooling of per-sample shape {value.shape}; only "
+                                   "MaxPool2d on (C, H, W) is supported", where=where(path, module))
+    if module.ceil_mode or _pair(module.dilation) != (1, 1) or module.return_indices:
+        raise UnsupportedNodeError("ceil_mode, dilation and return_indices are not supported",
+                                   where=where(path, module))
+    node = MaxPool2d(_pair(module.kernel_size), input_shape=value.shape,
+                     stride=_pair(module.stride or module.kernel_size),
+                     padding=_pair(module.padding), metadata={"torch_module": path})
+    return _shaped(b, path, module, node, value, out)
 
 
 def flatten(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: Shape) -> Value:
@@ -188,34 +210,20 @@ def identity(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: S
 # --------------------------------------------------------------------------- BatchNorm folding
 
 
-def fold_batchnorms(b: GraphBuilder) -> None:
-    """Fold every :class:`PendingBatchNorm` into the synapse that feeds it (module docstring)."""
-    for name, node in list(b.nodes.items()):
-        if not isinstance(node, PendingBatchNorm):
-            continue
-        sources = b.predecessors(name)
-        synapse = b.synapse(sources[0]) if len(sources) == 1 else None
-        if synapse is None or b.successors(sources[0]) != [name]:
-            feeding = ", ".join(f"'{s}' ({getattr(b.nodes[s], 'kind', '?')})" for s in sources)
-            raise UnsupportedNodeError(
-                f"BatchNorm is fed by {feeding or 'nothing'}; it folds only into a "
-                "convolution or linear layer whose output goes to it alone (the IR has no "
-                "per-channel affine node yet)", where=f"module '{node.path}' (BatchNorm)")
-        b.nodes[sources[0]] = _folded(synapse, node)
-        b.edges = [(sources[0] if s == name else s, d) for s, d in b.edges if d != name]
-        del b.nodes[name]
-
-
-def _folded(synapse: Synapse, bn: PendingBatchNorm) -> Synapse:
-    scale, shift = bn.scale, bn.shift
-    weight = np.asarray(synapse.weight)
-    if weight.shape[0] != scale.shape[0]:
-        raise ShapeError(f"BatchNorm of {scale.shape[0]} channels after a layer of "
-                         f"{weight.shape[0]} outputs", where=f"module '{bn.path}' (BatchNorm)")
-    bias = np.zeros(weight.shape[0]) if synapse.bias is None else np.asarray(synapse.bias)
-    folded_weight = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
-    metadata = {**synapse.metadata,
-                "torch_batchnorm": {"module": bn.path, "scale": tuple(float(v) for v in scale),
-                                    "had_bias": synapse.bias is not None}}
-    return replace(synapse, weight=folded_weight, bias=bias * scale + shift,  # type: ignore
-                   encoding=None, metadata=metadata)
+def fold_batchnorms(graph: Graph) -> Graph:
+    """Fold each BatchNorm (``ChannelAffine``) that follows a synapse alone into it, and record
+    on the synapse what :mod:`.writeback` needs to undo the fold (module docstring)."""
+    folded, folds = fold_channel_affines(graph)
+    if not folds:
+        return folded
+    changes = {}
+    for fold in folds:
+        synapse = folded.nodes[fold.synapse]
+        bn_path = graph.nodes[fold.affine].metadata.get("torch_batchnorm", fold.affine)
+        record = {"module": bn_path, "scale": tuple(float(v) for v in fold.scale),
+                  "shift": tuple(float(v) for v in fold.shift)}
+        changes[fold.synapse] = synapse.replace(
+            metadata={**synapse.metadata, "torch_batchnorm": record})
+    modules = {n: p for n, p in folded.metadata.get("torch_modules", {}).items()
+               if n in folded.nodes}
+    return folded.replace_nodes(changes).with_metadata(torch_modules=modules)

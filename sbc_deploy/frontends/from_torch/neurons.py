@@ -18,12 +18,8 @@ V_reset / tau``), reset ``"zero"`` to ``v_reset = V_reset`` or ``"subtract"`` fo
 ``detach_reset`` and ``store_v_seq`` neither. A non-zero ``v_reset`` is refused: spikingjelly
 starts the membrane at ``V_reset``, the IR at 0.
 
-spikingjelly fires at ``H >= V_threshold``; the IR at ``v > v_threshold``. The importer stores
-``v_threshold`` as the largest float32 number below spikingjelly's threshold: for every float32
-membrane ``v``, ``v > prev32(thr)`` is exactly ``v >= thr``, and the float simulator runs in
-float32 (``metadata["spikingjelly_threshold"]`` keeps the true value, and
-``metadata["fires_at_equal"]`` says so). This stands until the IR's neurons carry the
-``>=`` rule themselves (issue 18/19, the ``neurons`` work).
+spikingjelly fires at ``H >= V_threshold``: the IR neuron gets ``fires_at_equal=True`` (the
+IR's spike variant for it, ``sbc_deploy.ir.nodes``), with the threshold as it is.
 
 snntorch 1.0.0 ``Leaky`` / ``Synaptic`` / ``RLeaky`` map exactly as
 :mod:`sbc_deploy.frontends.from_snntorch` maps them (its reset-timing correction nodes
@@ -43,16 +39,6 @@ from sbc_deploy.frontends.from_torch.build import GraphBuilder, Value, node_name
 from sbc_deploy.ir import IF, LIF, Node, Synapse
 
 Shape = tuple[int, ...]
-
-
-def below_float32(threshold: float) -> float:
-    """The largest float32 number below ``threshold``: ``v > it`` iff ``v >= threshold`` for
-    every float32 ``v`` (spikingjelly's rule in the IR's strict comparison)."""
-    value = np.float32(threshold)
-    if np.float64(value) != np.float64(threshold):
-        raise UnsupportedNodeError(f"threshold {threshold!r} is not a float32 number; "
-                                   "spikingjelly compares in float32")
-    return float(np.nextafter(value, np.float32(-np.inf)))
 
 
 def _check_no_time_reduction(value: Value, path: str, module: nn.Module) -> None:
@@ -81,9 +67,8 @@ def spikingjelly_neuron(b: GraphBuilder, path: str, module: nn.Module, value: Va
     threshold = float(module.v_threshold)
     reset, v_reset = _spikingjelly_reset(module, path)
     meta = {"torch_module": path, "framework": "spikingjelly",
-            "spikingjelly": type(module).__name__, "fires_at_equal": True,
-            "spikingjelly_threshold": threshold}
-    thr = np.full(shape, below_float32(threshold))
+            "spikingjelly": type(module).__name__}
+    thr = np.full(shape, threshold)
     if hasattr(module, "tau"):
         tau = float(module.tau)
         if not tau > 1.0:
@@ -93,10 +78,11 @@ def spikingjelly_neuron(b: GraphBuilder, path: str, module: nn.Module, value: Va
         node: Node = LIF(beta=np.full(shape, 1.0 - 1.0 / tau), v_threshold=thr,
                          gain=np.full(shape, gain), v_leak=np.full(shape, v_reset),
                          v_reset=np.full(shape, v_reset), reset=reset,
-                         metadata={**meta, "tau_steps": tau,
-                                   "decay_input": bool(module.decay_input)})
+                         fires_at_equal=True, metadata={**meta, "tau_steps": tau,
+                                                        "decay_input": bool(module.decay_input)})
     else:
-        node = IF(v_threshold=thr, v_reset=np.full(shape, v_reset), reset=reset, metadata=meta)
+        node = IF(v_threshold=thr, v_reset=np.full(shape, v_reset), reset=reset,
+                  fires_at_equal=True, metadata=meta)
     name = b.add_node(node_name(path), node, value, path)
     b.resets[name] = reset
     return Value.node(name, out)

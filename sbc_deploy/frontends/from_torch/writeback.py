@@ -8,16 +8,17 @@ Every synapse node of an imported graph names its parameters (``metadata["torch_
 ``{"weight": "layer1.0.conv1.weight", "bias": ...}``); every other entry of the module's state
 dict is copied unchanged.
 
-Folded BatchNorm. The importer folded ``BN(W x + b)`` into ``W' = s W``, ``b' = s (b - mean) +
-beta`` (``s = gamma / sqrt(var + eps)``, per output channel; :mod:`.layers`). The state dict keeps
-the BatchNorm as it is and divides the compressed folded weight by ``s`` row by row:
-``W = W'_compressed / s``, so the user's ``BN(W x + b)`` computes ``W'_compressed x + b'`` again,
+Folded BatchNorm. The importer folded ``BN(W x + b)`` into ``W' = s W``, ``b' = s b + shift``
+(``s = gamma / sqrt(var + eps)``, ``shift = beta - mean s``, per output channel; :mod:`.layers`).
+The state dict keeps the BatchNorm exactly as it is and undoes the fold on the synapse
+(:meth:`~sbc_deploy.ir.transforms.AffineFold.unfold`): ``W = W'_compressed / s`` row by row and
+``b = (b' - shift) / s``, so the user's ``BN(W x + b)`` computes ``W'_compressed x + b'`` again,
 and a pruned weight (``0``) stays exactly ``0`` in the module. A channel with ``s = 0`` (``gamma
-= 0``) ignores its weights; they are written as zeros. Compression leaves biases as they are;
-if the folded bias was changed all the same, the convolution's own bias (or, without one, the
-BatchNorm's ``running_mean``) is set so that the folded bias is the compressed one. With ``s`` a
-power of two the division is exact; otherwise ``W'/s`` is rounded once to the module's dtype, and
-the user's BatchNorm multiplies it back within one rounding of ``W'``.
+= 0``) ignores its weights; they are written as zeros. Compression leaves biases as they are, so
+a layer without a bias stays without one; if the folded bias was changed all the same, a layer
+without a bias gets the difference through the BatchNorm's ``running_mean`` instead. With ``s`` a
+power of two the division is exact; otherwise ``W'/s`` is rounded once to the module's dtype and
+the BatchNorm multiplies it back within one rounding of ``W'``.
 """
 
 from __future__ import annotations
@@ -32,17 +33,11 @@ from torch import nn
 
 from sbc_deploy.errors import ExportError
 from sbc_deploy.ir import Graph, Synapse
+from sbc_deploy.ir.transforms import AffineFold
 
 STATE_DICT_FILE = "compressed_state_dict.pt"
 
 __all__ = ["STATE_DICT_FILE", "compressed_state_dict", "write_state_dict"]
-
-
-def _bn_params(state: Mapping[str, torch.Tensor], path: str) -> dict[str, np.ndarray]:
-    prefix = f"{path}." if path else ""
-    return {key: state[f"{prefix}{key}"].detach().cpu().double().numpy()
-            for key in ("weight", "bias", "running_mean", "running_var")
-            if f"{prefix}{key}" in state}
 
 
 def _unfold(node: Synapse, bn: Mapping[str, Any], state: dict[str, torch.Tensor],
@@ -50,29 +45,21 @@ def _unfold(node: Synapse, bn: Mapping[str, Any], state: dict[str, torch.Tensor]
     """The weight to store for a synapse that carries a folded BatchNorm, and the other
     entries that must change to keep the compressed bias (see the module docstring)."""
     scale = np.asarray(bn["scale"], dtype=np.float64)
-    weight = np.asarray(node.weight, dtype=np.float64)
-    shape = (-1,) + (1,) * (weight.ndim - 1)
-    safe = np.where(scale == 0, 1.0, scale).reshape(shape)
-    unfolded = np.where(scale.reshape(shape) == 0, 0.0, weight / safe)
+    shift = np.asarray(bn["shift"], dtype=np.float64)
+    fold = AffineFold(str(bn["module"]), "", scale, shift)
+    weight, bias = fold.unfold(node.weight, node.bias)
     changes: dict[str, np.ndarray] = {}
-    stats = _bn_params(state, bn["module"])
-    beta = stats.get("bias", np.zeros_like(scale))
-    mean = stats["running_mean"]
-    conv_bias = (state[params["bias"]].detach().cpu().double().numpy()
-                 if params.get("bias") else np.zeros_like(scale))
-    folded_now = scale * (conv_bias - mean) + beta
-    wanted = np.asarray(node.bias, dtype=np.float64) if node.bias is not None else folded_now
-    if not np.allclose(wanted, folded_now, rtol=1e-6, atol=1e-9):
-        nonzero = scale != 0
-        if params.get("bias"):
-            new_bias = np.where(nonzero, (wanted - beta) / np.where(nonzero, scale, 1.0) + mean,
-                                conv_bias)
-            changes[str(params["bias"])] = new_bias
-        else:
-            prefix = f"{bn['module']}." if bn["module"] else ""
-            changes[f"{prefix}running_mean"] = np.where(
-                nonzero, (beta - wanted) / np.where(nonzero, scale, 1.0), mean)
-    return unfolded, changes
+    if params.get("bias"):
+        changes[str(params["bias"])] = np.zeros_like(scale) if bias is None else bias
+    elif bias is not None:   # the folded bias changed: move the change into running_mean
+        prefix = f"{bn['module']}." if bn["module"] else ""
+        key = f"{prefix}running_mean"
+        if key not in state:
+            raise ExportError(f"the compressed bias needs '{key}', which the module does not "
+                              "have")
+        mean = state[key].detach().cpu().double().numpy()
+        changes[key] = np.where(scale != 0, mean - bias, mean)
+    return weight, changes
 
 
 def compressed_state_dict(graph: Graph, module: nn.Module) -> dict[str, torch.Tensor]:
