@@ -93,7 +93,7 @@ def compressed_state_dict(graph: Graph, module: nn.Module) -> dict[str, torch.Te
             if tuple(target.shape) != tuple(array.shape):
                 raise ExportError(f"'{entry}' has shape {tuple(target.shape)} in the module, "
                                   f"{tuple(array.shape)} in the graph", where=f"node '{name}'")
-            state[entry] = torch.from_numpy(np.ascontiguousarray(array)).to(target.dtype)
+            state[entry] = torch.from_numpy(np.array(array, dtype=np.float64)).to(target.dtype)
     return state
 
 
