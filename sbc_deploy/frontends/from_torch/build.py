@@ -261,6 +261,7 @@ class GraphBuilder:
                                        where=where(path, module))
         if not outputs:
             raise UnsupportedNodeError("returns no tensor", where=where(path, module))
+        check_mappable(value, f"the input of {where(path, module)}")
         if path in self.leaves:   # the same call again (a loop over time)
             seen_input, result = self.leaves[path]
             if seen_input.terms != value.terms or seen_input.offset != value.offset:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from sbc_deploy.errors import ShapeError, UnsupportedNodeError
+from sbc_deploy.errors import SbcDeployError, ShapeError
 
 
 class Sink(Protocol):
@@ -49,6 +49,7 @@ class Sink(Protocol):
 class _State:
     depth: int = 0              # > 0 while a leaf runs: its inner ops are not recorded
     stack: list[str] = field(default_factory=list)   # paths of the modules running now
+    failed_at: str | None = None   # the innermost module whose forward raised
 
 
 class _Recorder(TorchFunctionMode):
@@ -110,9 +111,12 @@ def _leave(path: str, module: nn.Module, leaf: bool, sink: Sink,
     def hook(mod: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         if state.stack and state.stack[-1] == path:
             state.stack.pop()
+        if output is None and state.failed_at is None:
+            state.failed_at = f"module '{path}' ({type(mod).__name__})" if path else \
+                f"{type(mod).__name__}.forward"
         if leaf:
             state.depth -= 1
-            if state.depth == 0:
+            if state.depth == 0 and output is not None:   # None: the forward raised
                 sink.on_leaf(path, module, tuple(args), dict(kwargs), output)
     return hook
 
@@ -134,7 +138,7 @@ def run_captured(module: nn.Module, sample: torch.Tensor, sink: Sink,
 
     Raises:
         ShapeError: the module fails on the sample (its own exception is chained).
-        UnsupportedNodeError: raised by the sink (passed through).
+        SbcDeployError: raised by the sink (passed through).
     """
     copied = copy.deepcopy(module).cpu().eval()
     if prepare is not None:
@@ -144,10 +148,9 @@ def run_captured(module: nn.Module, sample: torch.Tensor, sink: Sink,
         try:
             with _Recorder(sink, state):
                 return copied(sample)
-        except UnsupportedNodeError:
+        except SbcDeployError:   # the importer's own refusals
             raise
         except Exception as err:  # the user's forward failing on the sample
-            where = state.stack[-1] if state.stack else "the module"
-            raise ShapeError(f"the module fails on the sample of shape {tuple(sample.shape)}: "
+            raise ShapeError(f"fails on the sample of shape {tuple(sample.shape)}: "
                              f"{type(err).__name__}: {err}",
-                             where=f"'{where or type(module).__name__}'") from err
+                             where=state.failed_at or f"{type(module).__name__}.forward") from err
