@@ -40,7 +40,8 @@ import torch
 from sbc_deploy.fileio import write_text_atomic
 from sbc_deploy.frontends.from_netx import from_netx
 from sbc_deploy.ir import Graph
-from sbc_deploy.sim.int_core import simulate_integer, to_fixed_point
+from sbc_deploy.sim.fixed_point import to_fixed_point
+from sbc_deploy.sim.int_core import simulate_integer
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "netx"

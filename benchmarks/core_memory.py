@@ -32,7 +32,8 @@ import json, sys
 import numpy as np, torch
 torch.set_num_threads(1)
 from sbc_deploy.frontends.from_netx import from_netx
-from sbc_deploy.sim.int_core import simulate_integer, to_fixed_point
+from sbc_deploy.sim.fixed_point import to_fixed_point
+from sbc_deploy.sim.int_core import simulate_integer
 def status(field):
     for line in open('/proc/self/status'):
         if line.startswith(field + ':'):

@@ -31,7 +31,8 @@ from sbc_deploy import bundled
 from sbc_deploy.data import Dataset
 from sbc_deploy.frontends.from_netx import from_netx
 from sbc_deploy.pipeline import DeployRequest, deploy
-from sbc_deploy.sim.int_core import simulate_integer, to_fixed_point
+from sbc_deploy.sim.fixed_point import to_fixed_point
+from sbc_deploy.sim.int_core import simulate_integer
 from sbc_deploy.sim.int_core_torch import simulate_integer_torch
 
 

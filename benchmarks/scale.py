@@ -24,7 +24,7 @@ the measured peak. Stages:
   ``--eval-samples`` samples for every ``T``; ``evaluate-before`` (``--before``) is the
   evaluation as it was before streaming: one whole-sequence simulation per batch that keeps
   every synapse's input sequence for ``count_synops``;
-- ``integer core``: :func:`sbc_deploy.sim.int_core.to_fixed_point`; where it refuses the
+- ``integer core``: :func:`sbc_deploy.sim.fixed_point.to_fixed_point`; where it refuses the
   network the reason is recorded.
 
 A stage that fails (out of memory under the limit, or a refusal) is recorded with its error.
@@ -250,7 +250,7 @@ def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
                              lambda: evaluate_before(graph, x, args.eval_samples),
                              samples=args.eval_samples, steps=steps, **base)
             rows.append(row)
-    from sbc_deploy.sim.int_core import to_fixed_point
+    from sbc_deploy.sim.fixed_point import to_fixed_point
     _, row = measure("integer core", lambda: to_fixed_point(graph), **base)
     rows.append(row)
     return rows

@@ -41,7 +41,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "load_target": ("sbc_deploy.targets", "load_target"),
     "simulate": ("sbc_deploy.sim", "simulate"),
     "simulate_integer": ("sbc_deploy.sim.int_core", "simulate_integer"),
-    "to_fixed_point": ("sbc_deploy.sim.int_core", "to_fixed_point"),
+    "to_fixed_point": ("sbc_deploy.sim.fixed_point", "to_fixed_point"),
     "deploy": ("sbc_deploy.pipeline", "deploy"),
     "DeployRequest": ("sbc_deploy.pipeline", "DeployRequest"),
     "Graph": ("sbc_deploy.ir", "Graph"),

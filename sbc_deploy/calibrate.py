@@ -58,9 +58,8 @@ from sbc_deploy.compress.hessian import (
     conv_groups,
     kernel_for_neuron,
     per_row,
-    resolve_device,
-    torch_threads,
 )
+from sbc_deploy.devices import resolve_device, torch_threads
 from sbc_deploy.errors import ConfigError, DataError
 from sbc_deploy.ir import Graph, Neuron, Scale, SynapseLayer
 from sbc_deploy.sim import simulate

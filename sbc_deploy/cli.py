@@ -8,6 +8,7 @@
     sbc-deploy inspect MODEL [--dt SECONDS] [--reset zero|subtract] [--json] [--from FRAMEWORK] ...
     sbc-deploy check MODEL --target NAME|PATH[,...] [-o OUTDIR] [--report]
     sbc-deploy targets
+    sbc-deploy simulate MODEL DATA [--integer] [--layers] [--limit N] -o SPIKES.npz ...
     sbc-deploy --version
 
 Exit codes: 0 success; 1 the result violates the target or a quality guard (accuracy drop,
@@ -27,7 +28,7 @@ from typing import Any, Sequence
 from sbc_deploy.errors import GuardError, SbcDeployError
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-COMMANDS = ("inspect", "check", "targets")
+COMMANDS = ("inspect", "check", "targets", "simulate")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -130,13 +131,15 @@ USAGE = """sbc-deploy [MODEL] --target NAME|PATH[,...] [options]     compress, c
        sbc-deploy inspect MODEL [--dt S] [--reset zero|subtract] [--from FRAMEWORK] [--json]
        sbc-deploy check MODEL --target NAME|PATH[,...] [--report] [-o OUTDIR]
        sbc-deploy targets
+       sbc-deploy simulate MODEL DATA [--from FRAMEWORK] [--integer] [--layers] -o SPIKES.npz
        sbc-deploy --version"""
 
 COMMAND_HELP = """commands:
   (none)     compress MODEL for the target(s), check, export, simulate and write the report
   inspect    show the network: layers, shapes, kernels, parameters, synapses, neuron models
   check      judge MODEL as it is against the target(s): one verdict line per target
-  targets    list the hardware targets and their main limits"""
+  targets    list the hardware targets and their main limits
+  simulate   run MODEL on DATA and write its spikes (float simulator, --integer core) to .npz"""
 
 
 def _version() -> str:
@@ -261,6 +264,11 @@ _DESCRIPTIONS = {
     "check": "Judge a network as it is (no compression) against each target's rules: one "
              "verdict line per target, then the violations.",
     "targets": "List the hardware targets shipped with sbc-deploy.",
+    "simulate": "Run MODEL on DATA with the float simulator (and, with --integer, the "
+                "bit-accurate integer core) and write the output spikes (every neuron layer's "
+                "with --layers) to an .npz, to compare with your framework. Keys: output, "
+                "layers, layer_<k>, integer_output, integer_layers, integer_layer_<k>, y, dt "
+                "(arrays [N, T, *shape], samples first like DATA's x).",
 }
 
 
@@ -273,6 +281,8 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
         _model_options(parser)
         parser.add_argument("--verbose", action="store_true",
                             help="log what the import does (convention, dt, adaptations)")
+    if command == "simulate":
+        _simulate_options(parser)
     if command == "inspect":
         parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     if command == "check":
@@ -283,6 +293,49 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
                             help="print the full Markdown report instead of the verdicts")
         _output_options(parser)
     return parser
+
+
+def _simulate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL",
+                        help=".nir or netx .net/.h5 file, or a bundled network's name")
+    parser.add_argument("data", metavar="DATA",
+                        help=".npz with x [N, T, *input_shape] (and optional y), or N-MNIST")
+    _model_options(parser)
+    parser.add_argument("-o", "--out", required=True, metavar="SPIKES.npz",
+                        help="the .npz to write (replaced atomically)")
+    parser.add_argument("--layers", action="store_true",
+                        help="also every neuron layer's output (layers, layer_<k>)")
+    parser.add_argument("--integer", action="store_true",
+                        help="also the bit-accurate integer core's spikes (needs Lava integer "
+                             "weights: a netx file or a model compressed for Loihi)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="only the first N samples")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="B",
+                        help="samples per simulation call (memory)")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:N)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", action="store_true",
+                        help="log what the import does (convention, dt, adaptations)")
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from sbc_deploy.spikes import load_for_simulation, simulate_spikes, write_spikes
+
+    graph, data = load_for_simulation(args.model, args.data, dt=args.dt, reset=args.reset,
+                                      source=args.source, discretization=args.discretization,
+                                      input_shape=args.input_shape)
+    with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
+        record = simulate_spikes(graph, data, layers=args.layers, integer=args.integer,
+                                 limit=args.limit, batch_size=args.batch_size,
+                                 device=args.device, progress=progress)
+    path = write_spikes(record, args.out)
+    for line in record.notes:
+        print(line)
+    for key, value in record.arrays.items():
+        if value.ndim >= 2:
+            print(f"  {key}: {list(value.shape)} {value.dtype}, {float(value.sum()):g} in total")
+    print(f"wrote {path}")
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- commands
@@ -408,7 +461,7 @@ def _module_request(args: argparse.Namespace, request: Any) -> Any:
 
 
 def _print_summary(result: Any) -> None:
-    from sbc_deploy.report.html import labels
+    from sbc_deploy.report.vocabulary import labels
 
     report = result.report
     for t in report.targets:
@@ -526,7 +579,8 @@ def _main(argv: list[str]) -> int:
             verbose = getattr(args, "verbose", False)
             logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                                 format="%(levelname)s %(name)s: %(message)s")
-            runner = {"inspect": _run_inspect, "check": _run_check, "targets": _run_targets}[command]
+            runner = {"inspect": _run_inspect, "check": _run_check, "targets": _run_targets,
+                      "simulate": _run_simulate}[command]
             return runner(args)
         args = deploy_parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -48,6 +48,7 @@ class NeuronSummary:
     threshold: tuple[float, float] | None
     reset: str | None
     nonzero_bias: int
+    spike_variant: str | None = None  # the non-default spike-variant fields, "key=value ..."
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,23 @@ def _neuron_summary(node: Neuron) -> NeuronSummary:
         threshold=None if threshold is None else _range(threshold),
         reset=getattr(node, "reset", None) if node.spiking else None,
         nonzero_bias=int(np.count_nonzero(node.bias)),
+        spike_variant=_variant_text(node),
     )
+
+
+def _variant_text(node: Neuron) -> str | None:
+    """``max_spikes=31 fires_at_equal reset_timing=next_step v_min=-1`` (None: plain rule)."""
+    parts = []
+    for key, value in node.spike_variant().items():
+        if key == "fires_at_equal":
+            parts.append("fires_at_equal")
+        elif key == "max_spikes":
+            parts.append(f"max_spikes={'none' if value is None else value}")
+        elif key == "v_min":
+            parts.append(_span("v_min", _range(value)))
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts) or None
 
 
 def _node_summary(graph: Graph, name: str) -> NodeSummary:
@@ -209,6 +226,8 @@ def _neuron_text(neuron: NeuronSummary | None) -> str:
         parts.append(f"reset={neuron.reset}")
     if neuron.nonzero_bias:
         parts.append(f"bias on {neuron.nonzero_bias}")
+    if neuron.spike_variant:
+        parts.append(neuron.spike_variant)
     return " ".join(p for p in parts if p)
 
 

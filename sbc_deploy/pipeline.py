@@ -26,8 +26,8 @@ from sbc_deploy.calibrate import calibrate
 from sbc_deploy.check import check
 from sbc_deploy.compress import compress
 from sbc_deploy.compress.config import CompressionConfig, config_for_target
-from sbc_deploy.compress.hessian import resolve_device
 from sbc_deploy.data import Dataset
+from sbc_deploy.devices import resolve_device
 from sbc_deploy.errors import ConfigError, ExportError, GuardError, SbcDeployError
 from sbc_deploy.exporters import EXPORTERS, export_path
 from sbc_deploy.frontends import load_model
@@ -238,10 +238,10 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
     if data is None or data.y is None:
         return None, None
     if target.weights.grid != "int_exp":
-        return None, (f"no bit-accurate core model for {target.name} (the core models Lava's "
-                      "fixed-point CUBA LIF); integer accuracy not measured")
+        return None, _no_core_model(target)
     from sbc_deploy.frontends import from_netx
-    from sbc_deploy.sim.int_core import evaluate_deployed, to_fixed_point
+    from sbc_deploy.sim.fixed_point import to_fixed_point
+    from sbc_deploy.sim.int_core import evaluate_deployed
 
     deployed = graph if netx_file is None else from_netx(netx_file, dt=graph.dt)
     n = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
@@ -262,6 +262,27 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
     except SbcDeployError as err:
         return None, f"integer core could not run this network: {err}"
     return correct / seen, None
+
+
+def _no_core_model(target: Target) -> str:
+    """Why the integer core cannot stand in for ``target``: it is Lava's fixed-point CUBA LIF
+    (weights on a per-layer power-of-two grid, one spike per step, hard reset to 0, 12-bit
+    decays); what of the target's neuron model differs, from its target file."""
+    n = target.neurons
+    differs = []
+    if target.weights.grid != "int_exp":
+        differs.append(f"{target.weights.grid} weights (Lava: int_exp mantissas)")
+    if n.reset_modes and "zero" not in n.reset_modes:
+        differs.append(f"{'/'.join(n.reset_modes)} reset (Lava: hard reset to 0)")
+    if n.max_spikes_per_step != 1:
+        cap = "unlimited" if n.max_spikes_per_step is None else f"up to {n.max_spikes_per_step}"
+        differs.append(f"{cap} spikes per neuron and step (Lava: one)")
+    if n.decay_format != "linear":
+        kind = {"none": "no decays"}.get(n.decay_format, f"{n.decay_format} decays")
+        differs.append(f"{kind} (Lava: 12-bit linear)")
+    return (f"no bit-accurate core model for {target.name}: the integer core is Lava's "
+            f"fixed-point CUBA LIF, and {target.name} has " + "; ".join(differs)
+            + "; integer accuracy not measured")
 
 
 def _layer_rows(graph: Graph, stats: Any,

@@ -61,7 +61,7 @@ RULE_NAMES: tuple[str, ...] = (
     "supported_layer_types", "supported_neuron_model", "synapse_bias_foldable", "topology",
     "destinations", "io_channels", "weights_on_grid", "weight_bits", "fan_in", "fan_out",
     "delays", "thresholds_fit_bits", "decays_fit_bits", "neurons_per_core",
-    "synapse_memory_per_core", "axons_per_core", "total_cores",
+    "synapse_memory_per_core", "axons_per_core", "total_cores", "spikes_per_step",
 )
 NONE = "none"  # the TOML spelling of "no such limit"
 
@@ -122,6 +122,8 @@ class NeuronSpec:
         state_bits: width of the membrane state, or ``None``.
         threshold_range: inclusive integer range of the threshold in state units, or ``None``.
         bias_range: inclusive integer range of the neuron bias in state units, or ``None``.
+        max_spikes_per_step: the most spikes (events) one neuron sends in one step, ``None``
+            for no limit. Optional in a target file (see :data:`OPTIONAL`): 1 when absent.
     """
 
     kinds: tuple[str, ...]
@@ -135,6 +137,7 @@ class NeuronSpec:
     state_bits: int | None
     threshold_range: tuple[int, int] | None
     bias_range: tuple[int, int] | None
+    max_spikes_per_step: int | None = 1
 
     @property
     def threshold_bits(self) -> int | None:
@@ -406,6 +409,13 @@ def _bits_per_weight(value: Any, where: str) -> int | None:
     return _int(1, 64)(value, where)
 
 
+# Keys a target file may leave out (added after schema 1 was published, so that the users'
+# files stay valid): "section.key" -> (value, source of that default).
+OPTIONAL: dict[str, tuple[Any, str]] = {
+    "neurons.max_spikes_per_step": (1, "not in the target file: one spike per neuron per step "
+                                       "(binary spikes) is assumed"),
+}
+
 SCHEMA: dict[str, dict[str, Check]] = {
     "weights": {
         "bits": _int(1, 32),
@@ -426,6 +436,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "state_bits": _or_none(_int(1, 64)),
         "threshold_range": _or_none(_pair),
         "bias_range": _or_none(_pair),
+        "max_spikes_per_step": _or_none(_int(1)),
     },
     "layers": {
         "node_kinds": _subset(NODE_KINDS),
@@ -504,6 +515,11 @@ def parse_target(data: Mapping[str, Any], file: str = "<target>",
         values[section] = {}
         for key, check in schema.items():
             where = f"{file} {place} {key}"
+            if key not in table and f"{section}.{key}" in OPTIONAL:
+                default, why = OPTIONAL[f"{section}.{key}"]
+                values[section][key] = default
+                provenance[f"{section}.{key}"] = Provenance(why, "definition")
+                continue
             if key not in table:
                 raise TargetError(f"{place} lacks '{key}'", where=file,
                                   hint="every key is required; write value = \"none\" with a "

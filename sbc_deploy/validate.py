@@ -28,7 +28,7 @@ from sbc_deploy.data import Dataset, load_data
 from sbc_deploy.errors import ConfigError, DataError, SbcDeployError
 from sbc_deploy.exporters import EXPORTERS
 from sbc_deploy.frontends import load_model
-from sbc_deploy.ir import Graph
+from sbc_deploy.ir import Graph, Neuron, spike_variant_text
 from sbc_deploy.targets import Target, load_target
 
 
@@ -66,7 +66,11 @@ def _load_model(request: Any) -> tuple[Graph, str, Any, Any, list[str]]:
     if model is None or (isinstance(model, str) and model in bundled.MODELS
                          and not Path(model).exists()):
         model = bundled.DEFAULT_MODEL if model is None else model
-        graph = bundled.load_bundled_model(model)
+        # --dt, --reset, --discretization and --from apply to a bundled network as to a file
+        graph = bundled.load_bundled_model(
+            model, dt=request.dt, reset=request.reset,
+            discretization=getattr(request, "discretization", None),
+            source=getattr(request, "source", None))
         name = f"bundled {model} (sbc_deploy/bundled/{model}.nir)"
         files.append(str(bundled.bundled_path(f"{model}.nir")))
         if calib is None:
@@ -125,6 +129,30 @@ def _layer_inputs(graph: Graph) -> list[tuple[str, int]]:
         weight = layer.synapse.weight
         rows.append((layer.name, int(np.prod(weight.shape[1:])) if weight.ndim > 1 else 1))
     return rows
+
+
+def _spike_variant_problems(graph: Graph, targets: list[Target],
+                            formats: tuple[str, ...] | None) -> list[str]:
+    """A netx export (asked for, or a target's default) of neurons with a spike variant
+    (``sbc_deploy.ir.nodes``): netx's CUBA neuron has no field for any, so it is refused here,
+    before any work, naming the node (the exporter would refuse it after compression)."""
+    wanted = set(formats) if formats is not None else {f for t in targets
+                                                       for f in t.export_formats}
+    if "netx" not in wanted:
+        return []
+    problems = []
+    for name in graph.topological_order:
+        node = graph.nodes[name]
+        if isinstance(node, Neuron) and node.spiking and node.spike_variant():
+            problems.append(
+                f"--export netx: node '{name}' fires by a rule netx cannot hold "
+                f"({spike_variant_text(node.spike_variant())}); Lava's CUBA neuron sends one "
+                "spike per step when v > vth and resets v to 0 in that step"
+                + ("" if formats is not None else
+                   " (netx is the default export of " + ", ".join(
+                       t.name for t in targets if "netx" in t.export_formats)
+                   + "; --export nir,onnx leaves it out)"))
+    return problems
 
 
 def validate_request(request: Any) -> Plan:
@@ -221,6 +249,7 @@ def validate_request(request: Any) -> Plan:
         if calib_src is None and needs_calib:
             problems.append(f"--calib: --method {request.method} needs calibration data; pass "
                             "--calib DATA (or --method magnitude, which needs none)")
+        problems.extend(_spike_variant_problems(graph, targets, request.export))
         if request.n_m is not None:
             m = request.n_m[1]
             narrow = [(n, k) for n, k in _layer_inputs(graph) if k < m]

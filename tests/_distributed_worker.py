@@ -26,11 +26,12 @@ from sbc_deploy import bundled, distributed
 # the modules (the package binds the names calibrate and compress to the functions)
 calibrate_module = sys.modules["sbc_deploy.calibrate"]
 compress_module = sys.modules["sbc_deploy.compress"]
+passes_module = sys.modules["sbc_deploy.compress.passes"]
 
 solves: list[tuple[str, int, bool]] = []
 batches: list[int] = []
 
-_solve, _simulate = compress_module._solve, calibrate_module.simulate
+_solve, _simulate = passes_module.solve_problem, calibrate_module.simulate
 
 
 def _counted_solve(problem, n_prune, config, quantize=True, curve=False):  # noqa: ANN001
@@ -43,7 +44,7 @@ def _counted_simulate(graph, batch, **kwargs):  # noqa: ANN001
     return _simulate(graph, batch, **kwargs)
 
 
-compress_module._solve = _counted_solve
+passes_module.solve_problem = _counted_solve
 calibrate_module.simulate = _counted_simulate
 
 

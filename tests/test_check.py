@@ -564,3 +564,47 @@ def test_check_does_not_modify_the_graph():
         for key, value in params.items():
             assert np.array_equal(np.asarray(graph.nodes[name].parameters()[key], dtype=object),
                                   np.asarray(value, dtype=object))
+
+
+# --------------------------------------------------------------------------- spikes per step
+
+
+def multi(cap, n: int = 4) -> LIF:
+    """A subtractive LIF that sends up to ``cap`` spikes per step (None: no cap)."""
+    return lif(n, reset="subtract").replace(fires_at_equal=True, max_spikes=cap)
+
+
+def test_spikes_per_step_passes():
+    # Xylo emits up to 31 spikes per neuron and step; binary and capped neurons fit
+    assert XYLO.neurons.max_spikes_per_step == 31
+    assert "lif_bitshift_torch.py" in XYLO.source("neurons.max_spikes_per_step").source
+    for neuron in (lif(4), multi(31)):
+        assert run("spikes_per_step", mlp(3, 4, neuron=neuron), XYLO) == []
+    # a target without a per-step limit passes an unbounded multi-spike neuron
+    unbounded = multi(None)
+    assert run("spikes_per_step", mlp(3, 4, neuron=unbounded), SPECK) == []
+
+
+def test_spikes_per_step_flags():
+    unbounded = multi(None)
+    v = only(run("spikes_per_step", mlp(3, 4, neuron=unbounded), XYLO), layer="neuron",
+             rule="spikes_per_step", limit=31, actual="unbounded", severity="error")
+    assert "emits at most 31" in v.message and "max_spikes=31" in v.remedy
+    only(run("spikes_per_step", mlp(3, 4, neuron=multi(32)), XYLO), actual=32)
+    # Lava's CUBA neuron sends one bit per step: two spikes are one too many on Loihi 2
+    only(run("spikes_per_step", mlp(3, 4, neuron=multi(2)), LOIHI2), limit=1,
+         actual=2)
+    assert "spikes_per_step" in XYLO.rules and "spikes_per_step" in LOIHI2.rules
+    result = check(mlp(3, 4, neuron=unbounded), XYLO)
+    assert any(v.rule == "spikes_per_step" for v in result.violations)
+
+
+def test_a_target_file_without_max_spikes_per_step_still_loads(tmp_path):
+    text = load_target("generic").path.read_text()
+    start = text.index("[neurons.max_spikes_per_step]")
+    end = text.index("\n\n", start)
+    path = tmp_path / "mine.toml"
+    path.write_text(text[:start] + text[end + 2:].replace('name = "generic"', 'name = "mine"'))
+    target = load_target(path)
+    assert target.neurons.max_spikes_per_step == 1
+    assert target.source("neurons.max_spikes_per_step").evidence == "definition"

@@ -60,7 +60,7 @@ def test_float_simulator_on_cuda_agrees_with_cpu(model):
 
 @needs_cuda
 def test_a_gpu_the_machine_lacks_is_refused():
-    from sbc_deploy.compress.hessian import resolve_device
+    from sbc_deploy.devices import resolve_device
 
     with pytest.raises(ConfigError, match="names GPU"):
         resolve_device(f"cuda:{torch.cuda.device_count()}")

@@ -32,14 +32,12 @@ from sbc_deploy.ir import (
 )
 from sbc_deploy.sim.decode import classify
 from sbc_deploy.sim.float_sim import simulate
+from sbc_deploy.sim.fixed_point import LifParameters, LifState, to_fixed_point
 from sbc_deploy.sim.int_core import (
-    LifParameters,
-    LifState,
     evaluate_deployed,
     integer_accuracy,
     lif_step,
     simulate_integer,
-    to_fixed_point,
 )
 
 UNIT = 1 / 64

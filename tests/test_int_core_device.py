@@ -20,15 +20,14 @@ from sbc_deploy.errors import ConfigError
 from sbc_deploy.frontends.from_netx import from_netx
 from sbc_deploy.ir import Conv2d, CubaLI, Graph, Input, Output
 from sbc_deploy.sim import int_core
-from sbc_deploy.sim.int_core import (
+from sbc_deploy.sim.fixed_point import (
     UV_MAX,
     FixedPointLayer,
     FixedPointNetwork,
     IntSimResult,
-    evaluate_deployed,
-    simulate_integer,
     to_fixed_point,
 )
+from sbc_deploy.sim.int_core import evaluate_deployed, simulate_integer
 from sbc_deploy.sim.int_core_torch import simulate_integer_torch
 
 UNIT = 1 / 64

@@ -321,7 +321,7 @@ def test_lava_integer_core_and_netx_refuse_variants_naming_the_node(case, tmp_pa
     from sbc_deploy.errors import ConfigError, ExportError
     from sbc_deploy.exporters.to_netx import to_netx
     from sbc_deploy.ir import WeightEncoding
-    from sbc_deploy.sim.int_core import to_fixed_point
+    from sbc_deploy.sim.fixed_point import to_fixed_point
 
     params = dict(VARIANTS[case], reset="zero", v_reset=0.0)
     if params.get("reset_timing") == "same_step_raised":
@@ -340,3 +340,163 @@ def test_lava_integer_core_and_netx_refuse_variants_naming_the_node(case, tmp_pa
     with pytest.raises(ExportError) as caught:
         to_netx(graph, tmp_path / "m.net")
     assert "node 'lif'" in str(caught.value) and "netx has no field" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- SMP kernels
+
+
+KINDS = {
+    "LIF": lambda n, **kw: LIF(beta=np.full(n, 0.85), v_threshold=np.full(n, 1.0),
+                               gain=np.full(n, 0.7), **kw),
+    "CubaLIF": lambda n, **kw: CubaLIF(alpha=np.full(n, 0.6), beta=np.full(n, 0.85),
+                                       v_threshold=np.full(n, 1.0), gain_syn=np.full(n, 0.9),
+                                       gain=np.full(n, 0.7), **kw),
+    "IF": lambda n, **kw: IF(v_threshold=np.full(n, 1.0), gain=np.full(n, 0.7), **kw),
+}
+KERNEL_VARIANTS = {
+    "plain": {},
+    "fires_at_equal": dict(fires_at_equal=True),
+    "multi": dict(max_spikes=None, fires_at_equal=True, reset="subtract"),
+    "next_step-zero": dict(reset_timing="next_step"),
+    "next_step-subtract": dict(reset_timing="next_step", reset="subtract"),
+    "raised": dict(reset_timing="same_step_raised", reset="subtract"),
+    "v_min": dict(v_min=-50.0),
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("variant", list(KERNEL_VARIANTS))
+def test_smp_kernel_of_each_variant_is_the_subthreshold_membrane(kind, variant, rng):
+    from sbc_deploy.compress.hessian import kernel_for_neuron
+
+    n, steps = 5, 30
+    node = KINDS[kind](n, **KERNEL_VARIANTS[variant])
+    kernels, groups = kernel_for_neuron(node, n)
+    plain_kernels, plain_groups = kernel_for_neuron(KINDS[kind](n), n)
+    assert kernels == plain_kernels and np.array_equal(groups, plain_groups)
+    # independent computation: the variant neuron simulated with a threshold it never reaches
+    # (and above v_min) has the membrane gain * (K @ current), K the closed-form matrix
+    silent = node.replace(v_threshold=np.full(n, 1e9))
+    current = rng.normal(0.0, 1.0, size=(steps, 2, n))
+    spikes, v = run(silent, current)
+    assert not spikes.any() and v.min() > -50.0
+    K = kernels[0].matrix(steps).numpy()
+    gain_syn = getattr(node, "gain_syn", np.ones(n))
+    expected = 0.7 * np.einsum("ts,sbn->tbn", K, current * gain_syn)
+    np.testing.assert_allclose(v, expected, rtol=1e-10, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- NIR round trip
+
+
+def variant_graph(rng) -> Graph:
+    """Every spiking kind with a different spike variant (and one plain LIF)."""
+    n = 4
+    nodes = [
+        ("in", Input((3,))), ("fc1", Affine(rng.normal(0, 1, (n, 3)))),
+        ("if1", IF(v_threshold=np.full(n, 1.0), reset="subtract", max_spikes=None,
+                   fires_at_equal=True, v_min=np.full(n, -1.0))),
+        ("fc2", Affine(rng.normal(0, 1, (n, n)))),
+        ("lif2", LIF(beta=np.full(n, 0.8), v_threshold=np.full(n, 0.9), reset="subtract",
+                     reset_timing="next_step", max_spikes=31, fires_at_equal=True)),
+        ("fc3", Affine(rng.normal(0, 1, (n, n)))),
+        ("cuba3", CubaLIF(alpha=np.full(n, 0.5), beta=np.full(n, 0.8),
+                          v_threshold=np.full(n, 1.1), reset="subtract",
+                          reset_timing="same_step_raised")),
+        ("fc4", Affine(rng.normal(0, 1, (2, n)))),
+        ("lif4", LIF(beta=np.full(2, 0.8), v_threshold=np.full(2, 1.0), reset="subtract")),
+        ("out", Output((2,))),
+    ]
+    return Graph.chain(nodes, dt=1e-3, metadata={"reset": "subtract", "discretization": "exact"})
+
+
+VARIANT_FIELDS = ("fires_at_equal", "max_spikes", "reset_timing", "v_min")
+
+
+def test_nir_round_trip_keeps_every_spike_variant(rng, tmp_path):
+    from sbc_deploy.exporters.to_nir import write_nir
+    from sbc_deploy.frontends.from_nir import from_nir
+
+    graph = variant_graph(rng)
+    first = tmp_path / "first.nir"
+    write_nir(graph, first)
+    back = from_nir(first)
+    for name, node in graph.nodes.items():
+        if getattr(node, "spiking", False):
+            for key in VARIANT_FIELDS:
+                got, want = getattr(back.nodes[name], key), getattr(node, key)
+                if isinstance(want, np.ndarray) or isinstance(got, np.ndarray):
+                    np.testing.assert_array_equal(got, want, err_msg=f"{name}.{key}")
+                else:
+                    assert got == want, (name, key, got, want)
+    x = torch.from_numpy(rng.normal(0.5, 1.0, size=(30, 3, 3)))
+    before = simulate(graph, x, dtype=F64).outputs["out"]
+    after = simulate(back, x, dtype=F64).outputs["out"]
+    assert torch.equal(before, after) and before.sum() > 10
+    # NIR -> sbc-deploy -> NIR is the identity on the variant metadata (and the plain neuron
+    # gets none)
+    second = tmp_path / "second.nir"
+    write_nir(back, second)
+    import nir
+
+    a, b = nir.read(first), nir.read(second)
+    for name in ("if1", "lif2", "cuba3", "lif4"):
+        ma = {k: v for k, v in a.nodes[name].metadata.items() if k.startswith("sbc_")}
+        mb = {k: v for k, v in b.nodes[name].metadata.items() if k.startswith("sbc_")}
+        assert ma.keys() == mb.keys()
+        for key in ma:
+            np.testing.assert_array_equal(np.asarray(ma[key]), np.asarray(mb[key]))
+    assert not any(k in a.nodes["lif4"].metadata for k in
+                   ("sbc_fires_at_equal", "sbc_max_spikes", "sbc_reset_timing", "sbc_v_min"))
+    assert int(a.nodes["if1"].metadata["sbc_max_spikes"]) == 0   # no cap
+
+
+# --------------------------------------------------------------------------- integer core
+
+
+def test_report_says_precisely_why_the_integer_core_cannot_run_xylo():
+    # the integer core is Lava's CUBA LIF; Xylo's neurons reset by subtraction, decay by bit
+    # shifts and send up to 31 spikes per step, so no xylo network (multi-spike or not) runs
+    # on it: the pipeline's note says each difference, read from targets/xylo.toml
+    from sbc_deploy.data import Dataset
+    from sbc_deploy.pipeline import DeployRequest, _integer_accuracy
+    from sbc_deploy.targets import load_target
+
+    graph = Graph.chain([("in", Input((3,))), ("fc", Affine(np.ones((4, 3)))),
+                         ("lif", LIF(beta=np.full(4, 0.5), v_threshold=np.full(4, 1.0),
+                                     reset="subtract", max_spikes=31, fires_at_equal=True)),
+                         ("out", Output((4,)))], dt=1e-3)
+    data = Dataset(x=np.zeros((2, 5, 3), np.uint8), y=np.zeros(2, np.int64), dt=1e-3,
+                   source="test")
+    accuracy, note = _integer_accuracy(graph, data, load_target("xylo"), DeployRequest(), None)
+    assert accuracy is None
+    for part in ("Lava's fixed-point CUBA LIF", "subtract reset", "up to 31 spikes per neuron "
+                 "and step (Lava: one)", "bitshift decays", "int weights"):
+        assert part in note, (part, note)
+
+
+def test_a_netx_export_of_a_variant_neuron_is_refused_before_any_work(tmp_path, rng):
+    from sbc_deploy.exporters.to_nir import write_nir
+    from sbc_deploy.pipeline import DeployRequest
+    from sbc_deploy.validate import ValidationError, validate_request
+
+    model = write_nir(variant_graph(rng), tmp_path / "v.nir")
+    data = tmp_path / "d.npz"
+    np.savez(data, x=(rng.random((4, 10, 3)) < 0.5).astype(np.uint8), y=np.arange(4) % 2,
+             dt=1e-3)
+    request = DeployRequest(model=str(model), targets=("loihi2",), calib=str(data),
+                            eval=str(data), out_dir=str(tmp_path / "out"))
+    with pytest.raises(ValidationError) as caught:
+        validate_request(request)
+    text = str(caught.value)
+    for name in ("if1", "lif2", "cuba3"):
+        assert f"node '{name}' fires by a rule netx cannot hold" in text
+    assert "node 'lif4'" not in text and "--export nir,onnx leaves it out" in text
+    assert not (tmp_path / "out").exists()
+    # without netx the same model passes this check (xylo exports nir and onnx)
+    fine = DeployRequest(model=str(model), targets=("xylo",), calib=str(data), eval=str(data),
+                         out_dir=str(tmp_path / "out2"))
+    try:
+        validate_request(fine)
+    except ValidationError as err:
+        assert "netx" not in str(err)

@@ -148,7 +148,7 @@ def test_accuracy_axis_is_zoomed_to_show_the_difference():
 
 
 def test_storage_reason_gives_the_break_even_sparsity():
-    from sbc_deploy.report.html import storage_reason
+    from sbc_deploy.report.vocabulary import storage_reason
 
     t = _target("loihi2", ())
     layer = dataclasses.replace(t.layers[0], storage="dense", memory_bits_dense=100,
@@ -163,7 +163,8 @@ def test_storage_reason_gives_the_break_even_sparsity():
 
 def test_many_layers_are_aggregated_and_many_cores_grouped():
     from sbc_deploy.report.charts import Bar, Row, aggregate
-    from sbc_deploy.report.html import MAX_CORE_ROWS, _core_rows
+    from sbc_deploy.report.html import _core_rows
+    from sbc_deploy.report.vocabulary import MAX_CORE_ROWS
 
     rows = [Row(f"l{i}", (Bar(float(i), "#000", "synops"),)) for i in range(200)]
     kept = aggregate(rows, 24)

@@ -16,7 +16,8 @@ from sbc_deploy.frontends.from_netx import from_netx
 from sbc_deploy.ir import IF, Affine, Conv1d, Conv2d, Flatten, Graph, Input, Output
 from sbc_deploy.report.synops import count_synops, fan_out, synops_sources
 from sbc_deploy.sim.float_sim import simulate
-from sbc_deploy.sim.int_core import simulate_integer, to_fixed_point
+from sbc_deploy.sim.fixed_point import to_fixed_point
+from sbc_deploy.sim.int_core import simulate_integer
 
 
 def _graph(synapse: Affine | Conv1d | Conv2d) -> Graph:

@@ -56,16 +56,25 @@ def bundled_manifest() -> dict[str, Any]:
         raise FormatError(f"is not readable JSON: {err}", where=str(path)) from err
 
 
-def load_bundled_model(name: str = DEFAULT_MODEL) -> Graph:
+def load_bundled_model(name: str = DEFAULT_MODEL, *, dt: float | None = None,
+                       reset: Literal["zero", "subtract"] | None = None,
+                       discretization: Literal["euler", "exact"] | None = None,
+                       source: str | None = None) -> Graph:
     """The bundled network ``name`` (default: the MLP) as an IR graph.
 
+    ``dt``, ``reset``, ``discretization`` and ``source`` are what ``--dt``, ``--reset``,
+    ``--discretization`` and ``--from`` give for a file: each overrides the bundled file's
+    metadata when given (recorded in the graph's metadata as the argument), exactly as for a
+    user's NIR file (:func:`~sbc_deploy.frontends.from_nir.from_nir`).
+
     Raises:
-        ConfigError: unknown ``name``.
+        ConfigError: unknown ``name``, or an argument ``from_nir`` refuses.
     """
     if name not in MODELS:
         raise ConfigError(f"unknown bundled model {name!r}; bundled: {', '.join(MODELS)}",
                           where="load_bundled_model(name=)")
-    return from_nir(bundled_path(f"{name}.nir"))
+    return from_nir(bundled_path(f"{name}.nir"), dt=dt, reset=reset,
+                    discretization=discretization, framework=source)
 
 
 def load_bundled_data(which: Literal["calib", "eval"]) -> Dataset:

@@ -165,6 +165,29 @@ def supported_neuron_model(graph: Graph, target: Target) -> Iterator[Violation]:
                             f"{np.max(np.abs(node.bias)):g})", _severity(target, "neurons.bias"))
 
 
+def spikes_per_step(graph: Graph, target: Target) -> Iterator[Violation]:
+    """No neuron may send more spikes in one step than the chip emits (``max_spikes_per_step``;
+    a neuron's ``max_spikes``, ``None`` when it has no cap: sinabs MultiSpike, rockpool's
+    default ``max_spikes_per_dt``)."""
+    limit = target.neurons.max_spikes_per_step
+    if limit is None:
+        return
+    for name in graph.topological_order:
+        node = graph.nodes[name]
+        if not isinstance(node, Neuron) or not node.spiking:
+            continue
+        cap = getattr(node, "max_spikes", 1)
+        if cap is not None and cap <= limit:
+            continue
+        actual = "unbounded" if cap is None else cap
+        yield Violation(name, "spikes_per_step", limit, actual,
+                        f"sends up to {actual} spikes per step; {target.name} emits at most "
+                        f"{limit} per neuron and step",
+                        _severity(target, "neurons.max_spikes_per_step"),
+                        remedy=f"cap the neuron at {limit} spikes per step (max_spikes={limit}; "
+                               f"rockpool max_spikes_per_dt={limit}) and retrain or re-import")
+
+
 def synapse_bias_foldable(graph: Graph, target: Target) -> Iterator[Violation]:
     """A synapse bias exists on the chip, or folds exactly into the neuron's bias (possible
     when the neuron keeps no input current between steps: not current-based, or alpha = 0)."""
@@ -629,6 +652,7 @@ RULES: dict[str, Rule] = {
     "synapse_memory_per_core": synapse_memory_per_core,
     "axons_per_core": axons_per_core,
     "total_cores": total_cores,
+    "spikes_per_step": spikes_per_step,
 }
 MAPPING_RULES: tuple[str, ...] = ("neurons_per_core", "synapse_memory_per_core",
                                   "axons_per_core", "total_cores")

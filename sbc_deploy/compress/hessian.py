@@ -19,6 +19,28 @@ of the neuron's *surrogate membrane potential* (no threshold, no reset), a causa
     IF, Integrator   K[t, s] = 1                                    (running sum, beta = 1)
     none (readout)   K = I                                          (plain OBC current loss)
 
+The spike variants of ``sbc_deploy.ir.nodes`` (``fires_at_equal``, ``max_spikes``,
+``reset_timing``, ``v_min``) leave ``K`` as above, because ``K`` is the membrane *before* the
+threshold acts and without any reset, and every variant changes only what happens at or after
+a threshold crossing or below a floor:
+
+- ``fires_at_equal`` changes the spike test only (``>=`` for ``>``): no term of ``V`` changes.
+- ``max_spikes`` (several spikes per step) changes how many thresholds the reset removes and how
+  many spikes are sent: the reset is outside the surrogate, and the spike counts reach the
+  *next* layer through its calibration inputs (the simulated counts, so its Hessian sees counts
+  above 1).
+- ``reset_timing`` moves the reset to the next step (snntorch's delayed reset, spyx) or makes the
+  zero reset a one-step refractory period (snntorch Synaptic / RLeaky): both are resets, which
+  the surrogate drops; ``"same_step_raised"`` raises the threshold of one step, also outside it.
+- ``v_min`` (sinabs ``min_v_mem``) clips the membrane from below: like the threshold a
+  nonlinearity the linear surrogate leaves out; it binds only where ``V`` falls under it.
+
+A gain (sinabs ``norm_input``: ``gain = 1 - beta``) scales a row's membrane, not its time
+course: it enters the loss as the row weight ``gain**2`` (``calibrate.layer_row_weight``).
+``tests/test_neuron_variants.py`` checks, for every variant of every spiking kind, that the
+kernel is the plain kind's and that it equals the variant neuron's simulated membrane while the
+neuron stays below threshold and above ``v_min``.
+
 The ``"current"`` kernel (OBC / GPTQ / SparseGPT ported to SNNs) is ``K = I`` for every layer.
 Filtering is the recursion ``y[t] = beta * y[t-1] + x[t]`` run as a blocked scan (one small
 GEMM per 32 steps and a carry between blocks, O(32 T) work, not the T x T matrix), which equals
@@ -56,10 +78,8 @@ Symbols::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -90,8 +110,8 @@ KERNELS: tuple[str, ...] = ("smp", "current")
 __all__ = [
     "HESSIAN_DTYPE", "KERNELS", "PRECISIONS", "BatchSum", "DampedInverse", "HessianAccumulator",
     "HessianSum",
-    "TemporalKernel", "damped_inverse_cholesky", "kernel_for_neuron", "per_row", "resolve_device",
-    "temporal_kernel", "torch_threads", "unfold_input",
+    "TemporalKernel", "damped_inverse_cholesky", "kernel_for_neuron", "per_row",
+    "temporal_kernel", "unfold_input",
 ]
 
 
@@ -832,32 +852,3 @@ def damped_inverse_cholesky(H: Tensor, damp_frac: float = 0.01, *, max_raises: i
         f"Hessian is not positive definite even with damp_frac = {frac / factor:.3g}",
         where=where, hint="use more calibration samples or a larger damp_frac")
 
-
-# --------------------------------------------------------------------------- devices, threads
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """The torch device; a ConfigError when it is malformed, or CUDA (or the numbered GPU) is
-    asked for and absent."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(f"not a torch device: {device!r}", where="device") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("CUDA was asked for but is not available", where="device")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"{device!r} names GPU {dev.index}, but this machine has "
-                          f"{torch.cuda.device_count()}", where="device")
-    return dev
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Set torch's intra-op threads for a block (``None``: leave them), then restore them."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

@@ -372,7 +372,7 @@ def export_nir(graph: Graph, *, nir_for: str = "nir") -> NirExport:
             raise ExportError(f"no NIR equivalent for IR node kind {node.kind}",
                               where=f"node '{name}'")
         ctx = _Ctx(name, dt, discretization, nir_for)
-        nodes[name] = writer(node, ctx)
+        nodes[name] = _keep_spike_variant(writer(node, ctx), node)
         if ctx.per_channel:
             per_channel.append(name)
     edges = [tuple(e) for e in graph.edges]
@@ -400,6 +400,28 @@ def export_nir(graph: Graph, *, nir_for: str = "nir") -> NirExport:
     for line in notes:
         log.info("--nir-for %s: %s", nir_for, line)
     return NirExport(result, nir_for, tuple(notes))
+
+
+def _keep_spike_variant(written: nir.NIRNode, node: Any) -> nir.NIRNode:
+    """Record a spiking neuron's spike variant (``sbc_deploy.ir.nodes``: fields that NIR has no
+    parameter for) in the NIR node's metadata, flat keys ``sbc_fires_at_equal``,
+    ``sbc_max_spikes`` (0: no cap), ``sbc_reset_timing``, ``sbc_v_min``, so that from_nir
+    restores them (NIR -> sbc-deploy -> NIR keeps them). Only non-default fields are written."""
+    if not (isinstance(node, Neuron) and node.spiking):
+        return written
+    variant = node.spike_variant()
+    if not variant:
+        return written
+    keep: dict[str, Any] = {}
+    for key, value in variant.items():
+        if key == "max_spikes":
+            keep["sbc_max_spikes"] = 0 if value is None else int(value)
+        elif key == "v_min":
+            keep["sbc_v_min"] = np.array(value, dtype=np.float64)
+        else:
+            keep[f"sbc_{key}"] = value
+    written.metadata = {**(written.metadata or {}), **keep}
+    return written
 
 
 def _spyx_port_names(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]],

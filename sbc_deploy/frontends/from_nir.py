@@ -85,6 +85,7 @@ from sbc_deploy.ir import (
     Graph,
     Input,
     Integrator,
+    Neuron,
     Node,
     Output,
     Scale,
@@ -448,6 +449,27 @@ def _meta(node: nir.NIRNode, **extra: Any) -> dict[str, Any]:
 def _restored_bias(node: nir.NIRNode, shape: Shape) -> np.ndarray:
     bias = (node.metadata or {}).get("sbc_bias")
     return np.zeros(shape) if bias is None else np.broadcast_to(_array(bias), shape)
+
+
+def _restored_spike_variant(node: nir.NIRNode, converted: Node) -> Node:
+    """A spiking neuron's spike variant as sbc-deploy's NIR exporter records it in the node's
+    metadata (``sbc_fires_at_equal``, ``sbc_max_spikes`` with 0 for no cap,
+    ``sbc_reset_timing``, ``sbc_v_min``; see ``exporters.to_nir._keep_spike_variant``)."""
+    meta = node.metadata or {}
+    if not (isinstance(converted, Neuron) and converted.spiking):
+        return converted
+    changes: dict[str, Any] = {}
+    if "sbc_fires_at_equal" in meta:
+        changes["fires_at_equal"] = bool(np.asarray(meta["sbc_fires_at_equal"]))
+    if "sbc_max_spikes" in meta:
+        cap = int(np.asarray(meta["sbc_max_spikes"]))
+        changes["max_spikes"] = None if cap == 0 else cap
+    if "sbc_reset_timing" in meta:
+        timing = meta["sbc_reset_timing"]
+        changes["reset_timing"] = timing.decode() if isinstance(timing, bytes) else str(timing)
+    if "sbc_v_min" in meta:
+        changes["v_min"] = _array(meta["sbc_v_min"])
+    return converted.replace(**changes) if changes else converted
 
 
 def _leaky(node: nir.NIRNode, ctx: _Context, tau: np.ndarray, r: np.ndarray,
@@ -965,7 +987,7 @@ def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, rese
                        reset=reset_mode or "zero", in_shape=in_shapes[name],
                        flatten=flatten.get(name), side=side)
         try:
-            converted[name] = _CONVERTERS[type(node)](node, ctx)
+            converted[name] = _restored_spike_variant(node, _CONVERTERS[type(node)](node, ctx))
         except SbcDeployError as err:
             if err.where is not None:
                 raise

@@ -20,9 +20,18 @@ from typing import Any, Sequence
 
 from sbc_deploy.report.charts import COLORS, Bar, Row, aggregate, hbar_chart
 from sbc_deploy.report.model import Report, TargetReport
+from sbc_deploy.report.vocabulary import (
+    MAX_CORE_ROWS,
+    ann_line,
+    bits,
+    count,
+    energy,
+    labels,
+    pct,
+    storage_reason,
+)
 
 MAX_ROWS = 24          # rows drawn per chart before the smaller ones are summed into one
-MAX_CORE_ROWS = 32     # cores drawn one per row; more are grouped per layer
 LONG = 16              # tables with more rows (and charts with more than 40) scroll in place
 
 _STYLE = """
@@ -62,38 +71,6 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 # --------------------------------------------------------------------------- formatting
 
 
-def pct(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
-
-
-def energy(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
-        if abs(value) >= scale or unit == "pJ":
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.3g} J"  # pragma: no cover
-
-
-def count(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if abs(value) >= 1e6:
-        return f"{value / 1e6:.3g} M"
-    if abs(value) >= 1e4:
-        return f"{value / 1e3:.3g} k"
-    return f"{value:,.0f}" if abs(value) >= 100 or value == int(value) else f"{value:.3g}"
-
-
-def bits(value: int | None) -> str:
-    if value is None:
-        return "n/a"
-    for unit, scale in (("Mbit", 1e6), ("kbit", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value} bit"
-
-
 def _energy_unit(values: Sequence[float]) -> tuple[str, float]:
     top = max(values, default=0.0)
     for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9)):
@@ -127,38 +104,6 @@ def figure(svg: str, caption: str = "", long: bool = False) -> str:
 
 def grade(evidence: str) -> str:
     return f'<span class="grade {html.escape(evidence)}">{html.escape(evidence)}</span>'
-
-
-# --------------------------------------------------------------------------- shared facts
-
-
-def labels(t: TargetReport) -> dict[str, str]:
-    """Neuron (population) name -> the label of the synapse layer(s) driving it."""
-    out: dict[str, list[str]] = {}
-    for layer in t.layers:
-        if layer.neuron:
-            out.setdefault(layer.neuron, []).append(layer.name)
-    return {neuron: f"{' + '.join(names)} -> {neuron}" for neuron, names in out.items()}
-
-
-def storage_reason(t: TargetReport, layer: Any) -> str:
-    """Why the layer's synapses take the memory they take on this target."""
-    rule = t.limits.get("synapse_storage")
-    dense, sparse = layer.memory_bits_dense, layer.memory_bits_sparse
-    if layer.storage is None or dense is None or sparse is None:
-        return ""
-    if rule == "kernel":
-        return "kernel stored once per layer; pruning frees no memory"
-    if layer.storage == "dense":
-        why = "zeros are stored too" if rule == "dense" else "dense is cheaper"
-        index = t.limits.get("index_bits")
-        if rule == "dense_or_sparse" and index and dense and sparse > dense:
-            # sparse (1 - s) P (w + index) < dense P w  <=>  s > index / (w + index)
-            w = t.limits.get("bits_per_weight") or layer.weight_bits or 8
-            breakeven = index / (w + index)
-            why += f" below {100 * breakeven:.0f}% sparsity"
-        return why + "; pruning frees no memory"
-    return "only non-zero synapses (and their index) are stored; pruning frees memory"
 
 
 def _mean(values: Sequence[float]) -> str:
@@ -468,9 +413,7 @@ def to_html(report: Report) -> str:
         parts.append(_cost_section(t, single=len(report.targets) == 1))
         parts.append(_save_section(t))
         if t.ann_equivalent:
-            from sbc_deploy.report.render import _ann_line
-
-            parts.append(f'<p class="muted">{html.escape(_ann_line(t.ann_equivalent))}</p>')
+            parts.append(f'<p class="muted">{html.escape(ann_line(t.ann_equivalent))}</p>')
         if t.exports:
             parts.append("<h3>Files</h3><ul>" + "".join(
                 f"<li>{html.escape(k)}: <code>{html.escape(v)}</code></li>"

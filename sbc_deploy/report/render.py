@@ -12,8 +12,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sbc_deploy.fileio import write_text_atomic
-from sbc_deploy.report.html import energy as _energy
+from sbc_deploy.report.html import to_html as html_page
 from sbc_deploy.report.model import Report, TargetReport
+from sbc_deploy.report.vocabulary import (
+    MAX_CORE_ROWS,
+    ann_line,
+    bits,
+    count,
+    energy,
+    labels,
+    number,
+    storage_reason,
+    verdict_line,
+)
 
 __all__ = ["to_json", "to_markdown", "to_html", "write_report"]
 
@@ -40,16 +51,6 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
-def _num(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if value == 0:
-        return "0"
-    if abs(value) >= 1e4 or abs(value) < 1e-2:
-        return f"{value:.3g}"
-    return f"{value:,.2f}".rstrip("0").rstrip(".")
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
@@ -57,19 +58,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 
 
 def _energy_rows(t: TargetReport) -> list[list[Any]]:
-    return [[term.name, _num(term.count_dense), _num(term.count_compressed),
-             _energy(term.cost_j), term.evidence.upper() if term.evidence in
+    return [[term.name, number(term.count_dense), number(term.count_compressed),
+             energy(term.cost_j), term.evidence.upper() if term.evidence in
              ("estimate", "unknown") else term.evidence, term.source] for term in t.energy_terms]
-
-
-def _ann_line(ann: Any) -> str:
-    """The conventional 45 nm SNN-vs-ANN comparison, labelled as such."""
-    if {"synops", "ann_macs", "snn_energy_j", "ann_energy_j"} <= set(ann):
-        return (f"{ann.get('label', '45 nm comparison')}: SNN {_num(ann['synops'])} accumulates "
-                f"x {_energy(ann.get('ac_j'))} = {_energy(ann['snn_energy_j'])} vs ANN "
-                f"{_num(ann['ann_macs'])} MACs x {_energy(ann.get('mac_j'))} = "
-                f"{_energy(ann['ann_energy_j'])} per sample ({ann.get('source', '')})")
-    return "ANN comparison: " + ", ".join(f"{k} = {v}" for k, v in ann.items())
 
 
 # --------------------------------------------------------------------------- Markdown
@@ -77,8 +68,6 @@ def _ann_line(ann: Any) -> str:
 
 def to_markdown(report: Report) -> str:
     """A report for the terminal and for code review: the HTML page's sections as tables."""
-    from sbc_deploy.report.text import verdict_line
-
     out = [f"# sbc-deploy report: {report.model}", ""]
     out.append(f"dt = {report.dt:g} s, reset = {report.reset or 'n/a'}; "
                f"{'every target fits' if report.fits else 'RULES VIOLATED'}. Layers are named "
@@ -98,7 +87,7 @@ def to_markdown(report: Report) -> str:
                        "accuracy (float)", "energy / sample", "energy evidence"],
                       [[t.target, "yes" if t.fits else "no", len(t.violations),
                         _cores(t), _pct(t.accuracy.compressed_integer),
-                        _pct(t.accuracy.compressed_float), _energy(t.energy_j.compressed),
+                        _pct(t.accuracy.compressed_float), energy(t.energy_j.compressed),
                         ", ".join(sorted({x.evidence for x in t.energy_terms})) or "n/a"]
                        for t in report.targets])
         out.append("")
@@ -119,8 +108,6 @@ def _cores(t: TargetReport) -> str:
 
 def _core_table(t: TargetReport) -> list[str]:
     """One row per core, or per layer (with its fullest core) when there are many cores."""
-    from sbc_deploy.report.html import MAX_CORE_ROWS, labels
-
     names = labels(t)
 
     def name(layer: str) -> str:
@@ -129,7 +116,7 @@ def _core_table(t: TargetReport) -> list[str]:
     if len(t.cores) <= MAX_CORE_ROWS:
         return _table(["core", "layer", "neurons", "synapse memory", "neuron use",
                        "memory use"],
-                      [[c.core, name(c.layer), c.neurons, _bits(c.synapse_bits),
+                      [[c.core, name(c.layer), c.neurons, bits(c.synapse_bits),
                         _pct(c.neuron_utilisation), _pct(c.memory_utilisation)]
                        for c in t.cores])
     groups: dict[str, list[Any]] = {}
@@ -140,21 +127,13 @@ def _core_table(t: TargetReport) -> list[str]:
         n_use = [c.neuron_utilisation for c in cores if c.neuron_utilisation is not None]
         m_use = [c.memory_utilisation for c in cores if c.memory_utilisation is not None]
         rows.append([f"{cores[0].core}-{cores[-1].core} ({len(cores)})", name(layer),
-                     sum(c.neurons for c in cores), _bits(sum(c.synapse_bits for c in cores)),
+                     sum(c.neurons for c in cores), bits(sum(c.synapse_bits for c in cores)),
                      _pct(max(n_use) if n_use else None), _pct(max(m_use) if m_use else None)])
     return _table(["cores", "layer", "neurons", "synapse memory", "neuron use (fullest core)",
                    "memory use (fullest core)"], rows)
 
 
-def _bits(value: int | None) -> str:
-    from sbc_deploy.report.html import bits
-
-    return bits(value)
-
-
 def _target_markdown(t: TargetReport) -> list[str]:
-    from sbc_deploy.report.html import count, storage_reason
-
     out = [f"## {t.target}: {t.description}", "",
            f"Method: {t.method}. Fits: {'yes' if t.fits else 'no'}. Cores used: {_cores(t)}.", ""]
     out += ["### Does it fit, and where?", ""]
@@ -168,7 +147,7 @@ def _target_markdown(t: TargetReport) -> list[str]:
           ",".join(map(str, layer.cores)) if len(layer.cores) < 4 else
           f"{layer.cores[0]}-{layer.cores[-1]} ({len(layer.cores)})",
           f"{layer.fan_in_max} / {limit if limit else 'no limit'}", layer.storage or "n/a",
-          _bits(layer.memory_bits_dense), _bits(layer.memory_bits_sparse),
+          bits(layer.memory_bits_dense), bits(layer.memory_bits_sparse),
           storage_reason(t, layer)] for layer in t.layers]) + [""]
     errors = [v for v in t.violations if v.severity == "error"]
     warnings = len(t.violations) - len(errors)
@@ -187,24 +166,24 @@ def _target_markdown(t: TargetReport) -> list[str]:
     out += _table(["layer", "sparsity", "bits", "synapses kept / dense", "layer loss"],
                   [[layer.label, _pct(layer.sparsity),
                     layer.weight_bits if layer.weight_bits is not None else "float",
-                    f"{layer.synapses:,} / {layer.dense_synapses:,}", _num(layer.layer_loss)]
+                    f"{layer.synapses:,} / {layer.dense_synapses:,}", number(layer.layer_loss)]
                    for layer in t.layers]) + [""]
     out += ["### What does it save?", ""] + _table(
         ["", "dense", "compressed"],
-        [["SynOps / sample", _num(t.synops.dense), _num(t.synops.compressed)],
-         ["energy / sample", _energy(t.energy_j.dense), _energy(t.energy_j.compressed)]]) + [""]
+        [["SynOps / sample", number(t.synops.dense), number(t.synops.compressed)],
+         ["energy / sample", energy(t.energy_j.dense), energy(t.energy_j.compressed)]]) + [""]
     if any(layer.synops_dense is not None for layer in t.layers):
         out += _table(["layer", "SynOps dense", "SynOps compressed", "energy dense",
                        "energy compressed", "firing rate dense", "firing rate compressed"],
                       [[layer.label, count(layer.synops_dense), count(layer.synops_compressed),
-                        _energy(layer.energy_dense_j), _energy(layer.energy_compressed_j),
+                        energy(layer.energy_dense_j), energy(layer.energy_compressed_j),
                         _pct(layer.rate_dense), _pct(layer.rate_compressed)]
                        for layer in t.layers]) + [""]
     if t.energy_terms:
         out += _table(["term", "count dense", "count compressed", "cost each", "evidence",
                        "source"], _energy_rows(t)) + [""]
     if t.ann_equivalent:
-        out += [_ann_line(t.ann_equivalent), ""]
+        out += [ann_line(t.ann_equivalent), ""]
     if t.exports:
         out += ["### Files", ""] + [f"- {fmt}: {path}" for fmt, path in t.exports.items()] + [""]
     if t.notes:
@@ -217,9 +196,7 @@ def _target_markdown(t: TargetReport) -> list[str]:
 
 def to_html(report: Report) -> str:
     """A self-contained page for people (report/html.py: charts by question, inline SVG)."""
-    from sbc_deploy.report.html import to_html as render
-
-    return render(report)
+    return html_page(report)
 
 
 def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:

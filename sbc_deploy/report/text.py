@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from sbc_deploy.report.model import Report, TargetReport
+from sbc_deploy.report.model import Report
+from sbc_deploy.report.vocabulary import labels, verdict_line
 
-__all__ = ["check_verdict", "text_table", "verdict_line"]
+__all__ = ["check_verdict", "text_table"]
 
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -22,31 +23,9 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def verdict_line(t: TargetReport) -> str:
-    """``loihi2: fits (3 / 128 cores, fan-in max 800 / 4096)`` or the violation count."""
-    errors = sum(1 for v in t.violations if v.severity == "error")
-    warnings = len(t.violations) - errors
-    if t.fits:
-        head = "fits" + (f" with {warnings} warning(s)" if warnings else "")
-    else:
-        head = f"DOES NOT FIT: {errors} violation(s)" + (
-            f", {warnings} warning(s)" if warnings else "")
-    facts = []
-    if t.cores_used is not None:
-        facts.append(f"{t.cores_used}" + (f" / {t.cores_available}" if t.cores_available else "")
-                     + " cores")
-    if t.layers:
-        worst = max(layer.fan_in_max for layer in t.layers)
-        limit = t.limits.get("max_fan_in")
-        facts.append(f"fan-in max {worst}" + (f" / {limit}" if limit else ""))
-    return f"{t.target}: {head}" + (f" ({', '.join(facts)})" if facts else "")
-
-
 def check_verdict(report: Report) -> str:
     """What ``sbc-deploy check`` prints: verdict lines, then the violations table."""
     lines = [verdict_line(t) for t in report.targets]
-    from sbc_deploy.report.html import labels
-
     rows = [[t.target, labels(t).get(v.layer or "", v.layer or "-"), v.rule, v.limit, v.actual,
              v.severity, v.message] for t in report.targets for v in t.violations]
     if rows:

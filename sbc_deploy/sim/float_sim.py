@@ -37,18 +37,17 @@ membrane potential / synaptic current after each step (after the reset).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sbc_deploy.devices import default_threads, torch_threads
 from sbc_deploy.errors import ConfigError, DataError, UnsupportedNodeError
 from sbc_deploy.ir import (
     AdaptiveAvgPool2d,
@@ -756,28 +755,6 @@ class SimResult:
     recorded: Mapping[str, Tensor]
 
 
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[int]:
-    """Run with ``threads`` intra-op threads (default: torch's setting, capped at the cores
-    this process may use) and restore the previous setting afterwards."""
-    before = torch.get_num_threads()
-    wanted = min(before, _available_cores()) if threads is None else int(threads)
-    if wanted < 1:
-        raise ConfigError(f"threads must be >= 1, got {threads}", where="simulate(threads=)")
-    torch.set_num_threads(wanted)
-    try:
-        yield wanted
-    finally:
-        torch.set_num_threads(before)
-
-
 def _input_tensors(graph: Graph, inputs: Tensor | np.ndarray | Mapping[str, Any],
                    dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
     names = graph.inputs
@@ -1115,7 +1092,8 @@ def simulate(graph: Graph, inputs: Tensor | Mapping[str, Tensor], *,
                               where=f"simulate({what}=)")
     device = torch.device(device)
     wanted = _parse_record(graph, record)
-    with _torch_threads(threads), torch.no_grad():
+    threads = default_threads() if threads is None else threads
+    with torch_threads(threads, where="simulate(threads=)"), torch.no_grad():
         tensors = _input_tensors(graph, inputs, dtype, device)
         steps, batch = (int(v) for v in next(iter(tensors.values())).shape[:2])
         planned = chunk_plan(graph, steps, batch, memory_budget, dtype=dtype)

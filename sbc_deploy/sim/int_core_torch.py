@@ -1,9 +1,9 @@
 r"""The integer core on any torch device, bit for bit the numpy core of :mod:`.int_core`.
 
-:func:`simulate_integer_torch` runs the same fixed-point network (:func:`.int_core.to_fixed_point`)
-with the same equations as :func:`.int_core.simulate_integer` (Lava's ``PyLifModelBitAcc``,
-``PyDenseModelBitAcc``, ``PyConvModelBinaryFixed``), with every value a torch tensor on
-``device``. Per neuron layer and step, in int64::
+:func:`simulate_integer_torch` runs the same fixed-point network
+(:func:`.fixed_point.to_fixed_point`) with the same equations as :func:`.int_core.simulate_integer`
+(Lava's ``PyLifModelBitAcc``, ``PyDenseModelBitAcc``, ``PyConvModelBinaryFixed``), with every
+value a torch tensor on ``device``. Per neuron layer and step, in int64::
 
     a[t] = A(s_in[t - 1])                          Dense: (W s) << e, or >> -e (arithmetic)
                                                    Conv:  wrap24(conv(s, W << e))
@@ -31,7 +31,7 @@ sums of exact products.
 Streaming is the numpy core's: blocks of ``chunk`` steps, every layer through a block before
 the next block starts, state carried over; only one block of every layer lives on the device,
 and every block's outputs and records are copied to the host as it ends, so device memory is
-flat in ``T``. The results (:class:`.int_core.IntSimResult`) are on the host, with the numpy
+flat in ``T``. The results (:class:`.fixed_point.IntSimResult`) are on the host, with the numpy
 core's dtypes, so both paths are interchangeable.
 
 Example::
@@ -52,41 +52,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sbc_deploy.devices import resolve_device, torch_threads
 from sbc_deploy.errors import ConfigError, DataError
-from sbc_deploy.sim.int_core import (
+from sbc_deploy.sim.fixed_point import (
     ACT_SHIFT,
     CONV_BITS,
     DECAY_UNITY,
+    DEVICE_WHERE,
+    THREADS_WHERE,
     UV_MAX,
     VTH_SHIFT,
     FixedPointLayer,
     FixedPointNetwork,
     IntSimResult,
     LifState,
-    _check_blocks,
-    _drive,
-    _reset_due,
-    _threads,
+    check_blocks,
     lif_parameters,
+    reset_due,
+    run_blocks,
 )
 
 log = logging.getLogger(__name__)
 
 FLOAT64_EXACT = 1 << 53    # integers below 2**53 are exact in float64 sums
 FLOAT32_EXACT = 1 << 24    # and below 2**24 in float32 ones
-
-
-def _device(device: str | torch.device) -> torch.device:
-    """The torch device; a ConfigError when it is malformed, or CUDA is asked for and absent."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(f"not a torch device: {device!r}",
-                          where="simulate_integer(device=)") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("CUDA was asked for but is not available",
-                          where="simulate_integer(device=)")
-    return dev
 
 
 # --------------------------------------------------------------------------- neuron numerics
@@ -230,7 +219,7 @@ class _LayerRun:
         u, v, rec_a = self.u, self.v, self.rec_a
         for k in range(n):
             a_t = a_block[k] if rec_a is None else a_block[k] + rec_a
-            if _reset_due(t0 + k, self.index, self.reset_interval, self.reset_offset):
+            if reset_due(t0 + k, self.index, self.reset_interval, self.reset_offset):
                 u, v = self._zeros(), self._zeros()
             s, u, v = lif_step_int(a_t, u, v, self.u_factor, self.v_factor, self.bias, self.vth)
             out[k] = s
@@ -289,17 +278,17 @@ def simulate_integer_torch(net: FixedPointNetwork, spikes: Tensor | np.ndarray, 
         device: the torch device of every tensor of the run.
 
     Returns:
-        An :class:`.int_core.IntSimResult` on the host (the numpy core's dtypes).
+        An :class:`.fixed_point.IntSimResult` on the host (the numpy core's dtypes).
 
     Raises:
         DataError: ``spikes`` has the wrong shape or non-integer values.
         ConfigError: unknown record names, bad ``chunk``, reset settings or device, or a
             synapse whose partial sums could reach 2**53 (see the module).
     """
-    _check_blocks(chunk, reset_interval)
-    dev = _device(device)
-    with _threads(threads), torch.no_grad():
-        runs, outputs, recorded, steps, batch = _drive(
+    check_blocks(chunk, reset_interval)
+    dev = resolve_device(device, where=DEVICE_WHERE)
+    with torch_threads(threads, where=THREADS_WHERE), torch.no_grad():
+        runs, outputs, recorded, steps, batch = run_blocks(
             net, spikes, record, graded_input, chunk,
             lambda layer, index, batch, keys, source_max: _LayerRun(
                 layer, index, batch, keys, reset_interval, reset_offset, source_max, dev),
