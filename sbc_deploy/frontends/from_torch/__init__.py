@@ -265,7 +265,7 @@ def from_torch(module: nn.Module, sample: Any, source: str | None = None, *,
         "discretization": "euler", "torch_sequence": seq, "torch_root": type(module).__name__,
         "torch_steps": int(x.shape[0]) if seq else None,
     }
-    graph = builder.finish(output, metadata)
+    graph = layers.fold_batchnorms(builder.finish(output, metadata))
     log.info("from_torch: %s, %d nodes, %d edges, sequence=%s", framework, len(graph.nodes),
              len(graph.edges), seq)
     return graph

@@ -298,7 +298,7 @@ class GraphBuilder:
             return
         try:
             value = self._op(path, short, args, kwargs, traced, outputs[0])
-        except _Refused as err:
+        except Refused as err:
             value = Value.unmappable(str(err))
         self.bind(outputs[0], value)
 
@@ -319,11 +319,11 @@ class GraphBuilder:
             if out_shape is not None and all(v == first for v in values) and \
                     out_shape == first.shape:
                 return first
-            raise _Refused(f"torch.stack at {where(path)} stacks different tensors; only the "
+            raise Refused(f"torch.stack at {where(path)} stacks different tensors; only the "
                            "steps of one layer (a loop over time) can be stacked")
         if name in ("mean", "sum") and self._reduces_time(x, out):
             if first.time_reduction:
-                raise _Refused(f"{name} over time twice at {where(path)}")
+                raise Refused(f"{name} over time twice at {where(path)}")
             return replace(first, time_reduction=name)
         if name == "matmul" and len(values) == 2:
             return self.binary(path, "matmul", first, values[1], out_shape)
@@ -341,7 +341,7 @@ class GraphBuilder:
                 return first
             if name in _RESHAPE_OPS:
                 return self.reshape(first, out_shape, path)
-        raise _Refused(f"torch op '{name}' at {where(path)} on a tensor of shape "
+        raise Refused(f"torch op '{name}' at {where(path)} on a tensor of shape "
                        f"{tuple(x.shape)} has no IR equivalent; supported between layers: "
                        f"{'; '.join(SUPPORTED_OPS)}")
 
@@ -357,7 +357,7 @@ class GraphBuilder:
             return float(obj)
         if isinstance(obj, torch.Tensor) and obj.numel() == 1:
             return float(obj.item())
-        raise _Refused(f"an op at {where(path)} combines a layer's output with a constant "
+        raise Refused(f"an op at {where(path)} combines a layer's output with a constant "
                        f"tensor of shape {tuple(getattr(obj, 'shape', ()))}; not supported")
 
     def _linear(self, path: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -374,7 +374,7 @@ class GraphBuilder:
             if name in ("mul", "rmul", "imul") and both:
                 break   # a Product broadcasts size-1 axes (checked by the node)
             if isinstance(operand, Value) and operand.shape != out_shape:
-                raise _Refused(f"'{name}' at {where(path)} broadcasts a tensor of per-sample "
+                raise Refused(f"'{name}' at {where(path)} broadcasts a tensor of per-sample "
                                f"shape {operand.shape} to {out_shape}; not supported")
         if name in ("add", "radd", "iadd"):
             return _combine(a, b, alpha)
@@ -389,7 +389,7 @@ class GraphBuilder:
         if name in ("truediv", "itruediv", "div") and isinstance(a, Value) and \
                 isinstance(b, float) and b != 0:
             return _scaled(a, 1.0 / b)
-        raise _Refused(f"'{name}' at {where(path)} divides by a layer's output; not supported")
+        raise Refused(f"'{name}' at {where(path)} divides by a layer's output; not supported")
 
     def reshape(self, value: Value, out_shape: Shape, path: str) -> Value:
         """A ``Flatten`` node when ``out_shape`` merges adjacent axes of ``value.shape``."""
@@ -411,7 +411,7 @@ class GraphBuilder:
     def binary(self, path: str, kind: str, a: Value, b: Value, out_shape: Shape | None) -> Value:
         """A ``Product`` (``a * b``) or ``MatMul`` (``a @ b``) of two values."""
         if a.time_reduction or b.time_reduction:
-            raise _Refused(f"a product at {where(path)} of a tensor reduced over time")
+            raise Refused(f"a product at {where(path)} of a tensor reduced over time")
         key = (kind, a.terms, a.offset, b.terms, b.offset, a.shape, b.shape)
 
         def make() -> str:
@@ -431,7 +431,7 @@ class GraphBuilder:
         name = self.keyed(key, make)
         shape = tuple(self.nodes[name].output_shape)
         if out_shape is not None and shape != out_shape:
-            raise _Refused(f"the IR's {kind} at {where(path)} gives shape {shape}, torch "
+            raise Refused(f"the IR's {kind} at {where(path)} gives shape {shape}, torch "
                            f"{out_shape}")
         return Value.node(name, shape)
 
@@ -448,19 +448,19 @@ class GraphBuilder:
         dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
         keep = bool(kwargs.get("keepdim", args[2] if len(args) > 2 else False))
         if dims is None:
-            raise _Refused(f"'{name}' at {where(path)} reduces every axis, the batch included")
+            raise Refused(f"'{name}' at {where(path)} reduces every axis, the batch included")
         lead = self._lead(x, value)
         axes = tuple(sorted(int(d) % x.dim() - lead for d in
                             (dims if isinstance(dims, (tuple, list)) else (dims,))))
         if any(a < 0 for a in axes):
-            raise _Refused(f"'{name}' at {where(path)} reduces the batch or time axis")
+            raise Refused(f"'{name}' at {where(path)} reduces the batch or time axis")
         key = ("reduce", value.terms, value.offset, value.shape, axes, name, keep)
         node_name_ = self.keyed(key, lambda: self.add_node(
             self.unique(f"{node_name(path) if path else 'forward'}_{name}"),
             Reduce(value.shape, axes, op=name, keepdims=keep),
             replace(value, time_reduction=None), path))
         if tuple(self.nodes[node_name_].output_shape) != out_shape:
-            raise _Refused(f"'{name}' at {where(path)}: the IR's Reduce gives "
+            raise Refused(f"'{name}' at {where(path)}: the IR's Reduce gives "
                            f"{self.nodes[node_name_].output_shape}, torch {out_shape}")
         return Value.node(node_name_, out_shape, value.time_reduction)
 
@@ -478,7 +478,7 @@ class GraphBuilder:
             order = list(range(ndim))
             order[i], order[j] = order[j], order[i]
         if order[:lead] != list(range(lead)):
-            raise _Refused(f"'{name}' at {where(path)} moves the batch or time axis")
+            raise Refused(f"'{name}' at {where(path)} moves the batch or time axis")
         dims = tuple(d - lead for d in order[lead:])
         if dims == tuple(range(len(dims))):
             return value
@@ -519,15 +519,14 @@ class GraphBuilder:
     # ------------------------------------------------------------------ the graph
 
     def finish(self, output: Any, metadata: Mapping[str, Any]) -> Graph:
-        """Fold BatchNorms, add the Output node, drop what does not reach it; the Graph."""
+        """Add the Output node, drop what does not reach it; the Graph (BatchNorms still as
+        ``ChannelAffine`` nodes: ``layers.fold_batchnorms`` folds them)."""
         outputs = _tensors(output)
         value = self.value_of(outputs[0]) if outputs else None
         if value is None:
             raise UnsupportedNodeError("the forward returns no tensor computed from the sample",
                                        where=f"{self.root_type}.forward")
         check_mappable(value, "the output")
-        from sbc_deploy.frontends.from_torch.layers import fold_batchnorms
-
         self.nodes["output"] = Output(value.shape, metadata={"decoding": _decoding(self, value)})
         self.origin["output"] = ""
         self.connect(value, "output")
@@ -535,8 +534,7 @@ class GraphBuilder:
         meta = {**metadata, "output_time_reduction": value.time_reduction,
                 "torch_modules": {n: p for n, p in self.origin.items()
                                   if n in self.nodes and p}}
-        graph = Graph(self.nodes, tuple(self.edges), float(metadata["dt"]), meta, self.ports)
-        return fold_batchnorms(graph)
+        return Graph(self.nodes, tuple(self.edges), float(metadata["dt"]), meta, self.ports)
 
     def _prune(self) -> None:
         """Remove every node from which the Output cannot be reached (unused side outputs)."""
@@ -562,7 +560,7 @@ class GraphBuilder:
         return node if isinstance(node, Synapse) else None
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """An op the IR cannot express; becomes an unmappable value (raised only if used)."""
 
 
@@ -588,10 +586,10 @@ def _scaled(value: Value, factor: float) -> Value:
 def _combine(a: Value | float, b: Value | float, sign: float) -> Value:
     """``a + sign * b`` for values and numbers."""
     if isinstance(a, float) and isinstance(b, float):
-        raise _Refused("adds two numbers")
+        raise Refused("adds two numbers")
     base: Value = a if isinstance(a, Value) else b  # type: ignore[assignment]
     if isinstance(a, Value) and isinstance(b, Value) and a.time_reduction != b.time_reduction:
-        raise _Refused("adds a tensor reduced over time to one that is not")
+        raise Refused("adds a tensor reduced over time to one that is not")
     terms: dict[str, float] = {}
     offset = 0.0
     for operand, factor in ((a, 1.0), (b, sign)):

@@ -33,7 +33,7 @@ from torch import nn
 
 from sbc_deploy.errors import ShapeError, UnsupportedNodeError
 from sbc_deploy.frontends.from_snntorch import _conv_padding
-from sbc_deploy.frontends.from_torch.build import GraphBuilder, Value, node_name, where
+from sbc_deploy.frontends.from_torch.build import GraphBuilder, Refused, Value, node_name, where
 from sbc_deploy.ir import (
     AdaptiveAvgPool2d,
     Affine,
@@ -192,11 +192,9 @@ def maxpool(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: Sh
 def flatten(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: Shape) -> Value:
     if out == value.shape:
         return value
-    from sbc_deploy.frontends.from_torch.build import _Refused
-
     try:
         return b.reshape(value, out, path)
-    except _Refused as err:
+    except Refused as err:
         raise UnsupportedNodeError(str(err), where=where(path, module)) from None
 
 
