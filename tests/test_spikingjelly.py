@@ -169,3 +169,23 @@ def test_zoo_net_compressed_and_written_back_runs_in_spikingjelly(
     assert sum(mismatches.values()) == 0, {k: v for k, v in mismatches.items() if v}
     # the compressed network is a different network: its spikes differ from the dense one's
     assert any(int((rerun[k] != reference[k]).sum()) for k in rerun.files)
+
+
+@pytest.mark.parametrize("case", ("mlp_lif", "mlp_lif_nodecay", "conv_if"))
+def test_spikingjelly_nir_export_read_with_from_spikingjelly(case: str, tmp_path_factory:
+                                                             pytest.TempPathFactory) -> None:
+    """spikingjelly's own NIR export (dt 1e-4 by default, r = 1 or tau, v_leak = v_reset),
+    read with ``--from spikingjelly``: the output spikes of spikingjelly's own run. Weights are
+    not on a grid here, so a membrane exactly at the threshold (where spikingjelly's v >= thr and
+    the NIR import's v > thr differ) does not occur."""
+    folder = tmp_path_factory.getbasetemp() / "spikingjelly_nir"
+    if not (folder / "manifest.json").exists():
+        run_driver("nir", folder)
+    from sbc_deploy.frontends import load_model
+
+    graph = load_model(folder / f"{case}.nir", source="spikingjelly")
+    assert graph.dt == 1e-4 and graph.metadata["reset"] == "zero"
+    reference = np.load(folder / f"{case}.npz")
+    out = simulate(graph, torch.from_numpy(reference["x"])).outputs[graph.outputs[0]]
+    assert reference["out"].sum() >= 15
+    assert np.array_equal(out.numpy().reshape(reference["out"].shape), reference["out"])

@@ -3,6 +3,7 @@
     python spikingjelly_driver.py produce OUTDIR [CASE ...]
     python spikingjelly_driver.py rerun CASE STATE.pt INPUT.npz OUTPUT.npz [CASE STATE IN OUT ...]
     python spikingjelly_driver.py evaluate FILE.py:FACTORY STATE.pt DATA.npz OUTPUT.json
+    python spikingjelly_driver.py nir OUTDIR
 
 produce: each zoo network of spikingjelly_nets.py (its own constructor, multi-step) with weights
 on power-of-two grids, each layer's grid step chosen so that the neurons after it fire 2-30 %
@@ -13,6 +14,7 @@ whether spikingjelly's float64 run of the same network gives the same spikes and
 rerun: loads a state dict (sbc-deploy's compressed one) into the same network and runs it.
 evaluate: builds a module with the user's factory, loads a state dict, and measures its
 accuracy on labelled data (``x [N, T, *input]``, ``y``), read out as the mean output over time.
+nir: small single-step networks written by spikingjelly's own NIR exporter, with its output.
 """
 
 from __future__ import annotations
@@ -185,6 +187,51 @@ def evaluate(factory: str, state: Path, data: Path, output: Path) -> None:
                                   "versions": versions()}))
 
 
+def nir_cases() -> dict[str, nn.Module]:
+    """Single-step networks spikingjelly's exporter takes (no BatchNorm, MaxPool or soft reset:
+    it refuses or cannot trace them), weights scaled so that every layer fires."""
+    from spikingjelly.activation_based import layer, neuron
+
+    torch.manual_seed(7)
+    cases = {
+        "mlp_lif": nn.Sequential(layer.Linear(20, 16), neuron.LIFNode(tau=2.0),
+                                 layer.Linear(16, 6), neuron.LIFNode(tau=2.0)),
+        "mlp_lif_nodecay": nn.Sequential(layer.Linear(20, 16),
+                                         neuron.LIFNode(tau=4.0, decay_input=False),
+                                         layer.Linear(16, 6),
+                                         neuron.LIFNode(tau=4.0, decay_input=False)),
+        "conv_if": nn.Sequential(layer.Conv2d(2, 4, 3), neuron.IFNode(), layer.Flatten(),
+                                 layer.Linear(4 * 6 * 6, 6), neuron.IFNode()),
+    }
+    for name, net in cases.items():
+        for module in net.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                module.weight.data *= 3.0 if name != "mlp_lif" else 8.0
+    return cases
+
+
+def nir_export(outdir: Path) -> None:
+    """Each nir_cases() network written by spikingjelly's export_to_nir (its default dt) and
+    run by spikingjelly step by step: ``CASE.nir``, ``CASE.npz`` (x, out)."""
+    from spikingjelly.activation_based import functional
+    from spikingjelly.activation_based.nir_exchange import export_to_nir
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    shapes = {"mlp_lif": (20,), "mlp_lif_nodecay": (20,), "conv_if": (2, 8, 8)}
+    summary = {}
+    for name, net in nir_cases().items():
+        x = torch.from_numpy((rng.random((12, 3, *shapes[name])) < 0.3).astype(np.float32))
+        export_to_nir(net.eval(), x[0], save_path=outdir / f"{name}.nir")
+        functional.reset_net(net)
+        with torch.no_grad():
+            out = torch.stack([net(x[t]) for t in range(x.shape[0])])
+        np.savez(outdir / f"{name}.npz", x=x.numpy(), out=out.numpy())
+        summary[name] = int(out.sum())
+    (outdir / "manifest.json").write_text(json.dumps({"versions": versions(),
+                                                      "output_spikes": summary}))
+
+
 def versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -197,6 +244,8 @@ def main() -> None:
         produce(Path(args[0]), args[1:] or list(CASES))
     elif command == "rerun" and args and len(args) % 4 == 0:
         rerun(args)
+    elif command == "nir" and len(args) == 1:
+        nir_export(Path(args[0]))
     elif command == "evaluate" and len(args) == 4:
         evaluate(args[0], Path(args[1]), Path(args[2]), Path(args[3]))
     else:
