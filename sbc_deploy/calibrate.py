@@ -24,6 +24,19 @@ process adds the chunks' GEMMs straight into its totals: equal within float64 ro
 Kernels (``kernel=``): ``"smp"`` filters each layer's inputs by the SMP kernel of the neuron that
 follows it (SBC); ``"current"`` uses ``K = I`` for every layer (OBC / GPTQ / SparseGPT).
 
+Graph operations between a synapse and its neuron (issue 18): the neuron is found through
+gains, BatchNorm (``ChannelAffine``), ``Identity`` merges, pools (``MaxPool2d`` included),
+``Flatten``/``Reshape``/``Permute``/``Slice`` and ``Reduce`` (:meth:`~sbc_deploy.ir.Graph.
+synapse_layers`); the layer's Hessian is then taken on its own output positions filtered by that
+neuron's ``K``. For a max pool on the currents (Spikformer's Conv-BN-MaxPool-LIF) this covers
+every candidate of each window, not the data-dependent winner. Where the rows reach the neuron
+through a reshape, the neuron's parameters are taken per row by their mean
+(:func:`~sbc_deploy.ir.transforms.neuron_per_row`; exact for one time constant per layer). A
+``Product`` or ``MatMul`` after a synapse (its current times another activation) leaves the
+layer without a neuron kernel: it is calibrated on its current, ``K = I``. Weightless nodes have
+no Hessian: the Q, K, V, projection and MLP layers of an attention block are ordinary synapse
+layers, each with the kernel of the neuron after it.
+
 The :class:`Calibration` keeps a reference to its data, kernel and batch size, so that a
 sequential compression (GPTQ-style, each layer calibrated on the already-compressed layers before
 it) can re-run it on a partly compressed graph with :meth:`Calibration.recompute`; the pipeline
@@ -61,7 +74,8 @@ from sbc_deploy.compress.hessian import (
 )
 from sbc_deploy.devices import resolve_device, torch_threads
 from sbc_deploy.errors import ConfigError, DataError
-from sbc_deploy.ir import Graph, Neuron, Scale, SynapseLayer
+from sbc_deploy.ir import ChannelAffine, Graph, Neuron, Scale, SynapseLayer
+from sbc_deploy.ir.transforms import neuron_per_row
 from sbc_deploy.sim import simulate
 
 log = logging.getLogger(__name__)
@@ -159,7 +173,9 @@ def layer_row_weight(graph: Graph, layer: SynapseLayer, kernel: str) -> np.ndarr
         node = graph.nodes[current]
         if isinstance(node, Scale):
             weight = weight * per_row(node.scale, n_out, f"{current}.scale")
-    neuron: Neuron = layer.neuron
+        elif isinstance(node, ChannelAffine) and node.input_shape[0] == n_out:
+            weight = weight * node.scale   # a BatchNorm left between synapse and neuron
+    neuron: Neuron = neuron_per_row(graph, layer)  # type: ignore[assignment]
     weight = weight * per_row(neuron.gain, n_out, f"{layer.neuron_name}.gain")
     gain_syn = getattr(neuron, "gain_syn", None)
     if gain_syn is not None:
@@ -271,7 +287,8 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
     for layer in synapse_layers:
         if layer.name not in wanted:
             continue
-        kernels, groups = kernel_for_neuron(layer.neuron, layer.synapse.out_channels, kind=kernel,
+        kernels, groups = kernel_for_neuron(neuron_per_row(graph, layer),
+                                            layer.synapse.out_channels, kind=kernel,
                                             max_groups=max_groups)
         accumulators[layer.name] = HessianAccumulator(
             layer.synapse, kernels, groups, layer_row_weight(graph, layer, kernel), device=dev,

@@ -81,6 +81,7 @@ from typing import Any
 from sbc_deploy.compress.hessian import conv_groups, kernel_for_neuron
 from sbc_deploy.errors import ConfigError
 from sbc_deploy.ir import Conv2d, Graph
+from sbc_deploy.ir.transforms import neuron_per_row
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +222,8 @@ def _layers(graph: Graph, kernel: str, max_groups: int) -> list[_LayerSize]:
     for layer in graph.synapse_layers():
         syn = layer.synapse
         n_in = math.prod(int(v) for v in syn.weight.shape[1:])
-        kernels, _ = kernel_for_neuron(layer.neuron, syn.out_channels, kind=kernel,
-                                       max_groups=max_groups)
+        kernels, _ = kernel_for_neuron(neuron_per_row(graph, layer), syn.out_channels,
+                                       kind=kernel, max_groups=max_groups)
         sizes.append(_LayerSize(layer.name, n_in, int(syn.weight.shape[0]), len(kernels),
                                 len(kernels) * conv_groups(syn),
                                 int(math.prod(syn.weight.shape)),
@@ -277,6 +278,10 @@ def _live_values(graph: Graph, *, hook: bool) -> int:
             out = _size(node, "output_shape")
             preds = graph.predecessors(name)
             summed = _size(node, "input_shape") if len(preds) > 1 else 0
+            if node.ports:   # Product / MatMul: the sum of each port's edges, then the output
+                summed = sum(math.prod(node.port_shape(port))
+                             for port, sources in graph.operands(name).items()
+                             if len(sources) > 1)
             if isinstance(node, Neuron):
                 work += 3 * out + summed
             elif isinstance(node, Synapse):

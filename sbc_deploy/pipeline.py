@@ -591,7 +591,8 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                 energy_terms=tuple(EnergyTerm(*term, evidence=_grade(grades, term.name))
                                    for term in energy.terms) if energy else (),
                 ann_equivalent=dict(energy.ann_equivalent) if energy else {},
-                exports=final_exports, notes=tuple(notes)))
+                exports=final_exports, notes=tuple(notes),
+                chip_host_split=checked.split.to_dict() if checked.split else {}))
             results.append(TargetResult(target, compressed, config, stats, checked))
             if after.activity is not None:
                 activity[target.name] = after.activity.to_dict()
@@ -669,7 +670,8 @@ def check_only(model: str | Path | Graph, targets: Sequence[str | Path | Target]
                                                               None, None, {}, {})),
                 violations=_violation_rows(checked),
                 cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
-                cores=_core_rows(checked.mapping), limits=_limits(target)))
+                cores=_core_rows(checked.mapping), limits=_limits(target),
+                chip_host_split=checked.split.to_dict() if checked.split else {}))
     name = "graph given in memory" if isinstance(model, Graph) else str(model)
     return Report(model=name, dt=graph.dt, reset=graph.metadata.get("reset"),
                   targets=tuple(reports), timings_s=dict(clock.timings), versions=_versions())

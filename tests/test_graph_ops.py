@@ -371,3 +371,32 @@ def test_lower_adaptive_pools(rng):
     x = torch.from_numpy(spikes(rng, 4, 2, (2, 16, 16)))
     torch.testing.assert_close(simulate(lowered, x, dtype=F64).outputs["out"],
                                simulate(graph, x, dtype=F64).outputs["out"], rtol=0, atol=0)
+
+
+def test_synops_count_merged_and_pooled_spikes_as_events(rng):
+    """A dense layer reading MaxPool(lif_a + lif_b): each input value v (0, 1 or 2) is v events
+    over the column's non-zero synapses (the integer event rule), known structurally."""
+    from sbc_deploy.sim.streaming import SynOpsCounter, integer_values
+
+    shape = (3, 8, 8)
+    weight = rng.normal(0, 1.0, (5, 48))
+    weight[:, ::3] = 0.0                        # pruned columns carry no SynOps
+    nodes = {"in": Input((2, 8, 8)),
+             "ca": Conv2d(rng.normal(0, 1.2, (3, 2, 3, 3)), (2, 8, 8), padding=1),
+             "cb": Conv2d(rng.normal(0, 1.2, (3, 2, 3, 3)), (2, 8, 8), padding=1),
+             "la": lif(shape), "lb": lif(shape), "sum": Identity(shape),
+             "pool": MaxPool2d(2, shape), "flat": Reshape((3, 4, 4), (48,)),
+             "fc": Affine(weight), "out": Output((5,))}
+    edges = [("in", "ca"), ("in", "cb"), ("ca", "la"), ("cb", "lb"), ("la", "sum"),
+             ("lb", "sum"), ("sum", "pool"), ("pool", "flat"), ("flat", "fc"), ("fc", "out")]
+    graph = Graph(nodes, edges, 1e-3)
+    assert integer_values(graph)["flat"] == (True, True)
+    x = torch.from_numpy(spikes(rng, 6, 4, (2, 8, 8)))
+    counter = SynOpsCounter(graph, steps=6, batch=4)
+    result = simulate(graph, x, on_synapse_input=counter, record=["flat"])
+    values = result.recorded["flat"].numpy()                # [T, B, 48] in {0, 1, 2}
+    assert set(np.unique(values)) == {0.0, 1.0, 2.0}
+    fan_out = np.count_nonzero(weight, axis=0)
+    expected = (values.sum(axis=1) * fan_out).sum(axis=1)   # per step, over the batch
+    np.testing.assert_array_equal(counter.report().layer("fc").synops, expected)
+    assert not counter.report().layer("fc").graded

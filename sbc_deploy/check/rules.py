@@ -29,7 +29,15 @@ from sbc_deploy.check.mapping import (
     synapse_target,
 )
 from sbc_deploy.errors import SbcDeployError
-from sbc_deploy.ir import Affine, Delay, Graph, Neuron, Synapse, WeightEncoding
+from sbc_deploy.ir import (
+    OPERATION_TYPES,
+    Affine,
+    Delay,
+    Graph,
+    Neuron,
+    Synapse,
+    WeightEncoding,
+)
 from sbc_deploy.ir.encoding import mantissa_range
 from sbc_deploy.targets import Target
 
@@ -108,7 +116,9 @@ def supported_layer_types(graph: Graph, target: Target) -> Iterator[Violation]:
 
     A pool on a target that exports netx is accepted when the netx exporter folds it into the
     neighbouring convolution or dense layer (netx has no pool layer; the folded layer is what
-    runs, and :func:`fan_in` counts its synapses).
+    runs, and :func:`fan_in` counts its synapses). A weightless graph operation (max pool,
+    product of activations, reshape, ... ``ir.OPERATION_TYPES``) the target cannot run is a
+    warning: it runs on the host, and the chip / host split (``check.split``) says where.
     """
     allowed = target.layers.node_kinds
     pools = [name for name in graph.topological_order
@@ -122,6 +132,12 @@ def supported_layer_types(graph: Graph, target: Target) -> Iterator[Violation]:
         if name in pools and fold_error is None:
             continue
         reason = f"; the netx export cannot fold it ({fold_error})" if name in pools else ""
+        if isinstance(node, OPERATION_TYPES):
+            # a weightless operation stays on the host; the split says where the data crosses
+            yield Violation(name, "supported_layer_types", _kinds(allowed), node.kind,
+                            f"{target.name} has no {node.kind} layer: it runs on the host "
+                            "(see the chip / host split)", "warning")
+            continue
         yield Violation(name, "supported_layer_types", _kinds(allowed), node.kind,
                         f"{target.name} has no {node.kind} layer (supported: {_kinds(allowed)})"
                         + reason, _severity(target, "layers.node_kinds"))
@@ -228,8 +244,15 @@ def _dense_self_recurrences(graph: Graph) -> dict[str, str]:
     return found
 
 
+def _on_host(node: Any, target: Target) -> bool:
+    """A weightless graph operation the target lacks: it runs on the host (``check.split``)."""
+    return isinstance(node, OPERATION_TYPES) and node.kind not in target.layers.node_kinds
+
+
 def topology(graph: Graph, target: Target) -> Iterator[Violation]:
-    """The graph has a shape the target's format can express (``[layers] topology``)."""
+    """The graph has a shape the target's format can express (``[layers] topology``); branches
+    and merges at graph operations the host runs (a product's two operands, a residual sum the
+    target has no layer for) are the host's, not the chip's."""
     kind = target.layers.topology
     rule, severity = "topology", _severity(target, "layers.topology")
     if kind == "any":
@@ -256,8 +279,8 @@ def topology(graph: Graph, target: Target) -> Iterator[Violation]:
             yield Violation("graph", rule, 1, count, f"{target.name}'s format holds one chain: "
                             f"1 input and 1 output, this graph has {count} {what}", severity)
     for name in graph.topological_order:
-        if name in allowed:
-            continue
+        if name in allowed or _on_host(graph.nodes[name], target):
+            continue   # a graph operation the host runs may branch and merge as it likes
         outs = [d for s, d in edges if s == name]
         ins = [s for s, d in edges if d == name]
         if len(outs) > 1:

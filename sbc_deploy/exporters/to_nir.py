@@ -41,6 +41,7 @@ import numpy as np
 from sbc_deploy import __version__
 from sbc_deploy.errors import ExportError
 from sbc_deploy.exporters.nir_consumers import adapt
+from sbc_deploy.exporters.nir_ops import OPERATION_WRITERS, refusal
 from sbc_deploy.fileio import check_writable, write_atomic
 from sbc_deploy.frontends.conventions import CONSUMERS, CONVENTIONS, Convention
 from sbc_deploy.ir import (
@@ -350,6 +351,11 @@ def export_nir(graph: Graph, *, nir_for: str = "nir") -> NirExport:
     if nir_for not in CONSUMERS:
         raise ExportError(f"unknown NIR consumer {nir_for!r}; known: {', '.join(CONSUMERS)}",
                           where="--nir-for")
+    for name in graph.topological_order:   # before any consumer adaptation rebuilds the graph
+        why = refusal(graph.nodes[name])
+        if why:
+            raise ExportError(f"no NIR equivalent for IR node kind {graph.nodes[name].kind}: "
+                              f"{why}", where=f"node '{name}'")
     discretization = graph.metadata.get("discretization")
     if discretization not in ("euler", "exact"):
         discretization = "euler"
@@ -367,10 +373,11 @@ def export_nir(graph: Graph, *, nir_for: str = "nir") -> NirExport:
     nodes: dict[str, nir.NIRNode] = {}
     per_channel: list[str] = []
     for name, node in graph.nodes.items():
-        writer = _WRITERS.get(type(node))
+        writer = _WRITERS.get(type(node)) or OPERATION_WRITERS.get(type(node))
         if writer is None:
-            raise ExportError(f"no NIR equivalent for IR node kind {node.kind}",
-                              where=f"node '{name}'")
+            why = refusal(node)   # the graph operations NIR lacks say what it lacks
+            raise ExportError(f"no NIR equivalent for IR node kind {node.kind}"
+                              + (f": {why}" if why else ""), where=f"node '{name}'")
         ctx = _Ctx(name, dt, discretization, nir_for)
         nodes[name] = _keep_spike_variant(writer(node, ctx), node)
         if ctx.per_channel:

@@ -21,13 +21,34 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from sbc_deploy.ir.encoding import frozen_array
-from sbc_deploy.ir.graph import Graph
-from sbc_deploy.ir.nodes import AdaptiveAvgPool2d, ChannelAffine, Node, Synapse
+from sbc_deploy.ir.graph import Graph, SynapseLayer
+from sbc_deploy.ir.nodes import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    ChannelAffine,
+    Flatten,
+    Identity,
+    MaxPool2d,
+    Neuron,
+    Node,
+    Reduce,
+    Scale,
+    SumPool2d,
+    Synapse,
+)
+
+log = logging.getLogger(__name__)
+
+# Nodes between a synapse and its neuron after which neuron element k still belongs to the
+# synapse's output row (channel) k // (size / rows), channel-major.
+_KEEPS_ROWS = (Scale, ChannelAffine, Identity, SumPool2d, AvgPool2d, MaxPool2d,
+               AdaptiveAvgPool2d, Flatten)
 
 
 @dataclass(frozen=True)
@@ -124,3 +145,40 @@ def lower_adaptive_pools(graph: Graph) -> Graph:
             if lowered is not None:
                 changes[name] = lowered
     return graph.replace_nodes(changes) if changes else graph
+
+
+def neuron_per_row(graph: Graph, layer: SynapseLayer) -> Neuron | None:
+    """The layer's neuron as its output rows see it (for per-row SMP kernels and gains).
+
+    Through nodes that keep the channel axis in place (gains, pools, Flatten, a Reduce over
+    other axes) that is the neuron itself: element ``k`` of the neuron reads row
+    ``k // (size / rows)``. Through a Permute, Reshape, Slice or a Reduce over the channel axis
+    the rows no longer line up with the neuron's elements; the neuron is then returned with
+    every parameter set to its mean, one value per row (exact for the usual neuron layer with
+    one time constant and threshold; a logged approximation otherwise).
+    """
+    neuron = layer.neuron
+    if neuron is None:
+        return None
+    current = layer.name
+    aligned = True
+    while current != layer.neuron_name:
+        (current,) = graph.successors(current)
+        node = graph.nodes[current]
+        if isinstance(node, Neuron):
+            break
+        if isinstance(node, Reduce) and 0 not in node.axes:
+            continue
+        if not isinstance(node, _KEEPS_ROWS):
+            aligned = False
+    rows = layer.synapse.out_channels
+    if aligned and neuron.shape and int(np.prod(neuron.shape)) % rows == 0:
+        return neuron
+    changes = {}
+    for name in neuron._params:
+        values = np.asarray(getattr(neuron, name), dtype=np.float64)
+        if not np.all(values == values.reshape(-1)[0]):
+            log.info("%s.%s varies across neurons; layer %s's rows reach the neurons through "
+                     "a reshape, so each row uses its mean", layer.neuron_name, name, layer.name)
+        changes[name] = np.full(rows, values.mean())
+    return neuron.replace(**changes)  # type: ignore[return-value]

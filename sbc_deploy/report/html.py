@@ -329,6 +329,25 @@ def _violations(t: TargetReport) -> str:
           v.message, getattr(v, "remedy", None) or ""] for v in t.violations], wide=(5, 6))
 
 
+def _split_section(t: TargetReport) -> str:
+    """What runs on the chip and what stays on the host (plain tables; ``chip_host_split``)."""
+    split = t.chip_host_split
+    if not split or split.get("all_on_chip"):
+        return ""
+    parts = ["<h3>Chip / host split</h3>", f"<p>{html.escape(split['summary'])}.</p>",
+             table(["part", "runs on", "nodes"],
+                   [[k + 1, s["device"], ", ".join(s["nodes"])]
+                    for k, s in enumerate(split["segments"])], numeric=(0,), wide=(2,)),
+             table(["host node", "kind", "why"],
+                   [[h["node"], h["kind"], h["reason"]] for h in split["host"]], wide=(2,))]
+    if split["transfers"]:
+        parts.append(table(["from", "to", "direction", "values / step", "values are"],
+                           [[x["from"], x["to"], x["direction"], x["values_per_step"],
+                             "spikes" if x["spikes"] else "graded"]
+                            for x in split["transfers"]], numeric=(3,)))
+    return "".join(parts)
+
+
 def _compare(report: Report) -> str:
     targets = report.targets
     rows_cores = [Row(t.target, (Bar(t.cores_used, COLORS["neutral"], "cores used",
@@ -409,6 +428,7 @@ def to_html(report: Report) -> str:
         parts.append(f"<h2>{html.escape(t.target)}: {html.escape(t.description)}</h2>")
         parts.append(f'<p class="muted">method {html.escape(t.method)}</p>')
         parts.append(_fit_section(t))
+        parts.append(_split_section(t))
         parts.append(_violations(t))
         parts.append(_cost_section(t, single=len(report.targets) == 1))
         parts.append(_save_section(t))

@@ -142,6 +142,8 @@ class TargetReport:
     ann_equivalent: Mapping[str, Any] = field(default_factory=dict)
     exports: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # where each node runs: check.split.ChipHostSplit.to_dict() (empty: not computed)
+    chip_host_split: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def fits(self) -> bool:
@@ -207,4 +209,5 @@ def _target_dict(report: TargetReport) -> dict[str, Any]:
     data["ann_equivalent"] = dict(report.ann_equivalent)
     data["exports"] = dict(report.exports)
     data["notes"] = list(report.notes)
+    data["chip_host_split"] = dict(report.chip_host_split)
     return data

@@ -133,6 +133,25 @@ def _core_table(t: TargetReport) -> list[str]:
                    "memory use (fullest core)"], rows)
 
 
+def _split_markdown(t: TargetReport) -> list[str]:
+    """What runs on the chip and what stays on the host (``chip_host_split``)."""
+    split = t.chip_host_split
+    if not split or split.get("all_on_chip"):
+        return []
+    out = ["### Chip / host split", "", f"{split['summary']}.", ""]
+    out += _table(["part", "runs on", "nodes"],
+                  [[k + 1, s["device"], ", ".join(s["nodes"])]
+                   for k, s in enumerate(split["segments"])]) + [""]
+    out += _table(["host node", "kind", "why"],
+                  [[h["node"], h["kind"], h["reason"]] for h in split["host"]]) + [""]
+    if split["transfers"]:
+        out += _table(["from", "to", "direction", "values / step", "values are"],
+                      [[x["from"], x["to"], x["direction"], x["values_per_step"],
+                        "spikes" if x["spikes"] else "graded"]
+                       for x in split["transfers"]]) + [""]
+    return out
+
+
 def _target_markdown(t: TargetReport) -> list[str]:
     out = [f"## {t.target}: {t.description}", "",
            f"Method: {t.method}. Fits: {'yes' if t.fits else 'no'}. Cores used: {_cores(t)}.", ""]
@@ -149,6 +168,7 @@ def _target_markdown(t: TargetReport) -> list[str]:
           f"{layer.fan_in_max} / {limit if limit else 'no limit'}", layer.storage or "n/a",
           bits(layer.memory_bits_dense), bits(layer.memory_bits_sparse),
           storage_reason(t, layer)] for layer in t.layers]) + [""]
+    out += _split_markdown(t)
     errors = [v for v in t.violations if v.severity == "error"]
     warnings = len(t.violations) - len(errors)
     out += [f"### Violations ({len(errors)} errors, {warnings} warnings)", ""]

@@ -956,10 +956,11 @@ def _rest_outputs(graph: Graph, kernels: Mapping[str, _Kernel], unit: Sequence[s
             continue
         if isinstance(kernel, _BinaryKernel):   # a product of the operands at rest
             operands = []
-            for port, shape in (("a", node.a_shape), ("b", node.b_shape)):
-                terms = [rest[src] for src in graph.operands(name)[port]
+            for port, sources in graph.operands(name).items():
+                terms = [rest[src] for src in sources
                          if src in members and (src, name) not in recurrent]
-                operands.append(_sum(terms) if terms else like.new_zeros((batch, *shape)))
+                operands.append(_sum(terms) if terms else
+                                like.new_zeros((batch, *node.port_shape(port))))
             rest[name] = kernel.combine(*operands)
             continue
         terms = [rest[src] for src in graph.predecessors(name)
