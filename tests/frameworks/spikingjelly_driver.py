@@ -155,7 +155,7 @@ def produce(outdir: Path, cases: list[str]) -> None:
 
 def rerun(args: list[str]) -> None:
     for i in range(0, len(args), 4):
-        case, state, inputs, output = args[i], Path(args[i + 1]), Path(args[i + 2]), Path(args[i + 3])
+        case, state, inputs, output = args[i], *(Path(a) for a in args[i + 1:i + 4])
         net = build(case)
         net.load_state_dict(torch.load(state, map_location="cpu", weights_only=True))
         out, spikes = run(net, torch.from_numpy(np.load(inputs)["x"]))

@@ -385,7 +385,8 @@ class GraphBuilder:
         if name in ("mul", "rmul", "imul"):
             if isinstance(a, Value) and isinstance(b, Value):
                 return self.binary(path, "product", a, b, out_shape)
-            return _scaled(a, b) if isinstance(a, Value) else _scaled(b, a)  # type: ignore[arg-type]
+            return (_scaled(a, b) if isinstance(a, Value)  # type: ignore[arg-type]
+                    else _scaled(b, a))  # type: ignore[arg-type]
         if name in ("truediv", "itruediv", "div") and isinstance(a, Value) and \
                 isinstance(b, float) and b != 0:
             return _scaled(a, 1.0 / b)
