@@ -162,7 +162,9 @@ def test_zoo_net_compressed_and_written_back_runs_in_spikingjelly(
                                  magnitude)
     weights = [compressed.nodes[n].weight for n in names]
     sparsity = 1 - sum(np.count_nonzero(w) for w in weights) / sum(w.size for w in weights)
-    assert 0.49 <= sparsity <= 0.51
+    # >= 50 %: the solvers prune exactly half of each layer, and SBC/OBC also zero the weights
+    # of inputs that never fire in the calibration data (zero Hessian diagonal, as GPTQ does)
+    assert 0.49 <= sparsity <= 0.6
     compressed = compressed.replace_nodes({n: compressed.nodes[n].with_weight(
         np.round(np.asarray(compressed.nodes[n].weight) * 2**SNAP) / 2**SNAP) for n in names})
     state = tmp_path / "compressed.pt"
@@ -210,8 +212,9 @@ def test_csnn_example_through_the_cli_factory_path(tmp_path: Path) -> None:
     the dense accuracy equals spikingjelly's own (run in its environment) within 0.5 pt, SBC at
     70 % loses at most 2 pt, SBC at 90 % beats magnitude pruning at 90 % by 20 pt or more, and
     the written-back state dict, run by spikingjelly, gives the report's compressed accuracy
-    within 1 pt. No export is asked for (``--export ''``): Loihi's netx cannot hold
-    spikingjelly's v >= threshold, and MaxPool is reported as a host-side layer."""
+    within 1 pt. ONNX is the export (``--export onnx``): Loihi's netx cannot hold
+    spikingjelly's v >= threshold, and NIR has no max-pooling; loihi2 runs the MaxPools on the
+    host (the report's chip / host split)."""
     from sbc_deploy.cli import main
     from sbc_deploy.data import read_npz
 
@@ -227,8 +230,8 @@ def test_csnn_example_through_the_cli_factory_path(tmp_path: Path) -> None:
         code = main([factory, "--weights", str(weights), "--from", "spikingjelly",
                      "--target", "loihi2", "--calib", str(BUNDLED / "nmnist_calib.npz"),
                      "--eval", str(subset), "--method", method, "--sparsity", sparsity,
-                     "--max-drop", "none", "--export", "", "-o", str(out), "--quiet"])
-        assert code in (0, 1), code   # 1: loihi2 runs no MaxPool (the report says so)
+                     "--max-drop", "none", "--export", "onnx", "-o", str(out), "--quiet"])
+        assert code == 0, code
         reports[name] = json.loads((out / "report.json").read_text())["accuracy"]
     dense = reports["sbc70"]["dense_float"]
     for name, accuracy in reports.items():
