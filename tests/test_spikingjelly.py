@@ -231,7 +231,8 @@ def test_csnn_example_through_the_cli_factory_path(tmp_path: Path) -> None:
                      "--target", "loihi2", "--calib", str(BUNDLED / "nmnist_calib.npz"),
                      "--eval", str(subset), "--method", method, "--sparsity", sparsity,
                      "--max-drop", "none", "--export", "onnx", "-o", str(out), "--quiet"])
-        assert code == 0, code
+        # magnitude pruning at 90 % silences the output layer: a quality guard, exit 1
+        assert code == (1 if method == "magnitude" else 0), code
         reports[name] = json.loads((out / "report.json").read_text())["accuracy"]
     dense = reports["sbc70"]["dense_float"]
     for name, accuracy in reports.items():
