@@ -323,14 +323,13 @@ SPIKINGJELLY = Convention(
             f"{_SJ}:spikingjelly/activation_based/surrogate.py (heaviside)",
         "hard reset V = V_reset where spiking; v_reset=None: V = H - V_threshold * S":
             f"{_SJ}:spikingjelly/activation_based/neuron/base_node.py, _ops/reset.py",
-        "the torch module itself (from_torch) maps tau in steps, decay_input, v_reset=None as "
-        "subtract": "sbc_deploy/frontends/from_torch/neurons.py",
     },
     notes=("spikingjelly fires at v >= threshold; the NIR import reads the threshold as the IR's "
            "v > threshold (from_torch stores the largest float32 below it instead, exact in "
            "float32)",
            "spikingjelly's exporter traces with torch.fx and stops at BatchNorm's x.dim() check, "
-           "MaxPool and torch.flatten in forward: import the module itself (FILE.py:FACTORY)"))
+           "MaxPool and torch.flatten in forward: import the module itself (FILE.py:FACTORY; "
+           "sbc_deploy/frontends/from_torch/neurons.py maps its neurons with the same facts)"))
 
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in
                                       (NIR, SNNTORCH, NORSE, SINABS, ROCKPOOL, SPYX, LAVA_DL,
