@@ -349,3 +349,22 @@ def test_cli_factory_path_writes_the_compressed_state_dict(factory: Path, tmp_pa
     assert set(state) == {"fc.weight"} and 0.45 < float((weight == 0).float().mean()) < 0.55
     manifest = (out / "manifest.json").read_text()
     assert STATE_DICT_FILE in manifest and "w.pth" in manifest and "net.py" in manifest
+
+
+def test_oneshot_returns_a_compressed_copy_and_leaves_the_module_alone(factory: Path,
+                                                                        tmp_path: Path) -> None:
+    import sbc_deploy as sd
+
+    module = load_factory(f"{factory}:build")
+    torch.manual_seed(1)
+    module.fc.weight.data = torch.randn(10, 2312) * 0.2
+    before = module.fc.weight.detach().clone()
+    x = (np.random.default_rng(1).random((6, 5, 2, 34, 34)) < 0.2).astype(np.float32)
+    compressed, report, graph = sd.oneshot(module, x, target="generic", dt=0.01,
+                                           config=sd.SBCConfig(sparsity=0.5), max_drop=None,
+                                           export=("onnx",), out_dir=tmp_path / "out")
+    assert torch.equal(module.fc.weight, before)
+    weight = compressed.fc.weight.detach().numpy()
+    assert np.array_equal(weight, np.asarray(graph.nodes["fc"].weight, dtype=np.float32))
+    assert 0.49 <= float((weight == 0).mean()) <= 0.6 and report.targets[0].method == "sbc"
+    assert (tmp_path / "out" / STATE_DICT_FILE).is_file()
