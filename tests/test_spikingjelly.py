@@ -14,8 +14,9 @@ spikingjelly``; ``SBC_FW_VENVS`` points elsewhere) through tests/frameworks/spik
   ``compressed_state_dict`` and re-run by spikingjelly (``rerun``), which must give the
   compressed graph's outputs and spikes exactly.
 
-Cost: the driver's ``produce`` takes ~1-3 min on this 2-core machine (weight tuning runs each
-network ~50 times), each ``rerun`` 5-10 s, the imports and simulations a few seconds per net.
+Cost, measured on this 2-core machine under a load average of 7-10: the whole file ~6 min
+(``produce`` ~1 min, weight tuning runs each network ~50 times; each zoo net's import a few
+seconds, its compression and ``rerun`` 10-50 s, VGG the most; the CSNN example ~2 min).
 """
 
 from __future__ import annotations
