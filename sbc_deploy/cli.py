@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sbc_deploy.errors import GuardError, SbcDeployError
+from sbc_deploy.untrusted import shown, shown_lines
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 COMMANDS = ("inspect", "check", "targets", "simulate")
@@ -35,7 +36,26 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so ``main`` returns the exit code."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise _UsageError(f"{self.prog}: {message}")
+        raise _UsageError(f"{self.prog}: {message}{self._suggestion(message)}")
+
+    def _suggestion(self, message: str) -> str:
+        """``; did you mean --sparsity?`` for each misspelt flag of an argparse message."""
+        import difflib
+
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return ""
+        known = [s for action in self._actions for s in action.option_strings
+                 if s.startswith("--")]
+        hints = []
+        for word in message[len(prefix):].split():
+            flag = word.split("=", 1)[0]
+            if not flag.startswith("--"):
+                continue
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.75)
+            if close:
+                hints.append(f"{flag}: did you mean {close[0]}?")
+        return "".join(f"\n  {hint}" for hint in hints)
 
 
 class _UsageError(Exception):
@@ -197,8 +217,8 @@ def deploy_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--out", default="sbc-out", metavar="OUTDIR",
                         help="output folder (default: ./sbc-out)")
     parser.add_argument("--device", default="cpu", metavar="DEVICE",
-                        help="torch device of calibration, compression and the float simulator: "
-                             "cpu (default), cuda, cuda:N (the integer core runs on the CPU)")
+                        help="torch device of calibration, compression, the float simulator "
+                             "and the integer core: cpu (default), cuda, cuda:N")
     parser.add_argument("--eval-limit", type=_positive_int, metavar="N",
                         help="evaluate on the first N samples only (quick runs)")
     from sbc_deploy.frontends.conventions import CONSUMERS
@@ -211,6 +231,12 @@ def deploy_parser() -> argparse.ArgumentParser:
                         help="accuracy points the compressed network may lose against the dense "
                              "one, on the float simulator and on the integer core (default: 5; "
                              "'none' turns the guard off); more is exit 1")
+    from sbc_deploy.report.summary import RANKINGS
+
+    parser.add_argument("--rank-by", choices=tuple(RANKINGS), default="energy",
+                        help=("how the report ranks the targets that fit: " + "; ".join(
+                            f"{k}: {v}" for k, v in RANKINGS.items())
+                              + " (default: energy)").replace("%", "%%"))
     _output_options(parser)
     _model_options(parser)
     parser.add_argument("--memory-budget", type=_memory_size, default=None, metavar="SIZE",
@@ -388,9 +414,9 @@ def _run_check(args: argparse.Namespace) -> int:
             written = write_report(report, folder)
         written = {k: Path(args.out) / Path(p).name for k, p in written.items()}
         written["manifest"] = Path(args.out) / MANIFEST
-    print(to_markdown(report) if args.report else check_verdict(report))
+    print(to_markdown(report) if args.report else check_verdict(report, written=bool(args.out)))
     for path in written.values():
-        print(f"wrote {path}")
+        print(f"wrote {shown(path)}")
     return EXIT_OK if report.fits else EXIT_VIOLATION
 
 
@@ -410,16 +436,17 @@ def _run_deploy(args: argparse.Namespace) -> int:
         nir_for=args.nir_for, max_drop=args.max_drop, force=args.force,
         command=("sbc-deploy", *_ARGV), memory_budget=args.memory_budget,
         distributed=args.distributed, hessian_precision=args.hessian_precision,
-        calib_row_fraction=args.calib_row_fraction, device=args.device)
+        calib_row_fraction=args.calib_row_fraction, device=args.device, rank_by=args.rank_by)
     request = _module_request(args, request)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
+    _log_summary()  # repeated warnings, once each, before the summary
     if result.report is None:  # a --distributed process other than rank 0: rank 0 reports
         return EXIT_OK
     _print_summary(result)
     for f in result.report.findings:
-        print(f"  [{f.severity}] {f.code} {f.where or '-'}: {f.message}"
-              + (f" (hint: {f.hint})" if f.hint else ""))
+        print(f"  [{f.severity}] {f.code} {shown(f.where or '-')}: {shown(f.message)}"
+              + (f" (hint: {shown(f.hint)})" if f.hint else ""))
     errors = sum(f.severity == "error" for f in result.report.findings)
     if errors:
         print(f"quality guards: {errors} error(s); the result is not usable as it is (exit 1)")
@@ -461,34 +488,54 @@ def _module_request(args: argparse.Namespace, request: Any) -> Any:
 
 
 def _print_summary(result: Any) -> None:
-    from sbc_deploy.report.vocabulary import labels
+    """The figures to decide from, per target (report/summary.py), then the ranking."""
+    from sbc_deploy.report.summary import RANKINGS, ann_remark, borrowed_notes, summary_lines
+    from sbc_deploy.report.vocabulary import layer_label
 
     report = result.report
     for t in report.targets:
-        acc = t.accuracy
-        parts = [f"{t.target}: {'fits' if t.fits else f'{len(t.violations)} violation(s)'}"]
-        if t.cores_used is not None:
-            parts.append(f"cores {t.cores_used}" + (f"/{t.cores_available}" if t.cores_available
-                                                   else ""))
-        for label, value in (("dense", acc.dense_float), ("compressed", acc.compressed_float),
-                             ("integer", acc.compressed_integer)):
-            if value is not None:
-                parts.append(f"acc {label} {100 * value:.2f}%")
-        if t.energy_j.compressed is not None:
-            parts.append(f"energy {t.energy_j.compressed * 1e6:.3g} uJ/sample")
-        print(", ".join(parts))
-        names = labels(t)
-        for v in t.violations:
-            layer = names.get(v.layer or "", v.layer or "-")
-            print(f"  [{v.severity}] {layer}: {v.rule}: {v.message}")
+        for line in summary_lines(t):
+            print(shown(line))
+        errors = [v for v in t.violations if v.severity == "error"]
+        for v in errors[:5]:
+            print(f"  [{v.severity}] {shown(layer_label(t, v.layer))}: {v.rule}: "
+                  f"{shown(v.message)}")
             if getattr(v, "remedy", None):
-                print(f"      remedy: {v.remedy}")
+                print(f"      remedy: {shown(v.remedy)}")
+        if len(errors) > 5:
+            print(f"  ... and {len(errors) - 5} more violation(s): see report.md")
+        remark = ann_remark(t)
+        if remark:
+            print(f"  note: {shown(remark)}")
+    for note in borrowed_notes(report.targets):
+        print(f"note: {shown(note)}")
+    if len(report.targets) > 1 and report.ranking:
+        print(f"ranking ({RANKINGS.get(report.rank_by or 'energy', report.rank_by)}):")
+        for entry in report.ranking:
+            place = f"{entry['rank']}." if entry["rank"] else "--"
+            tail = (f" {_ranked_value(report, entry)}" if entry["fits"] else
+                    f" does not fit: {shown(entry['reason'])}")
+            print(f"  {place} {shown(entry['target'])}{tail}")
+
+
+def _ranked_value(report: Any, entry: Any) -> str:
+    """What a ranked target was ranked by, as the report writes it."""
+    from sbc_deploy.report.summary import energy_text
+    from sbc_deploy.report.vocabulary import pct
+
+    value, by = entry.get("value"), report.rank_by or "energy"
+    if value is None:
+        return "(n/a)"
+    t = next(t for t in report.targets if t.target == entry["target"])
+    return {"energy": lambda: energy_text(value, t), "accuracy": lambda: pct(value, 2),
+            "cores": lambda: f"{value} cores",
+            "latency": lambda: f"{1e3 * value:.3g} ms"}.get(by, lambda: str(value))()
 
 
 def _print_written(result: Any) -> None:
     """The run's last lines: every file it wrote, reports, manifest and models."""
-    files = [str(path) for path in result.written.values()]
-    files += [path for t in result.report.targets for path in t.exports.values()]
+    files = [shown(path) for path in result.written.values()]
+    files += [shown(path) for t in result.report.targets for path in t.exports.values()]
     print("wrote " + ", ".join(files) if len(files) < 3 else "wrote:\n" + "\n".join(
         f"  {path}" for path in files))
 
@@ -516,8 +563,8 @@ class _Progress:
             self._bar.close()
             self._bar = None
 
-    def __call__(self, stage: str, done: int, total: int, *, unit: str = "samples",
-                 detail: str = "") -> None:
+    def __call__(self, stage: str, done: float, total: int, *, unit: str = "samples",
+                 detail: str = "", step: tuple[int, int] | None = None) -> None:
         if not self.enabled:
             return
         from tqdm import tqdm
@@ -527,18 +574,33 @@ class _Progress:
             self._stage = stage
             # the bar starts at the stage's first call (done = 0 when the stage announces
             # itself), so the first rate is measured over real work, not since import
-            self._bar = tqdm(total=total, desc=stage, unit=f" {unit}", file=sys.stderr,
+            # the raw stream: tqdm draws with carriage returns; names in it are shown() here
+            self._bar = tqdm(total=total, desc=shown(stage), unit=f" {unit}",
+                             file=getattr(sys.stderr, "raw", sys.stderr),
                              leave=True, initial=done, smoothing=0.1, mininterval=0.2,
                              **_width())
         bar = self._bar
+        if step is not None:  # "[4/9] compress loihi2": the stage's place in the run
+            bar.set_description_str(f"[{step[0]}/{step[1]}] {stage}", refresh=False)
+        # a layer part-solved shows 1.4/3; whole counts keep tqdm's own format
+        bar.bar_format = (_FRACTION_FORMAT if isinstance(done, float) and not done.is_integer()
+                          else None)
         if bar.total != total:
             bar.total = total
         if detail:
-            bar.set_postfix_str(detail, refresh=False)
+            bar.set_postfix_str(shown(detail), refresh=False)
         if done > bar.n:
             bar.update(done - bar.n)
         else:
             bar.refresh()
+        if isinstance(done, int) and bar.n == done and not isinstance(bar.n, int):
+            bar.n = done  # a bar that counted part-layers shows whole counts as such (2/2)
+            bar.refresh()
+
+
+# tqdm's default format with the count to one decimal (a part-solved layer)
+_FRACTION_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} "
+                    "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
 
 
 def _width() -> dict[str, Any]:
@@ -550,9 +612,103 @@ def _width() -> dict[str, Any]:
     return {"dynamic_ncols": True} if columns > 0 else {"ncols": 100}
 
 
+class _Collapsing(logging.Handler):
+    """Log records to stderr, each message template once: its repeats are counted and said in
+    one line at the end of the run, with their worst case (the largest ``deviation`` a record
+    carries, e.g. the relative change of a rounded value; else the last one)."""
+
+    FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(_NeutralFormatter(self.FORMAT))  # names in the records shown()
+        self.repeats: dict[tuple[str, int, str], list[Any]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key = (record.name, record.levelno, str(record.msg))
+        seen = self.repeats.get(key)
+        if seen is None:
+            self.repeats[key] = [0, set(), None, record]
+            self._write(self.format(record))
+            return
+        seen[0] += 1
+        if len(seen[1]) < 10_000:
+            seen[1].add(record.getMessage())
+        worst = seen[2]
+        if worst is None or getattr(record, "deviation", 0.0) > getattr(worst, "deviation", 0.0):
+            seen[2] = record
+
+    def summary(self) -> list[str]:
+        """One line per repeated message: how often, how many distinct, the worst case."""
+        lines = []
+        for (name, _, _), (more, distinct, worst, first) in self.repeats.items():
+            if not more:
+                continue
+            variants = len(distinct | {first.getMessage()})
+            worst = worst if worst is not None else first
+            lines.append(f"{first.levelname} {shown(name)}: {more + 1:,} messages like "
+                         f"'{shown(first.getMessage()[:60])}...'"
+                         + (f" ({variants:,} distinct)" if variants > 1 else "")
+                         + f"; worst: {shown(worst.getMessage())}")
+        return lines
+
+    def _write(self, text: str) -> None:
+        try:
+            sys.stderr.write(text + "\n")
+        except (OSError, ValueError):  # a closed stream: nothing to tell
+            pass
+
+
+def _logging(verbose: bool) -> _Collapsing:
+    """Route the library's log records through one :class:`_Collapsing` handler."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _Collapsing):
+            root.removeHandler(handler)
+    handler = _Collapsing()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    return handler
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sbc-deploy``; returns the exit code (0, 1, 2 or 3; 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    streams = sys.stdout, sys.stderr
+    # everything printed passes through shown_lines: no escape sequence from a name or a file
+    # reaches the terminal (names are also shown() where they are formatted)
+    sys.stdout, sys.stderr = _Neutral(streams[0]), _Neutral(streams[1])
+    try:
+        return _main_guarded(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+class _Neutral:
+    """A text stream that writes through :func:`~sbc_deploy.untrusted.shown_lines`."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        return self.raw.write(shown_lines(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+class _NeutralFormatter(logging.Formatter):
+    """Log lines with their arguments (names, paths) shown() and the line shown_lines()."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.args, tuple) and record.args:
+            record = logging.makeLogRecord(record.__dict__)
+            record.args = tuple(shown(a) if isinstance(a, (str, Path)) else a
+                                for a in record.args)
+        return shown_lines(super().format(record))
+
+
+def _main_guarded(argv: list[str]) -> int:
     _ARGV[:] = argv
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
@@ -572,19 +728,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    handler: _Collapsing | None = None
     try:
         if argv and argv[0] in COMMANDS:
             command = argv[0]
             args = _sub_parser(command).parse_args(argv[1:])
-            verbose = getattr(args, "verbose", False)
-            logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                                format="%(levelname)s %(name)s: %(message)s")
+            handler = _logging(getattr(args, "verbose", False))
             runner = {"inspect": _run_inspect, "check": _run_check, "targets": _run_targets,
                       "simulate": _run_simulate}[command]
             return runner(args)
         args = deploy_parser().parse_args(argv)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                            format="%(levelname)s %(name)s: %(message)s")
+        handler = _logging(args.verbose)
         return _run_deploy(args)
     except _UsageError as err:
         print(str(err), file=sys.stderr)
@@ -601,6 +755,21 @@ def _main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            _log_summary(handler)
+
+
+def _log_summary(handler: _Collapsing | None = None) -> None:
+    """Say the repeated log messages (once each) and forget them."""
+    handler = handler or next((h for h in logging.getLogger().handlers
+                               if isinstance(h, _Collapsing)), None)
+    if handler is None:
+        return
+    for line in handler.summary():
+        print(line, file=sys.stderr)
+    handler.repeats.clear()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -70,6 +70,15 @@ def _kinds(values: tuple[str, ...]) -> str:
     return ", ".join(values) if values else "none"
 
 
+def neuron_kinds_phrase(target: Target) -> str:
+    """What neurons ``target`` runs, said as a reason: ``"speck runs IF neurons only"``."""
+    kinds = target.neurons.kinds
+    if not kinds:
+        return f"{target.name} runs no spiking neuron model (no membrane state between steps)"
+    listing = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
+    return f"{target.name} runs {listing} neurons only"
+
+
 @functools.lru_cache(maxsize=4)
 def _mapping(graph: Graph, target: Target) -> Mapping:
     return map_to_cores(graph, target)
@@ -153,8 +162,8 @@ def supported_neuron_model(graph: Graph, target: Target) -> Iterator[Violation]:
             continue
         if node.kind not in spec.kinds:
             yield Violation(name, rule, _kinds(spec.kinds), node.kind,
-                            f"{target.name} cannot run {node.kind} neurons (supported: "
-                            f"{_kinds(spec.kinds)})", _severity(target, "neurons.kinds"))
+                            f"{target.name} cannot run {node.kind} neurons: "
+                            f"{neuron_kinds_phrase(target)}", _severity(target, "neurons.kinds"))
             continue
         reset = getattr(node, "reset", None)
         if node.spiking and reset not in spec.reset_modes:
@@ -343,6 +352,10 @@ _GRID_ACCEPTS = {"int": ("int", "int_exp", "ternary"), "int_exp": ("int_exp",),
                  "ternary": ("ternary",)}
 
 
+_COMPRESS_FIRST = ("compress the network for it first (sbc-deploy MODEL --target {0} puts "
+                   "the weights on its grid)")
+
+
 def weights_on_grid(graph: Graph, target: Target) -> Iterator[Violation]:
     """Weights lie on the target's integer grid: right grid, exponent range, shared scale."""
     spec = target.weights
@@ -358,13 +371,13 @@ def weights_on_grid(graph: Graph, target: Target) -> Iterator[Violation]:
         if enc is None:
             yield Violation(name, rule, wanted, "float",
                             f"float weights on {target.name}, which takes {wanted} weights only: "
-                            f"compress with --target {target.name}",
+                            f"{_COMPRESS_FIRST.format(target.name)}",
                             _severity(target, "weights.grid"))
             continue
         if enc.grid not in _GRID_ACCEPTS[spec.grid]:
             yield Violation(name, rule, spec.grid, enc.grid,
                             f"weights are on an '{enc.grid}' grid; {target.name} needs "
-                            f"'{spec.grid}': compress with --target {target.name}",
+                            f"'{spec.grid}': {_COMPRESS_FIRST.format(target.name)}",
                             _severity(target, "weights.grid"))
             continue
         if spec.exp_range is not None and enc.exponent is not None:

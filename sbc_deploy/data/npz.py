@@ -104,6 +104,29 @@ def _screen(path: Path, where: str) -> None:
                                   "(truncated or damaged)", where=where)
 
 
+def _check_magic(path: Path, where: str) -> None:
+    """Refuse a file that is no zip archive before numpy reads it (numpy would take any other
+    file for a pickle and answer with its allow_pickle advice)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4)
+    except FileNotFoundError as err:
+        raise FormatError("no such file", where=where) from err
+    except OSError as err:
+        raise FormatError(f"cannot be read ({err.strerror or err})", where=where) from err
+    if head == b"PK\x03\x04" or head == b"PK\x05\x06":  # a zip archive (an empty one)
+        return
+    if head == b"\x93NUM":
+        raise FormatError("holds a single array (.npy), not an .npz archive with 'x' (and 'y')",
+                          where=where)
+    kind = ("empty" if not head else
+            "text" if all(32 <= c < 127 or c in (9, 10, 13) for c in head) else "binary data")
+    raise FormatError(f"is not a readable .npz archive: the file is {kind}, not a zip archive",
+                      where=where, hint="calibration and evaluation data are an .npz with x "
+                                        "[N, T, *input] (and optional y), an N-MNIST .bin file "
+                                        "or an N-MNIST folder")
+
+
 def read_npz(path: str | Path, *, dt: float | None = None) -> Dataset:
     """Read a dataset from ``path``.
 
@@ -118,6 +141,7 @@ def read_npz(path: str | Path, *, dt: float | None = None) -> Dataset:
     """
     path = Path(path)
     where = str(path)
+    _check_magic(path, where)
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError as err:

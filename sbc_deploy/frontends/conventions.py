@@ -354,6 +354,27 @@ UNCONFIRMED: tuple[str, ...] = (
 )
 
 
+def time_step_advice() -> str:
+    """How each framework's NIR files mean time, in one phrase (from this table), for every
+    message that asks for ``--dt`` or ``--from``: the missing-dt error and the silent-network
+    guard say the same thing."""
+    fixed, steps = [], []
+    for name, convention in CONVENTIONS.items():
+        side = convention.producer
+        if side is None:
+            continue
+        if side.dt_rule == "steps" or side.tau_unit == "steps":
+            steps.append(name)
+        elif side.dt_rule == "fixed" and side.dt:
+            fixed.append(f"{name} LIF time constants assume dt = {side.dt:g} s")
+        elif side.dt_rule == "argument" and side.dt:
+            fixed.append(f"{name} {side.dt:g} s by default")
+    # snntorch writes IF neurons with r = 1: one input per step, whatever its dt for LIF (the
+    # fixture scnn_mnist_snntorch.nir fires with --dt 1 and is silent at 1e-4 s)
+    fixed.append("snntorch IF neurons with r = 1 add their input once per step (--dt 1)")
+    return "; ".join(fixed + ([f"{', '.join(steps)} count steps"] if steps else []))
+
+
 def get_convention(name: str, *, role: str = "source") -> Convention:
     """The convention called ``name``; :class:`ConfigError` listing the known ones otherwise."""
     table = CONVENTIONS if role == "source" else {n: CONVENTIONS[n] for n in CONSUMERS}
@@ -364,4 +385,4 @@ def get_convention(name: str, *, role: str = "source") -> Convention:
 
 
 __all__ = ["CONSUMERS", "CONVENTIONS", "Convention", "SOURCES", "Side", "UNCONFIRMED",
-           "get_convention"]
+           "get_convention", "time_step_advice"]

@@ -61,7 +61,13 @@ from sbc_deploy.errors import (
     SbcDeployError,
     UnsupportedNodeError,
 )
-from sbc_deploy.frontends.conventions import CONVENTIONS, Convention, Side, get_convention
+from sbc_deploy.frontends.conventions import (
+    CONVENTIONS,
+    Convention,
+    Side,
+    get_convention,
+    time_step_advice,
+)
 from sbc_deploy.frontends.nir_fixups import (
     detect_convention,
     hwc_to_chw_columns,
@@ -739,8 +745,8 @@ def _resolve_dt(meta: Mapping[str, Any], dt: float | None, where: str) -> tuple[
     if file_dt is not None:
         return file_dt, "file metadata 'dt'"
     raise ConfigError("the NIR graph stores no time step and none was given", where=where,
-                      hint="pass dt in seconds (CLI flag --dt), e.g. 1e-4 for snntorch exports, "
-                           "1e-3 for norse")
+                      hint="pass --from FRAMEWORK or dt in seconds (CLI flag --dt): "
+                           + time_step_advice())
 
 
 def _resolve_reset(meta: Mapping[str, Any], reset: str | None, needed: bool,
