@@ -9,6 +9,7 @@ The public API is one verb per stage::
     sbc_deploy.export(compressed, "netx", "out/model.net", steps=T)
     outputs = sbc_deploy.simulate(compressed, x)                       # float simulator
     sbc_deploy.deploy(sbc_deploy.DeployRequest(...))                   # all of it, plus the report
+    compressed, report, graph = sbc_deploy.oneshot(torch_module, calib, target="loihi2")
 
 Every name is imported on first use, so ``import sbc_deploy`` (and the ``sbc-deploy`` command,
 whose entry point lives in this package) starts without loading torch: Ctrl-C at any moment is
@@ -33,6 +34,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "from_nir": ("sbc_deploy.frontends", "from_nir"),
     "from_netx": ("sbc_deploy.frontends", "from_netx"),
     "from_snntorch": ("sbc_deploy.frontends.from_snntorch", "from_snntorch"),
+    "from_torch": ("sbc_deploy.frontends.from_torch", "from_torch"),
+    "oneshot": ("sbc_deploy.torch_oneshot", "oneshot"),
     "load_data": ("sbc_deploy.data", "load_data"),
     "config_for": ("sbc_deploy.compress.config", "config_for"),
     "config_for_target": ("sbc_deploy.compress.config", "config_for_target"),

@@ -200,12 +200,19 @@ def deploy_parser() -> argparse.ArgumentParser:
                               "memory, 130 interrupted")
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("model", nargs="?", metavar="MODEL",
-                        help=".nir file, lava-dl netx .net/.h5 file, or the name of a bundled "
+                        help=".nir file, lava-dl netx .net/.h5 file, FILE.py:FACTORY (a "
+                             "spikingjelly/snntorch/norse torch module that FACTORY() builds; "
+                             "see --weights), or the name of a bundled "
                              "network (nmnist_mlp, nmnist_cnn), which comes with its bundled "
                              "calibration and evaluation data (default: nmnist_mlp)")
     parser.add_argument("--target", required=True, metavar="NAME|PATH[,...]",
                         help="hardware target by name (see 'sbc-deploy targets') or a TOML file; "
                              "several, comma-separated, are compared in one report")
+    parser.add_argument("--weights", metavar="CKPT",
+                        help="with MODEL = FILE.py:FACTORY (a torch module built by your own "
+                             "code): a state dict read with torch.load(weights_only=True), "
+                             "plain or under 'state_dict'; the compressed weights come back as "
+                             "OUTDIR/compressed_state_dict.pt")
     parser.add_argument("--calib", metavar="DATA",
                         help="calibration data: .npz with x [N, T, *input] (and y), an N-MNIST "
                              ".bin file or folder")
@@ -455,6 +462,7 @@ def _run_deploy(args: argparse.Namespace) -> int:
         command=("sbc-deploy", *_ARGV), memory_budget=args.memory_budget,
         distributed=args.distributed, hessian_precision=args.hessian_precision,
         calib_row_fraction=args.calib_row_fraction, device=args.device, rank_by=args.rank_by)
+    request = _module_request(args, request)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
     _log_summary()  # repeated warnings, once each, before the summary
@@ -472,6 +480,36 @@ def _run_deploy(args: argparse.Namespace) -> int:
 
 
 _ARGV: list[str] = []
+
+
+def _module_request(args: argparse.Namespace, request: Any) -> Any:
+    """MODEL = FILE.py:FACTORY: build the user's module, load --weights, import it; the
+    request with its graph and the state-dict write-back (sbc_deploy.torch_oneshot)."""
+    import dataclasses
+
+    from sbc_deploy.frontends.from_torch.factory import (
+        apply_weights,
+        is_factory_spec,
+        load_factory,
+        load_weights,
+    )
+
+    if not is_factory_spec(args.model):
+        if args.weights is not None:
+            raise _UsageError("sbc-deploy: --weights goes with MODEL = FILE.py:FACTORY (a torch "
+                              "module built by your code)")
+        return request
+    from sbc_deploy.torch_oneshot import module_request
+
+    module = load_factory(args.model)
+    files = [args.model.rsplit(":", 1)[0]]
+    if args.weights is not None:
+        apply_weights(module, load_weights(args.weights), args.weights)
+        files.append(args.weights)
+    fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)
+              if f.name not in ("model", "calib", "eval", "dt", "source", "write_back")}
+    return module_request(module, args.calib, args.eval, dt=args.dt, source=args.source,
+                          model_name=args.model, input_files=tuple(files), **fields)
 
 
 def _print_summary(result: Any) -> None:

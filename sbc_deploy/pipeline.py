@@ -111,6 +111,13 @@ class DeployRequest:
     hessian_precision: str = "float64"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
     calib_row_fraction: float = 1.0  # rows summed per calibration batch (unbiased estimate)
     rank_by: str = "energy"  # how the report ranks the targets (report/summary.py RANKINGS)
+    # A compression config used as it is instead of one made from the flags and the target
+    # (sbc_deploy.oneshot(config=)).
+    config: CompressionConfig | None = None
+    # Extra outputs per target, written into the target's folder of the output set: called as
+    # write_back(compressed_graph, folder) -> {name: path}; listed with the exports (a torch
+    # module's compressed state dict: sbc_deploy.frontends.from_torch.writeback).
+    write_back: Callable[[Graph, Path], Mapping[str, Path]] | None = None
 
 
 @dataclass(frozen=True)
@@ -654,7 +661,10 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                          findings=tuple(findings))
 
     settings = {k: v for k, v in vars(request).items()
-                if k not in ("model", "calib", "eval", "targets", "command")}
+                if k not in ("model", "calib", "eval", "targets", "command", "config",
+                             "write_back")}
+    if request.config is not None:
+        settings["config"] = repr(request.config)
     settings["memory"] = memory.to_dict()
     if group is not None:
         settings["processes"] = group.world_size
@@ -678,9 +688,10 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                 with clock.stage("check"):
                     reports.append(_refused_report(graph, target, reason))
                 continue
-            config = config_for_target(target, method=request.method, sparsity=request.sparsity,
-                                       bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
-                                       allocation=request.allocation, device=request.device)
+            config = request.config or config_for_target(
+                target, method=request.method, sparsity=request.sparsity, bits=request.bits,
+                fan_in=request.fan_in, n_m=request.n_m, allocation=request.allocation,
+                device=request.device)
             with clock.stage("calibrate"):
                 key = (config.kernel, config.device)
                 if key not in calibrations:
@@ -707,6 +718,9 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
             with clock.stage("export"):
                 exports, notes = _export(compressed, target, request, target_dir, steps,
                                          progress)
+                if request.write_back is not None:
+                    exports.update({name: str(path) for name, path in
+                                    request.write_back(compressed, target_dir).items()})
             notes = _import_notes(graph) + consumer_notes + notes
             with clock.stage("evaluate compressed"):
                 after = _evaluate_float(compressed, evaluation, request, progress,
@@ -778,9 +792,10 @@ def _participate(graph: Graph, calib: Dataset | None, targets: Sequence[Target],
     """A --distributed process other than rank 0: the collective stages only, nothing written."""
     results, calibrations = [], {}
     for target in targets:
-        config = config_for_target(target, method=request.method, sparsity=request.sparsity,
-                                   bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
-                                   allocation=request.allocation, device=request.device)
+        config = request.config or config_for_target(
+            target, method=request.method, sparsity=request.sparsity, bits=request.bits,
+            fan_in=request.fan_in, n_m=request.n_m, allocation=request.allocation,
+            device=request.device)
         key = (config.kernel, config.device)
         if key not in calibrations:
             calibrations[key] = calibrate(

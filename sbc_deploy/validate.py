@@ -81,7 +81,9 @@ def _load_model(request: Any) -> tuple[Graph, str, Any, Any, list[str]]:
             evaluation = bundled.load_bundled_data("eval")
             files.append(str(bundled.bundled_path(bundled.DATA_FILES["eval"])))
     elif isinstance(model, Graph):
-        graph, name = model, "graph given in memory"
+        graph = model
+        name = str(model.metadata.get("model_name", "graph given in memory"))
+        files.extend(model.metadata.get("input_files", ()))   # e.g. a torch factory + weights
     else:
         graph = load_model(model, dt=request.dt, reset=request.reset,
                            source=getattr(request, "source", None),

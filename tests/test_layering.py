@@ -30,6 +30,7 @@ FACE = PACKAGE
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry", ("__main__",)),
     ("command line and API", ("cli", FACE)),
+    ("torch modules", ("torch_oneshot",)),
     ("pipelines", ("pipeline", "spikes")),
     ("around the stages", ("describe", "guards", "memory", "validate")),
     ("report", ("report",)),
