@@ -89,11 +89,15 @@ def test_margins_and_smallest_lossless_follow_their_definitions():
     assert (margin.low, margin.high) == pytest.approx((-0.01, 0.024))
     versus_mag = bench.paired_margin(rows, "n", "loihi2", 0.1, "magnitude")
     assert versus_mag.mean == pytest.approx(np.mean([0.88, 0.884, 0.87]) - 0.5)
-    # K = 1 averages 0.900 (>= 0.900 - one sample of 1000), K = 0.1 averages 0.878: K = 1
+    # one standard error at 0.9 on 1000 samples: 0.95 pts; K = 1 averages 0.900, K = 0.1
+    # averages 0.878 (2.2 pts lower): K = 1
+    assert bench.standard_error(0.9, 1000) == pytest.approx(0.0094868, rel=1e-4)
     assert bench.smallest_lossless(rows, "n", "loihi2", 1000, (0.1, 1, 4)) == (1.0, 0.9)
     # a dip at a larger size ends the run of lossless sizes
     dipped = rows + [row("sbc", 2.0, s, 0.85) for s in range(3)]
     assert bench.smallest_lossless(dipped, "n", "loihi2", 1000, (0.1, 1, 2, 4)) == (4.0, 0.9)
+    # on 100 samples the standard error is 3 pts: K = 0.1 (2.2 pts lower) is within it
+    assert bench.smallest_lossless(rows, "n", "loihi2", 100, (0.1, 1, 4)) == (0.1, 0.9)
 
 
 def test_page_chart_and_render_only(measured, network, tmp_path):

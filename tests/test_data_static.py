@@ -77,6 +77,20 @@ def test_npz_images_in_either_channel_order_and_draws(tmp_path) -> None:
         assert any(np.allclose(x[0], last.x[i, 0]) for i in np.flatnonzero(labels == y))
 
 
+def test_images_are_claimed_from_the_read_budget(tmp_path) -> None:
+    from sbc_deploy.safeio import read_budget
+
+    image_folder(tmp_path, classes=("a", "b"), per_class=2, size=(12, 10))
+    need = 4 * 3 * 10 * 12 * 4                     # images x [3, 10, 12] float32
+    with read_budget(need - 1), pytest.raises(DataError, match="4 images as float32 declares"):
+        load_data(tmp_path, dt=1e-3, steps=3)
+    with read_budget(need):
+        assert load_data(tmp_path, dt=1e-3, steps=3).x.shape == (4, 3, 3, 10, 12)
+    np.savez(tmp_path / "big.npz", images=np.zeros((50, 8, 8), dtype=np.uint8))
+    with read_budget(50 * 64 - 1), pytest.raises(FormatError, match="declares 3,200 bytes"):
+        load_data(f"images:{tmp_path / 'big.npz'},steps=2", dt=1e-3)
+
+
 def test_bad_images_name_the_file(tmp_path, capsys) -> None:
     image_folder(tmp_path / "set", classes=("a",), per_class=1)
     with pytest.raises(DataError, match="needs the number of steps"):

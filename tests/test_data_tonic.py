@@ -417,16 +417,19 @@ def test_reader_errors_are_typed(tmp_path) -> None:
         load_data(f"nmnist:{plain}", dt=1e-3)
 
 
-def test_frames_beyond_the_memory_budget_are_refused_before_binning(tmp_path,
-                                                                    monkeypatch) -> None:
-    from sbc_deploy.data import tonic_sets
+def test_frames_beyond_the_memory_budget_are_refused_before_binning(tmp_path) -> None:
+    from sbc_deploy.safeio import read_budget
 
-    nmnist_tree(tmp_path, per_class={1: 2})
-    # 2 recordings x 320 frames x 2 x 34 x 34 int16 = 2.96 MB
-    monkeypatch.setattr(tonic_sets, "MAX_FRAME_BYTES", 2_000_000)
-    with pytest.raises(DataError, match="would take .* GiB.*hint: bin coarser"):
-        load_data(f"nmnist:{tmp_path}", dt=1e-3)
-    assert load_data(f"nmnist:{tmp_path}", dt=1e-3, steps=100).steps == 100
+    written = nmnist_tree(tmp_path, per_class={1: 2})
+    steps = max((int(e["t"][-1]) - int(e["t"][0])) // 1000 + 1 for e in written.values())
+    need = 2 * steps * 2 * 34 * 34 * 2                 # recordings x T x [2, 34, 34] x uint16
+    with read_budget(need - 1):
+        with pytest.raises(DataError, match=f"declares {need:,} bytes.*hint: bin coarser"):
+            load_data(f"nmnist:{tmp_path}", dt=1e-3)
+    with read_budget(need):
+        assert load_data(f"nmnist:{tmp_path}", dt=1e-3).steps == steps
+    with read_budget(need // 2):                       # binary frames: one byte per value
+        assert load_data(f"nmnist:{tmp_path},binary", dt=1e-3).x.dtype == np.uint8
 
 
 def test_reading_a_dataset_reports_progress(tmp_path) -> None:

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from sbc_deploy import distributed
+from sbc_deploy.compress import meter
 from sbc_deploy.compress.allocate import (
     LayerBounds,
     allocate_global,
@@ -35,6 +36,7 @@ from sbc_deploy.compress.config import (
     OBCConfig,
     SBCConfig,
 )
+from sbc_deploy.compress.hessian import HessianSize, sums_bytes
 from sbc_deploy.compress.layer_solve import (
     LayerProblem,
     LayerStats,
@@ -45,6 +47,7 @@ from sbc_deploy.compress.layer_solve import (
     layer_stats,
     loss_and_energy,
     result_to,
+    solve_bytes,
     solve_cost,
     solve_problem,
 )
@@ -166,6 +169,7 @@ def _measured_curves(bounds: list[LayerBounds], problems: Mapping[str, LayerProb
 def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
               progress: Progress | None) -> tuple[Graph, CompressionStats]:
     """SBC and OBC: OBS solvers on the calibration's Hessians (``config.kernel``)."""
+    listener = getattr(progress, "within_layer", None)  # see compress(progress=)
     if calibration is None:
         raise DataError(f"method {config.method!r} needs a calibration", where="compress")
     if calibration.kernel != config.kernel:
@@ -197,7 +201,8 @@ def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
         # independent layers: under torch.distributed each process solves its share
         def solve(i: int) -> tuple[SolveResult, float]:
             tick = time.perf_counter()
-            result = solve_problem(problems[layers[i].name], counts[layers[i].name], config)
+            with meter.layer(i, listener):  # the solvers' ticks inside the layer
+                result = solve_problem(problems[layers[i].name], counts[layers[i].name], config)
             return result, time.perf_counter() - tick
 
         solved = distributed.map_spread(
@@ -213,7 +218,8 @@ def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
             if i > 0:  # under torch.distributed the batches are shared out (calibrate)
                 calibration = calibration.recompute(current, [layer.name])
                 problem = layer_problem(layer, calibration.layers[layer.name], device)
-            result = solve_problem(problem, counts[layer.name], config)
+            with meter.layer(i, listener):
+                result = solve_problem(problem, counts[layer.name], config)
             seconds = 0.0
         node = compressed_node(layer, result)
         current = current.replace_nodes({layer.name: node})
@@ -282,7 +288,9 @@ def compress(graph: Graph, calibration: Any, config: CompressionConfig, *,
         calibration: a :class:`~sbc_deploy.calibrate.Calibration` with the config's kernel
             (``None`` allowed for :class:`MagnitudeConfig`: no loss is reported then).
         config: :class:`SBCConfig`, :class:`OBCConfig` or :class:`MagnitudeConfig`.
-        progress: ``progress(done_layers, total_layers)`` after each layer.
+        progress: ``progress(done_layers, total_layers)`` after each layer. A callback with a
+            ``within_layer(layer_index, phase, done, total, unit)`` attribute also hears the
+            solvers' progress inside each layer (:mod:`sbc_deploy.compress.meter`).
 
     Returns:
         ``(graph, stats)``: a new graph with compressed synapse nodes and the statistics.
@@ -300,4 +308,34 @@ def compress(graph: Graph, calibration: Any, config: CompressionConfig, *,
         return handler(graph, calibration, config, progress)
 
 
-__all__ = ["PASSES", "CompressionStats", "Progress", "compress"]
+
+# --------------------------------------------------------------------------- memory
+
+
+class CompressionBytes(NamedTuple):
+    """What :func:`compress` holds at its peak with an OBS pass, term by term (bytes)."""
+
+    hessians: int
+    """The calibration's sums and the solver's float64 copy of every layer's H (every
+    layer's problem is built before the allocation)."""
+    weights_and_results: int
+    """Every layer's W in float64 and its result: Q in float64, the mask, the new float64
+    weights (8 + 17 bytes per weight)."""
+    largest_solve: int
+    """The largest :func:`~.layer_solve.solve_bytes` (a whole layer, or one diagonal block)."""
+
+    @property
+    def total(self) -> int:
+        return self.hessians + self.weights_and_results + self.largest_solve
+
+
+def compression_bytes(sizes: Sequence[HessianSize], blocks: Mapping[str, int]
+                      ) -> CompressionBytes:
+    """The peak of compressing the layers of ``sizes`` (``blocks``: layer -> diagonal block
+    size); ``sbc_deploy.memory`` adds it to the graph and the data."""
+    return CompressionBytes(2 * sums_bytes(sizes, blocks),
+                            sum(s.weights for s in sizes) * (8 + 17),
+                            max(solve_bytes(s, blocks.get(s.name)) for s in sizes))
+
+__all__ = ["PASSES", "CompressionBytes", "CompressionStats", "Progress", "compress",
+           "compression_bytes"]

@@ -35,7 +35,7 @@ from sbc_deploy.data.npz import read_npz
 from sbc_deploy.data.sampling import balanced_subset
 from sbc_deploy.data.tonic_sets import load_event_spec, parse_spec
 from sbc_deploy.errors import DataError
-from sbc_deploy.safeio import reading
+from sbc_deploy.safeio import reading, refuse_special
 
 SPEC_PREFIXES: tuple[str, ...] = ("mnist-dvs", "mnist-rate")
 
@@ -88,6 +88,7 @@ def _load(source: str | Path | Dataset, dt: float | None, steps: int | None,
         return load_event_spec(spec, dt=dt, steps=steps, limit=limit, per_class=per_class,
                                seed=seed, progress=progress)
     path = Path(source)
+    refuse_special(path, DataError)  # a FIFO or device would block or never end
     if is_image_folder(path) or (path.is_file() and has_images_key(path)):
         return load_images(path, dt=dt, steps=steps, limit=limit, per_class=per_class,
                            seed=seed, progress=progress)

@@ -37,7 +37,6 @@ from sbc_deploy.errors import DataError, FormatError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)   # torchvision's ImageNet normalisation
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MAX_IMAGE_BYTES = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -174,6 +173,17 @@ def _normalize(images: np.ndarray, how: str, where: str) -> np.ndarray:
     return array
 
 
+def _claim(nbytes: int, count: int, where: str) -> None:
+    """Claim the float32 images from the run's read budget (``--memory-budget``)."""
+    from sbc_deploy.safeio import claim
+
+    try:
+        claim(nbytes, f"{count} images as float32", where)
+    except FormatError as err:
+        raise DataError(err.message, where=where, hint="read fewer (--calib-per-class, "
+                        "--eval-limit), crop smaller (size=) or raise --memory-budget") from err
+
+
 def direct_encode(images: np.ndarray, steps: int) -> np.ndarray:
     """``[N, T, *shape]``: every image repeated at each of ``steps`` steps (a read-only view)."""
     frozen = np.array(images, copy=True)
@@ -220,6 +230,8 @@ def load_images(source: str | Path, *, dt: float | None, steps: int | None = Non
         arrays = []
         for i in chosen:
             arrays.append(_read_image(files[i], options))
+            if len(arrays) == 1:   # all alike (checked below): claim them, as float32, now
+                _claim(len(chosen) * arrays[0].size * 4, len(chosen), text)
             if progress is not None:
                 progress(len(arrays), len(chosen))
         shapes = {a.shape for a in arrays}
@@ -235,17 +247,18 @@ def load_images(source: str | Path, *, dt: float | None, steps: int | None = Non
         if options.size is not None or options.resize is not None or options.mode:
             raise DataError("size=, resize=, gray and rgb apply to image files, not to an npz "
                             "of arrays", where=text)
-    if images.size * 4 > MAX_IMAGE_BYTES:
-        raise DataError(f"{len(images)} images take {images.size * 4 / 2**30:.1f} GiB as "
-                        "float32", where=text, hint="read fewer (--calib-per-class, "
-                        "--eval-limit) or crop smaller (size=)")
+    if not path.is_dir() and images.dtype != np.float32:   # the float32 copy made below
+        _claim(images.size * 4, len(images), text)
     images = _normalize(images, options.normalize, text)
     return Dataset(x=direct_encode(images, steps), y=y, dt=float(dt), source=text)
 
 
 def _read_npz_images(path: Path, limit: int | None, per_class: float | None, seed: int,
                      where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    from sbc_deploy.data.npz import _screen
+
     try:
+        _screen(path, str(path), keys=("images", "labels", "y"))  # declared sizes claimed
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise FormatError(f"is not a readable .npz archive ({err})", where=str(path)) from err

@@ -46,9 +46,8 @@ from sbc_deploy.data.dataset import Dataset
 from sbc_deploy.data.sampling import balanced_indices
 from sbc_deploy.errors import DataError, FormatError
 
-#: Largest frame array a dataset may bin into (bytes of int16 counts); above it the reader
-#: stops before allocating and says how to bin coarser.
-MAX_FRAME_BYTES = 4 << 30
+#: Largest dataset an SHD file may declare (its spike lists are variable-length arrays)
+MAX_SHD_DATASET_BYTES = 4 << 30
 
 
 # --------------------------------------------------------------------------- the spec
@@ -372,7 +371,7 @@ def _list_shd(file: Path) -> list[Recording]:
 
     if not file.is_file():
         raise DataError("no such SHD file", where=str(file))
-    screen_hdf5(file, max_dataset_bytes=MAX_FRAME_BYTES)
+    screen_hdf5(file, max_dataset_bytes=MAX_SHD_DATASET_BYTES)
     with h5py.File(file, "r") as handle:
         missing = [k for k in ("spikes/times", "spikes/units", "labels") if k not in handle]
         if missing:
@@ -584,41 +583,57 @@ def frames_of(events: np.ndarray, sensor_size: tuple[int, int, int], binning: Bi
     return np.asarray(to_frame(events.copy()))
 
 
+def frame_count(events: np.ndarray, binning: Binning) -> int:
+    """How many frames tonic's ``ToFrame`` makes of one recording (before ``steps=``)."""
+    if binning.window_us is not None:
+        t = np.asarray(events["t"])
+        return int((float(t[-1]) - float(t[0])) // binning.window_us) + 1
+    if binning.event_count is not None:   # tonic drops the incomplete last slice
+        count = binning.event_count
+        return (len(events) - min(count, len(events))) // count + 1
+    return int(binning.time_bins or binning.event_bins)  # type: ignore[arg-type]
+
+
 def bin_dataset(events: Sequence[np.ndarray], sensor_size: tuple[int, int, int],
                 binning: Binning, where: str,
                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Frames ``[N, T, *frame_shape]`` of several recordings on one ``T`` (see the module doc).
 
+    The frame array is claimed from the run's read budget (:func:`sbc_deploy.safeio.claim`,
+    ``--memory-budget``) before it is allocated.
+
     Raises:
-        DataError: the frames would exceed :data:`MAX_FRAME_BYTES`.
+        DataError: the frames would not fit the budget (the hint says how to bin coarser).
     """
-    steps = binning.steps
-    if binning.window_us is not None and steps is None:
-        steps = max(int((float(e["t"][-1]) - float(e["t"][0])) // binning.window_us) + 1
-                    for e in events)
-    per_frame = math.prod(sensor_size)
-    if steps is not None and len(events) * steps * per_frame * 2 > MAX_FRAME_BYTES:
-        raise DataError(f"{len(events)} recordings x {steps} frames x {per_frame} values would "
-                        f"take {len(events) * steps * per_frame * 2 / 2**30:.1f} GiB", where=where,
-                        hint="bin coarser (a longer window=, fewer steps=) or read fewer "
-                             "recordings (--eval-limit, --calib-per-class)")
-    frames = []
+    from sbc_deploy.safeio import claim
+
+    steps = binning.steps or max(frame_count(e, binning) for e in events)
+    width, height, polarities = sensor_size      # ToFrame: [P, H, W], or [P, W] without y
+    frame_shape = (polarities, height, width) if _has_y(events[0]) else (polarities, width)
+    itemsize = 1 if binning.binary else 2
+    try:
+        claim(len(events) * steps * math.prod(frame_shape) * itemsize,
+              f"{len(events)} recordings binned into {steps} frames of {frame_shape}", where)
+    except FormatError as err:
+        raise DataError(err.message, where=where,
+                        hint="bin coarser (a longer window=, fewer steps=), read fewer "
+                             "recordings (--eval-limit, --calib-per-class) or raise "
+                             "--memory-budget") from err
+    out = np.zeros((len(events), steps, *frame_shape), dtype=np.uint8 if binning.binary
+                   else np.uint16)
     for i, recording in enumerate(events):
-        frames.append(frames_of(recording, sensor_size, binning, steps))
+        frames = frames_of(recording, sensor_size, binning,
+                           steps if binning.window_us is not None else None)[:steps]
+        out[i, :frames.shape[0]] = (frames > 0) if binning.binary else frames
         if progress is not None:
             progress(i + 1, len(events))
-    length = steps if steps is not None else max(f.shape[0] for f in frames)
-    if len(frames) * length * per_frame * 2 > MAX_FRAME_BYTES:
-        raise DataError(f"{len(frames)} recordings x {length} frames would take "
-                        f"{len(frames) * length * per_frame * 2 / 2**30:.1f} GiB", where=where,
-                        hint="use steps= or coarser bins")
-    peak = max(int(f.max(initial=0)) for f in frames)
-    dtype = np.uint8 if binning.binary or peak <= np.iinfo(np.uint8).max else np.uint16
-    out = np.zeros((len(frames), length, *frames[0].shape[1:]), dtype=dtype)
-    for i, f in enumerate(frames):
-        kept = f[:length]
-        out[i, :kept.shape[0]] = (kept > 0) if binning.binary else kept
+    if not binning.binary and int(out.max(initial=0)) <= np.iinfo(np.uint8).max:
+        out = out.astype(np.uint8)
     return out
+
+
+def _has_y(events: np.ndarray) -> bool:
+    return "y" in (events.dtype.names or ())
 
 
 # --------------------------------------------------------------------------- loading
