@@ -511,7 +511,8 @@ def test_unknown_framework_and_format_mismatch_are_clear(tmp_path):
 
 
 def test_the_convention_table_cites_a_source_for_every_framework():
-    assert set(SOURCES) == {"nir", "snntorch", "norse", "sinabs", "rockpool", "spyx", "lava-dl"}
+    assert set(SOURCES) == {"nir", "snntorch", "norse", "sinabs", "rockpool", "spyx", "lava-dl",
+                            "spikingjelly"}
     assert set(CONSUMERS) == {"nir", "snntorch", "norse", "sinabs", "rockpool", "spyx"}
     for convention in CONVENTIONS.values():
         assert convention.sources, convention.name

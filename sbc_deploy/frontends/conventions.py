@@ -540,8 +540,35 @@ LAVA_DL = Convention(
     notes=("netx files are read by from_netx; a conv-first file without an input layer needs "
            "--input-shape C,H,W (or calibration/evaluation data to take it from)",))
 
+_SJ = "fangwei123456/spikingjelly@2.0.0 (PyPI wheel)"
+
+SPIKINGJELLY = Convention(
+    name="spikingjelly", release="spikingjelly 2.0.0",
+    producer=Side(dt_rule="argument", dt=1e-4, tau_unit="seconds", decay="euler", gain="spec",
+                  if_gain="spec", reset="zero", fires_at_equal=True),
+    consumer=None,
+    sources={
+        "export_to_nir(dt=1e-4): LIF tau = tau_steps * dt, r = 1 (decay_input) else tau, "
+        "v_leak = v_reset; IF r = 1 / dt; soft reset (v_reset=None) refused":
+            f"{_SJ}:spikingjelly/activation_based/nir_exchange/to_nir.py (_ModuleMapper)",
+        "LIF: H = V + (X - (V - V_reset)) / tau (decay_input), H = V - (V - V_reset) / tau + X "
+        "(not); IF: H = V + X": f"{_SJ}:spikingjelly/activation_based/_ops/lif/reference.py, "
+                                "neuron/integrate_and_fire.py",
+        "spike = heaviside(H - V_threshold), heaviside(x) = x >= 0":
+            f"{_SJ}:spikingjelly/activation_based/surrogate.py (heaviside)",
+        "hard reset V = V_reset where spiking; v_reset=None: V = H - V_threshold * S":
+            f"{_SJ}:spikingjelly/activation_based/neuron/base_node.py, _ops/reset.py",
+    },
+    notes=("spikingjelly fires at v >= threshold; the NIR import reads the threshold as the IR's "
+           "v > threshold (from_torch stores the largest float32 below it instead, exact in "
+           "float32)",
+           "spikingjelly's exporter traces with torch.fx and stops at BatchNorm's x.dim() check, "
+           "MaxPool and torch.flatten in forward: import the module itself (FILE.py:FACTORY; "
+           "sbc_deploy/frontends/from_torch/neurons.py maps its neurons with the same facts)"))
+
 CONVENTIONS: dict[str, Convention] = {
-    c.name: c.with_options({}) for c in (NIR, SNNTORCH, NORSE, SINABS, ROCKPOOL, SPYX, LAVA_DL)}
+    c.name: c.with_options({})
+    for c in (NIR, SNNTORCH, NORSE, SINABS, ROCKPOOL, SPYX, LAVA_DL, SPIKINGJELLY)}
 SOURCES: tuple[str, ...] = tuple(CONVENTIONS)
 CONSUMERS: tuple[str, ...] = tuple(n for n, c in CONVENTIONS.items() if c.consumer is not None)
 

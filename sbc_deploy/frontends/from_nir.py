@@ -992,6 +992,9 @@ def _convention_dt(side: Side, name: str, nodes: Mapping[str, nir.NIRNode], wher
     return None, ""
 
 
+# Long: the import's decisions in the order they depend on each other (convention, dt,
+# discretization, reset, then the node conversions and the fix-ups they need), and the record of
+# each decision and its source in the graph's metadata; each step is already one call.
 def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, reset: str | None,
             discretization: str | None, framework: str | None, where: str) -> Graph:
     nodes, edges = _flatten_graph(graph)

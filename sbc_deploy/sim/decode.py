@@ -98,6 +98,9 @@ def default_decoding(graph: Graph, output: str | None = None) -> Decoding:
     if output not in graph.outputs:
         raise ConfigError(f"'{output}' is not an Output node; Outputs: "
                           f"{', '.join(graph.outputs)}", where="default_decoding(output=)")
+    declared = graph.nodes[output].metadata.get("decoding")
+    if declared in DECODINGS:   # set by the importer (from_torch: how the module is read out)
+        return declared  # type: ignore[return-value]
     frontier, seen, sources = list(graph.predecessors(output)), set(), []
     while frontier:  # what feeds the Output, looking through Delays
         name = frontier.pop()
