@@ -73,6 +73,7 @@ from frameworks.harness import (  # noqa: E402
     env_python,
     layer_rates,
     run_driver,
+    shutdown,
 )
 
 RESULTS = Results("test_framework_interop")
@@ -270,6 +271,7 @@ def prepare(graph: Graph, framework: str) -> Graph:
 def write_results() -> Iterator[None]:
     yield
     RESULTS.write()
+    shutdown()  # the frameworks' processes (one per environment) and their memory
 
 
 @pytest.fixture(scope="module")

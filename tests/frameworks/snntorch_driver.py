@@ -42,6 +42,7 @@ from _common import (  # noqa: E402
     main,
     mlp_params,
     recurrent,
+    run_command,
     save_case,
 )
 
@@ -240,12 +241,19 @@ def imported_run(model: Path, x: np.ndarray, if_as: str) -> tuple[np.ndarray, li
     return out, [float((s > 0).mean()) for s in layers]
 
 
+def imported(args: list[str]) -> None:
+    """``imported IF_AS MODEL INPUT OUTPUT [IF_AS MODEL INPUT OUTPUT ...]``: see
+    :func:`imported_run`; OUTPUT holds ``spikes`` and ``rates``."""
+    for k in range(0, len(args), 4):
+        if_as, model, inputs, output = args[k:k + 4]
+        spikes, rates = imported_run(Path(model), np.load(inputs)["x"], if_as)
+        np.savez(output, spikes=spikes, rates=np.asarray(rates))
+
+
+def command(argv: list[str]) -> None:
+    run_command(argv, produce, consume, ("snntorch", "nir", "nirtorch", "torch"),
+                {"imported": imported})
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "imported":  # imported IF_AS MODEL INPUT OUTPUT [IF_AS MODEL ...]
-        jobs = sys.argv[2:]
-        for k in range(0, len(jobs), 4):
-            if_as, model, inputs, output = jobs[k:k + 4]
-            spikes, rates = imported_run(Path(model), np.load(inputs)["x"], if_as)
-            np.savez(output, spikes=spikes, rates=np.asarray(rates))
-    else:
-        main(produce, consume, ("snntorch", "nir", "nirtorch", "torch"))
+    main(command)
