@@ -137,10 +137,32 @@ def bundled_network(name: str) -> Network:
                    load_bundled_data("calib"))
 
 
+def spikingjelly_csnn(name: str) -> Network:
+    """The spikingjelly CSNN of examples/spikingjelly_csnn.py (Conv-BN-LIF-MaxPool x 2,
+    Linear-LIF; trained on the same DVS-encoded split by examples/train_spikingjelly_csnn.py)
+    with its weights, imported by ``from_torch`` as ``sbc-deploy FILE.py:build --weights``
+    does; the bundled data and the training pool as for the bundled networks."""
+    from sbc_deploy.bundled import load_bundled_data
+    from sbc_deploy.frontends.from_torch import from_torch
+    from sbc_deploy.frontends.from_torch.factory import apply_weights, load_factory, load_weights
+
+    examples = HERE.parent / "examples"
+    module = load_factory(f"{examples / 'spikingjelly_csnn.py'}:build")
+    weights = examples / "spikingjelly_csnn.pt"
+    apply_weights(module, load_weights(weights), str(weights))
+    evaluation = load_bundled_data("eval")
+    sample = torch.zeros((evaluation.steps, 1, *evaluation.input_shape))
+    graph = from_torch(module.eval(), sample, "spikingjelly", dt=evaluation.dt)
+    return Network(name, graph, evaluation, accuracy.training_pool(evaluation),
+                   load_bundled_data("calib"))
+
+
 NETWORKS: dict[str, Callable[[str], Network]] = {
     "nmnist_mlp": bundled_network,
     "nmnist_cnn": bundled_network,
+    "spikingjelly_csnn": spikingjelly_csnn,   # issue 18's CSNN (examples/spikingjelly_csnn.py)
 }
+DEFAULT_NETWORKS = ("nmnist_mlp", "nmnist_cnn")
 
 
 def custom_network(name: str, model: str, pool: str, evaluation: str, dt: float | None,
@@ -558,8 +580,9 @@ def _limits(text: str) -> dict[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--networks", default=",".join(NETWORKS),
-                        help=f"bundled networks, comma-separated (default {','.join(NETWORKS)})")
+    parser.add_argument("--networks", default=",".join(DEFAULT_NETWORKS),
+                        help=f"comma-separated, of {', '.join(NETWORKS)} (default "
+                             f"{','.join(DEFAULT_NETWORKS)})")
     parser.add_argument("--network", default=None, metavar="NAME=MODEL",
                         help="another network (with --pool and --eval)")
     parser.add_argument("--pool", default=None, help="its calibration pool (labelled DATA)")
