@@ -137,12 +137,11 @@ def bundled_network(name: str) -> Network:
                    load_bundled_data("calib"))
 
 
-def spikingjelly_csnn(name: str) -> Network:
+def csnn_graph(evaluation: Dataset) -> Graph:
     """The spikingjelly CSNN of examples/spikingjelly_csnn.py (Conv-BN-LIF-MaxPool x 2,
     Linear-LIF; trained on the same DVS-encoded split by examples/train_spikingjelly_csnn.py)
     with its weights, imported by ``from_torch`` as ``sbc-deploy FILE.py:build --weights``
-    does; the bundled data and the training pool as for the bundled networks."""
-    from sbc_deploy.bundled import load_bundled_data
+    does, at the data's step."""
     from sbc_deploy.frontends.from_torch import from_torch
     from sbc_deploy.frontends.from_torch.factory import apply_weights, load_factory, load_weights
 
@@ -150,10 +149,15 @@ def spikingjelly_csnn(name: str) -> Network:
     module = load_factory(f"{examples / 'spikingjelly_csnn.py'}:build")
     weights = examples / "spikingjelly_csnn.pt"
     apply_weights(module, load_weights(weights), str(weights))
-    evaluation = load_bundled_data("eval")
     sample = torch.zeros((evaluation.steps, 1, *evaluation.input_shape))
-    graph = from_torch(module.eval(), sample, "spikingjelly", dt=evaluation.dt)
-    return Network(name, graph, evaluation, accuracy.training_pool(evaluation),
+    return from_torch(module.eval(), sample, "spikingjelly", dt=evaluation.dt)
+
+
+def spikingjelly_csnn(name: str) -> Network:
+    """The CSNN (:func:`csnn_graph`) with the bundled data and the training pool."""
+    from sbc_deploy.bundled import load_bundled_data
+    evaluation = load_bundled_data("eval")
+    return Network(name, csnn_graph(evaluation), evaluation, accuracy.training_pool(evaluation),
                    load_bundled_data("calib"))
 
 

@@ -142,3 +142,14 @@ def test_page_chart_and_render_only(measured, network, tmp_path):
                        str(tmp_path), "--name", "merged", "--settings", "sparsity90,bits4"]) == 0
     assert (tmp_path / "merged.md").read_text() == page + "\n"
     assert len(json.loads((tmp_path / "merged.json").read_text())["rows"]) == len(rows)
+
+
+def test_the_csnn_is_one_more_network_entry():
+    """The spikingjelly CSNN (issue 18) loads as the CLI imports it and classifies."""
+    pytest.importorskip("spikingjelly", reason="the CSNN example is a spikingjelly module")
+    from sbc_deploy.bundled import load_bundled_data
+
+    few = load_bundled_data("eval").subset(slice(0, 60))
+    graph = bench.csnn_graph(few)
+    assert graph.dt == few.dt and "spikingjelly_csnn" in bench.NETWORKS
+    assert np.mean(bench.accuracy.predict(graph, few).classes == few.y) > 0.85
