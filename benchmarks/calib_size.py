@@ -442,9 +442,11 @@ def render(meta: Mapping[str, Any], dense: Mapping[str, float], rows: Sequence[R
         k, whole = smallest_lossless(rows, name, "loihi2", n_eval, sizes)
         if whole is None:
             continue
-        lines.append(f"- {name}: `sbc-deploy {name if name != 'nmnist_mlp' else ''}"
-                     f"{' ' if name != 'nmnist_mlp' else ''}--target loihi2` with the whole "
-                     f"bundled calibration set (20 per class) gives {100 * whole:.1f} %; "
+        command = {"nmnist_mlp": "sbc-deploy --target loihi2",
+                   "nmnist_cnn": "sbc-deploy nmnist_cnn --target loihi2"}.get(
+            name, "--target loihi2")
+        lines.append(f"- {name}: `{command}` with the whole bundled calibration set (20 per "
+                     f"class) gives {100 * whole:.1f} %; "
                      + ("no size in the grid stays within one standard error of it"
                         if k is None else
                         f"from `--calib-per-class {k:g}` up, SBC's mean over the draws stays "
