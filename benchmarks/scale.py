@@ -111,7 +111,7 @@ def evaluate_streaming(graph: Any, x: np.ndarray, batch_size: int) -> Any:
 
     from sbc_deploy.pipeline import EVAL_MEMORY_BUDGET
     from sbc_deploy.sim import simulate
-    from sbc_deploy.sim.streaming import SynOpsCounter
+    from sbc_deploy.report.synops_counter import SynOpsCounter
 
     reports = []
     for b0 in range(0, x.shape[0], batch_size):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from sbc_deploy.version import __version__ as __version__
 
 _EXPORTS: dict[str, tuple[str, str]] = {
     "load": ("sbc_deploy.frontends", "load_model"),

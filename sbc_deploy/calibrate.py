@@ -54,15 +54,20 @@ from sbc_deploy.compress.hessian import (
     SCAN_BLOCK,
     BatchSum,
     HessianAccumulator,
+    HessianSize,
     HessianSum,
+    accumulation_bytes,
     conv_groups,
+    final_copy_bytes,
     kernel_for_neuron,
     per_row,
+    sums_bytes,
 )
 from sbc_deploy.devices import resolve_device, torch_threads
 from sbc_deploy.errors import ConfigError, DataError
 from sbc_deploy.ir import Graph, Neuron, Scale, SynapseLayer
 from sbc_deploy.sim import simulate
+from sbc_deploy.sim.float_sim import simulation_bytes
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,8 @@ CHUNK_BYTES = 64 << 20
 """Default of ``calibrate(chunk_bytes=)``: bytes of the widest node value of one time chunk
 (``[steps, batch, *shape]`` float32), as the evaluation's ``EVAL_MEMORY_BUDGET``."""
 
-__all__ = ["CHUNK_BYTES", "Calibration", "calibrate", "layer_row_weight", "time_chunk"]
+__all__ = ["CHUNK_BYTES", "Calibration", "calibrate", "calibration_bytes", "layer_row_weight",
+           "time_chunk"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -369,6 +375,28 @@ def time_chunk(graph: Graph, steps: int, batch: int, chunk_bytes: int | None) ->
     if chunk >= SCAN_BLOCK:
         chunk -= chunk % SCAN_BLOCK
     return chunk
+
+
+def calibration_bytes(graph: Graph, sizes: Sequence[HessianSize], blocks: Mapping[str, int], *,
+                      steps: int, batch: int, chunk_bytes: int | None,
+                      world_size: int = 1) -> int:
+    """Bytes :func:`calibrate` adds at its peak for batches of ``batch`` sequences of ``steps``
+    (``sizes``: the calibrated layers' :func:`~sbc_deploy.compress.hessian.hessian_size`;
+    ``blocks``: layer -> diagonal block size; ``chunk_bytes`` as in :func:`calibrate`).
+
+    Every layer's float64 totals, plus the larger of feeding one time chunk (the simulator's
+    chunk without a hook and the most expensive layer's summing of it) and the end's hand-over
+    of one layer's totals; under torch.distributed also the exchange of the batch sums (every
+    total once more and ``world_size`` of the largest). ``sbc_deploy.memory`` adds this up.
+    """
+    sums = sums_bytes(sizes, blocks)
+    largest = max(s.values(blocks.get(s.name)) for s in sizes) * 8
+    chunk = time_chunk(graph, steps, batch, chunk_bytes)
+    summing = max(accumulation_bytes(s, batch, chunk, blocks.get(s.name)) for s in sizes)
+    final = max(final_copy_bytes(s, blocks.get(s.name)) for s in sizes)
+    exchange = (sums + world_size * largest) if world_size > 1 else 0
+    feeding = simulation_bytes(graph, steps, batch, chunk, batch, False) + summing
+    return sums + int(max(feeding, final)) + exchange
 
 
 def _gram_flops(acc: HessianAccumulator) -> float:

@@ -143,7 +143,7 @@ COMMAND_HELP = """commands:
 
 
 def _version() -> str:
-    from sbc_deploy import __version__
+    from sbc_deploy.version import __version__
 
     return f"sbc-deploy {__version__}"
 

@@ -55,7 +55,8 @@ from sbc_deploy.report.model import (
 )
 from sbc_deploy.outputs import MANIFEST, Manifest, staged_output
 from sbc_deploy.report.render import write_report
-from sbc_deploy.sim import SynOpsCounter, classify, default_decoding, simulate
+from sbc_deploy.report.synops_counter import SynOpsCounter
+from sbc_deploy.sim import classify, default_decoding, simulate
 from sbc_deploy.targets import Target, load_target
 from sbc_deploy.validate import validate_request
 
@@ -625,7 +626,7 @@ def _import_notes(graph: Graph) -> list[str]:
 def _versions() -> dict[str, str]:
     import nir
 
-    from sbc_deploy import __version__
+    from sbc_deploy.version import __version__
 
     return {"sbc_deploy": __version__, "torch": torch.__version__, "nir": nir.version,
             "numpy": np.__version__}

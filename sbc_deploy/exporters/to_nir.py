@@ -38,7 +38,7 @@ import h5py
 import nir
 import numpy as np
 
-from sbc_deploy import __version__
+from sbc_deploy.version import __version__
 from sbc_deploy.errors import ExportError
 from sbc_deploy.exporters.nir_consumers import adapt
 from sbc_deploy.fileio import check_writable, write_atomic
