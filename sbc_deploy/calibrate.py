@@ -328,12 +328,11 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
                     nonlocal sum_seconds
                     if name in accumulators:
                         tick = time.perf_counter()
-                        part = accumulators[name].batch_sum(inputs, index)
-                        sum_seconds += time.perf_counter() - tick
-                        if group is None:
-                            accumulators[name].add_batch_sum(part)  # at once: no batch kept
+                        if group is None:  # at once: no batch kept, no per-batch permute
+                            accumulators[name].accumulate(inputs, index)
                         else:
-                            parts[name] = part
+                            parts[name] = accumulators[name].batch_sum(inputs, index)
+                        sum_seconds += time.perf_counter() - tick
 
                 simulate(graph, batch, on_synapse_input=on_synapse_input, device=dev)
             if group is not None:
