@@ -89,6 +89,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sbc_deploy.compress.obs import LowRankPlusDiagonal
 from sbc_deploy.errors import ConfigError, NumericalError, ShapeError
 from sbc_deploy.ir.graph import SynapseLayer
 from sbc_deploy.ir.nodes import (
@@ -110,10 +111,11 @@ HESSIAN_DTYPE = torch.float64
 KERNELS: tuple[str, ...] = ("smp", "current")
 
 __all__ = [
-    "CHUNK_ELEMENTS", "HESSIAN_DTYPE", "KERNELS", "PRECISIONS", "BatchSum", "DampedInverse",
-    "HessianAccumulator", "HessianSize", "HessianSum", "TemporalKernel", "accumulation_bytes",
-    "damped_inverse_cholesky", "final_copy_bytes", "hessian_size", "kernel_for_neuron",
-    "per_row", "sums_bytes", "temporal_kernel", "unfold_input",
+    "CHUNK_ELEMENTS", "HESSIAN_DTYPE", "KERNELS", "LOW_RANK_TOL", "PRECISIONS", "BatchSum",
+    "DampedInverse", "DampedLowRank", "HessianAccumulator", "HessianSize", "HessianSum",
+    "TemporalKernel", "accumulation_bytes", "damped_inverse_cholesky", "final_copy_bytes",
+    "hessian_size", "kernel_for_neuron", "low_rank_damped", "per_row", "pivoted_cholesky",
+    "sums_bytes", "temporal_kernel", "unfold_input",
 ]
 
 
@@ -850,6 +852,94 @@ class DampedInverse:
                                  where="DampedInverse.factor",
                                  hint="use a larger damp_frac")
         return U
+
+
+LOW_RANK_TOL = 1e-9
+""":func:`low_rank_damped` stops its pivoted Cholesky when the trace left over is at most this
+times the damping: the neglected part ``E`` (positive semidefinite, ``||E|| <= tr E``) then
+moves the damped Hessian by at most ``1e-9`` of its smallest eigenvalue."""
+
+
+def pivoted_cholesky(H: Tensor, tol: float, max_rank: int) -> Tensor | None:
+    """``U (n, r)`` with ``H ~= U U^T`` for a positive semidefinite ``H`` of low rank.
+
+    Greedy diagonal pivoting (the largest remaining diagonal next); stops once the remaining
+    diagonal sums to at most ``tol`` (the trace of ``H - U U^T``, which bounds its norm).
+    ``None`` when ``max_rank`` columns do not get there. ``O(n r^2)``.
+    """
+    n = int(H.shape[0])
+    left = torch.diagonal(H).clone().clamp_(min=0)
+    U = torch.zeros(n, max(0, max_rank), dtype=H.dtype, device=H.device)
+    for k in range(max_rank + 1):
+        if float(left.sum()) <= tol:
+            return U[:, :k].clone()
+        if k == max_rank:
+            break
+        j = int(torch.argmax(left))
+        col = H[:, j] - U[:, :k] @ U[j, :k]
+        col /= col[j].clamp(min=torch.finfo(H.dtype).tiny).sqrt()
+        U[:, k] = col
+        left.sub_(col * col).clamp_(min=0)
+        left[j] = 0.0
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class DampedLowRank:
+    """The damped Hessian of :func:`damped_inverse_cholesky` held as ``U U^T + diag(e)``.
+
+    Attributes:
+        H: the damped Hessian, a :class:`~sbc_deploy.compress.obs.LowRankPlusDiagonal`.
+        damp, damp_frac, dead: as :class:`DampedInverse` (the same values for the same ``H``).
+        raises: always 0 (a positive damping cannot fail).
+    """
+
+    H: LowRankPlusDiagonal
+    damp: float
+    damp_frac: float
+    dead: Tensor
+    raises: int = 0
+
+    @cached_property
+    def hinv_diag(self) -> Tensor:
+        """``diag(H^-1)`` (Woodbury)."""
+        return self.H.inverse_diagonal()
+
+
+def low_rank_damped(H: Tensor, damp_frac: float = 0.01, *, max_rank: int,
+                    where: str = "layer") -> DampedLowRank | None:
+    """The damped Hessian of :func:`damped_inverse_cholesky` as low rank plus diagonal, or
+    ``None`` when ``H`` has a rank above ``max_rank`` or ``damp_frac`` is 0.
+
+    The same damping (dead inputs get the mean live diagonal, ``damp = damp_frac * mean
+    diag``): ``H + damp I = U U^T + diag(e)`` with ``U`` the pivoted Cholesky factor of ``H``
+    (:func:`pivoted_cholesky`, to :data:`LOW_RANK_TOL`) and ``e = damp`` (``+ mean live
+    diagonal`` at dead inputs). A Hessian summed from ``m`` rows has rank at most ``m``: a
+    layer calibrated on fewer rows (sequences x positions x steps) than it has inputs.
+
+    Raises:
+        NumericalError: ``H`` is not finite.
+    """
+    if damp_frac <= 0 or max_rank < 1:
+        return None
+    if not math.isfinite(float(H.sum())):
+        raise NumericalError("Hessian holds NaN or infinite values", where=where)
+    H = H.to(HESSIAN_DTYPE)
+    diag = torch.diagonal(H).clone()
+    dead = diag <= 0
+    live_mean = float(diag[~dead].mean()) if bool((~dead).any()) else 1.0
+    diag[dead] = live_mean
+    damp = damp_frac * float(diag.mean())  # as damped_inverse_cholesky
+    if bool(dead.any()):
+        H = H.clone()
+        H[dead, :] = 0
+        H[:, dead] = 0
+    U = pivoted_cholesky(H, LOW_RANK_TOL * damp, max_rank)
+    if U is None:
+        return None
+    e = torch.full_like(diag, damp)
+    e[dead] += live_mean
+    return DampedLowRank(LowRankPlusDiagonal(U, e), damp, damp_frac, dead)
 
 
 def damped_inverse_cholesky(H: Tensor, damp_frac: float = 0.01, *, max_raises: int = 6,
