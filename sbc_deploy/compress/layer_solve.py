@@ -450,6 +450,7 @@ def solve_bytes(size: HessianSize, block: int | None) -> int:
 
 __all__ = [
     "CURVE_ADMM", "LOW_RANK_FRACTION", "SMALL_LAYER", "SOLVE_W_COPIES", "SWEEP_DTYPE",
-    "LayerProblem", "LayerStats", "SolveResult", "compressed_node", "fit_layer_grid", "layer_problem", "layer_stats",
-    "loss_and_energy", "result_to", "solve_bytes", "solve_cost", "solve_problem",
+    "LayerProblem", "LayerStats", "SolveResult", "compressed_node", "fit_layer_grid",
+    "layer_problem", "layer_stats", "loss_and_energy", "result_to", "solve_bytes", "solve_cost",
+    "solve_problem",
 ]
