@@ -242,6 +242,10 @@ def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
         row["estimate_args"] = estimate_args(keep[1], calibrations[keep].data)
         rows.append(row)
         if done is not None:
+            row["layers"] = [{"name": layer.name, "shape": list(layer.shape),
+                              "loss": layer.loss, "dense_energy": layer.dense_energy,
+                              "pruned": layer.pruned, "seconds": layer.seconds}
+                             for layer in done[1].layers]
             # as the pipeline's "evaluate compressed": the calibration and both graphs held
             compressed = done[0]
             del done
