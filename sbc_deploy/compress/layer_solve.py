@@ -33,6 +33,7 @@ from sbc_deploy.compress.hessian import (
 )
 from sbc_deploy.compress.masks import min_prune_count, select_mask
 from sbc_deploy.compress.obs import (
+    DIRECT_SOLVE_RATIO,
     admm_prune,
     authors_order,
     greedy_obs_prune,
@@ -176,29 +177,47 @@ when the calibration's rows x steps (a bound on the rank, known before any work)
 this, and used when :func:`_low_rank_pays`."""
 
 
-def _low_rank_pays(n: int, r: int) -> bool:
-    """Whether the ADMM solve of a layer with ``n`` inputs costs less on Hessians of rank
-    ``r`` plus diagonal. Work per output row, in float32 multiply-adds (a float64 one counted
-    twice), at the solver's defaults (60 iterations, a Cholesky every 4, 60 CG iterations):
-    dense ``60 * 2 n^2`` (triangular solves) ``+ 2 * 60 * 2 n^2`` (CG in float64), the 15
-    Cholesky factorisations aside; low rank ``2 * 60 * 4 n r`` (Woodbury, float64) ``+ 2 * 3 *
-    n r^2`` (the exact solves on the final, the one-shot and one swapped mask)."""
-    return 480 * r + 6 * r * r < 360 * n
+LOW_RANK_GAIN = 0.75
+"""The low-rank form is used when :func:`_low_rank_pays` estimates at most this fraction of the
+dense solve's work (a margin for its batched small factorisations, which run slower per
+operation than the dense solver's large ones)."""
 
 
-def _low_rank(problem: LayerProblem, config: CompressionConfig) -> list[DampedLowRank] | None:
+def _low_rank_pays(n: int, r: int, kept: int) -> bool:
+    """Whether the ADMM solve of a layer with ``n`` inputs, ``kept`` of them kept per row,
+    costs less on Hessians of rank ``r`` plus diagonal. Work per output row, in float32
+    multiply-adds (a float64 one counted twice), at the solver's defaults (60 iterations, 60 CG
+    iterations, three reconstructions: the final mask, the one-shot mask, a swap round):
+
+    - dense: ``60 * 2 n^2`` (triangular solves), plus ``2 * 60 * 2 n^2`` (CG, float64), or,
+      where rows keep few weights (:data:`~sbc_deploy.compress.obs.DIRECT_SOLVE_RATIO`),
+      ``3 * 2 k^3 / 3`` (a Cholesky of each row's kept block);
+    - low rank: ``2 * 60 * 4 n r`` (Woodbury, float64) ``+ 3 * 2 n r^2`` (exact solves).
+    """
+    dense = 120.0 * n * n
+    if kept**3 <= DIRECT_SOLVE_RATIO * n * n:
+        dense += 2.0 * kept**3
+    else:
+        dense += 240.0 * n * n
+    low = 480.0 * n * r + 6.0 * n * r * r
+    return low <= LOW_RANK_GAIN * dense
+
+
+def _low_rank(problem: LayerProblem, config: CompressionConfig,
+              n_prune: int) -> list[DampedLowRank] | None:
     """Every row group's damped Hessian as low rank plus diagonal, or ``None`` (see
     :data:`LOW_RANK_FRACTION`)."""
     assert problem.H is not None
-    n_in = int(problem.W.shape[1])
+    n_out, n_in = (int(v) for v in problem.W.shape)
     max_rank = min(int(LOW_RANK_FRACTION * n_in), problem.rank_bound or 0)
     if problem.block is not None or max_rank < 1 or max_rank < (problem.rank_bound or 0):
         return None
+    kept = n_in - n_prune // max(n_out, 1)
     found = []
     for g in range(problem.n_groups):
         low = low_rank_damped(problem.H[g], config.damp_frac, max_rank=max_rank,
                               where=f"layer {problem.layer.name} (row group {g})")
-        if low is None or not _low_rank_pays(n_in, low.H.rank):
+        if low is None or not _low_rank_pays(n_in, low.H.rank, kept):
             return None
         found.append(low)
     return found
@@ -313,7 +332,8 @@ def _solve_layer(problem: LayerProblem, n_prune: int, config: CompressionConfig,
     assert problem.H is not None
     # a low-rank Hessian: the ADMM solve in O(n r) per row; the dense damped inverse only for
     # the quantisation's sweep
-    low = _low_rank(problem, config) if n_prune and config.solver == "admm" else None
+    low = (_low_rank(problem, config, n_prune) if n_prune and config.solver == "admm"
+           else None)
     damped: list[Any] = (low if low is not None and not (quantize and config.quantize)
                          else _damp(problem, config))
     W = problem.W.clone()
@@ -449,8 +469,8 @@ def solve_bytes(size: HessianSize, block: int | None) -> int:
 
 
 __all__ = [
-    "CURVE_ADMM", "LOW_RANK_FRACTION", "SMALL_LAYER", "SOLVE_W_COPIES", "SWEEP_DTYPE",
-    "LayerProblem", "LayerStats", "SolveResult", "compressed_node", "fit_layer_grid",
+    "CURVE_ADMM", "LOW_RANK_FRACTION", "LOW_RANK_GAIN", "SMALL_LAYER", "SOLVE_W_COPIES",
+    "SWEEP_DTYPE", "LayerProblem", "LayerStats", "SolveResult", "compressed_node", "fit_layer_grid",
     "layer_problem", "layer_stats", "loss_and_energy", "result_to", "solve_bytes", "solve_cost",
     "solve_problem",
 ]
