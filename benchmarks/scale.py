@@ -31,6 +31,15 @@ A stage that fails (out of memory under the limit, or a refusal) is recorded wit
 ``--report`` fits the growth laws and writes the Markdown (with the extrapolation to
 SEW-ResNet-152 on ImageNet, labelled as such) from the JSON the runs appended to.
 
+The spikingjelly zoo nets of :mod:`zoo` (``--network sj_sew_resnet18_64`` ...; spikingjelly in
+the main environment and ``sbc_deploy.frontends.from_torch``) replace the hand-built SEW-ResNet
+and VGG stand-ins where those are available: their rows start with ``build`` (spikingjelly's
+module, made to fire) and ``import`` (``from_torch``). Issue 18's bar (benchmarks/results/
+scale_bar.md, scale_zoo.json)::
+
+    python benchmarks/scale.py --network sj_sew_resnet18_64 --calib 8 --steps 4 \
+        --eval-samples 2 --json benchmarks/results/scale_zoo.json
+
 Usage (what produced benchmarks/results/scale.md)::
 
     python benchmarks/scale.py --network dvs128_csnn --calib 1 2 4 --steps 4 8 16 --before \\
