@@ -90,6 +90,7 @@ from sbc_deploy.compress.hessian import HessianSize, hessian_size, sums_bytes
 from sbc_deploy.compress.passes import compression_bytes
 from sbc_deploy.errors import ConfigError
 from sbc_deploy.ir import Graph
+from sbc_deploy.ir.transforms import neuron_per_row
 from sbc_deploy.sim.float_sim import chunk_plan, simulation_bytes
 
 log = logging.getLogger(__name__)
@@ -213,11 +214,12 @@ class MemoryPlan:
                 "block_diagonal": dict(self.blocks), "notes": list(self.notes)}
 
 
-def _layers(graph: Graph, kernel: str, max_groups: int) -> list[HessianSize]:
-    return [hessian_size(layer, kernel, max_groups) for layer in graph.synapse_layers()]
+def _hessian_sizes(graph: Graph, kernel: str, max_groups: int) -> list[HessianSize]:
+    return [hessian_size(layer, neuron_per_row(graph, layer), kernel, max_groups)
+            for layer in graph.synapse_layers()]
 
 
-def _weights(graph: Graph) -> int:
+def _graph_array_bytes(graph: Graph) -> int:
     """Bytes of the graph's arrays as held: weights, biases, neuron parameters (which are per
     neuron, as large as a convolution's output, for conv-shaped neurons)."""
     import numpy as np
@@ -240,14 +242,14 @@ def estimate(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: int
     each stage's own need (the simulator's, the calibration's, the compression's), added to
     what every stage holds."""
     blocks = dict(blocks or {})
-    base = RUNTIME + _weights(graph) + int(data_bytes)
+    base = RUNTIME + _graph_array_bytes(graph) + int(data_bytes)
     t_chunk, b_chunk = chunk_plan(graph, steps, batch_size, sim_memory_budget)
     stages = [StageEstimate(
         "simulate",
         base + simulation_bytes(graph, steps, batch_size, t_chunk, b_chunk, True),
         f"{batch_size} samples x {steps} steps in chunks of {b_chunk} samples x {t_chunk} "
         f"steps")]
-    layers = _layers(graph, kernel, max_groups) if calibrate else []
+    layers = _hessian_sizes(graph, kernel, max_groups) if calibrate else []
     if not layers:
         return tuple(stages)
     sums = sums_bytes(layers, blocks)
@@ -319,7 +321,7 @@ def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: 
     blocks: dict[str, int] = {}
     notes: list[str] = []
     stages = estimate(graph, blocks=blocks, **args)
-    layers = sorted(_layers(graph, kernel, max_groups) if calibrate else [],
+    layers = sorted(_hessian_sizes(graph, kernel, max_groups) if calibrate else [],
                     key=lambda s: -s.n_in)
 
     def over(found: tuple[StageEstimate, ...]) -> list[StageEstimate]:
@@ -357,12 +359,18 @@ def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: 
                      f"{format_bytes(budget)}")
     for stage in stages:
         if stage.bytes > budget:
-            help_text = ("a smaller --batch-size" if stage.stage == "simulate" else
-                         "a larger --memory-budget, fewer calibration samples per batch, or "
-                         "--method magnitude")
+            # the smallest budget any plan fits: every layer at the smallest block size
+            cheapest = {s.name: MIN_BLOCK for s in layers if s.n_in > MIN_BLOCK} \
+                if allow_blocks else blocks
+            smallest = max(s.bytes for s in estimate(graph, blocks=cheapest, **args))
+            size = f"{math.ceil(smallest / 1024**2)}MiB"
+            help_text = f"--memory-budget {size} or more" + (
+                ", or --method magnitude (no Hessians)" if calibrate and
+                stage.stage != "simulate" else "")
             raise MemoryBudgetError(
                 f"the {stage.stage} stage needs about {format_bytes(stage.bytes)} "
-                f"({stage.detail}), more than the budget of {format_bytes(budget)}",
+                f"({stage.detail}), more than the budget of {format_bytes(budget)}; the "
+                f"smallest budget this run can be planned in is about {size}",
                 where="--memory-budget", hint=help_text)
     for note in notes:
         log.info("%s", note)

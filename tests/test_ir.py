@@ -93,7 +93,10 @@ def test_every_node_type_is_listed():
     kinds = {cls.kind for cls in NODE_TYPES}
     assert kinds == {"Input", "Output", "Affine", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d",
                      "Flatten", "Scale", "Delay", "Threshold", "LIF", "CubaLIF", "IF", "LI",
-                     "CubaLI", "Integrator"}
+                     "CubaLI", "Integrator",
+                     # graph operations (issue 18; tests/test_graph_ops.py)
+                     "MaxPool2d", "AdaptiveAvgPool2d", "ChannelAffine", "LayerNorm", "Identity",
+                     "Reshape", "Permute", "Slice", "Reduce", "Product", "MatMul"}
     # Every type constructs with minimal arguments and reports consistent shapes.
     samples = [Input((3,)), Output((3,)), Affine(np.ones((3, 3))), Scale(np.ones(3)),
                Delay(np.array([0, 1, 2])), Threshold(np.ones(3)), LIF(0.5, np.ones(3)),

@@ -21,6 +21,7 @@ from sbc_deploy.ir import (
     LI,
     LIF,
     NODE_TYPES,
+    OPERATION_TYPES,
     Affine,
     AvgPool2d,
     Conv1d,
@@ -106,7 +107,9 @@ def _assert_same_parameters(a: Graph, b: Graph, rtol: float = 1e-9) -> None:
 def test_round_trip_of_every_node_kind(tmp_path: Path, rng: np.random.Generator,
                                        discretization: str) -> None:
     graph = _every_kind(rng, discretization)
-    assert {type(n) for n in graph.nodes.values()} == set(NODE_TYPES)
+    # every kind NIR has a primitive for (the graph operations of issue 18 have their own
+    # NIR tests in tests/test_graph_ops_export.py)
+    assert {type(n) for n in graph.nodes.values()} == set(NODE_TYPES) - set(OPERATION_TYPES)
     path = tmp_path / "every.nir"
     nir.write(path, to_nir(graph))
     back = from_nir(nir.read(path), discretization=discretization)

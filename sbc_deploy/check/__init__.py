@@ -7,7 +7,8 @@
 
 :func:`check` runs the rules the target lists (``check.rules.RULES``) and collects every
 violation of every rule; it never stops at the first. It also returns the core-mapping estimate
-(``check.mapping.map_to_cores``) that the per-core rules are judged on.
+(``check.mapping.map_to_cores``) that the per-core rules are judged on, and the chip / host
+split (``check.split.chip_host_split``): which nodes the target runs and which stay on the host.
 """
 
 from __future__ import annotations
@@ -23,22 +24,26 @@ from sbc_deploy.check.mapping import (
     map_to_cores,
 )
 from sbc_deploy.check.rules import RULES, Rule, Violation, _mapping
+from sbc_deploy.check.split import ChipHostSplit, HostNode, Segment, Transfer, chip_host_split
 from sbc_deploy.errors import TargetError
 from sbc_deploy.ir import Graph
 from sbc_deploy.targets import Target, load_target
 
-__all__ = ["RULES", "CheckResult", "CoreUse", "LayerPlacement", "Mapping", "MappingIssue",
-           "Rule", "Violation", "check", "map_to_cores"]
+__all__ = ["RULES", "CheckResult", "ChipHostSplit", "CoreUse", "HostNode", "LayerPlacement",
+           "Mapping", "MappingIssue", "Rule", "Segment", "Transfer", "Violation", "check",
+           "chip_host_split", "map_to_cores"]
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """Every violation of every rule the target lists, and the mapping estimate."""
+    """Every violation of every rule the target lists, the mapping estimate and the chip /
+    host split (``None`` only where a caller builds the result by hand)."""
 
     target: str
     rules: tuple[str, ...]
     violations: tuple[Violation, ...]
     mapping: Mapping
+    split: ChipHostSplit | None = None
 
     @property
     def errors(self) -> tuple[Violation, ...]:
@@ -70,4 +75,5 @@ def check(graph: Graph, target: Target | str | Path) -> CheckResult:
         raise TargetError(f"lists unknown rules: {', '.join(unknown)}; known: "
                           f"{', '.join(RULES)}", where=f"target {target.name}")
     violations = tuple(v for rule in target.rules for v in RULES[rule](graph, target))
-    return CheckResult(target.name, target.rules, violations, _mapping(graph, target))
+    return CheckResult(target.name, target.rules, violations, _mapping(graph, target),
+                       chip_host_split(graph, target))

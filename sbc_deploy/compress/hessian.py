@@ -1019,11 +1019,13 @@ class HessianSize:
         return self.hessians * -(-self.n_in // block) * block**2
 
 
-def hessian_size(layer: SynapseLayer, kernel: str = "smp", max_groups: int = 8) -> HessianSize:
-    """The :class:`HessianSize` of ``layer`` under ``kernel`` (its neuron's decay groups)."""
+def hessian_size(layer: SynapseLayer, neuron: Neuron | None, kernel: str = "smp",
+                 max_groups: int = 8) -> HessianSize:
+    """The :class:`HessianSize` of ``layer`` under ``kernel``, its rows grouped by the decays
+    of ``neuron`` (the neuron per row that calibration filters with:
+    :func:`sbc_deploy.ir.transforms.neuron_per_row`)."""
     syn = layer.synapse
-    kernels, _ = kernel_for_neuron(layer.neuron, syn.out_channels, kind=kernel,
-                                   max_groups=max_groups)
+    kernels, _ = kernel_for_neuron(neuron, syn.out_channels, kind=kernel, max_groups=max_groups)
     return HessianSize(layer.name, math.prod(int(v) for v in syn.weight.shape[1:]),
                        int(syn.weight.shape[0]), len(kernels), len(kernels) * conv_groups(syn),
                        int(math.prod(syn.weight.shape)),

@@ -99,6 +99,7 @@ from sbc_deploy.ir import (
     conv_output_length,
     spike_variant_text,
 )
+from sbc_deploy.ir.transforms import lower_adaptive_pools
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +200,38 @@ def plan_netx(graph: Graph, *, unit: float | None = None) -> tuple[NetxLayer, ..
     if unit is not None and not (isinstance(unit, (int, float)) and math.isfinite(unit)
                                  and unit > 0):
         raise ExportError(f"unit must be a positive number, got {unit!r}", where="argument unit")
+    graph = lower_adaptive_pools(graph)   # a dividing adaptive pool is an AvgPool2d
+    _refuse_operations(graph)
     chain, recurrent = _chain(graph)
     return tuple(_Planner(graph, chain, recurrent, unit).run())
+
+
+# What netx has no layer for, by graph operation (issue 18); the reason names what is missing.
+_NO_NETX_LAYER = {
+    "MaxPool2d": "netx has no max-pool layer (lava-dl's netx reader raises NotImplementedError "
+                 "for pool blocks); the integer core runs it as the OR of spikes, the chip "
+                 "cannot",
+    "AdaptiveAvgPool2d": "an adaptive pool with windows of unequal size has no netx layer",
+    "ChannelAffine": "a per-channel affine map with no synapse before it to fold into has no "
+                     "netx layer",
+    "LayerNorm": "netx has no normalisation layer",
+    "Identity": "a named sum of edges (a residual merge) has no place in netx's chain",
+    "Reshape": "netx flattens only (a Flatten before a dense layer)",
+    "Permute": "netx has no transpose layer",
+    "Slice": "netx has no slice layer",
+    "Reduce": "netx has no sum or mean over axes",
+    "Product": "netx has no product of two activations (its synapses multiply by weights)",
+    "MatMul": "netx has no product of two activations (its synapses multiply by weights)",
+}
+
+
+def _refuse_operations(graph: Graph) -> None:
+    """Refuse the first graph operation netx cannot hold, naming it and why."""
+    for name in graph.topological_order:
+        why = _NO_NETX_LAYER.get(graph.nodes[name].kind)
+        if why is not None:
+            raise ExportError(f"netx cannot express a {graph.nodes[name].kind} node: {why}",
+                              where=f"node '{name}'")
 
 
 # --------------------------------------------------------------------------- structure
@@ -408,6 +439,9 @@ class _Planner:
 
     # ---------------------------------------------------------------- a synapse layer
 
+    # Long: one netx layer is one synapse, its pass-through nodes and its neuron, folded into
+    # one set of integers (gain, recurrence, bias, unit shift) and then written as a conv or a
+    # dense block; the checks between the steps need the values of the steps before them.
     def _synapse_layer(self, names: list[str], pos: int, pending: _Pending) -> int:
         syn_name = names[pos]
         synapse = self.node(syn_name)
@@ -855,7 +889,7 @@ def _rounded(value: float, what: str, where: str) -> int:
     if error > _tolerance(np.asarray(value)):
         level = logging.WARNING if error > _ROUNDING_WARNING * abs(value) else logging.DEBUG
         log.log(level, "%s: %s = %.6g is not a whole number; rounded to %d", where, what, value,
-                rounded)
+                rounded, extra={"deviation": error / max(abs(value), 1e-30)})  # worst repeat
     return rounded
 
 

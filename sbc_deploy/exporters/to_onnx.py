@@ -29,6 +29,14 @@ loop-carried state (``<neuron>/c``); the lower clamp is ``Relu(v - v_min) + v_mi
 a SumPool2d is a grouped ``Conv`` with a kernel of ones; an AvgPool2d an explicit zero ``Pad``
 and an ``AveragePool``.
 
+Graph operations (issue 18): MaxPool2d is ``MaxPool`` (ONNX ignores its padding, as PyTorch's
+-inf padding); an AdaptiveAvgPool2d whose sizes divide is an ``AveragePool``, otherwise two
+``MatMul`` with PyTorch's window-averaging matrices (``y = A_h x A_w^T``: the windows are
+rectangles, so the mean is separable); ChannelAffine ``Mul`` + ``Add``; LayerNorm
+``LayerNormalization``; Identity, Reshape, Permute (``Transpose``), Slice, Reduce (``ReduceSum``
+/ ``ReduceMean``) as named; Product ``Mul`` and MatMul ``MatMul`` (times its scale) on the two
+operands in their port order.
+
 The file is checked with ``onnx.checker.check_model(full_check=True)`` before it is written,
 atomically. Graph metadata (``dt``, the layout, the reset modes) goes into
 ``metadata_props``.
@@ -48,19 +56,31 @@ from onnx import TensorProto, helper, numpy_helper
 from sbc_deploy.errors import ConfigError, ExportError
 from sbc_deploy.fileio import check_writable, write_atomic
 from sbc_deploy.ir import (
+    AdaptiveAvgPool2d,
     Affine,
     AvgPool2d,
+    ChannelAffine,
     Conv1d,
     Conv2d,
     Delay,
     Flatten,
     Graph,
+    Identity,
     Input,
+    LayerNorm,
+    MatMul,
+    MaxPool2d,
     Neuron,
     Output,
+    Permute,
+    Product,
+    Reduce,
+    Reshape,
     Scale,
+    Slice,
     SumPool2d,
     Threshold,
+    adaptive_windows,
 )
 from sbc_deploy.sim.float_sim import (
     NeuronConstants,
@@ -266,8 +286,76 @@ def _step(b: _Builder, name: str, node: Any, x: str, states: dict[str, _State]) 
         return b.op("ReduceSum", [picked, axis0], keepdims=0)
     if isinstance(node, Neuron):
         return _neuron(b, name, node, x, states)
+    op = _operation(b, name, node, x)
+    if op is not None:
+        return op
     raise ExportError(f"ONNX export has no translation for node type {type(node).__name__}",
                       where=f"node '{name}'")
+
+
+def _averaging(length: int, out: int) -> np.ndarray:
+    """``[out, length]``: row ``i`` averages PyTorch's adaptive window ``i``."""
+    matrix = np.zeros((out, length))
+    for i, (start, stop) in enumerate(adaptive_windows(length, out)):
+        matrix[i, start:stop] = 1.0 / (stop - start)
+    return matrix
+
+
+def _operation(b: _Builder, name: str, node: Any, x: str) -> str | None:
+    """The body nodes of one weightless graph operation (None: not one of them)."""
+    if isinstance(node, MaxPool2d):
+        # y = max over each window (padding never wins)
+        return b.op("MaxPool", [x], kernel_shape=list(node.kernel_size),
+                    strides=list(node.stride), pads=list(node.padding) * 2)
+    if isinstance(node, AdaptiveAvgPool2d):
+        lowered = node.as_avg_pool()
+        if lowered is not None:
+            return b.op("AveragePool", [x], kernel_shape=list(lowered.kernel_size),
+                        strides=list(lowered.stride))
+        _, h, w = node.input_shape
+        rows = b.constant(f"{name}/rows", _averaging(h, node.output_size[0]))
+        cols = b.constant(f"{name}/cols", _averaging(w, node.output_size[1]).T)
+        # y = A_h x A_w^T: the mean over each (rectangular) adaptive window
+        return b.op("MatMul", [b.op("MatMul", [rows, x]), cols])
+    if isinstance(node, ChannelAffine):
+        view = (-1, *[1] * (len(node.input_shape) - 1))
+        scale = b.constant(f"{name}/scale", node.scale.reshape(view))
+        shift = b.constant(f"{name}/shift", node.shift.reshape(view))
+        # y[c] = scale[c] * x[c] + shift[c]
+        return b.op("Add", [b.op("Mul", [x, scale]), shift])
+    if isinstance(node, LayerNorm):
+        # y = (x - mean) / sqrt(var + eps) * weight + bias over the trailing axes
+        return b.op("LayerNormalization", [x, b.constant(f"{name}/weight", node.weight),
+                                           b.constant(f"{name}/bias", node.bias)],
+                    axis=-node.weight.ndim, epsilon=node.eps)
+    if isinstance(node, Identity):
+        return b.op("Identity", [x])
+    if isinstance(node, Reshape):
+        shape = b.constant(f"{name}/shape", [-1, *node.output_shape], np.int64)
+        return b.op("Reshape", [x, shape])
+    if isinstance(node, Permute):
+        return b.op("Transpose", [x], perm=[0, *(d + 1 for d in node.dims)])
+    if isinstance(node, Slice):
+        return b.op("Slice", [x, b.constant(f"{name}/start", [node.start], np.int64),
+                              b.constant(f"{name}/stop", [node.stop], np.int64),
+                              b.constant(f"{name}/axis", [node.axis + 1], np.int64)])
+    if isinstance(node, Reduce):
+        axes = [a + 1 for a in node.axes]
+        if node.op == "sum":
+            return b.op("ReduceSum", [x, b.constant(f"{name}/axes", axes, np.int64)],
+                        keepdims=int(node.keepdims))
+        return b.op("ReduceMean", [x], axes=axes, keepdims=int(node.keepdims))
+    return None
+
+
+def _binary(b: _Builder, name: str, node: Product | MatMul, a: str, bb: str) -> str:
+    """``a * b`` or ``scale * (a @ b)`` on the operands in port order."""
+    if isinstance(node, Product):
+        return b.op("Mul", [a, bb])
+    y = b.op("MatMul", [a, bb])
+    if node.scale == 1.0:
+        return y
+    return b.op("Mul", [y, b.constant(f"{name}/scale", np.float32(node.scale))])
 
 
 def _states(graph: Graph) -> dict[str, _State]:
@@ -314,9 +402,17 @@ def build_onnx(graph: Graph, *, steps: int | None = None,
         node = graph.nodes[name]
         if isinstance(node, Input):
             continue
-        terms = [states[f"{src}/previous"].name if (src, name) in graph.recurrent_edges
-                 else current[src] for src in graph.predecessors(name)]
-        current[name] = _step(b, name, node, _add_all(b, terms), states)
+        def arriving(sources: tuple[str, ...], name: str = name) -> str:
+            return _add_all(b, [states[f"{src}/previous"].name
+                                if (src, name) in graph.recurrent_edges else current[src]
+                                for src in sources])
+
+        if isinstance(node, (Product, MatMul)):
+            operands = graph.operands(name)
+            current[name] = _binary(b, name, node, arriving(operands["a"]),
+                                    arriving(operands["b"]))
+            continue
+        current[name] = _step(b, name, node, arriving(graph.predecessors(name)), states)
     for src in sorted({src for src, _ in graph.recurrent_edges}):
         states[f"{src}/previous"].next = b.op("Identity", [current[src]], f"{src}/previous_next")
     step_outputs = {name: b.op("Identity", [current[name]], f"{name}/y_t")

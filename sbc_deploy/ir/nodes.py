@@ -90,6 +90,7 @@ clamp; with ``"next_step"`` before the pending reset, which step t+1 applies). s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, Mapping
 
@@ -131,6 +132,16 @@ class Node:
     metadata: Mapping[str, Any]
     input_shape: Shape   # a field or a property in every subclass
     output_shape: Shape  # a property in every subclass
+    # Named operands of a node whose inputs do not simply add up (``Product``, ``MatMul``):
+    # every edge into such a node names its port in ``Graph.ports``. Empty: one input, the
+    # sum of every incoming edge.
+    ports: ClassVar[tuple[str, ...]] = ()
+
+    def port_shape(self, port: str) -> Shape:
+        """The per-sample shape the node expects at ``port`` (``input_shape`` without ports)."""
+        if not self.ports:
+            return self.input_shape
+        raise IRError(f"{self.kind} has no port {port!r}; its ports are {self.ports}")
 
     def replace(self, **changes: Any) -> "Node":
         """A copy with ``changes`` applied (validated again)."""
@@ -492,6 +503,431 @@ class Threshold(_Elementwise):
         self._freeze_params()
 
 
+# --------------------------------------------------------------------------- graph operations
+#
+# Nodes without weights that the networks of spikingjelly's zoo need (SEW / spiking ResNets,
+# spiking VGG, Spikformer, the spike-driven Transformer). Each is a pure function of one step's
+# input (no state, no time mixing), applied to every step alike. Axes are per-sample axes
+# (batch and time excluded), so ``axis=0`` is the channel axis of a (C, H, W) map.
+
+
+def _axis(value: Any, ndim: int, what: str) -> int:
+    try:
+        axis = int(value)
+    except (TypeError, ValueError) as err:
+        raise IRError(f"{what} must be an integer axis, got {value!r}") from err
+    if value != axis or not -ndim <= axis < ndim:
+        raise IRError(f"{what} = {value!r} is not an axis of a {ndim}-D per-sample shape")
+    return axis % ndim
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool2d(_Pool2d):
+    r"""Max over each ``kernel_size`` window: :math:`y[c,i,j] = \max_{(p,q)\in w(i,j)} x[c,p,q]`.
+
+    PyTorch's ``max_pool2d`` (``dilation=1``, ``ceil_mode=False``): ``stride`` defaults to the
+    kernel; padding adds ``-inf`` (it is never the max), so ``padding <= kernel_size // 2``.
+    On binary spikes the max is the OR of the window's spikes, which is exact in every number
+    format; on other input (a current before the neuron) it is the max.
+    """
+
+    kind: ClassVar[str] = "MaxPool2d"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
+            raise IRError(f"MaxPool2d.padding {self.padding} exceeds half the kernel "
+                          f"{self.kernel_size} (a window would hold padding only)")
+
+
+def adaptive_windows(length: int, out: int) -> tuple[tuple[int, int], ...]:
+    """PyTorch's adaptive-pooling windows along one axis: output ``i`` averages
+    ``x[floor(i * L / out) : ceil((i + 1) * L / out)]``."""
+    return tuple(((i * length) // out, -((-(i + 1) * length) // out)) for i in range(out))
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptiveAvgPool2d(Node):
+    r"""Mean over PyTorch's adaptive windows (:func:`adaptive_windows`) to ``output_size``.
+
+    :math:`y[c,i,j] = \operatorname{mean}_{p \in P_i, q \in Q_j} x[c,p,q]` with
+    ``P_i = [floor(i H / H_out), ceil((i + 1) H / H_out))`` and likewise ``Q_j``. Where
+    ``H_out`` divides ``H`` and ``W_out`` divides ``W`` this is an ``AvgPool2d`` with kernel and
+    stride ``(H / H_out, W / W_out)`` (:meth:`as_avg_pool`).
+    """
+
+    output_size: tuple[int, int]
+    input_shape: Shape
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "AdaptiveAvgPool2d"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_size",
+                           _pair(self.output_size, "AdaptiveAvgPool2d.output_size", 1))
+        object.__setattr__(self, "input_shape",
+                           _shape(self.input_shape, "AdaptiveAvgPool2d.input_shape"))
+        if len(self.input_shape) != 3:
+            raise ShapeError(f"AdaptiveAvgPool2d.input_shape must be (C, H, W), got "
+                             f"{self.input_shape}")
+        _freeze_metadata(self)
+
+    @property
+    def output_shape(self) -> Shape:
+        return (self.input_shape[0], *self.output_size)
+
+    def as_avg_pool(self) -> AvgPool2d | None:
+        """The equal ``AvgPool2d`` where the output size divides the input size, else None."""
+        _, h, w = self.input_shape
+        oh, ow = self.output_size
+        if h % oh or w % ow:
+            return None
+        kernel = (h // oh, w // ow)
+        return AvgPool2d(kernel, self.input_shape, stride=kernel, metadata=self.metadata)
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelAffine(Node):
+    r"""Per-channel affine map: ``y[c, ...] = scale[c] * x[c, ...] + shift[c]``.
+
+    ``scale``, ``shift``: (C,), channel axis 0 of ``input_shape``. A BatchNorm in eval mode is
+    ``scale = gamma / sqrt(running_var + eps)``, ``shift = beta - running_mean * scale``
+    (:func:`batchnorm_affine`). Where a synapse precedes it alone,
+    :func:`sbc_deploy.ir.transforms.fold_channel_affine` folds it into that synapse.
+    """
+
+    scale: np.ndarray
+    shift: np.ndarray
+    input_shape: Shape
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "ChannelAffine"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape",
+                           _shape(self.input_shape, "ChannelAffine.input_shape"))
+        channels = self.input_shape[0]
+        for name in ("scale", "shift"):
+            array = np.asarray(getattr(self, name), dtype=np.float64)
+            if array.ndim > 1 or (array.ndim == 1 and array.shape[0] not in (1, channels)):
+                raise ShapeError(f"ChannelAffine.{name} must have shape ({channels},) for input "
+                                 f"{self.input_shape}, got {array.shape}")
+            if not np.all(np.isfinite(array)):
+                raise IRError(f"ChannelAffine.{name} holds NaN or infinite values")
+            object.__setattr__(self, name, frozen_array(np.broadcast_to(array, (channels,))))
+        _freeze_metadata(self)
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.input_shape
+
+
+def batchnorm_affine(gamma: Any, beta: Any, running_mean: Any, running_var: Any,
+                     eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(scale, shift)`` of a BatchNorm in eval mode, in float64 (``gamma``/``beta`` None:
+    no affine part, as ``affine=False``)."""
+    mean = np.asarray(running_mean, dtype=np.float64)
+    var = np.asarray(running_var, dtype=np.float64)
+    if np.any(var + eps <= 0):
+        raise IRError(f"BatchNorm running_var + eps must be positive (eps={eps!r})")
+    gamma_ = np.ones_like(mean) if gamma is None else np.asarray(gamma, dtype=np.float64)
+    beta_ = np.zeros_like(mean) if beta is None else np.asarray(beta, dtype=np.float64)
+    scale = gamma_ / np.sqrt(var + float(eps))
+    return scale, beta_ - mean * scale
+
+
+@dataclass(frozen=True, eq=False)
+class LayerNorm(Node):
+    r"""Layer normalisation over the last ``weight.ndim`` axes (PyTorch's ``layer_norm``).
+
+    :math:`y = (x - \mu) / \sqrt{\sigma^2 + \epsilon} \cdot \mathrm{weight} + \mathrm{bias}`,
+    with mean and (biased) variance over the normalised axes of each sample and step.
+    ``weight``, ``bias``: the normalised shape (the trailing axes of ``input_shape``).
+    """
+
+    input_shape: Shape
+    weight: np.ndarray
+    bias: np.ndarray
+    eps: float = 1e-5
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "LayerNorm"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", _shape(self.input_shape, "LayerNorm.input_shape"))
+        weight = np.asarray(self.weight, dtype=np.float64)
+        normalized = self.input_shape[len(self.input_shape) - weight.ndim:]
+        if weight.ndim < 1 or weight.ndim > len(self.input_shape) or weight.shape != normalized:
+            raise ShapeError(f"LayerNorm.weight shape {weight.shape} is not a trailing part of "
+                             f"input shape {self.input_shape}")
+        bias = np.asarray(self.bias, dtype=np.float64)
+        if bias.shape != weight.shape:
+            raise ShapeError(f"LayerNorm.bias shape {bias.shape} differs from weight "
+                             f"{weight.shape}")
+        for name, array in (("weight", weight), ("bias", bias)):
+            if not np.all(np.isfinite(array)):
+                raise IRError(f"LayerNorm.{name} holds NaN or infinite values")
+            object.__setattr__(self, name, frozen_array(array))
+        eps = float(self.eps)
+        if not math.isfinite(eps) or eps <= 0:
+            raise IRError(f"LayerNorm.eps must be a positive number, got {self.eps!r}")
+        object.__setattr__(self, "eps", eps)
+        _freeze_metadata(self)
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.input_shape
+
+
+@dataclass(frozen=True, eq=False)
+class Identity(Node):
+    """``y[t] = x[t]``: names the sum of its incoming edges (a residual merge that several
+    nodes consume, e.g. SEW ``ADD`` or a transformer block's ``x + attn(x)``)."""
+
+    shape: Shape
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "Identity"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", _shape(self.shape, "Identity.shape"))
+        _freeze_metadata(self)
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.shape
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.shape
+
+
+@dataclass(frozen=True, eq=False)
+class Reshape(Node):
+    """``y = reshape(x, output_shape)`` in C order (per sample; the sizes must agree)."""
+
+    input_shape: Shape
+    output_shape: Shape
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "Reshape"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", _shape(self.input_shape, "Reshape.input_shape"))
+        object.__setattr__(self, "output_shape", _shape(self.output_shape, "Reshape.output_shape"))
+        if np.prod(self.input_shape) != np.prod(self.output_shape):
+            raise ShapeError(f"Reshape cannot turn {self.input_shape} into {self.output_shape} "
+                             "(different sizes)")
+        _freeze_metadata(self)
+
+
+@dataclass(frozen=True, eq=False)
+class Permute(Node):
+    """``y = x.permute(dims)`` on the per-sample axes: output axis ``k`` is input axis
+    ``dims[k]`` (a transpose is a permutation of two axes)."""
+
+    input_shape: Shape
+    dims: tuple[int, ...]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "Permute"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", _shape(self.input_shape, "Permute.input_shape"))
+        ndim = len(self.input_shape)
+        try:
+            dims = tuple(_axis(d, ndim, "Permute.dims entry") for d in self.dims)
+        except TypeError as err:
+            raise IRError(f"Permute.dims must be a sequence of axes, got {self.dims!r}") from err
+        if sorted(dims) != list(range(ndim)):
+            raise IRError(f"Permute.dims {tuple(self.dims)} is not a permutation of the "
+                          f"{ndim} axes of {self.input_shape}")
+        object.__setattr__(self, "dims", dims)
+        _freeze_metadata(self)
+
+    @property
+    def output_shape(self) -> Shape:
+        return tuple(self.input_shape[d] for d in self.dims)
+
+
+@dataclass(frozen=True, eq=False)
+class Slice(Node):
+    """``y = x[..., start:stop, ...]`` along per-sample ``axis`` (step 1), e.g. Q, K and V
+    out of one ``qkv`` projection (``chunk``)."""
+
+    input_shape: Shape
+    axis: int
+    start: int
+    stop: int
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "Slice"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", _shape(self.input_shape, "Slice.input_shape"))
+        axis = _axis(self.axis, len(self.input_shape), "Slice.axis")
+        object.__setattr__(self, "axis", axis)
+        size = self.input_shape[axis]
+        start, stop = int(self.start), int(self.stop)
+        if start != self.start or stop != self.stop or not 0 <= start < stop <= size:
+            raise IRError(f"Slice [{self.start}:{self.stop}] must satisfy 0 <= start < stop <= "
+                          f"{size} (axis {axis} of {self.input_shape})")
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "stop", stop)
+        _freeze_metadata(self)
+
+    @property
+    def output_shape(self) -> Shape:
+        shape = list(self.input_shape)
+        shape[self.axis] = self.stop - self.start
+        return tuple(shape)
+
+
+REDUCTIONS: tuple[str, ...] = ("sum", "mean")
+
+
+@dataclass(frozen=True, eq=False)
+class Reduce(Node):
+    """``y = op(x, axes, keepdims)`` over per-sample axes, ``op`` in ``REDUCTIONS``: the column
+    sum of the spike-driven self-attention, a global average pool (``x.flatten(2).mean(-1)``)."""
+
+    input_shape: Shape
+    axes: tuple[int, ...]
+    op: str = "sum"
+    keepdims: bool = False
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "Reduce"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", _shape(self.input_shape, "Reduce.input_shape"))
+        ndim = len(self.input_shape)
+        raw = np.atleast_1d(np.asarray(self.axes)).tolist()
+        axes = tuple(sorted({_axis(a, ndim, "Reduce.axes entry") for a in raw}))
+        if not axes or len(axes) != len(raw):
+            raise IRError(f"Reduce.axes must name distinct axes of {self.input_shape}, got "
+                          f"{self.axes!r}")
+        if self.op not in REDUCTIONS:
+            raise IRError(f"Reduce.op must be one of {REDUCTIONS}, got {self.op!r}")
+        if not self.keepdims and len(axes) == ndim:
+            raise ShapeError("Reduce over every per-sample axis needs keepdims=True (a sample "
+                             "keeps at least one axis)")
+        object.__setattr__(self, "axes", axes)
+        object.__setattr__(self, "keepdims", bool(self.keepdims))
+        _freeze_metadata(self)
+
+    @property
+    def output_shape(self) -> Shape:
+        if self.keepdims:
+            return tuple(1 if k in self.axes else n for k, n in enumerate(self.input_shape))
+        return tuple(n for k, n in enumerate(self.input_shape) if k not in self.axes)
+
+    @property
+    def count(self) -> int:
+        """How many inputs each output sums (the divisor of a mean)."""
+        return int(np.prod([self.input_shape[a] for a in self.axes]))
+
+
+class _Binary(Node):
+    """A node with two ordered operands, ports ``"a"`` and ``"b"`` (``Graph.ports`` names the
+    port of every edge into it; several edges into one port add up)."""
+
+    a_shape: Shape
+    b_shape: Shape
+    ports: ClassVar[tuple[str, ...]] = ("a", "b")
+
+    def _check_operands(self) -> None:
+        name = type(self).__name__
+        object.__setattr__(self, "a_shape", _shape(self.a_shape, f"{name}.a_shape"))
+        object.__setattr__(self, "b_shape", _shape(self.b_shape, f"{name}.b_shape"))
+        if len(self.a_shape) != len(self.b_shape):
+            raise ShapeError(f"{name} operands must have the same number of axes (reshape one to "
+                             f"keep size-1 axes), got a {self.a_shape} and b {self.b_shape}")
+        _freeze_metadata(self)
+
+    def port_shape(self, port: str) -> Shape:
+        if port == "a":
+            return self.a_shape
+        if port == "b":
+            return self.b_shape
+        return super().port_shape(port)
+
+    @property
+    def input_shape(self) -> Shape:
+        """The shape at port ``a`` (see :meth:`port_shape` for both)."""
+        return self.a_shape
+
+
+def _broadcast(a: Shape, b: Shape, what: str) -> Shape:
+    try:
+        return tuple(int(v) for v in np.broadcast_shapes(a, b))
+    except ValueError as err:
+        raise ShapeError(f"{what}: operand shapes a {a} and b {b} do not broadcast") from err
+
+
+@dataclass(frozen=True, eq=False)
+class Product(_Binary):
+    r"""Elementwise product of two activations, :math:`y[t] = a[t] \odot b[t]`, broadcasting
+    size-1 axes (NumPy rules, equal ranks).
+
+    On binary spikes it is their AND (SEW ``AND``: ``a * b``; ``IAND``: ``a * (1 - b)``, the
+    complement ``1 - b`` being a ``ChannelAffine`` with scale -1 and shift 1); the
+    spike-driven self-attention uses it twice (``k * v``, ``q * kv``).
+    """
+
+    a_shape: Shape
+    b_shape: Shape
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "Product"
+
+    def __post_init__(self) -> None:
+        self._check_operands()
+        _broadcast(self.a_shape, self.b_shape, "Product")
+
+    @property
+    def output_shape(self) -> Shape:
+        return _broadcast(self.a_shape, self.b_shape, "Product")
+
+
+@dataclass(frozen=True, eq=False)
+class MatMul(_Binary):
+    r"""Matrix product of two activations over their last two axes, times a constant:
+    :math:`y[t] = \mathrm{scale} \cdot a[t] \, b[t]`, i.e.
+    ``y[..., i, j] = scale * sum_k a[..., i, k] * b[..., k, j]``; leading axes (heads)
+    broadcast as in ``torch.matmul``.
+
+    Spikformer's SSA is two of them on spikes, ``(V K^T) Q * 0.125`` with ``K^T`` a
+    ``Permute``; no softmax.
+    """
+
+    a_shape: Shape
+    b_shape: Shape
+    scale: float = 1.0
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "MatMul"
+
+    def __post_init__(self) -> None:
+        self._check_operands()
+        if len(self.a_shape) < 2:
+            raise ShapeError(f"MatMul operands need at least 2 axes, got a {self.a_shape}")
+        if self.a_shape[-1] != self.b_shape[-2]:
+            raise ShapeError(f"MatMul: a {self.a_shape} has {self.a_shape[-1]} columns but b "
+                             f"{self.b_shape} has {self.b_shape[-2]} rows")
+        _broadcast(self.a_shape[:-2], self.b_shape[:-2], "MatMul (leading axes)")
+        scale = float(self.scale)
+        if not math.isfinite(scale):
+            raise IRError(f"MatMul.scale must be finite, got {self.scale!r}")
+        object.__setattr__(self, "scale", scale)
+
+    @property
+    def output_shape(self) -> Shape:
+        lead = _broadcast(self.a_shape[:-2], self.b_shape[:-2], "MatMul")
+        return (*lead, self.a_shape[-2], self.b_shape[-1])
+
+    @property
+    def inner(self) -> int:
+        """The summed axis' length (``k``)."""
+        return self.a_shape[-1]
+
+
+OPERATION_TYPES: tuple[type[Node], ...] = (
+    MaxPool2d, AdaptiveAvgPool2d, ChannelAffine, LayerNorm, Identity, Reshape, Permute, Slice,
+    Reduce, Product, MatMul,
+)
+
+
 # --------------------------------------------------------------------------- neurons
 
 
@@ -736,5 +1172,5 @@ SPIKE_VARIANT_DEFAULTS: Mapping[str, Any] = {"fires_at_equal": False, "max_spike
 NEURON_TYPES: tuple[type[Neuron], ...] = (LIF, CubaLIF, IF, LI, CubaLI, Integrator)
 NODE_TYPES: tuple[type[Node], ...] = (
     Input, Output, Affine, Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, Delay, Threshold,
-    *NEURON_TYPES,
+    *NEURON_TYPES, *OPERATION_TYPES,
 )

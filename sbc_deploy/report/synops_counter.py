@@ -41,7 +41,23 @@ import torch
 from torch import Tensor
 
 from sbc_deploy.errors import DataError
-from sbc_deploy.ir import Delay, Flatten, Graph, Input, Neuron, SumPool2d, Threshold
+from sbc_deploy.ir import (
+    Delay,
+    Flatten,
+    Graph,
+    Identity,
+    Input,
+    MatMul,
+    MaxPool2d,
+    Neuron,
+    Permute,
+    Product,
+    Reduce,
+    Reshape,
+    Slice,
+    SumPool2d,
+    Threshold,
+)
 from sbc_deploy.report.synops import (
     LayerFanOut,
     LayerSynOps,
@@ -132,8 +148,10 @@ class SynOpsCounter:
 
 def integer_values(graph: Graph, integer_inputs: bool = False) -> dict[str, tuple[bool, bool]]:
     """Node -> (its output values are integers, they are non-negative) in the float simulator,
-    where the graph shows it: a spiking neuron or a Threshold emits 0/1; Flatten, SumPool2d
-    and Delay keep what they receive; an Input is integer (sign unknown) when
+    where the graph shows it: a spiking neuron or a Threshold emits 0/1; Flatten, SumPool2d,
+    Delay and the graph operations that move or select values (MaxPool2d, Identity, Reshape,
+    Permute, Slice, a sum Reduce) keep what they receive; a Product (or an unscaled MatMul) of
+    integers is an integer; an Input is integer (sign unknown) when
     ``integer_inputs``; any other node, unknown ``(False, False)``. A node on a cycle may be
     left unknown (it is then checked per chunk, never miscounted)."""
     known: dict[str, tuple[bool, bool]] = {}
@@ -147,8 +165,16 @@ def integer_values(graph: Graph, integer_inputs: bool = False) -> dict[str, tupl
             result = (bool(integer_inputs), False)
         elif isinstance(node, Threshold) or (isinstance(node, Neuron) and node.spiking):
             result = (True, True)
-        elif isinstance(node, (Flatten, SumPool2d, Delay)):
+        elif isinstance(node, (Flatten, SumPool2d, Delay, MaxPool2d, Identity, Reshape, Permute,
+                               Slice)) or (isinstance(node, Reduce) and node.op == "sum"):
             result = _sum_of(graph, name, known, visit)
+        elif isinstance(node, Product) or (isinstance(node, MatMul) and node.scale == 1.0):
+            # products and sums of products of integers are integers; of non-negative ones,
+            # non-negative (several edges into one port add up first)
+            ports = [[visit(src) for src in sources]
+                     for sources in graph.operands(name).values()]
+            result = (all(p[0] for port in ports for p in port),
+                      all(p[1] for port in ports for p in port))
         else:
             result = (False, False)
         known[name] = result

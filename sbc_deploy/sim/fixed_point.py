@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from sbc_deploy.errors import ConfigError, DataError
@@ -43,6 +45,7 @@ from sbc_deploy.ir import (
     Flatten,
     Graph,
     Integrator,
+    MaxPool2d,
     Neuron,
     Node,
     Output,
@@ -93,6 +96,9 @@ class FixedPointLayer:
         spiking: ``False`` for netx's read-out integrator (a dense layer without neuron
             group: ``iDecay = 0``, ``vDecay = 4096``, ``vThMant = 1 << 17``, never reached
             because ``v`` clips below ``2**23``); its output is ``v``.
+        max_pool: ``(kernel, stride, padding)`` of a ``MaxPool2d`` on the source's spikes
+            before the synapse (``None``: none): the OR of each window's spikes (the max of
+            integer event counts), exact; ``max_pool_node`` names it.
     """
 
     name: str
@@ -118,10 +124,23 @@ class FixedPointLayer:
     recurrent_weight_exp: int = 0
     input_scale: np.ndarray | None = None
     spiking: bool = True
+    max_pool: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
+    max_pool_node: str | None = None
 
     @property
     def neurons(self) -> int:
         return int(np.prod(self.shape))
+
+
+def pool_source(layer: FixedPointLayer, s: Tensor) -> Tensor:
+    """``s`` ``[N, *source_shape]`` integers (any device) after the layer's max pool, if any:
+    the OR of each window's spikes, the max of integer counts (exact: float32 holds every
+    integer below 2**24, and a max adds nothing). Padding never wins (PyTorch's -inf)."""
+    if layer.max_pool is None:
+        return s
+    kernel, stride, padding = layer.max_pool
+    x = s.reshape(s.shape[0], *layer.source_shape)
+    return F.max_pool2d(x.to(torch.float32), kernel, stride, padding).to(s.dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,9 +320,10 @@ class _Chain:
 def to_fixed_point(graph: Graph, *, input_unit: float | None = None) -> FixedPointNetwork:
     """The integers Lava would run for ``graph`` (pure: ``graph`` is not modified).
 
-    The graph must be a chain ``Input -> [Scale -> neuron] -> ([Flatten] -> synapse -> neuron)*
-    -> Output`` where every synapse is an ``Affine`` or ``Conv2d`` on an ``int_exp`` grid and
-    every neuron a CUBA-expressible ``LIF`` / ``CubaLIF`` / ``IF`` (zero reset to 0, no leak
+    The graph must be a chain ``Input -> [Scale -> neuron] -> ([MaxPool2d] -> [Flatten] ->
+    synapse -> neuron)* -> Output`` (a max pool of the previous layer's spikes runs as their OR,
+    exactly; a max pool of synaptic currents, between a synapse and its neuron, is refused)
+    where every synapse is an ``Affine`` or ``Conv2d`` on an ``int_exp`` grid and every neuron a CUBA-expressible ``LIF`` / ``CubaLIF`` / ``IF`` (zero reset to 0, no leak
     potential, unit gain, one decay and threshold per layer). A neuron may also have one
     recurrent ``Affine`` from itself to itself (netx's ``dense_rec``).
 
@@ -332,7 +352,7 @@ def to_fixed_point(graph: Graph, *, input_unit: float | None = None) -> FixedPoi
     while True:
         nxt = chain.forward(current)
         passed: list[str] = []
-        while isinstance(nodes[nxt], (Flatten, Scale)):
+        while isinstance(nodes[nxt], (Flatten, Scale, MaxPool2d)):
             passed.append(nxt)
             nxt = chain.forward(nxt)
         node = nodes[nxt]
@@ -388,12 +408,18 @@ def _synapse_layer(graph: Graph, chain: _Chain, source_shape: tuple[int, ...],
         if isinstance(nodes[p], Scale):
             raise ConfigError("scales spikes before a synapse; Lava's synapses take spikes",
                               where=f"node '{p}'", hint="fold the scale into the weights")
+    max_pool, pool_name = _max_pool(graph, passed)
     if not isinstance(synapse, (Affine, Conv2d)):
         raise ConfigError(f"is a {synapse.kind}; Lava has Dense and 2-D Conv synapses only",
                           where=f"node '{name}'", hint="express a 1-D convolution as a Conv2d "
                                                        "with height 1")
     neuron_name = chain.forward(name)
     neuron = nodes[neuron_name]
+    if isinstance(neuron, MaxPool2d):
+        raise ConfigError(f"feeds the max pool '{neuron_name}' of its synaptic currents; Lava's "
+                          "synapse feeds its neuron directly and no Lava process takes a max "
+                          "of currents (a max pool of spikes, after the neuron, runs)",
+                          where=f"node '{name}'")
     if not isinstance(neuron, Neuron):
         raise ConfigError(f"feeds a {neuron.kind}; a Lava synapse feeds its neuron directly",
                           where=f"node '{name}'")
@@ -410,7 +436,7 @@ def _synapse_layer(graph: Graph, chain: _Chain, source_shape: tuple[int, ...],
             syn_name, nodes[syn_name], tuple(neuron.shape), regs["du"], unit)
     common = dict(name=neuron_name, synapse=name, shape=tuple(neuron.shape),
                   source_shape=source_shape, synapse_input_shape=tuple(synapse.input_shape),
-                  unit=unit, **regs)
+                  unit=unit, max_pool=max_pool, max_pool_node=pool_name, **regs)
     if isinstance(synapse, Conv2d):
         if exponent < 0:
             raise ConfigError(f"has weight exponent {exponent}; Lava's Conv has no weight "
@@ -434,6 +460,21 @@ def _synapse_layer(graph: Graph, chain: _Chain, source_shape: tuple[int, ...],
         layer = replace(layer, recurrent=rec, recurrent_weight=rec_mantissa,
                         recurrent_weight_exp=rec_exponent)
     return layer
+
+
+def _max_pool(graph: Graph, passed: Sequence[str]
+              ) -> tuple[tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None,
+                         str | None]:
+    """The one MaxPool2d on the spikes before a synapse (before any Flatten), if any."""
+    pools = [p for p in passed if isinstance(graph.nodes[p], MaxPool2d)]
+    if not pools:
+        return None, None
+    if len(pools) > 1 or passed[0] != pools[0]:
+        raise ConfigError("the integer core takes one max pool, right after a neuron layer "
+                          "(before any Flatten)", where=f"node '{pools[-1]}'")
+    node = graph.nodes[pools[0]]
+    assert isinstance(node, MaxPool2d) and node.stride is not None
+    return (node.kernel_size, node.stride, node.padding), pools[0]
 
 
 def _synapse_bias(name: str, synapse: Node, shape: tuple[int, ...], du: int,

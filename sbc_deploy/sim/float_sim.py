@@ -2,7 +2,8 @@ r"""Float simulator: the IR's discrete-time semantics in torch, batched over sam
 
 Every tensor is ``[T, B, *shape]`` (time, batch, the node's per-sample shape). The semantics are
 exactly the IR's (``sbc_deploy.ir.nodes`` and ``sbc_deploy.ir.graph``): several edges into a node
-add up, a node may feed several nodes, a recurrent edge carries its source's value of the
+add up (per port for ``Product`` / ``MatMul``, whose operands ``a`` and ``b`` the graph's
+``ports`` name), a node may feed several nodes, a recurrent edge carries its source's value of the
 previous step (at ``t = 0`` its value at rest: a synapse's bias, a neuron's zero) and every other
 edge propagates within the same step.
 
@@ -50,18 +51,29 @@ from torch import Tensor
 from sbc_deploy.devices import default_threads, torch_threads
 from sbc_deploy.errors import ConfigError, DataError, UnsupportedNodeError
 from sbc_deploy.ir import (
+    AdaptiveAvgPool2d,
     Affine,
     AvgPool2d,
+    ChannelAffine,
     Conv1d,
     Conv2d,
     Delay,
     Flatten,
     Graph,
+    Identity,
     Input,
+    LayerNorm,
+    MatMul,
+    MaxPool2d,
     Neuron,
     Node,
     Output,
+    Permute,
+    Product,
+    Reduce,
+    Reshape,
     Scale,
+    Slice,
     SumPool2d,
     Synapse,
     Threshold,
@@ -464,7 +476,7 @@ class _PoolKernel(_Kernel):
 
 
 class _ReshapeKernel(_Kernel):
-    def __init__(self, node: Flatten) -> None:
+    def __init__(self, node: Flatten | Reshape) -> None:
         self.shape = node.output_shape
 
     def apply(self, x: Tensor) -> Tensor:
@@ -487,6 +499,103 @@ class _ThresholdKernel(_Kernel):
     def apply(self, x: Tensor) -> Tensor:
         # y = x > threshold
         return (x > self.threshold).to(x.dtype)
+
+
+class _MaxPoolKernel(_Kernel):
+    """Max over windows; PyTorch pads with -inf (never the max). On 0/1 spikes: their OR."""
+
+    def __init__(self, node: MaxPool2d) -> None:
+        self.options = {"kernel_size": node.kernel_size, "stride": node.stride,
+                        "padding": node.padding}
+
+    def apply(self, x: Tensor) -> Tensor:
+        # y[c, i, j] = max over the window of x
+        return F.max_pool2d(x, **self.options)
+
+
+class _AdaptivePoolKernel(_Kernel):
+    def __init__(self, node: AdaptiveAvgPool2d) -> None:
+        self.output_size = node.output_size
+
+    def apply(self, x: Tensor) -> Tensor:
+        # y[c, i, j] = mean of x over PyTorch's adaptive window (i, j)
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+
+class _ChannelAffineKernel(_Kernel):
+    def __init__(self, node: ChannelAffine, dtype: torch.dtype, device: torch.device) -> None:
+        view = (-1, *[1] * (len(node.input_shape) - 1))
+        self.scale = _tensor(node.scale, dtype=dtype, device=device).reshape(view)
+        self.shift = _tensor(node.shift, dtype=dtype, device=device).reshape(view)
+
+    def apply(self, x: Tensor) -> Tensor:
+        # y[c, ...] = scale[c] * x[c, ...] + shift[c]
+        return torch.addcmul(self.shift, x, self.scale)
+
+
+class _LayerNormKernel(_Kernel):
+    def __init__(self, node: LayerNorm, dtype: torch.dtype, device: torch.device) -> None:
+        self.weight = _tensor(node.weight, dtype=dtype, device=device)
+        self.bias = _tensor(node.bias, dtype=dtype, device=device)
+        self.eps = node.eps
+
+    def apply(self, x: Tensor) -> Tensor:
+        # y = (x - mean) / sqrt(var + eps) * weight + bias over the trailing axes
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+
+
+class _PermuteKernel(_Kernel):
+    def __init__(self, node: Permute) -> None:
+        self.dims = (0, *(d + 1 for d in node.dims))
+
+    def apply(self, x: Tensor) -> Tensor:
+        # y = x.permute(dims), per sample (a view: consumers copy when they need to)
+        return x.permute(self.dims)
+
+
+class _SliceKernel(_Kernel):
+    def __init__(self, node: Slice) -> None:
+        self.axis, self.start, self.length = node.axis + 1, node.start, node.stop - node.start
+
+    def apply(self, x: Tensor) -> Tensor:
+        # y = x[..., start:stop, ...] along the axis
+        return x.narrow(self.axis, self.start, self.length)
+
+
+class _ReduceKernel(_Kernel):
+    def __init__(self, node: Reduce) -> None:
+        self.dims = tuple(a + 1 for a in node.axes)
+        self.keepdims = node.keepdims
+        self.mean = node.op == "mean"
+
+    def apply(self, x: Tensor) -> Tensor:
+        # y = sum (or mean) of x over the axes
+        if self.mean:
+            return x.mean(dim=self.dims, keepdim=self.keepdims)
+        return x.sum(dim=self.dims, keepdim=self.keepdims)
+
+
+class _BinaryKernel(_Kernel):
+    """Two ordered operands (ports ``a``, ``b``): ``combine`` replaces ``apply``."""
+
+    def __init__(self, node: Product | MatMul) -> None:
+        self.matmul = isinstance(node, MatMul)
+        self.scale = node.scale if isinstance(node, MatMul) else 1.0
+
+    def combine(self, a: Tensor, b: Tensor) -> Tensor:
+        if not self.matmul:
+            # y = a * b, size-1 axes broadcast
+            return a * b
+        # y = scale * (a @ b) over the last two axes
+        y = torch.matmul(a, b)
+        return y if self.scale == 1.0 else y * self.scale
+
+    def sequence_of(self, a: Tensor, b: Tensor) -> Tensor:
+        """``[T, B, *a], [T, B, *b] -> [T, B, *out]``: one op over ``T * B``."""
+        return self.combine(a, b)
+
+    def step_of(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.combine(a, b)
 
 
 class _DelayKernel(_Kernel):
@@ -545,10 +654,28 @@ def _compile(name: str, node: Node, dtype: torch.dtype, device: torch.device) ->
         return _AffineKernel(node, dtype, device)
     if isinstance(node, (Conv1d, Conv2d)):
         return _ConvKernel(node, dtype, device)
+    if isinstance(node, MaxPool2d):
+        return _MaxPoolKernel(node)
     if isinstance(node, (SumPool2d, AvgPool2d)):
         return _PoolKernel(node)
-    if isinstance(node, Flatten):
+    if isinstance(node, (Flatten, Reshape)):
         return _ReshapeKernel(node)
+    if isinstance(node, Identity):
+        return _Identity()
+    if isinstance(node, AdaptiveAvgPool2d):
+        return _AdaptivePoolKernel(node)
+    if isinstance(node, ChannelAffine):
+        return _ChannelAffineKernel(node, dtype, device)
+    if isinstance(node, LayerNorm):
+        return _LayerNormKernel(node, dtype, device)
+    if isinstance(node, Permute):
+        return _PermuteKernel(node)
+    if isinstance(node, Slice):
+        return _SliceKernel(node)
+    if isinstance(node, Reduce):
+        return _ReduceKernel(node)
+    if isinstance(node, (Product, MatMul)):
+        return _BinaryKernel(node)
     if isinstance(node, Scale):
         return _ScaleKernel(node, dtype, device)
     if isinstance(node, Threshold):
@@ -720,6 +847,12 @@ class _Run:
     def run_node(self, name: str) -> None:
         """One node on no cycle, over the whole chunk."""
         kernel = self.kernels[name]
+        if isinstance(kernel, _BinaryKernel):
+            a, b = (_sum([self.values[src] for src in sources])
+                    for sources in self.graph.operands(name).values())
+            self.release(name)
+            self.values[name] = kernel.sequence_of(a, b)
+            return
         if name in self.inputs:
             x = self.inputs[name]
         else:
@@ -756,24 +889,35 @@ class _Run:
         traces = {(n, f): [] for n in unit for f in self.state_fields.get(n, ())}
         fed: dict[str, list[Tensor]] = {n: [] for n in unit
                                         if isinstance(graph.nodes[n], Synapse) and self.hook}
+        def arriving(name: str, sources: Sequence[str], shape: tuple[int, ...], t: int,
+                     previous: Mapping[str, Tensor | None]) -> Tensor:
+            terms = []
+            for src in sources:
+                if src not in members:
+                    terms.append(self.values[src][t])
+                elif (src, name) in recurrent:
+                    if previous[src] is not None:
+                        terms.append(previous[src])  # type: ignore[arg-type]
+                else:
+                    terms.append(current[src])
+            if terms:
+                return _sum(terms)
+            # only recurrent inputs, at t = 0: they are zero
+            return self.like.new_zeros((self.batch, *shape))
+
         for t in range(self.steps):
             for name in unit:
-                terms = []
-                for src in self.predecessors[name]:
-                    if src not in members:
-                        terms.append(self.values[src][t])
-                    elif (src, name) in recurrent:
-                        if previous[src] is not None:
-                            terms.append(previous[src])  # type: ignore[arg-type]
-                    else:
-                        terms.append(current[src])
-                if terms:
-                    x_t = _sum(terms)
-                else:  # only recurrent inputs, at t = 0: they are zero
-                    x_t = self.like.new_zeros((self.batch, *graph.nodes[name].input_shape))
+                node, kernel = graph.nodes[name], self.kernels[name]
+                if isinstance(kernel, _BinaryKernel):
+                    a, b = (arriving(name, sources, node.port_shape(port), t, previous)
+                            for port, sources in graph.operands(name).items())
+                    current[name] = kernel.step_of(a, b)
+                    outputs[name].append(current[name])
+                    continue
+                x_t = arriving(name, self.predecessors[name], node.input_shape, t, previous)
                 if name in fed:
                     fed[name].append(x_t)
-                current[name], states[name] = self.kernels[name].step(x_t, states[name])
+                current[name], states[name] = kernel.step(x_t, states[name])
                 outputs[name].append(current[name])
                 for field in self.state_fields.get(name, ()):
                     traces[name, field].append(getattr(states[name], field))
@@ -810,6 +954,15 @@ def _rest_outputs(graph: Graph, kernels: Mapping[str, _Kernel], unit: Sequence[s
         kernel = kernels[name]
         if kernel.stateful:
             rest[name] = like.new_zeros((batch, *node.output_shape))
+            continue
+        if isinstance(kernel, _BinaryKernel):   # a product of the operands at rest
+            operands = []
+            for port, sources in graph.operands(name).items():
+                terms = [rest[src] for src in sources
+                         if src in members and (src, name) not in recurrent]
+                operands.append(_sum(terms) if terms else
+                                like.new_zeros((batch, *node.port_shape(port))))
+            rest[name] = kernel.combine(*operands)
             continue
         terms = [rest[src] for src in graph.predecessors(name)
                  if src in members and (src, name) not in recurrent]
@@ -1018,6 +1171,10 @@ def _live_values(graph: Graph, *, hook: bool) -> int:
             out = _node_values(node, "output_shape")
             preds = graph.predecessors(name)
             summed = _node_values(node, "input_shape") if len(preds) > 1 else 0
+            if node.ports:   # Product / MatMul: the sum of each port's edges, then the output
+                summed = sum(math.prod(node.port_shape(port))
+                             for port, sources in graph.operands(name).items()
+                             if len(sources) > 1)
             if isinstance(node, Neuron):
                 work += 3 * out + summed
             elif isinstance(node, Synapse):

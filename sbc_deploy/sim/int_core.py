@@ -68,6 +68,7 @@ from sbc_deploy.sim.fixed_point import (
     LifState,
     check_blocks,
     lif_parameters,
+    pool_source,
     reset_due,
     run_blocks,
     to_fixed_point,
@@ -363,7 +364,10 @@ class _LayerRun:
         s = source[:-1] if self.last is None else np.concatenate([self.last[None], source[:-1]])
         self.last = source[-1].copy()
         if s.shape[0]:
-            a = self.feed(s.reshape(s.shape[0] * batch, *s.shape[2:]))
+            flat = s.reshape(s.shape[0] * batch, *s.shape[2:])
+            if layer.max_pool is not None:   # the OR of each window's spikes, exact
+                flat = pool_source(layer, torch.from_numpy(np.ascontiguousarray(flat))).numpy()
+            a = self.feed(flat)
             a_block[n - s.shape[0]:] = a.reshape(s.shape[0], batch, *layer.shape)
         return a_block
 

@@ -68,6 +68,7 @@ from sbc_deploy.sim.fixed_point import (
     LifState,
     check_blocks,
     lif_parameters,
+    pool_source,
     reset_due,
     run_blocks,
 )
@@ -248,7 +249,8 @@ class _LayerRun:
         s = source[:-1] if self.last is None else torch.cat([self.last[None], source[:-1]])
         self.last = source[-1].clone()
         if s.shape[0]:
-            a = self.feed(s.reshape(s.shape[0] * batch, *s.shape[2:]))
+            # the OR of each window's spikes (a max pool before the synapse), exact
+            a = self.feed(pool_source(layer, s.reshape(s.shape[0] * batch, *s.shape[2:])))
             a_block[n - s.shape[0]:] = a.reshape(s.shape[0], batch, *layer.shape)
         return a_block
 
