@@ -57,7 +57,13 @@ from sbc_deploy.outputs import MANIFEST, Manifest, staged_output, subfolder
 from sbc_deploy.report.render import write_report
 from sbc_deploy.sim import SynOpsCounter, classify, default_decoding, simulate
 from sbc_deploy.targets import Target, load_target
-from sbc_deploy.validate import REFUSING_RULES, refusal, validate_request
+from sbc_deploy.validate import (
+    REFUSING_RULES,
+    point_label,
+    refusal,
+    sweep_points,
+    validate_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +113,10 @@ class DeployRequest:
     hessian_precision: str = "float64"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
     calib_row_fraction: float = 1.0  # rows summed per calibration batch (unbiased estimate)
     rank_by: str = "energy"  # how the report ranks the targets (report/summary.py RANKINGS)
+    # a sweep (--sparsity 0.5,0.7 --bits 8,4): every (sparsity, bits) of these lists compressed
+    # from one calibration; the first point is the run's own (validate.sweep_points)
+    sweep_sparsity: tuple[float, ...] = ()
+    sweep_bits: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -223,7 +233,8 @@ def _merge_synops(reports: Sequence[Any]) -> Any:
 
 def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
                       request: DeployRequest, netx_file: str | None,
-                      progress: Progress = _silent) -> tuple[float | None, str | None]:
+                      progress: Progress = _silent, stage: str | None = None
+                      ) -> tuple[float | None, str | None]:
     """Accuracy of the bit-accurate core on the network as deployed.
 
     When a netx file was written, the core runs that file (read back with ``from_netx``): the
@@ -242,7 +253,7 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
     n = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
     if n == 0:
         return None, "no evaluation samples: integer accuracy not measured"
-    stage = f"integer core {target.name}"
+    stage = stage or f"integer core {target.name}"
     progress(stage, 0, n, unit="samples")
     correct = seen = 0
     try:
@@ -345,6 +356,12 @@ def _stage_plan(request: DeployRequest, graph: Graph, targets: Sequence[Target],
         stages += [f"compress {t.name}", f"export {t.name}"]
         stages += [f"evaluate {t.name}"] if evaluation is not None else []
         stages += [f"integer core {t.name}"] if labelled and t.weights.grid == "int_exp" else []
+        for sparsity, bits in sweep_points(request)[1:]:  # a sweep's other points
+            label = point_label(sparsity, bits)
+            stages += [f"compress {t.name} ({label})"]
+            stages += [f"evaluate {t.name} ({label})"] if evaluation is not None else []
+            stages += ([f"integer core {t.name} ({label})"]
+                       if labelled and t.weights.grid == "int_exp" else [])
     return stages
 
 
@@ -611,6 +628,8 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
         progress("load", 0, 1, unit="steps")
         resolve_device(request.device)   # a bad or absent device fails before any work
         plan = validate_request(request)
+        points = sweep_points(request)
+        request = dataclasses.replace(request, sparsity=points[0][0], bits=points[0][1])
         graph, model_name, calib, evaluation = (plan.graph, plan.model_name, plan.calib,
                                                 plan.evaluation)
         steps = max((d.steps for d in (calib, evaluation) if d is not None), default=1)
@@ -658,6 +677,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
     final_dir = Path(request.out_dir).resolve()
     with staged_output(request.out_dir, manifest, force=request.force) as out_dir:
         results, reports = [], []
+        sweep: list[dict[str, Any]] = []
         calibrations: dict[Any, Any] = {}
         activity: dict[str, Any] = {"dense": dense_activity.to_dict() if dense_activity
                                     else None}
@@ -673,17 +693,10 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                                        bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
                                        allocation=request.allocation, device=request.device)
             with clock.stage("calibrate"):
-                key = (config.kernel, config.device)
-                if key not in calibrations:
-                    if calib is not None and config.needs_calibration:
-                        progress("calibrate", 0, len(calib), unit="samples")
-                    calibrations[key] = calibrate(
-                        graph, calib if config.needs_calibration else None, config=config,
-                        blocks=memory.blocks, precision=request.hessian_precision,
-                        row_fraction=request.calib_row_fraction,
-                        progress=lambda d, t: progress("calibrate", d, t, unit="samples"))
+                calibration = _calibration(graph, calib, config, calibrations, memory, request,
+                                           progress)
             with clock.stage("compress"):
-                compressed, stats = compress(graph, calibrations[key], config,
+                compressed, stats = compress(graph, calibration, config,
                                              progress=_layer_progress(graph, config, target,
                                                                       progress))
             with clock.stage("check"):
@@ -748,6 +761,9 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
             results.append(TargetResult(target, compressed, config, stats, checked))
             if after.activity is not None:
                 activity[target.name] = after.activity.to_dict()
+            if len(points) > 1:  # the other points, from the same calibration
+                sweep += _sweep(graph, target, request, points, reports[-1], config, dense,
+                                evaluation, calibrations, calib, memory, clock, progress, steps)
 
         settings["calibration"] = {f"{kernel}@{device}": c.settings()
                                    for (kernel, device), c in calibrations.items()}
@@ -757,11 +773,82 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                         targets=tuple(reports), timings_s=dict(clock.timings),
                         settings=settings, versions=_versions(), findings=tuple(findings),
                         activity=activity, rank_by=request.rank_by,
-                        ranking=rank(reports, request.rank_by))
+                        ranking=rank(reports, request.rank_by), sweep=tuple(sweep))
         written = write_report(report, out_dir)
         written = {k: final_dir / Path(p).relative_to(out_dir) for k, p in written.items()}
         written["manifest"] = final_dir / MANIFEST  # written with the swap, below
     return DeployResult(report, tuple(results), written)
+
+
+def _calibration(graph: Graph, calib: Dataset | None, config: CompressionConfig,
+                 calibrations: dict[Any, Any], memory: Any, request: DeployRequest,
+                 progress: Progress) -> Any:
+    """The calibration ``config`` compresses from: computed once per Hessian kernel and
+    device (sparsity and bits change neither), kept in ``calibrations`` for the next target
+    or sweep point."""
+    key = (config.kernel, config.device)
+    if key not in calibrations:
+        if calib is not None and config.needs_calibration:
+            progress("calibrate", 0, len(calib), unit="samples")
+        calibrations[key] = calibrate(
+            graph, calib if config.needs_calibration else None, config=config,
+            blocks=memory.blocks, precision=request.hessian_precision,
+            row_fraction=request.calib_row_fraction,
+            progress=lambda d, t: progress("calibrate", d, t, unit="samples"))
+    return calibrations[key]
+
+
+def _sweep(graph: Graph, target: Target, request: DeployRequest,
+           points: Sequence[tuple[float | None, int | None]], primary: TargetReport,
+           primary_config: CompressionConfig, dense: _Evaluation, evaluation: Dataset | None,
+           calibrations: dict[Any, Any], calib: Dataset | None, memory: Any, clock: _Clock,
+           progress: Progress, steps: int | None) -> list[dict[str, Any]]:
+    """One row per (sparsity, bits) point of a sweep on ``target``, the run's own point first
+    (``primary``). Every other point is compressed from the same calibration, checked,
+    evaluated (float simulator, and the integer core on the compressed graph: nothing is
+    exported for it) and costed; the quality guards judge the run's own point only."""
+    from sbc_deploy.report.sweep import sweep_row
+
+    rows = [sweep_row(primary, points[0][0], getattr(primary_config, "bits", None),
+                      primary=True)]
+    dense_mapping = check(graph, target).mapping
+    for sparsity, bits in points[1:]:
+        label = point_label(sparsity, bits)
+        config = config_for_target(target, method=request.method, sparsity=sparsity, bits=bits,
+                                   fan_in=request.fan_in, n_m=request.n_m,
+                                   allocation=request.allocation, device=request.device)
+        with clock.stage("calibrate"):
+            calibration = _calibration(graph, calib, config, calibrations, memory, request,
+                                       progress)
+        with clock.stage("sweep"):
+            compressed, stats = compress(graph, calibration, config, progress=_LayerProgress(
+                graph, config, f"compress {target.name} ({label})", progress))
+            checked = check(compressed, target)
+            after = _evaluate_float(compressed, evaluation, request, progress,
+                                    f"evaluate {target.name} ({label})")
+            integer, _ = _integer_accuracy(compressed, evaluation, target, request, None,
+                                           progress, stage=f"integer core {target.name} "
+                                                           f"({label})")
+            energy = (estimate_energy(dense.synops, after.synops, target,
+                                      cores=checked.mapping.cores_used,
+                                      dense_cores=dense_mapping.cores_used)
+                      if dense.synops is not None and after.synops is not None else None)
+        grades = cost_evidence(target)
+        point = TargetReport(
+            target=target.name, description=target.description, method=request.method,
+            layers=_layer_rows(compressed, stats), violations=_violation_rows(checked),
+            cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
+            cores=_core_rows(checked.mapping, target), limits=_limits(target),
+            accuracy=Accuracy(dense.accuracy, after.accuracy, integer,
+                              samples=after.samples if after.accuracy is not None else None),
+            synops=BeforeAfter(*(None if e.synops is None else e.synops.per_sample
+                                 for e in (dense, after))),
+            energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
+            energy_terms=tuple(EnergyTerm(*term, evidence=_grade(grades, term.name))
+                               for term in energy.terms) if energy else (),
+            **_decision_fields(graph, compressed, stats, target, checked, dense_mapping, steps))
+        rows.append(sweep_row(point, sparsity, getattr(config, "bits", None), primary=False))
+    return rows
 
 
 def _participate(graph: Graph, calib: Dataset | None, targets: Sequence[Target],

@@ -236,6 +236,40 @@ def _spike_variant_problems(graph: Graph, targets: list[Target],
     return problems
 
 
+def sweep_points(request: Any) -> tuple[tuple[float | None, int | None], ...]:
+    """The (sparsity, bits) points a request runs, the first being the one whose report
+    sections and exports it writes: every ``sweep_sparsity`` value (else ``sparsity``) with
+    every ``sweep_bits`` value (else ``bits``), sparsity outermost, in the order given."""
+    sparsities = tuple(getattr(request, "sweep_sparsity", ()) or ()) or (request.sparsity,)
+    bit_widths = tuple(getattr(request, "sweep_bits", ()) or ()) or (request.bits,)
+    return tuple((s, b) for s in sparsities for b in bit_widths)
+
+
+def point_label(sparsity: float | None, bits: int | None) -> str:
+    """``sparsity 0.7, 4 bits``; a value left to the target reads ``default``."""
+    return (f"sparsity {'default' if sparsity is None else f'{sparsity:g}'}, "
+            + ("default bits" if bits is None else f"{bits} bits"))
+
+
+def _sweep_list_problems(request: Any) -> list[str]:
+    """A sweep's lists: no value twice, and ``sparsity`` / ``bits`` (what the first point
+    runs) agree with them when an API caller sets both."""
+    problems = []
+    for flag, values, single in (("--sparsity", getattr(request, "sweep_sparsity", ()) or (),
+                                  request.sparsity),
+                                 ("--bits", getattr(request, "sweep_bits", ()) or (),
+                                  request.bits)):
+        values = tuple(values)
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            problems.append(f"{flag}: {', '.join(f'{v:g}' for v in twice)} listed twice; each "
+                            "value of a sweep is run once")
+        if values and single is not None and single != values[0]:
+            problems.append(f"{flag}: the sweep's first value {values[0]:g} is the point the "
+                            f"report's sections describe, but the request also sets {single:g}")
+    return problems
+
+
 def validate_request(request: Any) -> Plan:
     """Check every flag of ``request`` (a :class:`~sbc_deploy.pipeline.DeployRequest`) against
     the targets, the model and the data; return what they resolved to.
@@ -288,28 +322,34 @@ def validate_request(request: Any) -> Plan:
                     problems.append(f"--export {fmt}: {target.name} is not deployed through "
                                     f"{fmt}; it takes {', '.join(target.export_formats) or 'none'}")
 
-    # flags against each target's weight format and limits
+    # flags against each target's weight format and limits, at every point of a sweep
+    points = sweep_points(request)
+    problems.extend(_sweep_list_problems(request))
     needs_calib = False
-    configs: list[tuple[Target, Any]] = []
+    configs: list[tuple[Target, Any, float | None]] = []
     for target in targets:
         weights, limits = target.weights, target.limits
-        if request.bits is not None and weights.grid not in ("float", "none") and \
-                request.bits > weights.bits:
-            problems.append(f"--bits {request.bits}: {target.name} stores {weights.bits}-bit "
-                            f"weights ({weights.grid}); use --bits {weights.bits} or fewer")
+        for bits in dict.fromkeys(b for _, b in points):
+            if bits is not None and weights.grid not in ("float", "none") and \
+                    bits > weights.bits:
+                problems.append(f"--bits {bits}: {target.name} stores {weights.bits}-bit "
+                                f"weights ({weights.grid}); use --bits {weights.bits} or fewer")
         if request.fan_in is not None and limits.max_fan_in is not None and \
                 request.fan_in > limits.max_fan_in and not target.is_estimate("limits.max_fan_in"):
             problems.append(f"--fan-in {request.fan_in}: {target.name} allows at most "
                             f"{limits.max_fan_in} inputs per neuron")
-        try:
-            config = config_for_target(target, method=request.method, sparsity=request.sparsity,
-                                       bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
-                                       allocation=request.allocation)
-        except SbcDeployError as err:
-            problems.append(f"{target.name}: {_text(err)}")
-        else:
-            needs_calib = needs_calib or config.needs_calibration
-            configs.append((target, config))
+        for sparsity, bits in points:
+            where = (f"{target.name}" if len(points) == 1 else
+                     f"{target.name} at {point_label(sparsity, bits)}")
+            try:
+                config = config_for_target(target, method=request.method, sparsity=sparsity,
+                                           bits=bits, fan_in=request.fan_in, n_m=request.n_m,
+                                           allocation=request.allocation)
+            except SbcDeployError as err:
+                problems.append(f"{where}: {_text(err)}")
+            else:
+                needs_calib = needs_calib or config.needs_calibration
+                configs.append((target, config, sparsity))
 
     from sbc_deploy.frontends.conventions import CONSUMERS
 
@@ -343,9 +383,9 @@ def validate_request(request: Any) -> Plan:
         if calib_src is None and needs_calib:
             problems.append(f"--calib: --method {request.method} needs calibration data; pass "
                             "--calib DATA (or --method magnitude, which needs none)")
-        for target, config in configs:
-            problem = sparsity_problem(graph, config, request.sparsity)
-            if problem:
+        for target, config, sparsity in configs:
+            problem = sparsity_problem(graph, config, sparsity)
+            if problem and f"{target.name}: {problem}" not in problems:
                 problems.append(f"{target.name}: {problem}")
         refused = [(t.name, refusal(graph, t)) for t in targets]
         if targets and all(reason for _, reason in refused):
@@ -374,5 +414,6 @@ def validate_request(request: Any) -> Plan:
     return Plan(graph, name, tuple(targets), calib, evaluation, tuple(dict.fromkeys(files)))
 
 
-__all__ = ["REFUSING_RULES", "Plan", "ValidationError", "check_dataset", "largest_sparsity", "refusal",
-           "sparsity_bounds", "sparsity_problem", "validate_request"]
+__all__ = ["REFUSING_RULES", "Plan", "ValidationError", "check_dataset", "largest_sparsity",
+           "point_label", "refusal", "sparsity_bounds", "sparsity_problem", "sweep_points",
+           "validate_request"]

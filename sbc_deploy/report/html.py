@@ -18,7 +18,17 @@ from __future__ import annotations
 import html
 from typing import Any, Sequence
 
-from sbc_deploy.report.charts import COLORS, Bar, Row, aggregate, hbar_chart
+from sbc_deploy.report.charts import (
+    COLORS,
+    LINE_COLORS,
+    Bar,
+    Line,
+    Point,
+    Row,
+    aggregate,
+    hbar_chart,
+    line_chart,
+)
 from sbc_deploy.report.model import Report, TargetReport
 from sbc_deploy.report.summary import (
     RANKINGS,
@@ -28,7 +38,17 @@ from sbc_deploy.report.summary import (
     energy_text,
     layer_binding,
     strip,
+    wilson,
 )
+from sbc_deploy.report.sweep import (
+    TABLE_HEADER,
+    accuracy_text,
+    energy_cell,
+    sweep_axes,
+    table_rows,
+    x_value,
+)
+from sbc_deploy.report.sweep import cores_text as sweep_cores
 from sbc_deploy.report.vocabulary import (
     MAX_CORE_ROWS,
     ann_line,
@@ -65,12 +85,14 @@ svg .value{font-size:11.5px;fill:#333}svg .small{font-size:10.5px}
 svg .grid{stroke:#e5e5e5}svg .limit{stroke:#c00;stroke-width:1.5;stroke-dasharray:4 3}
 svg .hit{fill:transparent}svg .row:hover .hit{fill:#f0f4ff}
 .tablewrap{overflow-x:auto;background:#fff;border:1px solid #ddd;margin:6px 0 10px}
-td.wide{min-width:12em}.tablewrap.long{max-height:520px;overflow-y:auto}figure.long{max-height:640px;overflow-y:auto}
+td.wide{min-width:12em}.tablewrap.long{max-height:520px;overflow-y:auto}
+figure.long{max-height:640px;overflow-y:auto}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:3px 8px;
 font-size:12.5px;text-align:left;vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}
 td:first-child,td:nth-child(2){white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.bad{color:#b00;font-weight:600}.warn{color:#8a4b00;font-weight:600}.good{color:#070;font-weight:600}
+.bad{color:#b00;font-weight:600}.warn{color:#8a4b00;font-weight:600}
+.good{color:#070;font-weight:600}
 .grade{display:inline-block;padding:0 6px;border-radius:8px;font-size:11.5px;background:#e8f5e9}
 .grade.estimate,.grade.unknown{background:#ffe0b2;color:#8a4b00;font-weight:600}
 .grade.definition{background:#e3f2fd}
@@ -475,6 +497,67 @@ def _ranking(report: Report) -> str:
             + "</tbody></table></div>")
 
 
+def _sweep_section(report: Report) -> str:
+    """A sweep's charts (accuracy, cores, energy against compression, one line per target
+    and bit width) and its table (report/sweep.py)."""
+    rows = list(report.sweep)
+    if not rows:
+        return ""
+    x, lines = sweep_axes(rows)
+    x_label = ("--sparsity (share of synapses asked to be removed)" if x == "sparsity"
+               else "--bits (weight bits)")
+    colors = {name: LINE_COLORS[i % len(LINE_COLORS)] for i, name in enumerate(lines)}
+
+    def accuracy(row: Any) -> float | None:
+        acc = row["accuracy"]
+        value = acc["compressed_integer"]
+        return acc["compressed_float"] if value is None else value
+
+    def acc_point(row: Any) -> Point:
+        value, n = accuracy(row), row["accuracy"]["samples"]
+        if value is None:
+            return Point(x_value(row, x), None)
+        low, high = wilson(value, n) if n else (None, None)
+        return Point(x_value(row, x), 100 * value, None if low is None else 100 * low,
+                     None if high is None else 100 * high, not row["fits"],
+                     f"{100 * value:.1f} % (n = {n}); change {accuracy_text(row)}")
+
+    acc_lines = [Line(name, colors[name], tuple(acc_point(r) for r in rs))
+                 for name, rs in lines.items()]
+    dense = next((r["accuracy"]["dense_float"] for r in rows
+                  if r["accuracy"]["dense_float"] is not None), None)
+    core_lines = [Line(name, colors[name], tuple(
+        Point(x_value(r, x), r["cores_used"], hollow=not r["fits"],
+              hover=f"{sweep_cores(r)} cores; deciding limit {r['deciding_limit'] or 'n/a'}")
+        for r in rs)) for name, rs in lines.items()]
+    limits = {r["cores_available"] for r in rows if r["cores_available"]}
+    unit, scale = _energy_unit([r["energy_j"] or 0.0 for r in rows])
+    energy_lines = [Line(name, colors[name], tuple(
+        Point(x_value(r, x), None if r["energy_j"] is None else r["energy_j"] / scale,
+              hollow=not r["fits"], hover=energy_cell(r)) for r in rs))
+        for name, rs in lines.items()]
+    grades = sorted({r["energy_evidence"] or "unknown" for r in rows})
+    parts = ['<h2 id="sweep">Sweep: accuracy, cores and energy against compression</h2>',
+             f'<p class="muted">{len(rows)} points from one calibration. Hollow circle: the '
+             "point does not fit. The report's other sections describe the point marked "
+             '"this run" (its exports too).</p>', '<div class="grid">',
+             figure(line_chart("Accuracy (integer core where measured, else float)", acc_lines,
+                               x_label=x_label, y_label="accuracy (%)", y_low=0.0,
+                               y_high=100.0, limit=None if dense is None else 100 * dense,
+                               limit_label="dense"),
+                    "Full axis; whiskers: 95 % interval of each accuracy."),
+             figure(line_chart("Cores used", core_lines, x_label=x_label, y_label="cores",
+                               limit=limits.pop() if len(limits) == 1 else None,
+                               limit_label="cores the chip has"),
+                    "Dashed line: the chip's core count (when one chip is swept)."),
+             figure(line_chart("Energy per sample, compressed network", energy_lines,
+                               x_label=x_label, y_label=f"{unit} per sample"),
+                    f"Estimates from each target file's costs (evidence: {', '.join(grades)})."),
+             "</div>",
+             table(TABLE_HEADER, table_rows(rows), numeric=(2, 4, 5, 6, 7), wide=(8,))]
+    return "".join(parts)
+
+
 def cores_text(t: TargetReport) -> str:
     from sbc_deploy.report.vocabulary import cores_phrase
 
@@ -530,6 +613,7 @@ def to_html(report: Report) -> str:
     if notes:
         parts.append('<p class="muted">' + "<br>".join(html.escape(n) for n in notes) + "</p>")
     parts.append(_findings(getattr(report, "findings", ())))
+    parts.append(_sweep_section(report))
     if len(report.targets) > 1:
         parts.append(_compare(report))
     for t in report.targets:

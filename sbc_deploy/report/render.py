@@ -1,4 +1,5 @@
-"""Render a :class:`~sbc_deploy.report.model.Report` as JSON, Markdown or a self-contained HTML page.
+"""Render a :class:`~sbc_deploy.report.model.Report` as JSON, Markdown or a self-contained HTML
+page.
 
 All three read the same data structure; nothing is computed here that the report does not hold.
 The HTML page embeds its plots as inline SVG (no external files, no scripts), so it opens
@@ -85,6 +86,13 @@ def to_markdown(report: Report) -> str:
                       [[f.severity, f.code, f.where or "-", f.message, f.hint or ""]
                        for f in findings])
         out.append("")
+    if report.sweep:
+        from sbc_deploy.report.sweep import TABLE_HEADER, table_rows
+
+        out += ["## Sweep: accuracy, cores and energy against compression", "",
+                f"{len(report.sweep)} points from one calibration; the sections below describe "
+                "the point marked (this run), and its exports.", ""]
+        out += _table(list(TABLE_HEADER), table_rows(report.sweep)) + [""]
     if len(report.targets) > 1:
         out += ["## How do the targets compare?", ""]
         out += _table(["target", "fits", "violations", "cores", "accuracy (integer)",
@@ -235,7 +243,8 @@ def _target_markdown(t: TargetReport) -> list[str]:
     if t.ann_equivalent:
         out += [markdown(ann_line(t.ann_equivalent)), ""]
     if t.exports:
-        out += ["### Files", ""] + [f"- {fmt}: {markdown(path)}" for fmt, path in t.exports.items()] + [""]
+        out += ["### Files", ""] + [f"- {fmt}: {markdown(path)}"
+                                    for fmt, path in t.exports.items()] + [""]
     if t.notes:
         out += ["### Notes", ""] + [f"- {markdown(note)}" for note in t.notes] + [""]
     return out
