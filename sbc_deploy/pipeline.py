@@ -59,6 +59,7 @@ from sbc_deploy.sim import SynOpsCounter, classify, default_decoding, simulate
 from sbc_deploy.targets import Target, load_target
 from sbc_deploy.validate import (
     REFUSING_RULES,
+    host_placed,
     point_label,
     refusal,
     sweep_points,
@@ -430,10 +431,58 @@ class _LayerProgress:
                       detail=f"{self._name(index)}: {phase} {unit} {done}/{total}")
 
 
-def _violation_rows(result: Any) -> tuple[ViolationRow, ...]:
-    return tuple(ViolationRow(v.layer, v.rule, v.limit, v.actual, v.message, v.severity,
-                              tuple(getattr(v, "neurons", ())), getattr(v, "remedy", None))
-                 for v in result.violations)
+def _violation_rows(result: Any, host: frozenset[str] = frozenset()
+                    ) -> tuple[ViolationRow, ...]:
+    """The check's violations as report rows. A node in ``host`` (``validate.host_placed``: a
+    target that runs part of the network places it on the host) breaks no rule by running
+    there: its neuron-model or layer-type error is a warning that says so."""
+    rows = []
+    for v in result.violations:
+        severity, message = v.severity, v.message
+        if v.rule in REFUSING_RULES and v.layer in host and severity == "error":
+            severity = "warning"
+            message += "; it runs on the host (see the chip / host split)"
+        rows.append(ViolationRow(v.layer, v.rule, v.limit, v.actual, message, severity,
+                                 tuple(getattr(v, "neurons", ())), getattr(v, "remedy", None)))
+    return tuple(rows)
+
+
+def _placement(graph: Graph, checked: Any, host: frozenset[str] = frozenset()
+               ) -> tuple[dict[str, Any], ...]:
+    """Where each layer goes (``TargetReport.placement``), from the check's chip / host split.
+
+    A synapse node and the neuron it feeds directly are one row (the report's ``synapse ->
+    neuron``; ``runs_on`` is ``chip + host`` when the chip runs the synapses and the host the
+    neurons, or the other way round); every other node but the I/O ports is a row of its own,
+    so every target's rows are the same.
+    """
+    split = checked.split
+    if split is None:
+        return ()
+    reasons = {h.name: h.reason for h in split.host}
+    part = {n: k + 1 for k, segment in enumerate(split.segments) for n in segment.nodes}
+    cores = {layer.name: tuple(layer.cores) for layer in getattr(checked.mapping, "layers", ())}
+    errors: dict[str, set[str]] = {}
+    for v in checked.violations:  # the rules chip-side nodes break (a host node's: its reason)
+        if v.severity == "error" and v.layer in split.chip and v.layer not in host:
+            errors.setdefault(v.layer, set()).add(v.rule)
+    grouped = {layer.name: layer.neuron_name for layer in graph.synapse_layers()
+               if layer.neuron_name and graph.successors(layer.name) == (layer.neuron_name,)}
+    rows = []
+    for name in graph.topological_order:
+        if name in grouped.values() or split.placement(name) == "io":
+            continue
+        nodes = [name] + ([grouped[name]] if name in grouped else [])
+        rows.append({
+            "layer": " -> ".join(nodes), "nodes": nodes,
+            "kind": " -> ".join(graph.nodes[n].kind for n in nodes),
+            "runs_on": " + ".join(dict.fromkeys(split.placement(n) for n in nodes)),
+            "sides": [split.placement(n) for n in nodes],
+            "part": part.get(name),
+            "reason": "; ".join(reasons[n] for n in nodes if n in reasons),
+            "cores": sorted({c for n in nodes for c in cores.get(n, ())}),
+            "violations": sorted({r for n in nodes for r in errors.get(n, ())})})
+    return tuple(rows)
 
 
 def _core_rows(mapping: Any, target: Target | None = None) -> tuple[CoreRow, ...]:
@@ -528,7 +577,8 @@ def _refused_report(graph: Graph, target: Target, reason: str) -> TargetReport:
         cores_available=target.cores.cores, cores=_core_rows(checked.mapping, target),
         limits=_limits(target), cores_dense=checked.mapping.cores_used,
         deciding_limit=_deciding(checked.mapping, target), borrowed=_borrowed(target),
-        refused=reason,
+        refused=reason, chip_host_split=checked.split.to_dict() if checked.split else {},
+        placement=_placement(graph, checked),
         notes=(f"refused before compression: {reason}; nothing was compressed or exported for "
                f"{target.name}",))
 
@@ -701,6 +751,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                                                                       progress))
             with clock.stage("check"):
                 checked = check(compressed, target)
+                host = host_placed(compressed, target)  # nodes the split runs on the host
                 dense_mapping = check(graph, target).mapping
                 dense_cores = dense_mapping.cores_used
             # the target's name was checked at load (targets.NAME_RULE); subfolder() refuses
@@ -743,7 +794,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
             reports.append(TargetReport(
                 target=target.name, description=target.description, method=request.method,
                 layers=_layer_rows(compressed, stats, details),
-                violations=_violation_rows(checked),
+                violations=_violation_rows(checked, host),
                 cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
                 cores=_core_rows(checked.mapping, target), limits=_limits(target),
                 accuracy=Accuracy(dense.accuracy, after.accuracy, integer,
@@ -756,6 +807,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                 ann_equivalent=dict(energy.ann_equivalent) if energy else {},
                 exports=final_exports, notes=tuple(notes),
                 chip_host_split=checked.split.to_dict() if checked.split else {},
+                placement=_placement(compressed, checked, host),
                 **_decision_fields(graph, compressed, stats, target, checked, dense_mapping,
                                    steps)))
             results.append(TargetResult(target, compressed, config, stats, checked))
@@ -836,7 +888,8 @@ def _sweep(graph: Graph, target: Target, request: DeployRequest,
         grades = cost_evidence(target)
         point = TargetReport(
             target=target.name, description=target.description, method=request.method,
-            layers=_layer_rows(compressed, stats), violations=_violation_rows(checked),
+            layers=_layer_rows(compressed, stats),
+            violations=_violation_rows(checked, host_placed(compressed, target)),
             cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
             cores=_core_rows(checked.mapping, target), limits=_limits(target),
             accuracy=Accuracy(dense.accuracy, after.accuracy, integer,
@@ -905,14 +958,16 @@ def check_only(model: str | Path | Graph, targets: Sequence[str | Path | Target]
     with clock.stage("check"):
         for target in loaded:
             checked = check(graph, target)
+            host = host_placed(graph, target)
             reports.append(TargetReport(
                 target=target.name, description=target.description, method="none (check only)",
                 layers=_layer_rows(graph, None, layer_details(graph, target, checked.mapping,
                                                               None, None, {}, {})),
-                violations=_violation_rows(checked),
+                violations=_violation_rows(checked, host),
                 cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
                 cores=_core_rows(checked.mapping, target), limits=_limits(target),
                 chip_host_split=checked.split.to_dict() if checked.split else {},
+                placement=_placement(graph, checked, host),
                 cores_dense=checked.mapping.cores_used,
                 deciding_limit=_deciding(checked.mapping, target)))
     name = "graph given in memory" if isinstance(model, Graph) else str(model)

@@ -193,23 +193,79 @@ def sparsity_problem(graph: Graph, config: Any, asked: float | None) -> str | No
             f"{largest_sparsity(graph, config):g}")
 
 
-#: rules no compression can satisfy: a target that a network breaks one of is refused up front
+#: rules no compression can satisfy: what breaks one of them runs on the host (the chip / host
+#: split), and a target on which nothing of the network can run is refused up front
 REFUSING_RULES = ("supported_neuron_model", "supported_layer_types")
 
 
-def refusal(graph: Graph, target: Target) -> str | None:
-    """Why ``target`` cannot run ``graph`` whatever compression does (its neuron model or a
-    layer type it lacks), or ``None``: said before any compression."""
+def _placement_errors(graph: Graph, target: Target) -> dict[str, list[str]]:
+    """Errors of :data:`REFUSING_RULES`, by the node they name (what the chip cannot run)."""
     from sbc_deploy.check.rules import RULES
 
-    reasons = []
+    found: dict[str, list[str]] = {}
     for name in REFUSING_RULES:
         for violation in RULES[name](graph, target):
-            if violation.severity == "error" and violation.message not in reasons:
-                reasons.append(violation.message)
-    if not reasons:
+            if violation.severity == "error":
+                found.setdefault(violation.layer or "", []).append(violation.message)
+    return found
+
+
+def chip_layers(graph: Graph, target: Target) -> tuple[str, ...]:
+    """The synapse layers ``target``'s chip can run, synapses and neurons both: the synapse
+    node on the chip side of the chip / host split and its neuron (if it drives one) of a kind,
+    reset and parameters the target runs (no :data:`REFUSING_RULES` error on either)."""
+    from sbc_deploy.check.split import chip_host_split
+
+    split = chip_host_split(graph, target)
+    errors = _placement_errors(graph, target)
+    runnable = []
+    for layer in graph.synapse_layers():
+        nodes = [layer.name] + ([layer.neuron_name] if layer.neuron_name else [])
+        if all(split.placement(n) == "chip" and n not in errors for n in nodes):
+            runnable.append(layer.name)
+    return tuple(runnable)
+
+
+def _runs_a_neuron_layer(graph: Graph, target: Target) -> bool:
+    """The chip can run at least one synapse layer with the neuron it drives (a readout,
+    synapses without a neuron, alone is no part of a spiking network a chip can run; a network
+    of readouts only needs its synapses on the chip)."""
+    runnable = set(chip_layers(graph, target))
+    layers = graph.synapse_layers()
+    driving = [layer for layer in layers if layer.neuron_name]
+    return any(layer.name in runnable for layer in (driving or layers))
+
+
+def refusal(graph: Graph, target: Target) -> str | None:
+    """Why ``target`` cannot run any part of ``graph`` whatever compression does, or ``None``.
+
+    The rule (issue 18): a target that can run part of a network gets the chip / host split
+    reported instead of a refusal of the whole network; it is refused up front, before any
+    compression, only when its chip can run none of the network's synapse layers with their
+    neurons (``speck runs IF neurons only`` for a LIF network; a reset mode it lacks on every
+    layer): a readout (synapses with no neuron after them) alone does not count. The reason is the first of the errors that place those layers off the chip.
+    """
+    if _runs_a_neuron_layer(graph, target):
         return None
+    reasons = list(dict.fromkeys(m for messages in _placement_errors(graph, target).values()
+                                 for m in messages))
+    if not reasons:
+        return (f"{target.name} can run none of the network's synapse layers with their "
+                "neurons on its chip")
     return reasons[0] + (f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else "")
+
+
+def host_placed(graph: Graph, target: Target) -> frozenset[str]:
+    """Nodes of a target that runs part of ``graph`` whose :data:`REFUSING_RULES` errors say
+    only that they run on the host (the chip / host split places them there): empty for a
+    refused target, whose errors stand."""
+    from sbc_deploy.check.split import chip_host_split
+
+    if refusal(graph, target) is not None:
+        return frozenset()
+    split = chip_host_split(graph, target)
+    return frozenset(name for name in _placement_errors(graph, target)
+                     if split.placement(name) == "host")
 
 
 def _spike_variant_problems(graph: Graph, targets: list[Target],
@@ -414,6 +470,6 @@ def validate_request(request: Any) -> Plan:
     return Plan(graph, name, tuple(targets), calib, evaluation, tuple(dict.fromkeys(files)))
 
 
-__all__ = ["REFUSING_RULES", "Plan", "ValidationError", "check_dataset", "largest_sparsity",
-           "point_label", "refusal", "sparsity_bounds", "sparsity_problem", "sweep_points",
-           "validate_request"]
+__all__ = ["REFUSING_RULES", "Plan", "ValidationError", "check_dataset", "chip_layers",
+           "host_placed", "largest_sparsity", "point_label", "refusal", "sparsity_bounds",
+           "sparsity_problem", "sweep_points", "validate_request"]

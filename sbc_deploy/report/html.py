@@ -37,6 +37,8 @@ from sbc_deploy.report.summary import (
     borrowed_notes,
     energy_text,
     layer_binding,
+    placement_cell,
+    span,
     strip,
     wilson,
 )
@@ -104,6 +106,7 @@ line-height:1.3}.strip .d{font-size:11.5px;color:#555;line-height:1.3}
 h2.target{font-size:16px;margin:10px 0 2px;border:0;padding:0}
 .refused{color:#777;font-size:13px;margin:8px 0}
 tr.out td{color:#999}
+.side{font-weight:600}.side.chip{color:#1b7a5a}.side.host{color:#8a4b00}.side.bad{color:#b00}
 """
 
 
@@ -408,22 +411,68 @@ def _violations(t: TargetReport) -> str:
 
 
 def _split_section(t: TargetReport) -> str:
-    """What runs on the chip and what stays on the host (plain tables; ``chip_host_split``)."""
+    """Where each layer goes on a target that runs part of the network on the host: one row
+    per layer (or graph operation) in graph order with its side, cores or reason, then what
+    crosses between chip and host each step (``placement``, ``chip_host_split``)."""
     split = t.chip_host_split
-    if not split or split.get("all_on_chip"):
+    if not split or split.get("all_on_chip") or not t.placement:
         return ""
-    parts = ["<h3>Chip / host split</h3>", f"<p>{html.escape(split['summary'])}.</p>",
-             table(["part", "runs on", "nodes"],
-                   [[k + 1, s["device"], ", ".join(s["nodes"])]
-                    for k, s in enumerate(split["segments"])], numeric=(0,), wide=(2,)),
-             table(["host node", "kind", "why"],
-                   [[h["node"], h["kind"], h["reason"]] for h in split["host"]], wide=(2,))]
+    rows = []
+    for row in t.placement:
+        side = row["runs_on"]
+        cls = "host" if "host" in side else ("bad" if row.get("violations") else "chip")
+        why = (row["reason"] if "host" in side else
+               ("breaks " + ", ".join(row["violations"]) if row.get("violations") else ""))
+        rows.append([row["part"] or "", html.escape(row["layer"]), html.escape(row["kind"]),
+                     f'<span class="side {cls}">{html.escape(side)}</span>',
+                     html.escape(span(row["cores"]) if row.get("cores") else ""),
+                     html.escape(why)])
+    parts = ["<h3>Chip / host split: where each layer goes</h3>",
+             f'<p>{html.escape(split["summary"])}. The host runs what the chip has no circuit '
+             "for; each part is a connected run of layers on one side.</p>",
+             table(["part", "layer", "kind", "runs on", "cores", "why"], rows,
+                   numeric=(0,), raw=range(6), wide=(5,))]
     if split["transfers"]:
-        parts.append(table(["from", "to", "direction", "values / step", "values are"],
-                           [[x["from"], x["to"], x["direction"], x["values_per_step"],
-                             "spikes" if x["spikes"] else "graded"]
-                            for x in split["transfers"]], numeric=(3,)))
+        parts.append(table(
+            ["from", "to", "direction", "values / sample / step", "values are"],
+            [[x["from"], x["to"], x["direction"].replace("->", " \u2192 "),
+              f"{x['values_per_step']:,}", "spikes" if x["spikes"] else "graded"]
+             for x in split["transfers"]], numeric=(3,)))
     return "".join(parts)
+
+
+def _layout_matrix(report: Report) -> str:
+    """Where each layer goes on every compared target: rows in graph order, one column per
+    target (a refused target's column shows why nothing of the network runs on it)."""
+    shown = [t for t in report.targets if t.placement]
+    if len(shown) < 2:
+        return ""
+    rows_of = {t.target: {row["layer"]: row for row in t.placement} for t in shown}
+    order = list(dict.fromkeys(row["layer"] for t in shown for row in t.placement))
+    head = "".join(f"<th>{html.escape(t.target)}{' (refused)' if t.refused else ''}</th>"
+                   for t in shown)
+    body = []
+    for layer in order:
+        kind = next(rows_of[t.target][layer]["kind"] for t in shown if layer in rows_of[t.target])
+        cells = []
+        for t in shown:
+            row = rows_of[t.target].get(layer)
+            if row is None:
+                cells.append("<td>-</td>")
+                continue
+            side = row["runs_on"]
+            cls = "host" if "host" in side else ("bad" if row.get("violations") else "chip")
+            cells.append(f'<td title="{html.escape(row["reason"])}"><span class="side {cls}">'
+                         f"{html.escape(placement_cell(t, row))}</span></td>")
+        body.append(f"<tr><td>{html.escape(layer)}</td><td>{html.escape(kind)}</td>"
+                    + "".join(cells) + "</tr>")
+    wrap = "tablewrap long" if len(order) > LONG else "tablewrap"
+    return ('<h3 id="layout">Where each layer goes</h3><p class="muted">chip (with its cores) '
+            "or host (with the reason the chip cannot run it); hover a host cell for the whole "
+            "reason. A target that can run part of the network runs the rest on the host; one "
+            "that can run none of its neuron layers is refused.</p>"
+            f'<div class="{wrap}"><table><thead><tr><th>layer</th><th>kind</th>{head}</tr>'
+            f'</thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _compare(report: Report) -> str:
@@ -435,6 +484,7 @@ def _compare(report: Report) -> str:
             f"<b>{html.escape(t.target)}</b>: {html.escape(t.refused or '')}"
             for t in refused) + ".</p>")
     if not targets:
+        parts.append(_layout_matrix(report))
         return "".join(parts)
     rows_cores = [Row(t.target, (Bar(t.cores_used, COLORS["neutral"] if t.fits else "#bbb",
                                      "cores used", f"{t.cores_used} of "
@@ -466,6 +516,7 @@ def _compare(report: Report) -> str:
                         "Costs from each target file, with their weakest evidence grade; grey: "
                         "does not fit."))
     parts.append("</div>")
+    parts.append(_layout_matrix(report))
     return "".join(parts)
 
 

@@ -103,6 +103,7 @@ def to_markdown(report: Report) -> str:
                         ", ".join(sorted({x.evidence for x in t.energy_terms})) or "n/a"]
                        for t in report.targets])
         out.append("")
+        out += _layout_markdown(report)
     for t in report.targets:
         out += _target_markdown(t)
     if report.timings_s:
@@ -172,22 +173,45 @@ def _core_table(t: TargetReport) -> list[str]:
 
 
 def _split_markdown(t: TargetReport) -> list[str]:
-    """What runs on the chip and what stays on the host (``chip_host_split``)."""
+    """Where each layer goes on a target that runs part of the network on the host."""
+    from sbc_deploy.report.summary import span
+
     split = t.chip_host_split
-    if not split or split.get("all_on_chip"):
+    if not split or split.get("all_on_chip") or not t.placement:
         return []
-    out = ["### Chip / host split", "", f"{split['summary']}.", ""]
-    out += _table(["part", "runs on", "nodes"],
-                  [[k + 1, s["device"], ", ".join(s["nodes"])]
-                   for k, s in enumerate(split["segments"])]) + [""]
-    out += _table(["host node", "kind", "why"],
-                  [[h["node"], h["kind"], h["reason"]] for h in split["host"]]) + [""]
+    out = ["### Chip / host split: where each layer goes", "", f"{split['summary']}.", ""]
+    out += _table(["part", "layer", "kind", "runs on", "cores", "why"],
+                  [[row["part"] or "", row["layer"], row["kind"], row["runs_on"],
+                    span(row["cores"]),
+                    row["reason"] if "host" in row["runs_on"] else
+                    ("breaks " + ", ".join(row["violations"]) if row.get("violations") else "")]
+                   for row in t.placement]) + [""]
     if split["transfers"]:
-        out += _table(["from", "to", "direction", "values / step", "values are"],
-                      [[x["from"], x["to"], x["direction"], x["values_per_step"],
+        out += _table(["from", "to", "direction", "values / sample / step", "values are"],
+                      [[x["from"], x["to"], x["direction"], f"{x['values_per_step']:,}",
                         "spikes" if x["spikes"] else "graded"]
                        for x in split["transfers"]]) + [""]
     return out
+
+
+def _layout_markdown(report: Report) -> list[str]:
+    """Where each layer goes on every compared target (one column per target)."""
+    from sbc_deploy.report.summary import placement_cell
+
+    shown = [t for t in report.targets if t.placement]
+    if len(shown) < 2:
+        return []
+    rows_of = {t.target: {row["layer"]: row for row in t.placement} for t in shown}
+    order = list(dict.fromkeys(row["layer"] for t in shown for row in t.placement))
+    out = ["### Where each layer goes", ""]
+    out += _table(["layer", "kind"] + [t.target + (" (refused)" if t.refused else "")
+                                       for t in shown],
+                  [[layer, next(rows_of[t.target][layer]["kind"] for t in shown
+                                if layer in rows_of[t.target])]
+                   + [placement_cell(t, rows_of[t.target][layer])
+                      if layer in rows_of[t.target] else "-" for t in shown]
+                   for layer in order])
+    return out + [""]
 
 
 def _target_markdown(t: TargetReport) -> list[str]:

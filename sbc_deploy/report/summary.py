@@ -26,8 +26,8 @@ from sbc_deploy.report.vocabulary import cores_phrase, count, energy, layer_labe
 __all__ = [
     "GRADE_ORDER", "RANKINGS", "StripItem", "accuracy_change", "ann_remark", "borrowed_notes",
     "core_binding", "deciding_limit", "energy_grade", "energy_text", "layer_binding",
-    "memory_text", "rank", "strip",
-    "summary_lines", "wilson",
+    "memory_text", "placement_cell", "placement_item", "rank", "short_reason", "span",
+    "strip", "summary_lines", "wilson",
 ]
 
 Z95 = 1.959964  # two-sided 95 % normal quantile
@@ -219,6 +219,9 @@ def strip(t: TargetReport) -> list[StripItem]:
                            f"deciding limit: {t.deciding_limit}" if t.deciding_limit else "",
                            None if t.cores_used is None or not t.cores_available
                            else t.cores_used <= t.cores_available))
+    placed = placement_item(t)
+    if placed is not None:
+        items.append(placed)
     change = accuracy_change(t.accuracy)
     if change is not None:
         delta, half, n, which = change
@@ -257,6 +260,59 @@ def strip(t: TargetReport) -> list[StripItem]:
                                f"{t.steps} steps x {_seconds(t.latency_s / (t.steps or 1))} "
                                f"({t.latency_evidence})"))
     return items
+
+
+def short_reason(reason: str, target: str) -> str:
+    """A host placement's reason, short enough for a table cell: ``loihi2 has no MatMul
+    layer: a matrix product ...`` -> ``no MatMul layer``."""
+    text = reason.split(";")[0].split(":")[0].strip()
+    if text.startswith(f"{target} "):
+        text = text[len(target) + 1:]
+    return text[4:] if text.startswith("has ") else text
+
+
+def span(cores: Sequence[int]) -> str:
+    """``0-4`` for consecutive cores, else the first few: ``0, 3, 7 ...``."""
+    cores = list(cores)
+    if not cores:
+        return ""
+    if len(cores) == 1:
+        return str(cores[0])
+    if cores == list(range(cores[0], cores[-1] + 1)):
+        return f"{cores[0]}-{cores[-1]}"
+    return ", ".join(map(str, cores[:4])) + (" ..." if len(cores) > 4 else "")
+
+
+def placement_cell(t: TargetReport, row: Mapping[str, Any]) -> str:
+    """Where one layout row runs on one target, as a table cell: ``chip, cores 0-4``,
+    ``host: no MatMul layer``, ``chip (breaks total_cores)``."""
+    if row["runs_on"] == "host":
+        return f"host: {short_reason(row['reason'], t.target)}"
+    broken = f" (breaks {', '.join(row['violations'])})" if row.get("violations") else ""
+    if row["runs_on"] != "chip":  # synapses and neurons on different sides
+        synapses, neurons = (row.get("sides") or ["chip", "host"])[:2]
+        return (f"synapses on {synapses}, neurons on {neurons}: "
+                f"{short_reason(row['reason'], t.target)}{broken}")
+    return "chip" + (f", cores {span(row['cores'])}" if row.get("cores") else "") + broken
+
+
+def placement_item(t: TargetReport) -> StripItem | None:
+    """The strip's chip / host figure, where the target runs part of the network on the host:
+    how many layout rows run where, what the host runs, and what crosses per step."""
+    split = t.chip_host_split
+    if not split or split.get("all_on_chip") or not t.placement:
+        return None
+    host = [row for row in t.placement if "host" in row["runs_on"]]
+    kinds: dict[str, int] = {}
+    for node in split.get("host", ()):
+        kinds[node["kind"]] = kinds.get(node["kind"], 0) + 1
+    runs = ", ".join(f"{kind}" + (f" x{n}" if n > 1 else "") for kind, n in kinds.items())
+    values = sum(x["values_per_step"] for x in split.get("transfers", ()))
+    return StripItem("chip / host split",
+                     f"{len(t.placement) - len(host)} on chip, {len(host)} on host",
+                     f"of {len(t.placement)} layers and operations; host runs {runs}; "
+                     f"{len(split.get('transfers', ()))} transfers, {values:,} values per "
+                     "sample and step")
 
 
 def _saving(before: float | None, after: float | None) -> str:
