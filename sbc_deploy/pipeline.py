@@ -292,9 +292,13 @@ def _no_core_model(target: Target) -> str:
             + "; integer accuracy not measured")
 
 
-def _layer_rows(graph: Graph, stats: Any,
-                details: Mapping[str, Any] | None = None) -> tuple[LayerRow, ...]:
+def _layer_rows(graph: Graph, stats: Any, details: Mapping[str, Any] | None = None,
+                dense: Graph | None = None) -> tuple[LayerRow, ...]:
+    """One row per synapse layer of ``graph``; ``dense``: the network before compression
+    (its per-layer fan-in maximum shows what a fan-in cap pruned)."""
     rows = []
+    before = ({layer.name: int(layer.synapse.fan_in().max(initial=0))
+               for layer in (dense or graph).synapse_layers()})
     details = details or {}
     losses = getattr(stats, "layer_loss", {}) if stats is not None else {}
     for layer in graph.synapse_layers():
@@ -308,7 +312,7 @@ def _layer_rows(graph: Graph, stats: Any,
             fan_in_max=int(fan_in.max()) if fan_in.size else 0, synapses=kept,
             dense_synapses=int(syn.weight.size), grid=encoding.grid if encoding else None,
             layer_loss=losses.get(layer.name) if isinstance(losses, Mapping) else None,
-            fan_in=tuple(int(v) for v in fan_in),
+            fan_in=tuple(int(v) for v in fan_in), fan_in_max_dense=before.get(layer.name),
             neuron=layer.neuron_name, **_detail_fields(details.get(layer.name))))
     return tuple(rows)
 
@@ -793,7 +797,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                              for fmt, p in exports.items()}
             reports.append(TargetReport(
                 target=target.name, description=target.description, method=request.method,
-                layers=_layer_rows(compressed, stats, details),
+                layers=_layer_rows(compressed, stats, details, dense=graph),
                 violations=_violation_rows(checked, host),
                 cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
                 cores=_core_rows(checked.mapping, target), limits=_limits(target),
@@ -888,7 +892,7 @@ def _sweep(graph: Graph, target: Target, request: DeployRequest,
         grades = cost_evidence(target)
         point = TargetReport(
             target=target.name, description=target.description, method=request.method,
-            layers=_layer_rows(compressed, stats),
+            layers=_layer_rows(compressed, stats, dense=graph),
             violations=_violation_rows(checked, host_placed(compressed, target)),
             cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
             cores=_core_rows(checked.mapping, target), limits=_limits(target),

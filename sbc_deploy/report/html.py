@@ -36,6 +36,7 @@ from sbc_deploy.report.summary import (
     ann_remark,
     borrowed_notes,
     energy_text,
+    fan_in_text,
     layer_binding,
     placement_cell,
     span,
@@ -240,23 +241,23 @@ def _fit_section(t: TargetReport) -> str:
             limit=100.0, limit_label="per-core limit", legend=_core_legend(t)),
             f"{t.cores_used} of {t.cores_available or 'unlimited'} cores used; {how}. "
             f"Deciding limit: {t.deciding_limit or 'n/a'}. Hover a row for the counts."))
-    limit = t.limits.get("max_fan_in")
     rule = t.limits.get("synapse_storage") or "n/a"
     rows = []
     for layer in t.layers:
         used = (layer.memory_bits_dense if layer.storage == "dense" else
                 layer.memory_bits_sparse if layer.storage == "sparse" else
                 layer.memory_bits_dense)
-        fan = f"{layer.fan_in_max} / {limit}" if limit else f"{layer.fan_in_max} / no limit"
+        fan = html.escape(fan_in_text(t, layer))
         cores = _span(layer.cores)
         rows.append([html.escape(layer.label), cores, html.escape(layer_binding(t, layer)), fan,
                      html.escape(layer.storage or "n/a"),
                      bits(layer.memory_bits_dense), bits(layer.memory_bits_sparse), bits(used),
                      html.escape(storage_reason(t, layer))])
-    parts.append(table(["layer", "cores", "fullest core: its deciding limit", "fan-in max / limit",
+    parts.append(table(["layer", "cores", "fullest core: its deciding limit",
+                        "fan-in max / limit",
                         "storage", "compressed, stored dense", "compressed, stored sparse",
                         "memory used", "why"], rows,
-                       numeric=(3, 5, 6, 7), raw=range(9)))
+                       numeric=(5, 6, 7), raw=range(9)))
     parts.append(f'<p class="muted">Synapse storage rule of {html.escape(t.target)}: '
                  f'{html.escape(str(rule))}; dense = potential synapses x weight bits, sparse = '
                  f'non-zero synapses x (weight bits + {t.limits.get("index_bits", "?")} index '

@@ -41,6 +41,7 @@ class LayerRow:
     memory_bits_dense: int | None = None  # synapse memory in each storage form
     memory_bits_sparse: int | None = None
     cores: tuple[int, ...] = ()  # cores of the mapping estimate holding its neuron
+    fan_in_max_dense: int | None = None  # before compression (a fan-in cap prunes to its limit)
 
     @property
     def label(self) -> str:

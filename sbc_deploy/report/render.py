@@ -220,14 +220,15 @@ def _target_markdown(t: TargetReport) -> list[str]:
     out += ["### Does it fit, and where?", ""]
     if t.cores:
         out += _core_table(t) + [""]
-    limit = t.limits.get("max_fan_in")
+    from sbc_deploy.report.summary import fan_in_text
+
     out += _table(
         ["layer", "kind", "weight shape", "cores", "fan-in max / limit", "storage",
          "memory if dense", "memory if sparse", "why"],
         [[layer.label, layer.kind, "x".join(map(str, layer.shape)),
           ",".join(map(str, layer.cores)) if len(layer.cores) < 4 else
           f"{layer.cores[0]}-{layer.cores[-1]} ({len(layer.cores)})",
-          f"{layer.fan_in_max} / {limit if limit else 'no limit'}", layer.storage or "n/a",
+          fan_in_text(t, layer), layer.storage or "n/a",
           bits(layer.memory_bits_dense), bits(layer.memory_bits_sparse),
           storage_reason(t, layer)] for layer in t.layers]) + [""]
     out += _split_markdown(t)
