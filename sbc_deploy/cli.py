@@ -1,8 +1,9 @@
 """The command line: parse, call the library, print, pick the exit code. Nothing else prints.
 
     sbc-deploy [MODEL] --target NAME|PATH[,NAME...] [--calib DATA] [--eval DATA]
-               [--method sbc|obc|magnitude] [--sparsity F] [--bits N] [--fan-in K] [--nm N:M]
-               [--export netx,nir,onnx] [-o OUTDIR] [--dt SECONDS] [--reset zero|subtract] [--quiet]
+               [--method sbc|obc|magnitude] [--sparsity F[,F...]] [--bits N[,N...]] [--fan-in K]
+               [--nm N:M] [--export netx,nir,onnx] [-o OUTDIR] [--dt SECONDS]
+               [--reset zero|subtract] [--quiet]
                [--eval-limit N] [--from FRAMEWORK] [--discretization euler|exact]
                [--input-shape C,H,W] [--nir-for FRAMEWORK]
     sbc-deploy inspect MODEL [--dt SECONDS] [--reset zero|subtract] [--json] [--from FRAMEWORK] ...

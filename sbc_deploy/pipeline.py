@@ -910,22 +910,28 @@ def _sweep(graph: Graph, target: Target, request: DeployRequest,
 
 def _participate(graph: Graph, calib: Dataset | None, targets: Sequence[Target],
                  request: DeployRequest, memory: Any, progress: Progress) -> DeployResult:
-    """A --distributed process other than rank 0: the collective stages only, nothing written."""
+    """A --distributed process other than rank 0: the collective stages only, nothing written.
+    It follows rank 0's order: targets refused before compression are skipped, and every point
+    of a sweep is compressed (the first is the run's own, kept in ``results``)."""
     results, calibrations = [], {}
     for target in targets:
-        config = config_for_target(target, method=request.method, sparsity=request.sparsity,
-                                   bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
-                                   allocation=request.allocation, device=request.device)
-        key = (config.kernel, config.device)
-        if key not in calibrations:
-            calibrations[key] = calibrate(
-                graph, calib if config.needs_calibration else None, config=config,
-                blocks=memory.blocks, precision=request.hessian_precision,
-                row_fraction=request.calib_row_fraction,
-                progress=lambda d, t: progress("calibrate", d, t))
-        compressed, stats = compress(graph, calibrations[key], config,
-                                     progress=lambda d, t: progress("compress", d, t))
-        results.append(TargetResult(target, compressed, config, stats, None))
+        if refusal(graph, target) is not None:  # rank 0 compresses nothing for it
+            continue
+        for k, (sparsity, bits) in enumerate(sweep_points(request)):
+            config = config_for_target(target, method=request.method, sparsity=sparsity,
+                                       bits=bits, fan_in=request.fan_in, n_m=request.n_m,
+                                       allocation=request.allocation, device=request.device)
+            key = (config.kernel, config.device)
+            if key not in calibrations:
+                calibrations[key] = calibrate(
+                    graph, calib if config.needs_calibration else None, config=config,
+                    blocks=memory.blocks, precision=request.hessian_precision,
+                    row_fraction=request.calib_row_fraction,
+                    progress=lambda d, t: progress("calibrate", d, t))
+            compressed, stats = compress(graph, calibrations[key], config,
+                                         progress=lambda d, t: progress("compress", d, t))
+            if k == 0:
+                results.append(TargetResult(target, compressed, config, stats, None))
     return DeployResult(None, tuple(results))
 
 

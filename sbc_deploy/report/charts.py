@@ -264,7 +264,8 @@ def line_chart(title: str, lines: Sequence[Line], *, x_label: str, y_label: str,
         if lx and lx + span > width:
             lx, ly = 0.0, ly + 16
         out.append(f'<rect class="swatch" x="{lx:.1f}" y="{ly - 9:.1f}" width="10" '
-                   f'height="10" fill="{line.color}"/><text class="legend" x="{lx + 14:.1f}" '
+                   f'height="10" fill="{line.color}"/><text class="legend label" '
+                   f'x="{lx + 14:.1f}" '
                    f'y="{ly:.1f}">{html.escape(line.name)}</text>')
         lx += span
     for tick in _ticks(y_low, top):
