@@ -451,14 +451,15 @@ def _violation_rows(result: Any, host: frozenset[str] = frozenset()
     return tuple(rows)
 
 
-def _placement(graph: Graph, checked: Any, host: frozenset[str] = frozenset()
-               ) -> tuple[dict[str, Any], ...]:
+def _placement(graph: Graph, checked: Any, host: frozenset[str] = frozenset(),
+               rules: Sequence[str] | None = None) -> tuple[dict[str, Any], ...]:
     """Where each layer goes (``TargetReport.placement``), from the check's chip / host split.
 
     A synapse node and the neuron it feeds directly are one row (the report's ``synapse ->
     neuron``; ``runs_on`` is ``chip + host`` when the chip runs the synapses and the host the
     neurons, or the other way round); every other node but the I/O ports is a row of its own,
-    so every target's rows are the same.
+    so every target's rows are the same. ``rules``: only these rules' errors are listed (a
+    refused target's: what compression would fix is beside the point).
     """
     split = checked.split
     if split is None:
@@ -468,7 +469,8 @@ def _placement(graph: Graph, checked: Any, host: frozenset[str] = frozenset()
     cores = {layer.name: tuple(layer.cores) for layer in getattr(checked.mapping, "layers", ())}
     errors: dict[str, set[str]] = {}
     for v in checked.violations:  # the rules chip-side nodes break (a host node's: its reason)
-        if v.severity == "error" and v.layer in split.chip and v.layer not in host:
+        if (v.severity == "error" and v.layer in split.chip and v.layer not in host
+                and (rules is None or v.rule in rules)):
             errors.setdefault(v.layer, set()).add(v.rule)
     grouped = {layer.name: layer.neuron_name for layer in graph.synapse_layers()
                if layer.neuron_name and graph.successors(layer.name) == (layer.neuron_name,)}
@@ -582,7 +584,7 @@ def _refused_report(graph: Graph, target: Target, reason: str) -> TargetReport:
         limits=_limits(target), cores_dense=checked.mapping.cores_used,
         deciding_limit=_deciding(checked.mapping, target), borrowed=_borrowed(target),
         refused=reason, chip_host_split=checked.split.to_dict() if checked.split else {},
-        placement=_placement(graph, checked),
+        placement=_placement(graph, checked, rules=REFUSING_RULES),
         notes=(f"refused before compression: {reason}; nothing was compressed or exported for "
                f"{target.name}",))
 

@@ -121,6 +121,8 @@ def test_the_spike_driven_transformer_block_shows_where_each_layer_goes(sdsa_run
     assert "host: no MatMul layer" not in layout  # SDSA has no MatMul: products only
     assert "host: no Product layer" in layout
     assert "synapses on chip, neurons on host: cannot run LIF neurons" in layout
+    # nothing was compressed for speck: its float weights' rule is beside the point there
+    assert "breaks weights_on_grid" not in layout
     report = json.loads((out / "report.json").read_text())
     assert report["targets"][0]["placement"] == [dict(r) for r in loihi2.placement]
 

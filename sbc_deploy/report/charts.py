@@ -243,7 +243,7 @@ def line_chart(title: str, lines: Sequence[Line], *, x_label: str, y_label: str,
     if x_right == x_left:
         x_left, x_right = x_left - 0.5, x_right + 0.5
     rows = max(1, math.ceil(sum(14 + CHAR_W * len(line.name) + 16 for line in lines) / width))
-    head = 22 + 16 * rows + 16  # title, legend rows, the y axis' unit
+    head = 22 + 16 * rows + 24  # title, legend rows, the y axis' unit above the top tick
     left, right, bottom = 56, width - 16, height - 30 - (14 if note else 0)
     pad = 0.06 * (right - left)
 
@@ -280,9 +280,9 @@ def line_chart(title: str, lines: Sequence[Line], *, x_label: str, y_label: str,
                    f'text-anchor="middle">{_fmt(value)}</text>')
     out.append(f'<text class="tick" x="{right}" y="{bottom + 27}" text-anchor="end">'
                f'{html.escape(x_label)}</text>'
-               f'<text class="tick" x="0" y="{head - 4}">{html.escape(y_label)}</text>')
+               f'<text class="tick" x="0" y="{head - 12}">{html.escape(y_label)}</text>')
     if off_axis:
-        out.append(f'<text class="tick" x="{right}" y="{head - 4}" text-anchor="end">'
+        out.append(f'<text class="tick" x="{right}" y="{head - 12}" text-anchor="end">'
                    f'{html.escape(limit_label)}: {_fmt(limit)} (above the axis)</text>')
     elif limit is not None:
         ly_ = py(limit)
