@@ -36,17 +36,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from harness import publish
 
 from sbc_deploy.calibrate import calibrate
 from sbc_deploy.compress import SBCConfig, compress
-from sbc_deploy.fileio import write_text_atomic
 from sbc_deploy.frontends import load_model
 from sbc_deploy.ir import Affine, Conv2d, Flatten, Graph, Input, Neuron, Output, SumPool2d
 from sbc_deploy.sim import simulate
@@ -333,10 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "evaluate":
         lines = evaluation_lines(args, x, encode_s, same, forward_s, simulate_s, evaluate_s,
                                  runs, cpu, load_before)
-        text = "\n".join(lines) + "\n"
-        if args.out:
-            write_text_atomic(args.out, text)
-        sys.stdout.write(text)
+        publish("\n".join(lines) + "\n", args.out or None)
         return 0
 
     tick = time.perf_counter()
@@ -447,10 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                   "weights.", ""]
         lines += csnn_rows(parse_size(args.csnn_budget), args.csnn_samples, args.csnn_steps,
                            args.threads)
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        write_text_atomic(args.out, text)
-    sys.stdout.write(text)
+    publish("\n".join(lines) + "\n", args.out or None)
     return 0
 
 

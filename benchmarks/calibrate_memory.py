@@ -24,17 +24,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import memory_field, publish
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MIB = 1 << 20
-
-
-def _status(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(field)
 
 
 def worker(network: str, steps: int, samples: int, batch: int, chunked: bool) -> dict:
@@ -54,12 +48,12 @@ def worker(network: str, steps: int, samples: int, batch: int, chunked: bool) ->
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    start = _status("VmRSS")
+    start = memory_field("VmRSS")
     calib = calibrate(graph, x, batch_size=batch, threads=1,
                       chunk_bytes=CHUNK_BYTES if chunked else None)
     return {"network": network, "steps": steps, "samples": samples, "batch": batch,
             "mode": "chunked" if chunked else "whole", "start": start,
-            "peak": _status("VmHWM"), "time_chunk": calib.metadata["time_chunk"],
+            "peak": memory_field("VmHWM"), "time_chunk": calib.metadata["time_chunk"],
             "seconds": calib.metadata["seconds"]}
 
 
@@ -118,11 +112,8 @@ def main(argv: list[str] | None = None) -> None:
                      f"{r['seconds']:.1f} |")
     command = "python benchmarks/calibrate_memory.py " + " ".join(argv or sys.argv[1:])
     lines += ["", f"Command: `{command}`", ""]
-    from sbc_deploy.fileio import write_text_atomic
-
     sys.path.insert(0, str(ROOT))
-    write_text_atomic(args.out, "\n".join(lines))
-    print("\n".join(lines))
+    publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -30,14 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from harness import best_time, publish
 
-from sbc_deploy.fileio import write_text_atomic
 from sbc_deploy.frontends.from_netx import from_netx
 from sbc_deploy.ir import Graph
 from sbc_deploy.sim.fixed_point import to_fixed_point
@@ -65,15 +64,6 @@ def run_lava(net: Path, spikes: np.ndarray, steps: int, **extra: np.ndarray
             return stored["output"], wall
 
 
-def best_of(repeats: int, call: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def oxford(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, Any]:
     path = FIXTURES / "oxford" / "network.net"
     steps = 2000
@@ -85,7 +75,8 @@ def oxford(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, Any]
     shifts = np.concatenate([[0], rng.integers(0, steps, size=args.batch - 1)])
     batch = np.stack([np.roll(x, int(s), axis=0) for s in shifts], axis=1)
     net = to_fixed_point(from_netx(path))
-    core_s = best_of(args.repeats, lambda: simulate_integer(net, batch, threads=args.threads))
+    core_s = best_time(lambda: simulate_integer(net, batch, threads=args.threads),
+                       args.repeats)[0]
     ours = simulate_integer(net, batch[:, :1]).outputs["output"].numpy()[:, 0]
     short = args.lava_short_steps
     lava_out, lava_long = run_lava(path, x, steps)
@@ -112,8 +103,8 @@ def tinynet(args: argparse.Namespace) -> dict[str, Any]:
     net = to_fixed_point(graph)
     per_sample, latency = 17, 3
     x = np.zeros((per_sample + latency, args.batch, 3, 16, 16), dtype=np.int8)
-    core_s = best_of(args.repeats, lambda: simulate_integer(
-        net, x, reset_interval=per_sample, threads=args.threads))
+    core_s = best_time(lambda: simulate_integer(
+        net, x, reset_interval=per_sample, threads=args.threads), args.repeats)[0]
     ours = simulate_integer(net, x[:, :1], reset_interval=per_sample).outputs["output"]
     n = args.lava_samples
     extra = {"input_bias": bias.astype(np.int32), "reset_interval": np.asarray(per_sample)}
@@ -192,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
          "the same input spike for spike."),
         "",
     ])
-    if args.out is not None:
-        write_text_atomic(args.out, text)
-    print(text)
+    publish(text, args.out)
     return 0 if all(r["identical"] for r in rows) else 1
 
 

@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import publish
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "netx"
 
@@ -32,8 +34,11 @@ import json, sys
 import numpy as np, torch
 torch.set_num_threads(1)
 from sbc_deploy.frontends.from_netx import from_netx
-from sbc_deploy.sim.fixed_point import to_fixed_point
 from sbc_deploy.sim.int_core import simulate_integer
+try:
+    from sbc_deploy.sim.fixed_point import to_fixed_point
+except ImportError:  # a tree from before sim/fixed_point.py (--before-tree)
+    from sbc_deploy.sim.int_core import to_fixed_point
 def status(field):
     for line in open('/proc/self/status'):
         if line.startswith(field + ':'):
@@ -90,11 +95,8 @@ def main() -> None:
         f"{'/'.join(f'{v:.1f}' for v in load)} at the start, Python "
         f"{platform.python_version()}.", "",
         "Command: `python benchmarks/core_memory.py " + " ".join(sys.argv[1:]) + "`", ""])
-    if args.out:
-        sys.path.insert(0, str(ROOT))
-        from sbc_deploy.fileio import write_text_atomic
-        write_text_atomic(args.out, text)
-    print(text)
+    sys.path.insert(0, str(ROOT))
+    publish(text, args.out or None)
 
 
 if __name__ == "__main__":

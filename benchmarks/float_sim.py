@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from harness import publish
 
-from sbc_deploy.fileio import write_text_atomic
 from sbc_deploy.ir import (
     IF,
     LIF,
@@ -208,10 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "```",
         "",
     ])
-    if args.out is not None:
-        write_text_atomic(args.out, text)
-    else:
-        print(text)
+    publish(text, args.out)
     return 0
 
 

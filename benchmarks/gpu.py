@@ -92,8 +92,8 @@ def _workloads(quick: bool) -> list[tuple[str, Any, np.ndarray, np.ndarray]]:
 
 def _evaluate(graph: Any, x: np.ndarray, device: str) -> tuple[Any, torch.Tensor]:
     from sbc_deploy.pipeline import EVAL_MEMORY_BUDGET
+    from sbc_deploy.report.synops_counter import SynOpsCounter
     from sbc_deploy.sim import simulate
-    from sbc_deploy.sim.streaming import SynOpsCounter
 
     xb = torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 0, 1)))
     counter = SynOpsCounter(graph, steps=xb.shape[0], batch=xb.shape[1])

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from harness import memory_field, reset_peak
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -62,27 +63,13 @@ ROOT = HERE.parent
 # --------------------------------------------------------------------------- measuring
 
 
-def _status(field: str) -> int:
-    """A ``/proc/self/status`` memory field in bytes."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")   # resets VmHWM to the current RSS (Linux >= 4.0)
-
-
 def measure(stage: str, fn: Callable[[], Any], **info: Any) -> tuple[Any, dict[str, Any]]:
     """Run ``fn`` once; its wall and CPU seconds, the RSS before and the peak RSS during it."""
     # as the pipeline does between its stages: the heap's freed pages back to the OS
     from sbc_deploy.memory import release_freed_memory
     release_freed_memory()
-    _reset_peak()
-    start_rss = _status("VmRSS")
+    reset_peak()
+    start_rss = memory_field("VmRSS")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu0 = usage.ru_utime + usage.ru_stime
     t0 = time.perf_counter()
@@ -97,7 +84,7 @@ def measure(stage: str, fn: Callable[[], Any], **info: Any) -> tuple[Any, dict[s
         traceback.print_exc(file=sys.stderr)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     row.update(wall_s=time.perf_counter() - t0, cpu_s=usage.ru_utime + usage.ru_stime - cpu0,
-               start_rss=start_rss, peak_rss=_status("VmHWM"))
+               start_rss=start_rss, peak_rss=memory_field("VmHWM"))
     print(json.dumps(row), file=sys.stderr, flush=True)
     return result, row
 
@@ -110,8 +97,8 @@ def evaluate_streaming(graph: Any, x: np.ndarray, batch_size: int) -> Any:
     import torch
 
     from sbc_deploy.pipeline import EVAL_MEMORY_BUDGET
+    from sbc_deploy.report.synops_counter import SynOpsCounter
     from sbc_deploy.sim import simulate
-    from sbc_deploy.sim.streaming import SynOpsCounter
 
     reports = []
     for b0 in range(0, x.shape[0], batch_size):

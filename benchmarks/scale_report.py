@@ -215,7 +215,7 @@ def write_report(json_path: Path, out: Path) -> None:
 NOTES = ["", "## What the numbers say, and what is not covered", "",
          "- Evaluation no longer grows with T: the pipeline's evaluation streams each batch "
          "through the simulator in chunks (sbc_deploy.sim.float_sim.chunk_plan, 64 MiB "
-         "budget) and counts SynOps per chunk (sbc_deploy.sim.streaming.SynOpsCounter). "
+         "budget) and counts SynOps per chunk (sbc_deploy.report.synops_counter.SynOpsCounter). "
          "Before, one batch's whole-sequence simulation kept every synapse's input sequence "
          "(for count_synops) and every recorded source: that is what grew by p1 MiB per step "
          "in the `evaluate-before` row of the growth table.",

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from harness import best_time, memory_field, publish, reset_peak
 
 from sbc_deploy.calibrate import calibrate
 from sbc_deploy.compress.grids import fit_grid
@@ -63,7 +64,6 @@ from sbc_deploy.compress.obs import (
     obs_sweep,
     sequential_obs_quantize,
 )
-from sbc_deploy.fileio import write_text_atomic
 from sbc_deploy.ir import LIF, Affine, Graph, Input, Output
 
 N_OUT = 256
@@ -132,30 +132,6 @@ def make_layer(n_in: int, exact_rows: int, seed: int = 0) -> Layer:
     return Layer(n_in, W, H, damped, torch.arange(min(exact_rows, N_OUT)))
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Minimum wall time over ``repeat`` runs (the machine is shared) and the last result."""
-    best, result = math.inf, None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
-def hwm_reset() -> None:
-    """Reset the process's peak resident set size (Linux: ``clear_refs`` 5)."""
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-
-
-def hwm_mib() -> float:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def rss_mib() -> float:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -167,9 +143,9 @@ def peak_mib(fn: Callable[[], Any]) -> tuple[float, Any]:
 
     gc.collect()
     before = rss_mib()
-    hwm_reset()
+    reset_peak()
     result = fn()
-    return hwm_mib() - before, result
+    return memory_field("VmHWM") / 2**20 - before, result
 
 
 # --------------------------------------------------------------------------- SBC's algorithm
@@ -346,18 +322,18 @@ def run(args: argparse.Namespace) -> str:
             loss_ref = layer_loss(W_ref, Q_ref, layer.H)
             timing_rows = min(len(rows), args.pass2_rows)
             count = round(float(counts.float().mean()))
-            t_pass2 = timed(partial(authors_pass2, W_ref[:timing_rows], layer.damped.Hinv,
+            t_pass2 = best_time(partial(authors_pass2, W_ref[:timing_rows], layer.damped.Hinv,
                                     order[:timing_rows], count, authors_group(n_in)), 1)[0]
             t_authors = t_pass1_full + t_pass2 * N_OUT / timing_rows
             n_prune = round(sparsity * W_p.numel())
             results: dict[str, tuple[float, float, float | None]] = {}
             for name, solve in (("admm (default)", admm), ("sparsegpt", sparse_gpt)):
-                seconds, Q = timed(partial(solve, layer, W_p, n_prune), args.repeat)
+                seconds, Q = best_time(partial(solve, layer, W_p, n_prune), args.repeat)
                 loss = layer_loss(W_p, Q, layer.H)
                 ratio_loss = (layer_loss(W_ref, solve(layer, W_ref, n_prune_ref), layer.H)
                               if sub else layer_loss(W_ref, Q[rows], layer.H))
                 results[name] = (seconds, loss, ratio_loss / loss_ref)
-            seconds, mask_m = timed(partial(magnitude_mask, W_p, n_prune), args.repeat)
+            seconds, mask_m = best_time(partial(magnitude_mask, W_p, n_prune), args.repeat)
             loss_m = layer_loss(W_p, W_p * ~mask_m, layer.H)
             ref_m = layer_loss(W_ref, W_ref * ~magnitude_mask(W_ref, n_prune_ref), layer.H)
             results["magnitude"] = (seconds, loss_m, ref_m / loss_ref)
@@ -381,20 +357,20 @@ def run(args: argparse.Namespace) -> str:
             grid = fit_grid(layer.W, grid="int", bits=bits)
             damped = layer.damped
             order_q = authors_order(damped.Hinv)
-            t_auth, Q_auth = timed(partial(authors_quantize, layer.W, damped.H, grid,
+            t_auth, Q_auth = best_time(partial(authors_quantize, layer.W, damped.H, grid,
                                            order_q[:columns]), 1)
-            t_seq, Q_seq = timed(partial(sequential_obs_quantize, layer.W, damped.H, grid,
+            t_seq, Q_seq = best_time(partial(sequential_obs_quantize, layer.W, damped.H, grid,
                                          order_q[:columns], dtype=torch.float32), 1)
             if columns < n_in:  # every column costs the same: scale all but the inverse
-                t_inv = timed(partial(torch.inverse, damped.H.to(torch.float32)), 1)[0]
+                t_inv = best_time(partial(torch.inverse, damped.H.to(torch.float32)), 1)[0]
                 t_auth = t_inv + (t_auth - t_inv) * n_in / columns
                 t_seq = t_inv + (t_seq - t_inv) * n_in / columns
-            t_fast, Q_fast = timed(partial(gptq_authors_order, layer, layer.W, bits), args.repeat)
+            t_fast, Q_fast = best_time(partial(gptq_authors_order, layer, layer.W, bits), args.repeat)
             loss_fast = layer_loss(layer.W, Q_fast, layer.H)
             loss_auth = layer_loss(layer.W, Q_auth, layer.H) if columns == n_in else loss_fast
             loss_seq = layer_loss(layer.W, Q_seq, layer.H) if columns == n_in else loss_fast
-            t_nat, Q_nat = timed(partial(gptq_natural, layer, layer.W, bits), args.repeat)
-            t_rtn, Q_rtn = timed(partial(grid.quantize, layer.W), args.repeat)
+            t_nat, Q_nat = best_time(partial(gptq_natural, layer, layer.W, bits), args.repeat)
+            t_rtn, Q_rtn = best_time(partial(grid.quantize, layer.W), args.repeat)
             note = "" if columns == n_in else f" (timed on {columns} columns, scaled)"
             rows_q = [(f"SBC quantiser, authors' cost structure{note}", t_auth, loss_auth),
                       (f"SBC quantiser, in-place updates (our reference){note}", t_seq,
@@ -418,7 +394,7 @@ def run(args: argparse.Namespace) -> str:
         n_prune = round(0.9 * W_p.numel())
         for name, fn in (("admm + GPTQ (authors' order)", joint_admm),
                          ("SparseGPT joint", joint_sparse_gpt)):
-            seconds, Q = timed(partial(fn, layer, W_p, n_prune), args.repeat)
+            seconds, Q = best_time(partial(fn, layer, W_p, n_prune), args.repeat)
             lines_joint.append(f"| {n_in} | {name} | {fmt_time(seconds)} | "
                                f"{layer_loss(W_p, Q, layer.H):.4g} |")
         # ---- peak memory (MiB above the RSS before the call, each in a fresh process)
@@ -614,9 +590,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         args.cache = cache
         text = run(args)
-    if args.out is not None:
-        write_text_atomic(args.out, text)
-    print(text)
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

@@ -67,16 +67,21 @@ from sbc_deploy.compress.hessian import (
     SCAN_BLOCK,
     BatchSum,
     HessianAccumulator,
+    HessianSize,
     HessianSum,
+    accumulation_bytes,
     conv_groups,
+    final_copy_bytes,
     kernel_for_neuron,
     per_row,
+    sums_bytes,
 )
 from sbc_deploy.devices import resolve_device, torch_threads
 from sbc_deploy.errors import ConfigError, DataError
 from sbc_deploy.ir import ChannelAffine, Graph, Neuron, Scale, SynapseLayer
 from sbc_deploy.ir.transforms import neuron_per_row
 from sbc_deploy.sim import simulate
+from sbc_deploy.sim.float_sim import simulation_bytes
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +91,8 @@ CHUNK_BYTES = 64 << 20
 """Default of ``calibrate(chunk_bytes=)``: bytes of the widest node value of one time chunk
 (``[steps, batch, *shape]`` float32), as the evaluation's ``EVAL_MEMORY_BUDGET``."""
 
-__all__ = ["CHUNK_BYTES", "Calibration", "calibrate", "layer_row_weight", "time_chunk"]
+__all__ = ["CHUNK_BYTES", "Calibration", "calibrate", "calibration_bytes", "layer_row_weight",
+           "time_chunk"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -248,8 +254,6 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
             size, unknown layer names.
         DataError: the data is not ``[N, T, *input_shape]`` for this graph.
     """
-    from sbc_deploy import distributed
-
     if config is not None:
         kernel = kernel or getattr(config, "kernel", None)
         device = device or getattr(config, "device", None)
@@ -283,79 +287,19 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
                 "max_groups": max_groups, "threads": threads, "precision": precision,
                 "row_fraction": row_fraction, "seed": seed, "blocks": blocks,
                 "chunk_bytes": chunk_bytes}
-    accumulators: dict[str, HessianAccumulator] = {}
-    for layer in synapse_layers:
-        if layer.name not in wanted:
-            continue
-        kernels, groups = kernel_for_neuron(neuron_per_row(graph, layer),
-                                            layer.synapse.out_channels, kind=kernel,
-                                            max_groups=max_groups)
-        accumulators[layer.name] = HessianAccumulator(
-            layer.synapse, kernels, groups, layer_row_weight(graph, layer, kernel), device=dev,
-            precision=precision, row_fraction=row_fraction, seed=seed,
-            block_size=blocks.get(layer.name))
+    accumulators = {layer.name: _accumulator(graph, layer, kernel, max_groups, dev, precision,
+                                             row_fraction, seed, blocks.get(layer.name))
+                    for layer in synapse_layers if layer.name in wanted}
     if x is None:
         return Calibration({}, steps=0, n_samples=0, data=None,
                            **settings)  # type: ignore[arg-type]
-    group = distributed.active()
-    world, rank = (1, 0) if group is None else (group.world_size, group.rank)
     total = int(x.shape[0])
-    n_batches = -(-total // batch_size)
     names = list(accumulators)
     steps = int(x.shape[1])
     t_chunk = time_chunk(graph, steps, min(batch_size, total), chunk_bytes)
-    chunked = t_chunk < steps
-    done, sum_seconds, start = 0, 0.0, time.perf_counter()
+    start = time.perf_counter()
     with torch_threads(threads):
-        for first in range(0, n_batches, world):
-            index = first + rank
-            parts: dict[str, BatchSum] = {}
-            if index < n_batches and chunked:
-                # the sequence in time chunks, the neurons' and the filters' states carried
-                batch = _batch(x, index, batch_size)
-                for acc in accumulators.values():
-                    acc.begin(index, into_totals=group is None)
-
-                def feed(name: str, inputs: torch.Tensor) -> None:
-                    nonlocal sum_seconds
-                    if name in accumulators:
-                        tick = time.perf_counter()
-                        accumulators[name].feed(inputs)
-                        sum_seconds += time.perf_counter() - tick
-
-                simulate(graph, batch, on_synapse_input=feed, device=dev, time_chunk=t_chunk,
-                         batch_chunk=int(batch.shape[1]))
-                del batch
-                tick = time.perf_counter()
-                for name, acc in accumulators.items():
-                    part = acc.finish()
-                    if part is not None:
-                        parts[name] = part
-                sum_seconds += time.perf_counter() - tick
-            elif index < n_batches:
-                batch = _batch(x, index, batch_size)
-
-                def on_synapse_input(name: str, inputs: torch.Tensor, index: int = index) -> None:
-                    nonlocal sum_seconds
-                    if name in accumulators:
-                        tick = time.perf_counter()
-                        part = accumulators[name].batch_sum(inputs, index)
-                        sum_seconds += time.perf_counter() - tick
-                        if group is None:
-                            accumulators[name].add_batch_sum(part)  # at once: no batch kept
-                        else:
-                            parts[name] = part
-
-                simulate(graph, batch, on_synapse_input=on_synapse_input, device=dev)
-            if group is not None:
-                for name in names:  # every rank's batch, added in global batch order
-                    acc = accumulators[name]
-                    for got in _gather(acc, parts.get(name), group, dev):
-                        if got is not None:
-                            acc.add_batch_sum(got)
-            done = min(total, (first + world) * batch_size)
-            if progress is not None:
-                progress(done, total)
+        sum_seconds = _feed_batches(graph, x, accumulators, batch_size, t_chunk, dev, progress)
     log.debug("calibrated %d layers on %d sequences (%s kernel)", len(accumulators), total, kernel)
     timing = {"seconds": time.perf_counter() - start, "sum_seconds": sum_seconds,
               "sum_flops": sum(_gram_flops(acc) for acc in accumulators.values()),
@@ -365,6 +309,102 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
         sums[name] = accumulators.pop(name).result()
     return Calibration(sums, steps=steps, n_samples=total, data=x, metadata=timing,
                        **settings)  # type: ignore[arg-type]
+
+
+def _accumulator(graph: Graph, layer: SynapseLayer, kernel: str, max_groups: int,
+                 dev: torch.device, precision: str, row_fraction: float, seed: int,
+                 block: int | None) -> HessianAccumulator:
+    """An empty accumulator of ``layer``'s sums, its rows grouped by the neuron's decays."""
+    kernels, groups = kernel_for_neuron(neuron_per_row(graph, layer),
+                                        layer.synapse.out_channels, kind=kernel,
+                                        max_groups=max_groups)
+    return HessianAccumulator(
+        layer.synapse, kernels, groups, layer_row_weight(graph, layer, kernel), device=dev,
+        precision=precision, row_fraction=row_fraction, seed=seed, block_size=block)
+
+
+def _feed_batches(graph: Graph, x: Any, accumulators: Mapping[str, HessianAccumulator],
+                  batch_size: int, t_chunk: int, dev: torch.device,
+                  progress: Progress | None) -> float:
+    """Simulate every batch and feed each layer's input to its accumulator; returns the
+    seconds spent summing. Under torch.distributed each process simulates its share of the
+    batches and every process adds every batch's sums in global batch order."""
+    from sbc_deploy import distributed
+
+    group = distributed.active()
+    world, rank = (1, 0) if group is None else (group.world_size, group.rank)
+    total = int(x.shape[0])
+    n_batches = -(-total // batch_size)
+    chunked = t_chunk < int(x.shape[1])
+    sum_seconds = 0.0
+    for first in range(0, n_batches, world):
+        index = first + rank
+        parts: dict[str, BatchSum] = {}
+        if index < n_batches:
+            feed = _feed_in_chunks if chunked else _feed_whole
+            sum_seconds += feed(graph, x, index, batch_size, accumulators, parts,
+                                group is None, dev, t_chunk)
+        if group is not None:
+            for name, acc in accumulators.items():  # every rank's batch, in batch order
+                for got in _gather(acc, parts.get(name), group, dev):
+                    if got is not None:
+                        acc.add_batch_sum(got)
+        if progress is not None:
+            progress(min(total, (first + world) * batch_size), total)
+    return sum_seconds
+
+
+def _feed_in_chunks(graph: Graph, x: Any, index: int, batch_size: int,
+                    accumulators: Mapping[str, HessianAccumulator], parts: dict[str, BatchSum],
+                    alone: bool, dev: torch.device, t_chunk: int) -> float:
+    """Batch ``index`` in time chunks, the neurons' and the filters' states carried; alone
+    (one process) the chunks go straight into the totals, else the batch's sums into
+    ``parts``. Returns the seconds spent summing."""
+    seconds = 0.0
+    batch = _batch(x, index, batch_size)
+    for acc in accumulators.values():
+        acc.begin(index, into_totals=alone)
+
+    def feed(name: str, inputs: torch.Tensor) -> None:
+        nonlocal seconds
+        if name in accumulators:
+            tick = time.perf_counter()
+            accumulators[name].feed(inputs)
+            seconds += time.perf_counter() - tick
+
+    simulate(graph, batch, on_synapse_input=feed, device=dev, time_chunk=t_chunk,
+             batch_chunk=int(batch.shape[1]))
+    del batch  # before the sums are handed over
+    tick = time.perf_counter()
+    for name, acc in accumulators.items():
+        part = acc.finish()
+        if part is not None:
+            parts[name] = part
+    return seconds + time.perf_counter() - tick
+
+
+def _feed_whole(graph: Graph, x: Any, index: int, batch_size: int,
+                accumulators: Mapping[str, HessianAccumulator], parts: dict[str, BatchSum],
+                alone: bool, dev: torch.device, t_chunk: int) -> float:
+    """Batch ``index``'s whole sequence at once; alone each layer's batch sum is added at once
+    (no batch kept), else it goes into ``parts`` (``t_chunk``: unused, the same call shape as
+    :func:`_feed_in_chunks`). Returns the seconds spent summing."""
+    seconds = 0.0
+    batch = _batch(x, index, batch_size)
+
+    def on_synapse_input(name: str, inputs: torch.Tensor) -> None:
+        nonlocal seconds
+        if name in accumulators:
+            tick = time.perf_counter()
+            part = accumulators[name].batch_sum(inputs, index)
+            seconds += time.perf_counter() - tick
+            if alone:
+                accumulators[name].add_batch_sum(part)
+            else:
+                parts[name] = part
+
+    simulate(graph, batch, on_synapse_input=on_synapse_input, device=dev)
+    return seconds
 
 
 def time_chunk(graph: Graph, steps: int, batch: int, chunk_bytes: int | None) -> int:
@@ -386,6 +426,28 @@ def time_chunk(graph: Graph, steps: int, batch: int, chunk_bytes: int | None) ->
     if chunk >= SCAN_BLOCK:
         chunk -= chunk % SCAN_BLOCK
     return chunk
+
+
+def calibration_bytes(graph: Graph, sizes: Sequence[HessianSize], blocks: Mapping[str, int], *,
+                      steps: int, batch: int, chunk_bytes: int | None,
+                      world_size: int = 1) -> int:
+    """Bytes :func:`calibrate` adds at its peak for batches of ``batch`` sequences of ``steps``
+    (``sizes``: the calibrated layers' :func:`~sbc_deploy.compress.hessian.hessian_size`;
+    ``blocks``: layer -> diagonal block size; ``chunk_bytes`` as in :func:`calibrate`).
+
+    Every layer's float64 totals, plus the larger of feeding one time chunk (the simulator's
+    chunk without a hook and the most expensive layer's summing of it) and the end's hand-over
+    of one layer's totals; under torch.distributed also the exchange of the batch sums (every
+    total once more and ``world_size`` of the largest). ``sbc_deploy.memory`` adds this up.
+    """
+    sums = sums_bytes(sizes, blocks)
+    largest = max(s.values(blocks.get(s.name)) for s in sizes) * 8
+    chunk = time_chunk(graph, steps, batch, chunk_bytes)
+    summing = max(accumulation_bytes(s, batch, chunk, blocks.get(s.name)) for s in sizes)
+    final = max(final_copy_bytes(s, blocks.get(s.name)) for s in sizes)
+    exchange = (sums + world_size * largest) if world_size > 1 else 0
+    feeding = simulation_bytes(graph, steps, batch, chunk, batch, False) + summing
+    return sums + int(max(feeding, final)) + exchange
 
 
 def _gram_flops(acc: HessianAccumulator) -> float:

@@ -14,7 +14,8 @@
 
 Exit codes: 0 success; 1 the result violates the target or a quality guard (accuracy drop,
 silent or chance-level network); 2 bad usage or bad input (nothing is written); 3 an internal
-error (one line asking for a report; the traceback with --debug); 130 interrupted.
+error (one line asking for a report; the traceback with --debug); 4 a resource ran out (disk
+space, file size limit, disk quota, memory: what, how much, what to do); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,14 +23,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from sbc_deploy.errors import GuardError, SbcDeployError
+from sbc_deploy.errors import GuardError, ResourceError, SbcDeployError
 from sbc_deploy.untrusted import shown, shown_lines
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_RESOURCE = 4  # disk full, file size limit, quota, out of memory (sbc_deploy.resources)
+_STAGE: list[str] = []  # the stage the progress callback last announced (named on failures)
 COMMANDS = ("inspect", "check", "targets", "simulate")
 
 
@@ -71,6 +76,17 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
+
+
+def _framework(text: str) -> str:
+    """``--from NAME[:OPTION=VALUE,...]``: a known framework and options it has."""
+    from sbc_deploy.frontends.conventions import get_convention
+
+    try:
+        get_convention(text)
+    except SbcDeployError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
+    return text
 
 
 def _fraction(text: str) -> float:
@@ -148,10 +164,14 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                         help="time step, for NIR files that do not record one")
     parser.add_argument("--reset", choices=("zero", "subtract"),
                         help="reset mode, for NIR files that do not record one")
-    parser.add_argument("--from", dest="source", choices=SOURCES, metavar="FRAMEWORK",
+    parser.add_argument("--from", dest="source", type=_framework,
+                        metavar="FRAMEWORK[:OPTION=VALUE,...]",
                         help="the framework that wrote the model, whose convention for dt, r, "
-                             "tau and reset is used (" + "|".join(SOURCES) + "; default: "
-                             "detected from the file where it says, else the NIR spec)")
+                             "tau, reset and spikes is used (" + "|".join(SOURCES) + "; "
+                             "default: detected from the file where it says, else the NIR "
+                             "spec); options give the neuron settings a NIR file cannot hold, "
+                             "e.g. sinabs:spike_fn=single,norm_input=false (README: NIR "
+                             "compatibility)")
     parser.add_argument("--discretization", choices=("euler", "exact"),
                         help="how NIR time constants become per-step decays (default: the "
                              "file's metadata, else the framework's convention)")
@@ -176,7 +196,7 @@ COMMAND_HELP = """commands:
 
 
 def _version() -> str:
-    from sbc_deploy import __version__
+    from sbc_deploy.version import __version__
 
     return f"sbc-deploy {__version__}"
 
@@ -189,15 +209,23 @@ def deploy_parser() -> argparse.ArgumentParser:
                     "on a bit-accurate core and report what fits.",
         epilog=COMMAND_HELP + "\n\nexit codes: 0 success, 1 the result violates the target or "
                               "a quality guard, 2 bad usage or input, 3 internal error (add "
-                              "--debug for the traceback)")
+                              "--debug for the traceback), 4 out of disk space, file size or "
+                              "memory, 130 interrupted")
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("model", nargs="?", metavar="MODEL",
-                        help=".nir file, lava-dl netx .net/.h5 file, or the name of a bundled "
+                        help=".nir file, lava-dl netx .net/.h5 file, FILE.py:FACTORY (a "
+                             "spikingjelly/snntorch/norse torch module that FACTORY() builds; "
+                             "see --weights), or the name of a bundled "
                              "network (nmnist_mlp, nmnist_cnn), which comes with its bundled "
                              "calibration and evaluation data (default: nmnist_mlp)")
     parser.add_argument("--target", required=True, metavar="NAME|PATH[,...]",
                         help="hardware target by name (see 'sbc-deploy targets') or a TOML file; "
                              "several, comma-separated, are compared in one report")
+    parser.add_argument("--weights", metavar="CKPT",
+                        help="with MODEL = FILE.py:FACTORY (a torch module built by your own "
+                             "code): a state dict read with torch.load(weights_only=True), "
+                             "plain or under 'state_dict'; the compressed weights come back as "
+                             "OUTDIR/compressed_state_dict.pt")
     parser.add_argument("--calib", metavar="DATA",
                         help="calibration data: .npz with x [N, T, *input] (and y), an N-MNIST "
                              ".bin file or folder")
@@ -231,10 +259,13 @@ def deploy_parser() -> argparse.ArgumentParser:
                         help="evaluate on the first N samples only (quick runs)")
     from sbc_deploy.frontends.conventions import CONSUMERS
 
-    parser.add_argument("--nir-for", default="nir", choices=CONSUMERS, metavar="FRAMEWORK",
-                        help="write model.nir so that this framework's importer runs it like "
-                             "the simulator (" + "|".join(CONSUMERS) + "; default nir: the "
-                             "spec, unchanged); the report's notes say what was adapted")
+    parser.add_argument("--nir-for", default=None, choices=CONSUMERS, metavar="FRAMEWORK",
+                        help="write model.nir so that this framework's importer runs it as "
+                             "the simulator does (" + "|".join(CONSUMERS) + "); the network "
+                             "is converted to the neurons that importer builds before "
+                             "calibration, so the report's accuracy is the one it will run. "
+                             "Default: the --from framework's, else nir (the spec); the "
+                             "report's notes say what was adapted")
     parser.add_argument("--max-drop", type=_max_drop, default="5", metavar="PTS",  # guards.py
                         help="accuracy points the compressed network may lose against the dense "
                              "one, on the float simulator and on the integer core (default: 5; "
@@ -364,11 +395,12 @@ def _run_simulate(args: argparse.Namespace) -> int:
                                  device=args.device, progress=progress)
     path = write_spikes(record, args.out)
     for line in record.notes:
-        print(line)
+        print(shown(line))
     for key, value in record.arrays.items():
         if value.ndim >= 2:
-            print(f"  {key}: {list(value.shape)} {value.dtype}, {float(value.sum()):g} in total")
-    print(f"wrote {path}")
+            print(f"  {shown(key)}: {list(value.shape)} {value.dtype}, "
+                  f"{float(value.sum()):g} in total")
+    print(f"wrote {shown(path)}")
     return EXIT_OK
 
 
@@ -457,6 +489,7 @@ def _run_deploy(args: argparse.Namespace) -> int:
         command=("sbc-deploy", *_ARGV), memory_budget=args.memory_budget,
         distributed=args.distributed, hessian_precision=args.hessian_precision,
         calib_row_fraction=args.calib_row_fraction, device=args.device, rank_by=args.rank_by)
+    request = _module_request(args, request)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
     _log_summary()  # repeated warnings, once each, before the summary
@@ -474,6 +507,36 @@ def _run_deploy(args: argparse.Namespace) -> int:
 
 
 _ARGV: list[str] = []
+
+
+def _module_request(args: argparse.Namespace, request: Any) -> Any:
+    """MODEL = FILE.py:FACTORY: build the user's module, load --weights, import it; the
+    request with its graph and the state-dict write-back (sbc_deploy.torch_oneshot)."""
+    import dataclasses
+
+    from sbc_deploy.frontends.from_torch.factory import (
+        apply_weights,
+        is_factory_spec,
+        load_factory,
+        load_weights,
+    )
+
+    if not is_factory_spec(args.model):
+        if args.weights is not None:
+            raise _UsageError("sbc-deploy: --weights goes with MODEL = FILE.py:FACTORY (a torch "
+                              "module built by your code)")
+        return request
+    from sbc_deploy.torch_oneshot import module_request
+
+    module = load_factory(args.model)
+    files = [args.model.rsplit(":", 1)[0]]
+    if args.weights is not None:
+        apply_weights(module, load_weights(args.weights), args.weights)
+        files.append(args.weights)
+    fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)
+              if f.name not in ("model", "calib", "eval", "dt", "source", "write_back")}
+    return module_request(module, args.calib, args.eval, dt=args.dt, source=args.source,
+                          model_name=args.model, input_files=tuple(files), **fields)
 
 
 def _print_summary(result: Any) -> None:
@@ -558,6 +621,7 @@ class _Progress:
 
     def __call__(self, stage: str, done: float, total: int, *, unit: str = "samples",
                  detail: str = "", step: tuple[int, int] | None = None) -> None:
+        _STAGE[:] = [stage]
         if not self.enabled:
             return
         from tqdm import tqdm
@@ -574,7 +638,7 @@ class _Progress:
                              **_width())
         bar = self._bar
         if step is not None:  # "[4/9] compress loihi2": the stage's place in the run
-            bar.set_description_str(f"[{step[0]}/{step[1]}] {stage}", refresh=False)
+            bar.set_description_str(f"[{step[0]}/{step[1]}] {shown(stage)}", refresh=False)
         # a layer part-solved shows 1.4/3; whole counts keep tqdm's own format
         bar.bar_format = (_FRACTION_FORMAT if isinstance(done, float) and not done.is_integer()
                           else None)
@@ -665,16 +729,28 @@ def _logging(verbose: bool) -> _Collapsing:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``sbc-deploy``; returns the exit code (0, 1, 2 or 3; 130 interrupted)."""
+    """Entry point of ``sbc-deploy``; returns the exit code (0, 1, 2, 3 or 4; 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     streams = sys.stdout, sys.stderr
-    # everything printed passes through shown_lines: no escape sequence from a name or a file
-    # reaches the terminal (names are also shown() where they are formatted)
-    sys.stdout, sys.stderr = _Neutral(streams[0]), _Neutral(streams[1])
+    previous = _sigint(signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt from here on
     try:
+        # everything printed passes through shown_lines: no escape sequence from a name or a
+        # file reaches the terminal (names are also shown() where they are formatted)
+        sys.stdout, sys.stderr = _Neutral(streams[0]), _Neutral(streams[1])
         return _main_guarded(argv)
+    except KeyboardInterrupt:  # one line at any moment, even while torch is importing
+        print("interrupted", file=sys.stderr)
+        return 130
     finally:
         sys.stdout, sys.stderr = streams
+        _sigint(previous)
+
+
+def _sigint(handler: Any) -> Any:
+    """Install ``handler`` for SIGINT (main thread only); return the one it replaced."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, handler)
 
 
 class _Neutral:
@@ -701,6 +777,18 @@ class _NeutralFormatter(logging.Formatter):
         return shown_lines(super().format(record))
 
 
+def _caused_by_interrupt(err: BaseException) -> bool:
+    """True when a KeyboardInterrupt lies in ``err``'s chain (a library re-raised it)."""
+    seen: list[BaseException] = []
+    item: BaseException | None = err
+    while item is not None and item not in seen and len(seen) < 16:
+        if isinstance(item, KeyboardInterrupt):
+            return True
+        seen.append(item)
+        item = item.__cause__ or item.__context__
+    return False
+
+
 def _main_guarded(argv: list[str]) -> int:
     _ARGV[:] = argv
     debug = "--debug" in argv
@@ -708,6 +796,19 @@ def _main_guarded(argv: list[str]) -> int:
     try:
         return _main(argv)
     except Exception as err:  # noqa: BLE001 - the one place that turns a bug into exit 3
+        if _caused_by_interrupt(err):  # e.g. numpy turns a Ctrl-C in its import into an
+            print("interrupted", file=sys.stderr)  # ImportError ("IMPORTANT: PLEASE READ")
+            return 130
+        from sbc_deploy.resources import resource_error
+
+        named = resource_error(err, stage=_STAGE[0] if _STAGE else None)
+        if named is not None:  # a disk, limit or memory that ran out: not a bug
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            print(f"error: {named}", file=sys.stderr)
+            return EXIT_RESOURCE
         if debug:
             import traceback
 
@@ -740,6 +841,9 @@ def _main(argv: list[str]) -> int:
     except GuardError as err:
         print(f"quality guard: {err}", file=sys.stderr)
         return EXIT_VIOLATION
+    except ResourceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_RESOURCE
     except SbcDeployError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

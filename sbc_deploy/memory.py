@@ -9,7 +9,14 @@ The estimates are upper bounds of the process's peak resident memory during each
 shapes alone, term by term what the code allocates (simulator values ``float32``, Hessians and
 the solver's weights ``float64``; ``|W_l| = n_out * n_in`` weights, ``|H_l|`` Hessian values,
 ``S = sum_l |H_l| * 8`` bytes of Hessian sums). benchmarks/memory_accuracy.py measures them
-against the peaks of real runs (benchmarks/results/memory_accuracy.md)::
+against the peaks of real runs (benchmarks/results/memory_accuracy.md).
+
+Each stage states its own need beside its code, and this module only adds them up:
+:func:`sbc_deploy.sim.float_sim.simulation_bytes` (simulate),
+:func:`sbc_deploy.calibrate.calibration_bytes` (calibrate, with the Hessian sums' sizes of
+:mod:`sbc_deploy.compress.hessian`: ``hessian_size``, ``accumulation_bytes``,
+``final_copy_bytes``), :func:`sbc_deploy.compress.passes.compression_bytes` (compress, with
+``compress.layer_solve.solve_bytes``); the terms, stage by stage::
 
     every      RUNTIME (Python, torch and the package: 512 MiB) + the graph's arrays (weights
                and per-neuron parameters)
@@ -51,7 +58,7 @@ with ``|H_l| = kernel_groups * conv_groups * n_in**2`` for a full Hessian and
 count the solver's (ADMM, the default) Hessian- and weight-sized buffers alive at its peak:
 the damped H and its inverse per row group, their stack, the preconditioned H in float64 and
 float32 and the Cholesky factors (``C_H = 5.5 * groups + 1``); W's copies (``C_W``, measured:
-:data:`SOLVE_W_COPIES`).
+:data:`sbc_deploy.compress.layer_solve.SOLVE_W_COPIES`).
 
 When the run would not fit, layers get block-diagonal Hessians: one power-of-two block size
 (at least :data:`MIN_BLOCK`) for every layer wider than it, the largest that fits; then each
@@ -78,10 +85,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from sbc_deploy.compress.hessian import conv_groups, kernel_for_neuron
+from sbc_deploy.calibrate import CHUNK_BYTES, calibration_bytes, time_chunk
+from sbc_deploy.compress.hessian import HessianSize, hessian_size, sums_bytes
+from sbc_deploy.compress.passes import compression_bytes
 from sbc_deploy.errors import ConfigError
-from sbc_deploy.ir import Conv2d, Graph
+from sbc_deploy.ir import Graph
 from sbc_deploy.ir.transforms import neuron_per_row
+from sbc_deploy.sim.float_sim import chunk_plan, simulation_bytes
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +105,8 @@ MIN_BLOCK = 64
 DEFAULT_FRACTION = 0.5
 """Default budget: this fraction of the machine's physical memory."""
 
-CHUNK_ELEMENTS = 1 << 22  # HessianAccumulator.chunk_elements
 EVAL_CHUNK_BYTES = 64 << 20  # sbc_deploy.pipeline.EVAL_MEMORY_BUDGET (the evaluation's chunks)
-CALIB_CHUNK_BYTES = 64 << 20  # sbc_deploy.calibrate.CHUNK_BYTES (the calibration's chunks)
+CALIB_CHUNK_BYTES = CHUNK_BYTES  # the calibration's chunks
 RUNTIME = 512 * 1024**2
 """The process itself (Python, torch, the package) before any tensor: added to every stage."""
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
@@ -205,122 +214,12 @@ class MemoryPlan:
                 "block_diagonal": dict(self.blocks), "notes": list(self.notes)}
 
 
-@dataclass(frozen=True)
-class _LayerSize:
-    name: str
-    n_in: int
-    n_out: int
-    kernels: int    # kernel groups
-    hessians: int   # kernel groups x conv groups
-    weights: int
-    input_values: int  # per sample and step
-    channels_last: bool = False  # a Conv2d without groups: sums kept in channels-last order
+def _hessian_sizes(graph: Graph, kernel: str, max_groups: int) -> list[HessianSize]:
+    return [hessian_size(layer, neuron_per_row(graph, layer), kernel, max_groups)
+            for layer in graph.synapse_layers()]
 
 
-def _layers(graph: Graph, kernel: str, max_groups: int) -> list[_LayerSize]:
-    sizes = []
-    for layer in graph.synapse_layers():
-        syn = layer.synapse
-        n_in = math.prod(int(v) for v in syn.weight.shape[1:])
-        kernels, _ = kernel_for_neuron(neuron_per_row(graph, layer), syn.out_channels,
-                                       kind=kernel, max_groups=max_groups)
-        sizes.append(_LayerSize(layer.name, n_in, int(syn.weight.shape[0]), len(kernels),
-                                len(kernels) * conv_groups(syn),
-                                int(math.prod(syn.weight.shape)),
-                                math.prod(int(v) for v in syn.input_shape),
-                                isinstance(syn, Conv2d) and conv_groups(syn) == 1))
-    return sizes
-
-
-def _hessian_values(size: _LayerSize, block: int | None) -> int:
-    if block is None:
-        return size.hessians * size.n_in**2
-    return size.hessians * -(-size.n_in // block) * block**2
-
-
-SOLVE_W_COPIES = 20
-"""Weight-sized float64 buffers alive at the peak of one ADMM solve (W and its copy, the
-preconditioned weights and right-hand sides, the masks' candidates, the reconstruction's
-conjugate gradients and the swap refinement), measured on layers of 4096 x 2048 and
-512 x 4608 (benchmarks/memory_accuracy.py); rounded up."""
-
-
-def _solve_h_copies(size: _LayerSize) -> float:
-    """Hessian-sized float64 buffers of one solve, per the module docstring."""
-    return 5.5 * size.hessians + 1
-
-
-def _size(node: Any, attr: str) -> int:
-    shape = getattr(node, attr, None)
-    return 0 if shape is None else math.prod(int(v) for v in shape)
-
-
-def _live_values(graph: Graph, *, hook: bool) -> int:
-    """The most node values (per sample and step) alive at once while the simulator runs a
-    chunk: each value lives from its node to its last consumer; a node also holds its own
-    temporaries (a neuron its drive, spikes and output: 3x; a convolution its im2col columns;
-    a synapse with a hook the hook's two copies of its input, for the SynOps count)."""
-    from sbc_deploy.ir import Neuron, Synapse
-
-    try:
-        from sbc_deploy.sim.float_sim import _schedule
-        units = [unit for unit, _ in _schedule(graph)]
-    except Exception:  # pragma: no cover - a schedule the simulator would refuse anyway
-        units = [(name,) for name in graph.topological_order]
-    uses = {name: len(graph.successors(name)) for name in graph.nodes}
-    alive: dict[str, int] = {}
-    peak = 0
-    for unit in units:
-        members = set(unit)
-        work = 0
-        for name in unit:
-            node = graph.nodes[name]
-            out = _size(node, "output_shape")
-            preds = graph.predecessors(name)
-            summed = _size(node, "input_shape") if len(preds) > 1 else 0
-            if node.ports:   # Product / MatMul: the sum of each port's edges, then the output
-                summed = sum(math.prod(node.port_shape(port))
-                             for port, sources in graph.operands(name).items()
-                             if len(sources) > 1)
-            if isinstance(node, Neuron):
-                work += 3 * out + summed
-            elif isinstance(node, Synapse):
-                work += out + summed + (2 * _size(node, "input_shape") if hook else 0)
-                if len(getattr(node.weight, "shape", ())) > 2:  # a convolution's im2col
-                    positions = out // max(int(node.weight.shape[0]), 1)
-                    work += math.prod(int(v) for v in node.weight.shape[1:]) * positions * int(
-                        getattr(node, "groups", 1))
-            else:
-                work += out + summed
-        if len(unit) > 1:  # a cycle: every step's outputs listed, then stacked
-            work *= 2
-        peak = max(peak, sum(alive.values()) + work)
-        for name in unit:
-            alive[name] = _size(graph.nodes[name], "output_shape")
-        for name in unit:
-            for src in graph.predecessors(name):
-                if src in members:
-                    continue
-                uses[src] -= 1
-                if uses[src] <= 0 and src not in graph.outputs:
-                    alive.pop(src, None)
-        for name in unit:
-            if uses[name] == 0 and name not in graph.outputs:
-                alive.pop(name, None)
-    return max(peak, 1)
-
-
-def _input_values(graph: Graph) -> int:
-    return sum(_size(graph.nodes[name], "shape") or _size(graph.nodes[name], "output_shape")
-               for name in graph.inputs)
-
-
-def _output_values(graph: Graph) -> int:
-    return sum(_size(graph.nodes[name], "shape") or _size(graph.nodes[name], "input_shape")
-               for name in graph.outputs)
-
-
-def _weights(graph: Graph) -> int:
+def _graph_array_bytes(graph: Graph) -> int:
     """Bytes of the graph's arrays as held: weights, biases, neuron parameters (which are per
     neuron, as large as a convolution's output, for conv-shaped neurons)."""
     import numpy as np
@@ -333,77 +232,39 @@ def _weights(graph: Graph) -> int:
     return total
 
 
-NEURON_PARAMETERS = 8
-"""Per-neuron float32 tensors the simulator compiles for each neuron node (decays, gains,
-threshold, reset, drive, state), an upper bound."""
-
-
-def _neurons(graph: Graph) -> int:
-    from sbc_deploy.ir import Neuron
-
-    return sum(_size(node, "output_shape") for node in graph.nodes.values()
-               if isinstance(node, Neuron))
-
-
-def _simulate_bytes(graph: Graph, steps: int, batch: int, t_chunk: int, b_chunk: int,
-                    hook: bool) -> int:
-    """Bytes the simulator adds for one batch run in chunks of ``t_chunk x b_chunk``."""
-    chunk = 4 * t_chunk * b_chunk * _live_values(graph, hook=hook)
-    whole = 4 * steps * batch
-    compiled = 4 * (sum(math.prod(layer.synapse.weight.shape)
-                        for layer in graph.synapse_layers())
-                    + NEURON_PARAMETERS * _neurons(graph))
-    return chunk + 2 * whole * _output_values(graph) + 2 * whole * _input_values(graph) + compiled
-
-
 def estimate(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: int,
              calibrate: bool, kernel: str = "smp", max_groups: int = 8,
              blocks: Mapping[str, int] | None = None, world_size: int = 1,
              budget: int | None = None, sim_memory_budget: int | None = EVAL_CHUNK_BYTES,
              calib_chunk_bytes: int | None = CALIB_CHUNK_BYTES,
              data_bytes: int = 0) -> tuple[StageEstimate, ...]:
-    """The estimate of every stage with the given block sizes (see the module docstring)."""
-    from sbc_deploy.calibrate import time_chunk
-    from sbc_deploy.sim.float_sim import chunk_plan
-
+    """The estimate of every stage with the given block sizes (see the module docstring):
+    each stage's own need (the simulator's, the calibration's, the compression's), added to
+    what every stage holds."""
     blocks = dict(blocks or {})
-    base = RUNTIME + _weights(graph) + int(data_bytes)
+    base = RUNTIME + _graph_array_bytes(graph) + int(data_bytes)
     t_chunk, b_chunk = chunk_plan(graph, steps, batch_size, sim_memory_budget)
     stages = [StageEstimate(
-        "simulate", base + _simulate_bytes(graph, steps, batch_size, t_chunk, b_chunk, True),
+        "simulate",
+        base + simulation_bytes(graph, steps, batch_size, t_chunk, b_chunk, True),
         f"{batch_size} samples x {steps} steps in chunks of {b_chunk} samples x {t_chunk} "
         f"steps")]
-    layers = _layers(graph, kernel, max_groups) if calibrate else []
+    layers = _hessian_sizes(graph, kernel, max_groups) if calibrate else []
     if not layers:
         return tuple(stages)
-    # calibrate
-    sums = sum(_hessian_values(s, blocks.get(s.name)) for s in layers) * 8
-    largest = max(_hessian_values(s, blocks.get(s.name)) for s in layers) * 8
+    sums = sums_bytes(layers, blocks)
     c_chunk = time_chunk(graph, steps, calib_batch_size, calib_chunk_bytes)
-    summing = max(
-        32 * calib_batch_size * c_chunk * s.input_values
-        + (s.kernels + 3) * CHUNK_ELEMENTS * 8
-        + _hessian_values(s, blocks.get(s.name)) // s.kernels * 8
-        for s in layers)
-    # at the end, one layer at a time: its frozen copy, and for channels-last sums the
-    # permuted clone and the two index_select temporaries of one kernel's slice
-    result = max(_hessian_values(s, blocks.get(s.name)) * 8
-                 * (1 + ((1 + 2 / s.kernels) if s.channels_last and s.name not in blocks
-                         else 0))
-                 for s in layers)
-    exchange = (sums + world_size * largest) if world_size > 1 else 0
-    feeding = _simulate_bytes(graph, steps, calib_batch_size, c_chunk, calib_batch_size,
-                              False) + summing
-    calib = base + sums + int(max(feeding, result)) + exchange
     stages.append(StageEstimate(
-        "calibrate", calib, f"Hessian sums {format_bytes(sums)}, chunks of {c_chunk} steps"))
-    # compress
-    kept = sum(s.weights for s in layers) * (8 + 17)
-    solve = max(_solve_bytes(s, blocks.get(s.name)) for s in layers)
+        "calibrate",
+        base + calibration_bytes(graph, layers, blocks, steps=steps, batch=calib_batch_size,
+                                 chunk_bytes=calib_chunk_bytes, world_size=world_size),
+        f"Hessian sums {format_bytes(sums)}, chunks of {c_chunk} steps"))
+    need = compression_bytes(layers, blocks)
     stages.append(StageEstimate(
-        "compress", base + 2 * sums + kept + solve,
-        f"every layer's H twice {format_bytes(2 * sums)}, weights and results "
-        f"{format_bytes(kept)}, largest solve {format_bytes(solve)}"))
+        "compress", base + need.total,
+        f"every layer's H twice {format_bytes(need.hessians)}, weights and results "
+        f"{format_bytes(need.weights_and_results)}, largest solve "
+        f"{format_bytes(need.largest_solve)}"))
     # the pipeline evaluates the compressed graph while it holds the calibration (for the
     # next target) and both graphs: the compressed one's float64 weights and its copies
     compressed = sum(s.weights for s in layers) * (8 + 4)
@@ -412,16 +273,6 @@ def estimate(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: int
         f"the evaluation with the Hessian sums {format_bytes(sums)} and the compressed "
         f"graph held"))
     return tuple(stages)
-
-
-def _solve_bytes(size: _LayerSize, block: int | None) -> int:
-    """Peak bytes of one layer's solve: the whole layer, or one diagonal block at a time."""
-    side = size.n_in if block is None or block >= size.n_in else block
-    h = _solve_h_copies(size) * size.hessians * side**2 * 8
-    w = SOLVE_W_COPIES * size.n_out * side * 8
-    if side < size.n_in:
-        w += 9 * size.weights   # the layer's Q (float64) and mask, filled block by block
-    return int(h + w)
 
 
 def _wider(block: int, n_in: int) -> list[int | None]:
@@ -470,7 +321,7 @@ def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: 
     blocks: dict[str, int] = {}
     notes: list[str] = []
     stages = estimate(graph, blocks=blocks, **args)
-    layers = sorted(_layers(graph, kernel, max_groups) if calibrate else [],
+    layers = sorted(_hessian_sizes(graph, kernel, max_groups) if calibrate else [],
                     key=lambda s: -s.n_in)
 
     def over(found: tuple[StageEstimate, ...]) -> list[StageEstimate]:
@@ -508,12 +359,18 @@ def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: 
                      f"{format_bytes(budget)}")
     for stage in stages:
         if stage.bytes > budget:
-            help_text = ("a smaller --batch-size" if stage.stage == "simulate" else
-                         "a larger --memory-budget, fewer calibration samples per batch, or "
-                         "--method magnitude")
+            # the smallest budget any plan fits: every layer at the smallest block size
+            cheapest = {s.name: MIN_BLOCK for s in layers if s.n_in > MIN_BLOCK} \
+                if allow_blocks else blocks
+            smallest = max(s.bytes for s in estimate(graph, blocks=cheapest, **args))
+            size = f"{math.ceil(smallest / 1024**2)}MiB"
+            help_text = f"--memory-budget {size} or more" + (
+                ", or --method magnitude (no Hessians)" if calibrate and
+                stage.stage != "simulate" else "")
             raise MemoryBudgetError(
                 f"the {stage.stage} stage needs about {format_bytes(stage.bytes)} "
-                f"({stage.detail}), more than the budget of {format_bytes(budget)}",
+                f"({stage.detail}), more than the budget of {format_bytes(budget)}; the "
+                f"smallest budget this run can be planned in is about {size}",
                 where="--memory-budget", hint=help_text)
     for note in notes:
         log.info("%s", note)

@@ -43,6 +43,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from sbc_deploy.errors import ConfigError, ExportError, PathError
 from sbc_deploy.fileio import confined_to, inside
+from sbc_deploy.resources import resource_error
 from sbc_deploy.untrusted import shown
 
 log = logging.getLogger(__name__)
@@ -386,6 +387,9 @@ def staged_output(out_dir: str | Path, info: Manifest | None = None, *,
         staging = parent / f".{out.name}.sbc-staging-{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir()
     except OSError as err:
+        named = resource_error(err, where=str(out))
+        if named is not None:
+            raise named from err
         raise ExportError(f"cannot create the staging folder: {err.strerror or err}",
                           where=str(out)) from err
     try:
@@ -393,8 +397,14 @@ def staged_output(out_dir: str | Path, info: Manifest | None = None, *,
             yield staging
         write_manifest(staging, info or Manifest())
         _commit(staging, out.resolve())
-    except BaseException:
+    except BaseException as err:
+        written = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file()) \
+            if isinstance(err, OSError) else None
         shutil.rmtree(staging, ignore_errors=True)
+        named = (resource_error(err, written=written, where=str(out))
+                 if isinstance(err, OSError) else None)
+        if named is not None:  # a full disk or a file size limit: named, not called a bug
+            raise named from err
         raise
 
 

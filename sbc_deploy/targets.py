@@ -66,6 +66,7 @@ RULE_NAMES: tuple[str, ...] = (
     "synapse_memory_per_core", "axons_per_core", "total_cores", "spikes_per_step",
 )
 NONE = "none"  # the TOML spelling of "no such limit"
+EXP_LIMIT = 64  # |weight exponent| of an int_exp grid (2**64 scales stay far inside float64)
 # A target's name becomes a folder under OUTDIR when targets are compared (OUTDIR/<name>/), and
 # is shown on the terminal and in the reports: 1 to 64 ASCII letters, digits, '.', '_' or '-',
 # starting with a letter or a digit (so never '.', '..', a path, or a control character).
@@ -421,6 +422,16 @@ def _pair(value: Any, where: str) -> tuple[int, int]:
     return low, high
 
 
+def _exponent_pair(value: Any, where: str) -> tuple[int, int]:
+    """An ``int_exp`` exponent range: weights are ``mantissa * 2**exp``, so beyond +-64 the
+    scale leaves float64's range (and no chip has such an exponent)."""
+    low, high = _pair(value, where)
+    if low < -EXP_LIMIT or high > EXP_LIMIT:
+        raise _fail(f"exponents must lie in [-{EXP_LIMIT}, {EXP_LIMIT}] (weights are "
+                    f"mantissa x 2**exp), got [{low}, {high}]", where)
+    return low, high
+
+
 def _bits_per_weight(value: Any, where: str) -> int | None:
     if value == "layer":
         return None
@@ -440,7 +451,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "signed": _bool,
         "grid": _choice(TARGET_GRIDS),
         "scale_sharing": _choice(SCALE_SHARING),
-        "exp_range": _or_none(_pair),
+        "exp_range": _or_none(_exponent_pair),
     },
     "neurons": {
         "kinds": _subset(NEURON_KINDS),

@@ -30,6 +30,7 @@ from sbc_deploy.exporters import EXPORTERS
 from sbc_deploy.frontends import load_model
 from sbc_deploy.ir import Graph, Neuron, spike_variant_text
 from sbc_deploy.targets import Target, load_target
+from sbc_deploy.untrusted import shown
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,9 @@ def _load_model(request: Any) -> tuple[Graph, str, Any, Any, list[str]]:
             evaluation = bundled.load_bundled_data("eval")
             files.append(str(bundled.bundled_path(bundled.DATA_FILES["eval"])))
     elif isinstance(model, Graph):
-        graph, name = model, "graph given in memory"
+        graph = model
+        name = str(model.metadata.get("model_name", "graph given in memory"))
+        files.extend(model.metadata.get("input_files", ()))   # e.g. a torch factory + weights
     else:
         graph = load_model(model, dt=request.dt, reset=request.reset,
                            source=getattr(request, "source", None),
@@ -114,6 +117,13 @@ def check_dataset(source: Any, graph: Graph, flag: str) -> Dataset:
     if tuple(data.input_shape) != expected:
         raise DataError(f"samples have shape {tuple(data.input_shape)} per step but the model's "
                         f"input '{input_name}' expects {expected}", where=f"{flag} {data.source}")
+    if data.y is not None and data.y.size:  # a label the output cannot name is bad input
+        classes = int(np.prod(graph.nodes[graph.outputs[0]].output_shape))
+        top = int(np.max(data.y))
+        if top >= classes:
+            raise DataError(f"labels 'y' go up to {top}, but the model's output "
+                            f"'{shown(graph.outputs[0])}' has {classes} classes (labels 0 to "
+                            f"{classes - 1})", where=f"{flag} {data.source}")
     if not np.isclose(data.dt, graph.dt, rtol=1e-6):
         raise DataError(f"data step dt = {data.dt:g} s differs from the model's dt = {graph.dt:g} s"
                         " (re-bin the data or import the model with --dt)",
@@ -323,9 +333,15 @@ def _sweep_list_problems(request: Any) -> list[str]:
         if values and single is not None and single != values[0]:
             problems.append(f"{flag}: the sweep's first value {values[0]:g} is the point the "
                             f"report's sections describe, but the request also sets {single:g}")
+    if getattr(request, "config", None) is not None and (
+            getattr(request, "sweep_sparsity", ()) or getattr(request, "sweep_bits", ())):
+        problems.append("config: a sweep compresses each point with the config its flags and "
+                        "each target make; a config given as it is has one point only")
     return problems
 
 
+# Long by design: one flat list of checks, one per flag in the order the CLI documents them,
+# each appending its problem, so that every problem is reported at once (none stops the rest).
 def validate_request(request: Any) -> Plan:
     """Check every flag of ``request`` (a :class:`~sbc_deploy.pipeline.DeployRequest`) against
     the targets, the model and the data; return what they resolved to.
@@ -409,7 +425,7 @@ def validate_request(request: Any) -> Plan:
 
     from sbc_deploy.frontends.conventions import CONSUMERS
 
-    nir_for = getattr(request, "nir_for", "nir")
+    nir_for = getattr(request, "nir_for", None) or "nir"  # None: chosen from --from
     if nir_for not in CONSUMERS:
         problems.append(f"--nir-for {nir_for}: unknown NIR consumer; known: "
                         f"{', '.join(CONSUMERS)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import h5py
@@ -56,7 +57,9 @@ def test_inspect_from_sinabs_counts_steps_and_verbose_logs_the_convention(tmp_pa
     out = capsys.readouterr().out
     assert "dt unknown (sinabs counts time in steps" in out and "--dt SECONDS" in out
     assert main(["inspect", str(model), "--from", "brian"]) == 2
-    assert "invalid choice" in capsys.readouterr().err
+    assert "unknown framework 'brian'" in capsys.readouterr().err
+    assert main(["inspect", str(model), "--from", "sinabs:spike_fn=triple"]) == 2
+    assert "spike_fn must be one of multi, single" in capsys.readouterr().err
 
 
 def test_sinabs_network_is_not_silent_with_from_sinabs(tmp_path, rng):
@@ -85,18 +88,26 @@ def test_discretization_flag_reaches_the_importer(tmp_path, rng, capsys):
     assert "discretization: euler" in capsys.readouterr().out
 
 
-def test_deploy_nir_for_writes_the_adapted_file_and_says_what_changed(tmp_path, rng):
+def test_deploy_nir_for_writes_the_adapted_file_and_says_what_changed(tmp_path, rng, capsys):
     model = _sinabs_if_net(tmp_path / "sinabs.nir", rng)
     calib = _data(tmp_path / "calib.npz", rng, (10,))
     out = tmp_path / "out"
-    code = main([str(model), "--from", "sinabs", "--dt", "0.001", "--target", "generic",
+    # sinabs' default subtract reset: snntorch's importer builds zero resets only, refused
+    # before any work
+    assert main([str(model), "--from", "sinabs", "--dt", "0.001", "--target", "generic",
                  "--calib", str(calib), "--method", "magnitude", "--export", "nir",
-                 "--nir-for", "snntorch", "--quiet", "-o", str(out)])
+                 "--nir-for", "snntorch", "--quiet", "-o", str(out)]) == 2
+    assert "snntorch 1.0.0's importer builds reset_mechanism='zero'" in capsys.readouterr().err
+    code = main([str(model), "--from", "sinabs", "--reset", "zero", "--dt", "0.001",
+                 "--target", "generic", "--calib", str(calib), "--method", "magnitude",
+                 "--export", "nir", "--nir-for", "snntorch", "--quiet", "-o", str(out)])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     notes = report["notes"]
     assert any(n.startswith("nir export for snntorch: dt relabelled") for n in notes)
-    assert any("import (convention sinabs)" in n for n in notes)  # multi-spike said
+    assert any("import (convention sinabs)" in n for n in notes)  # sinabs' settings said
+    # sinabs' MultiSpike, v >= threshold neurons become the ones snntorch's importer builds
+    assert any("converted to snntorch's model before calibration" in n for n in notes)
     assert report["settings"]["nir_for"] == "snntorch"
     with h5py.File(out / "model.nir") as f:
         assert float(f["node/metadata/dt"][()]) == 1e-4
@@ -142,3 +153,96 @@ def test_an_unknown_nir_consumer_is_refused_before_any_work(tmp_path):
         deploy(DeployRequest(model="nmnist_mlp", targets=("generic",), nir_for="brian",
                              out_dir=out, method="magnitude"))
     assert not out.exists()
+
+
+def test_what_came_in_as_a_framework_goes_out_as_it(tmp_path, rng):
+    """--from sinabs without --nir-for: model.nir is written for sinabs' importer, the network
+    is converted to what that importer builds (MultiSpike, IF clamp at -threshold) before
+    calibration, and the report says both; --nir-for nir gives spec NIR; a network sinabs'
+    importer cannot build (a zero reset) falls back to spec NIR and says why."""
+    model = _sinabs_if_net(tmp_path / "sinabs.nir", rng)
+    calib = _data(tmp_path / "calib.npz", rng, (10,))
+
+    def run(*extra: str) -> tuple[dict, str]:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        assert main([str(model), "--from", "sinabs:spike_fn=single", "--dt", "0.001",
+                     "--target", "generic", "--calib", str(calib), "--method", "magnitude",
+                     "--export", "nir", "--quiet", "-o", str(out), *extra]) == 0
+        with h5py.File(out / "model.nir") as f:
+            written_for = f["node/metadata/sbc_nir_for"][()].decode()
+        return json.loads((out / "report.json").read_text()), written_for
+
+    report, written_for = run()
+    assert report["settings"]["nir_for"] == "sinabs" and written_for == "sinabs"
+    notes = report["notes"]
+    assert any("model.nir is written for sinabs's importer" in n for n in notes), notes
+    converted = [n for n in notes if "converted to sinabs's model before calibration" in n]
+    assert len(converted) == 2 and all("max_spikes=unbounded" in n and "v_min" in n
+                                       for n in converted)
+    report, written_for = run("--nir-for", "nir")
+    assert report["settings"]["nir_for"] == "nir" and written_for == "nir"
+    assert not any("converted to" in n for n in report["notes"])
+    report, written_for = run("--reset", "zero")
+    assert report["settings"]["nir_for"] == "nir" and written_for == "nir"
+    assert any("written as spec NIR (--nir-for nir) instead: sinabs's importer cannot" in n
+               and "MembraneSubtract" in n for n in report["notes"])
+
+
+def _bundled_eval(path: Path, n: int, steps: int) -> Path:
+    from sbc_deploy.bundled import load_bundled_data
+
+    data = load_bundled_data("eval")
+    np.savez(path, x=np.asarray(data.x[:n, :steps]).astype(np.uint8), y=np.asarray(data.y[:n]),
+             dt=float(data.dt))
+    return path
+
+
+def test_a_network_converted_for_spyx_is_read_out_by_spike_count():
+    """Was: --nir-for spyx put a one-step Delay after every spiking neuron (spyx's late
+    spikes), the Output was then fed by a Delay, and the default read-out became the last
+    step's value (membrane_last) instead of the spike count: the bundled MLP read --reset
+    subtract classified 18.5 % of the bundled evaluation data (1,000 samples) where spyx
+    itself counts spikes; now it reads out spike counts and keeps its accuracy."""
+    from sbc_deploy.bundled import load_bundled_data, load_bundled_model
+    from sbc_deploy.exporters.nir_consumers import consumer_model
+    from sbc_deploy.ir import Delay
+    from sbc_deploy.sim import accuracy, classify, default_decoding
+
+    as_read = load_bundled_model("nmnist_mlp", reset="subtract")
+    converted = consumer_model(as_read, "spyx").graph
+    (last,) = converted.predecessors(converted.outputs[0])
+    assert isinstance(converted.nodes[last], Delay)
+    assert default_decoding(converted) == default_decoding(as_read) == "spike_count"
+    data = load_bundled_data("eval")
+    x = torch.as_tensor(np.swapaxes(np.asarray(data.x[:200]), 0, 1).astype(np.float32))
+    y = np.asarray(data.y[:200])
+    got = {name: accuracy(classify(simulate(g, x).outputs[g.outputs[0]],
+                                   default_decoding(g)), y)
+           for name, g in (("as read", as_read), ("spyx", converted))}
+    assert got["as read"] >= 0.9 and got["spyx"] >= got["as read"] - 0.05, got
+
+
+def test_a_guard_that_fails_after_the_consumer_conversion_names_it(tmp_path):
+    """When the dense network fails a guard only after the conversion to --nir-for's model,
+    the hint names that conversion and both accuracies instead of blaming the time step. Real
+    case: the bundled MLP on the first 3 steps of its recordings; spyx sends each layer's
+    spikes one step late, so no output spike arrives within 3 steps (chance), while the
+    network as read classifies about half of them."""
+    from sbc_deploy.errors import GuardError
+
+    data = _bundled_eval(tmp_path / "short.npz", 200, 3)
+    request = DeployRequest(model="nmnist_mlp", targets=("generic",), reset="subtract",
+                            nir_for="spyx", calib=data, eval=data, method="magnitude",
+                            out_dir=tmp_path / "out")
+    with pytest.raises(GuardError) as caught:
+        deploy(request)
+    (finding,) = [f for f in caught.value.findings if f.code == "dense_at_chance"]
+    hint = " ".join(finding.hint.split())
+    assert "the conversion to spyx's model (--nir-for spyx" in hint, hint
+    read, converted = (float(v) for v in re.search(
+        r"as read it classifies ([\d.]+) % of the evaluation data, converted ([\d.]+) %",
+        hint).groups())
+    assert read >= 30.0 and converted <= 15.0 and converted == pytest.approx(
+        100 * finding.value, abs=0.05)
+    assert "--nir-for nir writes spec NIR" in hint and "time step" not in hint
+    assert not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ from sbc_deploy.cli import main
 from sbc_deploy.errors import ConfigError
 from sbc_deploy.pipeline import DeployRequest, deploy
 from sbc_deploy.sim import simulate
-from sbc_deploy.sim.streaming import SynOpsCounter
+from sbc_deploy.report.synops_counter import SynOpsCounter
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine")

@@ -32,7 +32,7 @@ from sbc_deploy.sim.float_sim import (
     neuron_sequence,
     neuron_step,
 )
-from sbc_deploy.sim.streaming import SynOpsCounter, _event_sum, integer_values
+from sbc_deploy.report.synops_counter import SynOpsCounter, _event_sum, integer_values
 
 
 def _network(name: str) -> tuple[Graph, torch.Tensor]:

@@ -9,19 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sbc_deploy.compress.hessian import CHUNK_ELEMENTS
+from sbc_deploy.compress.layer_solve import SOLVE_W_COPIES
 from sbc_deploy.errors import ConfigError
 from sbc_deploy.ir import LIF, Affine, Graph, Input, Output
 from sbc_deploy.memory import (
-    CHUNK_ELEMENTS,
-    NEURON_PARAMETERS,
     RUNTIME,
-    SOLVE_W_COPIES,
     MemoryBudgetError,
     cifar10_dvs_csnn,
     default_budget,
     parse_size,
     plan_memory,
 )
+from sbc_deploy.sim.float_sim import NEURON_PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
 

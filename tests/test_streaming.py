@@ -18,7 +18,7 @@ from sbc_deploy.sim import simulate
 from sbc_deploy.sim.float_sim import chunk_plan
 from sbc_deploy.sim.fixed_point import to_fixed_point
 from sbc_deploy.sim.int_core import evaluate_deployed, simulate_integer
-from sbc_deploy.sim.streaming import SynOpsCounter
+from sbc_deploy.report.synops_counter import SynOpsCounter
 
 CHUNKS = [(1, None), (7, 3), (None, 2), (5, 1)]   # (time_chunk, batch_chunk)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -287,11 +288,15 @@ def topology(graph: Graph, target: Target) -> Iterator[Violation]:
         if count != 1:
             yield Violation("graph", rule, 1, count, f"{target.name}'s format holds one chain: "
                             f"1 input and 1 output, this graph has {count} {what}", severity)
+    outs_of: dict[str, list[str]] = {}
+    ins_of: dict[str, list[str]] = {}
+    for s, d in edges:  # one pass: linear in the edges (was a scan per node)
+        outs_of.setdefault(s, []).append(d)
+        ins_of.setdefault(d, []).append(s)
     for name in graph.topological_order:
         if name in allowed or _on_host(graph.nodes[name], target):
             continue   # a graph operation the host runs may branch and merge as it likes
-        outs = [d for s, d in edges if s == name]
-        ins = [s for s, d in edges if d == name]
+        outs, ins = outs_of.get(name, []), ins_of.get(name, [])
         if len(outs) > 1:
             yield Violation(name, rule, 1, len(outs),
                             f"{target.name}'s format is a sequential chain; '{name}' branches to "
@@ -487,16 +492,33 @@ def delays(graph: Graph, target: Target) -> Iterator[Violation]:
 # =========================================================================== neuron registers
 
 
+_FEEDERS: "weakref.WeakKeyDictionary[Graph, dict[str, tuple[str, tuple[str, ...]]]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _first_encoded_feeders(graph: Graph) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Neuron -> (the first encoded synapse, in topological order, that feeds it, the nodes
+    between): one pass over the graph, kept per graph (was a scan of every node per neuron)."""
+    found = _FEEDERS.get(graph)
+    if found is None:
+        found = {}
+        for syn_name in graph.topological_order:
+            syn = graph.nodes[syn_name]
+            if isinstance(syn, Synapse) and syn.encoding is not None:
+                target_name, chain = synapse_target(graph, syn_name)
+                if target_name is not None:
+                    found.setdefault(target_name, (syn_name, chain))
+        _FEEDERS[graph] = found
+    return found
+
+
 def _state_unit(graph: Graph, name: str, neuron: Neuron) -> np.ndarray | None:
     """Float value of one integer step of ``neuron``'s state, per element, from the encoding
     of the first synapse that feeds it (``None`` when none is encoded)."""
-    for syn_name in graph.topological_order:
+    feeder = _first_encoded_feeders(graph).get(name)
+    if feeder is not None:
+        syn_name, chain = feeder
         syn = graph.nodes[syn_name]
-        if not isinstance(syn, Synapse) or syn.encoding is None:
-            continue
-        target_name, chain = synapse_target(graph, syn_name)
-        if target_name != name:
-            continue
         enc = syn.encoding
         if enc.grid == "int_exp":
             unit = np.full(neuron.shape, float(enc.unit))  # type: ignore[arg-type]

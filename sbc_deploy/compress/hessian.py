@@ -80,6 +80,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -89,6 +90,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sbc_deploy.errors import ConfigError, NumericalError, ShapeError
+from sbc_deploy.ir.graph import SynapseLayer
 from sbc_deploy.ir.nodes import (
     IF,
     LI,
@@ -108,10 +110,10 @@ HESSIAN_DTYPE = torch.float64
 KERNELS: tuple[str, ...] = ("smp", "current")
 
 __all__ = [
-    "HESSIAN_DTYPE", "KERNELS", "PRECISIONS", "BatchSum", "DampedInverse", "HessianAccumulator",
-    "HessianSum",
-    "TemporalKernel", "damped_inverse_cholesky", "kernel_for_neuron", "per_row",
-    "temporal_kernel", "unfold_input",
+    "CHUNK_ELEMENTS", "HESSIAN_DTYPE", "KERNELS", "PRECISIONS", "BatchSum", "DampedInverse",
+    "HessianAccumulator", "HessianSize", "HessianSum", "TemporalKernel", "accumulation_bytes",
+    "damped_inverse_cholesky", "final_copy_bytes", "hessian_size", "kernel_for_neuron",
+    "per_row", "sums_bytes", "temporal_kernel", "unfold_input",
 ]
 
 
@@ -439,6 +441,8 @@ class HessianSum:
 PRECISIONS: tuple[str, ...] = ("float32", "float64")
 GEMM_ROWS = 1 << 16
 """Most rows one float32 GEMM sums before its result is added into the float64 sums."""
+CHUNK_ELEMENTS = 1 << 22
+"""Default :attr:`HessianAccumulator.chunk_elements`: values of one unfolded chunk."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -502,7 +506,7 @@ class HessianAccumulator:
     groups: np.ndarray
     row_weight: np.ndarray
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    chunk_elements: int = 1 << 22
+    chunk_elements: int = CHUNK_ELEMENTS
     precision: str = "float32"
     block_size: int | None = None
     row_fraction: float = 1.0
@@ -852,3 +856,72 @@ def damped_inverse_cholesky(H: Tensor, damp_frac: float = 0.01, *, max_raises: i
         f"Hessian is not positive definite even with damp_frac = {frac / factor:.3g}",
         where=where, hint="use more calibration samples or a larger damp_frac")
 
+
+# --------------------------------------------------------------------------- memory
+
+
+@dataclass(frozen=True)
+class HessianSize:
+    """The sizes of one layer's Hessian sums, from shapes alone (for memory estimates).
+
+    Attributes:
+        name: the synapse layer.
+        n_in, n_out: inputs per row (``C_in/groups x kH x kW`` for a convolution) and rows.
+        kernels: temporal kernel groups (rows sharing decays share one Hessian).
+        hessians: kernel groups x convolution groups: the Hessians summed.
+        weights: the layer's weights.
+        input_values: the layer's input values per sample and step.
+        channels_last: a Conv2d without groups, whose sums are kept channels-last.
+    """
+
+    name: str
+    n_in: int
+    n_out: int
+    kernels: int
+    hessians: int
+    weights: int
+    input_values: int
+    channels_last: bool = False
+
+    def values(self, block: int | None = None) -> int:
+        """Values of the sums: ``hessians * n_in**2``, or of the diagonal blocks of ``block``
+        inputs (the last block padded to full size, as the accumulator holds it)."""
+        if block is None:
+            return self.hessians * self.n_in**2
+        return self.hessians * -(-self.n_in // block) * block**2
+
+
+def hessian_size(layer: SynapseLayer, neuron: Neuron | None, kernel: str = "smp",
+                 max_groups: int = 8) -> HessianSize:
+    """The :class:`HessianSize` of ``layer`` under ``kernel``, its rows grouped by the decays
+    of ``neuron`` (the neuron per row that calibration filters with:
+    :func:`sbc_deploy.ir.transforms.neuron_per_row`)."""
+    syn = layer.synapse
+    kernels, _ = kernel_for_neuron(neuron, syn.out_channels, kind=kernel, max_groups=max_groups)
+    return HessianSize(layer.name, math.prod(int(v) for v in syn.weight.shape[1:]),
+                       int(syn.weight.shape[0]), len(kernels), len(kernels) * conv_groups(syn),
+                       int(math.prod(syn.weight.shape)),
+                       math.prod(int(v) for v in syn.input_shape),
+                       isinstance(syn, Conv2d) and conv_groups(syn) == 1)
+
+
+def sums_bytes(sizes: Sequence[HessianSize], blocks: Mapping[str, int]) -> int:
+    """Bytes of every layer's float64 totals (``blocks``: layer -> its diagonal block size)."""
+    return sum(s.values(blocks.get(s.name)) for s in sizes) * 8
+
+
+def accumulation_bytes(size: HessianSize, batch: int, steps: int, block: int | None) -> int:
+    """Bytes of summing one time chunk (``steps``) of a ``batch`` into one layer's sums: its
+    input in float64, the filtered copy, its channels-last copy and the carried frames (4 x 8
+    bytes per input value), the carried frames of every kernel and the unfolded rows
+    (``(kernels + 3) * CHUNK_ELEMENTS * 8``) and one GEMM's result."""
+    return (32 * batch * steps * size.input_values + (size.kernels + 3) * CHUNK_ELEMENTS * 8
+            + size.values(block) // size.kernels * 8)
+
+
+def final_copy_bytes(size: HessianSize, block: int | None) -> float:
+    """Bytes of handing one layer's totals over at the end: its frozen copy, and for
+    channels-last sums the permuted clone and the two index_select temporaries of one
+    kernel's slice."""
+    permuted = (1 + 2 / size.kernels) if size.channels_last and block is None else 0
+    return size.values(block) * 8 * (1 + permuted)

@@ -23,7 +23,12 @@ from torch import Tensor
 
 from sbc_deploy.compress.config import CompressionConfig
 from sbc_deploy.compress.grids import GridFit, fit_grid
-from sbc_deploy.compress.hessian import DampedInverse, HessianSum, damped_inverse_cholesky
+from sbc_deploy.compress.hessian import (
+    DampedInverse,
+    HessianSize,
+    HessianSum,
+    damped_inverse_cholesky,
+)
 from sbc_deploy.compress.masks import min_prune_count, select_mask
 from sbc_deploy.compress.obs import (
     admm_prune,
@@ -364,8 +369,37 @@ def solve_cost(problem: LayerProblem, n_prune: int) -> float:
     return float(blocks * work)
 
 
+
+# --------------------------------------------------------------------------- memory
+
+
+SOLVE_W_COPIES = 20
+"""Weight-sized float64 buffers alive at the peak of one ADMM solve (W and its copy, the
+preconditioned weights and right-hand sides, the masks' candidates, the reconstruction's
+conjugate gradients and the swap refinement), measured on layers of 4096 x 2048 and
+512 x 4608 (benchmarks/memory_accuracy.py); rounded up."""
+
+
+def _solve_h_copies(size: HessianSize) -> float:
+    """Hessian-sized float64 buffers of one solve (ADMM, the default solver): the damped H
+    and its inverse per row group, their stack, the preconditioned H in float64 and float32
+    and the Cholesky factors."""
+    return 5.5 * size.hessians + 1
+
+
+def solve_bytes(size: HessianSize, block: int | None) -> int:
+    """Peak bytes of one layer's :func:`solve_problem`: the whole layer, or one diagonal block
+    of ``block`` inputs at a time (``sbc_deploy.memory`` adds this up)."""
+    side = size.n_in if block is None or block >= size.n_in else block
+    h = _solve_h_copies(size) * size.hessians * side**2 * 8
+    w = SOLVE_W_COPIES * size.n_out * side * 8
+    if side < size.n_in:
+        w += 9 * size.weights   # the layer's Q (float64) and mask, filled block by block
+    return int(h + w)
+
+
 __all__ = [
-    "CURVE_ADMM", "SMALL_LAYER", "SWEEP_DTYPE", "LayerProblem", "LayerStats", "SolveResult",
-    "compressed_node", "fit_layer_grid", "layer_problem", "layer_stats", "loss_and_energy",
-    "result_to", "solve_cost", "solve_problem",
+    "CURVE_ADMM", "SMALL_LAYER", "SOLVE_W_COPIES", "SWEEP_DTYPE", "LayerProblem", "LayerStats",
+    "SolveResult", "compressed_node", "fit_layer_grid", "layer_problem", "layer_stats",
+    "loss_and_energy", "result_to", "solve_bytes", "solve_cost", "solve_problem",
 ]

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from sbc_deploy.compress.config import (
     OBCConfig,
     SBCConfig,
 )
+from sbc_deploy.compress.hessian import HessianSize, sums_bytes
 from sbc_deploy.compress.layer_solve import (
     LayerProblem,
     LayerStats,
@@ -46,6 +47,7 @@ from sbc_deploy.compress.layer_solve import (
     layer_stats,
     loss_and_energy,
     result_to,
+    solve_bytes,
     solve_cost,
     solve_problem,
 )
@@ -306,4 +308,34 @@ def compress(graph: Graph, calibration: Any, config: CompressionConfig, *,
         return handler(graph, calibration, config, progress)
 
 
-__all__ = ["PASSES", "CompressionStats", "Progress", "compress"]
+
+# --------------------------------------------------------------------------- memory
+
+
+class CompressionBytes(NamedTuple):
+    """What :func:`compress` holds at its peak with an OBS pass, term by term (bytes)."""
+
+    hessians: int
+    """The calibration's sums and the solver's float64 copy of every layer's H (every
+    layer's problem is built before the allocation)."""
+    weights_and_results: int
+    """Every layer's W in float64 and its result: Q in float64, the mask, the new float64
+    weights (8 + 17 bytes per weight)."""
+    largest_solve: int
+    """The largest :func:`~.layer_solve.solve_bytes` (a whole layer, or one diagonal block)."""
+
+    @property
+    def total(self) -> int:
+        return self.hessians + self.weights_and_results + self.largest_solve
+
+
+def compression_bytes(sizes: Sequence[HessianSize], blocks: Mapping[str, int]
+                      ) -> CompressionBytes:
+    """The peak of compressing the layers of ``sizes`` (``blocks``: layer -> diagonal block
+    size); ``sbc_deploy.memory`` adds it to the graph and the data."""
+    return CompressionBytes(2 * sums_bytes(sizes, blocks),
+                            sum(s.weights for s in sizes) * (8 + 17),
+                            max(solve_bytes(s, blocks.get(s.name)) for s in sizes))
+
+__all__ = ["PASSES", "CompressionBytes", "CompressionStats", "Progress", "compress",
+           "compression_bytes"]

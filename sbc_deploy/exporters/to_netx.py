@@ -439,6 +439,9 @@ class _Planner:
 
     # ---------------------------------------------------------------- a synapse layer
 
+    # Long: one netx layer is one synapse, its pass-through nodes and its neuron, folded into
+    # one set of integers (gain, recurrence, bias, unit shift) and then written as a conv or a
+    # dense block; the checks between the steps need the values of the steps before them.
     def _synapse_layer(self, names: list[str], pos: int, pending: _Pending) -> int:
         syn_name = names[pos]
         synapse = self.node(syn_name)

@@ -2,7 +2,5 @@
 
 from sbc_deploy.sim.decode import accuracy, classify, default_decoding
 from sbc_deploy.sim.float_sim import SimResult, chunk_plan, simulate
-from sbc_deploy.sim.streaming import SynOpsCounter
 
-__all__ = ["SimResult", "SynOpsCounter", "accuracy", "chunk_plan", "classify", "default_decoding",
-           "simulate"]
+__all__ = ["SimResult", "accuracy", "chunk_plan", "classify", "default_decoding", "simulate"]

@@ -38,6 +38,7 @@ membrane potential / synaptic current after each step (after the reset).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
@@ -1140,3 +1141,99 @@ def _join(groups: list[list[Tensor]]) -> Tensor:
     """Chunks back into one ``[T, B, ...]`` tensor: time within a group, then the groups."""
     rows = [parts[0] if len(parts) == 1 else torch.cat(parts) for parts in groups]
     return rows[0] if len(rows) == 1 else torch.cat(rows, dim=1)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _node_values(node: Any, attr: str) -> int:
+    shape = getattr(node, attr, None)
+    return 0 if shape is None else math.prod(int(v) for v in shape)
+
+
+def _live_values(graph: Graph, *, hook: bool) -> int:
+    """The most node values (per sample and step) alive at once while the simulator runs a
+    chunk: each value lives from its node to its last consumer; a node also holds its own
+    temporaries (a neuron its drive, spikes and output: 3x; a convolution its im2col columns;
+    a synapse with a hook the hook's two copies of its input, for the SynOps count)."""
+    try:
+        units = [unit for unit, _ in _schedule(graph)]
+    except Exception:  # pragma: no cover - a schedule the simulator would refuse anyway
+        units = [(name,) for name in graph.topological_order]
+    uses = {name: len(graph.successors(name)) for name in graph.nodes}
+    alive: dict[str, int] = {}
+    peak = 0
+    for unit in units:
+        members = set(unit)
+        work = 0
+        for name in unit:
+            node = graph.nodes[name]
+            out = _node_values(node, "output_shape")
+            preds = graph.predecessors(name)
+            summed = _node_values(node, "input_shape") if len(preds) > 1 else 0
+            if node.ports:   # Product / MatMul: the sum of each port's edges, then the output
+                summed = sum(math.prod(node.port_shape(port))
+                             for port, sources in graph.operands(name).items()
+                             if len(sources) > 1)
+            if isinstance(node, Neuron):
+                work += 3 * out + summed
+            elif isinstance(node, Synapse):
+                work += out + summed + (2 * _node_values(node, "input_shape") if hook else 0)
+                if len(getattr(node.weight, "shape", ())) > 2:  # a convolution's im2col
+                    positions = out // max(int(node.weight.shape[0]), 1)
+                    work += math.prod(int(v) for v in node.weight.shape[1:]) * positions * int(
+                        getattr(node, "groups", 1))
+            else:
+                work += out + summed
+        if len(unit) > 1:  # a cycle: every step's outputs listed, then stacked
+            work *= 2
+        peak = max(peak, sum(alive.values()) + work)
+        for name in unit:
+            alive[name] = _node_values(graph.nodes[name], "output_shape")
+        for name in unit:
+            for src in graph.predecessors(name):
+                if src in members:
+                    continue
+                uses[src] -= 1
+                if uses[src] <= 0 and src not in graph.outputs:
+                    alive.pop(src, None)
+        for name in unit:
+            if uses[name] == 0 and name not in graph.outputs:
+                alive.pop(name, None)
+    return max(peak, 1)
+
+
+def _input_values(graph: Graph) -> int:
+    return sum(_node_values(graph.nodes[name], "shape")
+               or _node_values(graph.nodes[name], "output_shape") for name in graph.inputs)
+
+
+def _output_values(graph: Graph) -> int:
+    return sum(_node_values(graph.nodes[name], "shape")
+               or _node_values(graph.nodes[name], "input_shape") for name in graph.outputs)
+
+
+NEURON_PARAMETERS = 8
+"""Per-neuron float32 tensors the simulator compiles for each neuron node (decays, gains,
+threshold, reset, drive, state), an upper bound."""
+
+
+def _neurons(graph: Graph) -> int:
+    return sum(_node_values(node, "output_shape") for node in graph.nodes.values()
+               if isinstance(node, Neuron))
+
+
+def simulation_bytes(graph: Graph, steps: int, batch: int, t_chunk: int, b_chunk: int,
+                     hook: bool) -> int:
+    """Bytes :func:`simulate` adds for one batch of ``steps x batch`` run in float32 chunks of
+    ``t_chunk x b_chunk`` (:func:`chunk_plan`), with (``hook``) or without a synapse-input
+    hook: the node values alive at once in a chunk, the outputs and the inputs kept whole
+    (twice each: the chunks and their concatenation; the caller's input and the float copy),
+    and the compiled float32 weights and :data:`NEURON_PARAMETERS` values per neuron.
+    ``sbc_deploy.memory`` adds this to its stage estimates."""
+    chunk = 4 * t_chunk * b_chunk * _live_values(graph, hook=hook)
+    whole = 4 * steps * batch
+    compiled = 4 * (sum(math.prod(layer.synapse.weight.shape)
+                        for layer in graph.synapse_layers())
+                    + NEURON_PARAMETERS * _neurons(graph))
+    return chunk + 2 * whole * _output_values(graph) + 2 * whole * _input_values(graph) + compiled
