@@ -253,7 +253,8 @@ def refusal(graph: Graph, target: Target) -> str | None:
     reported instead of a refusal of the whole network; it is refused up front, before any
     compression, only when its chip can run none of the network's synapse layers with their
     neurons (``speck runs IF neurons only`` for a LIF network; a reset mode it lacks on every
-    layer): a readout (synapses with no neuron after them) alone does not count. The reason is the first of the errors that place those layers off the chip.
+    layer); a readout (synapses with no neuron after them) alone does not count. The reason
+    is the first of the errors that place those layers off the chip.
     """
     if _runs_a_neuron_layer(graph, target):
         return None
