@@ -9,17 +9,22 @@ The public API is one verb per stage::
     sbc_deploy.export(compressed, "netx", "out/model.net", steps=T)
     outputs = sbc_deploy.simulate(compressed, x)                       # float simulator
     sbc_deploy.deploy(sbc_deploy.DeployRequest(...))                   # all of it, plus the report
+    compressed, report, graph = sbc_deploy.oneshot(torch_module, calib, target="loihi2")
 
-Most names are imported on first use. ``calibrate``, ``compress`` and ``check`` are bound at
-import: they share their names with the modules ``sbc_deploy.calibrate``, ``sbc_deploy.compress``
-and ``sbc_deploy.check``, and importing a submodule sets the package attribute to the module,
-which would hide a lazily bound verb. Import from those modules with
+Every name is imported on first use, so ``import sbc_deploy`` (and the ``sbc-deploy`` command,
+whose entry point lives in this package) starts without loading torch: Ctrl-C at any moment is
+handled by the CLI. ``calibrate``, ``compress`` and ``check`` share their names with the modules
+``sbc_deploy.calibrate``, ``sbc_deploy.compress`` and ``sbc_deploy.check``; importing a
+submodule sets the package attribute to the module, so the package's class keeps the verbs as
+properties that such an assignment cannot replace. Import from those modules with
 ``from sbc_deploy.compress import ...``.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 from sbc_deploy.version import __version__ as __version__
@@ -29,6 +34,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "from_nir": ("sbc_deploy.frontends", "from_nir"),
     "from_netx": ("sbc_deploy.frontends", "from_netx"),
     "from_snntorch": ("sbc_deploy.frontends.from_snntorch", "from_snntorch"),
+    "from_torch": ("sbc_deploy.frontends.from_torch", "from_torch"),
+    "oneshot": ("sbc_deploy.torch_oneshot", "oneshot"),
     "load_data": ("sbc_deploy.data", "load_data"),
     "config_for": ("sbc_deploy.compress.config", "config_for"),
     "config_for_target": ("sbc_deploy.compress.config", "config_for_target"),
@@ -45,10 +52,38 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 }
 
 
-# Bound eagerly (see the module docstring): the verbs win over their subpackages' names.
-from sbc_deploy.calibrate import calibrate  # noqa: E402
-from sbc_deploy.check import check  # noqa: E402
-from sbc_deploy.compress import compress  # noqa: E402
+# The verbs that share their names with subpackages (see the module docstring).
+_VERBS: dict[str, tuple[str, str]] = {
+    "calibrate": ("sbc_deploy.calibrate", "calibrate"),
+    "check": ("sbc_deploy.check", "check"),
+    "compress": ("sbc_deploy.compress", "compress"),
+}
+
+
+def _verb(name: str) -> property:
+    module, attr = _VERBS[name]
+
+    def get(self: types.ModuleType) -> Any:
+        bound = self.__dict__.get("_bound_verbs", {})
+        if name in bound:
+            return bound[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def set_(self: types.ModuleType, value: Any) -> None:
+        if isinstance(value, types.ModuleType):  # the import system binding the submodule
+            return
+        self.__dict__.setdefault("_bound_verbs", {})[name] = value  # a user's rebinding
+
+    return property(get, set_, doc=f"``{module}.{attr}`` (imported on first use)")
+
+
+class _Package(types.ModuleType):
+    calibrate = _verb("calibrate")
+    check = _verb("check")
+    compress = _verb("compress")
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def export(graph: Any, fmt: str, path: Any, *, steps: int, **options: Any) -> Any:

@@ -13,7 +13,8 @@
 
 Exit codes: 0 success; 1 the result violates the target or a quality guard (accuracy drop,
 silent or chance-level network); 2 bad usage or bad input (nothing is written); 3 an internal
-error (one line asking for a report; the traceback with --debug); 130 interrupted.
+error (one line asking for a report; the traceback with --debug); 4 a resource ran out (disk
+space, file size limit, disk quota, memory: what, how much, what to do); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,13 +22,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from sbc_deploy.errors import GuardError, SbcDeployError
+from sbc_deploy.errors import GuardError, ResourceError, SbcDeployError
+from sbc_deploy.untrusted import shown, shown_lines
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_RESOURCE = 4  # disk full, file size limit, quota, out of memory (sbc_deploy.resources)
+_STAGE: list[str] = []  # the stage the progress callback last announced (named on failures)
 COMMANDS = ("inspect", "check", "targets", "simulate")
 
 
@@ -35,7 +41,26 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so ``main`` returns the exit code."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise _UsageError(f"{self.prog}: {message}")
+        raise _UsageError(f"{self.prog}: {message}{self._suggestion(message)}")
+
+    def _suggestion(self, message: str) -> str:
+        """``; did you mean --sparsity?`` for each misspelt flag of an argparse message."""
+        import difflib
+
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return ""
+        known = [s for action in self._actions for s in action.option_strings
+                 if s.startswith("--")]
+        hints = []
+        for word in message[len(prefix):].split():
+            flag = word.split("=", 1)[0]
+            if not flag.startswith("--"):
+                continue
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.75)
+            if close:
+                hints.append(f"{flag}: did you mean {close[0]}?")
+        return "".join(f"\n  {hint}" for hint in hints)
 
 
 class _UsageError(Exception):
@@ -50,6 +75,17 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
+
+
+def _framework(text: str) -> str:
+    """``--from NAME[:OPTION=VALUE,...]``: a known framework and options it has."""
+    from sbc_deploy.frontends.conventions import get_convention
+
+    try:
+        get_convention(text)
+    except SbcDeployError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
+    return text
 
 
 def _fraction(text: str) -> float:
@@ -115,10 +151,14 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                         help="time step, for NIR files that do not record one")
     parser.add_argument("--reset", choices=("zero", "subtract"),
                         help="reset mode, for NIR files that do not record one")
-    parser.add_argument("--from", dest="source", choices=SOURCES, metavar="FRAMEWORK",
+    parser.add_argument("--from", dest="source", type=_framework,
+                        metavar="FRAMEWORK[:OPTION=VALUE,...]",
                         help="the framework that wrote the model, whose convention for dt, r, "
-                             "tau and reset is used (" + "|".join(SOURCES) + "; default: "
-                             "detected from the file where it says, else the NIR spec)")
+                             "tau, reset and spikes is used (" + "|".join(SOURCES) + "; "
+                             "default: detected from the file where it says, else the NIR "
+                             "spec); options give the neuron settings a NIR file cannot hold, "
+                             "e.g. sinabs:spike_fn=single,norm_input=false (README: NIR "
+                             "compatibility)")
     parser.add_argument("--discretization", choices=("euler", "exact"),
                         help="how NIR time constants become per-step decays (default: the "
                              "file's metadata, else the framework's convention)")
@@ -156,15 +196,23 @@ def deploy_parser() -> argparse.ArgumentParser:
                     "on a bit-accurate core and report what fits.",
         epilog=COMMAND_HELP + "\n\nexit codes: 0 success, 1 the result violates the target or "
                               "a quality guard, 2 bad usage or input, 3 internal error (add "
-                              "--debug for the traceback)")
+                              "--debug for the traceback), 4 out of disk space, file size or "
+                              "memory, 130 interrupted")
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("model", nargs="?", metavar="MODEL",
-                        help=".nir file, lava-dl netx .net/.h5 file, or the name of a bundled "
+                        help=".nir file, lava-dl netx .net/.h5 file, FILE.py:FACTORY (a "
+                             "spikingjelly/snntorch/norse torch module that FACTORY() builds; "
+                             "see --weights), or the name of a bundled "
                              "network (nmnist_mlp, nmnist_cnn), which comes with its bundled "
                              "calibration and evaluation data (default: nmnist_mlp)")
     parser.add_argument("--target", required=True, metavar="NAME|PATH[,...]",
                         help="hardware target by name (see 'sbc-deploy targets') or a TOML file; "
                              "several, comma-separated, are compared in one report")
+    parser.add_argument("--weights", metavar="CKPT",
+                        help="with MODEL = FILE.py:FACTORY (a torch module built by your own "
+                             "code): a state dict read with torch.load(weights_only=True), "
+                             "plain or under 'state_dict'; the compressed weights come back as "
+                             "OUTDIR/compressed_state_dict.pt")
     parser.add_argument("--calib", metavar="DATA",
                         help="calibration data: .npz with x [N, T, *input] (and y), an N-MNIST "
                              ".bin file or folder")
@@ -190,20 +238,29 @@ def deploy_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--out", default="sbc-out", metavar="OUTDIR",
                         help="output folder (default: ./sbc-out)")
     parser.add_argument("--device", default="cpu", metavar="DEVICE",
-                        help="torch device of calibration, compression and the float simulator: "
-                             "cpu (default), cuda, cuda:N (the integer core runs on the CPU)")
+                        help="torch device of calibration, compression, the float simulator "
+                             "and the integer core: cpu (default), cuda, cuda:N")
     parser.add_argument("--eval-limit", type=_positive_int, metavar="N",
                         help="evaluate on the first N samples only (quick runs)")
     from sbc_deploy.frontends.conventions import CONSUMERS
 
-    parser.add_argument("--nir-for", default="nir", choices=CONSUMERS, metavar="FRAMEWORK",
-                        help="write model.nir so that this framework's importer runs it like "
-                             "the simulator (" + "|".join(CONSUMERS) + "; default nir: the "
-                             "spec, unchanged); the report's notes say what was adapted")
+    parser.add_argument("--nir-for", default=None, choices=CONSUMERS, metavar="FRAMEWORK",
+                        help="write model.nir so that this framework's importer runs it as "
+                             "the simulator does (" + "|".join(CONSUMERS) + "); the network "
+                             "is converted to the neurons that importer builds before "
+                             "calibration, so the report's accuracy is the one it will run. "
+                             "Default: the --from framework's, else nir (the spec); the "
+                             "report's notes say what was adapted")
     parser.add_argument("--max-drop", type=_max_drop, default="5", metavar="PTS",  # guards.py
                         help="accuracy points the compressed network may lose against the dense "
                              "one, on the float simulator and on the integer core (default: 5; "
                              "'none' turns the guard off); more is exit 1")
+    from sbc_deploy.report.summary import RANKINGS
+
+    parser.add_argument("--rank-by", choices=tuple(RANKINGS), default="energy",
+                        help=("how the report ranks the targets that fit: " + "; ".join(
+                            f"{k}: {v}" for k, v in RANKINGS.items())
+                              + " (default: energy)").replace("%", "%%"))
     _output_options(parser)
     _model_options(parser)
     parser.add_argument("--memory-budget", type=_memory_size, default=None, metavar="SIZE",
@@ -323,11 +380,12 @@ def _run_simulate(args: argparse.Namespace) -> int:
                                  device=args.device, progress=progress)
     path = write_spikes(record, args.out)
     for line in record.notes:
-        print(line)
+        print(shown(line))
     for key, value in record.arrays.items():
         if value.ndim >= 2:
-            print(f"  {key}: {list(value.shape)} {value.dtype}, {float(value.sum()):g} in total")
-    print(f"wrote {path}")
+            print(f"  {shown(key)}: {list(value.shape)} {value.dtype}, "
+                  f"{float(value.sum()):g} in total")
+    print(f"wrote {shown(path)}")
     return EXIT_OK
 
 
@@ -381,9 +439,9 @@ def _run_check(args: argparse.Namespace) -> int:
             written = write_report(report, folder)
         written = {k: Path(args.out) / Path(p).name for k, p in written.items()}
         written["manifest"] = Path(args.out) / MANIFEST
-    print(to_markdown(report) if args.report else check_verdict(report))
+    print(to_markdown(report) if args.report else check_verdict(report, written=bool(args.out)))
     for path in written.values():
-        print(f"wrote {path}")
+        print(f"wrote {shown(path)}")
     return EXIT_OK if report.fits else EXIT_VIOLATION
 
 
@@ -403,15 +461,17 @@ def _run_deploy(args: argparse.Namespace) -> int:
         nir_for=args.nir_for, max_drop=args.max_drop, force=args.force,
         command=("sbc-deploy", *_ARGV), memory_budget=args.memory_budget,
         distributed=args.distributed, hessian_precision=args.hessian_precision,
-        calib_row_fraction=args.calib_row_fraction, device=args.device)
+        calib_row_fraction=args.calib_row_fraction, device=args.device, rank_by=args.rank_by)
+    request = _module_request(args, request)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)
+    _log_summary()  # repeated warnings, once each, before the summary
     if result.report is None:  # a --distributed process other than rank 0: rank 0 reports
         return EXIT_OK
     _print_summary(result)
     for f in result.report.findings:
-        print(f"  [{f.severity}] {f.code} {f.where or '-'}: {f.message}"
-              + (f" (hint: {f.hint})" if f.hint else ""))
+        print(f"  [{f.severity}] {f.code} {shown(f.where or '-')}: {shown(f.message)}"
+              + (f" (hint: {shown(f.hint)})" if f.hint else ""))
     errors = sum(f.severity == "error" for f in result.report.findings)
     if errors:
         print(f"quality guards: {errors} error(s); the result is not usable as it is (exit 1)")
@@ -422,35 +482,85 @@ def _run_deploy(args: argparse.Namespace) -> int:
 _ARGV: list[str] = []
 
 
+def _module_request(args: argparse.Namespace, request: Any) -> Any:
+    """MODEL = FILE.py:FACTORY: build the user's module, load --weights, import it; the
+    request with its graph and the state-dict write-back (sbc_deploy.torch_oneshot)."""
+    import dataclasses
+
+    from sbc_deploy.frontends.from_torch.factory import (
+        apply_weights,
+        is_factory_spec,
+        load_factory,
+        load_weights,
+    )
+
+    if not is_factory_spec(args.model):
+        if args.weights is not None:
+            raise _UsageError("sbc-deploy: --weights goes with MODEL = FILE.py:FACTORY (a torch "
+                              "module built by your code)")
+        return request
+    from sbc_deploy.torch_oneshot import module_request
+
+    module = load_factory(args.model)
+    files = [args.model.rsplit(":", 1)[0]]
+    if args.weights is not None:
+        apply_weights(module, load_weights(args.weights), args.weights)
+        files.append(args.weights)
+    fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)
+              if f.name not in ("model", "calib", "eval", "dt", "source", "write_back")}
+    return module_request(module, args.calib, args.eval, dt=args.dt, source=args.source,
+                          model_name=args.model, input_files=tuple(files), **fields)
+
+
 def _print_summary(result: Any) -> None:
-    from sbc_deploy.report.vocabulary import labels
+    """The figures to decide from, per target (report/summary.py), then the ranking."""
+    from sbc_deploy.report.summary import RANKINGS, ann_remark, borrowed_notes, summary_lines
+    from sbc_deploy.report.vocabulary import layer_label
 
     report = result.report
     for t in report.targets:
-        acc = t.accuracy
-        parts = [f"{t.target}: {'fits' if t.fits else f'{len(t.violations)} violation(s)'}"]
-        if t.cores_used is not None:
-            parts.append(f"cores {t.cores_used}" + (f"/{t.cores_available}" if t.cores_available
-                                                   else ""))
-        for label, value in (("dense", acc.dense_float), ("compressed", acc.compressed_float),
-                             ("integer", acc.compressed_integer)):
-            if value is not None:
-                parts.append(f"acc {label} {100 * value:.2f}%")
-        if t.energy_j.compressed is not None:
-            parts.append(f"energy {t.energy_j.compressed * 1e6:.3g} uJ/sample")
-        print(", ".join(parts))
-        names = labels(t)
-        for v in t.violations:
-            layer = names.get(v.layer or "", v.layer or "-")
-            print(f"  [{v.severity}] {layer}: {v.rule}: {v.message}")
+        for line in summary_lines(t):
+            print(shown(line))
+        errors = [v for v in t.violations if v.severity == "error"]
+        for v in errors[:5]:
+            print(f"  [{v.severity}] {shown(layer_label(t, v.layer))}: {v.rule}: "
+                  f"{shown(v.message)}")
             if getattr(v, "remedy", None):
-                print(f"      remedy: {v.remedy}")
+                print(f"      remedy: {shown(v.remedy)}")
+        if len(errors) > 5:
+            print(f"  ... and {len(errors) - 5} more violation(s): see report.md")
+        remark = ann_remark(t)
+        if remark:
+            print(f"  note: {shown(remark)}")
+    for note in borrowed_notes(report.targets):
+        print(f"note: {shown(note)}")
+    if len(report.targets) > 1 and report.ranking:
+        print(f"ranking ({RANKINGS.get(report.rank_by or 'energy', report.rank_by)}):")
+        for entry in report.ranking:
+            place = f"{entry['rank']}." if entry["rank"] else "--"
+            tail = (f" {_ranked_value(report, entry)}" if entry["fits"] else
+                    f" does not fit: {shown(entry['reason'])}")
+            print(f"  {place} {shown(entry['target'])}{tail}")
+
+
+def _ranked_value(report: Any, entry: Any) -> str:
+    """What a ranked target was ranked by, as the report writes it."""
+    from sbc_deploy.report.summary import energy_text
+    from sbc_deploy.report.vocabulary import pct
+
+    value, by = entry.get("value"), report.rank_by or "energy"
+    if value is None:
+        return "(n/a)"
+    t = next(t for t in report.targets if t.target == entry["target"])
+    return {"energy": lambda: energy_text(value, t), "accuracy": lambda: pct(value, 2),
+            "cores": lambda: f"{value} cores",
+            "latency": lambda: f"{1e3 * value:.3g} ms"}.get(by, lambda: str(value))()
 
 
 def _print_written(result: Any) -> None:
     """The run's last lines: every file it wrote, reports, manifest and models."""
-    files = [str(path) for path in result.written.values()]
-    files += [path for t in result.report.targets for path in t.exports.values()]
+    files = [shown(path) for path in result.written.values()]
+    files += [shown(path) for t in result.report.targets for path in t.exports.values()]
     print("wrote " + ", ".join(files) if len(files) < 3 else "wrote:\n" + "\n".join(
         f"  {path}" for path in files))
 
@@ -478,8 +588,9 @@ class _Progress:
             self._bar.close()
             self._bar = None
 
-    def __call__(self, stage: str, done: int, total: int, *, unit: str = "samples",
-                 detail: str = "") -> None:
+    def __call__(self, stage: str, done: float, total: int, *, unit: str = "samples",
+                 detail: str = "", step: tuple[int, int] | None = None) -> None:
+        _STAGE[:] = [stage]
         if not self.enabled:
             return
         from tqdm import tqdm
@@ -489,18 +600,33 @@ class _Progress:
             self._stage = stage
             # the bar starts at the stage's first call (done = 0 when the stage announces
             # itself), so the first rate is measured over real work, not since import
-            self._bar = tqdm(total=total, desc=stage, unit=f" {unit}", file=sys.stderr,
+            # the raw stream: tqdm draws with carriage returns; names in it are shown() here
+            self._bar = tqdm(total=total, desc=shown(stage), unit=f" {unit}",
+                             file=getattr(sys.stderr, "raw", sys.stderr),
                              leave=True, initial=done, smoothing=0.1, mininterval=0.2,
                              **_width())
         bar = self._bar
+        if step is not None:  # "[4/9] compress loihi2": the stage's place in the run
+            bar.set_description_str(f"[{step[0]}/{step[1]}] {shown(stage)}", refresh=False)
+        # a layer part-solved shows 1.4/3; whole counts keep tqdm's own format
+        bar.bar_format = (_FRACTION_FORMAT if isinstance(done, float) and not done.is_integer()
+                          else None)
         if bar.total != total:
             bar.total = total
         if detail:
-            bar.set_postfix_str(detail, refresh=False)
+            bar.set_postfix_str(shown(detail), refresh=False)
         if done > bar.n:
             bar.update(done - bar.n)
         else:
             bar.refresh()
+        if isinstance(done, int) and bar.n == done and not isinstance(bar.n, int):
+            bar.n = done  # a bar that counted part-layers shows whole counts as such (2/2)
+            bar.refresh()
+
+
+# tqdm's default format with the count to one decimal (a part-solved layer)
+_FRACTION_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} "
+                    "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
 
 
 def _width() -> dict[str, Any]:
@@ -512,15 +638,146 @@ def _width() -> dict[str, Any]:
     return {"dynamic_ncols": True} if columns > 0 else {"ncols": 100}
 
 
+class _Collapsing(logging.Handler):
+    """Log records to stderr, each message template once: its repeats are counted and said in
+    one line at the end of the run, with their worst case (the largest ``deviation`` a record
+    carries, e.g. the relative change of a rounded value; else the last one)."""
+
+    FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(_NeutralFormatter(self.FORMAT))  # names in the records shown()
+        self.repeats: dict[tuple[str, int, str], list[Any]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key = (record.name, record.levelno, str(record.msg))
+        seen = self.repeats.get(key)
+        if seen is None:
+            self.repeats[key] = [0, set(), None, record]
+            self._write(self.format(record))
+            return
+        seen[0] += 1
+        if len(seen[1]) < 10_000:
+            seen[1].add(record.getMessage())
+        worst = seen[2]
+        if worst is None or getattr(record, "deviation", 0.0) > getattr(worst, "deviation", 0.0):
+            seen[2] = record
+
+    def summary(self) -> list[str]:
+        """One line per repeated message: how often, how many distinct, the worst case."""
+        lines = []
+        for (name, _, _), (more, distinct, worst, first) in self.repeats.items():
+            if not more:
+                continue
+            variants = len(distinct | {first.getMessage()})
+            worst = worst if worst is not None else first
+            lines.append(f"{first.levelname} {shown(name)}: {more + 1:,} messages like "
+                         f"'{shown(first.getMessage()[:60])}...'"
+                         + (f" ({variants:,} distinct)" if variants > 1 else "")
+                         + f"; worst: {shown(worst.getMessage())}")
+        return lines
+
+    def _write(self, text: str) -> None:
+        try:
+            sys.stderr.write(text + "\n")
+        except (OSError, ValueError):  # a closed stream: nothing to tell
+            pass
+
+
+def _logging(verbose: bool) -> _Collapsing:
+    """Route the library's log records through one :class:`_Collapsing` handler."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _Collapsing):
+            root.removeHandler(handler)
+    handler = _Collapsing()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    return handler
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``sbc-deploy``; returns the exit code (0, 1, 2 or 3; 130 interrupted)."""
+    """Entry point of ``sbc-deploy``; returns the exit code (0, 1, 2, 3 or 4; 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    streams = sys.stdout, sys.stderr
+    previous = _sigint(signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt from here on
+    try:
+        # everything printed passes through shown_lines: no escape sequence from a name or a
+        # file reaches the terminal (names are also shown() where they are formatted)
+        sys.stdout, sys.stderr = _Neutral(streams[0]), _Neutral(streams[1])
+        return _main_guarded(argv)
+    except KeyboardInterrupt:  # one line at any moment, even while torch is importing
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        sys.stdout, sys.stderr = streams
+        _sigint(previous)
+
+
+def _sigint(handler: Any) -> Any:
+    """Install ``handler`` for SIGINT (main thread only); return the one it replaced."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, handler)
+
+
+class _Neutral:
+    """A text stream that writes through :func:`~sbc_deploy.untrusted.shown_lines`."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        return self.raw.write(shown_lines(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+class _NeutralFormatter(logging.Formatter):
+    """Log lines with their arguments (names, paths) shown() and the line shown_lines()."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.args, tuple) and record.args:
+            record = logging.makeLogRecord(record.__dict__)
+            record.args = tuple(shown(a) if isinstance(a, (str, Path)) else a
+                                for a in record.args)
+        return shown_lines(super().format(record))
+
+
+def _caused_by_interrupt(err: BaseException) -> bool:
+    """True when a KeyboardInterrupt lies in ``err``'s chain (a library re-raised it)."""
+    seen: list[BaseException] = []
+    item: BaseException | None = err
+    while item is not None and item not in seen and len(seen) < 16:
+        if isinstance(item, KeyboardInterrupt):
+            return True
+        seen.append(item)
+        item = item.__cause__ or item.__context__
+    return False
+
+
+def _main_guarded(argv: list[str]) -> int:
     _ARGV[:] = argv
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     try:
         return _main(argv)
     except Exception as err:  # noqa: BLE001 - the one place that turns a bug into exit 3
+        if _caused_by_interrupt(err):  # e.g. numpy turns a Ctrl-C in its import into an
+            print("interrupted", file=sys.stderr)  # ImportError ("IMPORTANT: PLEASE READ")
+            return 130
+        from sbc_deploy.resources import resource_error
+
+        named = resource_error(err, stage=_STAGE[0] if _STAGE else None)
+        if named is not None:  # a disk, limit or memory that ran out: not a bug
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            print(f"error: {named}", file=sys.stderr)
+            return EXIT_RESOURCE
         if debug:
             import traceback
 
@@ -534,19 +791,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    handler: _Collapsing | None = None
     try:
         if argv and argv[0] in COMMANDS:
             command = argv[0]
             args = _sub_parser(command).parse_args(argv[1:])
-            verbose = getattr(args, "verbose", False)
-            logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                                format="%(levelname)s %(name)s: %(message)s")
+            handler = _logging(getattr(args, "verbose", False))
             runner = {"inspect": _run_inspect, "check": _run_check, "targets": _run_targets,
                       "simulate": _run_simulate}[command]
             return runner(args)
         args = deploy_parser().parse_args(argv)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                            format="%(levelname)s %(name)s: %(message)s")
+        handler = _logging(args.verbose)
         return _run_deploy(args)
     except _UsageError as err:
         print(str(err), file=sys.stderr)
@@ -555,6 +810,9 @@ def _main(argv: list[str]) -> int:
     except GuardError as err:
         print(f"quality guard: {err}", file=sys.stderr)
         return EXIT_VIOLATION
+    except ResourceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_RESOURCE
     except SbcDeployError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -563,6 +821,21 @@ def _main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            _log_summary(handler)
+
+
+def _log_summary(handler: _Collapsing | None = None) -> None:
+    """Say the repeated log messages (once each) and forget them."""
+    handler = handler or next((h for h in logging.getLogger().handlers
+                               if isinstance(h, _Collapsing)), None)
+    if handler is None:
+        return
+    for line in handler.summary():
+        print(line, file=sys.stderr)
+    handler.repeats.clear()
 
 
 if __name__ == "__main__":  # pragma: no cover

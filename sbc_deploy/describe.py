@@ -32,6 +32,7 @@ import numpy as np
 
 from sbc_deploy.errors import ConfigError
 from sbc_deploy.ir import AvgPool2d, Conv1d, Conv2d, Graph, Neuron, Node, SumPool2d, Synapse
+from sbc_deploy.untrusted import shown
 
 _PROVENANCE_KEYS = ("source_format", "source_file", "dt_source", "reset", "reset_source",
                     "discretization")
@@ -258,7 +259,7 @@ def format_summary(summary: GraphSummary,
         neuron = (continuous.get(n.name, "") if continuous is not None
                   else _neuron_text(n.neuron))
         rows.append((
-            n.name + (" (rec)" if n.recurrent else ""), n.kind, _shape(n.input_shape),
+            shown(n.name) + (" (rec)" if n.recurrent else ""), n.kind, _shape(n.input_shape),
             _shape(n.output_shape), _geometry_text(n), str(n.parameters) if n.parameters else "",
             str(n.synapses) if n.synapses is not None else "", weights,
             f"{100 * n.sparsity:.1f}%" if n.sparsity is not None else "",
@@ -284,9 +285,9 @@ def format_summary(summary: GraphSummary,
     if "discretization" in provenance and continuous is None:
         out.append(f"discretization: {provenance['discretization']}")
     if "source_format" in provenance:
-        out.append(f"source: {provenance['source_format']} {provenance.get('source_file') or ''}"
-                   .rstrip())
-    edges = ", ".join(f"{s} -> {d}" for s, d in summary.recurrent_edges) or "none"
+        out.append(f"source: {provenance['source_format']} "
+                   f"{shown(provenance.get('source_file') or '')}".rstrip())
+    edges = ", ".join(f"{shown(s)} -> {shown(d)}" for s, d in summary.recurrent_edges) or "none"
     out.append(f"recurrent edges: {edges}")
     out.append(
         f"totals: {len(summary.nodes)} nodes, {summary.synapse_layers} synapse layers, "
@@ -424,7 +425,7 @@ def format_description(description: ModelDescription) -> str:
     if description.discrete:
         text = format_summary(description.summary)
         if description.continuous:
-            lines = [f"  {name}: {_continuous_text(p)}"
+            lines = [f"  {shown(name)}: {_continuous_text(p)}"
                      for name, p in description.continuous.items()]
             text += "\ncontinuous parameters in the file:\n" + "\n".join(lines)
         return text

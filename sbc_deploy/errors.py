@@ -1,10 +1,24 @@
 """One exception family. Every error says what was wrong and where.
 
 ``where`` names the file, node, layer or parameter at fault; ``str(err)`` reads
-``"<where>: <message>"`` so the CLI can print it as is.
+``"<where>: <message>"`` so the CLI can print it as is. ``where`` often comes from input (a
+path, a node name), so the text shows it neutralised (:func:`sbc_deploy.untrusted.shown`: one
+line, control characters escaped) and clipped to :data:`WHERE_CHARS` characters;
+``err.where`` keeps it as given.
 """
 
 from __future__ import annotations
+
+from sbc_deploy.untrusted import shown
+
+WHERE_CHARS = 240
+
+
+def _place(where: str) -> str:
+    text = shown(where)
+    if len(text) <= WHERE_CHARS:
+        return text
+    return f"{text[:WHERE_CHARS]}... ({len(where)} characters)"
 
 
 class SbcDeployError(Exception):
@@ -14,7 +28,7 @@ class SbcDeployError(Exception):
         self.message = message
         self.where = where
         self.hint = hint
-        text = f"{where}: {message}" if where else message
+        text = f"{_place(where)}: {message}" if where else message
         if hint:
             text = f"{text} (hint: {hint})"
         super().__init__(text)
@@ -54,6 +68,22 @@ class NumericalError(SbcDeployError):
 
 class ExportError(SbcDeployError):
     """A graph cannot be written in the requested format."""
+
+
+class PathError(SbcDeployError):
+    """A path derived from input (a target's name, a manifest entry) would lead outside the
+    output folder, or a write was about to land outside it: refused, nothing written there."""
+
+
+class ResourceError(SbcDeployError):
+    """The machine ran out of something (disk space, a file size limit, a disk quota, memory,
+    GPU memory): not bad input and not a bug; exit code 4. ``resource`` names what ran out
+    (see :mod:`sbc_deploy.resources`)."""
+
+    def __init__(self, message: str, *, resource: str, where: str | None = None,
+                 hint: str | None = None):
+        self.resource = resource
+        super().__init__(message, where=where, hint=hint)
 
 
 class GuardError(SbcDeployError):

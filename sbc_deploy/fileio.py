@@ -1,19 +1,52 @@
-"""Atomic file output: a file is either the old good one or the complete new one, never half."""
+"""Atomic file output: a file is either the old good one or the complete new one, never half.
+
+Every writer checks its path with :func:`check_writable`. Inside :func:`confined_to` (the
+pipeline's staging folder, see :mod:`sbc_deploy.outputs`) that check also refuses any path that
+would land outside the folder, after resolving ``..`` and symbolic links.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sbc_deploy.errors import ExportError
+from sbc_deploy.errors import ExportError, PathError
+from sbc_deploy.untrusted import shown
+
+_ROOT: contextvars.ContextVar[Path | None] = contextvars.ContextVar("sbc_write_root",
+                                                                     default=None)
+
+
+@contextlib.contextmanager
+def confined_to(folder: str | Path) -> Iterator[Path]:
+    """Within this block every :func:`check_writable` path must resolve inside ``folder``."""
+    root = Path(folder).resolve()
+    token = _ROOT.set(root)
+    try:
+        yield root
+    finally:
+        _ROOT.reset(token)
+
+
+def inside(folder: str | Path, path: str | Path) -> bool:
+    """True when ``path`` resolves (``..`` and symbolic links followed) strictly inside
+    ``folder``."""
+    root = Path(folder).resolve()
+    return root in Path(path).resolve().parents
 
 
 def check_writable(path: str | Path) -> Path:
-    """Fail early, before any work, when ``path`` cannot be written (missing or read-only folder)."""
+    """Fail early, before any work, when ``path`` cannot be written (missing or read-only folder,
+    or outside the folder of an enclosing :func:`confined_to`)."""
     path = Path(path)
+    root = _ROOT.get()
+    if root is not None and not inside(root, path):
+        raise PathError(f"would be written outside the output folder {shown(root)}; refused",
+                        where=shown(path))
     folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise ExportError("is a directory, expected a file path", where=str(path))

@@ -44,9 +44,17 @@ MISMATCH_POINTS = 5.0
 SHIFT_FACTOR = 4.0
 
 _DT_HINT = ("likely the time step: the model runs with dt = {dt:g} s; a NIR file stores no dt and "
-            "frameworks disagree on its meaning (snntorch counts time in steps: try --dt 1; "
-            "norse and Lava use seconds). Else the input encoding (0/1 spikes per step, shape "
-            "and polarity as trained) or thresholds out of reach")
+            "frameworks disagree on its meaning ({conventions}): pass --from FRAMEWORK (or "
+            "--dt in seconds) as the writer meant it. Else the input encoding (0/1 spikes per "
+            "step, shape and polarity as trained) or thresholds out of reach")
+
+
+def _dt_conventions() -> str:
+    """Each framework's reading of time, from the one conventions table (the missing-dt
+    message of the NIR reader says the same)."""
+    from sbc_deploy.frontends.conventions import time_step_advice
+
+    return time_step_advice()
 
 
 def spiking_layers(graph: Graph) -> list[str]:
@@ -149,7 +157,7 @@ def dense_findings(activity: Activity | None, accuracy: float | None, *, dt: flo
     """Guards on the dense network, before compression (fail early: compressing a silent or
     chance-level network wastes the run and reports nonsense)."""
     found = []
-    hint = _DT_HINT.format(dt=dt)
+    hint = _DT_HINT.format(dt=dt, conventions=_dt_conventions())
     if activity is not None:
         for name, rate in activity.rate.items():
             if rate == 0.0:

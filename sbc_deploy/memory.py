@@ -359,12 +359,18 @@ def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: 
                      f"{format_bytes(budget)}")
     for stage in stages:
         if stage.bytes > budget:
-            help_text = ("a smaller --batch-size" if stage.stage == "simulate" else
-                         "a larger --memory-budget, fewer calibration samples per batch, or "
-                         "--method magnitude")
+            # the smallest budget any plan fits: every layer at the smallest block size
+            cheapest = {s.name: MIN_BLOCK for s in layers if s.n_in > MIN_BLOCK} \
+                if allow_blocks else blocks
+            smallest = max(s.bytes for s in estimate(graph, blocks=cheapest, **args))
+            size = f"{math.ceil(smallest / 1024**2)}MiB"
+            help_text = f"--memory-budget {size} or more" + (
+                ", or --method magnitude (no Hessians)" if calibrate and
+                stage.stage != "simulate" else "")
             raise MemoryBudgetError(
                 f"the {stage.stage} stage needs about {format_bytes(stage.bytes)} "
-                f"({stage.detail}), more than the budget of {format_bytes(budget)}",
+                f"({stage.detail}), more than the budget of {format_bytes(budget)}; the "
+                f"smallest budget this run can be planned in is about {size}",
                 where="--memory-budget", hint=help_text)
     for note in notes:
         log.info("%s", note)

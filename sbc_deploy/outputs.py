@@ -41,7 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from sbc_deploy.errors import ConfigError, ExportError
+from sbc_deploy.errors import ConfigError, ExportError, PathError
+from sbc_deploy.fileio import confined_to, inside
+from sbc_deploy.resources import resource_error
+from sbc_deploy.untrusted import shown
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,53 @@ def _files(folder: Path) -> list[str]:
     return sorted(found)
 
 
+def _entries(folder: Path) -> list[tuple[str, str]]:
+    """Everything under ``folder`` as (POSIX path relative to it, kind), symbolic links not
+    followed; kind is ``"file"`` (regular), ``"dir"``, ``"symlink"`` or ``"other"`` (FIFO,
+    socket, device)."""
+    found: list[tuple[str, str]] = []
+
+    def scan(path: Path, prefix: str) -> None:
+        with os.scandir(path) as it:
+            for entry in sorted(it, key=lambda e: e.name):
+                name = f"{prefix}{entry.name}"
+                if entry.is_symlink():
+                    found.append((name, "symlink"))
+                elif entry.is_dir(follow_symlinks=False):
+                    found.append((name, "dir"))
+                    scan(Path(entry.path), f"{name}/")
+                elif entry.is_file(follow_symlinks=False):
+                    found.append((name, "file"))
+                else:
+                    found.append((name, "other"))
+
+    scan(folder, "")
+    return found
+
+
+def safe_relative(name: object) -> bool:
+    """True for a relative POSIX path made of plain names (no '..', '.', empty part, absolute
+    root, backslash or control character): a manifest entry that stays inside its folder."""
+    if not isinstance(name, str) or not name or name.startswith("/") or "\\" in name:
+        return False
+    parts = name.split("/")
+    return all(p not in ("", ".", "..") for p in parts) and shown(name) == name
+
+
+def subfolder(root: str | Path, name: str) -> Path:
+    """``root/name`` for a folder named by input (a target's name), refused unless it is one
+    plain name that resolves strictly inside ``root``.
+
+    Raises:
+        PathError: ``name`` is '..', absolute, holds a separator, or leads out through a link.
+    """
+    path = Path(root) / name
+    if not safe_relative(name) or "/" in name or not inside(root, path):
+        raise PathError(f"'{shown(name)}' would lead outside the output folder; refused",
+                        where=shown(root))
+    return path
+
+
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:
     """The manifest of ``folder`` when it is one this tool wrote, else ``None``."""
     path = Path(folder) / MANIFEST
@@ -84,20 +134,37 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
 
 def verify_set(folder: str | Path) -> list[str]:
     """Problems with the output set in ``folder`` (empty list: manifest present, every file
-    listed with a matching sha256, no file missing, no file extra)."""
+    listed with a matching sha256, no file missing, nothing extra: no unlisted file, no folder
+    that holds no listed file, no symbolic link, FIFO or other special file, and no manifest
+    entry that points outside the folder)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     if manifest is None:
-        return [f"{folder}: no sbc-deploy manifest"]
-    listed: Mapping[str, str] = manifest["outputs"]
-    present = [f for f in _files(folder) if f != MANIFEST]
-    problems = [f"{name}: not in the manifest" for name in present if name not in listed]
+        return [f"{shown(folder)}: no sbc-deploy manifest"]
+    listed: Mapping[str, Any] = manifest["outputs"]
+    bad = [name for name in listed if not safe_relative(name)]
+    problems = [f"{shown(name)}: manifest entry is not a path inside the set" for name in bad]
+    listed = {name: digest for name, digest in listed.items() if name not in bad}
+    parents = {"/".join(name.split("/")[:i]) for name in listed
+               for i in range(1, name.count("/") + 1)}
+    kinds = dict(_entries(folder))
+    for name, kind in kinds.items():
+        if name == MANIFEST and kind == "file":
+            continue
+        if kind == "symlink":
+            problems.append(f"{shown(name)}: a symbolic link (a run writes only regular files)")
+        elif kind == "other":
+            problems.append(f"{shown(name)}: not a regular file (FIFO, socket or device)")
+        elif kind == "dir" and name not in parents:
+            problems.append(f"{shown(name)}/: a folder the manifest does not expect")
+        elif kind == "file" and name not in listed:
+            problems.append(f"{shown(name)}: not in the manifest")
     for name, digest in listed.items():
-        path = folder / name
-        if not path.is_file():
-            problems.append(f"{name}: listed in the manifest but missing")
-        elif sha256_file(path) != digest:
-            problems.append(f"{name}: sha256 differs from the manifest")
+        if kinds.get(name) != "file":
+            if name not in kinds:
+                problems.append(f"{shown(name)}: listed in the manifest but missing")
+        elif sha256_file(folder / name) != digest:
+            problems.append(f"{shown(name)}: sha256 differs from the manifest")
     return problems
 
 
@@ -139,8 +206,15 @@ def check_output_dir(out_dir: str | Path, *, force: bool = False) -> list[str]:
     folder, the home folder or a filesystem root; an existing folder holding files this tool did
     not write (unless ``force``).
     """
-    out = Path(out_dir)
-    where = str(out)
+    try:
+        return _check_output_dir(Path(out_dir), force)
+    except OSError as err:  # a name too long for the filesystem, a folder we may not list ...
+        return [f"{shown(out_dir)}: cannot be used as the output folder: "
+                f"{err.strerror or err}"]
+
+
+def _check_output_dir(out: Path, force: bool) -> list[str]:
+    where = shown(out)
     problems = []
     if out.exists() and not out.is_dir():
         return [f"{where}: exists and is not a folder"]
@@ -165,8 +239,9 @@ def check_output_dir(out_dir: str | Path, *, force: bool = False) -> list[str]:
             foreign = [f for f in contents if f != MANIFEST and
                        (manifest is None or f not in manifest["outputs"])]
             if manifest is None or foreign:
-                shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-                problems.append(f"{where}: holds files sbc-deploy did not write ({shown}); "
+                listing = ", ".join(map(shown, foreign[:5])) + (" ..." if len(foreign) > 5
+                                                                  else "")
+                problems.append(f"{where}: holds files sbc-deploy did not write ({listing}); "
                                 "a run replaces the whole folder: pick another -o, or pass "
                                 "--force to replace it (those files are deleted)")
     return problems
@@ -255,7 +330,16 @@ class Manifest:
 
 
 def write_manifest(folder: Path, info: Manifest) -> Path:
-    """Write ``manifest.json`` into ``folder``, hashing every other file in it."""
+    """Write ``manifest.json`` into ``folder``, hashing every other file in it.
+
+    Raises:
+        PathError: the folder holds something other than regular files and folders (a writer
+            left a link or a special file): the set would not verify.
+    """
+    strange = [name for name, kind in _entries(folder) if kind not in ("file", "dir")]
+    if strange:
+        raise PathError(f"the output set holds {', '.join(map(shown, strange[:5]))}, which are "
+                        "not regular files", where=shown(folder))
     inputs = {}
     for source in info.inputs:
         path = Path(source)
@@ -303,16 +387,27 @@ def staged_output(out_dir: str | Path, info: Manifest | None = None, *,
         staging = parent / f".{out.name}.sbc-staging-{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir()
     except OSError as err:
+        named = resource_error(err, where=str(out))
+        if named is not None:
+            raise named from err
         raise ExportError(f"cannot create the staging folder: {err.strerror or err}",
                           where=str(out)) from err
     try:
-        yield staging
+        with confined_to(staging):  # every writer's path is checked to stay inside
+            yield staging
         write_manifest(staging, info or Manifest())
         _commit(staging, out.resolve())
-    except BaseException:
+    except BaseException as err:
+        written = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file()) \
+            if isinstance(err, OSError) else None
         shutil.rmtree(staging, ignore_errors=True)
+        named = (resource_error(err, written=written, where=str(out))
+                 if isinstance(err, OSError) else None)
+        if named is not None:  # a full disk or a file size limit: named, not called a bug
+            raise named from err
         raise
 
 
 __all__ = ["MANIFEST", "Manifest", "check_output_dir", "clean_stale_staging", "prepare",
-           "read_manifest", "sha256_file", "staged_output", "verify_set", "write_manifest"]
+           "read_manifest", "safe_relative", "sha256_file", "staged_output", "subfolder",
+           "verify_set", "write_manifest"]

@@ -53,12 +53,13 @@ from sbc_deploy.report.model import (
     TargetReport,
     ViolationRow,
 )
-from sbc_deploy.outputs import MANIFEST, Manifest, staged_output
+from sbc_deploy.outputs import MANIFEST, Manifest, staged_output, subfolder
 from sbc_deploy.report.render import write_report
 from sbc_deploy.report.synops_counter import SynOpsCounter
+from sbc_deploy.safeio import read_budget
 from sbc_deploy.sim import classify, default_decoding, simulate
 from sbc_deploy.targets import Target, load_target
-from sbc_deploy.validate import validate_request
+from sbc_deploy.validate import REFUSING_RULES, refusal, validate_request
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +103,21 @@ class DeployRequest:
     source: str | None = None  # framework convention of a NIR model (--from); None: detect
     discretization: str | None = None  # euler | exact for NIR (--discretization)
     input_shape: tuple[int, ...] | None = None  # conv-first netx without input layer
-    nir_for: str = "nir"  # the NIR consumer the nir export is written for (--nir-for)
+    # the NIR consumer the nir export is written for (--nir-for); None: the --from framework's
+    # when it reads NIR (what came in as a framework's goes out as that framework's), else nir
+    nir_for: str | None = None
     memory_budget: int | None = None  # bytes; None: half the machine's RAM (sbc_deploy.memory)
     distributed: bool = False  # one of torchrun's processes (sbc_deploy.distributed)
     hessian_precision: str = "float64"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
     calib_row_fraction: float = 1.0  # rows summed per calibration batch (unbiased estimate)
+    rank_by: str = "energy"  # how the report ranks the targets (report/summary.py RANKINGS)
+    # A compression config used as it is instead of one made from the flags and the target
+    # (sbc_deploy.oneshot(config=)).
+    config: CompressionConfig | None = None
+    # Extra outputs per target, written into the target's folder of the output set: called as
+    # write_back(compressed_graph, folder) -> {name: path}; listed with the exports (a torch
+    # module's compressed state dict: sbc_deploy.frontends.from_torch.writeback).
+    write_back: Callable[[Graph, Path], Mapping[str, Path]] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +191,7 @@ class _Evaluation:
     accuracy: float | None
     synops: Any
     activity: Any = None
+    samples: int = 0  # samples evaluated
 
 
 def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
@@ -210,7 +222,7 @@ def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
     accuracy = correct / seen if data.y is not None and seen else None
     # the meter counted a group of samples once per time chunk: the samples are ``seen``
     activity = dataclasses.replace(meter.result(), samples=seen)
-    return _Evaluation(accuracy, _merge_synops(reports), activity)
+    return _Evaluation(accuracy, _merge_synops(reports), activity, seen)
 
 
 def _merge_synops(reports: Sequence[Any]) -> Any:
@@ -323,26 +335,93 @@ def _limits(target: Target) -> dict[str, Any]:
     spec = target.cores
     return {"max_fan_in": target.limits.max_fan_in,
             "synapse_storage": spec.synapse_storage, "index_bits": spec.index_bits,
-            "bits_per_weight": spec.bits_per_weight}
+            "bits_per_weight": spec.bits_per_weight, "split_layers": spec.split_layers,
+            "max_in_axons": spec.max_in_axons, "max_out_axons": spec.max_out_axons}
+
+
+def _stage_plan(request: DeployRequest, graph: Graph, targets: Sequence[Target],
+                calib: Dataset | None, evaluation: Dataset | None) -> list[str]:
+    """The stages a run goes through, in order, as the progress callback names them."""
+    stages = ["load"] + (["evaluate dense"] if evaluation is not None else [])
+    targets = [t for t in targets if refusal(graph, t) is None]
+    configs = [config_for_target(t, method=request.method, sparsity=request.sparsity,
+                                 bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
+                                 allocation=request.allocation) for t in targets]
+    if calib is not None and any(c.needs_calibration for c in configs):
+        stages.append("calibrate")
+    labelled = evaluation is not None and evaluation.y is not None
+    for t in targets:
+        if refusal(graph, t) is not None:  # refused before compression: no stage of its own
+            continue
+        stages += [f"compress {t.name}", f"export {t.name}"]
+        stages += [f"evaluate {t.name}"] if evaluation is not None else []
+        stages += [f"integer core {t.name}"] if labelled and t.weights.grid == "int_exp" else []
+    return stages
+
+
+def _numbered(progress: Progress, stages: Sequence[str]) -> Progress:
+    """``progress`` that also hears ``step=(k, n)``: its stage's place in the run (stage k of
+    n), where the callback takes a ``step`` keyword (or ``**kwargs``); others are called as
+    before."""
+    import inspect
+
+    try:
+        params = inspect.signature(progress).parameters.values()
+    except (TypeError, ValueError):
+        return progress
+    if not any(p.name == "step" or p.kind is p.VAR_KEYWORD for p in params):
+        return progress
+    index = {name: i + 1 for i, name in reversed(list(enumerate(stages)))}
+
+    def numbered(stage: str, done: Any, total: Any, **info: Any) -> None:
+        if stage in index:
+            info.setdefault("step", (index[stage], len(stages)))
+        progress(stage, done, total, **info)
+
+    return numbered
 
 
 def _layer_progress(graph: Graph, config: CompressionConfig, target: Target,
-                    progress: Progress) -> Callable[[int, int], None]:
+                    progress: Progress) -> "_LayerProgress":
     """compress()'s ``progress(done, total)`` -> the pipeline's, naming the next layer."""
-    wanted = getattr(config, "layers", None)
-    layers = [layer for layer in graph.synapse_layers() if not wanted or layer.name in wanted]
-    stage = f"compress {target.name}"
+    return _LayerProgress(graph, config, f"compress {target.name}", progress)
 
-    def detail(i: int) -> str:
-        if i >= len(layers):
+
+class _LayerProgress:
+    """The compress stage's bar: whole layers from ``compress(progress=)``, and inside each
+    layer the solvers' own units (``within_layer``: ADMM iterations, OBS columns, rows), so a
+    large layer moves the bar (``1.4 / 3 layers``) and says what it solves."""
+
+    def __init__(self, graph: Graph, config: CompressionConfig, stage: str,
+                 progress: Progress):
+        wanted = getattr(config, "layers", None)
+        self.layers = [layer for layer in graph.synapse_layers()
+                       if not wanted or layer.name in wanted]
+        # the phases a layer goes through, in order: each takes an equal part of the layer
+        self.phases = (["prune"] if config.prune else []) + (["quantize"] if config.quantize
+                                                               else [])
+        self.stage, self.progress, self.done = stage, progress, 0.0
+        progress(stage, 0, len(self.layers), unit="layers", detail=self._name(0))
+
+    def _name(self, i: int) -> str:
+        if i >= len(self.layers):
             return ""
-        layer = layers[i]
+        layer = self.layers[i]
         shape = "x".join(str(v) for v in layer.synapse.weight.shape)
         name = layer.name if not layer.neuron_name else f"{layer.name} -> {layer.neuron_name}"
         return f"{name} {shape}"
 
-    progress(stage, 0, len(layers), unit="layers", detail=detail(0))
-    return lambda done, total: progress(stage, done, total, unit="layers", detail=detail(done))
+    def __call__(self, done: int, total: int) -> None:
+        self.done = max(self.done, float(done))
+        self.progress(self.stage, done, total, unit="layers", detail=self._name(done))
+
+    def within_layer(self, index: int, phase: str, done: int, total: int, unit: str) -> None:
+        share = len(self.phases) or 1
+        part = (self.phases.index(phase) if phase in self.phases else 0) + done / max(total, 1)
+        # layers solved in parallel tick one after another; the bar never goes back
+        self.done = max(self.done, index + min(part / share, 0.999))
+        self.progress(self.stage, round(self.done, 3), len(self.layers), unit="layers",
+                      detail=f"{self._name(index)}: {phase} {unit} {done}/{total}")
 
 
 def _violation_rows(result: Any) -> tuple[ViolationRow, ...]:
@@ -351,16 +430,101 @@ def _violation_rows(result: Any) -> tuple[ViolationRow, ...]:
                  for v in result.violations)
 
 
-def _core_rows(mapping: Any) -> tuple[CoreRow, ...]:
+def _core_rows(mapping: Any, target: Target | None = None) -> tuple[CoreRow, ...]:
+    from sbc_deploy.report.summary import core_binding
+
+    spec = None if target is None else target.cores
     rows = []
     for core in mapping.cores:
-        rows.append(CoreRow(core=core.index, layer=", ".join(core.layers), neurons=core.neurons,
-                            synapse_bits=core.synapse_bits,
-                            neuron_utilisation=core.neuron_utilisation,
-                            memory_utilisation=core.memory_utilisation,
-                            neuron_capacity=core.neuron_capacity,
-                            memory_capacity=core.memory_capacity))
+        row = CoreRow(core=core.index, layer=", ".join(core.layers), neurons=core.neurons,
+                      synapse_bits=core.synapse_bits,
+                      neuron_utilisation=core.neuron_utilisation,
+                      memory_utilisation=core.memory_utilisation,
+                      neuron_capacity=core.neuron_capacity,
+                      memory_capacity=core.memory_capacity,
+                      in_axons=core.in_axons, out_axons=core.out_axons,
+                      in_axon_capacity=None if spec is None else spec.max_in_axons,
+                      out_axon_capacity=None if spec is None else spec.max_out_axons)
+        rows.append(dataclasses.replace(row, binding=core_binding(row)))
     return tuple(rows)
+
+
+def _memory_bytes(dense_mapping: Any, compressed_mapping: Any) -> BeforeAfter:
+    """Synapse memory on the chip, in bytes, of the original (dense) network and of the
+    compressed one: each as the target's mapping stores it (dense, sparse or kernel form, the
+    same cost model), so the two compare like for like."""
+    def total(mapping: Any) -> float | None:
+        layers = getattr(mapping, "layers", ())
+        return sum(layer.synapse_bits for layer in layers) / 8 if layers else None
+
+    return BeforeAfter(total(dense_mapping), total(compressed_mapping))
+
+
+def _removed(dense: Graph, compressed: Graph, stats: Any) -> tuple[int, int]:
+    """Synapses non-zero in the dense network and zero after compression, and how many of them
+    the pruning mask did not choose (they rounded to zero on the weight grid)."""
+    pruned = {s.name: s.pruned for s in getattr(stats, "layers", ())}
+    removed = by_rounding = 0
+    for layer in dense.synapse_layers():
+        before = np.asarray(layer.synapse.weight) != 0
+        after = np.asarray(compressed.nodes[layer.name].weight) != 0
+        gone = int(np.count_nonzero(before & ~after))
+        removed += gone
+        by_rounding += max(0, gone - int(pruned.get(layer.name, 0)))
+    return removed, by_rounding
+
+
+def _latency(target: Target, steps: int | None) -> dict[str, Any]:
+    step_us = target.timing.step_us
+    if step_us is None or not steps:
+        return {"steps": steps}
+    latency = steps * step_us * 1e-6
+    grade = target.source("timing.step_us").evidence
+    return {"steps": steps, "latency_s": latency, "throughput_hz": 1.0 / latency,
+            "latency_evidence": grade}
+
+
+def _borrowed(target: Target) -> dict[str, str]:
+    """Energy terms whose cost is another chip's figure, by the report's term names."""
+    names = {"synop_pj": "synops", "neuron_update_pj": "neuron updates",
+             "spike_routed_pj": "spikes routed", "core_step_pj": "core steps"}
+    return {term: prov.borrowed_from for key, term in names.items()
+            if (prov := target.source(f"energy.{key}")).borrowed_from}
+
+
+def _deciding(mapping: Any, target: Target) -> str | None:
+    from sbc_deploy.report.summary import deciding_limit
+
+    return deciding_limit(_core_rows(mapping, target), _limits(target))
+
+
+def _decision_fields(dense: Graph, compressed: Graph, stats: Any, target: Target, checked: Any,
+                     dense_mapping: Any, steps: int | None) -> dict[str, Any]:
+    """The :class:`TargetReport` fields an engineer decides from (report/summary.py)."""
+    removed, by_rounding = _removed(dense, compressed, stats)
+    dense_cores = dense_mapping.cores_used
+    return {"cores_dense": dense_cores, "deciding_limit": _deciding(checked.mapping, target),
+            "memory_bytes": _memory_bytes(dense_mapping, checked.mapping),
+            "synapses_removed": removed,
+            "removed_by_rounding": by_rounding, "borrowed": _borrowed(target),
+            **_latency(target, steps)}
+
+
+def _refused_report(graph: Graph, target: Target, reason: str) -> TargetReport:
+    """A target refused before compression: the dense network's check, and the reason."""
+    checked = check(graph, target)
+    return TargetReport(
+        target=target.name, description=target.description, method="refused before compression",
+        layers=_layer_rows(graph, None, layer_details(graph, target, checked.mapping, None, None,
+                                                      {}, {})),
+        violations=tuple(v for v in _violation_rows(checked) if v.rule in REFUSING_RULES),
+        cores_used=checked.mapping.cores_used,
+        cores_available=target.cores.cores, cores=_core_rows(checked.mapping, target),
+        limits=_limits(target), cores_dense=checked.mapping.cores_used,
+        deciding_limit=_deciding(checked.mapping, target), borrowed=_borrowed(target),
+        refused=reason,
+        notes=(f"refused before compression: {reason}; nothing was compressed or exported for "
+               f"{target.name}",))
 
 
 def _export(graph: Graph, target: Target, request: DeployRequest, out_dir: Path,
@@ -460,8 +624,8 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
     with clock.stage("load"):
         progress("load", 0, 1, unit="steps")
         resolve_device(request.device)   # a bad or absent device fails before any work
-        plan = validate_request(request)
-        progress("load", 1, 1, unit="steps")
+        with read_budget(request.memory_budget):  # readers claim declared sizes first
+            plan = validate_request(request)
         graph, model_name, calib, evaluation = (plan.graph, plan.model_name, plan.calib,
                                                 plan.evaluation)
         steps = max((d.steps for d in (calib, evaluation) if d is not None), default=1)
@@ -473,6 +637,9 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                              data_bytes=sum(int(getattr(getattr(d, "x", None), "nbytes", 0))
                                             for d in (calib, evaluation) if d is not None))
     targets = plan.targets
+    request, graph, consumer_notes = _for_nir_consumer(graph, request, targets)
+    progress = _numbered(progress, _stage_plan(request, graph, targets, calib, evaluation))
+    progress("load", 1, 1, unit="steps")
     with clock.stage("evaluate dense"):
         dense = _evaluate_float(graph, evaluation, request, progress, "evaluate dense")
         dense_activity = _early_activity(graph, dense, calib)
@@ -494,7 +661,10 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                          findings=tuple(findings))
 
     settings = {k: v for k, v in vars(request).items()
-                if k not in ("model", "calib", "eval", "targets", "command")}
+                if k not in ("model", "calib", "eval", "targets", "command", "config",
+                             "write_back")}
+    if request.config is not None:
+        settings["config"] = repr(request.config)
     settings["memory"] = memory.to_dict()
     if group is not None:
         settings["processes"] = group.world_size
@@ -513,9 +683,15 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
         if calib_activity is not None and calib_activity is not dense_activity:
             activity["calibration"] = calib_activity.to_dict()
         for target in targets:
-            config = config_for_target(target, method=request.method, sparsity=request.sparsity,
-                                       bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
-                                       allocation=request.allocation, device=request.device)
+            reason = refusal(graph, target)
+            if reason is not None:  # before any compression: nothing to compress it for
+                with clock.stage("check"):
+                    reports.append(_refused_report(graph, target, reason))
+                continue
+            config = request.config or config_for_target(
+                target, method=request.method, sparsity=request.sparsity, bits=request.bits,
+                fan_in=request.fan_in, n_m=request.n_m, allocation=request.allocation,
+                device=request.device)
             with clock.stage("calibrate"):
                 key = (config.kernel, config.device)
                 if key not in calibrations:
@@ -532,14 +708,20 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                                                                       progress))
             with clock.stage("check"):
                 checked = check(compressed, target)
-                dense_cores = check(graph, target).mapping.cores_used
-            target_dir = out_dir if len(targets) == 1 else out_dir / target.name
+                dense_mapping = check(graph, target).mapping
+                dense_cores = dense_mapping.cores_used
+            # the target's name was checked at load (targets.NAME_RULE); subfolder() refuses
+            # anything that would still leave the staging folder
+            target_dir = out_dir if len(targets) == 1 else subfolder(out_dir, target.name)
             target_dir.mkdir(parents=True, exist_ok=True)
             steps = evaluation.steps if evaluation is not None else (calib.steps if calib else 1)
             with clock.stage("export"):
                 exports, notes = _export(compressed, target, request, target_dir, steps,
                                          progress)
-            notes = _import_notes(graph) + notes
+                if request.write_back is not None:
+                    exports.update({name: str(path) for name, path in
+                                    request.write_back(compressed, target_dir).items()})
+            notes = _import_notes(graph) + consumer_notes + notes
             with clock.stage("evaluate compressed"):
                 after = _evaluate_float(compressed, evaluation, request, progress,
                                         f"evaluate {target.name}")
@@ -573,8 +755,9 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                 layers=_layer_rows(compressed, stats, details),
                 violations=_violation_rows(checked),
                 cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
-                cores=_core_rows(checked.mapping), limits=_limits(target),
-                accuracy=Accuracy(dense.accuracy, after.accuracy, integer),
+                cores=_core_rows(checked.mapping, target), limits=_limits(target),
+                accuracy=Accuracy(dense.accuracy, after.accuracy, integer,
+                                  samples=after.samples if after.accuracy is not None else None),
                 synops=BeforeAfter(*(None if e.synops is None else e.synops.per_sample
                                      for e in (dense, after))),
                 energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
@@ -582,17 +765,22 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                                    for term in energy.terms) if energy else (),
                 ann_equivalent=dict(energy.ann_equivalent) if energy else {},
                 exports=final_exports, notes=tuple(notes),
-                chip_host_split=checked.split.to_dict() if checked.split else {}))
+                chip_host_split=checked.split.to_dict() if checked.split else {},
+                **_decision_fields(graph, compressed, stats, target, checked, dense_mapping,
+                                   steps)))
             results.append(TargetResult(target, compressed, config, stats, checked))
             if after.activity is not None:
                 activity[target.name] = after.activity.to_dict()
 
         settings["calibration"] = {f"{kernel}@{device}": c.settings()
                                    for (kernel, device), c in calibrations.items()}
+        from sbc_deploy.report.summary import rank
+
         report = Report(model=model_name, dt=graph.dt, reset=graph.metadata.get("reset"),
                         targets=tuple(reports), timings_s=dict(clock.timings),
                         settings=settings, versions=_versions(), findings=tuple(findings),
-                        activity=activity)
+                        activity=activity, rank_by=request.rank_by,
+                        ranking=rank(reports, request.rank_by))
         written = write_report(report, out_dir)
         written = {k: final_dir / Path(p).relative_to(out_dir) for k, p in written.items()}
         written["manifest"] = final_dir / MANIFEST  # written with the swap, below
@@ -604,9 +792,10 @@ def _participate(graph: Graph, calib: Dataset | None, targets: Sequence[Target],
     """A --distributed process other than rank 0: the collective stages only, nothing written."""
     results, calibrations = [], {}
     for target in targets:
-        config = config_for_target(target, method=request.method, sparsity=request.sparsity,
-                                   bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
-                                   allocation=request.allocation, device=request.device)
+        config = request.config or config_for_target(
+            target, method=request.method, sparsity=request.sparsity, bits=request.bits,
+            fan_in=request.fan_in, n_m=request.n_m, allocation=request.allocation,
+            device=request.device)
         key = (config.kernel, config.device)
         if key not in calibrations:
             calibrations[key] = calibrate(
@@ -618,6 +807,59 @@ def _participate(graph: Graph, calib: Dataset | None, targets: Sequence[Target],
                                      progress=lambda d, t: progress("compress", d, t))
         results.append(TargetResult(target, compressed, config, stats, None))
     return DeployResult(None, tuple(results))
+
+
+def _for_nir_consumer(graph: Graph, request: DeployRequest, targets: Sequence[Target]
+                      ) -> tuple[DeployRequest, Graph, list[str]]:
+    """Which framework model.nir is written for, and the graph in the model its importer builds.
+
+    ``--nir-for X`` names it. Without it, a NIR model read ``--from X`` (X a framework whose
+    importer reads NIR) goes back out as X's -- what came in as a framework's goes out as that
+    framework's -- and anything else as spec NIR. When model.nir is written for X, the graph is
+    converted to the neurons X's importer builds (sinabs' multi-spike layers and IF clamp,
+    rockpool's multi-spike LIFTorch, spyx's late spikes:
+    :func:`~sbc_deploy.exporters.nir_consumers.consumer_model`) before anything is simulated, so
+    that calibration, compression and every accuracy in the report are those of the network X
+    will run. Each choice is logged (the run's output) and returned as report notes.
+
+    Raises:
+        ConfigError: ``--nir-for X`` given for a network X's importer cannot build (a reset mode
+            it does not have); without ``--nir-for`` the export falls back to spec NIR instead.
+    """
+    from sbc_deploy.exporters.nir_consumers import consumer_model
+    from sbc_deploy.frontends.conventions import CONSUMERS, parse_source
+
+    notes: list[str] = []
+    nir_for = request.nir_for
+    implicit = nir_for is None
+    source = parse_source(request.source)[0] if request.source else None
+    if implicit:
+        nir_for = "nir"
+        if (source in CONSUMERS and source != "nir"
+                and graph.metadata.get("source_format") == "nir"):
+            nir_for = source
+            notes.append(f"model.nir is written for {source}'s importer (--nir-for {source}): "
+                         f"the model came in --from {source}; --nir-for nir writes spec NIR")
+    formats = set(request.export) if request.export is not None else {
+        fmt for target in targets for fmt in target.export_formats}
+    if nir_for != "nir" and "nir" in formats:
+        try:
+            adapted = consumer_model(graph, nir_for)
+        except ExportError as err:
+            if not implicit:
+                raise ConfigError(f"--nir-for {nir_for}: {err.message}", where=err.where,
+                                  hint=f"--nir-for nir writes spec NIR; {nir_for}'s importer "
+                                       "cannot build this network") from err
+            notes.append(f"model.nir is written as spec NIR (--nir-for nir) instead: "
+                         f"{nir_for}'s importer cannot build this network ({err})")
+            nir_for = "nir"
+        else:
+            graph = adapted.graph
+            notes += [f"converted to {nir_for}'s model before calibration (what {nir_for}'s "
+                      f"importer builds from model.nir): {line}" for line in adapted.notes]
+    for line in notes:
+        log.warning("%s", line)
+    return dataclasses.replace(request, nir_for=nir_for), graph, notes
 
 
 def _import_notes(graph: Graph) -> list[str]:
@@ -659,8 +901,10 @@ def check_only(model: str | Path | Graph, targets: Sequence[str | Path | Target]
                                                               None, None, {}, {})),
                 violations=_violation_rows(checked),
                 cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
-                cores=_core_rows(checked.mapping), limits=_limits(target),
-                chip_host_split=checked.split.to_dict() if checked.split else {}))
+                cores=_core_rows(checked.mapping, target), limits=_limits(target),
+                chip_host_split=checked.split.to_dict() if checked.split else {},
+                cores_dense=checked.mapping.cores_used,
+                deciding_limit=_deciding(checked.mapping, target)))
     name = "graph given in memory" if isinstance(model, Graph) else str(model)
     return Report(model=name, dt=graph.dt, reset=graph.metadata.get("reset"),
                   targets=tuple(reports), timings_s=dict(clock.timings), versions=_versions())

@@ -12,15 +12,110 @@ Two guarantees, whatever the bytes of the file:
    files) and object or region references are refused, and so are datasets that declare more
    bytes than a model file can hold (a flipped byte in a shape would otherwise make numpy
    allocate terabytes).
+3. :func:`claim`: every reader states what it is about to allocate, from the sizes a file
+   *declares* (an npz member's shape, a bit-packed array's unpacked size, an HDF5 file's
+   datasets), before reading it. Inside :func:`read_budget` (the pipeline passes
+   ``--memory-budget``) the claims of one run add up and may not exceed the budget; outside it
+   each claim is held to half the machine's memory. A 4 MB compressed file that unpacks to
+   gigabytes is refused, naming the size and the smallest budget that would read it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import os
+import stat
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from sbc_deploy.errors import FormatError, SbcDeployError
+from sbc_deploy.untrusted import shown
+
+# [limit, bytes claimed so far] of the enclosing read_budget(), or None
+_BUDGET: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("sbc_read_budget",
+                                                                           default=None)
+
+
+def default_read_budget() -> int:
+    """Half the machine's physical memory (the default of ``--memory-budget``)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 4 * 1024**3
+
+
+@contextlib.contextmanager
+def read_budget(limit: int | None) -> Iterator[None]:
+    """Within this block the readers' :func:`claim` s add up and may not exceed ``limit``
+    bytes (``None``: :func:`default_read_budget`)."""
+    token = _BUDGET.set([int(limit) if limit else default_read_budget(), 0])
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def special_file(path: str | Path) -> str | None:
+    """What ``path`` is when it exists and is not a regular file or a folder (``"a FIFO (named
+    pipe)"``, a device, a socket), else ``None``. Only ``stat``: nothing is opened, so a FIFO
+    with no writer cannot block."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    for test, name in _SPECIAL:
+        if test(mode):
+            return name
+    return None
+
+
+def refuse_special(path: str | Path, error: type[SbcDeployError] = FormatError) -> None:
+    """Raise ``error`` when ``path`` is a FIFO, a device or a socket (reading one could wait
+    forever or never end), before anything opens it."""
+    kind = special_file(path)
+    if kind is not None:
+        raise error(f"is {kind}, not a regular file; refused without reading it",
+                    where=shown(path))
+
+
+def _binary(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024:
+            return f"{count:.3g} {unit}"
+        count /= 1024
+    return f"{count:.3g} TiB"
+
+
+def _mib(count: int) -> str:
+    return f"{-(-count // 1024**2)}MiB"
+
+
+def claim(nbytes: int, what: str, where: str) -> None:
+    """Account for ``nbytes`` that a reader is about to allocate for ``what`` (read from
+    ``where``), before it reads them.
+
+    Raises:
+        FormatError: the claims would exceed the budget; the message names the declared size,
+            the budget and the smallest ``--memory-budget`` that would read the data.
+    """
+    state = _BUDGET.get()
+    limit, used = (default_read_budget(), 0) if state is None else state
+    total = used + int(nbytes)
+    if total > limit:
+        scope = "" if state is None else " (with the data read before it)"
+        raise FormatError(
+            f"{what} declares {int(nbytes):,} bytes once read{scope}, more than the budget "
+            f"of {_binary(limit)} (--memory-budget) allows; the smallest budget that reads it "
+            f"is about {_mib(total)}", where=shown(where),
+            hint=f"--memory-budget {_mib(total)} or more if the file really holds that much; "
+                 "a small file declaring that much is damaged or a decompression bomb")
+    if state is not None:
+        state[1] = total
 
 #: Largest dataset a model file may declare (bytes); real models are far below it.
 MAX_DATASET_BYTES = 1 << 30
@@ -107,7 +202,7 @@ def screen_hdf5(path: str | Path, *, max_dataset_bytes: int = MAX_DATASET_BYTES)
     seen: set[object] = set()
     count = 0
 
-    def walk(group: h5py.Group, prefix: str, depth: int) -> None:
+    def walk(group: h5py.Group, prefix: str, depth: int, on_dataset: Any) -> None:
         nonlocal count
         if depth > _MAX_DEPTH:
             raise FormatError(f"groups nest deeper than {_MAX_DEPTH} levels at '{prefix}'",
@@ -130,14 +225,24 @@ def screen_hdf5(path: str | Path, *, max_dataset_bytes: int = MAX_DATASET_BYTES)
                 if token in seen:
                     continue
                 seen.add(token)
-                walk(obj, name, depth + 1)
+                walk(obj, name, depth + 1, on_dataset)
             elif isinstance(obj, h5py.Dataset):
-                check_dataset(obj, name)
+                on_dataset(obj, name)
+
+    declared = 0
+
+    def check_sized(ds: h5py.Dataset, name: str) -> None:
+        nonlocal declared
+        check_dataset(ds, name)
+        shape = ds.shape or ()
+        declared += (int(np.prod(shape, dtype=object)) if shape else 1) * \
+            max(int(ds.dtype.itemsize), 1)
 
     with reading(path, "an HDF5 model file"):
         with h5py.File(path, "r") as handle:
             check_attrs(handle, "/")
-            walk(handle, "", 0)
+            walk(handle, "", 0, check_sized)
+    claim(declared, "the model's datasets", where)
 
 
 def _has_ref(dtype: object, h5py: object) -> bool:
@@ -149,4 +254,5 @@ def _has_ref(dtype: object, h5py: object) -> bool:
                for sub, *_ in fields.values())
 
 
-__all__ = ["MAX_DATASET_BYTES", "reading", "screen_hdf5"]
+__all__ = ["MAX_DATASET_BYTES", "claim", "default_read_budget", "read_budget", "reading",
+           "refuse_special", "screen_hdf5", "special_file"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from typing import Any
 from sbc_deploy.errors import TargetError
 from sbc_deploy.ir.encoding import GRIDS
 from sbc_deploy.ir.nodes import NEURON_TYPES, NODE_TYPES, RESETS
+from sbc_deploy.untrusted import shown
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,6 +66,12 @@ RULE_NAMES: tuple[str, ...] = (
     "synapse_memory_per_core", "axons_per_core", "total_cores", "spikes_per_step",
 )
 NONE = "none"  # the TOML spelling of "no such limit"
+EXP_LIMIT = 64  # |weight exponent| of an int_exp grid (2**64 scales stay far inside float64)
+# A target's name becomes a folder under OUTDIR when targets are compared (OUTDIR/<name>/), and
+# is shown on the terminal and in the reports: 1 to 64 ASCII letters, digits, '.', '_' or '-',
+# starting with a letter or a digit (so never '.', '..', a path, or a control character).
+NAME_RULE = "1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or a digit"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 # --------------------------------------------------------------------------- values
@@ -75,6 +83,7 @@ class Provenance:
 
     source: str
     evidence: str
+    borrowed_from: str | None = None  # another chip's figure stood in (``borrowed_from = ...``)
 
     @property
     def is_estimate(self) -> bool:
@@ -247,6 +256,14 @@ class EnergySpec:
     core_step_pj: float
 
 
+@dataclass(frozen=True)
+class TimingSpec:
+    """How long the chip takes per time step, in microseconds (``None``: not known); the
+    report's latency is ``steps x step_us`` and its throughput one over that."""
+
+    step_us: float | None = None
+
+
 @dataclass(frozen=True, eq=False)
 class Target:
     """A hardware target, loaded from a TOML file. Frozen; compare by name and file."""
@@ -263,8 +280,10 @@ class Target:
     energy: EnergySpec
     provenance: Mapping[str, Provenance] = field(default_factory=dict)
     path: Path | None = None
+    timing: TimingSpec = TimingSpec()
 
     def __post_init__(self) -> None:
+        check_target_name(self.name, "target name")  # a folder under OUTDIR; shown raw
         object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
 
     def source(self, key: str) -> Provenance:
@@ -403,6 +422,16 @@ def _pair(value: Any, where: str) -> tuple[int, int]:
     return low, high
 
 
+def _exponent_pair(value: Any, where: str) -> tuple[int, int]:
+    """An ``int_exp`` exponent range: weights are ``mantissa * 2**exp``, so beyond +-64 the
+    scale leaves float64's range (and no chip has such an exponent)."""
+    low, high = _pair(value, where)
+    if low < -EXP_LIMIT or high > EXP_LIMIT:
+        raise _fail(f"exponents must lie in [-{EXP_LIMIT}, {EXP_LIMIT}] (weights are "
+                    f"mantissa x 2**exp), got [{low}, {high}]", where)
+    return low, high
+
+
 def _bits_per_weight(value: Any, where: str) -> int | None:
     if value == "layer":
         return None
@@ -422,7 +451,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "signed": _bool,
         "grid": _choice(TARGET_GRIDS),
         "scale_sharing": _choice(SCALE_SHARING),
-        "exp_range": _or_none(_pair),
+        "exp_range": _or_none(_exponent_pair),
     },
     "neurons": {
         "kinds": _subset(NEURON_KINDS),
@@ -470,9 +499,15 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "core_step_pj": _float,
     },
 }
+# Optional sections: a file without one gets its values "not known" (added after schema 1's
+# first files; every key inside a given section is required as elsewhere).
+OPTIONAL_SECTIONS: dict[str, dict[str, Check]] = {
+    "timing": {"step_us": _or_none(_float)},
+}
 TOP_LEVEL: tuple[str, ...] = ("schema", "name", "description", "export_formats", "rules",
-                              *SCHEMA)
+                              *SCHEMA, *OPTIONAL_SECTIONS)
 ENTRY_KEYS: tuple[str, ...] = ("value", "source", "evidence")
+OPTIONAL_ENTRY_KEYS: tuple[str, ...] = ("borrowed_from",)  # the chip whose figure stands in
 
 
 def _unknown(key: str, known: tuple[str, ...] | list[str], place: str, file: str) -> TargetError:
@@ -490,7 +525,7 @@ def parse_target(data: Mapping[str, Any], file: str = "<target>",
     for key in data:
         if key not in TOP_LEVEL:
             raise _unknown(key, TOP_LEVEL, "the top level", file)
-    missing = [key for key in TOP_LEVEL if key not in data]
+    missing = [key for key in TOP_LEVEL if key not in data and key not in OPTIONAL_SECTIONS]
     if missing:
         raise TargetError(f"lacks {', '.join(missing)}", where=file)
     if data["schema"] != SCHEMA_VERSION:
@@ -499,12 +534,15 @@ def parse_target(data: Mapping[str, Any], file: str = "<target>",
     for key in ("name", "description"):
         if not isinstance(data[key], str) or not data[key].strip():
             raise TargetError("must be a non-empty string", where=f"{file} {key}")
+    check_target_name(data["name"], f"{file} name")
     formats = _subset(EXPORT_FORMATS)(data["export_formats"], f"{file} export_formats")
     rules = _subset(RULE_NAMES)(data["rules"], f"{file} rules")
 
     values: dict[str, dict[str, Any]] = {}
     provenance: dict[str, Provenance] = {}
-    for section, schema in SCHEMA.items():
+    for section, schema in {**SCHEMA, **OPTIONAL_SECTIONS}.items():
+        if section in OPTIONAL_SECTIONS and section not in data:
+            continue
         table = data[section]
         place = f"[{section}]"
         if not isinstance(table, dict):
@@ -530,8 +568,9 @@ def parse_target(data: Mapping[str, Any], file: str = "<target>",
                     f"must be a table {{ value = ..., source = \"...\", evidence = \"...\" }}, "
                     f"got the bare value {entry!r}: every value carries its source", where=where)
             for sub in entry:
-                if sub not in ENTRY_KEYS:
-                    raise _unknown(sub, ENTRY_KEYS, f"{place} {key}", file)
+                if sub not in ENTRY_KEYS + OPTIONAL_ENTRY_KEYS:
+                    raise _unknown(sub, ENTRY_KEYS + OPTIONAL_ENTRY_KEYS, f"{place} {key}",
+                                   file)
             for sub in ENTRY_KEYS:
                 if sub not in entry:
                     raise TargetError(f"has no '{sub}'" + (": every value carries its source"
@@ -542,7 +581,13 @@ def parse_target(data: Mapping[str, Any], file: str = "<target>",
                 raise TargetError("source must be a non-empty string", where=where)
             evidence = _choice(EVIDENCE)(entry["evidence"], f"{where} evidence")
             values[section][key] = check(entry["value"], where)
-            provenance[f"{section}.{key}"] = Provenance(source.strip(), evidence)
+            borrowed = entry.get("borrowed_from")
+            if borrowed is not None and (not isinstance(borrowed, str) or not borrowed.strip()):
+                raise TargetError("borrowed_from must name the chip whose figure stands in",
+                                  where=where)
+            provenance[f"{section}.{key}"] = Provenance(source.strip(), evidence,
+                                                        None if borrowed is None
+                                                        else borrowed.strip())
 
     target = Target(
         name=data["name"],
@@ -557,9 +602,25 @@ def parse_target(data: Mapping[str, Any], file: str = "<target>",
         energy=EnergySpec(**values["energy"]),
         provenance=provenance,
         path=path,
+        timing=TimingSpec(**values.get("timing", {})),
     )
     _check_consistency(target, file)
     return target
+
+
+def check_target_name(name: str, where: str) -> str:
+    """Return ``name`` when it is a safe target name (:data:`NAME_RULE`), else raise.
+
+    Raises:
+        TargetError: the name could leave OUTDIR as a folder name ('..', '/x', 'a/b'), is
+            empty or too long for one, or holds characters a terminal or report would obey.
+    """
+    if not _NAME.fullmatch(name):
+        text = shown(name[:60]) + ("..." if len(name) > 60 else "")
+        raise TargetError(f"'{text}' ({len(name)} characters) is not a valid target name: it "
+                          f"names the target's folder under OUTDIR, so it must be {NAME_RULE}",
+                          where=where)
+    return name
 
 
 def _check_consistency(t: Target, file: str) -> None:
@@ -668,6 +729,8 @@ def load_target(name_or_path: str | Path | Target) -> Target:
         return read_target_file(name_or_path)
     name = str(name_or_path).strip()
     bundled = _bundled()
+    if name not in bundled and name.lower() in bundled:  # --target Loihi2: names ignore case
+        name = name.lower()
     if name not in bundled:
         known = ", ".join(sorted(bundled)) or "none found"
         raise TargetError(f"unknown target '{name}'; known targets: {known}",

@@ -30,6 +30,7 @@ from sbc_deploy.exporters import EXPORTERS
 from sbc_deploy.frontends import load_model
 from sbc_deploy.ir import Graph, Neuron, spike_variant_text
 from sbc_deploy.targets import Target, load_target
+from sbc_deploy.untrusted import shown
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,9 @@ def _load_model(request: Any) -> tuple[Graph, str, Any, Any, list[str]]:
             evaluation = bundled.load_bundled_data("eval")
             files.append(str(bundled.bundled_path(bundled.DATA_FILES["eval"])))
     elif isinstance(model, Graph):
-        graph, name = model, "graph given in memory"
+        graph = model
+        name = str(model.metadata.get("model_name", "graph given in memory"))
+        files.extend(model.metadata.get("input_files", ()))   # e.g. a torch factory + weights
     else:
         graph = load_model(model, dt=request.dt, reset=request.reset,
                            source=getattr(request, "source", None),
@@ -114,6 +117,13 @@ def check_dataset(source: Any, graph: Graph, flag: str) -> Dataset:
     if tuple(data.input_shape) != expected:
         raise DataError(f"samples have shape {tuple(data.input_shape)} per step but the model's "
                         f"input '{input_name}' expects {expected}", where=f"{flag} {data.source}")
+    if data.y is not None and data.y.size:  # a label the output cannot name is bad input
+        classes = int(np.prod(graph.nodes[graph.outputs[0]].output_shape))
+        top = int(np.max(data.y))
+        if top >= classes:
+            raise DataError(f"labels 'y' go up to {top}, but the model's output "
+                            f"'{shown(graph.outputs[0])}' has {classes} classes (labels 0 to "
+                            f"{classes - 1})", where=f"{flag} {data.source}")
     if not np.isclose(data.dt, graph.dt, rtol=1e-6):
         raise DataError(f"data step dt = {data.dt:g} s differs from the model's dt = {graph.dt:g} s"
                         " (re-bin the data or import the model with --dt)",
@@ -127,6 +137,89 @@ def _layer_inputs(graph: Graph) -> list[tuple[str, int]]:
         weight = layer.synapse.weight
         rows.append((layer.name, int(np.prod(weight.shape[1:])) if weight.ndim > 1 else 1))
     return rows
+
+
+def sparsity_bounds(graph: Graph, config: Any) -> list[tuple[str, int, int, int]]:
+    """``(layer, weights, fewest pruned, most pruned)`` of every layer ``config`` compresses:
+    the bounds the allocation works within (N:M and fan-in force a minimum; ``max_sparsity``
+    caps each layer at ``floor(max_sparsity * weights)``)."""
+    from sbc_deploy.compress.masks import min_prune_count
+
+    wanted = getattr(config, "layers", None)
+    rows = []
+    for layer in graph.synapse_layers():
+        if wanted is not None and layer.name not in wanted:
+            continue
+        shape = layer.synapse.weight.shape
+        n_out = int(shape[0]) if len(shape) else 1
+        n_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        numel = n_out * n_in
+        low = min_prune_count(n_out, n_in, config.n_m, config.fan_in)
+        rows.append((layer.name, numel, low, max(low, math.floor(config.max_sparsity * numel))))
+    return rows
+
+
+def largest_sparsity(graph: Graph, config: Any) -> float:
+    """The largest overall ``--sparsity`` (to 4 decimals, rounded down) that ``config``'s
+    allocation can give ``graph``: ``round(s N) <= sum of the per-layer maxima`` for LAMP and
+    global allocation, ``round(s n_l) <= max_l`` of every layer for uniform allocation."""
+    bounds = sparsity_bounds(graph, config)
+    if not bounds:
+        return 0.0
+    if config.allocation == "uniform":
+        return min(math.floor(1e4 * high / numel) / 1e4 for _, numel, _, high in bounds)
+    total = sum(numel for _, numel, _, _ in bounds)
+    return math.floor(1e4 * sum(high for *_, high in bounds) / total) / 1e4
+
+
+def sparsity_problem(graph: Graph, config: Any, asked: float | None) -> str | None:
+    """Why ``--sparsity asked`` cannot be given to ``graph`` under ``config`` (``None``: it can).
+
+    The check the allocation would make after calibration (``allocate.py``), made before any
+    work and said with the flag's largest value that works.
+    """
+    if asked is None or not asked > 0 or not isinstance(config.allocation, str):
+        return None
+    bounds = sparsity_bounds(graph, config)
+    if not bounds:
+        return None
+    cap = f"{100 * config.max_sparsity:g} %"
+    if config.allocation == "uniform":
+        over = [(name, numel, high) for name, numel, _, high in bounds
+                if round(asked * numel) > high]
+        if not over:
+            return None
+        name, numel, high = over[0]
+        return (f"--sparsity {asked:g}: layer '{name}' may lose at most {high:,} of its "
+                f"{numel:,} synapses ({cap} per layer) with --allocation uniform; the largest "
+                f"--sparsity that works is {largest_sparsity(graph, config):g}")
+    total = sum(numel for _, numel, _, _ in bounds)
+    high = sum(h for *_, h in bounds)
+    if round(asked * total) <= high:
+        return None
+    return (f"--sparsity {asked:g}: the network's {total:,} synapses allow at most {high:,} "
+            f"removed (each layer keeps at least {100 - 100 * config.max_sparsity:g} % of its "
+            f"synapses); the largest --sparsity that works is "
+            f"{largest_sparsity(graph, config):g}")
+
+
+#: rules no compression can satisfy: a target that a network breaks one of is refused up front
+REFUSING_RULES = ("supported_neuron_model", "supported_layer_types")
+
+
+def refusal(graph: Graph, target: Target) -> str | None:
+    """Why ``target`` cannot run ``graph`` whatever compression does (its neuron model or a
+    layer type it lacks), or ``None``: said before any compression."""
+    from sbc_deploy.check.rules import RULES
+
+    reasons = []
+    for name in REFUSING_RULES:
+        for violation in RULES[name](graph, target):
+            if violation.severity == "error" and violation.message not in reasons:
+                reasons.append(violation.message)
+    if not reasons:
+        return None
+    return reasons[0] + (f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else "")
 
 
 def _spike_variant_problems(graph: Graph, targets: list[Target],
@@ -174,10 +267,21 @@ def validate_request(request: Any) -> Plan:
             targets.append(spec if isinstance(spec, Target) else load_target(spec))
         except SbcDeployError as err:
             problems.append(_text(err))
+    if len(targets) > 1:  # each compared target writes into OUTDIR/<name>/ (any letter case)
+        names = [t.name.lower() for t in targets]
+        for twice in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"--target: two targets are named '{twice}'; compared targets each "
+                            "write into OUTDIR/<name>/, so their names must differ (ignoring "
+                            "letter case)")
     max_drop = getattr(request, "max_drop", None)
     if max_drop is not None and not (isinstance(max_drop, (int, float))
                                      and math.isfinite(max_drop) and 0 <= max_drop <= 100):
         problems.append(f"--max-drop: must lie in [0, 100] accuracy points, got {max_drop!r}")
+    rank_by = getattr(request, "rank_by", "energy")
+    from sbc_deploy.report.summary import RANKINGS
+
+    if rank_by not in RANKINGS:
+        problems.append(f"--rank-by {rank_by}: unknown; known: {', '.join(RANKINGS)}")
     if request.eval_limit is not None and request.eval_limit < 1:
         problems.append(f"eval_limit: must be >= 1, got {request.eval_limit}")
 
@@ -198,6 +302,7 @@ def validate_request(request: Any) -> Plan:
 
     # flags against each target's weight format and limits
     needs_calib = False
+    configs: list[tuple[Target, Any]] = []
     for target in targets:
         weights, limits = target.weights, target.limits
         if request.bits is not None and weights.grid not in ("float", "none") and \
@@ -216,10 +321,11 @@ def validate_request(request: Any) -> Plan:
             problems.append(f"{target.name}: {_text(err)}")
         else:
             needs_calib = needs_calib or config.needs_calibration
+            configs.append((target, config))
 
     from sbc_deploy.frontends.conventions import CONSUMERS
 
-    nir_for = getattr(request, "nir_for", "nir")
+    nir_for = getattr(request, "nir_for", None) or "nir"  # None: chosen from --from
     if nir_for not in CONSUMERS:
         problems.append(f"--nir-for {nir_for}: unknown NIR consumer; known: "
                         f"{', '.join(CONSUMERS)}")
@@ -249,6 +355,14 @@ def validate_request(request: Any) -> Plan:
         if calib_src is None and needs_calib:
             problems.append(f"--calib: --method {request.method} needs calibration data; pass "
                             "--calib DATA (or --method magnitude, which needs none)")
+        for target, config in configs:
+            problem = sparsity_problem(graph, config, request.sparsity)
+            if problem:
+                problems.append(f"{target.name}: {problem}")
+        refused = [(t.name, refusal(graph, t)) for t in targets]
+        if targets and all(reason for _, reason in refused):
+            problems.extend(f"--target {name}: refused before any work: {reason}"
+                            for name, reason in refused)
         problems.extend(_spike_variant_problems(graph, targets, request.export))
         if request.n_m is not None:
             m = request.n_m[1]
@@ -272,4 +386,5 @@ def validate_request(request: Any) -> Plan:
     return Plan(graph, name, tuple(targets), calib, evaluation, tuple(dict.fromkeys(files)))
 
 
-__all__ = ["Plan", "ValidationError", "check_dataset", "validate_request"]
+__all__ = ["REFUSING_RULES", "Plan", "ValidationError", "check_dataset", "largest_sparsity", "refusal",
+           "sparsity_bounds", "sparsity_problem", "validate_request"]

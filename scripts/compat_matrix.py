@@ -1,8 +1,16 @@
 #!/usr/bin/env python3
-"""Render README's NIR compatibility matrix from the results of tests/test_framework_interop.py.
+"""Render README's NIR compatibility table from the framework interop tests' results.
 
-    python -m pytest tests/test_framework_interop.py        # writes build/compat-results.json
-    python scripts/compat_matrix.py [RESULTS] [--readme README.md] [--check]
+    python -m pytest tests/test_framework_interop.py   # writes build/compat-results/*.json
+    python scripts/compat_matrix.py [RESULTS ...] [--readme README.md] [--check]
+
+Every test module that runs frameworks (tests/test_framework_interop.py, and any other that
+records through tests/frameworks/harness.py's ``Results``) writes one JSON file into
+``build/compat-results/``; without arguments all of them are read, in name order, so a new test
+file's rows join the table without a change here. Each row shows the case, the firing rates of
+the network's spiking layers, its output spikes and how many output entries (step x sample x
+neuron) differ; a row that is not exact says why (the framework's source line, an upstream
+issue, or the reason no IR can match it).
 
 The table replaces what stands between ``<!-- compat-matrix:start -->`` and
 ``<!-- compat-matrix:end -->`` in the README (written atomically). ``--check`` writes nothing and
@@ -20,17 +28,22 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "build" / "compat-results"
 START, END = "<!-- compat-matrix:start -->", "<!-- compat-matrix:end -->"
 ORDER = ("snntorch", "norse", "sinabs", "rockpool", "spyx")
 PACKAGES = {"snntorch": "snntorch", "norse": "norse", "sinabs": "sinabs", "rockpool": "rockpool",
-            "spyx": "spyx"}
-NETWORKS = {
-    "mlp": "bundled MLP", "cnn": "bundled CNN", "mlp_pruned": "bundled MLP, 50 % pruned",
-    "mlp_subtract": "bundled MLP, subtract reset", "cnn_subtract": "bundled CNN, subtract reset",
-    "mlp_pruned_subtract": "bundled MLP, 50 % pruned, subtract reset",
-    "own_mlp_cubalif": "its own CubaLIF MLP via sbc-deploy, 50 % pruned",
-    "own_mlp_if": "its own IF MLP via sbc-deploy, 50 % pruned",
-}
+            "spyx": "spyx", "spikingjelly": "spikingjelly"}
+
+
+def load(paths: list[Path]) -> dict[str, Any]:
+    """The results of several JSON files as one ``{"versions", "results"}``."""
+    merged: dict[str, Any] = {"versions": {}, "results": []}
+    for path in paths:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for framework, versions in data.get("versions", {}).items():
+            merged["versions"].setdefault(framework, {}).update(versions)
+        merged["results"].extend(data["results"])
+    return merged
 
 
 def _versions(data: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -42,47 +55,78 @@ def _versions(data: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 
 def _framework_label(name: str, versions: dict[str, str]) -> str:
-    main = versions.get(PACKAGES[name])
+    main = versions.get(PACKAGES.get(name, name))
     extra = [f"{p} {v}" for p, v in sorted(versions.items()) if p in ("nir", "torch", "jax")]
     head = f"{name} {main}" if main else name
     return f"{head} ({', '.join(extra)})" if extra else head
 
 
-def _network(entry: dict[str, Any]) -> str:
+def _settings(entry: dict[str, Any]) -> str:
+    settings = {k: v for k, v in (entry.get("settings") or {}).items() if k != "dt"}
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+def _case(entry: dict[str, Any]) -> str:
     if entry["direction"] == "consumer":
-        return NETWORKS.get(entry["network"], entry["network"])
-    return f"{entry['case']} ({entry['network']}, {entry['neuron']})"
+        return f"{entry['case']} ({entry['neuron']})"
+    text = f"{entry['case']} ({entry['network']}, {entry['neuron']})"
+    settings = _settings(entry)
+    return f"{text}: {settings}" if settings else text
+
+
+def _direction(entry: dict[str, Any]) -> str:
+    if entry["direction"] == "consumer":
+        return f"`--nir-for {entry['framework']}` -> its import"
+    how = entry.get("import") or {}
+    flags = f"--from {how.get('source') or entry['framework']}"
+    if how.get("reset"):
+        flags += f" --reset {how['reset']}"
+    return f"its export -> `{flags}`"
+
+
+def _activity(entry: dict[str, Any]) -> str:
+    rates = entry.get("rates") or []
+    return " / ".join(f"{100 * r:.0f} %" if r >= 0.1 else f"{100 * r:.1f} %"
+                      for r in rates) if rates else "-"
+
+
+def _count(entry: dict[str, Any], key: str) -> str:
+    value = entry.get(key)
+    return "-" if value is None else f"{value:,}"
 
 
 def _result(entry: dict[str, Any]) -> str:
     status, reason = entry["status"], entry.get("expected_failure")
-    counts = (f"{entry['spikes_reference']} spikes" if status == "exact" else
-              f"{entry.get('differing')} of {entry.get('entries')} entries differ")
     if status == "exact":
-        return f"exact ({counts})"
+        return "exact"
     if status == "refused":
-        return f"refused on export: {reason}"
-    what = "differs" if status == "differs" else "fails"
-    text = f"{what} ({counts}): {reason}" if status == "differs" else f"{what}: {reason}"
-    return text if reason else f"{what}: {entry.get('error', '')}"
+        return f"refused on export: {reason or entry.get('error', '')}"
+    if status == "differs":
+        return f"differs: {reason}" if reason else "differs"
+    return f"fails: {reason or entry.get('error', '')}"
 
 
 def render(data: dict[str, Any]) -> str:
-    """The Markdown table (with a one-line header) of a results JSON."""
+    """The Markdown table (with a summary line) of the merged results."""
     versions = _versions(data)
     rows = sorted(data["results"], key=lambda e: (
-        ORDER.index(e["framework"]) if e["framework"] in ORDER else len(ORDER),
+        ORDER.index(e["framework"]) if e["framework"] in ORDER else len(ORDER), e["framework"],
         e["direction"] != "producer"))
-    lines = ["| framework | direction | network | result |", "|---|---|---|---|"]
+    lines = ["| framework | direction | case | firing per layer | output spikes | "
+             "entries differing | result |", "|---|---|---|---|---|---|---|"]
     for entry in rows:
         label = _framework_label(entry["framework"], versions.get(entry["framework"], {}))
-        direction = ("its export -> `--from`" if entry["direction"] == "producer"
-                     else "`--nir-for` -> its import")
-        result = _result(entry).replace("|", "\\|")
-        lines.append(f"| {label} | {direction} | {_network(entry)} | {result} |")
-    exact = sum(e["status"] == "exact" for e in data["results"])
-    summary = (f"{exact} of {len(data['results'])} cases spike-for-spike exact; generated by "
-               "`scripts/compat_matrix.py` from `tests/test_framework_interop.py`.")
+        differing = (f"{entry['differing']:,} of {entry['entries']:,}"
+                     if entry.get("entries") is not None else "-")
+        cells = [label, _direction(entry), _case(entry), _activity(entry),
+                 _count(entry, "spikes_reference"), differing, _result(entry)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    statuses = [e["status"] for e in data["results"]]
+    summary = (f"{statuses.count('exact')} of {len(statuses)} cases spike-for-spike exact, "
+               f"{statuses.count('refused')} refused on export with the reason, "
+               f"{len(statuses) - statuses.count('exact') - statuses.count('refused')} "
+               "differ; generated by `scripts/compat_matrix.py` from the framework interop "
+               "tests (`tests/test_framework_interop.py`).")
     return "\n".join([summary, "", *lines])
 
 
@@ -96,22 +140,24 @@ def replace_between_markers(text: str, table: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", nargs="?", default=str(ROOT / "build" / "compat-results.json"))
+    parser.add_argument("results", nargs="*",
+                        help=f"results JSON files (default: every {RESULTS_DIR}/*.json)")
     parser.add_argument("--readme", default=str(ROOT / "README.md"))
     parser.add_argument("--check", action="store_true", help="compare only, write nothing")
     args = parser.parse_args(argv)
-    results = Path(args.results)
-    if not results.exists():
-        print(f"compat_matrix: {results} does not exist; run "
+    paths = [Path(p) for p in args.results] or sorted(RESULTS_DIR.glob("*.json"))
+    missing = [p for p in paths if not p.exists()]
+    if not paths or missing:
+        print(f"compat_matrix: no results ({', '.join(map(str, missing)) or RESULTS_DIR}); run "
               "`python -m pytest tests/test_framework_interop.py` first", file=sys.stderr)
         return 2
-    table = render(json.loads(results.read_text()))
+    table = render(load(paths))
     readme = Path(args.readme)
     old = readme.read_text(encoding="utf-8")
     new = replace_between_markers(old, table)
     if args.check:
         if new != old:
-            print(f"compat_matrix: {readme} is out of date with {results}", file=sys.stderr)
+            print(f"compat_matrix: {readme} is out of date with the results", file=sys.stderr)
             return 1
         return 0
     tmp = readme.with_name(readme.name + ".tmp")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the separate framework environments used by tests/test_framework_interop.py.
 #
-#   scripts/make_framework_envs.sh [NAME ...]     NAME in: torch sinabs spyx (default: all three)
+#   scripts/make_framework_envs.sh [NAME ...]     NAME in: torch sinabs spyx spikingjelly
+#                                                 (default: all four)
 #
 # Each environment is a venv under <repo>/.fw-venvs/<NAME> (git-ignored; override the parent
 # folder with FW_VENVS_DIR). Frameworks whose pins agree share one environment:
@@ -12,6 +13,8 @@
 #           (the last nirtorch that accepts nir<1.0.6 and still has sinabs' nirtorch.load),
 #           torch==2.13.0 (CPU)
 #   spyx    spyx==1.0.0, jax/jaxlib==0.10.2, flax==0.12.8, optax==0.2.8, nir==1.0.8
+#   spikingjelly  spikingjelly==2.0.0, nir==1.0.8, nirtorch==2.6, torch==2.13.0 (CPU)
+#           (section "spikingjelly" below; used by tests/test_spikingjelly.py)
 #
 # lava-dl stays in its own environment (scripts/make_lava_env.sh, <repo>/.lava-venv).
 #
@@ -75,6 +78,18 @@ print("  " + ", ".join(f"{p} {md.version(p)}" for p in ("torch", "sinabs", "nir"
         spyx) "$py" -W ignore -c '
 import importlib.metadata as md, jax, nir, spyx, spyx.nir
 print("  " + ", ".join(f"{p} {md.version(p)}" for p in ("spyx", "jax", "flax", "nir")))' ;;
+        spikingjelly) "$py" -W ignore -c '
+import importlib.metadata as md, sys, types, torch, nir, nirtorch
+assert "torchvision" not in {d.metadata["Name"] for d in md.distributions()}, "torchvision"
+for name in ("torchvision", "torchvision.models", "torchvision.models.utils"):
+    sys.modules[name] = types.ModuleType(name)  # as the driver does (see the section below)
+sys.modules["torchvision.models.utils"].load_state_dict_from_url = None
+from spikingjelly.activation_based import functional, layer, neuron
+from spikingjelly.activation_based.model import sew_resnet, spiking_vgg, spikformer
+from spikingjelly.activation_based.nir_exchange import export_to_nir
+assert torch.__version__.startswith("2.13.0"), torch.__version__
+print("  " + ", ".join(f"{p} {md.version(p)}" for p in
+      ("torch", "spikingjelly", "nir", "nirtorch")))' ;;
     esac
 }
 
@@ -103,7 +118,19 @@ build() {  # build NAME
         spyx)
             "${pip[@]}" "spyx==1.0.0" "jax[cpu]==0.10.2" "flax==0.12.8" "optax==0.2.8" \
                 "nir==1.0.8" ;;
-        *) die "unknown environment '$name' (known: torch sinabs spyx)" ;;
+        spikingjelly)
+            # spikingjelly 2.0.0 declares torchvision and torchaudio (used by its datasets,
+            # model-zoo weight downloads and examples, none of which the driver runs); pip
+            # resolves them to CUDA builds that fail beside the CPU torch ("operator
+            # torchvision::nms does not exist"). So: --no-deps, plus what the driver's imports
+            # need (numpy, loguru; nir and nirtorch for its NIR export, which it does not declare
+            # outside its [nir] extra). The driver registers an empty torchvision module for
+            # the zoo's `from torchvision.models.utils import load_state_dict_from_url`.
+            "${pip[@]}" "${torch_args[@]}" "torch==2.13.0"
+            "${pip[@]}" "nir==1.0.8" "nirtorch==2.6" "numpy>=1.24,<3" "packaging" "loguru>=0.7,<1" \
+                "torch==2.13.0"
+            "${pip[@]}" --no-deps "spikingjelly==2.0.0" ;;
+        *) die "unknown environment '$name' (known: torch sinabs spyx spikingjelly)" ;;
     esac
     smoke "$name" || die "the $name environment does not import (see the traceback above)"
     echo "$RECIPE_VERSION" > "$stamp"
@@ -112,6 +139,6 @@ build() {  # build NAME
 
 mkdir -p "$BASE"
 names=("$@")
-[[ ${#names[@]} -gt 0 ]] || names=(torch sinabs spyx)
+[[ ${#names[@]} -gt 0 ]] || names=(torch sinabs spyx spikingjelly)
 for name in "${names[@]}"; do build "$name"; done
 say "done in $((SECONDS - START)) s: ${names[*]} under $BASE"

@@ -96,6 +96,41 @@ def measure(page: Path, width: int) -> dict[str, Any]:
     return json.loads(text.replace("&amp;", "&"))
 
 
+_FIRST_SCREEN = """
+<script>
+(function () {
+  var walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT), out = [];
+  while (walker.nextNode()) {
+    var node = walker.currentNode, range = document.createRange();
+    range.selectNodeContents(node);
+    var r = range.getBoundingClientRect();
+    if (r.height > 0 && r.bottom > 0 && r.top < window.innerHeight && node.textContent.trim())
+      out.push(node.textContent.trim());
+  }
+  var pre = document.createElement('pre');
+  pre.id = 'first-screen';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>
+"""
+
+
+def first_screen(page: Path, width: int, height: int = 900) -> list[str]:
+    """The texts Chromium lays out (at least partly) inside the first ``width`` x ``height``
+    screen of ``page``, in document order: what a reader sees before scrolling."""
+    html = Path(page).read_text(encoding="utf-8")
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.html"
+        probe.write_text(html.replace("</body>", _FIRST_SCREEN + "</body>"), encoding="utf-8")
+        dom = _run([f"--window-size={width},{height}", "--dump-dom", probe.as_uri()])
+    found = re.search(r'<pre id="first-screen">(.*?)</pre>', dom, re.S)
+    if found is None:
+        raise RuntimeError("the first-screen script did not run (no #first-screen in the DOM)")
+    text = found.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
+    return json.loads(text.replace("&amp;", "&"))
+
+
 def _overlap(a: list[float], b: list[float], slack: float = 0.5) -> float:
     """Area in px^2 where two boxes overlap (each shrunk by ``slack`` px on every side)."""
     w = min(a[2], b[2]) - max(a[0], b[0]) - 2 * slack

@@ -319,7 +319,7 @@ def test_weights_on_grid_flags():
     float_graph = chain(Input((4,)), Affine(np.full((3, 4), 0.3)), lif(3), Output((3,)))
     v = only(run("weights_on_grid", float_graph, LOIHI1), layer="n1", actual="float",
              limit="8-bit int_exp")
-    assert "compress with --target loihi1" in v.message
+    assert "sbc-deploy MODEL --target loihi1" in v.message and "--target loihi1 puts" in v.message
     per_channel = chain(Input((2,)), int_dense([[1, -2], [3, 4]], [0.25, 0.5]), if_((2,)),
                         Output((2,)))
     only(run("weights_on_grid", per_channel, LOIHI1), actual="int", limit="int_exp")

@@ -133,7 +133,7 @@ def test_check_prints_one_verdict_per_target_and_the_violations(capsys):
     assert main(["check", str(model), "--target", "loihi1,speck"]) == 1
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].startswith("loihi1: fits (3 / 128 cores")
+    assert lines[0].startswith("loihi1: fits (3 of 128 cores")
     assert lines[1].startswith("speck: DOES NOT FIT: ")
     # the table: one row per violation, the same ones the library finds
     from sbc_deploy.targets import load_target

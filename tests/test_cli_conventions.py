@@ -56,7 +56,9 @@ def test_inspect_from_sinabs_counts_steps_and_verbose_logs_the_convention(tmp_pa
     out = capsys.readouterr().out
     assert "dt unknown (sinabs counts time in steps" in out and "--dt SECONDS" in out
     assert main(["inspect", str(model), "--from", "brian"]) == 2
-    assert "invalid choice" in capsys.readouterr().err
+    assert "unknown framework 'brian'" in capsys.readouterr().err
+    assert main(["inspect", str(model), "--from", "sinabs:spike_fn=triple"]) == 2
+    assert "spike_fn must be one of multi, single" in capsys.readouterr().err
 
 
 def test_sinabs_network_is_not_silent_with_from_sinabs(tmp_path, rng):
@@ -85,18 +87,26 @@ def test_discretization_flag_reaches_the_importer(tmp_path, rng, capsys):
     assert "discretization: euler" in capsys.readouterr().out
 
 
-def test_deploy_nir_for_writes_the_adapted_file_and_says_what_changed(tmp_path, rng):
+def test_deploy_nir_for_writes_the_adapted_file_and_says_what_changed(tmp_path, rng, capsys):
     model = _sinabs_if_net(tmp_path / "sinabs.nir", rng)
     calib = _data(tmp_path / "calib.npz", rng, (10,))
     out = tmp_path / "out"
-    code = main([str(model), "--from", "sinabs", "--dt", "0.001", "--target", "generic",
+    # sinabs' default subtract reset: snntorch's importer builds zero resets only, refused
+    # before any work
+    assert main([str(model), "--from", "sinabs", "--dt", "0.001", "--target", "generic",
                  "--calib", str(calib), "--method", "magnitude", "--export", "nir",
-                 "--nir-for", "snntorch", "--quiet", "-o", str(out)])
+                 "--nir-for", "snntorch", "--quiet", "-o", str(out)]) == 2
+    assert "snntorch 1.0.0's importer builds reset_mechanism='zero'" in capsys.readouterr().err
+    code = main([str(model), "--from", "sinabs", "--reset", "zero", "--dt", "0.001",
+                 "--target", "generic", "--calib", str(calib), "--method", "magnitude",
+                 "--export", "nir", "--nir-for", "snntorch", "--quiet", "-o", str(out)])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     notes = report["notes"]
     assert any(n.startswith("nir export for snntorch: dt relabelled") for n in notes)
-    assert any("import (convention sinabs)" in n for n in notes)  # multi-spike said
+    assert any("import (convention sinabs)" in n for n in notes)  # sinabs' settings said
+    # sinabs' MultiSpike, v >= threshold neurons become the ones snntorch's importer builds
+    assert any("converted to snntorch's model before calibration" in n for n in notes)
     assert report["settings"]["nir_for"] == "snntorch"
     with h5py.File(out / "model.nir") as f:
         assert float(f["node/metadata/dt"][()]) == 1e-4
@@ -142,3 +152,36 @@ def test_an_unknown_nir_consumer_is_refused_before_any_work(tmp_path):
         deploy(DeployRequest(model="nmnist_mlp", targets=("generic",), nir_for="brian",
                              out_dir=out, method="magnitude"))
     assert not out.exists()
+
+
+def test_what_came_in_as_a_framework_goes_out_as_it(tmp_path, rng):
+    """--from sinabs without --nir-for: model.nir is written for sinabs' importer, the network
+    is converted to what that importer builds (MultiSpike, IF clamp at -threshold) before
+    calibration, and the report says both; --nir-for nir gives spec NIR; a network sinabs'
+    importer cannot build (a zero reset) falls back to spec NIR and says why."""
+    model = _sinabs_if_net(tmp_path / "sinabs.nir", rng)
+    calib = _data(tmp_path / "calib.npz", rng, (10,))
+
+    def run(*extra: str) -> tuple[dict, str]:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        assert main([str(model), "--from", "sinabs:spike_fn=single", "--dt", "0.001",
+                     "--target", "generic", "--calib", str(calib), "--method", "magnitude",
+                     "--export", "nir", "--quiet", "-o", str(out), *extra]) == 0
+        with h5py.File(out / "model.nir") as f:
+            written_for = f["node/metadata/sbc_nir_for"][()].decode()
+        return json.loads((out / "report.json").read_text()), written_for
+
+    report, written_for = run()
+    assert report["settings"]["nir_for"] == "sinabs" and written_for == "sinabs"
+    notes = report["notes"]
+    assert any("model.nir is written for sinabs's importer" in n for n in notes), notes
+    converted = [n for n in notes if "converted to sinabs's model before calibration" in n]
+    assert len(converted) == 2 and all("max_spikes=unbounded" in n and "v_min" in n
+                                       for n in converted)
+    report, written_for = run("--nir-for", "nir")
+    assert report["settings"]["nir_for"] == "nir" and written_for == "nir"
+    assert not any("converted to" in n for n in report["notes"])
+    report, written_for = run("--reset", "zero")
+    assert report["settings"]["nir_for"] == "nir" and written_for == "nir"
+    assert any("written as spec NIR (--nir-for nir) instead: sinabs's importer cannot" in n
+               and "MembraneSubtract" in n for n in report["notes"])

@@ -18,6 +18,7 @@ from conftest import fixture_path
 
 from sbc_deploy import bundled
 from sbc_deploy.errors import ConfigError, ExportError, SbcDeployError
+from sbc_deploy.exporters.nir_consumers import consumer_model
 from sbc_deploy.exporters.to_nir import export_nir, to_nir, write_nir, write_nir_for
 from sbc_deploy.frontends import load_model
 from sbc_deploy.frontends.conventions import CONSUMERS, CONVENTIONS, SOURCES
@@ -127,14 +128,14 @@ def test_exact_discretization_from_load_and_the_file_overrides(tmp_path):
 # --------------------------------------------------------------------------- write for X, read as X
 
 
-def _cuba_recurrent(rng) -> Graph:
+def _cuba_recurrent(rng, reset: str = "subtract") -> Graph:
     """A dense recurrent CubaLIF network every consumer with CubaLIF can hold."""
     n, h = 6, 12
     g = Graph({
         "in": Input((n,)),
         "fc": Affine(rng.normal(0.6, 0.5, (h, n))),
         "cuba": CubaLIF(alpha=np.full(h, 0.7), beta=np.full(h, 0.8), v_threshold=np.ones(h),
-                        gain_syn=np.full(h, 0.5), gain=np.full(h, 0.9), reset="subtract"),
+                        gain_syn=np.full(h, 0.5), gain=np.full(h, 0.9), reset=reset),
         "rec": Affine(rng.normal(0, 0.3, (h, h))),
         "out": Output((h,)),
     }, [("in", "fc"), ("fc", "cuba"), ("cuba", "rec"), ("rec", "cuba"), ("cuba", "out")],
@@ -151,7 +152,11 @@ def _bundled_x(model: str, n: int = 16) -> torch.Tensor:
 @pytest.mark.parametrize("model", ["nmnist_mlp", "nmnist_cnn"])
 def test_written_for_a_framework_and_read_as_it_gives_the_same_spikes(model, consumer,
                                                                       tmp_path):
-    graph = bundled.load_bundled_model(model)
+    """Converted to the consumer's model (consumer_model, what --nir-for does before
+    calibration), written for it and read back as it: the same spikes. sinabs and spyx build
+    subtract-reset neurons only, so the bundled networks are read with --reset subtract."""
+    reset = "subtract" if CONVENTIONS[consumer].consumer.reset == "subtract" else None
+    graph = consumer_model(bundled.load_bundled_model(model, reset=reset), consumer).graph
     x = _bundled_x(model)
     want = _run(graph, x)
     assert want.sum() > 0
@@ -166,7 +171,7 @@ def test_written_for_a_framework_and_read_as_it_gives_the_same_spikes(model, con
 
 
 def test_rockpool_export_keeps_the_recurrent_weights_and_the_spikes(rng, tmp_path):
-    graph = _cuba_recurrent(rng)
+    graph = consumer_model(_cuba_recurrent(rng), "rockpool").graph  # rockpool's multi-spike
     x = _spikes_in(graph, 40, 5, seed=1)
     want = _run(graph, x)
     assert want.sum() > 0
@@ -199,7 +204,9 @@ def test_exports_for_frameworks_follow_their_importers_conventions(tmp_path):
         if isinstance(node, nir.Flatten):  # torch Flatten(-3, -1) keeps the batch axis
             assert (int(node.start_dim), int(node.end_dim)) == (-3, -1)
     assert not any(isinstance(n, nir.SumPool2d) for n in snn.nodes.values())
-    sinabs = write_nir_for(graph, tmp_path / "s.nir", nir_for="sinabs")
+    subtract = bundled.load_bundled_model("nmnist_cnn", reset="subtract")
+    sinabs = write_nir_for(consumer_model(subtract, "sinabs").graph, tmp_path / "s.nir",
+                           nir_for="sinabs")
     with h5py.File(tmp_path / "s.nir") as f:
         names = []
         f["node"].visit(names.append)
@@ -286,7 +293,11 @@ def _check(graph_nir, reference, x, **load):
 
 def test_snntorch_rleaky_and_rsynaptic_nested_graphs(rng):
     """snntorch 1.0.0 export_nir.py: dt = 1e-4, tau = dt/(1-beta), r = tau/dt, nested graph
-    {input, lif, w_rec, output}; snntorch steps v = beta v + x (+ W_rec s), zero reset."""
+    {input, lif, w_rec, output}. With reset_mechanism='zero' and reset_delay=False (what
+    snntorch's importer builds) snntorch steps v = beta v + x (+ W_rec s) and zeroes v in the
+    step of the spike; its defaults (subtract, reset_delay=True) are what --from snntorch
+    assumes when nothing is said (the spike variants themselves are checked against snntorch
+    in tests/test_framework_interop.py)."""
     n_in, n, dt = 5, 8, 1e-4
     w, w_rec = rng.normal(0.5, 0.4, (n, n_in)), rng.normal(0, 0.4, (n, n))
     x = (rng.random((30, 3, n_in)) < 0.4).astype(float)
@@ -295,15 +306,25 @@ def test_snntorch_rleaky_and_rsynaptic_nested_graphs(rng):
     leaky = nir.LIF(tau=tau, r=tau / dt, v_leak=np.zeros(n), v_threshold=np.ones(n),
                     v_reset=np.zeros(n))
     ref = _lif_reference(w, x, 1 - dt / tau, 1.0, 1.0, w_rec=w_rec)
-    graph = _check(_outer(_nested(leaky, nir.Linear(w_rec), n), w, n_in, n), ref, x,
-                   framework="snntorch")
-    assert graph.dt == 1e-4 and graph.metadata["reset"] == "zero"  # snntorch's, not asked for
+    nested = _outer(_nested(leaky, nir.Linear(w_rec), n), w, n_in, n)
+    graph = _check(nested, ref, x, framework="snntorch:reset_delay=false", reset="zero")
+    assert graph.dt == 1e-4 and graph.nodes["rnn.lif"].reset_timing == "same_step"
+    default = from_nir(nested, framework="snntorch")  # snntorch's defaults, said
+    assert default.metadata["reset"] == "subtract"
+    assert default.nodes["rnn.lif"].reset_timing == "next_step"
+    assert any("reset_delay=true" in line for line in default.metadata["convention_caveats"])
+    zero = from_nir(nested, framework="snntorch", reset="zero")  # RLeaky's refractory step
+    assert zero.nodes["rnn.lif"].reset_timing == "next_step"
     alpha = 0.6
     tau_syn = np.full(n, dt / (1 - alpha))
     synaptic = nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau, r=tau / dt, w_in=tau_syn / dt,
                            v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n))
     ref = _lif_reference(w, x, 1 - dt / tau, 1.0, 1.0, w_rec=w_rec, alpha=1 - dt / tau_syn)
-    _check(_outer(_nested(synaptic, nir.Linear(w_rec), n), w, n_in, n), ref, x)  # detected
+    detected = _check(_outer(_nested(synaptic, nir.Linear(w_rec), n), w, n_in, n), ref, x,
+                      reset="zero", framework="snntorch:reset_delay=false")
+    assert detected.metadata["convention"] == "snntorch"
+    assert from_nir(_outer(_nested(synaptic, nir.Linear(w_rec), n), w, n_in, n)
+                    ).metadata["convention"] == "snntorch"  # r = tau / 1e-4 gives it away
 
 
 def test_norse_lif_as_norse_1_1_writes_it(rng):
@@ -346,12 +367,16 @@ def test_sinabs_iaf_and_iafrecurrent_count_time_in_steps(rng):
                          edges=[("input", "fc"), ("fc", "iaf"), ("iaf", "rec"), ("rec", "iaf"),
                                 ("iaf", "output")], type_check=False)
     ref = _lif_reference(w, x, 1.0, 1.0, 1.0, reset="subtract", w_rec=w_rec)
-    # sinabs fires floor(v / thr) spikes at v >= thr: here never more than one, never equal
-    imported = _check(graph, ref, x, framework="sinabs", dt=1e-3)
+    # sinabs' SingleSpike fires one spike at v >= thr (never equal here); its default
+    # MultiSpike floor(v / thr) is max_spikes None
+    imported = _check(graph, ref, x, framework="sinabs:spike_fn=single", dt=1e-3)
+    assert imported.nodes["iaf"].fires_at_equal and imported.nodes["iaf"].max_spikes == 1
+    assert from_nir(graph, framework="sinabs", dt=1e-3).nodes["iaf"].max_spikes is None
     assert isinstance(imported.nodes["iaf"], IF)
     np.testing.assert_array_equal(imported.nodes["iaf"].gain, 1.0)
     assert imported.metadata["reset"] == "subtract"
-    assert imported.metadata["convention_caveats"]  # multi-spike and >= are said
+    assert any("spike_fn=single" in line  # what the file cannot say is said
+               for line in imported.metadata["convention_caveats"])
     spec = from_nir(graph, dt=1e-3, reset="subtract", framework="nir")
     assert _run(spec, torch.from_numpy(x).float()).sum() == 0  # the issue's silent network
     with pytest.raises(ConfigError, match="steps") as err:
@@ -377,8 +402,12 @@ def test_rockpool_batch_axis_recurrent_cubalif_and_dt_from_r(rng):
                          type_check=False)
     ref = _lif_reference(w, x, np.exp(-dt / tau_mem), 1.0, 1.0, reset="subtract", w_rec=w_rec,
                          alpha=np.exp(-dt / tau_syn), syn_after=True)
-    imported = _check(graph, ref, x)  # detected: batch axis and r's single dt
-    assert imported.metadata["convention"] == "rockpool"
+    # rockpool's default max_spikes_per_dt is 2**16 (the file does not say); the reference
+    # fires one spike per step, as LIFTorch(max_spikes_per_dt=1)
+    imported = _check(graph, ref, x, framework="rockpool:max_spikes_per_dt=1")
+    detected = from_nir(graph)  # detected: batch axis and r's single dt
+    assert detected.metadata["convention"] == "rockpool"
+    assert detected.nodes["rnn.lif"].max_spikes == 2 ** 16
     assert imported.dt == pytest.approx(dt, rel=1e-10)
     assert imported.nodes["input"].shape == (n_in,)
     assert any("batch axis" in line for line in imported.metadata["import_notes"])
@@ -395,8 +424,13 @@ def test_spyx_recurrent_layout_and_r_equal_to_beta(rng):
     beta = np.full(n, 0.8)
     lif = nir.LIF(tau=1 / (1 - beta), r=beta, v_leak=np.zeros(n), v_threshold=np.ones(n))
     graph = _outer(_nested(lif, nir.Linear(w_rec), n, layout="spyx"), w, n_in, n)
-    ref = _lif_reference(w, x, 0.8, 1.0, 1.0, reset="subtract", w_rec=w_rec)
-    late = np.concatenate([np.zeros_like(ref[:1]), ref[:-1]])  # spyx sends spikes a step late
+    # spyx nn.RLIF: s = H(V - thr) on the membrane before the update (the spike it sends now),
+    # V = beta V + x + s W_rec - s thr (the reset after the decay)
+    v, late = np.zeros((3, n)), np.zeros((30, 3, n))
+    for t in range(30):
+        spikes = (v - 1.0 > 0).astype(float)
+        v = 0.8 * v + x[t] @ w.T + spikes @ w_rec.T - spikes
+        late[t] = spikes
     imported = _check(graph, late, x)  # detected from r = 1 - 1/tau
     assert imported.metadata["convention"] == "spyx"
     assert ("fc", "rnn.lif") in imported.edges and ("fc", "rnn.w_rec") not in imported.edges
@@ -477,7 +511,8 @@ def test_unknown_framework_and_format_mismatch_are_clear(tmp_path):
 
 
 def test_the_convention_table_cites_a_source_for_every_framework():
-    assert set(SOURCES) == {"nir", "snntorch", "norse", "sinabs", "rockpool", "spyx", "lava-dl"}
+    assert set(SOURCES) == {"nir", "snntorch", "norse", "sinabs", "rockpool", "spyx", "lava-dl",
+                            "spikingjelly"}
     assert set(CONSUMERS) == {"nir", "snntorch", "norse", "sinabs", "rockpool", "spyx"}
     for convention in CONVENTIONS.values():
         assert convention.sources, convention.name
@@ -536,28 +571,40 @@ def test_if_written_for_snntorch_is_a_lif_with_beta_one_and_reads_back(rng, tmp_
 
 def test_spyx_gets_its_port_names_and_padded_pools_are_refused(rng):
     graph = Graph.chain([("in", Input((4,))), ("fc", Affine(rng.normal(0, 1, (3, 4)))),
-                         ("lif", LIF(beta=np.full(3, 0.5), v_threshold=np.ones(3))),
+                         ("lif", LIF(beta=np.full(3, 0.5), v_threshold=np.ones(3),
+                                     reset="subtract")),
                          ("out", Output((3,)))], dt=1e-3)
-    written = export_nir(graph, nir_for="spyx")
+    with pytest.raises(ExportError, match="spyx's importer builds LIF neurons with "
+                                          "reset_timing='next_step'"):
+        export_nir(graph, nir_for="spyx")  # not in spyx's model: it resets after the decay
+    timed = graph.replace_nodes({"lif": graph.nodes["lif"].replace(reset_timing="next_step")})
+    with pytest.raises(ExportError, match="no 1-step Delay follows this neuron"):
+        export_nir(timed, nir_for="spyx")  # nor are its spikes a step late
+    written = export_nir(consumer_model(graph, "spyx").graph, nir_for="spyx")
     assert "input" in written.graph.nodes and "output" in written.graph.nodes
     assert ("input", "fc") in written.graph.edges
     assert any("renamed" in line for line in written.notes)
-    pooled = Graph.chain([("in", Input((1, 4, 4))),
-                          ("pool", SumPool2d(kernel_size=(2, 2), input_shape=(1, 4, 4),
-                                             padding=(1, 1))),
-                          ("flat", Flatten((1, 3, 3))), ("fc", Affine(np.ones((2, 9)))),
-                          ("lif", LIF(beta=np.full(2, 0.5), v_threshold=np.ones(2))),
-                          ("out", Output((2,)))], dt=1e-3)
+    def pooled(reset: str) -> Graph:
+        return Graph.chain([("in", Input((1, 4, 4))),
+                            ("pool", SumPool2d(kernel_size=(2, 2), input_shape=(1, 4, 4),
+                                               padding=(1, 1))),
+                            ("flat", Flatten((1, 3, 3))), ("fc", Affine(np.ones((2, 9)))),
+                            ("lif", LIF(beta=np.full(2, 0.5), v_threshold=np.ones(2),
+                                        reset=reset)),
+                            ("out", Output((2,)))], dt=1e-3)
+
     for consumer in ("norse", "sinabs", "spyx"):
+        graph = consumer_model(pooled(CONVENTIONS[consumer].consumer.reset), consumer).graph
         with pytest.raises(ExportError, match=f"node 'pool' \\(--nir-for {consumer}\\)"):
-            export_nir(pooled, nir_for=consumer)
-    export_nir(pooled, nir_for="snntorch")  # AvgPool2d with padding: torch counts the zeros
+            export_nir(graph, nir_for=consumer)
+    export_nir(pooled("zero"), nir_for="snntorch")  # AvgPool2d with padding: torch counts 0s
 
 
 def test_sinabs_export_writes_conv_lif_parameters_per_channel_and_reads_back(tmp_path):
     """sinabs 3.1.3's importer evaluates any(node.v_leak), which fails on (C, H, W) arrays:
     behind a convolution the exporter writes (C, 1, 1); the importer broadcasts them back."""
-    graph = bundled.load_bundled_model("nmnist_cnn")
+    graph = consumer_model(bundled.load_bundled_model("nmnist_cnn", reset="subtract"),
+                           "sinabs").graph
     result = write_nir_for(graph, tmp_path / "cnn.nir", nir_for="sinabs")
     with h5py.File(tmp_path / "cnn.nir") as f:
         assert f["node/nodes/leaky1/tau"].shape == (8, 1, 1)
@@ -574,8 +621,15 @@ def test_sinabs_export_writes_conv_lif_parameters_per_channel_and_reads_back(tmp
 
 
 def test_recurrent_exports_say_or_refuse_what_the_importer_does(rng):
-    graph = _cuba_recurrent(rng)
+    graph = _cuba_recurrent(rng, reset="zero")  # what norse's and snntorch's importers build
     with pytest.raises(ExportError, match="norse 1.1.0's NIR importer has no recurrent"):
         export_nir(graph, nir_for="norse")
-    notes = export_nir(graph, nir_for="snntorch").notes
-    assert any("RLeaky/RSynaptic" in line for line in notes)
+    written = export_nir(graph, nir_for="snntorch")
+    assert any("nested as one 4-node NIRGraph (snntorch's" in line for line in written.notes)
+    # nirtorch 2.6 visits nodes in name order: the names follow a topological order
+    assert sorted(written.graph.nodes) == ["n0_in", "n1_fc", "n2_cuba", "n3_out"]
+    sub = written.graph.nodes["n2_cuba"]
+    assert isinstance(sub, nir.NIRGraph)
+    assert ("input", "lif") in sub.edges and ("input", "w_rec") not in sub.edges
+    with pytest.raises(ExportError, match=r"resets by subtract.*snntorch/import_nir.py"):
+        export_nir(_cuba_recurrent(rng), nir_for="snntorch")

@@ -80,6 +80,16 @@ def test_every_stage_draws_progress_on_a_terminal(small_data, tmp_path):
     # compression names the layer being compressed, with its size, and counts layers
     assert re.search(r"compress loihi2.*linear1 -> leaky2 \d+x\d+", terminal)
     assert re.search(r"compress loihi2.*2/2 \[", terminal)
+    # issue 20: every bar says its stage's place in the run (load, evaluate dense, calibrate,
+    # then compress, export, evaluate and integer core for the one target: 7 stages) ...
+    for k, stage in enumerate(("load", "evaluate dense", "calibrate", "compress loihi2",
+                               "export loihi2", "evaluate loihi2", "integer core loihi2")):
+        assert f"[{k + 1}/7] {stage}:" in terminal, stage
+    # ... and the compress bar moves inside a layer: the columns the quantising sweep solved
+    columns = [int(v) for v in re.findall(r"linear1 -> leaky2 256x2312: quantize columns "
+                                          r"(\d+)/2312", terminal)]
+    assert len(set(columns)) >= 3 and max(columns) > 2312 // 2, columns  # tqdm skips some
+    assert re.search(r"compress loihi2: +\d+%\|[^|]*\| 0\.\d/2 \[", terminal)
     assert re.search(r"calibrate.*\b24/24 \[", terminal)
     # rates in real units (samples/s, layers/s) and plausible: a CPU simulates at most a few
     # thousand of these N-MNIST samples per second; the old bar showed 1,973,790 it/s

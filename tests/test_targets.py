@@ -79,7 +79,13 @@ def test_every_value_has_a_source_and_an_evidence_grade(name):
     for section, keys in SCHEMA.items():
         assert set(raw[section]) == set(keys), f"{name} [{section}] keys differ from the schema"
         for key, entry in raw[section].items():
-            assert set(entry) == {"value", "source", "evidence"}, f"{name} {section}.{key}"
+            assert {"value", "source", "evidence"} <= set(entry) <= {
+                "value", "source", "evidence", "borrowed_from"}, f"{name} {section}.{key}"
+            # a figure borrowed from another chip says so in its source too (issue 20)
+            if "borrowed_from" in entry:
+                assert entry["borrowed_from"] in SHIPPED and entry["borrowed_from"] != name
+                assert "borrowed" in entry["source"].lower() or "stand" in entry["source"]
+                assert target.source(f"{section}.{key}").borrowed_from == entry["borrowed_from"]
             assert isinstance(entry["source"], str) and re.search("[a-z]{2}", entry["source"])
             assert entry["evidence"] in EVIDENCE
             provenance = target.source(f"{section}.{key}")

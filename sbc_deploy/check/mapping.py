@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -611,26 +611,36 @@ class _Placed:
     out_axons: list[int | None]
 
 
-def _out_costs(graph: Graph, pop: Population, placed: dict[str, _Placed],
-               pops: tuple[Population, ...]) -> np.ndarray:
-    """Per neuron of ``pop`` (flat): the destination cores it sends to (placed ones only)."""
-    cost = np.zeros(pop.size, dtype=np.int64)
+def _readers(graph: Graph, pops: Sequence[Population]
+             ) -> dict[str, list[tuple[Population, str, tuple[str, ...], tuple[str, ...]]]]:
+    """Source population -> (destination, synapse, chain, source chain) of every synapse that
+    reads it: found once, so that the out-axon costs are linear in the layers."""
+    readers: dict[str, list[tuple[Population, str, tuple[str, ...], tuple[str, ...]]]] = {}
     for dest in pops:
-        if dest.name not in placed:
-            continue
         for syn_name, chain in zip(dest.synapses, dest.chains):
             source, source_chain = synapse_source(graph, syn_name)
-            if source != pop.name:
-                continue
-            syn: Synapse = graph.nodes[syn_name]  # type: ignore[assignment]
-            exact = all(isinstance(graph.nodes[n], _IDENTITY) for n in chain)
-            every = presynaptic_mask(syn, slice(None)) if not exact else None
-            for start, end in placed[dest.name].ranges:
-                mask = (presynaptic_mask(syn, placed[dest.name].order[start:end]) if exact
-                        else every)
-                back = backward_counts(graph, mask.astype(np.int64).reshape(syn.input_shape),
-                                       source_chain)
-                cost += (back.reshape(-1) > 0)
+            if source is not None:
+                readers.setdefault(source, []).append((dest, syn_name, chain, source_chain))
+    return readers
+
+
+def _out_costs(graph: Graph, pop: Population, placed: dict[str, _Placed],
+               readers: Mapping[str, Sequence[tuple[Population, str, tuple[str, ...],
+                                                    tuple[str, ...]]]]) -> np.ndarray:
+    """Per neuron of ``pop`` (flat): the destination cores it sends to (placed ones only)."""
+    cost = np.zeros(pop.size, dtype=np.int64)
+    for dest, syn_name, chain, source_chain in readers.get(pop.name, ()):
+        if dest.name not in placed:
+            continue
+        syn: Synapse = graph.nodes[syn_name]  # type: ignore[assignment]
+        exact = all(isinstance(graph.nodes[n], _IDENTITY) for n in chain)
+        every = presynaptic_mask(syn, slice(None)) if not exact else None
+        for start, end in placed[dest.name].ranges:
+            mask = (presynaptic_mask(syn, placed[dest.name].order[start:end]) if exact
+                    else every)
+            back = backward_counts(graph, mask.astype(np.int64).reshape(syn.input_shape),
+                                   source_chain)
+            cost += (back.reshape(-1) > 0)
     return cost
 
 
@@ -683,6 +693,7 @@ def _place_split(graph: Graph, target: Target, pops: list[Population],
     spec = target.cores
     n_cap, m_cap = spec.neurons_of(0), spec.memory_of(0)
     placed: dict[str, _Placed] = {}
+    readers = _readers(graph, pops) if spec.max_out_axons is not None else {}
     for pop in reversed(pops):  # destinations first: out-axons depend on their split
         c = costs[pop.name]
         order = placement_order(pop.shape)
@@ -697,7 +708,7 @@ def _place_split(graph: Graph, target: Target, pops: list[Population],
                 first = _fill(pop.size, additive, axons if need_axons else None,
                               spec.max_in_axons)
                 placed[pop.name] = _Placed(pop, c, order, first, [], [])
-            out_cost = _out_costs(graph, pop, placed, tuple(pops))[order]
+            out_cost = _out_costs(graph, pop, placed, readers)[order]
             additive.append((out_cost, spec.max_out_axons))
         ranges = _fill(pop.size, additive, axons if need_axons else None, spec.max_in_axons)
         in_counts = [axons(a, b) if axons is not None else None for a, b in ranges]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -68,6 +69,15 @@ def _severity(target: Target, key: str) -> Severity:
 
 def _kinds(values: tuple[str, ...]) -> str:
     return ", ".join(values) if values else "none"
+
+
+def neuron_kinds_phrase(target: Target) -> str:
+    """What neurons ``target`` runs, said as a reason: ``"speck runs IF neurons only"``."""
+    kinds = target.neurons.kinds
+    if not kinds:
+        return f"{target.name} runs no spiking neuron model (no membrane state between steps)"
+    listing = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
+    return f"{target.name} runs {listing} neurons only"
 
 
 @functools.lru_cache(maxsize=4)
@@ -153,8 +163,8 @@ def supported_neuron_model(graph: Graph, target: Target) -> Iterator[Violation]:
             continue
         if node.kind not in spec.kinds:
             yield Violation(name, rule, _kinds(spec.kinds), node.kind,
-                            f"{target.name} cannot run {node.kind} neurons (supported: "
-                            f"{_kinds(spec.kinds)})", _severity(target, "neurons.kinds"))
+                            f"{target.name} cannot run {node.kind} neurons: "
+                            f"{neuron_kinds_phrase(target)}", _severity(target, "neurons.kinds"))
             continue
         reset = getattr(node, "reset", None)
         if node.spiking and reset not in spec.reset_modes:
@@ -278,11 +288,15 @@ def topology(graph: Graph, target: Target) -> Iterator[Violation]:
         if count != 1:
             yield Violation("graph", rule, 1, count, f"{target.name}'s format holds one chain: "
                             f"1 input and 1 output, this graph has {count} {what}", severity)
+    outs_of: dict[str, list[str]] = {}
+    ins_of: dict[str, list[str]] = {}
+    for s, d in edges:  # one pass: linear in the edges (was a scan per node)
+        outs_of.setdefault(s, []).append(d)
+        ins_of.setdefault(d, []).append(s)
     for name in graph.topological_order:
         if name in allowed or _on_host(graph.nodes[name], target):
             continue   # a graph operation the host runs may branch and merge as it likes
-        outs = [d for s, d in edges if s == name]
-        ins = [s for s, d in edges if d == name]
+        outs, ins = outs_of.get(name, []), ins_of.get(name, [])
         if len(outs) > 1:
             yield Violation(name, rule, 1, len(outs),
                             f"{target.name}'s format is a sequential chain; '{name}' branches to "
@@ -343,6 +357,10 @@ _GRID_ACCEPTS = {"int": ("int", "int_exp", "ternary"), "int_exp": ("int_exp",),
                  "ternary": ("ternary",)}
 
 
+_COMPRESS_FIRST = ("compress the network for it first (sbc-deploy MODEL --target {0} puts "
+                   "the weights on its grid)")
+
+
 def weights_on_grid(graph: Graph, target: Target) -> Iterator[Violation]:
     """Weights lie on the target's integer grid: right grid, exponent range, shared scale."""
     spec = target.weights
@@ -358,13 +376,13 @@ def weights_on_grid(graph: Graph, target: Target) -> Iterator[Violation]:
         if enc is None:
             yield Violation(name, rule, wanted, "float",
                             f"float weights on {target.name}, which takes {wanted} weights only: "
-                            f"compress with --target {target.name}",
+                            f"{_COMPRESS_FIRST.format(target.name)}",
                             _severity(target, "weights.grid"))
             continue
         if enc.grid not in _GRID_ACCEPTS[spec.grid]:
             yield Violation(name, rule, spec.grid, enc.grid,
                             f"weights are on an '{enc.grid}' grid; {target.name} needs "
-                            f"'{spec.grid}': compress with --target {target.name}",
+                            f"'{spec.grid}': {_COMPRESS_FIRST.format(target.name)}",
                             _severity(target, "weights.grid"))
             continue
         if spec.exp_range is not None and enc.exponent is not None:
@@ -474,16 +492,33 @@ def delays(graph: Graph, target: Target) -> Iterator[Violation]:
 # =========================================================================== neuron registers
 
 
+_FEEDERS: "weakref.WeakKeyDictionary[Graph, dict[str, tuple[str, tuple[str, ...]]]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _first_encoded_feeders(graph: Graph) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Neuron -> (the first encoded synapse, in topological order, that feeds it, the nodes
+    between): one pass over the graph, kept per graph (was a scan of every node per neuron)."""
+    found = _FEEDERS.get(graph)
+    if found is None:
+        found = {}
+        for syn_name in graph.topological_order:
+            syn = graph.nodes[syn_name]
+            if isinstance(syn, Synapse) and syn.encoding is not None:
+                target_name, chain = synapse_target(graph, syn_name)
+                if target_name is not None:
+                    found.setdefault(target_name, (syn_name, chain))
+        _FEEDERS[graph] = found
+    return found
+
+
 def _state_unit(graph: Graph, name: str, neuron: Neuron) -> np.ndarray | None:
     """Float value of one integer step of ``neuron``'s state, per element, from the encoding
     of the first synapse that feeds it (``None`` when none is encoded)."""
-    for syn_name in graph.topological_order:
+    feeder = _first_encoded_feeders(graph).get(name)
+    if feeder is not None:
+        syn_name, chain = feeder
         syn = graph.nodes[syn_name]
-        if not isinstance(syn, Synapse) or syn.encoding is None:
-            continue
-        target_name, chain = synapse_target(graph, syn_name)
-        if target_name != name:
-            continue
         enc = syn.encoding
         if enc.grid == "int_exp":
             unit = np.full(neuron.shape, float(enc.unit))  # type: ignore[arg-type]

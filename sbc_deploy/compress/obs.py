@@ -57,6 +57,7 @@ import torch
 from torch import Tensor
 
 from sbc_deploy.compress.grids import GridFit
+from sbc_deploy.compress.meter import tick
 from sbc_deploy.compress.masks import max_kept_per_row, min_prune_count, select_mask
 from sbc_deploy.errors import ConfigError, NumericalError, ShapeError
 
@@ -173,6 +174,7 @@ def obs_sweep(W: Tensor, U: Tensor, *, mask: Tensor | None = None, n_prune: int 
             torch.sub(w, q, out=err1).mul_(d_inv[i])
             W1[i + 1:].addr_(U1[i, i + 1:], err1, alpha=-1)  # exact OBS update in the block
         Wt[i2:] -= U[i1:i2, i2:].T @ Err1  # lazy update of the columns after the block
+        tick("prune" if counts is not None else "quantize", i2, n, "columns")
     Q, M = Qt.T.contiguous(), Mt.T.contiguous()
     return Q, M
 
@@ -514,6 +516,7 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
         Z.mul_(~new)
         V += Wk - Z
         mask = new
+        tick("prune", it + 1, iters + 2, "steps")  # the iterations, the solve, the swaps
     # memory: the iterations' working set goes before the reconstruction (sbc_deploy.memory)
     Z64 = Z.to(torch.float64)
     del Ws, B, Z, V, L, Hs_w, eye
@@ -522,6 +525,7 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
     # Exact reconstruction on the final mask, and on the one-shot OBS mask (the largest |Ws|):
     # ADMM is a heuristic for a non-convex problem; keep whichever mask is better.
     X = _solve_on_mask(Hs, rows_of, B64, Z64, mask, cg_iters, cg_tol)
+    tick("prune", iters + 1, iters + 2, "steps")
     del Z64
     loss = _scaled_loss(Hs, rows_of, Ws64, X)
     one_shot = select_mask(Ws64.abs(), n_prune, n_m=n_m, fan_in=fan_in)
@@ -536,6 +540,7 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
             X, mask = Y, one_shot
     X, mask = _swap_refine(Hs, rows_of, B64, Ws64, X, mask, n_m, fan_in, swap_rounds,
                            cg_iters, cg_tol)
+    tick("prune", iters + 2, iters + 2, "steps")
     return X / scale, mask
 
 
@@ -603,6 +608,7 @@ def obs_prune_order(W: Tensor, H: Tensor, group: Tensor, *, n_m: tuple[int, int]
                 removed.scatter_(1, J, True)
                 w = w.masked_fill(removed, 0.0)
                 step += size
+            tick("prune", b1 + R, n_out, "rows")
     return order, saliency
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from sbc_deploy import distributed
+from sbc_deploy.compress import meter
 from sbc_deploy.compress.allocate import (
     LayerBounds,
     allocate_global,
@@ -168,6 +169,7 @@ def _measured_curves(bounds: list[LayerBounds], problems: Mapping[str, LayerProb
 def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
               progress: Progress | None) -> tuple[Graph, CompressionStats]:
     """SBC and OBC: OBS solvers on the calibration's Hessians (``config.kernel``)."""
+    listener = getattr(progress, "within_layer", None)  # see compress(progress=)
     if calibration is None:
         raise DataError(f"method {config.method!r} needs a calibration", where="compress")
     if calibration.kernel != config.kernel:
@@ -199,7 +201,8 @@ def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
         # independent layers: under torch.distributed each process solves its share
         def solve(i: int) -> tuple[SolveResult, float]:
             tick = time.perf_counter()
-            result = solve_problem(problems[layers[i].name], counts[layers[i].name], config)
+            with meter.layer(i, listener):  # the solvers' ticks inside the layer
+                result = solve_problem(problems[layers[i].name], counts[layers[i].name], config)
             return result, time.perf_counter() - tick
 
         solved = distributed.map_spread(
@@ -215,7 +218,8 @@ def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
             if i > 0:  # under torch.distributed the batches are shared out (calibrate)
                 calibration = calibration.recompute(current, [layer.name])
                 problem = layer_problem(layer, calibration.layers[layer.name], device)
-            result = solve_problem(problem, counts[layer.name], config)
+            with meter.layer(i, listener):
+                result = solve_problem(problem, counts[layer.name], config)
             seconds = 0.0
         node = compressed_node(layer, result)
         current = current.replace_nodes({layer.name: node})
@@ -284,7 +288,9 @@ def compress(graph: Graph, calibration: Any, config: CompressionConfig, *,
         calibration: a :class:`~sbc_deploy.calibrate.Calibration` with the config's kernel
             (``None`` allowed for :class:`MagnitudeConfig`: no loss is reported then).
         config: :class:`SBCConfig`, :class:`OBCConfig` or :class:`MagnitudeConfig`.
-        progress: ``progress(done_layers, total_layers)`` after each layer.
+        progress: ``progress(done_layers, total_layers)`` after each layer. A callback with a
+            ``within_layer(layer_index, phase, done, total, unit)`` attribute also hears the
+            solvers' progress inside each layer (:mod:`sbc_deploy.compress.meter`).
 
     Returns:
         ``(graph, stats)``: a new graph with compressed synapse nodes and the statistics.

@@ -138,6 +138,12 @@ def bin_recordings(recordings: Sequence[np.ndarray], dt: float, steps: int | Non
     if steps is None:
         durations = [int(as_events(r)["t"].max()) if len(r) else 0 for r in recordings]
         steps = default_steps(durations, dt)
+    from sbc_deploy.safeio import claim  # frames by their size, before allocating them
+
+    width, height = sensor_size
+    claim(len(recordings) * int(steps) * 2 * width * height * (1 if mode == "binary" else 2),
+          f"{len(recordings)} recording(s) binned into {int(steps):,} steps of {dt:g} s",
+          "event data")
     first = bin_events(recordings[0], dt, steps, sensor_size=sensor_size, mode=mode)
     frames = np.empty((len(recordings), *first.shape), dtype=first.dtype)
     frames[0] = first

@@ -28,7 +28,7 @@ from sbc_deploy.data.images import mnist_split
 from sbc_deploy.data.nmnist import read_nmnist_bin, read_nmnist_folder
 from sbc_deploy.data.npz import read_npz
 from sbc_deploy.errors import DataError
-from sbc_deploy.safeio import reading
+from sbc_deploy.safeio import reading, refuse_special
 
 SPEC_PREFIXES: tuple[str, ...] = ("mnist-dvs", "mnist-rate")
 
@@ -72,6 +72,7 @@ def _load(source: str | Path | Dataset, dt: float | None, steps: int | None,
     if text.split(":")[0] in SPEC_PREFIXES and not Path(text).exists():
         return _from_spec(text, dt, steps, limit)
     path = Path(source)
+    refuse_special(path, DataError)  # a FIFO or device would block or never end
     if path.is_dir():
         recordings, labels = read_nmnist_folder(path, limit=limit)
         frames = bin_recordings(recordings, _need_dt(dt, str(path)), steps)

@@ -69,6 +69,9 @@ def read_nmnist_bin(path: str | Path) -> np.ndarray:
         FormatError: the file is missing, unreadable, or not a whole number of events.
     """
     path = Path(path)
+    from sbc_deploy.safeio import refuse_special
+
+    refuse_special(path)  # a FIFO named *.bin in a folder would block
     try:
         raw = path.read_bytes()
     except OSError as err:

@@ -22,11 +22,15 @@ import numpy as np
 from sbc_deploy.data.dataset import Dataset
 from sbc_deploy.errors import DataError, FormatError
 from sbc_deploy.fileio import write_atomic
+from sbc_deploy.safeio import claim
+
+_READ = ("x", "y", "dt", "x_packbits", "x_shape")  # the members read_npz reads
 
 
 def _scalar_dt(value: np.ndarray, where: str) -> float:
     array = np.asarray(value)
-    if array.size != 1 or not np.issubdtype(array.dtype, np.number):
+    if array.size != 1 or not (np.issubdtype(array.dtype, np.integer)
+                               or np.issubdtype(array.dtype, np.floating)):
         raise DataError(f"'dt' must be one number of seconds, got {array!r}", where=where)
     dt = float(array.reshape(-1)[0])
     if not math.isfinite(dt) or dt <= 0:
@@ -40,7 +44,8 @@ def _labels(value: np.ndarray, n: int, where: str) -> np.ndarray:
         raise DataError(f"'y' must be 1-D [N] class labels, got shape {y.shape}", where=where)
     if y.shape[0] != n:
         raise DataError(f"'y' has {y.shape[0]} labels but 'x' has {n} samples", where=where)
-    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.number):
+    if y.dtype == np.bool_ or not (np.issubdtype(y.dtype, np.integer)
+                                   or np.issubdtype(y.dtype, np.floating)):
         raise DataError(f"'y' must hold integer class labels, got dtype {y.dtype}", where=where)
     if not np.issubdtype(y.dtype, np.integer):
         if not np.all(np.isfinite(y)):
@@ -49,6 +54,9 @@ def _labels(value: np.ndarray, n: int, where: str) -> np.ndarray:
             bad = y[y != np.round(y)][:3]
             raise DataError(f"'y' must hold integer class labels, got non-integer values such as "
                             f"{bad.tolist()}", where=where)
+    if y.size and y.max() > 2**62:  # no int64 wrap-around into a "valid" label
+        raise DataError(f"'y' holds a label of {y.max()}, far beyond any class count",
+                        where=where)
     y = y.astype(np.int64)
     if y.size and y.min() < 0:
         raise DataError(f"'y' holds a negative label ({y.min()})", where=where)
@@ -61,17 +69,22 @@ def _inputs(archive: np.lib.npyio.NpzFile, where: str) -> np.ndarray:
         x = archive["x"]
     elif {"x_packbits", "x_shape"} <= keys:
         shape = tuple(int(v) for v in np.asarray(archive["x_shape"]).reshape(-1))
-        bits = np.asarray(archive["x_packbits"], dtype=np.uint8).reshape(-1)
         count = math.prod(shape)
+        if any(v < 0 for v in shape):
+            raise DataError(f"'x_shape' holds a negative axis: {shape}", where=where)
+        bits = np.asarray(archive["x_packbits"], dtype=np.uint8).reshape(-1)  # claimed
         if bits.size != (count + 7) // 8:
             raise DataError(f"'x_packbits' holds {bits.size} bytes; shape {shape} needs "
                             f"{(count + 7) // 8}", where=where)
+        claim(count, "'x' (bit-packed, unpacked to one byte per value)", where)
         x = np.unpackbits(bits, count=count).reshape(shape)
     else:
         raise DataError(f"has no 'x' array (keys: {sorted(keys) or 'none'}); expected 'x' of "
                         "shape [N, T, *input_shape] and optional 'y' [N] and 'dt'", where=where)
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
         raise DataError(f"'x' must be numeric, got dtype {x.dtype}", where=where)
+    if np.iscomplexobj(x):
+        raise DataError(f"'x' must hold real numbers, got dtype {x.dtype}", where=where)
     if x.ndim < 3:
         raise DataError(f"'x' must have shape [N, T, *input_shape] (3-D or more), got {x.shape}",
                         where=where, hint="a single sample needs a leading axis of 1")
@@ -83,7 +96,10 @@ def _inputs(archive: np.lib.npyio.NpzFile, where: str) -> np.ndarray:
 
 def _screen(path: Path, where: str) -> None:
     """Refuse members whose header declares more bytes than the member holds (a damaged shape
-    would otherwise make numpy allocate it before reading) and members that are not arrays."""
+    would otherwise make numpy allocate it before reading) and members that are not arrays;
+    claim the declared sizes of the members read (safeio.claim: --memory-budget) before any
+    is decompressed."""
+    declared: dict[str, tuple[tuple[int, ...], int]] = {}
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):
@@ -102,6 +118,35 @@ def _screen(path: Path, where: str) -> None:
                 raise FormatError(f"'{info.filename[:-4]}' declares shape {tuple(shape)} "
                                   f"({nbytes:,} bytes) but holds {info.file_size:,} bytes "
                                   "(truncated or damaged)", where=where)
+            if info.filename[:-4] in _READ:  # decompressed size, before it is read
+                declared[info.filename[:-4]] = (tuple(shape), nbytes)
+    if declared:
+        claim(sum(n for _, n in declared.values()),
+              "its arrays " + ", ".join(f"'{k}' {shape}" for k, (shape, _) in declared.items()),
+              where)
+
+
+def _check_magic(path: Path, where: str) -> None:
+    """Refuse a file that is no zip archive before numpy reads it (numpy would take any other
+    file for a pickle and answer with its allow_pickle advice)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4)
+    except FileNotFoundError as err:
+        raise FormatError("no such file", where=where) from err
+    except OSError as err:
+        raise FormatError(f"cannot be read ({err.strerror or err})", where=where) from err
+    if head == b"PK\x03\x04" or head == b"PK\x05\x06":  # a zip archive (an empty one)
+        return
+    if head == b"\x93NUM":
+        raise FormatError("holds a single array (.npy), not an .npz archive with 'x' (and 'y')",
+                          where=where)
+    kind = ("empty" if not head else
+            "text" if all(32 <= c < 127 or c in (9, 10, 13) for c in head) else "binary data")
+    raise FormatError(f"is not a readable .npz archive: the file is {kind}, not a zip archive",
+                      where=where, hint="calibration and evaluation data are an .npz with x "
+                                        "[N, T, *input] (and optional y), an N-MNIST .bin file "
+                                        "or an N-MNIST folder")
 
 
 def read_npz(path: str | Path, *, dt: float | None = None) -> Dataset:
@@ -118,6 +163,7 @@ def read_npz(path: str | Path, *, dt: float | None = None) -> Dataset:
     """
     path = Path(path)
     where = str(path)
+    _check_magic(path, where)
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError as err:

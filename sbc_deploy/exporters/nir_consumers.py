@@ -20,10 +20,19 @@ as a sentence for the report:
   argument 1e-3 s, one step for sinabs and spyx); the per-step numbers do not change.
 
 What no adaptation can express (a constant drive ``(1 - beta) v_leak + bias`` where the consumer
-has none, a non-zero ``v_reset``, a node type the consumer's importer does not map) raises
-:class:`ExportError` naming the node and the consumer. Dynamics the consumer runs differently
-(reset mode, several spikes per step, reset timing) are written as close as they go and said in
-the notes.
+has none, a non-zero ``v_reset``, a reset mode the importer does not build, a node type it does
+not map) raises :class:`ExportError` naming the node and the consumer.
+
+The neuron model. A consumer's importer builds its own neurons whatever the file says: sinabs
+``MultiSpike`` / ``MembraneSubtract`` layers with IF membranes clamped at ``-v_threshold``,
+rockpool ``LIFTorch`` with ``max_spikes_per_dt = 2**16``, spyx neurons that send each spike one
+step late and (LIF, IF) subtract the threshold after the next decay, snntorch and norse
+single-spike zero-reset neurons. :func:`consumer_model` converts a graph to that model (the
+spike-variant fields of :func:`~sbc_deploy.frontends.conventions.spike_fields`, and for spyx a
+one-step ``Delay`` after every spiking neuron), so that what is compressed and evaluated is what
+the consumer will run; the pipeline does it before calibration when ``--nir-for`` names a
+framework. :func:`adapt` (the exporter) refuses a graph that is not in that model, naming the
+neuron, so a file written for a consumer is always run exactly as the simulator runs the graph.
 """
 
 from __future__ import annotations
@@ -34,10 +43,11 @@ from typing import Any
 import numpy as np
 
 from sbc_deploy.errors import ExportError
-from sbc_deploy.frontends.conventions import Convention, Side
+from sbc_deploy.frontends.conventions import CONVENTIONS, Convention, Side, spike_fields
 from sbc_deploy.frontends.nir_fixups import chw_to_hwc_columns
 from sbc_deploy.ir import (
     IF,
+    SPIKE_VARIANT_DEFAULTS,
     Affine,
     AvgPool2d,
     Conv1d,
@@ -51,6 +61,7 @@ from sbc_deploy.ir import (
     Node,
     SumPool2d,
     Synapse,
+    spike_variant_text,
 )
 
 
@@ -229,9 +240,6 @@ def _check_expressible(graph: Graph, convention: Convention, side: Side) -> list
                               f"{convention.name}'s importer drops", where=_where(name, convention))
         if not isinstance(node, Neuron):
             continue
-        if convention.name == "sinabs" and isinstance(node, IF):
-            notes.append(f"IF '{name}': sinabs' importer clamps v at -v_threshold (min_v_mem); "
-                         "equal while v stays above it")
         if (convention.name == "norse" and node.current_based
                 and np.any(np.abs(drive(node)) > 0)):
             raise ExportError(f"{node.kind} has a constant drive (v_leak or bias); norse's "
@@ -250,11 +258,185 @@ def _check_expressible(graph: Graph, convention: Convention, side: Side) -> list
                               f"{convention.name}'s importer does not read",
                               where=_where(name, convention))
         if reset is not None and side.reset is not None and reset != side.reset:
-            hint = (" (norse.torch.from_nir(..., reset_method=reset_subtract) for CubaLIF)"
-                    if convention.name == "norse" else "")
-            notes.append(f"{node.kind} '{name}' resets by {reset}, {convention.name}'s "
-                         f"importer by {side.reset}{hint}: spikes differ once a neuron fires")
+            raise ExportError(_reset_refusal(node, reset, convention),
+                              where=_where(name, convention))
     return notes
+
+
+# --------------------------------------------------------------------------- neuron model
+
+
+# Why a consumer cannot run a reset mode (its importer's source).
+_RESET_REASONS = {
+    "snntorch": "snntorch 1.0.0's importer builds reset_mechanism='zero', reset_delay=False "
+                "(snntorch/import_nir.py, _nir_to_snntorch_module)",
+    "norse": "norse 1.1.0's importer builds reset-to-value neurons (reset_method=reset_value, "
+             "norse/torch/utils/import_nir.py)",
+    "sinabs": "sinabs 3.1.3's importer builds MembraneSubtract layers (sinabs/nir.py, "
+              "_import_sinabs_module)",
+    "rockpool": "rockpool 3.1.0's LIFTorch subtracts the threshold "
+                "(rockpool/nn/modules/torch/lif_torch.py, LIFTorch.forward)",
+    "spyx": "spyx 1.0.0's neurons subtract the threshold (spyx/nn.py, LIF/IF/CuBaLIF.__call__)",
+}
+
+
+def _reset_refusal(node: Node, reset: str, convention: Convention) -> str:
+    side = convention.consumer
+    assert side is not None
+    why = _RESET_REASONS.get(convention.name, f"{convention.name}'s importer resets by "
+                                               f"{side.reset}")
+    return (f"{node.kind} resets by {reset}, but {why}: no file can make it reset by {reset}, "
+            f"so the network would run differently there")
+
+
+def _on_cycle(graph: Graph, name: str) -> bool:
+    seen, frontier = set(), list(graph.successors(name))
+    while frontier:
+        current = frontier.pop()
+        if current == name:
+            return True
+        if current not in seen:
+            seen.add(current)
+            frontier.extend(graph.successors(current))
+    return False
+
+
+def _variant_changes(node: Neuron, target: dict[str, Any]) -> dict[str, Any]:
+    """The spike-variant fields of ``node`` that differ from ``target``."""
+    changes = {}
+    for key, value in target.items():
+        current = getattr(node, key)
+        if key == "v_min":
+            same = (current is None and value is None) or (
+                current is not None and value is not None
+                and np.array_equal(np.asarray(current), np.asarray(value)))
+        else:
+            same = current == value
+        if not same:
+            changes[key] = value
+    return changes
+
+
+def _non_default(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items()
+            if ((v is not None) if k == "v_min" else v != SPIKE_VARIANT_DEFAULTS[k])}
+
+
+def _targets(graph: Graph, convention: Convention) -> dict[str, dict[str, Any]]:
+    """Per spiking neuron: the spike-variant fields the consumer's importer builds."""
+    side = convention.consumer
+    assert side is not None
+    found = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, Neuron) and node.spiking and (side.knows is None
+                                                          or _nir_kind(node, side) in side.knows):
+            reset = getattr(node, "reset")
+            if side.reset is not None and reset != side.reset:
+                raise ExportError(_reset_refusal(node, reset, convention),
+                                  where=_where(name, convention))
+            found[name] = spike_fields(side, node.kind, reset, _on_cycle(graph, name),
+                                       np.asarray(getattr(node, "v_threshold")))
+    return found
+
+
+def _late_neurons(graph: Graph, steps: int) -> dict[str, list[tuple[str, str]]]:
+    """Spiking neurons not followed by the consumer's own spike delay: name -> the edges that
+    leave its loop (a recurrent cell's own weights read it without the delay)."""
+    late = {}
+    for name, node in graph.nodes.items():
+        if not getattr(node, "spiking", False):
+            continue
+        leaving = [(s, d) for s, d in graph.edges if s == name and not
+                   (d in graph.nodes and _reaches(graph, d, name))]
+        delayed = [d for _, d in leaving if isinstance(graph.nodes[d], Delay)
+                   and np.all(np.asarray(graph.nodes[d].delay) == steps)
+                   and graph.predecessors(d) == (name,)]
+        if leaving and len(delayed) != len(leaving):
+            late[name] = leaving
+    return late
+
+
+def _reaches(graph: Graph, start: str, goal: str) -> bool:
+    seen, frontier = {start}, [start]
+    while frontier:
+        current = frontier.pop()
+        if current == goal:
+            return True
+        for nxt in graph.successors(current):
+            if nxt not in seen:
+                seen.add(nxt)
+                frontier.append(nxt)
+    return False
+
+
+def consumer_model(graph: Graph, consumer: str | Convention) -> Adapted:
+    """``graph`` converted to the neuron model ``consumer``'s importer builds (see the module
+    docstring), with one note per change; the graph itself when it already is (and for spec
+    NIR, ``"nir"``, which carries the IR's fields in its metadata).
+
+    Raises:
+        ExportError: a reset mode the importer cannot build (the node and the importer's
+            source named).
+    """
+    convention = CONVENTIONS[consumer] if isinstance(consumer, str) else consumer
+    if convention.consumer is None:
+        raise ExportError(f"{convention.name} reads no NIR", where="--nir-for")
+    if convention.name == "nir":
+        return Adapted(graph, ())
+    nodes: dict[str, Node] = dict(graph.nodes)
+    notes = []
+    for name, target in _targets(graph, convention).items():
+        node = graph.nodes[name]
+        assert isinstance(node, Neuron)
+        changes = _variant_changes(node, target)
+        if changes:
+            nodes[name] = node.replace(**changes)
+            notes.append(f"{node.kind} '{name}' converted to {convention.name}'s model: "
+                         f"{spike_variant_text(_non_default(changes)) or 'the default rule'}")
+    edges = list(graph.edges)
+    steps = convention.consumer.spike_delay
+    if steps:
+        for name, leaving in _late_neurons(graph, steps).items():
+            delay = f"{name}.{convention.name}_delay"
+            nodes[delay] = Delay(np.full(graph.nodes[name].output_shape, float(steps)),
+                                 metadata={"inserted_for": f"{convention.name} spike timing"})
+            edges = [(delay, d) if (s, d) in leaving else (s, d) for s, d in edges]
+            edges.append((name, delay))
+            notes.append(f"{graph.nodes[name].kind} '{name}': a {steps}-step Delay inserted "
+                         f"after it ({convention.name} sends each spike {steps} step(s) late)")
+    if not notes:
+        return Adapted(graph, ())
+    metadata = {**graph.metadata, "consumer_model": convention.name}
+    return Adapted(Graph(nodes, tuple(edges), graph.dt, metadata), tuple(notes))
+
+
+def _check_model(graph: Graph, convention: Convention) -> None:
+    """ExportError unless every spiking neuron already runs as the consumer builds it."""
+    for name, target in _targets(graph, convention).items():
+        node = graph.nodes[name]
+        assert isinstance(node, Neuron)
+        changes = _variant_changes(node, target)
+        if changes:
+            have = spike_variant_text(node.spike_variant()) or "the IR's default rule"
+            builds = spike_variant_text(_non_default(target)) or "the IR's default rule"
+            raise ExportError(
+                f"{convention.name}'s importer builds {node.kind} neurons with {builds}, but "
+                f"this one has {have}: "
+                f"the file would run differently there",
+                where=_where(name, convention),
+                hint=f"convert the graph first (nir_consumers.consumer_model(graph, "
+                     f"{convention.name!r}); the pipeline does it before calibration when "
+                     f"--nir-for {convention.name} is given)")
+    steps = convention.consumer.spike_delay if convention.consumer else 0
+    if steps:
+        for name in _late_neurons(graph, steps):
+            raise ExportError(
+                f"{convention.name} sends each spike {steps} step(s) late, but no {steps}-step "
+                "Delay follows this neuron: every layer behind it would run early there",
+                where=_where(name, convention),
+                hint=f"convert the graph first (nir_consumers.consumer_model(graph, "
+                     f"{convention.name!r}); the pipeline does it before calibration when "
+                     f"--nir-for {convention.name} is given)")
 
 
 def adapt(graph: Graph, convention: Convention) -> Adapted:
@@ -262,6 +444,7 @@ def adapt(graph: Graph, convention: Convention) -> Adapted:
     side = convention.consumer
     if side is None:
         raise ExportError(f"{convention.name} reads no NIR", where="--nir-for")
+    _check_model(graph, convention)
     knows = side.knows or ()
     graph, notes = _swap_pools(graph, convention, knows) if knows else (graph, [])
     if side.spike_delay:
@@ -281,43 +464,30 @@ def adapt(graph: Graph, convention: Convention) -> Adapted:
     if side.flatten_order == "hwc":
         graph, reordered = _hwc_columns(graph, convention)
         notes += reordered
-    if side.multi_spike:
-        notes.append(f"{convention.name} fires floor(v / threshold) spikes per step at "
-                     "v >= threshold; equal to the simulator's single spike while v stays "
-                     "below twice the threshold")
-    if side.reset_after_decay:
-        notes.append(f"{convention.name} resets after the next step's decay: spike trains "
-                     "differ from the simulator's same-step reset once neurons fire")
     return Adapted(graph, tuple(notes))
 
 
 def _fold_spike_delays(graph: Graph, convention: Convention, steps: int
                        ) -> tuple[Graph, list[str]]:
-    """A consumer that sends every spike ``steps`` late (spyx) supplies, by itself, a Delay of
-    ``steps`` that directly follows a spiking neuron (the one ``--from spyx`` makes explicit):
-    such a Delay is dropped and its edges rejoined to the neuron. A spiking neuron with no such
-    Delay behind it will run late in the consumer, which the notes say."""
+    """A consumer that sends every spike ``steps`` late (spyx) supplies, by itself, the Delay of
+    ``steps`` that follows each spiking neuron in its model (:func:`consumer_model` puts it
+    there; :func:`_check_model` has made sure it is there): the Delay is dropped and its edges
+    rejoined to the neuron. A recurrent cell's own weights read the neuron directly."""
     nodes: dict[str, Node] = dict(graph.nodes)
     edges = list(graph.edges)
     notes: list[str] = []
     for name, node in graph.nodes.items():
         if not getattr(node, "spiking", False):
             continue
-        after = graph.successors(name)
-        own = [d for d in after if isinstance(graph.nodes[d], Delay)
-               and np.all(np.asarray(graph.nodes[d].delay) == steps)
-               and graph.predecessors(d) == (name,)]
-        if not own or len(own) != len(after):
-            notes.append(f"{node.kind} '{name}': {convention.name} sends its spikes {steps} "
-                         "step(s) late (no explicit Delay of that length follows it to fold)")
-            continue
-        for delay in own:
+        leaving = [d for s, d in graph.edges if s == name and not _reaches(graph, d, name)]
+        for delay in leaving:
             del nodes[delay]
             edges = [(s, d) for s, d in edges if (s, d) != (name, delay)]
             edges = [(name if s == delay else s, d) for s, d in edges]
-        notes.append(f"{node.kind} '{name}': the {steps}-step Delay after it ("
-                     f"{', '.join(own)}) left out; {convention.name} delays its spikes by "
-                     "itself")
+        if leaving:
+            notes.append(f"{node.kind} '{name}': the {steps}-step Delay after it ("
+                         f"{', '.join(leaving)}) left out; {convention.name} delays its spikes "
+                         "by itself")
     return Graph(nodes, tuple(edges), graph.dt, graph.metadata), notes
 
 
@@ -327,9 +497,10 @@ def _recurrent_notes(graph: Graph, convention: Convention) -> list[str]:
         raise ExportError(f"norse 1.1.0's NIR importer has no recurrent support (it is commented "
                           f"out); recurrent edges: {edges}", where="--nir-for norse")
     if convention.name == "snntorch":
-        return ["snntorch 1.0.0 nests each neuron <-> weights cycle into RLeaky/RSynaptic; with "
-                "nirtorch 2.6 its import_from_nir failed on such a subgraph when tried "
-                "('GraphModule' object has no attribute 'items')"]
+        return ["snntorch 1.0.0's import_from_nir runs a nested recurrent cell through "
+                "nirtorch, which keeps the cell's last output in the module's state: call it as "
+                "out, state = net(x, state) step by step (net(x) alone starts every step from "
+                "zero)"]
     if convention.name == "sinabs":
         return ["sinabs 3.1.3's NIR bridge has no recurrent layer; how its importer runs a cycle "
                 "is not confirmed"]
@@ -363,4 +534,4 @@ def _nir_kind(node: Node, side: Side) -> str:
     return node.kind
 
 
-__all__ = ["Adapted", "adapt", "consumer_gains", "drive"]
+__all__ = ["Adapted", "adapt", "consumer_gains", "consumer_model", "drive"]

@@ -889,7 +889,7 @@ def _rounded(value: float, what: str, where: str) -> int:
     if error > _tolerance(np.asarray(value)):
         level = logging.WARNING if error > _ROUNDING_WARNING * abs(value) else logging.DEBUG
         log.log(level, "%s: %s = %.6g is not a whole number; rounded to %d", where, what, value,
-                rounded)
+                rounded, extra={"deviation": error / max(abs(value), 1e-30)})  # worst repeat
     return rounded
 
 

@@ -386,9 +386,12 @@ def export_nir(graph: Graph, *, nir_for: str = "nir") -> NirExport:
     if nir_for == "spyx":
         nodes, edges, renamed = _spyx_port_names(nodes, edges, graph)
         notes += renamed
-    if nir_for == "rockpool":
-        nodes, edges, nested = _nest_recurrent(nodes, edges)
+    if nir_for in ("rockpool", "snntorch"):
+        nodes, edges, nested = _nest_recurrent(nodes, edges, nir_for)
         notes += nested
+    if nir_for == "snntorch" and any(isinstance(n, nir.NIRGraph) for n in nodes.values()):
+        nodes, edges, renamed = _topological_names(nodes, edges)
+        notes += renamed
     metadata: dict[str, Any] = {"dt": float(dt), "discretization": discretization,
                                 "generator": f"sbc-deploy {__version__}", "sbc_nir_for": nir_for}
     reset = _reset_mode(graph)
@@ -454,20 +457,29 @@ def _spyx_port_names(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
                           for old, new in renames.items()]
 
 
-def _nest_recurrent(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
-                    ) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]], list[str]]:
+def _nest_recurrent(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]],
+                    consumer: str) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]],
+                                            list[str]]:
     """Wrap each ``neuron <-> weights`` cycle into the 4-node nested graph {input, lif, w_rec,
-    output} that rockpool's importer recognises (it maps flat cycles to nothing)."""
+    output} with edges input -> lif, lif -> w_rec, w_rec -> lif, lif -> output.
+
+    rockpool's importer maps such a graph (with a CubaLIF) to a recurrent LIFTorch and flat
+    cycles to nothing. snntorch's importer nests a flat cycle itself
+    (``_replace_rnn_subgraph_with_nirgraph``) but wires its input into the recurrent weights
+    (``(input, w_rec)`` in ``_create_rnn_subgraph``) and nirtorch 2.6 then runs the subgraph's
+    nodes one by one: nested here, the input reaches the neuron, as in RLeaky/RSynaptic."""
+    kinds = (nir.CubaLIF,) if consumer == "rockpool" else (nir.LIF, nir.CubaLIF)
     notes = []
     for w_name, w_node in list(nodes.items()):
         if not isinstance(w_node, (nir.Affine, nir.Linear)):
             continue
         outs = [d for s, d in edges if s == w_name]
         ins = [s for s, d in edges if d == w_name]
-        if len(outs) != 1 or ins != outs or not isinstance(nodes.get(outs[0]), nir.CubaLIF):
+        if len(outs) != 1 or ins != outs or not isinstance(nodes.get(outs[0]), kinds):
             continue
         lif_name = outs[0]
-        if isinstance(w_node, nir.Affine) and np.any(np.asarray(w_node.bias) != 0):
+        if (consumer == "rockpool" and isinstance(w_node, nir.Affine)
+                and np.any(np.asarray(w_node.bias) != 0)):
             raise ExportError("rockpool's recurrent LIF has no bias on its recurrent weights",
                               where=f"node '{w_name}' (--nir-for rockpool)")
         shape = np.array(nodes[lif_name].input_type["input"])
@@ -479,9 +491,32 @@ def _nest_recurrent(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
         del nodes[w_name]
         nodes[lif_name] = sub
         edges = [e for e in edges if e not in ((lif_name, w_name), (w_name, lif_name))]
-        notes.append(f"recurrent CubaLIF '{lif_name}' and weights '{w_name}' nested as one "
-                     "4-node NIRGraph (rockpool's recurrent layout)")
+        notes.append(f"recurrent {type(nodes[lif_name].nodes['lif']).__name__} "
+                     f"'{lif_name}' and weights '{w_name}' nested as one 4-node NIRGraph "
+                     f"({consumer}'s recurrent layout)")
     return nodes, edges, notes
+
+
+def _topological_names(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
+                       ) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]], list[str]]:
+    """Prefix every top-level name with its position in a topological order (``n00_input``,
+    ``n01_...``): nirtorch 2.6 (snntorch's importer) visits the nodes in the file's order, which
+    is the order of the names, and wires a nested graph a second time -- failing with
+    "'GraphModule' object has no attribute 'items'" -- when it meets it before its input."""
+    preds: dict[str, set[str]] = {n: {s for s, d in edges if d == n} for n in nodes}
+    order: list[str] = []
+    while len(order) < len(nodes):
+        ready = sorted(n for n in nodes if n not in order and preds[n] <= set(order))
+        if not ready:
+            raise ExportError("the graph has a cycle outside a nested recurrent cell, which "
+                              "snntorch's importer cannot order", where="--nir-for snntorch")
+        order.extend(ready)
+    width = len(str(len(order)))
+    names = {old: f"n{i:0{width}d}_{old}" for i, old in enumerate(order)}
+    return ({names[k]: v for k, v in nodes.items()},
+            [(names[a], names[b]) for a, b in edges],
+            ["node names prefixed with their topological position (n0_, n1_, ...): nirtorch 2.6 "
+             "visits nodes in name order and fails on a nested graph met before its input"])
 
 
 def to_nir(graph: Graph, *, nir_for: str = "nir") -> nir.NIRGraph:

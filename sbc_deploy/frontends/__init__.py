@@ -19,7 +19,7 @@ from sbc_deploy.frontends.conventions import CONVENTIONS, get_convention
 from sbc_deploy.frontends.from_netx import from_netx
 from sbc_deploy.frontends.from_nir import from_nir
 from sbc_deploy.ir import Graph
-from sbc_deploy.safeio import reading, screen_hdf5
+from sbc_deploy.safeio import reading, refuse_special, screen_hdf5
 
 __all__ = ["CONVENTIONS", "detect_format", "from_netx", "from_nir", "load_model"]
 
@@ -33,6 +33,7 @@ def detect_format(path: str | Path) -> Literal["nir", "netx"]:
         raise FormatError("file does not exist", where=where)
     if path.is_dir():
         raise FormatError("is a directory, expected a model file (.nir, .net, .h5)", where=where)
+    refuse_special(path)  # a FIFO or device would block or never end
     try:
         is_hdf5 = h5py.is_hdf5(path)
     except OSError as err:

@@ -489,6 +489,10 @@ def from_netx(path: str | Path, *, dt: float | None = None,
 def first_layer_needs_input_shape(path: str | Path) -> bool:
     """True when a netx file's first layer is a convolution and it has no input layer (its
     input shape must then come from the user or the data)."""
+    from sbc_deploy.safeio import special_file
+
+    if special_file(path) is not None:  # never opened: the reader refuses it, naming it
+        return False
     try:
         with h5py.File(path, "r") as f:
             layers = _sorted_layers(f, str(path))

@@ -26,6 +26,14 @@ that a node written by :mod:`sbc_deploy.exporters.to_nir` carries its IR bias in
 (``"sbc_bias"``, folded into ``v_leak`` for other readers) and gets it back here.
 ``Delay`` is stored in seconds and becomes whole steps ``delay / dt`` (anything else is refused).
 
+How the neurons fire and reset (the IR's spike variants: several spikes per step, ``>=``, the
+reset timing, a lower clamp) is the writer's, which NIR does not store: it comes from the
+framework's convention and its options (:func:`~sbc_deploy.frontends.conventions.spike_fields`;
+``--from sinabs`` gives sinabs' MultiSpike, ``--from snntorch`` its delayed reset, the one-step
+refractory zero reset of a recurrent or current-based snntorch neuron), and a node written by
+sbc-deploy gets its own back from its metadata. An snntorch LIF with ``tau = r = inf`` (its
+``beta = 1``) is an IF with gain 1.
+
 Structure: nested ``NIRGraph`` nodes are flattened with names ``"sub.node"``; the subgraph's own
 ``Input``/``Output`` nodes are dropped and the parent's edges are rewired through them.
 Recurrence is kept as it is (the IR finds the back edges). Roots that are not ``Input`` and
@@ -61,7 +69,15 @@ from sbc_deploy.errors import (
     SbcDeployError,
     UnsupportedNodeError,
 )
-from sbc_deploy.frontends.conventions import CONVENTIONS, Convention, Side, get_convention
+from sbc_deploy.frontends.conventions import (
+    CONVENTIONS,
+    Convention,
+    Side,
+    get_convention,
+    parse_source,
+    spike_fields,
+    time_step_advice,
+)
 from sbc_deploy.frontends.nir_fixups import (
     detect_convention,
     hwc_to_chw_columns,
@@ -384,6 +400,7 @@ class _Context:
     in_shape: Shape | None
     flatten: _FlattenChoice | None = None
     side: Side = NIR_SIDE
+    recurrent: bool = False  # the node lies on a cycle (a recurrent cell)
 
     @property
     def where(self) -> str:
@@ -477,6 +494,8 @@ def _leaky(node: nir.NIRNode, ctx: _Context, tau: np.ndarray, r: np.ndarray,
     beta = _decay(tau, ctx, "tau_mem")
     if ctx.side.gain == "one":  # the input is added as it is (r ignored or a label)
         gain = np.ones_like(beta)
+    elif ctx.side.gain == "norm_input":  # sinabs: (1 - alpha) x, computed in float32 as sinabs
+        gain = (np.float32(1.0) - beta.astype(np.float32)).astype(np.float64)
     elif ctx.side.gain == "one_minus_decay":  # norse box cells: dt / tau, r ignored
         gain = 1.0 - beta
     elif ctx.discretization == "exact":  # NIR, zero-order hold: r (1 - beta)
@@ -621,12 +640,18 @@ def _convert_i(node: nir.I, ctx: _Context) -> Node:
     return Integrator(gain=_if_gain(params["r"], ctx), bias=bias, metadata=_meta(node))
 
 
+def _spiking(kind: str, ctx: _Context, v_threshold: np.ndarray) -> dict[str, Any]:
+    """The spike-variant fields of a spiking node under the producer's convention."""
+    return spike_fields(ctx.side, kind, ctx.reset or "zero", ctx.recurrent, v_threshold)
+
+
 def _convert_if(node: nir.IF, ctx: _Context) -> Node:
     params = _broadcast(ctx, r=node.r, v_threshold=node.v_threshold,
                         v_reset=_v_reset(node, _array(node.v_threshold)))
     bias = _restored_bias(node, np.broadcast_shapes(*(p.shape for p in params.values())))
     return IF(v_threshold=params["v_threshold"], gain=_if_gain(params["r"], ctx),
-              v_reset=params["v_reset"], bias=bias, reset=ctx.reset, metadata=_meta(node))
+              v_reset=params["v_reset"], bias=bias, reset=ctx.reset, metadata=_meta(node),
+              **_spiking("IF", ctx, params["v_threshold"]))
 
 
 def _convert_li(node: nir.LI, ctx: _Context) -> Node:
@@ -640,8 +665,18 @@ def _convert_lif(node: nir.LIF, ctx: _Context) -> Node:
                    v_threshold=node.v_threshold, v_reset=_v_reset(node, _array(node.v_threshold)))
     tau, r, v_leak, v_thr, v_reset = np.broadcast_arrays(
         p["tau"], p["r"], p["v_leak"], p["v_threshold"], p["v_reset"])
+    if ctx.side.r_is_tau_over_dt and np.all(np.isinf(tau)):
+        # snntorch's beta = 1: tau = dt / (1 - beta) = inf and r = tau / dt = inf, gain
+        # r dt / tau = 1 by construction: an integrate-and-fire neuron
+        if np.any(v_leak != 0) or not np.all(np.isinf(r)):
+            raise ConfigError("tau is infinite (beta = 1) but r or v_leak is not what "
+                              "snntorch writes for it (r = tau / dt, v_leak = 0)",
+                              where=ctx.where)
+        return IF(v_threshold=v_thr, gain=np.ones_like(v_thr), v_reset=v_reset,
+                  reset=ctx.reset, metadata=_meta(node, read_as="IF (tau = inf, beta = 1)"),
+                  **_spiking("IF", ctx, v_thr))
     return LIF(**_leaky(node, ctx, tau, r, v_leak), v_threshold=v_thr, v_reset=v_reset,
-               reset=ctx.reset, metadata=_meta(node))
+               reset=ctx.reset, metadata=_meta(node), **_spiking("LIF", ctx, v_thr))
 
 
 def _convert_cubali(node: nir.CubaLI, ctx: _Context) -> Node:
@@ -661,7 +696,8 @@ def _convert_cubalif(node: nir.CubaLIF, ctx: _Context) -> Node:
         p["tau_syn"], p["tau_mem"], p["r"], p["v_leak"], p["w_in"], p["v_threshold"],
         p["v_reset"])
     return CubaLIF(**_synaptic(ctx, tau_syn, w_in), **_leaky(node, ctx, tau_mem, r, v_leak),
-                   v_threshold=v_thr, v_reset=v_reset, reset=ctx.reset, metadata=_meta(node))
+                   v_threshold=v_thr, v_reset=v_reset, reset=ctx.reset, metadata=_meta(node),
+                   **_spiking("CubaLIF", ctx, v_thr))
 
 
 # NIR node type -> converter: the single dispatch table of this importer.
@@ -739,8 +775,8 @@ def _resolve_dt(meta: Mapping[str, Any], dt: float | None, where: str) -> tuple[
     if file_dt is not None:
         return file_dt, "file metadata 'dt'"
     raise ConfigError("the NIR graph stores no time step and none was given", where=where,
-                      hint="pass dt in seconds (CLI flag --dt), e.g. 1e-4 for snntorch exports, "
-                           "1e-3 for norse")
+                      hint="pass --from FRAMEWORK or dt in seconds (CLI flag --dt): "
+                           + time_step_advice())
 
 
 def _resolve_reset(meta: Mapping[str, Any], reset: str | None, needed: bool,
@@ -887,18 +923,26 @@ def from_nir(source: str | Path | nir.NIRGraph, *, dt: float | None = None,
 
 
 def _choose_convention(graph: nir.NIRGraph, nodes: Mapping[str, nir.NIRNode],
-                       framework: str | None) -> tuple[Convention, str]:
-    detected, why = detect_convention(graph, nodes)
+                       framework: str | None, where: str) -> tuple[Convention, str]:
+    """The convention to read with: the argument (``NAME[:OPTION=VALUE,...]``), else the one
+    the file gives away. Two frameworks that both fit are never chosen between silently: a
+    :class:`ConfigError` asks for ``--from``."""
+    detected, why, candidates = detect_convention(graph, nodes)
     if framework is not None:
-        if detected is not None and detected != framework and detected in CONVENTIONS:
+        name, _ = parse_source(framework)
+        if detected is not None and detected != name and detected in CONVENTIONS:
             log.warning("--from %s overrides the detected convention %s (%s)", framework,
                         detected, why)
             return get_convention(framework), f"argument (overrides detected {detected}: {why})"
         return get_convention(framework), "argument"
+    if detected is None and len(candidates) > 1:
+        raise ConfigError(f"cannot tell which framework wrote this file: {why}", where=where,
+                          hint=f"pass --from {' or --from '.join(candidates)}")
     if detected is None or detected not in CONVENTIONS:
         if detected is not None:
             why = f"{why}, which names no known convention"
-        log.info("NIR convention: nir (spec); %s", why)
+        log.log(logging.WARNING if "--from" in why else logging.INFO,
+                "NIR convention: nir (spec); %s", why)
         return NIR_CONVENTION, f"default ({why})"
     log.info("NIR convention: %s, detected: %s", detected, why)
     return get_convention(detected), f"detected: {why}"
@@ -955,14 +999,14 @@ def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, rese
         raise UnsupportedNodeError(f"unsupported NIR node types: {listing}; supported: "
                                    f"{', '.join(SUPPORTED_NIR_TYPES)}", where=where)
     meta = dict(graph.metadata or {})
-    convention, convention_source = _choose_convention(graph, nodes, framework)
+    convention, convention_source = _choose_convention(graph, nodes, framework, where)
     side = convention.producer or NIR_SIDE
     written_for = _scalar(meta["sbc_nir_for"]) if "sbc_nir_for" in meta else None
     if written_for == convention.name and convention.consumer is not None:
-        # sbc-deploy wrote it for this framework's importer: its numbers follow the consumer's
-        # convention; timing the IR cannot change (spyx's late spikes) is not re-added, so the
-        # graph it was written from comes back
-        side = replace(convention.consumer, spike_delay=0)
+        # sbc-deploy wrote it for this framework's importer: its numbers and neurons follow the
+        # consumer's convention (the model the importer builds, which the graph was converted
+        # to before it was written), so the graph it was written from comes back
+        side = convention.consumer
         convention_source += "; read as that framework's importer reads it (the file was " \
                              f"written by sbc-deploy for {convention.name})"
     notes: list[str] = []
@@ -988,7 +1032,8 @@ def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, rese
     for name, node in nodes.items():
         ctx = _Context(name=name, dt=step, discretization=method,
                        reset=reset_mode or "zero", in_shape=in_shapes[name],
-                       flatten=flatten.get(name), side=side)
+                       flatten=flatten.get(name), side=side,
+                       recurrent=any(_reaches(edges, d, name) for s, d in edges if s == name))
         try:
             converted[name] = _restored_spike_variant(node, _CONVERTERS[type(node)](node, ctx))
         except SbcDeployError as err:
@@ -1001,7 +1046,7 @@ def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, rese
     if side.spike_delay:
         edges, delayed = _delay_spikes(converted, edges, side.spike_delay, convention.name)
         notes += delayed
-    caveats = _caveats(convention, side, converted)
+    caveats = _caveats(convention, side, converted, reset_source)
     for line in notes:
         log.info("%s", line)
     for line in caveats:
@@ -1080,20 +1125,20 @@ def _delay_spikes(converted: dict[str, Node], edges: list[tuple[str, str]], step
     return edges, notes
 
 
-def _caveats(convention: Convention, side: Side, converted: Mapping[str, Node]) -> list[str]:
-    """What the framework does that the IR cannot (it runs one spike, v > threshold, same-step
-    reset): said, not refused, because the spike trains agree except in those cases."""
+def _caveats(convention: Convention, side: Side, converted: Mapping[str, Node],
+             reset_source: str) -> list[str]:
+    """What the import assumed because the file cannot say it: the framework's defaults for
+    its options (sinabs' spike_fn, snntorch's reset_delay, ...) and its default reset. Said,
+    so that a network built with other settings is read with the right ``--from`` options."""
     if not any(getattr(node, "spiking", False) for node in converted.values()):
         return []
     found = []
-    if side.multi_spike:
-        found.append(f"{convention.name} fires floor(v / threshold) spikes per step; the IR fires "
-                     "one: spikes agree while v stays below twice the threshold")
-    if side.fires_at_equal:
-        found.append(f"{convention.name} fires at v >= threshold; the IR at v > threshold")
-    leaky = [n for n, node in converted.items()
-             if getattr(node, "spiking", False) and np.any(node.membrane_decay < 1)]
-    if side.reset_after_decay and leaky:
-        found.append(f"{convention.name} subtracts the threshold after the next step's decay "
-                     f"(undecayed); the IR before it: {', '.join(leaky)} may differ")
+    assumed = [f"{o.name}={convention.settings.get(o.name, o.default)}"
+               for o in convention.options]
+    if assumed:
+        found.append(f"assumed {convention.name}'s settings {', '.join(assumed)} (the file does "
+                     f"not record them; --from {convention.name}:OPTION=VALUE for others)")
+    if reset_source.startswith("convention") and len(convention.resets) > 1:
+        found.append(f"the file does not record the reset; assumed {convention.name}'s default "
+                     f"{side.reset!r} (--reset for the other)")
     return found

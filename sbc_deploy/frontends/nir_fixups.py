@@ -91,29 +91,44 @@ def rockpool_dt(nodes: Mapping[str, nir.NIRNode]) -> tuple[float, str] | None:
 
 
 def detect_convention(graph: nir.NIRGraph, nodes: Mapping[str, nir.NIRNode]
-                      ) -> tuple[str | None, str]:
-    """``(framework, why)`` when the file gives its writer away, else ``(None, why not)``."""
+                      ) -> tuple[str | None, str, tuple[str, ...]]:
+    """``(framework, why, candidates)``: the framework when the file gives its writer away and
+    no other fits, else None with the reason and, when two or more frameworks' signatures fit,
+    their names (the caller must not pick one silently)."""
     meta = dict(graph.metadata or {})
     for key in ("sbc_nir_for", "sbc_convention", "convention", "framework"):
         name = _meta_text(meta, key)
         if name is not None:
-            return name.lower(), f"graph metadata {key!r} = {name!r}"
+            return name.lower(), f"graph metadata {key!r} = {name!r}", (name.lower(),)
     pairs = [p for p in (_tau_r(n) for n in nodes.values()) if p is not None]
     spiking = [n for n in nodes.values() if isinstance(n, (nir.LIF, nir.CubaLIF, nir.IF))]
     batch = any(_leading_ones(n) for n in nodes.values() if isinstance(n, nir.Input))
-    if pairs:
-        if all(np.allclose(r * 1e-4, tau, rtol=1e-6) for tau, r in pairs):
-            return "snntorch", "every leaky neuron has r = tau / 1e-4 (snntorch's hard-coded dt)"
-        if all(np.allclose(r, 1.0 - 1.0 / tau, rtol=1e-6) and np.all(r != 1)
-               for tau, r in pairs):
-            return "spyx", "every leaky neuron has r = 1 - 1/tau (spyx writes r = beta, dt = 1)"
-        if batch and rockpool_dt(nodes) is not None:
-            return "rockpool", ("batch axis in the Input type and r = tau exp(-dt/tau)/dt with "
-                                "one dt (rockpool)")
-    if spiking and all(np.allclose(_values(n.r), 1.0) for n in spiking):
-        return None, ("r = 1 everywhere fits norse and sinabs alike (and the NIR spec); pass "
-                      "--from to choose")
-    return None, "no framework signature found; read as the NIR spec says"
+    r_one = bool(spiking) and all(np.allclose(_values(n.r), 1.0) for n in spiking)
+    fits: dict[str, str] = {}
+    if pairs and all(np.allclose(r * 1e-4, tau, rtol=1e-6) or (np.all(np.isinf(tau)) and
+                                                              np.all(np.isinf(r)))
+                     for tau, r in pairs):
+        fits["snntorch"] = "every leaky neuron has r = tau / 1e-4 (snntorch's hard-coded dt)"
+    if pairs and all(np.allclose(r, 1.0 - 1.0 / tau, rtol=1e-6) and np.all(r != 1)
+                     for tau, r in pairs):
+        fits["spyx"] = "every leaky neuron has r = 1 - 1/tau (spyx writes r = beta, dt = 1)"
+    if batch and pairs and rockpool_dt(nodes) is not None:
+        fits["rockpool"] = ("a batch axis in the Input type and r = tau exp(-dt/tau)/dt with one "
+                            "dt (rockpool)")
+    if batch and r_one:
+        fits["norse"] = ("a batch axis in the Input type and r = 1 (norse, exported with a "
+                         "batched sample)")
+    if len(fits) == 1:
+        name, why = next(iter(fits.items()))
+        return name, why, (name,)
+    if fits:
+        listing = "; ".join(f"{name}: {why}" for name, why in fits.items())
+        return None, f"the file fits {' and '.join(fits)} ({listing})", tuple(fits)
+    if r_one:
+        return None, ("r = 1 everywhere fits norse and sinabs alike (and the NIR spec), which "
+                      "read it differently; read as the NIR spec says: pass --from norse or "
+                      "--from sinabs if one of them wrote it"), ()
+    return None, "no framework signature found; read as the NIR spec says", ()
 
 
 def _leading_ones(node: nir.Input) -> bool:

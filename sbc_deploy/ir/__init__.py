@@ -58,5 +58,6 @@ __all__ = [
     "OPERATION_TYPES", "REDUCTIONS", "AdaptiveAvgPool2d", "ChannelAffine", "Identity",
     "LayerNorm", "MatMul", "MaxPool2d", "Permute", "Product", "Reduce", "Reshape", "Slice",
     "adaptive_windows", "batchnorm_affine",
+    # spike variants (issue 19)
     "spike_variant_text",
 ]

@@ -90,6 +90,15 @@ class Graph:
         if not isinstance(self.dt, (int, float)) or not math.isfinite(self.dt) or self.dt <= 0:
             raise IRError(f"dt must be a positive number of seconds, got {self.dt!r}", where="graph")
         object.__setattr__(self, "dt", float(self.dt))
+        # adjacency in edge order, built once: predecessors()/successors() are O(degree), so
+        # the graph rules and the mapping stay linear in the node count (issue 21)
+        succ: dict[str, list[str]] = {}
+        pred: dict[str, list[str]] = {}
+        for src, dst in self.edges:
+            succ.setdefault(src, []).append(dst)
+            pred.setdefault(dst, []).append(src)
+        object.__setattr__(self, "_succ", {k: tuple(v) for k, v in succ.items()})
+        object.__setattr__(self, "_pred", {k: tuple(v) for k, v in pred.items()})
         self._check_structure()
         self._check_ports()
         order, recurrent = self._order()
@@ -231,10 +240,12 @@ class Graph:
         return self._recurrent_edges  # type: ignore[attr-defined,no-any-return]
 
     def predecessors(self, name: str) -> tuple[str, ...]:
-        return tuple(src for src, dst in self.edges if dst == name)
+        """Sources of the edges into ``name``, in edge order."""
+        return self._pred.get(name, ())  # type: ignore[attr-defined,no-any-return]
 
     def successors(self, name: str) -> tuple[str, ...]:
-        return tuple(dst for src, dst in self.edges if src == name)
+        """Destinations of the edges out of ``name``, in edge order."""
+        return self._succ.get(name, ())  # type: ignore[attr-defined,no-any-return]
 
     def operands(self, name: str) -> dict[str, tuple[str, ...]]:
         """Port -> the sources feeding it, for a node with named ports (``{}`` without)."""

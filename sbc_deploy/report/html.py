@@ -20,6 +20,15 @@ from typing import Any, Sequence
 
 from sbc_deploy.report.charts import COLORS, Bar, Row, aggregate, hbar_chart
 from sbc_deploy.report.model import Report, TargetReport
+from sbc_deploy.report.summary import (
+    RANKINGS,
+    accuracy_change,
+    ann_remark,
+    borrowed_notes,
+    energy_text,
+    layer_binding,
+    strip,
+)
 from sbc_deploy.report.vocabulary import (
     MAX_CORE_ROWS,
     ann_line,
@@ -65,6 +74,14 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .grade{display:inline-block;padding:0 6px;border-radius:8px;font-size:11.5px;background:#e8f5e9}
 .grade.estimate,.grade.unknown{background:#ffe0b2;color:#8a4b00;font-weight:600}
 .grade.definition{background:#e3f2fd}
+.strip{display:grid;grid-template-columns:repeat(auto-fill,minmax(158px,1fr));gap:6px;
+margin:4px 0 10px}.strip .item{background:#fff;border:1px solid #ddd;border-top:3px solid #bbb;
+padding:4px 8px}.strip .item.good{border-top-color:#1b9e77}.strip .item.bad{border-top-color:#c00}
+.strip .k{font-size:11.5px;color:#555}.strip .v{font-size:15px;font-weight:600;
+line-height:1.3}.strip .d{font-size:11.5px;color:#555;line-height:1.3}
+h2.target{font-size:16px;margin:10px 0 2px;border:0;padding:0}
+.refused{color:#777;font-size:13px;margin:8px 0}
+tr.out td{color:#999}
 """
 
 
@@ -110,6 +127,31 @@ def _mean(values: Sequence[float]) -> str:
     return pct(sum(values) / len(values), 0) if values else "n/a"
 
 
+def _axon_bars(cores: Sequence[Any]) -> tuple[Bar, ...]:
+    """In-axons of the fullest core against the per-core limit, where the target has one."""
+    bars = []
+    for name, color, used, cap in (("axons in", AXON_COLOR, "in_axons", "in_axon_capacity"),
+                                   ("axons out", AXON_OUT_COLOR, "out_axons",
+                                    "out_axon_capacity")):
+        uses = [getattr(c, used) / getattr(c, cap) for c in cores
+                if getattr(c, used) is not None and getattr(c, cap)]
+        if uses:
+            bars.append(Bar(100 * max(uses), color, name, pct(max(uses), 0)))
+    return tuple(bars)
+
+
+def _core_legend(t: TargetReport) -> tuple[tuple[str, str], ...]:
+    legend = (("neurons", COLORS["neurons"]), ("synapse memory", COLORS["memory"]))
+    if any(c.in_axons is not None and c.in_axon_capacity for c in t.cores):
+        legend += (("axons in", AXON_COLOR),)
+    if any(c.out_axons is not None and c.out_axon_capacity for c in t.cores):
+        legend += (("axons out", AXON_OUT_COLOR),)
+    return legend
+
+
+AXON_COLOR, AXON_OUT_COLOR = "#66a61e", "#a6761d"
+
+
 def _core_rows(t: TargetReport) -> tuple[list[Row], str]:
     names = labels(t)
     if len(t.cores) <= MAX_CORE_ROWS:
@@ -120,7 +162,8 @@ def _core_rows(t: TargetReport) -> tuple[list[Row], str]:
                 Bar(None if c.neuron_utilisation is None else 100 * c.neuron_utilisation,
                     COLORS["neurons"], "neurons", f"{pct(c.neuron_utilisation, 0)}"),
                 Bar(None if c.memory_utilisation is None else 100 * c.memory_utilisation,
-                    COLORS["memory"], "synapse memory", f"{pct(c.memory_utilisation, 0)}")),
+                    COLORS["memory"], "synapse memory", f"{pct(c.memory_utilisation, 0)}"),
+                *_axon_bars([c])),
                 hover=f"{c.neurons} neurons" + (f" of {c.neuron_capacity}" if c.neuron_capacity
                                                 else "")
                 + f", {bits(c.synapse_bits)}" + (f" of {bits(c.memory_capacity)}"
@@ -140,7 +183,8 @@ def _core_rows(t: TargetReport) -> tuple[list[Row], str]:
             Bar(100 * max(n_use) if n_use else None, COLORS["neurons"], "neurons (fullest core)",
                 pct(max(n_use), 0) if n_use else "n/a"),
             Bar(100 * max(m_use) if m_use else None, COLORS["memory"],
-                "synapse memory (fullest core)", pct(max(m_use), 0) if m_use else "n/a")),
+                "synapse memory (fullest core)", pct(max(m_use), 0) if m_use else "n/a"),
+            *_axon_bars(cores)),
             hover=f"{len(cores)} cores; mean neurons {_mean(n_use)}, mean memory {_mean(m_use)}"))
     how = f"{len(t.cores)} cores grouped per layer: the fullest core of each group"
     if len(rows) > MAX_ROWS:  # the fullest groups, the rest in one row (their fullest core)
@@ -168,10 +212,9 @@ def _fit_section(t: TargetReport) -> str:
         parts.append(figure(hbar_chart(
             f"{t.target}: use of each core against its limit", rows, unit="% of the core",
             high=max(110.0, max((b.value or 0) for r in rows for b in r.bars) * 1.05),
-            limit=100.0, limit_label="per-core limit",
-            legend=(("neurons", COLORS["neurons"]), ("synapse memory", COLORS["memory"]))),
-            f"{t.cores_used} of {t.cores_available or 'unlimited'} cores used; {how}. Hover a "
-            "row for the counts."))
+            limit=100.0, limit_label="per-core limit", legend=_core_legend(t)),
+            f"{t.cores_used} of {t.cores_available or 'unlimited'} cores used; {how}. "
+            f"Deciding limit: {t.deciding_limit or 'n/a'}. Hover a row for the counts."))
     limit = t.limits.get("max_fan_in")
     rule = t.limits.get("synapse_storage") or "n/a"
     rows = []
@@ -181,12 +224,14 @@ def _fit_section(t: TargetReport) -> str:
                 layer.memory_bits_dense)
         fan = f"{layer.fan_in_max} / {limit}" if limit else f"{layer.fan_in_max} / no limit"
         cores = _span(layer.cores)
-        rows.append([html.escape(layer.label), cores, fan, html.escape(layer.storage or "n/a"),
+        rows.append([html.escape(layer.label), cores, html.escape(layer_binding(t, layer)), fan,
+                     html.escape(layer.storage or "n/a"),
                      bits(layer.memory_bits_dense), bits(layer.memory_bits_sparse), bits(used),
                      html.escape(storage_reason(t, layer))])
-    parts.append(table(["layer", "cores", "fan-in max / limit", "storage",
-                        "memory if dense", "memory if sparse", "memory used", "why"], rows,
-                       numeric=(2, 4, 5, 6), raw=range(8)))
+    parts.append(table(["layer", "cores", "fullest core: its deciding limit", "fan-in max / limit",
+                        "storage", "compressed, stored dense", "compressed, stored sparse",
+                        "memory used", "why"], rows,
+                       numeric=(3, 5, 6, 7), raw=range(9)))
     parts.append(f'<p class="muted">Synapse storage rule of {html.escape(t.target)}: '
                  f'{html.escape(str(rule))}; dense = potential synapses x weight bits, sparse = '
                  f'non-zero synapses x (weight bits + {t.limits.get("index_bits", "?")} index '
@@ -205,13 +250,26 @@ def _span(cores: Sequence[int]) -> str:
 
 
 def accuracy_chart(targets: Sequence[TargetReport]) -> str | None:
-    """Accuracy bars on an axis zoomed to show the differences (it says where it starts)."""
+    """Accuracy bars on a full 0-100 % axis, each value with its 95 % interval (Wilson) and
+    the sample count: a zoomed axis without the interval shows noise as a result."""
+    from sbc_deploy.report.summary import wilson
+
     rows = []
     first = targets[0].accuracy
+    n = first.samples
+
+    def text(value: float) -> str:
+        if not n:
+            return f"{100 * value:.2f}%"
+        low, high = wilson(value, n)
+        return f"{100 * value:.1f}% [{100 * low:.0f}-{100 * high:.0f}]"
+
     if first.dense_float is not None:
         rows.append(Row("dense (float)", (Bar(100 * first.dense_float, COLORS["dense"],
-                                              "accuracy", f"{100 * first.dense_float:.2f}%"),)))
+                                              "accuracy", text(first.dense_float)),)))
     for t in targets:
+        if t.refused:
+            continue
         prefix = f"{t.target}: " if len(targets) > 1 else ""
         for label, value, color in (("compressed (float)", t.accuracy.compressed_float,
                                      COLORS["compressed"]),
@@ -219,14 +277,12 @@ def accuracy_chart(targets: Sequence[TargetReport]) -> str | None:
                                      COLORS["integer"])):
             if value is not None:
                 rows.append(Row(prefix + label, (Bar(100 * value, color, "accuracy",
-                                                     f"{100 * value:.2f}%"),)))
+                                                     text(value)),)))
     if not rows:
         return None
-    values = [b.value for r in rows for b in r.bars if b.value is not None]
-    low = max(0.0, float(int(min(values) - 2)))
-    low -= low % 2
-    return hbar_chart("Accuracy on the evaluation data", rows, unit="accuracy (%)", low=low,
-                      high=100.0)
+    note = f"in brackets: 95 % interval, n = {n:,} samples" if n else ""
+    return hbar_chart("Accuracy on the evaluation data", rows, unit="accuracy (%)", low=0.0,
+                      high=100.0, note=note)
 
 
 def _cost_section(t: TargetReport, single: bool) -> str:
@@ -234,7 +290,7 @@ def _cost_section(t: TargetReport, single: bool) -> str:
     if single:
         chart = accuracy_chart([t])
         if chart:
-            parts.append(figure(chart, "The axis is zoomed: it starts where the chart says."))
+            parts.append(figure(chart, "Full axis; in brackets each accuracy's 95 % interval."))
     rows = [Row(layer.label, (Bar(100 * layer.sparsity, COLORS["compressed"], "sparsity",
                                   f"{100 * layer.sparsity:.1f}% \u00b7 "
                                   f"{layer.weight_bits or 'float'}"
@@ -349,41 +405,96 @@ def _split_section(t: TargetReport) -> str:
 
 
 def _compare(report: Report) -> str:
-    targets = report.targets
-    rows_cores = [Row(t.target, (Bar(t.cores_used, COLORS["neutral"], "cores used",
-                                     f"{t.cores_used} / {t.cores_available or '-'}"),),
+    targets = [t for t in report.targets if not t.refused]
+    refused = [t for t in report.targets if t.refused]
+    parts = ["<h2>How do the targets compare?</h2>"]
+    if refused:
+        parts.append('<p class="refused">Refused before compression (not drawn): ' + "; ".join(
+            f"<b>{html.escape(t.target)}</b>: {html.escape(t.refused or '')}"
+            for t in refused) + ".</p>")
+    if not targets:
+        return "".join(parts)
+    rows_cores = [Row(t.target, (Bar(t.cores_used, COLORS["neutral"] if t.fits else "#bbb",
+                                     "cores used", f"{t.cores_used} of "
+                                                   f"{t.cores_available or 'no limit'}"),),
                       marks=(t.cores_available,) if t.cores_available else ())
                   for t in targets]
+    # the chip's core count at its true place on the axis: the axis reaches past it
+    top = max([*(t.cores_used or 0 for t in targets), *(t.cores_available or 0 for t in targets),
+               1]) * 1.08
     unit, scale = _energy_unit([t.energy_j.compressed or 0.0 for t in targets])
     rows_energy = [Row(t.target, (Bar(None if t.energy_j.compressed is None else
-                                      t.energy_j.compressed / scale, COLORS["compressed"],
-                                      "energy compressed", energy(t.energy_j.compressed)),),
+                                      t.energy_j.compressed / scale,
+                                      COLORS["compressed"] if t.fits else "#bbb",
+                                      "energy compressed",
+                                      energy_text(t.energy_j.compressed, t)),),
                        hover="evidence: " + ", ".join(sorted({x.evidence
                                                                for x in t.energy_terms})))
                    for t in targets]
-    parts = ["<h2>How do the targets compare?</h2>", '<div class="grid">']
+    parts.append('<div class="grid">')
     chart = accuracy_chart(targets)
     if chart:
-        parts.append(figure(chart, "The axis is zoomed: it starts where the chart says."))
-    parts.append(figure(hbar_chart("Cores used (red tick: cores the chip has)", rows_cores,
-                                   unit="cores", high=max([*(t.cores_used or 0 for t in targets),
-                                                           *(min(t.cores_available or 0, 4 * (
-                                                               t.cores_used or 1))
-                                                             for t in targets), 1]) * 1.1),
-                        "A bar past the red tick does not fit the chip."))
+        parts.append(figure(chart, "Full axis; in brackets each accuracy's 95 % interval."))
+    parts.append(figure(hbar_chart("Cores used (red tick: the cores each chip has)", rows_cores,
+                                   unit="cores", high=top),
+                        "Each tick at the chip's true core count; a bar past it does not fit. "
+                        "Grey: does not fit."))
     parts.append(figure(hbar_chart("Energy per sample, compressed network", rows_energy,
                                    unit=f"{unit} per sample"),
-                        "Costs from each target file; hover for their evidence grades."))
+                        "Costs from each target file, with their weakest evidence grade; grey: "
+                        "does not fit."))
     parts.append("</div>")
-    parts.append(table(["target", "verdict", "violations", "cores", "accuracy (integer)",
-                        "accuracy (float)", "energy / sample", "energy evidence"],
-                       [[t.target, "fits" if t.fits else "does not fit", len(t.violations),
-                         f"{t.cores_used} / {t.cores_available or '-'}",
-                         pct(t.accuracy.compressed_integer, 2), pct(t.accuracy.compressed_float, 2),
-                         energy(t.energy_j.compressed),
-                         " ".join(grade(g) for g in sorted({x.evidence for x in t.energy_terms}))]
-                        for t in targets], numeric=(2, 4, 5, 6), raw=(7,)))
     return "".join(parts)
+
+
+def _ranking(report: Report) -> str:
+    """The ranking table: targets that fit by the stated criterion, the rest greyed out with
+    the first reason that blocks them."""
+    if len(report.targets) < 2 or not report.ranking:
+        return ""
+    by_name = {t.target: t for t in report.targets}
+    rows = []
+    for entry in report.ranking:
+        t = by_name[entry["target"]]
+        change = accuracy_change(t.accuracy)
+        acc = ("n/a" if change is None else
+               f"{100 * change[0]:+.1f} \u00b1 {100 * change[1]:.1f} pt")
+        cls = "" if entry["fits"] else ' class="out"'
+        rows.append(f"<tr{cls}><td>{entry['rank'] or '-'}</td>"
+                    f"<td><b>{html.escape(t.target)}</b></td>"
+                    f"<td>{'fits' if entry['fits'] else 'does not fit'}</td>"
+                    f"<td class=num>{html.escape(energy_text(t.energy_j.compressed, t))}</td>"
+                    f"<td class=num>{html.escape(acc)}</td>"
+                    f"<td class=num>{html.escape(cores_text(t))}</td>"
+                    f"<td class=wide>{html.escape(entry['reason'] or '')}</td></tr>")
+    criterion = RANKINGS.get(report.rank_by or "energy", str(report.rank_by))
+    return (f'<h3 id="ranking">Ranking: {html.escape(criterion)}</h3>'
+            '<div class="tablewrap"><table><thead><tr><th>rank</th><th>target</th>'
+            "<th>verdict</th><th>energy / sample</th><th>accuracy change</th><th>cores</th>"
+            "<th>first blocking reason</th></tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table></div>")
+
+
+def cores_text(t: TargetReport) -> str:
+    from sbc_deploy.report.vocabulary import cores_phrase
+
+    return cores_phrase(t.cores_used, t.cores_available)
+
+
+def _strip(t: TargetReport) -> str:
+    """One target's summary strip: the figures to decide from (report/summary.py)."""
+    head = f'<h2 class="target">{html.escape(t.target)}</h2>'
+    if t.refused:  # one line: nothing was compressed for it
+        return (f'<p class="refused"><b>{html.escape(t.target)}</b>: refused before '
+                f'compression: {html.escape(t.refused)}</p>')
+    items = []
+    for item in strip(t):
+        cls = "" if item.good is None else (" good" if item.good else " bad")
+        items.append(f'<div class="item{cls}"><div class="k">{html.escape(item.label)}</div>'
+                     f'<div class="v">{html.escape(item.value)}</div>'
+                     + (f'<div class="d">{html.escape(item.detail)}</div>' if item.detail
+                        else "") + "</div>")
+    return head + '<div class="strip">' + "".join(items) + "</div>"
 
 
 def _findings(items: Any) -> str:
@@ -409,24 +520,26 @@ def to_html(report: Report) -> str:
              f"<h1>{html.escape(title)}</h1>",
              (f'<p class="muted">dt = {report.dt:g} s, reset = '
               f'{html.escape(str(report.reset))}. Layers are named <i>synapse -&gt; neuron</i> '
-              "everywhere. Hover a bar for its exact values.</p>"), '<div class="cards">']
+              "everywhere. Energy figures are estimates from each target file's costs (grade "
+              "on each number). Hover a bar for its exact values.</p>")]
     for t in report.targets:
-        acc = t.accuracy
-        acc_text = " \u00b7 ".join(f"{k} {pct(v, 2)}" for k, v in (
-            ("dense", acc.dense_float), ("float", acc.compressed_float),
-            ("integer", acc.compressed_integer)) if v is not None)
-        parts.append(
-            f'<div class="card{"" if t.fits else " bad"}"><b>{html.escape(t.target)}: '
-            f'{"fits" if t.fits else f"{len(t.violations)} violation(s)"}</b><br>'
-            f'<span class="muted">{t.cores_used} / {t.cores_available or "-"} cores \u00b7 '
-            f'{energy(t.energy_j.compressed)} per sample<br>{html.escape(acc_text)}</span></div>')
-    parts.append("</div>")
+        parts.append(_strip(t))
+    parts.append(_ranking(report))
+    notes = borrowed_notes(report.targets) + [
+        f"{t.target}: {remark}" for t in report.targets if (remark := ann_remark(t))]
+    if notes:
+        parts.append('<p class="muted">' + "<br>".join(html.escape(n) for n in notes) + "</p>")
     parts.append(_findings(getattr(report, "findings", ())))
     if len(report.targets) > 1:
         parts.append(_compare(report))
     for t in report.targets:
         parts.append(f"<h2>{html.escape(t.target)}: {html.escape(t.description)}</h2>")
         parts.append(f'<p class="muted">method {html.escape(t.method)}</p>')
+        if t.refused:  # nothing was compressed: the reason and the rules it breaks
+            parts.append(f'<p class="refused">Refused before compression: '
+                         f'{html.escape(t.refused)}</p>')
+            parts.append(_violations(t))
+            continue
         parts.append(_fit_section(t))
         parts.append(_split_section(t))
         parts.append(_violations(t))

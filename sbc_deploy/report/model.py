@@ -91,6 +91,11 @@ class CoreRow:
     memory_utilisation: float | None
     neuron_capacity: int | None = None
     memory_capacity: int | None = None  # bits
+    in_axons: int | None = None  # distinct presynaptic sources (None: the target has no limit)
+    out_axons: int | None = None
+    in_axon_capacity: int | None = None
+    out_axon_capacity: int | None = None
+    binding: str | None = None  # the limit this core is fullest against (report/summary.py)
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class Accuracy:
     dense_float: float | None = None
     compressed_float: float | None = None
     compressed_integer: float | None = None
+    samples: int | None = None  # labelled evaluation samples behind each accuracy
 
 
 @dataclass(frozen=True)
@@ -144,11 +150,24 @@ class TargetReport:
     notes: tuple[str, ...] = ()
     # where each node runs: check.split.ChipHostSplit.to_dict() (empty: not computed)
     chip_host_split: Mapping[str, Any] = field(default_factory=dict)
+    # the decision figures (issue 20; report/summary.py derives the strip from them)
+    cores_dense: int | None = None  # cores the dense network needs on this target
+    deciding_limit: str | None = None  # the per-core limit that sets the core count
+    memory_bytes: BeforeAfter = BeforeAfter()  # original network (float32) -> as stored
+    synapses_removed: int | None = None  # non-zero dense weights that are zero after
+    removed_by_rounding: int | None = None  # ... of which the pruning mask did not choose
+    latency_s: float | None = None  # steps x time per step (target [timing])
+    throughput_hz: float | None = None  # inferences per second, one after another
+    latency_evidence: str | None = None
+    steps: int | None = None  # time steps per sample
+    borrowed: Mapping[str, str] = field(default_factory=dict)  # energy term -> chip it is from
+    refused: str | None = None  # why the target was refused before compression
 
     @property
     def fits(self) -> bool:
         """True when no rule of the target is violated (warnings do not count)."""
-        return not any(v.severity == "error" for v in self.violations)
+        return self.refused is None and not any(v.severity == "error"
+                                                for v in self.violations)
 
 
 @dataclass(frozen=True)
@@ -164,6 +183,9 @@ class Report:
     versions: Mapping[str, str] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
     activity: Mapping[str, Any] = field(default_factory=dict)
+    rank_by: str | None = None  # the ranking's criterion (report/summary.py RANKINGS)
+    ranking: tuple[Mapping[str, Any], ...] = ()  # one entry per target, best first
+    sweep: tuple[Mapping[str, Any], ...] = ()  # one row per (target, sparsity, bits) of a sweep
 
     @property
     def fits(self) -> bool:
@@ -192,6 +214,9 @@ class Report:
             "findings": [asdict(f) for f in self.findings],
             "guards_pass": self.guards_pass,
             "activity": dict(self.activity),
+            "rank_by": self.rank_by,
+            "ranking": [dict(r) for r in self.ranking],
+            "sweep": [dict(r) for r in self.sweep],
         }
 
 
@@ -210,4 +235,5 @@ def _target_dict(report: TargetReport) -> dict[str, Any]:
     data["exports"] = dict(report.exports)
     data["notes"] = list(report.notes)
     data["chip_host_split"] = dict(report.chip_host_split)
+    data["borrowed"] = dict(report.borrowed)
     return data

@@ -15,6 +15,7 @@ from sbc_deploy.fileio import write_text_atomic
 from sbc_deploy.report.html import to_html as html_page
 from sbc_deploy.report.model import Report, TargetReport
 from sbc_deploy.report.vocabulary import (
+    layer_label,
     MAX_CORE_ROWS,
     ann_line,
     bits,
@@ -25,6 +26,7 @@ from sbc_deploy.report.vocabulary import (
     storage_reason,
     verdict_line,
 )
+from sbc_deploy.untrusted import markdown, shown_lines
 
 __all__ = ["to_json", "to_markdown", "to_html", "write_report"]
 
@@ -53,7 +55,8 @@ def _pct(value: float | None) -> str:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    # every cell may hold a name or a message naming one: markdown() keeps it inside its cell
+    lines += ["| " + " | ".join(markdown(c) for c in row) + " |" for row in rows]
     return lines
 
 
@@ -68,12 +71,13 @@ def _energy_rows(t: TargetReport) -> list[list[Any]]:
 
 def to_markdown(report: Report) -> str:
     """A report for the terminal and for code review: the HTML page's sections as tables."""
-    out = [f"# sbc-deploy report: {report.model}", ""]
+    out = [f"# sbc-deploy report: {markdown(report.model)}", ""]
     out.append(f"dt = {report.dt:g} s, reset = {report.reset or 'n/a'}; "
                f"{'every target fits' if report.fits else 'RULES VIOLATED'}. Layers are named "
                "`synapse -> neuron`.")
     out.append("")
     out += [f"- {verdict_line(t)}" for t in report.targets] + [""]
+    out += _decision_markdown(report)
     findings = getattr(report, "findings", ())
     if findings:  # quality guards (issue 12)
         out += ["## Quality guards", ""]
@@ -97,7 +101,33 @@ def to_markdown(report: Report) -> str:
         out += ["## Timings", ""]
         out += _table(["stage", "seconds"], [[k, f"{v:.2f}"] for k, v in report.timings_s.items()])
         out.append("")
-    return "\n".join(out).rstrip() + "\n"
+    return shown_lines("\n".join(out).rstrip() + "\n")  # no control character, whatever
+
+
+def _decision_markdown(report: Report) -> list[str]:
+    """The summary strip of every target and the ranking, as the page shows them first."""
+    from sbc_deploy.report.summary import RANKINGS, ann_remark, borrowed_notes, strip
+
+    out = ["## Summary", ""]
+    for t in report.targets:
+        if t.refused:
+            out += [f"- **{markdown(t.target)}**: refused before compression: "
+                    f"{markdown(t.refused)}"]
+            continue
+        out += [f"**{markdown(t.target)}**", ""]
+        out += _table(["figure", "value", "detail"],
+                      [[item.label, item.value, item.detail] for item in strip(t)]) + [""]
+    out += [""] if out[-1] else []
+    if len(report.targets) > 1 and report.ranking:
+        criterion = RANKINGS.get(report.rank_by or "energy", str(report.rank_by))
+        out += [f"Ranking ({markdown(criterion)}):", ""]
+        out += _table(["rank", "target", "verdict", "first blocking reason"],
+                      [[r["rank"] or "-", r["target"], "fits" if r["fits"] else "does not fit",
+                        r["reason"]] for r in report.ranking]) + [""]
+    notes = borrowed_notes(report.targets) + [
+        f"{t.target}: {remark}" for t in report.targets if (remark := ann_remark(t))]
+    out += [f"- {markdown(note)}" for note in notes] + ([""] if notes else [])
+    return out
 
 
 def _cores(t: TargetReport) -> str:
@@ -153,7 +183,7 @@ def _split_markdown(t: TargetReport) -> list[str]:
 
 
 def _target_markdown(t: TargetReport) -> list[str]:
-    out = [f"## {t.target}: {t.description}", "",
+    out = [f"## {markdown(t.target)}: {markdown(t.description)}", "",
            f"Method: {t.method}. Fits: {'yes' if t.fits else 'no'}. Cores used: {_cores(t)}.", ""]
     out += ["### Does it fit, and where?", ""]
     if t.cores:
@@ -174,8 +204,8 @@ def _target_markdown(t: TargetReport) -> list[str]:
     out += [f"### Violations ({len(errors)} errors, {warnings} warnings)", ""]
     if t.violations:
         out += _table(["layer", "rule", "limit", "actual", "severity", "message", "remedy"],
-                      [[v.layer or "-", v.rule, v.limit, v.actual, v.severity, v.message,
-                        getattr(v, "remedy", None) or ""] for v in t.violations])
+                      [[layer_label(t, v.layer), v.rule, v.limit, v.actual, v.severity,
+                        v.message, getattr(v, "remedy", None) or ""] for v in t.violations])
     else:
         out.append("None: every rule of the target holds.")
     out.append("")
@@ -203,11 +233,11 @@ def _target_markdown(t: TargetReport) -> list[str]:
         out += _table(["term", "count dense", "count compressed", "cost each", "evidence",
                        "source"], _energy_rows(t)) + [""]
     if t.ann_equivalent:
-        out += [ann_line(t.ann_equivalent), ""]
+        out += [markdown(ann_line(t.ann_equivalent)), ""]
     if t.exports:
-        out += ["### Files", ""] + [f"- {fmt}: {path}" for fmt, path in t.exports.items()] + [""]
+        out += ["### Files", ""] + [f"- {fmt}: {markdown(path)}" for fmt, path in t.exports.items()] + [""]
     if t.notes:
-        out += ["### Notes", ""] + [f"- {note}" for note in t.notes] + [""]
+        out += ["### Notes", ""] + [f"- {markdown(note)}" for note in t.notes] + [""]
     return out
 
 
@@ -216,7 +246,7 @@ def _target_markdown(t: TargetReport) -> list[str]:
 
 def to_html(report: Report) -> str:
     """A self-contained page for people (report/html.py: charts by question, inline SVG)."""
-    return html_page(report)
+    return shown_lines(html_page(report))  # names are html-escaped there; no control chars
 
 
 def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:

@@ -16,8 +16,8 @@ from sbc_deploy.report.model import TargetReport
 MAX_CORE_ROWS = 32     # cores listed one per row; more are grouped per layer
 
 __all__ = [
-    "MAX_CORE_ROWS", "ann_line", "bits", "count", "energy", "labels", "number", "pct",
-    "storage_reason", "verdict_line",
+    "MAX_CORE_ROWS", "ann_line", "bits", "cores_phrase", "count", "energy", "labels",
+    "layer_label", "number", "pct", "storage_reason", "verdict_line",
 ]
 
 
@@ -98,6 +98,26 @@ def storage_reason(t: TargetReport, layer: Any) -> str:
     return "only non-zero synapses (and their index) are stored; pruning frees memory"
 
 
+def layer_label(t: TargetReport, name: str | None) -> str:
+    """The one name of a layer in every table: a violation may name the synapse node
+    (``linear1``) or the neuron it drives (``leaky2``); both read ``linear1 -> leaky2``."""
+    if not name:
+        return "-"
+    for layer in t.layers:
+        if layer.name == name:
+            return layer.label
+    return labels(t).get(name, name)
+
+
+def cores_phrase(used: int | None, available: int | None) -> str:
+    """``6 of 128 cores``; more than the chip has reads ``needs 14 cores, has 1``."""
+    if used is None:
+        return "cores n/a"
+    if available and used > available:
+        return f"needs {used:,} cores, has {available:,}"
+    return f"{used:,} of {available:,} cores" if available else f"{used:,} cores (no limit)"
+
+
 def verdict_line(t: TargetReport) -> str:
     """``loihi2: fits (3 / 128 cores, fan-in max 800 / 4096)`` or the violation count."""
     errors = sum(1 for v in t.violations if v.severity == "error")
@@ -109,8 +129,7 @@ def verdict_line(t: TargetReport) -> str:
             f", {warnings} warning(s)" if warnings else "")
     facts = []
     if t.cores_used is not None:
-        facts.append(f"{t.cores_used}" + (f" / {t.cores_available}" if t.cores_available else "")
-                     + " cores")
+        facts.append(cores_phrase(t.cores_used, t.cores_available))
     if t.layers:
         worst = max(layer.fan_in_max for layer in t.layers)
         limit = t.limits.get("max_fan_in")

@@ -96,6 +96,9 @@ def default_decoding(graph: Graph, output: str | None = None) -> Decoding:
     if output not in graph.outputs:
         raise ConfigError(f"'{output}' is not an Output node; Outputs: "
                           f"{', '.join(graph.outputs)}", where="default_decoding(output=)")
+    declared = graph.nodes[output].metadata.get("decoding")
+    if declared in DECODINGS:   # set by the importer (from_torch: how the module is read out)
+        return declared  # type: ignore[return-value]
     sources = [graph.nodes[name] for name in graph.predecessors(output)]
     spiking = all((isinstance(n, Neuron) and n.spiking) or isinstance(n, Threshold)
                   for n in sources)

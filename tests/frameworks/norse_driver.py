@@ -1,10 +1,13 @@
 """norse 1.1.0 as producer and consumer of NIR (run in the ``torch`` framework environment).
 
-produce: MLPs with LIFBoxCell (NIR LIF), LIFCell (NIR CubaLIF) and IAFCell (NIR IF), and a conv
-net, built with fixed seeds, written by ``norse.torch.to_nir`` and simulated by norse itself
-(dt = 1e-3 s, norse's default; reset to ``v_reset = 0``, norse's default). norse 1.1.0's
-exporter maps no pooling, no Flatten and no recurrent cell (``_extract_norse_module`` returns
-None for them), so its conv net is a Conv2d + LIF layer, and it has no recurrent case.
+produce: 100-64-10 MLPs of LIFBoxCell (NIR LIF), LIFCell (NIR CubaLIF) and IAFCell (NIR IF),
+and a Conv2d + LIFBoxCell net on 2x16x16, built with fixed seeds, written by
+``norse.torch.to_nir`` and simulated by norse itself with norse's defaults (dt = 1e-3 s, the
+parameter classes' default values, reset to ``v_reset = 0``). norse 1.1.0's exporter maps no
+pooling, no Flatten and no recurrent cell (``_extract_norse_module`` returns None for them), so
+its conv net is a Conv2d + LIF layer, and it has no recurrent case. ``mlp_lifbox_batched`` is
+the LIFBox MLP exported with a batched sample ``[1, 100]`` (nirtorch then writes the batch axis
+into the port types).
 consume: ``norse.torch.from_nir`` (dt = 1e-3 s, its default) on a .nir file, stepped through
 the input with its state.
 """
@@ -21,57 +24,101 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import bernoulli, main, save_case  # noqa: E402
+from _common import (  # noqa: E402
+    CONV_CHANNELS,
+    CONV_IN,
+    MLP,
+    bernoulli,
+    conv_params,
+    main,
+    mlp_params,
+    save_case,
+)
 
 torch.set_num_threads(1)
-DT = 1e-3
+DT = 1e-3  # norse's default
+
+
+def _full(shape: tuple[int, ...], value: torch.Tensor) -> torch.Tensor:
+    """A default parameter (a 0-d tensor) as one value per neuron: nir 1.0.8 cannot infer the
+    types of 0-d parameters (the same network)."""
+    return torch.full(shape, float(value))
 
 
 def lif_box(shape: tuple[int, ...]) -> norse.LIFBoxCell:
-    p = norse.LIFBoxParameters(tau_mem_inv=torch.full(shape, 100.0), v_th=torch.full(shape, 1.0),
-                               v_leak=torch.zeros(shape), v_reset=torch.zeros(shape))
+    d = norse.LIFBoxParameters()
+    p = norse.LIFBoxParameters(tau_mem_inv=_full(shape, d.tau_mem_inv),
+                               v_th=_full(shape, d.v_th), v_leak=_full(shape, d.v_leak),
+                               v_reset=_full(shape, d.v_reset))
     return norse.LIFBoxCell(p, dt=DT)
 
 
 def lif(shape: tuple[int, ...]) -> norse.LIFCell:
-    p = norse.LIFParameters(tau_syn_inv=torch.full(shape, 200.0),
-                            tau_mem_inv=torch.full(shape, 100.0), v_th=torch.full(shape, 1.0),
-                            v_leak=torch.zeros(shape), v_reset=torch.zeros(shape))
+    d = norse.LIFParameters()
+    p = norse.LIFParameters(tau_syn_inv=_full(shape, d.tau_syn_inv),
+                            tau_mem_inv=_full(shape, d.tau_mem_inv), v_th=_full(shape, d.v_th),
+                            v_leak=_full(shape, d.v_leak), v_reset=_full(shape, d.v_reset))
     return norse.LIFCell(p, dt=DT)
 
 
 def iaf(shape: tuple[int, ...]) -> norse.IAFCell:
-    return norse.IAFCell(norse.IAFParameters(v_th=torch.full(shape, 1.0),
-                                             v_reset=torch.zeros(shape)), dt=DT)
+    d = norse.IAFParameters()
+    return norse.IAFCell(norse.IAFParameters(v_th=_full(shape, d.v_th),
+                                             v_reset=_full(shape, d.v_reset)), dt=DT)
 
 
-def run(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    """Step ``net`` (returns ``(out, state)``) through ``x`` [T, B, ...] from a fresh state."""
+def linear(w: np.ndarray, b: np.ndarray) -> torch.nn.Linear:
+    layer = torch.nn.Linear(w.shape[1], w.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(w))
+        layer.bias.copy_(torch.as_tensor(b))
+    return layer
+
+
+def mlp(seed: int, gain: float, cell: Any) -> norse.SequentialState:
+    (w1, b1), (w2, b2) = mlp_params(seed, gain)
+    return norse.SequentialState(linear(w1, b1), cell((MLP[1],)), linear(w2, b2),
+                                 cell((MLP[2],)))
+
+
+def conv_net(seed: int, gain: float) -> norse.SequentialState:
+    (k, bk), _ = conv_params(seed, gain)
+    layer = torch.nn.Conv2d(CONV_IN[0], CONV_CHANNELS, 3, padding=1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(k))
+        layer.bias.copy_(torch.as_tensor(bk))
+    return norse.SequentialState(layer, lif_box((CONV_CHANNELS, *CONV_IN[1:])))
+
+
+def run(net: torch.nn.Module, x: np.ndarray, record: list[np.ndarray] | None = None
+        ) -> np.ndarray:
+    """Step ``net`` (returns ``(out, state)``) through ``x`` [T, B, ...] from a fresh state;
+    with ``record``, every norse cell's spikes ``[T, B, ...]`` are appended (forward hooks)."""
+    cells = [m for m in net.modules()
+             if isinstance(m, (norse.LIFBoxCell, norse.LIFCell, norse.IAFCell))]
+    steps: list[list[np.ndarray]] = [[] for _ in cells]
+    hooks = [m.register_forward_hook(
+        lambda _m, _i, out, k=k: steps[k].append(out[0].detach().numpy().copy()))
+        for k, m in enumerate(cells)]
     state, outputs = None, []
     with torch.no_grad():
         for t in range(x.shape[0]):
             out, state = net(torch.as_tensor(x[t]), state)
             outputs.append(out.numpy().copy())
+    for hook in hooks:
+        hook.remove()
+    if record is not None:
+        record.extend(np.stack(s) for s in steps if s)
     return np.stack(outputs)
 
 
-def networks() -> dict[str, tuple[torch.nn.Module, tuple[int, ...], str, str, float]]:
-    """name -> (network, input shape, kind, neuron, weight gain that makes every layer spike)."""
-    torch.manual_seed(0)
-    mlp = norse.SequentialState(torch.nn.Linear(12, 16), lif_box((16,)), torch.nn.Linear(16, 5),
-                                lif_box((5,)))
-    torch.manual_seed(1)
-    cuba = norse.SequentialState(torch.nn.Linear(12, 16), lif((16,)), torch.nn.Linear(16, 5),
-                                 lif((5,)))
-    torch.manual_seed(2)
-    if_net = norse.SequentialState(torch.nn.Linear(12, 16), iaf((16,)), torch.nn.Linear(16, 5),
-                                   iaf((5,)))
-    torch.manual_seed(3)
-    conv = norse.SequentialState(torch.nn.Conv2d(2, 4, 3, padding=1), lif_box((4, 8, 8)))
-    return {"mlp_lif": (mlp, (12,), "mlp", "LIF", 30.0),
-            "mlp_cubalif": (cuba, (12,), "mlp", "CubaLIF", 20.0),
-            "mlp_if": (if_net, (12,), "mlp", "IF", 1.5),
-            "conv_lif": (conv, (2, 8, 8), "conv", "LIF", 30.0)}
+def networks() -> dict[str, tuple[torch.nn.Module, tuple[int, ...], str, str]]:
+    """name -> (network, input shape, kind, neuron)."""
+    return {"mlp_lifbox": (mlp(10, 10.0, lif_box), (MLP[0],), "mlp", "LIF"),
+            "mlp_lif": (mlp(11, 2.5, lif), (MLP[0],), "mlp", "CubaLIF"),
+            "mlp_iaf": (mlp(12, 0.8, iaf), (MLP[0],), "mlp", "IF"),
+            "conv_lifbox": (conv_net(13, 10.0), CONV_IN, "conv", "LIF"),
+            "mlp_lifbox_batched": (mlp(10, 10.0, lif_box), (MLP[0],), "mlp", "LIF")}
 
 
 def numpy_fields(graph: nir.NIRGraph) -> nir.NIRGraph:
@@ -86,22 +133,23 @@ def numpy_fields(graph: nir.NIRGraph) -> nir.NIRGraph:
         for key, value in vars(node).items():
             if isinstance(value, torch.Tensor):
                 setattr(node, key, value.detach().numpy())
-    graph.infer_types()  # fills Conv2d.input_shape, which norse leaves None (not writable)
+    if any(isinstance(n, nir.Conv2d) and n.input_shape is None for n in graph.nodes.values()):
+        graph.infer_types()  # fills Conv2d.input_shape, which norse leaves None (not writable)
     return graph
 
 
 def produce(outdir: Path) -> list[dict[str, Any]]:
     cases = []
-    for seed, (name, (net, shape, kind, neuron, gain)) in enumerate(networks().items()):
-        with torch.no_grad():
-            for module in net.modules():
-                if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
-                    module.weight.mul_(gain)
-        x = bernoulli(shape, 0.3, seed)
-        graph = norse.to_nir(net, torch.as_tensor(x[0, 0]), dt=DT)  # one unbatched sample
+    for seed, (name, (net, shape, kind, neuron)) in enumerate(networks().items()):
+        x = bernoulli(shape, 200 + seed)
+        sample = x[0, :1] if name.endswith("_batched") else x[0, 0]  # [1, 100] or [100]
+        graph = norse.to_nir(net, torch.as_tensor(sample), dt=DT)
         nir.write(outdir / f"{name}.nir", numpy_fields(graph))
-        cases.append(save_case(outdir, name, x, run(net, x), network=kind, neuron=neuron,
-                               settings={"dt": DT, "reset": "zero"}))
+        layers: list[np.ndarray] = []
+        spikes = run(net, x, layers)
+        cases.append(save_case(outdir, name, x, spikes, network=kind, neuron=neuron,
+                               settings={"dt": DT, "reset": "zero"},
+                               rates=[float((s > 0).mean()) for s in layers]))
     return cases
 
 

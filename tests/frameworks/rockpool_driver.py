@@ -1,13 +1,16 @@
 """rockpool 3.1.0 as producer and consumer of NIR (run in the ``torch`` framework environment).
 
-produce: MLPs of LinearTorch with LIFTorch (NIR CubaLIF) and with LIFNeuronTorch (NIR LIF),
-built with fixed seeds, written by ``rockpool.nn.modules.to_nir`` and simulated by rockpool
-itself (dt = 1e-3 s; ``max_spikes_per_dt = 1``, the closest setting to NIR's single-spike
-neurons: rockpool's default emits up to 2**16 spikes per step). rockpool 3.1.0 has no Conv2d,
-pooling or Flatten module in its NIR bridge, so it has no conv case.
-consume: ``rockpool.nn.modules.from_nir`` on a .nir file, with one spike per step at most (see
-``consume``); input ``[B, T, N]`` (rockpool's
-batch-first layout), output spikes back to ``[T, B, N]``.
+produce: 100-64-10 MLPs of LinearTorch with LIFTorch (NIR CubaLIF) and with LIFNeuronTorch
+(NIR LIF), built with fixed seeds, written by ``rockpool.nn.modules.to_nir`` and simulated by
+rockpool itself with rockpool's defaults (dt = 1e-3 s, tau_mem = tau_syn = 20 ms, zero bias,
+``max_spikes_per_dt = 2**16``: ``floor(v / threshold)`` spikes per step at ``v >= threshold``),
+and with ``max_spikes_per_dt = 1`` (the setting the README mentions). rockpool 3.1.0 has no
+Conv2d, pooling or Flatten module in its NIR bridge, so it has no conv case; its exporter writes
+a recurrent LIFTorch as a plain CubaLIF without ``w_rec`` (``_extract_rockpool_module``), so it
+has no recurrent case either.
+consume: ``rockpool.nn.modules.from_nir`` on a .nir file, as rockpool builds it (LIFTorch with
+its default ``max_spikes_per_dt``); input ``[B, T, N]`` (rockpool's batch-first layout), output
+spikes back to ``[T, B, N]``.
 """
 
 from __future__ import annotations
@@ -23,66 +26,67 @@ from rockpool.nn.combinators import Sequential
 from rockpool.nn.modules import LIFNeuronTorch, LIFTorch, LinearTorch, from_nir, to_nir
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import bernoulli, main, save_case  # noqa: E402
+from _common import MLP, bernoulli, main, mlp_params, save_case  # noqa: E402
 
 torch.set_num_threads(1)
-DT = 1e-3
 
 
-def lif(n: int) -> LIFTorch:
-    return LIFTorch(n, tau_mem=0.02, tau_syn=0.01, threshold=1.0, dt=DT, max_spikes_per_dt=1)
+def linear(w: np.ndarray, b: np.ndarray) -> LinearTorch:
+    return LinearTorch((w.shape[1], w.shape[0]), weight=torch.as_tensor(w.T.copy()),
+                       bias=torch.as_tensor(b), has_bias=True)
 
 
-def lif_neuron(n: int) -> LIFNeuronTorch:
-    return LIFNeuronTorch(n, tau_mem=0.02, threshold=1.0, dt=DT, max_spikes_per_dt=1)
+def mlp(seed: int, gain: float, neuron: Any, **kw: Any) -> Sequential:
+    (w1, b1), (w2, b2) = mlp_params(seed, gain)
+    return Sequential(linear(w1, b1), neuron(MLP[1], **kw), linear(w2, b2),
+                      neuron(MLP[2], **kw))
 
 
-def run(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+def run(net: torch.nn.Module, x: np.ndarray, record: list[np.ndarray] | None = None
+        ) -> np.ndarray:
     """``x`` [T, B, N] -> rockpool's [B, T, N] -> output spikes [T, B, N], from a fresh state
-    (rockpool modules keep their state between calls; ``to_nir`` itself runs the network)."""
+    (rockpool modules keep their state between calls; ``to_nir`` itself runs the network).
+    With ``record``, every LIF layer's spikes ``[T, B, N]`` are appended."""
     if hasattr(net, "reset_state"):  # a rockpool module (the imported GraphExecutor is new)
         net.reset_state()
+    inputs = torch.as_tensor(np.ascontiguousarray(x.transpose(1, 0, 2)))
     with torch.no_grad():
-        out = net(torch.as_tensor(np.ascontiguousarray(x.transpose(1, 0, 2))))
+        if record is None:
+            out = net(inputs)
+        else:
+            out, _, rec = net(inputs, record=True)
+            record.extend(v["spikes"].detach().numpy().transpose(1, 0, 2).copy()
+                          for k, v in rec.items() if isinstance(v, dict) and "spikes" in v)
     out = out[0] if isinstance(out, tuple) else out
     return out.detach().numpy().transpose(1, 0, 2).copy()
 
 
-def networks() -> dict[str, tuple[Any, tuple[int, ...], str, str, float]]:
-    torch.manual_seed(0)
-    cuba = Sequential(LinearTorch((12, 16), has_bias=True), lif(16),
-                      LinearTorch((16, 5), has_bias=True), lif(5))
-    torch.manual_seed(1)
-    plain = Sequential(LinearTorch((12, 16), has_bias=True), lif_neuron(16),
-                       LinearTorch((16, 5), has_bias=True), lif_neuron(5))
-    return {"mlp_cubalif": (cuba, (12,), "mlp", "CubaLIF", 4.0),
-            "mlp_lif": (plain, (12,), "mlp", "LIF", 4.0)}
+def networks() -> dict[str, tuple[Any, tuple[int, ...], str, str, dict[str, Any]]]:
+    return {
+        "mlp_lif": (mlp(30, 0.09, LIFTorch), (MLP[0],), "mlp", "CubaLIF", {}),
+        "mlp_lif_single": (mlp(30, 0.07, LIFTorch, max_spikes_per_dt=1), (MLP[0],), "mlp",
+                           "CubaLIF", {"max_spikes_per_dt": 1}),
+        "mlp_lifneuron": (mlp(31, 0.8, LIFNeuronTorch), (MLP[0],), "mlp", "LIF", {}),
+    }
 
 
 def produce(outdir: Path) -> list[dict[str, Any]]:
     cases = []
-    for seed, (name, (net, shape, kind, neuron, gain)) in enumerate(networks().items()):
-        with torch.no_grad():
-            for module in net.modules():
-                if isinstance(module, LinearTorch):
-                    module.weight.mul_(gain)
-        x = bernoulli(shape, 0.3, seed)
+    for seed, (name, (net, shape, kind, neuron, settings)) in enumerate(networks().items()):
+        x = bernoulli(shape, 400 + seed)
         graph = to_nir(net)
         nir.write(outdir / f"{name}.nir", graph)
-        cases.append(save_case(outdir, name, x, run(net, x), network=kind, neuron=neuron,
-                               settings={"dt": DT, "reset": "subtract"}))
+        layers: list[np.ndarray] = []
+        spikes = run(net, x, layers)
+        cases.append(save_case(outdir, name, x, spikes, network=kind, neuron=neuron,
+                               settings={"dt": 1e-3, "reset": "subtract", **settings},
+                               rates=[float((s > 0).mean()) for s in layers]))
     return cases
 
 
 def consume(model: Path, x: np.ndarray) -> np.ndarray:
-    """rockpool's importer builds LIFTorch with its default ``max_spikes_per_dt = 2**16``
-    (``floor(v / threshold)`` spikes per step); the closest setting to NIR's one spike per step,
-    ``max_spikes_per_dt = 1``, is set on the imported neurons (a NIR file cannot ask for it)."""
-    net = from_nir(nir.read(model))
-    for module in net.modules():
-        if isinstance(module, (LIFTorch, LIFNeuronTorch)):
-            module.max_spikes_per_dt = torch.tensor(1.0)
-    return run(net, x)
+    """rockpool's importer as it is (LIFTorch with ``max_spikes_per_dt = 2**16``)."""
+    return run(from_nir(nir.read(model)), x)
 
 
 if __name__ == "__main__":

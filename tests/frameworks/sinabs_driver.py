@@ -1,18 +1,21 @@
 """sinabs 3.1.3 as producer and consumer of NIR (run in the ``sinabs`` framework environment,
 nir 1.0.4: sinabs 3.1.3 declares ``nir<=1.0.4``).
 
-produce: an MLP with IAF (NIR IF) and one with LIF (NIR LIF), a conv net with IAF and sum
-pooling, and the trained IF-CNN of examples/train_sinabs_cnn.py when it is given, built with
-fixed seeds, written by ``sinabs.nir.to_nir`` and simulated by sinabs itself. sinabs counts
-time in steps (dt = 1 step; the NIR file has no dt), resets by subtraction
-(``MembraneSubtract``, its default). Closest settings to NIR's neurons, also what
-``sinabs.from_nir`` builds: ``SingleSpike`` (sinabs' default ``MultiSpike`` may emit several
-spikes per step) and, for LIF, ``norm_input=False`` (sinabs' LIF default scales the input by
-``1 - exp(-1/tau)``, which its exporter does not write). sinabs 3.1.3 exports no recurrent
-layer (``IAFRecurrent`` raises NotImplementedError in ``_extract_sinabs_module``).
-evaluate: the trained IF-CNN of examples/train_sinabs_cnn.py, run by sinabs on event data.
-consume: ``sinabs.from_nir(graph, batch_size=B)`` on a .nir file, with ``SingleSpike`` switched on
-in the imported layers (see ``consume``); input ``[B*T, ...]``.
+produce: 100-64-10 MLPs of IAF (NIR IF) and LIF (NIR LIF) layers and a Conv-SumPool-Linear net
+of IAF layers on 2x16x16, built with fixed seeds, written by ``sinabs.to_nir`` and simulated by
+sinabs itself. sinabs counts time in steps (the NIR file has no dt) and resets by subtraction
+(``MembraneSubtract``, its default). Each layer type runs with sinabs' defaults -- ``MultiSpike``
+(``floor(v / threshold)`` spikes per step), LIF ``norm_input=True`` (the input scaled by
+``1 - exp(-1/tau)``, which the exporter does not write: it writes ``r = 1`` either way), no
+lower membrane bound -- and with the settings the README mentions: ``SingleSpike``,
+``norm_input=False``, ``min_v_mem`` (sinabs' importer builds ``-threshold`` for IF), and the
+zero reset ``MembraneReset()`` (which the exporter does not write either).
+sinabs 3.1.3 exports no recurrent layer (``IAFRecurrent`` raises NotImplementedError in
+``_extract_sinabs_module``). The trained IF-CNN of examples/train_sinabs_cnn.py is run by
+``evaluate``.
+consume: ``sinabs.from_nir(graph, batch_size=B)`` on a .nir file, as sinabs builds it
+(``MultiSpike``, ``MembraneSubtract``; IF with ``min_v_mem = -v_threshold``); input
+``[B*T, ...]``.
 """
 
 from __future__ import annotations
@@ -29,33 +32,80 @@ import sinabs.layers as sl
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import B, bernoulli, main, save_case  # noqa: E402
+from _common import (  # noqa: E402
+    CONV_CHANNELS,
+    CONV_IN,
+    CONV_OUT,
+    MLP,
+    B,
+    bernoulli,
+    conv_params,
+    main,
+    mlp_params,
+    save_case,
+)
 
 torch.set_num_threads(1)
+TAU = 10.0  # LIF tau_mem in steps (sinabs has no default)
 
 
-def iaf() -> sl.IAFSqueeze:
-    return sl.IAFSqueeze(batch_size=B, spike_fn=sa.SingleSpike)
+def iaf(**kw: Any) -> sl.IAFSqueeze:
+    return sl.IAFSqueeze(batch_size=B, **kw)
 
 
-def lif() -> sl.LIFSqueeze:
-    return sl.LIFSqueeze(tau_mem=torch.tensor(5.0), batch_size=B, spike_fn=sa.SingleSpike,
-                         norm_input=False)
+def lif(**kw: Any) -> sl.LIFSqueeze:
+    return sl.LIFSqueeze(tau_mem=torch.tensor(TAU), batch_size=B, **kw)
 
 
-def run(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    """``x`` [T, B, ...] -> sinabs' squeezed [B*T, ...] -> output spikes [T, B, ...]."""
+def linear(w: np.ndarray, b: np.ndarray) -> torch.nn.Linear:
+    layer = torch.nn.Linear(w.shape[1], w.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(w))
+        layer.bias.copy_(torch.as_tensor(b))
+    return layer
+
+
+def mlp(seed: int, gain: float, neuron: Any, **kw: Any) -> torch.nn.Sequential:
+    (w1, b1), (w2, b2) = mlp_params(seed, gain)
+    return torch.nn.Sequential(linear(w1, b1), neuron(**kw), linear(w2, b2), neuron(**kw))
+
+
+def conv_net(seed: int, gain: float, **kw: Any) -> torch.nn.Sequential:
+    (k, bk), (w, b) = conv_params(seed, gain)
+    layer = torch.nn.Conv2d(CONV_IN[0], CONV_CHANNELS, 3, padding=1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(k))
+        layer.bias.copy_(torch.as_tensor(bk))
+    return torch.nn.Sequential(layer, iaf(**kw), sl.SumPool2d(2), torch.nn.Flatten(),
+                               linear(w / 4, b), iaf(**kw))  # sum pool: 4x the average
+
+
+def run(net: torch.nn.Module, x: np.ndarray, record: list[np.ndarray] | None = None
+        ) -> np.ndarray:
+    """``x`` [T, B, ...] -> sinabs' squeezed [B*T, ...] -> output spikes [T, B, ...]; with
+    ``record``, every sinabs spiking layer's spikes ``[T, B, ...]`` are appended."""
     steps, batch = x.shape[:2]
     for module in net.modules():
         if isinstance(module, sl.StatefulLayer):
             module.reset_states()
+
+    def unsqueeze(out: torch.Tensor) -> np.ndarray:
+        out = out.detach().reshape(batch, steps, *out.shape[1:]).numpy()
+        return np.ascontiguousarray(np.swapaxes(out, 0, 1))
+
+    layers: list[np.ndarray] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: layers.append(unsqueeze(out)))
+             for m in net.modules() if isinstance(m, (sl.IAFSqueeze, sl.LIFSqueeze))]
     flat = torch.as_tensor(np.ascontiguousarray(np.swapaxes(x, 0, 1))).flatten(0, 1)
     with torch.no_grad():
         out = net(flat)
+    for hook in hooks:
+        hook.remove()
     if isinstance(out, tuple):  # nirtorch 1.0's GraphExecutor returns (output, state)
         out = out[0]
-    out = out.reshape(batch, steps, *out.shape[1:]).numpy()
-    return np.ascontiguousarray(np.swapaxes(out, 0, 1))
+    if record is not None:
+        record.extend(layers)
+    return unsqueeze(out)
 
 
 def numpy_fields(graph: nir.NIRGraph) -> nir.NIRGraph:
@@ -73,46 +123,45 @@ def numpy_fields(graph: nir.NIRGraph) -> nir.NIRGraph:
     return graph
 
 
-def networks() -> dict[str, tuple[torch.nn.Module, tuple[int, ...], str, str, float]]:
-    torch.manual_seed(0)
-    mlp_if = torch.nn.Sequential(torch.nn.Linear(12, 16), iaf(), torch.nn.Linear(16, 5), iaf())
-    torch.manual_seed(1)
-    mlp_lif = torch.nn.Sequential(torch.nn.Linear(12, 16), lif(), torch.nn.Linear(16, 5), lif())
-    torch.manual_seed(2)
-    conv = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1, bias=False), iaf(),
-                               sl.SumPool2d(2), torch.nn.Flatten(),
-                               torch.nn.Linear(4 * 4 * 4, 6, bias=False), iaf())
-    return {"mlp_if": (mlp_if, (12,), "mlp", "IF", 1.5),
-            "mlp_lif": (mlp_lif, (12,), "mlp", "LIF", 3.0),
-            "conv_if": (conv, (2, 8, 8), "conv", "IF", 2.0)}
+def networks() -> dict[str, tuple[torch.nn.Module, tuple[int, ...], str, str, dict[str, Any]]]:
+    """name -> (network, input shape, kind, neuron, the non-default settings)."""
+    single = {"spike_fn": sa.SingleSpike}
+    return {
+        "mlp_iaf": (mlp(20, 1.3, iaf), (MLP[0],), "mlp", "IF", {}),
+        "mlp_iaf_single": (mlp(20, 1.0, iaf, **single), (MLP[0],), "mlp", "IF",
+                           {"spike_fn": "SingleSpike"}),
+        "mlp_iaf_clamped": (mlp(21, 1.0, iaf, min_v_mem=-1.0), (MLP[0],), "mlp", "IF",
+                            {"min_v_mem": -1.0}),
+        "mlp_iaf_zero": (mlp(24, 1.6, iaf, reset_fn=sa.MembraneReset()), (MLP[0],), "mlp",
+                         "IF", {"reset": "zero"}),
+        "mlp_lif": (mlp(22, 12.0, lif), (MLP[0],), "mlp", "LIF", {}),
+        "mlp_lif_plain": (mlp(22, 1.0, lif, spike_fn=sa.SingleSpike, norm_input=False),
+                          (MLP[0],), "mlp", "LIF",
+                          {"spike_fn": "SingleSpike", "norm_input": False}),
+        "conv_iaf": (conv_net(23, 1.3), CONV_IN, "conv", "IF", {}),
+        "conv_iaf_single": (conv_net(23, 1.0, **single), CONV_IN, "conv", "IF",
+                            {"spike_fn": "SingleSpike"}),
+    }
 
 
 def produce(outdir: Path) -> list[dict[str, Any]]:
     cases = []
-    for seed, (name, (net, shape, kind, neuron, gain)) in enumerate(networks().items()):
-        with torch.no_grad():
-            for module in net.modules():
-                if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
-                    module.weight.mul_(gain)
-        x = bernoulli(shape, 0.3, seed)
-        spikes = run(net, x)
+    for seed, (name, (net, shape, kind, neuron, settings)) in enumerate(networks().items()):
+        x = bernoulli(shape, 300 + seed)
+        layers: list[np.ndarray] = []
+        spikes = run(net, x, layers)
         flat = torch.as_tensor(np.swapaxes(x, 0, 1)).flatten(0, 1)
         graph = sinabs.to_nir(net, flat)
         nir.write(outdir / f"{name}.nir", numpy_fields(graph))
         cases.append(save_case(outdir, name, x, spikes, network=kind, neuron=neuron,
-                               settings={"dt": 1.0, "reset": "subtract"}))
+                               settings={"dt": "1 step", "reset": "subtract", **settings},
+                               rates=[float((s > 0).mean()) for s in layers]))
     return cases
 
 
 def consume(model: Path, x: np.ndarray) -> np.ndarray:
-    """sinabs' importer builds every IF/LIF layer with sinabs' default ``MultiSpike``
-    (``floor(v / threshold)`` spikes per step); NIR neurons and the IR fire one spike. The
-    closest setting, sinabs' own ``SingleSpike``, is switched on in the imported layers (nothing
-    in a NIR file can ask for it)."""
+    """sinabs' importer as it is: every IF/LIF layer with sinabs' default ``MultiSpike``."""
     net = sinabs.from_nir(nir.read(model), batch_size=x.shape[1])
-    for module in net.modules():
-        if isinstance(module, (sl.IAFSqueeze, sl.LIFSqueeze)):
-            module.spike_fn = sa.SingleSpike
     return run(net, x)
 
 

@@ -1,24 +1,28 @@
 """snntorch 1.0.0 as producer and consumer of NIR (run in the ``torch`` framework environment).
 
-produce: an MLP (LIF and CubaLIF), a conv net with average pooling and a recurrent RLeaky net,
-built with fixed seeds, written by ``snntorch.export_nir.export_to_nir`` and simulated by
-snntorch itself. The neurons reset to zero (``reset_mechanism="zero"``), which is what the
-exporter writes (``v_reset = 0``) and what the importer builds; ``mlp_lif_subtract`` keeps
-snntorch's default reset by subtraction (``reset_delay=True``: the threshold is subtracted at
-the step after the spike, after the leak), whose NIR file still says ``v_reset = 0``.
+produce: 100-64-10 MLPs of Leaky and Synaptic neurons, a Conv-AvgPool-Linear net of Leaky
+neurons and recurrent RLeaky and RSynaptic nets (see _common.py for the sizes and the activity), built with
+fixed seeds, written by ``snntorch.export_nir.export_to_nir`` and simulated by snntorch itself.
+Each neuron type runs with snntorch's defaults (``reset_mechanism="subtract"``,
+``reset_delay=True``: the threshold is subtracted at the step after the spike, after the decay)
+and with the settings the README mentions: ``reset_mechanism="zero"`` (what the exporter writes,
+``v_reset = 0``, and what the importer builds), ``reset_delay=False``, and ``beta = 1`` (an
+integrate-and-fire Leaky, exported with ``tau = inf``). snntorch takes ``beta`` without a
+default; these nets use 0.9 (membrane) and 0.8 (synapse).
 consume: ``snntorch.import_nir.import_from_nir`` on a .nir file, stepped through the input.
 
 Workaround for snntorch 1.0.0 with nir 1.0.8 (in this driver, not in sbc-deploy): a scalar
 ``beta``/``threshold`` is exported as a 0-d array, and nir 1.0.8's type inference then fails
-("type mismatch: ...output: [[16]] -> ...input: []", snntorch issue #410). The neurons here are
+("type mismatch: ...output: [[64]] -> ...input: []", snntorch issue #410). The neurons here are
 built with per-neuron ``beta`` and ``threshold`` vectors, which is the same network.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import nir
 import numpy as np
@@ -28,90 +32,157 @@ from snntorch.export_nir import export_to_nir
 from snntorch.import_nir import import_from_nir
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import bernoulli, main, save_case  # noqa: E402
+from _common import (  # noqa: E402
+    CONV_CHANNELS,
+    CONV_IN,
+    CONV_OUT,
+    MLP,
+    bernoulli,
+    conv_params,
+    main,
+    mlp_params,
+    recurrent,
+    save_case,
+)
 
 torch.set_num_threads(1)
 DT = 1e-4  # snntorch's exporter and importer hard-code dt = 1e-4
+BETA, ALPHA = 0.9, 0.8
 
 
-def leaky(n: int, reset: str = "zero") -> snn.Leaky:
-    return snn.Leaky(beta=torch.full((n,), 0.8), threshold=torch.full((n,), 1.0),
-                     reset_mechanism=reset, init_hidden=True)
+def _vector(shape: tuple[int, ...], value: float) -> torch.Tensor:
+    return torch.full(shape, value)
 
 
-def synaptic(n: int) -> snn.Synaptic:
-    return snn.Synaptic(alpha=torch.full((n,), 0.6), beta=torch.full((n,), 0.8),
-                        threshold=torch.full((n,), 1.0), reset_mechanism="zero",
-                        init_hidden=True)
+def leaky(shape: tuple[int, ...], beta: float = BETA, **kw: Any) -> snn.Leaky:
+    return snn.Leaky(beta=_vector(shape, beta), threshold=_vector(shape, 1.0),
+                     init_hidden=True, **kw)
 
 
-def run(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    """Step ``net`` through ``x`` [T, B, ...] from a fresh state; output spikes [T, B, ...]."""
+def synaptic(shape: tuple[int, ...], **kw: Any) -> snn.Synaptic:
+    return snn.Synaptic(alpha=_vector(shape, ALPHA), beta=_vector(shape, BETA),
+                        threshold=_vector(shape, 1.0), init_hidden=True, **kw)
+
+
+def linear(w: np.ndarray, b: np.ndarray) -> torch.nn.Linear:
+    layer = torch.nn.Linear(w.shape[1], w.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(w))
+        layer.bias.copy_(torch.as_tensor(b))
+    return layer
+
+
+def mlp(seed: int, gain: float, neuron: Callable[..., torch.nn.Module], **kw: Any
+        ) -> torch.nn.Sequential:
+    (w1, b1), (w2, b2) = mlp_params(seed, gain)
+    return torch.nn.Sequential(linear(w1, b1), neuron((MLP[1],), **kw), linear(w2, b2),
+                               neuron((MLP[2],), **kw))
+
+
+def conv_net(seed: int, gain: float) -> torch.nn.Sequential:
+    (k, bk), (w, b) = conv_params(seed, gain)
+    layer = torch.nn.Conv2d(CONV_IN[0], CONV_CHANNELS, 3, padding=1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(k))
+        layer.bias.copy_(torch.as_tensor(bk))
+    return torch.nn.Sequential(layer, leaky((CONV_CHANNELS, *CONV_IN[1:])),
+                               torch.nn.AvgPool2d(2), torch.nn.Flatten(), linear(w, b),
+                               leaky((CONV_OUT,)))
+
+
+def rec_net(seed: int, gain: float, **kw: Any) -> torch.nn.Sequential:
+    (w1, b1), (w2, b2) = mlp_params(seed, gain)
+    n = MLP[1]
+    cell = snn.RLeaky(beta=_vector((n,), BETA), threshold=_vector((n,), 1.0),
+                      linear_features=n, init_hidden=True, **kw)
+    with torch.no_grad():
+        cell.recurrent.weight.copy_(torch.as_tensor(recurrent(seed + 7, n)))
+        cell.recurrent.bias.copy_(torch.as_tensor(b1[::-1].copy()))
+    return torch.nn.Sequential(linear(w1, b1), cell, linear(w2, b2), leaky((MLP[2],), **kw))
+
+
+def rec_synaptic_net(seed: int, gain: float, **kw: Any) -> torch.nn.Sequential:
+    (w1, b1), (w2, b2) = mlp_params(seed, gain)
+    n = MLP[1]
+    cell = snn.RSynaptic(alpha=_vector((n,), ALPHA), beta=_vector((n,), BETA),
+                         threshold=_vector((n,), 1.0), linear_features=n, init_hidden=True,
+                         **kw)
+    with torch.no_grad():
+        cell.recurrent.weight.copy_(torch.as_tensor(recurrent(seed + 7, n, 0.15)))
+        cell.recurrent.bias.copy_(torch.as_tensor(b1[::-1].copy() * 0.5))
+    return torch.nn.Sequential(linear(w1, b1), cell, linear(w2, b2),
+                               synaptic((MLP[2],), **kw))
+
+
+def run(net: torch.nn.Module, x: np.ndarray, record: list[np.ndarray] | None = None
+        ) -> np.ndarray:
+    """Step ``net`` through ``x`` [T, B, ...] from a fresh state; output spikes [T, B, ...]
+    (the torch.fx module ``import_from_nir`` returns is called as nirtorch documents it,
+    ``out, state = net(x, state)``).
+    With ``record``, the spikes of every snntorch neuron layer are appended per layer
+    ``[T, B, ...]`` (forward hooks)."""
     for module in net.modules():
         if hasattr(module, "reset_hidden"):
             module.reset_hidden()
-    outputs = []
+    neurons = [m for m in net.modules() if isinstance(m, snn.SpikingNeuron)]
+    steps: list[list[np.ndarray]] = [[] for _ in neurons]
+    hooks = [m.register_forward_hook(
+        lambda _m, _i, out, k=k: steps[k].append(
+            (out[0] if isinstance(out, tuple) else out).detach().numpy().copy()))
+        for k, m in enumerate(neurons)]
+    outputs, state = [], None
+    graph_module = isinstance(net, torch.fx.GraphModule)  # import_from_nir's result
     with torch.no_grad():
         for t in range(x.shape[0]):
-            out = net(torch.as_tensor(x[t]))
+            if graph_module:  # nirtorch keeps a recurrent cell's last output in its state
+                out, state = net(torch.as_tensor(x[t]), state)
+            else:
+                out = net(torch.as_tensor(x[t]))
             outputs.append((out[0] if isinstance(out, tuple) else out).numpy().copy())
+    for hook in hooks:
+        hook.remove()
+    if record is not None:
+        record.extend(np.stack(s) for s in steps if s)
     return np.stack(outputs)
 
 
-def networks() -> dict[str, tuple[torch.nn.Module, tuple[int, ...], str, str]]:
-    torch.manual_seed(0)
-    mlp = torch.nn.Sequential(torch.nn.Linear(12, 16), leaky(16), torch.nn.Linear(16, 5),
-                              leaky(5))
-    torch.manual_seed(1)
-    cuba = torch.nn.Sequential(torch.nn.Linear(12, 16), synaptic(16), torch.nn.Linear(16, 5),
-                               synaptic(5))
-    torch.manual_seed(2)
-    conv = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), leaky(4 * 8 * 8),
-                               torch.nn.AvgPool2d(2), torch.nn.Flatten(),
-                               torch.nn.Linear(4 * 4 * 4, 6), leaky(6))
-    torch.manual_seed(3)
-    rec = torch.nn.Sequential(torch.nn.Linear(12, 10),
-                              snn.RLeaky(beta=torch.full((10,), 0.8), linear_features=10,
-                                         threshold=torch.full((10,), 1.0), init_hidden=True,
-                                         reset_mechanism="zero"),
-                              torch.nn.Linear(10, 5), leaky(5))
-    torch.manual_seed(0)
-    sub = torch.nn.Sequential(torch.nn.Linear(12, 16), leaky(16, "subtract"),
-                              torch.nn.Linear(16, 5), leaky(5, "subtract"))
-    return {"mlp_lif": (mlp, (12,), "mlp", "LIF"), "mlp_cubalif": (cuba, (12,), "mlp", "CubaLIF"),
-            "conv_lif": (conv, (2, 8, 8), "conv", "LIF"),
-            "rec_lif": (rec, (12,), "recurrent", "LIF"),
-            "mlp_lif_subtract": (sub, (12,), "mlp", "LIF")}
-
-
-def _fix_conv_leaky(net: torch.nn.Module) -> None:
-    """The conv net's first Leaky acts on [C, H, W] maps: give it [C, H, W]-shaped vectors."""
-    lif = net[1]
-    lif.beta = torch.full((4, 8, 8), 0.8)
-    lif.threshold = torch.full((4, 8, 8), 1.0)
-
-
-def boost(net: torch.nn.Module, gain: float) -> None:
-    """Scale the synapse weights so that every layer spikes on the sparse test input."""
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
-                module.weight.mul_(gain)
+# name -> (network, input shape, kind, neuron, settings)
+def networks() -> dict[str, tuple[torch.nn.Module, tuple[int, ...], str, str, dict[str, Any]]]:
+    default = {"reset_mechanism": "subtract", "reset_delay": True}
+    zero = {"reset_mechanism": "zero"}
+    nodelay = {"reset_mechanism": "subtract", "reset_delay": False}
+    return {
+        "mlp_leaky": (mlp(0, 1.0, leaky), (MLP[0],), "mlp", "LIF", default),
+        "mlp_leaky_zero": (mlp(0, 1.4, leaky, **zero), (MLP[0],), "mlp", "LIF",
+                           {**zero, "reset_delay": True}),
+        "mlp_leaky_nodelay": (mlp(0, 1.0, leaky, **nodelay), (MLP[0],), "mlp", "LIF", nodelay),
+        "mlp_leaky_beta1": (mlp(1, 0.8, leaky, beta=1.0), (MLP[0],), "mlp", "IF",
+                            {**default, "beta": 1.0}),
+        "mlp_synaptic": (mlp(2, 0.25, synaptic), (MLP[0],), "mlp", "CubaLIF", default),
+        "mlp_synaptic_zero": (mlp(2, 0.5, synaptic, **zero), (MLP[0],), "mlp", "CubaLIF",
+                              {**zero, "reset_delay": True}),
+        "conv_leaky": (conv_net(3, 1.0), CONV_IN, "conv", "LIF", default),
+        "rec_rleaky": (rec_net(4, 1.0), (MLP[0],), "recurrent", "LIF", default),
+        "rec_rleaky_zero": (rec_net(4, 1.4, **zero), (MLP[0],), "recurrent", "LIF",
+                            {**zero, "reset_delay": True}),
+        "rec_rsynaptic": (rec_synaptic_net(5, 0.25), (MLP[0],), "recurrent", "CubaLIF",
+                          default),
+    }
 
 
 def produce(outdir: Path) -> list[dict[str, Any]]:
     cases = []
-    for seed, (name, (net, shape, kind, neuron)) in enumerate(networks().items()):
-        if name == "conv_lif":
-            _fix_conv_leaky(net)
-        boost(net, 12.0 if kind == "conv" else 3.0)
-        x = bernoulli(shape, 0.3, seed)
-        graph = export_to_nir(net, torch.as_tensor(x[0, :1]), ignore_dims=[0])
+    for seed, (name, (net, shape, kind, neuron, settings)) in enumerate(networks().items()):
+        x = bernoulli(shape, 100 + seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tau = inf for beta = 1 (divide by zero)
+            graph = export_to_nir(net, torch.as_tensor(x[0, :1]), ignore_dims=[0])
         nir.write(outdir / f"{name}.nir", graph)
-        spikes = run(net, x)
-        reset = "subtract" if name.endswith("_subtract") else "zero"
+        layers: list[np.ndarray] = []
+        spikes = run(net, x, layers)
         cases.append(save_case(outdir, name, x, spikes, network=kind, neuron=neuron,
-                               settings={"dt": DT, "reset": reset}))
+                               settings={"dt": DT, **settings},
+                               rates=[float((s > 0).mean()) for s in layers]))
     return cases
 
 
