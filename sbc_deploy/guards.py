@@ -153,11 +153,14 @@ def _chance(n_classes: int | None) -> float | None:
 
 
 def dense_findings(activity: Activity | None, accuracy: float | None, *, dt: float,
-                   n_classes: int | None, reset: str | None = None) -> list[Finding]:
+                   n_classes: int | None, reset: str | None = None,
+                   cause: str | None = None) -> list[Finding]:
     """Guards on the dense network, before compression (fail early: compressing a silent or
-    chance-level network wastes the run and reports nonsense)."""
+    chance-level network wastes the run and reports nonsense). ``cause``: the hint when the
+    caller knows what made the network fail (the conversion to a NIR consumer's model), in
+    place of the time-step hint."""
     found = []
-    hint = _DT_HINT.format(dt=dt, conventions=_dt_conventions())
+    hint = cause or _DT_HINT.format(dt=dt, conventions=_dt_conventions())
     if activity is not None:
         for name, rate in activity.rate.items():
             if rate == 0.0:

@@ -637,6 +637,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                              data_bytes=sum(int(getattr(getattr(d, "x", None), "nbytes", 0))
                                             for d in (calib, evaluation) if d is not None))
     targets = plan.targets
+    as_read = graph
     request, graph, consumer_notes = _for_nir_consumer(graph, request, targets)
     progress = _numbered(progress, _stage_plan(request, graph, targets, calib, evaluation))
     progress("load", 1, 1, unit="steps")
@@ -646,14 +647,23 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
         calib_activity = (dense_activity if dense_activity is None or
                           dense_activity.source == "calibration" or calib is None else
                           measure_activity(graph, np.asarray(calib.x[:32]), "calibration"))
-    findings: list[Finding] = dense_findings(
-        dense_activity, dense.accuracy, dt=graph.dt, n_classes=_n_classes(graph, evaluation),
-        reset=graph.metadata.get("reset"))
-    if calib_activity is not None and calib_activity is not dense_activity:
-        # calibration data that never drives a layer gives that layer a zero Hessian
-        findings += dense_findings(calib_activity, None, dt=graph.dt, n_classes=None,
-                                   reset=graph.metadata.get("reset"))
+    def guards(cause: str | None = None) -> list[Finding]:
+        found = dense_findings(dense_activity, dense.accuracy, dt=graph.dt,
+                               n_classes=_n_classes(graph, evaluation),
+                               reset=graph.metadata.get("reset"), cause=cause)
+        if calib_activity is not None and calib_activity is not dense_activity:
+            # calibration data that never drives a layer gives that layer a zero Hessian
+            found += dense_findings(calib_activity, None, dt=graph.dt, n_classes=None,
+                                    reset=graph.metadata.get("reset"), cause=cause)
+        return found
+
+    findings: list[Finding] = guards()
     stopping = [f for f in findings if f.severity == "error"]
+    if stopping and graph is not as_read:
+        cause = _conversion_cause(as_read, dense, request, calib, evaluation)
+        if cause:
+            findings = guards(cause)
+            stopping = [f for f in findings if f.severity == "error"]
     if stopping:
         raise GuardError("the dense network fails a quality guard before compression; nothing "
                          "was compressed or written:\n  - " + "\n  - ".join(
@@ -860,6 +870,30 @@ def _for_nir_consumer(graph: Graph, request: DeployRequest, targets: Sequence[Ta
     for line in notes:
         log.warning("%s", line)
     return dataclasses.replace(request, nir_for=nir_for), graph, notes
+
+
+def _conversion_cause(as_read: Graph, converted: _Evaluation, request: DeployRequest,
+                      calib: Dataset | None, evaluation: Dataset | None) -> str | None:
+    """The hint for a dense guard that fails after the conversion to ``--nir-for``'s model
+    (:func:`_for_nir_consumer`) when the network as read passes it: the conversion is then
+    what changed the network, not the time step. One more dense evaluation, only when the run
+    already stops. ``converted``: the converted network's evaluation."""
+    dense = _evaluate_float(as_read, evaluation, request, _silent, "evaluate dense")
+    activity = _early_activity(as_read, dense, calib)
+    if any(f.severity == "error" for f in dense_findings(
+            activity, dense.accuracy, dt=as_read.dt, n_classes=_n_classes(as_read, evaluation),
+            reset=as_read.metadata.get("reset"))):
+        return None
+    consumer = request.nir_for
+    if dense.accuracy is not None and converted.accuracy is not None:
+        effect = (f"as read it classifies {100 * dense.accuracy:.1f} % of the evaluation data, "
+                  f"converted {100 * converted.accuracy:.1f} %")
+    else:
+        effect = "as read every spiking layer fires"
+    return (f"the conversion to {consumer}'s model (--nir-for {consumer}: what {consumer}'s "
+            f"importer builds from model.nir) changed the network: {effect}. {consumer} would "
+            f"run it so (see the notes on what was converted); --nir-for nir writes spec NIR "
+            "and keeps the network as read")
 
 
 def _import_notes(graph: Graph) -> list[str]:

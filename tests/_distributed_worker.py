@@ -24,8 +24,7 @@ import numpy as np
 
 from sbc_deploy import bundled, distributed
 
-# the modules (the package's face binds the names calibrate and compress to the functions,
-# and loads nothing until asked)
+# the modules (the package binds the names calibrate and compress to the functions, lazily)
 calibrate_module = importlib.import_module("sbc_deploy.calibrate")
 compress_module = importlib.import_module("sbc_deploy.compress")
 passes_module = importlib.import_module("sbc_deploy.compress.passes")
