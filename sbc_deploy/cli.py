@@ -5,7 +5,7 @@
                [--nm N:M] [--export netx,nir,onnx] [-o OUTDIR] [--dt SECONDS]
                [--reset zero|subtract] [--quiet]
                [--eval-limit N] [--from FRAMEWORK] [--discretization euler|exact]
-               [--input-shape C,H,W] [--nir-for FRAMEWORK]
+               [--input-shape C,H,W] [--nir-for FRAMEWORK] [--calib-per-class K]
     sbc-deploy inspect MODEL [--dt SECONDS] [--reset zero|subtract] [--json] [--from FRAMEWORK] ...
     sbc-deploy check MODEL --target NAME|PATH[,...] [-o OUTDIR] [--report]
     sbc-deploy targets
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -227,9 +228,11 @@ def deploy_parser() -> argparse.ArgumentParser:
                              "plain or under 'state_dict'; the compressed weights come back as "
                              "OUTDIR/compressed_state_dict.pt")
     parser.add_argument("--calib", metavar="DATA",
-                        help="calibration data: .npz with x [N, T, *input] (and y), an N-MNIST "
-                             ".bin file or folder")
+                        help="calibration data: .npz with x [N, T, *input] (and y); an event "
+                             "dataset as tonic keeps it, [DATASET:]PATH[,split=...,window=...] "
+                             "(nmnist, cifar10dvs, dvsgesture, shd); images:PATH,steps=T")
     parser.add_argument("--eval", metavar="DATA", help="labelled evaluation data (same formats)")
+    _calib_subset_options(parser)
     parser.add_argument("--method", choices=("sbc", "obc", "magnitude"), default="sbc",
                         help="sbc: membrane-potential Hessian (default); obc: input-current "
                              "Hessian (OBC/GPTQ/SparseGPT); magnitude: magnitude pruning and "
@@ -460,6 +463,25 @@ def _run_check(args: argparse.Namespace) -> int:
     return EXIT_OK if report.fits else EXIT_VIOLATION
 
 
+def _per_class(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _calib_subset_options(parser: argparse.ArgumentParser) -> None:
+    """--calib-per-class / --calib-seed (sbc_deploy.data.sampling has the definition)."""
+    parser.add_argument("--calib-per-class", type=_per_class, default=None, metavar="K",
+                        help="calibrate on a class-balanced draw of K samples per class of "
+                             "--calib (fractions: 0.1 = one sample of 10 %% of the classes)")
+    parser.add_argument("--calib-seed", type=int, default=0, metavar="S",
+                        help="seed of the --calib-per-class draw (default 0)")
+
+
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -488,7 +510,8 @@ def _run_deploy(args: argparse.Namespace) -> int:
         nir_for=args.nir_for, max_drop=args.max_drop, force=args.force,
         command=("sbc-deploy", *_ARGV), memory_budget=args.memory_budget,
         distributed=args.distributed, hessian_precision=args.hessian_precision,
-        calib_row_fraction=args.calib_row_fraction, device=args.device, rank_by=args.rank_by)
+        calib_row_fraction=args.calib_row_fraction, device=args.device, rank_by=args.rank_by,
+        calib_per_class=args.calib_per_class, calib_seed=args.calib_seed)
     request = _module_request(args, request)
     with _Progress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
         result = deploy(request, progress=progress)

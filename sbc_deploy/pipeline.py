@@ -117,6 +117,8 @@ class DeployRequest:
     distributed: bool = False  # one of torchrun's processes (sbc_deploy.distributed)
     hessian_precision: str = "float64"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
     calib_row_fraction: float = 1.0  # rows summed per calibration batch (unbiased estimate)
+    calib_per_class: float | None = None  # class-balanced --calib draw (sbc_deploy.data.sampling)
+    calib_seed: int = 0  # the draw's seed
     rank_by: str = "energy"  # how the report ranks the targets (report/summary.py RANKINGS)
     # a sweep (--sparsity 0.5,0.7 --bits 8,4): every (sparsity, bits) of these lists compressed
     # from one calibration; the first point is the run's own (validate.sweep_points)
@@ -698,7 +700,9 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
         progress("load", 0, 1, unit="steps")
         resolve_device(request.device)   # a bad or absent device fails before any work
         with read_budget(request.memory_budget):  # readers claim declared sizes first
-            plan = validate_request(request)
+            plan = validate_request(request, data_progress=lambda flag, done, total:
+                                    progress("read data", done, total, unit="files",
+                                             detail=flag))
         points = sweep_points(request)
         request = dataclasses.replace(request, sparsity=points[0][0], bits=points[0][1])
         graph, model_name, calib, evaluation = (plan.graph, plan.model_name, plan.calib,

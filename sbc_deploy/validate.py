@@ -18,6 +18,7 @@ Every problem found is listed in one :class:`~sbc_deploy.errors.ConfigError` (ex
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,15 @@ def _data_input_shape(model: Any, calib: Any, evaluation: Any, dt: float | None
     return tuple(int(v) for v in dataset.input_shape)
 
 
-def check_dataset(source: Any, graph: Graph, flag: str) -> Dataset:
-    """Read ``source`` and check it against the model's input shape and dt."""
-    data = source if isinstance(source, Dataset) else load_data(source, dt=graph.dt)
+def check_dataset(source: Any, graph: Graph, flag: str, *, per_class: float | None = None,
+                  seed: int = 0, limit: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> Dataset:
+    """Read ``source`` and check it against the model's input shape and dt (``per_class``,
+    ``seed``, ``limit``: read only a class-balanced draw / the first samples; ``progress``:
+    files read of a dataset folder)."""
+    data = source if isinstance(source, Dataset) and per_class is None and limit is None \
+        else load_data(source, dt=graph.dt, per_class=per_class, seed=seed, limit=limit,
+                       progress=progress)
     (input_name,) = graph.inputs[:1]
     expected = tuple(graph.nodes[input_name].output_shape)
     if tuple(data.input_shape) != expected:
@@ -343,7 +350,8 @@ def _sweep_list_problems(request: Any) -> list[str]:
 
 # Long by design: one flat list of checks, one per flag in the order the CLI documents them,
 # each appending its problem, so that every problem is reported at once (none stops the rest).
-def validate_request(request: Any) -> Plan:
+def validate_request(request: Any, data_progress: Callable[[str, int, int], None] | None = None
+                     ) -> Plan:
     """Check every flag of ``request`` (a :class:`~sbc_deploy.pipeline.DeployRequest`) against
     the targets, the model and the data; return what they resolved to.
 
@@ -442,8 +450,13 @@ def validate_request(request: Any) -> Plan:
         for label, source in (("--calib", calib_src), ("--eval", eval_src)):
             if source is None:
                 continue
+            subset = ({"per_class": getattr(request, "calib_per_class", None),
+                       "seed": getattr(request, "calib_seed", 0)} if label == "--calib" else
+                      {"limit": request.eval_limit})
             try:
-                data = check_dataset(source, graph, label)
+                data = check_dataset(source, graph, label, **subset, progress=None if
+                                     data_progress is None else
+                                     (lambda d, t, f=label: data_progress(f, d, t)))
             except SbcDeployError as err:
                 problems.append(_text(err))
                 continue

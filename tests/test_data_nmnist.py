@@ -97,9 +97,15 @@ def test_folder_layout_labels_from_digit_folders(tmp_path) -> None:
     dataset = load_data(tmp_path / "Test", dt=0.01, steps=32)
     assert dataset.x.shape == (6, 32, 2, 34, 34)
     np.testing.assert_array_equal(dataset.y, [0, 3, 7, 0, 3, 0])
-    expected = bin_events(read_nmnist_bin(source), 0.01, 32)
+    # tonic's frames (event counts, frame 0 starting at the first event) equal the project's
+    # own binning (the reference kept from the former reader) started there
+    events = read_nmnist_bin(source)
+    expected = bin_events(events, 0.01, 32, mode="count", t_start=int(events["t"][0]))
+    assert expected.max() > 1
     for frames in dataset.x:
         np.testing.assert_array_equal(frames, expected)
+    binary = load_data(f"{tmp_path / 'Test'},binary", dt=0.01, steps=32)
+    np.testing.assert_array_equal(binary.x[0], (expected > 0).astype(np.uint8))
 
 
 def test_folder_errors(tmp_path) -> None:
@@ -124,8 +130,10 @@ def test_single_file_needs_dt_and_bins_unlabelled(tmp_path) -> None:
     shutil.copyfile(path, local)
     dataset = load_data(local, dt=0.001)
     assert dataset.y is None
-    # default steps: enough 1 ms bins for the last time stamp (311,175 us -> bin 311)
-    assert dataset.x.shape == (1, 312, 2, 34, 34)
+    # default steps: enough 1 ms bins from the first time stamp to the last (311,175 us)
+    first = int(read_nmnist_bin(path)["t"][0])
+    assert dataset.x.shape == (1, (311_175 - first) // 1000 + 1, 2, 34, 34)
+    assert dataset.x.sum() == 4325          # every event in a frame
 
 
 def test_binning_conserves_events() -> None:

@@ -11,7 +11,20 @@ import numpy as np
 from sbc_deploy.errors import DataError
 
 
+def _frozen(array: np.ndarray) -> bool:
+    """True when nothing can write to the array's memory: it and every base are read-only
+    arrays down to one that owns its memory (e.g. a broadcast view of a frozen copy)."""
+    current: object = array
+    while isinstance(current, np.ndarray):
+        if current.flags.writeable:
+            return False
+        current = current.base
+    return current is None
+
+
 def _readonly(array: np.ndarray) -> np.ndarray:
+    if _frozen(array):   # already immutable: no copy (a direct encoding's T-fold view)
+        return array
     array = np.array(array, copy=True)
     array.flags.writeable = False
     return array

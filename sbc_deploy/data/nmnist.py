@@ -11,10 +11,15 @@ dataset, Orchard et al. 2015)::
 The time stamp counts microseconds from the start of the recording (23 bits, at most 8.4 s).
 The dataset's folders are ``Train/<digit>/*.bin`` and ``Test/<digit>/*.bin``; the label is
 the name of the digit folder.
+
+Reading is tonic's (``tonic.io.read_mnist_file``, what ``tonic.datasets.NMNIST`` reads with),
+after a check that the file holds whole events; the folder listing is the one of
+:mod:`~sbc_deploy.data.tonic_sets`. Writing (tonic has no writer) is here.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
@@ -31,18 +36,21 @@ SPLITS: tuple[str, ...] = ("Train", "Test")
 
 
 def decode_nmnist(raw: bytes | np.ndarray, where: str = "N-MNIST data") -> np.ndarray:
-    """Decode the bytes of one recording into an event list (time stamps in microseconds)."""
-    data = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, (bytes, bytearray)) \
-        else np.asarray(raw, dtype=np.uint8).reshape(-1)
-    if data.size % BYTES_PER_EVENT:
-        raise FormatError(f"has {data.size} bytes, not a multiple of {BYTES_PER_EVENT} "
-                          "(N-MNIST stores 40-bit events)", where=where)
-    words = data.reshape(-1, BYTES_PER_EVENT).astype(np.int64)
-    x = words[:, 0]                                                  # byte 0: x
-    y = words[:, 1]                                                  # byte 1: y
-    p = words[:, 2] >> 7                                             # bit 39: polarity
-    t = ((words[:, 2] & 0x7F) << 16) | (words[:, 3] << 8) | words[:, 4]  # bits 38..16 | 15..0
-    return make_events(x, y, p, t)
+    """Decode the bytes of one recording into an event list (time stamps in microseconds).
+
+    Raises:
+        FormatError: the bytes are not a whole number of 5-byte events (a truncated file).
+    """
+    from sbc_deploy.data.tonic_sets import require_tonic
+
+    data = bytes(raw) if isinstance(raw, (bytes, bytearray)) \
+        else np.asarray(raw, dtype=np.uint8).reshape(-1).tobytes()
+    if len(data) % BYTES_PER_EVENT:
+        raise FormatError(f"has {len(data)} bytes, not a multiple of {BYTES_PER_EVENT} "
+                          "(N-MNIST stores 40-bit events; truncated?)", where=where)
+    dtype = require_tonic().datasets.NMNIST.dtype
+    events = require_tonic().io.read_mnist_file(io.BytesIO(data), dtype=dtype, is_stream=True)
+    return make_events(events["x"], events["y"], events["p"], events["t"])
 
 
 def encode_nmnist(events: np.ndarray) -> bytes:
@@ -88,10 +96,6 @@ def write_nmnist_bin(path: str | Path, events: np.ndarray) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_bytes(raw))
 
 
-def _digit_folders(folder: Path) -> list[tuple[int, Path]]:
-    return sorted((int(p.name), p) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
-
-
 def nmnist_files(root: str | Path) -> list[tuple[Path, int]]:
     """``(file, label)`` for every recording under an N-MNIST folder.
 
@@ -102,29 +106,13 @@ def nmnist_files(root: str | Path) -> list[tuple[Path, int]]:
     Raises:
         DataError: no digit folders, both splits present (ambiguous), or no ``.bin`` files.
     """
+    from sbc_deploy.data.tonic_sets import Binning, EventSpec, list_recordings
+
     root = Path(root)
     if not root.is_dir():
         raise DataError("is not a folder", where=str(root))
-    classes = _digit_folders(root)
-    if not classes:
-        splits = [root / s for s in SPLITS if (root / s).is_dir()]
-        if len(splits) > 1:
-            raise DataError("holds both Train and Test; point at one of them",
-                            where=str(root), hint=f"{root / 'Test'}")
-        if splits:
-            root = splits[0]
-            classes = _digit_folders(root)
-    if not classes:
-        raise DataError("holds no digit folders (expected <split>/<digit>/*.bin)", where=str(root))
-    per_class = [sorted(folder.glob("*.bin")) for _, folder in classes]
-    if not any(per_class):
-        raise DataError("holds digit folders but no .bin files", where=str(root))
-    files: list[tuple[Path, int]] = []
-    for rank in range(max(len(f) for f in per_class)):
-        for (label, _), class_files in zip(classes, per_class):
-            if rank < len(class_files):
-                files.append((class_files[rank], label))
-    return files
+    _, recordings = list_recordings(EventSpec("nmnist", root, None, Binning(), str(root)))
+    return [(r.path, int(r.label)) for r in recordings if r.label is not None]
 
 
 def read_nmnist_folder(root: str | Path, limit: int | None = None

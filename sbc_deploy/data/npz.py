@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
@@ -94,11 +95,11 @@ def _inputs(archive: np.lib.npyio.NpzFile, where: str) -> np.ndarray:
     return x.astype(np.uint8) if x.dtype == np.bool_ else x
 
 
-def _screen(path: Path, where: str) -> None:
+def _screen(path: Path, where: str, keys: Collection[str] | None = None) -> None:
     """Refuse members whose header declares more bytes than the member holds (a damaged shape
     would otherwise make numpy allocate it before reading) and members that are not arrays;
     claim the declared sizes of the members read (safeio.claim: --memory-budget) before any
-    is decompressed."""
+    is decompressed (``keys``: the members a reader will read; default this module's)."""
     declared: dict[str, tuple[tuple[int, ...], int]] = {}
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
@@ -118,7 +119,7 @@ def _screen(path: Path, where: str) -> None:
                 raise FormatError(f"'{info.filename[:-4]}' declares shape {tuple(shape)} "
                                   f"({nbytes:,} bytes) but holds {info.file_size:,} bytes "
                                   "(truncated or damaged)", where=where)
-            if info.filename[:-4] in _READ:  # decompressed size, before it is read
+            if info.filename[:-4] in (_READ if keys is None else keys):  # before it is read
                 declared[info.filename[:-4]] = (tuple(shape), nbytes)
     if declared:
         claim(sum(n for _, n in declared.values()),
