@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sbc_deploy.errors import GuardError, ResourceError, SbcDeployError
+from sbc_deploy.resources import resource_error  # here, not in the handler: memory may be gone
 from sbc_deploy.untrusted import shown, shown_lines
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -657,7 +658,7 @@ class _Progress:
             # the raw stream: tqdm draws with carriage returns; names in it are shown() here
             self._bar = tqdm(total=total, desc=shown(stage), unit=f" {unit}",
                              file=getattr(sys.stderr, "raw", sys.stderr),
-                             leave=True, initial=done, smoothing=0.1, mininterval=0.2,
+                             leave=True, initial=done, smoothing=0.1,
                              **_width())
         bar = self._bar
         if step is not None:  # "[4/9] compress loihi2": the stage's place in the run
@@ -822,8 +823,6 @@ def _main_guarded(argv: list[str]) -> int:
         if _caused_by_interrupt(err):  # e.g. numpy turns a Ctrl-C in its import into an
             print("interrupted", file=sys.stderr)  # ImportError ("IMPORTANT: PLEASE READ")
             return 130
-        from sbc_deploy.resources import resource_error
-
         named = resource_error(err, stage=_STAGE[0] if _STAGE else None)
         if named is not None:  # a disk, limit or memory that ran out: not a bug
             if debug:

@@ -37,6 +37,8 @@ _DISK = {errno.ENOSPC: "disk space", errno.EFBIG: "file size limit",
 _TORCH_CPU = re.compile(r"can't allocate memory: you tried to allocate (\d+) bytes")
 _TORCH_GPU = re.compile(r"Tried to allocate ([0-9.]+ [KMGT]?i?B)")
 _NUMPY = re.compile(r"Unable to allocate ([0-9.]+ [KMGTP]?i?B)")
+# the dynamic loader, out of address space while mapping a library (torch's is ~1 GiB)
+_LOADER = ("failed to map segment from shared object", "cannot allocate memory")
 _MEMORY_HELP = ("give the process more memory (ulimit -v, the container's limit), or pass "
                 "--memory-budget below what it may use so that the planner picks "
                 "block-diagonal Hessians or refuses before the work, --method magnitude "
@@ -123,6 +125,10 @@ def resource_error(err: BaseException, *, written: int | None = None,
             asked = f" (tried to allocate {match[1]})" if match else ""
             return ResourceError(f"the GPU ran out of memory{during}{asked}",
                                  resource="GPU memory", hint="--device cpu, or " + _MEMORY_HELP)
+        if (isinstance(item, OSError) and item.errno == errno.ENOMEM) or (
+                isinstance(item, ImportError) and any(k in text.lower() for k in _LOADER)):
+            return ResourceError(f"out of memory{during} loading a library or mapping a file "
+                                 f"({shown(text)[:160]})", resource="memory", hint=_MEMORY_HELP)
         match = _TORCH_CPU.search(text) if isinstance(item, RuntimeError) else None
         if match or isinstance(item, MemoryError):
             asked = (f" (tried to allocate {_bytes(int(match[1]))})" if match else

@@ -39,7 +39,9 @@ def _command(data: Path, out: Path, *extra: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="160")
+    # TQDM_MININTERVAL=0: every update is drawn, so what the bars show does not depend on how
+    # fast this machine solves a layer (tqdm's default redraws at most every 0.1 s)
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="160", TQDM_MININTERVAL="0")
     env.pop("TQDM_DISABLE", None)
     return env
 

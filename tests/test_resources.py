@@ -137,13 +137,34 @@ def test_a_really_full_disk_is_exit_4(tiny_disk):
     assert list(tiny_disk.iterdir()) == []  # nothing half-written left behind
 
 
+def _imported_size() -> int:
+    """The address space a process holds once the CLI, torch and numpy are imported (bytes)."""
+    probe = subprocess.run([sys.executable, "-c", "import sbc_deploy.cli, torch, numpy; "
+                            "print(open('/proc/self/status').read().split('VmSize:')[1].split()[0])"],
+                           env=_env(), capture_output=True, text=True, timeout=120, check=True)
+    return int(probe.stdout) * 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
 def test_a_memory_cap_is_exit_4_naming_what_ran_out(tmp_path):
-    """``ulimit -v 1GiB`` on the bundled MLP: torch's allocator fails mid-run."""
+    """``ulimit -v`` at 200 MiB above what the imports take, on the bundled MLP: torch's
+    allocator fails mid-run (the cap follows this machine's imports, so the run fails in its
+    work on every machine, not in an import on one and nowhere on a leaner one)."""
     run = _limited(["--target", "loihi2", "--quiet", "--eval-limit", "50", "-o",
-                    str(tmp_path / "out")], 1024 * MiB, resource.RLIMIT_AS)
+                    str(tmp_path / "out")], _imported_size() + 200 * MiB, resource.RLIMIT_AS)
     assert run.returncode == EXIT_RESOURCE, run.stderr
     assert "out of memory" in run.stderr and "tried to allocate" in run.stderr
     assert "internal error" not in run.stderr and "--memory-budget" in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_cap_below_what_the_libraries_need_is_exit_4_not_a_bug(tmp_path):
+    """At 400 MiB the loader cannot map torch's library: that is memory too (it was exit 3, an
+    "internal error", with the loader's ImportError)."""
+    run = _limited(["--target", "loihi2", "--quiet", "-o", str(tmp_path / "out")], 400 * MiB,
+                   resource.RLIMIT_AS)
+    assert run.returncode == EXIT_RESOURCE, run.stderr
+    assert run.stderr.startswith("error: out of memory") and "internal error" not in run.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -319,13 +319,28 @@ def _interleave(by_class: dict[int, list[Recording]]) -> list[Recording]:
     return out
 
 
+def _recordings_in(folder: Path, suffix: str) -> list[Path]:
+    """The files in ``folder`` whose names end with ``suffix``, sorted. A FIFO, device or socket
+    under such a name is refused, not skipped: reading it could block, and skipping it would hide
+    a recording the user meant to give."""
+    from sbc_deploy.safeio import refuse_special
+
+    found = []
+    for path in sorted(folder.iterdir()):
+        if path.name.endswith(suffix):
+            refuse_special(path, DataError)
+            if path.is_file():
+                found.append(path)
+    return found
+
+
 def _list_nmnist(folder: Path) -> list[Recording]:
     digits = _digit_dirs(folder)
     if not digits:
         raise DataError("holds no digit folders (expected <Train|Test>/<digit>/*.bin)",
                         where=str(folder))
-    by_class = {int(d.name): [Recording(p, int(d.name)) for p in sorted(d.iterdir())
-                              if p.name.endswith("bin") and p.is_file()] for d in digits}
+    by_class = {int(d.name): [Recording(p, int(d.name)) for p in _recordings_in(d, "bin")]
+                for d in digits}
     if not any(by_class.values()):
         raise DataError("holds digit folders but no .bin files", where=str(folder))
     return _interleave(by_class)
@@ -337,7 +352,7 @@ def _list_cifar(folder: Path, split: str) -> list[Recording]:
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         if sub.name not in classes:
             continue
-        files = sorted(p for p in sub.iterdir() if p.name.endswith("aedat4") and p.is_file())
+        files = _recordings_in(sub, "aedat4")
         cut = round(CIFAR_TRAIN_FRACTION * len(files))
         files = files[:cut] if split == "train" else files[cut:] if split == "test" else files
         by_class[classes[sub.name]] = [Recording(p, classes[sub.name]) for p in files]
@@ -352,13 +367,11 @@ def _list_gesture(folder: Path) -> list[Recording]:
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         if not re.match(r"^user\d+_.+$", sub.name):
             continue
-        for file in sorted(sub.iterdir()):
-            if file.name.endswith("npy") and file.is_file():
-                if not file.name[:-4].isdigit():
-                    raise DataError("a DVS Gesture recording is named <label>.npy",
-                                    where=str(file))
-                label = int(file.name[:-4])
-                by_class.setdefault(label, []).append(Recording(file, label))
+        for file in _recordings_in(sub, "npy"):
+            if not file.name[:-4].isdigit():
+                raise DataError("a DVS Gesture recording is named <label>.npy", where=str(file))
+            label = int(file.name[:-4])
+            by_class.setdefault(label, []).append(Recording(file, label))
     if not by_class:
         raise DataError("holds no user<NN>_<lighting>/<label>.npy recordings", where=str(folder))
     return _interleave(by_class)
