@@ -123,7 +123,8 @@ def _leave(path: str, module: nn.Module, leaf: bool, sink: Sink,
 
 def run_captured(module: nn.Module, sample: torch.Tensor, sink: Sink,
                  is_leaf: Callable[[str, nn.Module], bool],
-                 prepare: Callable[[nn.Module], None] | None = None) -> Any:
+                 prepare: Callable[[nn.Module], None] | None = None,
+                 call: Callable[[nn.Module, torch.Tensor], Any] | None = None) -> Any:
     """Run a deep copy of ``module`` on ``sample`` (eval mode, no grad), reporting to ``sink``.
 
     Args:
@@ -132,6 +133,8 @@ def run_captured(module: nn.Module, sample: torch.Tensor, sink: Sink,
         sink: receives the events (:class:`Sink`), in call order.
         is_leaf: which modules are leaves (called as ``is_leaf(path, module)``).
         prepare: called on the copy before the pass (e.g. to reset neuron states).
+        call: runs the copy on the sample (default ``copy(sample)``; norse's networks of cells
+            are stepped through time by the caller's loop).
 
     Returns:
         What the copy's ``forward`` returned.
@@ -147,7 +150,7 @@ def run_captured(module: nn.Module, sample: torch.Tensor, sink: Sink,
     with _hooks(copied, is_leaf, sink, state), torch.no_grad():
         try:
             with _Recorder(sink, state):
-                return copied(sample)
+                return call(copied, sample) if call is not None else copied(sample)
         except SbcDeployError:   # the importer's own refusals
             raise
         except Exception as err:  # the user's forward failing on the sample
