@@ -189,7 +189,9 @@ def evaluate(factory: str, state: Path, data: Path, output: Path) -> None:
 
 def nir_cases() -> dict[str, nn.Module]:
     """Single-step networks spikingjelly's exporter takes (no BatchNorm, MaxPool or soft reset:
-    it refuses or cannot trace them), weights scaled so that every layer fires."""
+    it refuses or cannot trace them), weights scaled so that every layer fires and put on a
+    grid of 1/16 (so that a membrane lands exactly on its threshold, where spikingjelly's
+    v >= threshold differs from NIR's v > threshold)."""
     from spikingjelly.activation_based import layer, neuron
 
     torch.manual_seed(7)
@@ -206,7 +208,10 @@ def nir_cases() -> dict[str, nn.Module]:
     for name, net in cases.items():
         for module in net.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
-                module.weight.data *= 3.0 if name != "mlp_lif" else 8.0
+                module.weight.data *= {"mlp_lif": 8.0, "mlp_lif_nodecay": 5.0}.get(name, 3.0)
+                # on a grid of 1/16: every sum is exact, membranes land on the threshold
+                module.weight.data = torch.round(module.weight.data * 16) / 16
+                module.bias.data = torch.round(module.bias.data * 16) / 16
     return cases
 
 
@@ -221,7 +226,7 @@ def nir_export(outdir: Path) -> None:
     shapes = {"mlp_lif": (20,), "mlp_lif_nodecay": (20,), "conv_if": (2, 8, 8)}
     summary = {}
     for name, net in nir_cases().items():
-        x = torch.from_numpy((rng.random((12, 3, *shapes[name])) < 0.3).astype(np.float32))
+        x = torch.from_numpy((rng.random((40, 8, *shapes[name])) < 0.3).astype(np.float32))
         export_to_nir(net.eval(), x[0], save_path=outdir / f"{name}.nir")
         functional.reset_net(net)
         with torch.no_grad():
