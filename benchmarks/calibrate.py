@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from harness import publish
+from bench_tools import publish
 
 from sbc_deploy.calibrate import calibrate
 from sbc_deploy.compress import SBCConfig, compress

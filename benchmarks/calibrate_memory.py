@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import memory_field, publish
+from bench_tools import memory_field, publish
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from harness import best_time, publish
+from bench_tools import best_time, publish
 
 from sbc_deploy.frontends.from_netx import from_netx
 from sbc_deploy.ir import Graph

@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import publish
+from bench_tools import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "netx"

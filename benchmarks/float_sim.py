@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from harness import publish
+from bench_tools import publish
 
 from sbc_deploy.ir import (
     IF,

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from harness import memory_field, reset_peak
+from bench_tools import memory_field, reset_peak
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from harness import best_time, memory_field, publish, reset_peak
+from bench_tools import best_time, memory_field, publish, reset_peak
 
 from sbc_deploy.calibrate import calibrate
 from sbc_deploy.compress.grids import fit_grid

@@ -1,8 +1,9 @@
 """The command line: parse, call the library, print, pick the exit code. Nothing else prints.
 
     sbc-deploy [MODEL] --target NAME|PATH[,NAME...] [--calib DATA] [--eval DATA]
-               [--method sbc|obc|magnitude] [--sparsity F] [--bits N] [--fan-in K] [--nm N:M]
-               [--export netx,nir,onnx] [-o OUTDIR] [--dt SECONDS] [--reset zero|subtract] [--quiet]
+               [--method sbc|obc|magnitude] [--sparsity F[,F...]] [--bits N[,N...]] [--fan-in K]
+               [--nm N:M] [--export netx,nir,onnx] [-o OUTDIR] [--dt SECONDS]
+               [--reset zero|subtract] [--quiet]
                [--eval-limit N] [--from FRAMEWORK] [--discretization euler|exact]
                [--input-shape C,H,W] [--nir-for FRAMEWORK]
     sbc-deploy inspect MODEL [--dt SECONDS] [--reset zero|subtract] [--json] [--from FRAMEWORK] ...
@@ -96,6 +97,18 @@ def _fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
     return value
+
+
+def _listed(parse: Any) -> Any:
+    """A flag that takes one value or a comma-separated list of them (a sweep)."""
+    def values(text: str) -> tuple[Any, ...]:
+        parts = [part.strip() for part in text.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"expected a value or a comma-separated list, "
+                                             f"got {text!r}")
+        return tuple(parse(part) for part in parts)
+
+    return values
 
 
 def _n_m(text: str) -> tuple[int, int]:
@@ -223,11 +236,13 @@ def deploy_parser() -> argparse.ArgumentParser:
                         help="sbc: membrane-potential Hessian (default); obc: input-current "
                              "Hessian (OBC/GPTQ/SparseGPT); magnitude: magnitude pruning and "
                              "round-to-nearest")
-    parser.add_argument("--sparsity", type=_fraction, metavar="F",
+    parser.add_argument("--sparsity", type=_listed(_fraction), metavar="F[,F...]",
                         help="overall fraction of synapses to remove (default: what the target "
-                             "needs, else 0)")
-    parser.add_argument("--bits", type=_positive_int, metavar="N",
-                        help="weight bits, sign included (default: the target's)")
+                             "needs, else 0); a list (0.5,0.7,0.9) sweeps: every value with "
+                             "every --bits value, from one calibration, in one report")
+    parser.add_argument("--bits", type=_listed(_positive_int), metavar="N[,N...]",
+                        help="weight bits, sign included (default: the target's); a list "
+                             "(8,4) sweeps, as --sparsity does")
     parser.add_argument("--fan-in", type=_positive_int, metavar="K",
                         help="keep at most K inputs per neuron (default: the target's limit)")
     parser.add_argument("--nm", type=_n_m, metavar="N:M", help="N:M structured sparsity")
@@ -483,13 +498,25 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _first(values: tuple[Any, ...] | None) -> Any:
+    """The one value of a flag, or the first of its sweep (the run's own point)."""
+    return values[0] if values else None
+
+
+def _sweep(values: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    """A flag's sweep values (empty when it was given one value or none)."""
+    return tuple(values) if values and len(values) > 1 else ()
+
+
 def _run_deploy(args: argparse.Namespace) -> int:
     from sbc_deploy.pipeline import DeployRequest, deploy
 
     request = DeployRequest(
         model=args.model, targets=tuple(_split(args.target)), calib=args.calib, eval=args.eval,
-        method=args.method, sparsity=args.sparsity, bits=args.bits, fan_in=args.fan_in,
-        n_m=args.nm, allocation=args.allocation, export=None if args.export is None else tuple(_split(args.export)),
+        method=args.method, sparsity=_first(args.sparsity), bits=_first(args.bits),
+        sweep_sparsity=_sweep(args.sparsity), sweep_bits=_sweep(args.bits), fan_in=args.fan_in,
+        n_m=args.nm, allocation=args.allocation,
+        export=None if args.export is None else tuple(_split(args.export)),
         out_dir=args.out, dt=args.dt, reset=args.reset, eval_limit=args.eval_limit,
         source=args.source, discretization=args.discretization, input_shape=args.input_shape,
         nir_for=args.nir_for, max_drop=args.max_drop, force=args.force,
@@ -568,6 +595,10 @@ def _print_summary(result: Any) -> None:
             print(f"  note: {shown(remark)}")
     for note in borrowed_notes(report.targets):
         print(f"note: {shown(note)}")
+    from sbc_deploy.report.sweep import sweep_lines
+
+    for line in sweep_lines(report.sweep):
+        print(shown(line))
     if len(report.targets) > 1 and report.ranking:
         print(f"ranking ({RANKINGS.get(report.rank_by or 'energy', report.rank_by)}):")
         for entry in report.ranking:

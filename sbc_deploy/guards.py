@@ -5,15 +5,18 @@ Each guard turns measurements (accuracy, per-layer firing rates) into a
 likely cause. ``error`` findings make the run exit 1, like a rule violation.
 
 Firing rate of a spiking layer = spikes / (neurons x steps x samples), on the evaluation data
-(or, before calibration, on a few calibration samples).
+(or, before calibration, on a few calibration samples). A multi-spike neuron (``max_spikes``
+above 1, ir/nodes.py "Spike variants") sends several spikes in one step, so its rate can pass 1;
+the share of neuron-steps with at least one spike (``active``) is what the silent and saturated
+guards judge, and their messages give the rate beside it.
 
 Guards, with their codes:
 
 - ``silent_layer`` (error): a spiking layer never fires on the data. Usually the time step: a
   NIR file stores none, and a dt far below the trained one makes every decay ~1 and every
   threshold out of reach; also thresholds, or an input encoding other than the one trained on.
-- ``saturated_layer`` (warning): a layer fires on > 90 % of neuron-steps (reset mode, a dt far
-  above the trained one, or thresholds too low).
+- ``saturated_layer`` (warning): a layer fires (one spike or more) on > 90 % of neuron-steps
+  (reset mode, a dt far above the trained one, or thresholds too low).
 - ``dense_at_chance`` (error): the *dense* network, before any compression, classifies at or
   near chance on the user's labelled data; compressing it cannot help (time step, reset,
   encoding, or the labels).
@@ -26,7 +29,7 @@ Guards, with their codes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -68,19 +71,27 @@ class Activity:
     """Firing per spiking layer on some data.
 
     Attributes:
-        rate: mean spikes per neuron per step.
+        rate: mean spikes per neuron per step (above 1 is possible for multi-spike neurons).
         silent_neurons: fraction of the layer's neurons that never fired.
         samples: samples seen; ``source``: which data (``"evaluation"``, ``"calibration"``).
+        active: fraction of neuron-steps with at least one spike (equal to ``rate`` for a
+            layer that sends one spike at most; a layer missing here reads its rate).
     """
 
     rate: Mapping[str, float]
     silent_neurons: Mapping[str, float]
     samples: int
     source: str
+    active: Mapping[str, float] = field(default_factory=dict)
+
+    def active_share(self, name: str) -> float:
+        """Neuron-steps of layer ``name`` with at least one spike, as a fraction."""
+        return self.active.get(name, self.rate.get(name, 0.0))
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "samples": self.samples,
-                "rate": dict(self.rate), "silent_neurons": dict(self.silent_neurons)}
+                "rate": dict(self.rate), "silent_neurons": dict(self.silent_neurons),
+                "active": {n: self.active_share(n) for n in self.rate}}
 
 
 class ActivityMeter:
@@ -91,7 +102,9 @@ class ActivityMeter:
         count[n] += sum_{t, b} s[t, b, n]
 
     from which both results follow: rate = sum_n count[n] / cells, and a neuron fired iff
-    ``count[n] > 0`` (spikes are non-negative: 0/1 from a spiking layer). The per-neuron sums
+    ``count[n] > 0`` (spikes are non-negative: 0/1 from a spiking layer, a count from a
+    multi-spike one). Where a chunk holds a count above 1, the neuron-steps with at least one
+    spike are counted too (``active``; otherwise they equal the spikes). The per-neuron sums
     are exact (see :func:`_spike_counts`) and accumulate in float64, exact below 2**53.
     """
 
@@ -99,6 +112,7 @@ class ActivityMeter:
         self.layers = list(layers)
         self.source = source
         self._counts: dict[str, torch.Tensor] = {}
+        self._active: dict[str, float] = {}
         self._cells: dict[str, int] = {}
         self._samples = 0
 
@@ -108,17 +122,22 @@ class ActivityMeter:
             spikes = recorded[name].detach()
             batch = int(spikes.shape[1])
             counts = _spike_counts(spikes)
+            several = spikes.numel() > 0 and float(spikes.max()) > 1
+            active = float(_spike_counts(spikes > 0).sum()) if several else float(counts.sum())
             self._counts[name] = counts if name not in self._counts else \
                 self._counts[name] + counts
+            self._active[name] = self._active.get(name, 0.0) + active
             self._cells[name] = self._cells.get(name, 0) + int(spikes.numel())
         self._samples += batch
 
     def result(self) -> Activity:
         rate = {n: float(self._counts[n].sum()) / self._cells[n] if self._cells.get(n) else 0.0
                 for n in self.layers}
+        active = {n: self._active[n] / self._cells[n] if self._cells.get(n) else 0.0
+                  for n in self.layers}
         silent = {n: 1.0 - float((self._counts[n] != 0).float().mean())
                   if n in self._counts else 1.0 for n in self.layers}
-        return Activity(rate, silent, self._samples, self.source)
+        return Activity(rate, silent, self._samples, self.source, active)
 
 
 def _spike_counts(spikes: torch.Tensor) -> torch.Tensor:
@@ -153,11 +172,14 @@ def _chance(n_classes: int | None) -> float | None:
 
 
 def dense_findings(activity: Activity | None, accuracy: float | None, *, dt: float,
-                   n_classes: int | None, reset: str | None = None) -> list[Finding]:
+                   n_classes: int | None, reset: str | None = None,
+                   cause: str | None = None) -> list[Finding]:
     """Guards on the dense network, before compression (fail early: compressing a silent or
-    chance-level network wastes the run and reports nonsense)."""
+    chance-level network wastes the run and reports nonsense). ``cause``: the hint when the
+    caller knows what made the network fail (the conversion to a NIR consumer's model), in
+    place of the time-step hint."""
     found = []
-    hint = _DT_HINT.format(dt=dt, conventions=_dt_conventions())
+    hint = cause or _DT_HINT.format(dt=dt, conventions=_dt_conventions())
     if activity is not None:
         for name, rate in activity.rate.items():
             if rate == 0.0:
@@ -165,14 +187,16 @@ def dense_findings(activity: Activity | None, accuracy: float | None, *, dt: flo
                     "error", "silent_layer", name,
                     f"spiking layer '{name}' never fires on {activity.samples} samples of the "
                     f"{activity.source} data (dense network)", hint, value=0.0))
-            elif rate > SATURATED_RATE:
+            elif (share := activity.active_share(name)) > SATURATED_RATE:
+                several = "" if abs(rate - share) < 1e-12 else (
+                    f" ({rate:.3g} spikes per neuron per step: it sends several in one step)")
                 found.append(Finding(
                     "warning", "saturated_layer", name,
-                    f"spiking layer '{name}' fires on {100 * rate:.1f} % of neuron-steps on the "
-                    f"{activity.source} data (dense network)",
+                    f"spiking layer '{name}' fires on {100 * share:.1f} % of neuron-steps"
+                    f"{several} on the {activity.source} data (dense network)",
                     f"likely the reset mode (now {reset or 'unknown'}; try --reset "
                     f"{'zero' if reset == 'subtract' else 'subtract'}), a dt far above the trained "
-                    "one, or thresholds too low", value=rate, limit=SATURATED_RATE))
+                    "one, or thresholds too low", value=share, limit=SATURATED_RATE))
     chance = _chance(n_classes)
     if accuracy is not None and chance is not None and accuracy <= chance + CHANCE_MARGIN:
         found.append(Finding(

@@ -59,7 +59,14 @@ from sbc_deploy.report.synops_counter import SynOpsCounter
 from sbc_deploy.safeio import read_budget
 from sbc_deploy.sim import classify, default_decoding, simulate
 from sbc_deploy.targets import Target, load_target
-from sbc_deploy.validate import REFUSING_RULES, refusal, validate_request
+from sbc_deploy.validate import (
+    REFUSING_RULES,
+    host_placed,
+    point_label,
+    refusal,
+    sweep_points,
+    validate_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +118,10 @@ class DeployRequest:
     hessian_precision: str = "float64"  # GEMMs of the Hessian sums (sbc_deploy.calibrate)
     calib_row_fraction: float = 1.0  # rows summed per calibration batch (unbiased estimate)
     rank_by: str = "energy"  # how the report ranks the targets (report/summary.py RANKINGS)
+    # a sweep (--sparsity 0.5,0.7 --bits 8,4): every (sparsity, bits) of these lists compressed
+    # from one calibration; the first point is the run's own (validate.sweep_points)
+    sweep_sparsity: tuple[float, ...] = ()
+    sweep_bits: tuple[int, ...] = ()
     # A compression config used as it is instead of one made from the flags and the target
     # (sbc_deploy.oneshot(config=)).
     config: CompressionConfig | None = None
@@ -234,7 +245,8 @@ def _merge_synops(reports: Sequence[Any]) -> Any:
 
 def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
                       request: DeployRequest, netx_file: str | None,
-                      progress: Progress = _silent) -> tuple[float | None, str | None]:
+                      progress: Progress = _silent, stage: str | None = None
+                      ) -> tuple[float | None, str | None]:
     """Accuracy of the bit-accurate core on the network as deployed.
 
     When a netx file was written, the core runs that file (read back with ``from_netx``): the
@@ -253,7 +265,7 @@ def _integer_accuracy(graph: Graph, data: Dataset | None, target: Target,
     n = len(data) if request.eval_limit is None else min(request.eval_limit, len(data))
     if n == 0:
         return None, "no evaluation samples: integer accuracy not measured"
-    stage = f"integer core {target.name}"
+    stage = stage or f"integer core {target.name}"
     progress(stage, 0, n, unit="samples")
     correct = seen = 0
     try:
@@ -291,9 +303,13 @@ def _no_core_model(target: Target) -> str:
             + "; integer accuracy not measured")
 
 
-def _layer_rows(graph: Graph, stats: Any,
-                details: Mapping[str, Any] | None = None) -> tuple[LayerRow, ...]:
+def _layer_rows(graph: Graph, stats: Any, details: Mapping[str, Any] | None = None,
+                dense: Graph | None = None) -> tuple[LayerRow, ...]:
+    """One row per synapse layer of ``graph``; ``dense``: the network before compression
+    (its per-layer fan-in maximum shows what a fan-in cap pruned)."""
     rows = []
+    before = ({layer.name: int(layer.synapse.fan_in().max(initial=0))
+               for layer in (dense or graph).synapse_layers()})
     details = details or {}
     losses = getattr(stats, "layer_loss", {}) if stats is not None else {}
     for layer in graph.synapse_layers():
@@ -307,7 +323,7 @@ def _layer_rows(graph: Graph, stats: Any,
             fan_in_max=int(fan_in.max()) if fan_in.size else 0, synapses=kept,
             dense_synapses=int(syn.weight.size), grid=encoding.grid if encoding else None,
             layer_loss=losses.get(layer.name) if isinstance(losses, Mapping) else None,
-            fan_in=tuple(int(v) for v in fan_in),
+            fan_in=tuple(int(v) for v in fan_in), fan_in_max_dense=before.get(layer.name),
             neuron=layer.neuron_name, **_detail_fields(details.get(layer.name))))
     return tuple(rows)
 
@@ -356,6 +372,12 @@ def _stage_plan(request: DeployRequest, graph: Graph, targets: Sequence[Target],
         stages += [f"compress {t.name}", f"export {t.name}"]
         stages += [f"evaluate {t.name}"] if evaluation is not None else []
         stages += [f"integer core {t.name}"] if labelled and t.weights.grid == "int_exp" else []
+        for sparsity, bits in sweep_points(request)[1:]:  # a sweep's other points
+            label = point_label(sparsity, bits)
+            stages += [f"compress {t.name} ({label})"]
+            stages += [f"evaluate {t.name} ({label})"] if evaluation is not None else []
+            stages += ([f"integer core {t.name} ({label})"]
+                       if labelled and t.weights.grid == "int_exp" else [])
     return stages
 
 
@@ -424,10 +446,60 @@ class _LayerProgress:
                       detail=f"{self._name(index)}: {phase} {unit} {done}/{total}")
 
 
-def _violation_rows(result: Any) -> tuple[ViolationRow, ...]:
-    return tuple(ViolationRow(v.layer, v.rule, v.limit, v.actual, v.message, v.severity,
-                              tuple(getattr(v, "neurons", ())), getattr(v, "remedy", None))
-                 for v in result.violations)
+def _violation_rows(result: Any, host: frozenset[str] = frozenset()
+                    ) -> tuple[ViolationRow, ...]:
+    """The check's violations as report rows. A node in ``host`` (``validate.host_placed``: a
+    target that runs part of the network places it on the host) breaks no rule by running
+    there: its neuron-model or layer-type error is a warning that says so."""
+    rows = []
+    for v in result.violations:
+        severity, message = v.severity, v.message
+        if v.rule in REFUSING_RULES and v.layer in host and severity == "error":
+            severity = "warning"
+            message += "; it runs on the host (see the chip / host split)"
+        rows.append(ViolationRow(v.layer, v.rule, v.limit, v.actual, message, severity,
+                                 tuple(getattr(v, "neurons", ())), getattr(v, "remedy", None)))
+    return tuple(rows)
+
+
+def _placement(graph: Graph, checked: Any, host: frozenset[str] = frozenset(),
+               rules: Sequence[str] | None = None) -> tuple[dict[str, Any], ...]:
+    """Where each layer goes (``TargetReport.placement``), from the check's chip / host split.
+
+    A synapse node and the neuron it feeds directly are one row (the report's ``synapse ->
+    neuron``; ``runs_on`` is ``chip + host`` when the chip runs the synapses and the host the
+    neurons, or the other way round); every other node but the I/O ports is a row of its own,
+    so every target's rows are the same. ``rules``: only these rules' errors are listed (a
+    refused target's: what compression would fix is beside the point).
+    """
+    split = checked.split
+    if split is None:
+        return ()
+    reasons = {h.name: h.reason for h in split.host}
+    part = {n: k + 1 for k, segment in enumerate(split.segments) for n in segment.nodes}
+    cores = {layer.name: tuple(layer.cores) for layer in getattr(checked.mapping, "layers", ())}
+    errors: dict[str, set[str]] = {}
+    for v in checked.violations:  # the rules chip-side nodes break (a host node's: its reason)
+        if (v.severity == "error" and v.layer in split.chip and v.layer not in host
+                and (rules is None or v.rule in rules)):
+            errors.setdefault(v.layer, set()).add(v.rule)
+    grouped = {layer.name: layer.neuron_name for layer in graph.synapse_layers()
+               if layer.neuron_name and graph.successors(layer.name) == (layer.neuron_name,)}
+    rows = []
+    for name in graph.topological_order:
+        if name in grouped.values() or split.placement(name) == "io":
+            continue
+        nodes = [name] + ([grouped[name]] if name in grouped else [])
+        rows.append({
+            "layer": " -> ".join(nodes), "nodes": nodes,
+            "kind": " -> ".join(graph.nodes[n].kind for n in nodes),
+            "runs_on": " + ".join(dict.fromkeys(split.placement(n) for n in nodes)),
+            "sides": [split.placement(n) for n in nodes],
+            "part": part.get(name),
+            "reason": "; ".join(reasons[n] for n in nodes if n in reasons),
+            "cores": sorted({c for n in nodes for c in cores.get(n, ())}),
+            "violations": sorted({r for n in nodes for r in errors.get(n, ())})})
+    return tuple(rows)
 
 
 def _core_rows(mapping: Any, target: Target | None = None) -> tuple[CoreRow, ...]:
@@ -522,7 +594,8 @@ def _refused_report(graph: Graph, target: Target, reason: str) -> TargetReport:
         cores_available=target.cores.cores, cores=_core_rows(checked.mapping, target),
         limits=_limits(target), cores_dense=checked.mapping.cores_used,
         deciding_limit=_deciding(checked.mapping, target), borrowed=_borrowed(target),
-        refused=reason,
+        refused=reason, chip_host_split=checked.split.to_dict() if checked.split else {},
+        placement=_placement(graph, checked, rules=REFUSING_RULES),
         notes=(f"refused before compression: {reason}; nothing was compressed or exported for "
                f"{target.name}",))
 
@@ -626,6 +699,8 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
         resolve_device(request.device)   # a bad or absent device fails before any work
         with read_budget(request.memory_budget):  # readers claim declared sizes first
             plan = validate_request(request)
+        points = sweep_points(request)
+        request = dataclasses.replace(request, sparsity=points[0][0], bits=points[0][1])
         graph, model_name, calib, evaluation = (plan.graph, plan.model_name, plan.calib,
                                                 plan.evaluation)
         steps = max((d.steps for d in (calib, evaluation) if d is not None), default=1)
@@ -637,6 +712,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                              data_bytes=sum(int(getattr(getattr(d, "x", None), "nbytes", 0))
                                             for d in (calib, evaluation) if d is not None))
     targets = plan.targets
+    as_read = graph
     request, graph, consumer_notes = _for_nir_consumer(graph, request, targets)
     progress = _numbered(progress, _stage_plan(request, graph, targets, calib, evaluation))
     progress("load", 1, 1, unit="steps")
@@ -646,14 +722,23 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
         calib_activity = (dense_activity if dense_activity is None or
                           dense_activity.source == "calibration" or calib is None else
                           measure_activity(graph, np.asarray(calib.x[:32]), "calibration"))
-    findings: list[Finding] = dense_findings(
-        dense_activity, dense.accuracy, dt=graph.dt, n_classes=_n_classes(graph, evaluation),
-        reset=graph.metadata.get("reset"))
-    if calib_activity is not None and calib_activity is not dense_activity:
-        # calibration data that never drives a layer gives that layer a zero Hessian
-        findings += dense_findings(calib_activity, None, dt=graph.dt, n_classes=None,
-                                   reset=graph.metadata.get("reset"))
+    def guards(cause: str | None = None) -> list[Finding]:
+        found = dense_findings(dense_activity, dense.accuracy, dt=graph.dt,
+                               n_classes=_n_classes(graph, evaluation),
+                               reset=graph.metadata.get("reset"), cause=cause)
+        if calib_activity is not None and calib_activity is not dense_activity:
+            # calibration data that never drives a layer gives that layer a zero Hessian
+            found += dense_findings(calib_activity, None, dt=graph.dt, n_classes=None,
+                                    reset=graph.metadata.get("reset"), cause=cause)
+        return found
+
+    findings: list[Finding] = guards()
     stopping = [f for f in findings if f.severity == "error"]
+    if stopping and graph is not as_read:
+        cause = _conversion_cause(as_read, dense, request, calib, evaluation)
+        if cause:
+            findings = guards(cause)
+            stopping = [f for f in findings if f.severity == "error"]
     if stopping:
         raise GuardError("the dense network fails a quality guard before compression; nothing "
                          "was compressed or written:\n  - " + "\n  - ".join(
@@ -677,6 +762,7 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
     final_dir = Path(request.out_dir).resolve()
     with staged_output(request.out_dir, manifest, force=request.force) as out_dir:
         results, reports = [], []
+        sweep: list[dict[str, Any]] = []
         calibrations: dict[Any, Any] = {}
         activity: dict[str, Any] = {"dense": dense_activity.to_dict() if dense_activity
                                     else None}
@@ -693,21 +779,15 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                 fan_in=request.fan_in, n_m=request.n_m, allocation=request.allocation,
                 device=request.device)
             with clock.stage("calibrate"):
-                key = (config.kernel, config.device)
-                if key not in calibrations:
-                    if calib is not None and config.needs_calibration:
-                        progress("calibrate", 0, len(calib), unit="samples")
-                    calibrations[key] = calibrate(
-                        graph, calib if config.needs_calibration else None, config=config,
-                        blocks=memory.blocks, precision=request.hessian_precision,
-                        row_fraction=request.calib_row_fraction,
-                        progress=lambda d, t: progress("calibrate", d, t, unit="samples"))
+                calibration = _calibration(graph, calib, config, calibrations, memory, request,
+                                           progress)
             with clock.stage("compress"):
-                compressed, stats = compress(graph, calibrations[key], config,
+                compressed, stats = compress(graph, calibration, config,
                                              progress=_layer_progress(graph, config, target,
                                                                       progress))
             with clock.stage("check"):
                 checked = check(compressed, target)
+                host = host_placed(compressed, target)  # nodes the split runs on the host
                 dense_mapping = check(graph, target).mapping
                 dense_cores = dense_mapping.cores_used
             # the target's name was checked at load (targets.NAME_RULE); subfolder() refuses
@@ -752,8 +832,8 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                              for fmt, p in exports.items()}
             reports.append(TargetReport(
                 target=target.name, description=target.description, method=request.method,
-                layers=_layer_rows(compressed, stats, details),
-                violations=_violation_rows(checked),
+                layers=_layer_rows(compressed, stats, details, dense=graph),
+                violations=_violation_rows(checked, host),
                 cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
                 cores=_core_rows(checked.mapping, target), limits=_limits(target),
                 accuracy=Accuracy(dense.accuracy, after.accuracy, integer,
@@ -766,11 +846,15 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                 ann_equivalent=dict(energy.ann_equivalent) if energy else {},
                 exports=final_exports, notes=tuple(notes),
                 chip_host_split=checked.split.to_dict() if checked.split else {},
+                placement=_placement(compressed, checked, host),
                 **_decision_fields(graph, compressed, stats, target, checked, dense_mapping,
                                    steps)))
             results.append(TargetResult(target, compressed, config, stats, checked))
             if after.activity is not None:
                 activity[target.name] = after.activity.to_dict()
+            if len(points) > 1:  # the other points, from the same calibration
+                sweep += _sweep(graph, target, request, points, reports[-1], config, dense,
+                                evaluation, calibrations, calib, memory, clock, progress, steps)
 
         settings["calibration"] = {f"{kernel}@{device}": c.settings()
                                    for (kernel, device), c in calibrations.items()}
@@ -780,32 +864,110 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                         targets=tuple(reports), timings_s=dict(clock.timings),
                         settings=settings, versions=_versions(), findings=tuple(findings),
                         activity=activity, rank_by=request.rank_by,
-                        ranking=rank(reports, request.rank_by))
+                        ranking=rank(reports, request.rank_by), sweep=tuple(sweep))
         written = write_report(report, out_dir)
         written = {k: final_dir / Path(p).relative_to(out_dir) for k, p in written.items()}
         written["manifest"] = final_dir / MANIFEST  # written with the swap, below
     return DeployResult(report, tuple(results), written)
 
 
+def _calibration(graph: Graph, calib: Dataset | None, config: CompressionConfig,
+                 calibrations: dict[Any, Any], memory: Any, request: DeployRequest,
+                 progress: Progress) -> Any:
+    """The calibration ``config`` compresses from: computed once per Hessian kernel and
+    device (sparsity and bits change neither), kept in ``calibrations`` for the next target
+    or sweep point."""
+    key = (config.kernel, config.device)
+    if key not in calibrations:
+        if calib is not None and config.needs_calibration:
+            progress("calibrate", 0, len(calib), unit="samples")
+        calibrations[key] = calibrate(
+            graph, calib if config.needs_calibration else None, config=config,
+            blocks=memory.blocks, precision=request.hessian_precision,
+            row_fraction=request.calib_row_fraction,
+            progress=lambda d, t: progress("calibrate", d, t, unit="samples"))
+    return calibrations[key]
+
+
+def _sweep(graph: Graph, target: Target, request: DeployRequest,
+           points: Sequence[tuple[float | None, int | None]], primary: TargetReport,
+           primary_config: CompressionConfig, dense: _Evaluation, evaluation: Dataset | None,
+           calibrations: dict[Any, Any], calib: Dataset | None, memory: Any, clock: _Clock,
+           progress: Progress, steps: int | None) -> list[dict[str, Any]]:
+    """One row per (sparsity, bits) point of a sweep on ``target``, the run's own point first
+    (``primary``). Every other point is compressed from the same calibration, checked,
+    evaluated (float simulator, and the integer core on the compressed graph: nothing is
+    exported for it) and costed; the quality guards judge the run's own point only."""
+    from sbc_deploy.report.sweep import sweep_row
+
+    rows = [sweep_row(primary, points[0][0], getattr(primary_config, "bits", None),
+                      primary=True)]
+    dense_mapping = check(graph, target).mapping
+    for sparsity, bits in points[1:]:
+        label = point_label(sparsity, bits)
+        config = config_for_target(target, method=request.method, sparsity=sparsity, bits=bits,
+                                   fan_in=request.fan_in, n_m=request.n_m,
+                                   allocation=request.allocation, device=request.device)
+        with clock.stage("calibrate"):
+            calibration = _calibration(graph, calib, config, calibrations, memory, request,
+                                       progress)
+        with clock.stage("sweep"):
+            compressed, stats = compress(graph, calibration, config, progress=_LayerProgress(
+                graph, config, f"compress {target.name} ({label})", progress))
+            checked = check(compressed, target)
+            after = _evaluate_float(compressed, evaluation, request, progress,
+                                    f"evaluate {target.name} ({label})")
+            integer, _ = _integer_accuracy(compressed, evaluation, target, request, None,
+                                           progress, stage=f"integer core {target.name} "
+                                                           f"({label})")
+            energy = (estimate_energy(dense.synops, after.synops, target,
+                                      cores=checked.mapping.cores_used,
+                                      dense_cores=dense_mapping.cores_used)
+                      if dense.synops is not None and after.synops is not None else None)
+        grades = cost_evidence(target)
+        point = TargetReport(
+            target=target.name, description=target.description, method=request.method,
+            layers=_layer_rows(compressed, stats, dense=graph),
+            violations=_violation_rows(checked, host_placed(compressed, target)),
+            cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
+            cores=_core_rows(checked.mapping, target), limits=_limits(target),
+            accuracy=Accuracy(dense.accuracy, after.accuracy, integer,
+                              samples=after.samples if after.accuracy is not None else None),
+            synops=BeforeAfter(*(None if e.synops is None else e.synops.per_sample
+                                 for e in (dense, after))),
+            energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
+            energy_terms=tuple(EnergyTerm(*term, evidence=_grade(grades, term.name))
+                               for term in energy.terms) if energy else (),
+            **_decision_fields(graph, compressed, stats, target, checked, dense_mapping, steps))
+        rows.append(sweep_row(point, sparsity, getattr(config, "bits", None), primary=False))
+    return rows
+
+
 def _participate(graph: Graph, calib: Dataset | None, targets: Sequence[Target],
                  request: DeployRequest, memory: Any, progress: Progress) -> DeployResult:
-    """A --distributed process other than rank 0: the collective stages only, nothing written."""
+    """A --distributed process other than rank 0: the collective stages only, nothing written.
+    It follows rank 0's order: targets refused before compression are skipped, and every point
+    of a sweep is compressed (the first is the run's own, kept in ``results``)."""
     results, calibrations = [], {}
     for target in targets:
-        config = request.config or config_for_target(
-            target, method=request.method, sparsity=request.sparsity, bits=request.bits,
-            fan_in=request.fan_in, n_m=request.n_m, allocation=request.allocation,
-            device=request.device)
-        key = (config.kernel, config.device)
-        if key not in calibrations:
-            calibrations[key] = calibrate(
-                graph, calib if config.needs_calibration else None, config=config,
-                blocks=memory.blocks, precision=request.hessian_precision,
-                row_fraction=request.calib_row_fraction,
-                progress=lambda d, t: progress("calibrate", d, t))
-        compressed, stats = compress(graph, calibrations[key], config,
-                                     progress=lambda d, t: progress("compress", d, t))
-        results.append(TargetResult(target, compressed, config, stats, None))
+        if refusal(graph, target) is not None:  # rank 0 compresses nothing for it
+            continue
+        for k, (sparsity, bits) in enumerate(sweep_points(request)):
+            config = (request.config if k == 0 and request.config is not None else
+                      config_for_target(target, method=request.method, sparsity=sparsity,
+                                        bits=bits, fan_in=request.fan_in, n_m=request.n_m,
+                                        allocation=request.allocation, device=request.device))
+            key = (config.kernel, config.device)
+            if key not in calibrations:
+                calibrations[key] = calibrate(
+                    graph, calib if config.needs_calibration else None, config=config,
+                    blocks=memory.blocks, precision=request.hessian_precision,
+                    row_fraction=request.calib_row_fraction,
+                    progress=lambda d, t: progress("calibrate", d, t))
+            compressed, stats = compress(graph, calibrations[key], config,
+                                         progress=lambda d, t: progress("compress", d, t))
+            if k == 0:
+                results.append(TargetResult(target, compressed, config, stats, None))
     return DeployResult(None, tuple(results))
 
 
@@ -862,6 +1024,30 @@ def _for_nir_consumer(graph: Graph, request: DeployRequest, targets: Sequence[Ta
     return dataclasses.replace(request, nir_for=nir_for), graph, notes
 
 
+def _conversion_cause(as_read: Graph, converted: _Evaluation, request: DeployRequest,
+                      calib: Dataset | None, evaluation: Dataset | None) -> str | None:
+    """The hint for a dense guard that fails after the conversion to ``--nir-for``'s model
+    (:func:`_for_nir_consumer`) when the network as read passes it: the conversion is then
+    what changed the network, not the time step. One more dense evaluation, only when the run
+    already stops. ``converted``: the converted network's evaluation."""
+    dense = _evaluate_float(as_read, evaluation, request, _silent, "evaluate dense")
+    activity = _early_activity(as_read, dense, calib)
+    if any(f.severity == "error" for f in dense_findings(
+            activity, dense.accuracy, dt=as_read.dt, n_classes=_n_classes(as_read, evaluation),
+            reset=as_read.metadata.get("reset"))):
+        return None
+    consumer = request.nir_for
+    if dense.accuracy is not None and converted.accuracy is not None:
+        effect = (f"as read it classifies {100 * dense.accuracy:.1f} % of the evaluation data, "
+                  f"converted {100 * converted.accuracy:.1f} %")
+    else:
+        effect = "as read every spiking layer fires"
+    return (f"the conversion to {consumer}'s model (--nir-for {consumer}: what {consumer}'s "
+            f"importer builds from model.nir) changed the network: {effect}. {consumer} would "
+            f"run it so (see the notes on what was converted); --nir-for nir writes spec NIR "
+            "and keeps the network as read")
+
+
 def _import_notes(graph: Graph) -> list[str]:
     """What the NIR import could not express of the writer's convention (said, not hidden)."""
     name = graph.metadata.get("convention")
@@ -895,14 +1081,16 @@ def check_only(model: str | Path | Graph, targets: Sequence[str | Path | Target]
     with clock.stage("check"):
         for target in loaded:
             checked = check(graph, target)
+            host = host_placed(graph, target)
             reports.append(TargetReport(
                 target=target.name, description=target.description, method="none (check only)",
                 layers=_layer_rows(graph, None, layer_details(graph, target, checked.mapping,
                                                               None, None, {}, {})),
-                violations=_violation_rows(checked),
+                violations=_violation_rows(checked, host),
                 cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
                 cores=_core_rows(checked.mapping, target), limits=_limits(target),
                 chip_host_split=checked.split.to_dict() if checked.split else {},
+                placement=_placement(graph, checked, host),
                 cores_dense=checked.mapping.cores_used,
                 deciding_limit=_deciding(checked.mapping, target)))
     name = "graph given in memory" if isinstance(model, Graph) else str(model)

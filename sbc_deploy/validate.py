@@ -204,23 +204,80 @@ def sparsity_problem(graph: Graph, config: Any, asked: float | None) -> str | No
             f"{largest_sparsity(graph, config):g}")
 
 
-#: rules no compression can satisfy: a target that a network breaks one of is refused up front
+#: rules no compression can satisfy: what breaks one of them runs on the host (the chip / host
+#: split), and a target on which nothing of the network can run is refused up front
 REFUSING_RULES = ("supported_neuron_model", "supported_layer_types")
 
 
-def refusal(graph: Graph, target: Target) -> str | None:
-    """Why ``target`` cannot run ``graph`` whatever compression does (its neuron model or a
-    layer type it lacks), or ``None``: said before any compression."""
+def _placement_errors(graph: Graph, target: Target) -> dict[str, list[str]]:
+    """Errors of :data:`REFUSING_RULES`, by the node they name (what the chip cannot run)."""
     from sbc_deploy.check.rules import RULES
 
-    reasons = []
+    found: dict[str, list[str]] = {}
     for name in REFUSING_RULES:
         for violation in RULES[name](graph, target):
-            if violation.severity == "error" and violation.message not in reasons:
-                reasons.append(violation.message)
-    if not reasons:
+            if violation.severity == "error":
+                found.setdefault(violation.layer or "", []).append(violation.message)
+    return found
+
+
+def chip_layers(graph: Graph, target: Target) -> tuple[str, ...]:
+    """The synapse layers ``target``'s chip can run, synapses and neurons both: the synapse
+    node on the chip side of the chip / host split and its neuron (if it drives one) of a kind,
+    reset and parameters the target runs (no :data:`REFUSING_RULES` error on either)."""
+    from sbc_deploy.check.split import chip_host_split
+
+    split = chip_host_split(graph, target)
+    errors = _placement_errors(graph, target)
+    runnable = []
+    for layer in graph.synapse_layers():
+        nodes = [layer.name] + ([layer.neuron_name] if layer.neuron_name else [])
+        if all(split.placement(n) == "chip" and n not in errors for n in nodes):
+            runnable.append(layer.name)
+    return tuple(runnable)
+
+
+def _runs_a_neuron_layer(graph: Graph, target: Target) -> bool:
+    """The chip can run at least one synapse layer with the neuron it drives (a readout,
+    synapses without a neuron, alone is no part of a spiking network a chip can run; a network
+    of readouts only needs its synapses on the chip)."""
+    runnable = set(chip_layers(graph, target))
+    layers = graph.synapse_layers()
+    driving = [layer for layer in layers if layer.neuron_name]
+    return any(layer.name in runnable for layer in (driving or layers))
+
+
+def refusal(graph: Graph, target: Target) -> str | None:
+    """Why ``target`` cannot run any part of ``graph`` whatever compression does, or ``None``.
+
+    The rule (issue 18): a target that can run part of a network gets the chip / host split
+    reported instead of a refusal of the whole network; it is refused up front, before any
+    compression, only when its chip can run none of the network's synapse layers with their
+    neurons (``speck runs IF neurons only`` for a LIF network; a reset mode it lacks on every
+    layer); a readout (synapses with no neuron after them) alone does not count. The reason
+    is the first of the errors that place those layers off the chip.
+    """
+    if _runs_a_neuron_layer(graph, target):
         return None
+    reasons = list(dict.fromkeys(m for messages in _placement_errors(graph, target).values()
+                                 for m in messages))
+    if not reasons:
+        return (f"{target.name} can run none of the network's synapse layers with their "
+                "neurons on its chip")
     return reasons[0] + (f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else "")
+
+
+def host_placed(graph: Graph, target: Target) -> frozenset[str]:
+    """Nodes of a target that runs part of ``graph`` whose :data:`REFUSING_RULES` errors say
+    only that they run on the host (the chip / host split places them there): empty for a
+    refused target, whose errors stand."""
+    from sbc_deploy.check.split import chip_host_split
+
+    if refusal(graph, target) is not None:
+        return frozenset()
+    split = chip_host_split(graph, target)
+    return frozenset(name for name in _placement_errors(graph, target)
+                     if split.placement(name) == "host")
 
 
 def _spike_variant_problems(graph: Graph, targets: list[Target],
@@ -257,6 +314,44 @@ def _spike_variant_problems(graph: Graph, targets: list[Target],
         why = next((p for p in (at_or_above_problem(a, b) for a, b in sorted(decays)) if p), None)
         if why:
             problems.append(f"--export netx: node '{name}' {why}" + tail)
+    return problems
+
+
+def sweep_points(request: Any) -> tuple[tuple[float | None, int | None], ...]:
+    """The (sparsity, bits) points a request runs, the first being the one whose report
+    sections and exports it writes: every ``sweep_sparsity`` value (else ``sparsity``) with
+    every ``sweep_bits`` value (else ``bits``), sparsity outermost, in the order given."""
+    sparsities = tuple(getattr(request, "sweep_sparsity", ()) or ()) or (request.sparsity,)
+    bit_widths = tuple(getattr(request, "sweep_bits", ()) or ()) or (request.bits,)
+    return tuple((s, b) for s in sparsities for b in bit_widths)
+
+
+def point_label(sparsity: float | None, bits: int | None) -> str:
+    """``sparsity 0.7, 4 bits``; a value left to the target reads ``default``."""
+    return (f"sparsity {'default' if sparsity is None else f'{sparsity:g}'}, "
+            + ("default bits" if bits is None else f"{bits} bits"))
+
+
+def _sweep_list_problems(request: Any) -> list[str]:
+    """A sweep's lists: no value twice, and ``sparsity`` / ``bits`` (what the first point
+    runs) agree with them when an API caller sets both."""
+    problems = []
+    for flag, values, single in (("--sparsity", getattr(request, "sweep_sparsity", ()) or (),
+                                  request.sparsity),
+                                 ("--bits", getattr(request, "sweep_bits", ()) or (),
+                                  request.bits)):
+        values = tuple(values)
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            problems.append(f"{flag}: {', '.join(f'{v:g}' for v in twice)} listed twice; each "
+                            "value of a sweep is run once")
+        if values and single is not None and single != values[0]:
+            problems.append(f"{flag}: the sweep's first value {values[0]:g} is the point the "
+                            f"report's sections describe, but the request also sets {single:g}")
+    if getattr(request, "config", None) is not None and (
+            getattr(request, "sweep_sparsity", ()) or getattr(request, "sweep_bits", ())):
+        problems.append("config: a sweep compresses each point with the config its flags and "
+                        "each target make; a config given as it is has one point only")
     return problems
 
 
@@ -314,28 +409,34 @@ def validate_request(request: Any) -> Plan:
                     problems.append(f"--export {fmt}: {target.name} is not deployed through "
                                     f"{fmt}; it takes {', '.join(target.export_formats) or 'none'}")
 
-    # flags against each target's weight format and limits
+    # flags against each target's weight format and limits, at every point of a sweep
+    points = sweep_points(request)
+    problems.extend(_sweep_list_problems(request))
     needs_calib = False
-    configs: list[tuple[Target, Any]] = []
+    configs: list[tuple[Target, Any, float | None]] = []
     for target in targets:
         weights, limits = target.weights, target.limits
-        if request.bits is not None and weights.grid not in ("float", "none") and \
-                request.bits > weights.bits:
-            problems.append(f"--bits {request.bits}: {target.name} stores {weights.bits}-bit "
-                            f"weights ({weights.grid}); use --bits {weights.bits} or fewer")
+        for bits in dict.fromkeys(b for _, b in points):
+            if bits is not None and weights.grid not in ("float", "none") and \
+                    bits > weights.bits:
+                problems.append(f"--bits {bits}: {target.name} stores {weights.bits}-bit "
+                                f"weights ({weights.grid}); use --bits {weights.bits} or fewer")
         if request.fan_in is not None and limits.max_fan_in is not None and \
                 request.fan_in > limits.max_fan_in and not target.is_estimate("limits.max_fan_in"):
             problems.append(f"--fan-in {request.fan_in}: {target.name} allows at most "
                             f"{limits.max_fan_in} inputs per neuron")
-        try:
-            config = config_for_target(target, method=request.method, sparsity=request.sparsity,
-                                       bits=request.bits, fan_in=request.fan_in, n_m=request.n_m,
-                                       allocation=request.allocation)
-        except SbcDeployError as err:
-            problems.append(f"{target.name}: {_text(err)}")
-        else:
-            needs_calib = needs_calib or config.needs_calibration
-            configs.append((target, config))
+        for sparsity, bits in points:
+            where = (f"{target.name}" if len(points) == 1 else
+                     f"{target.name} at {point_label(sparsity, bits)}")
+            try:
+                config = config_for_target(target, method=request.method, sparsity=sparsity,
+                                           bits=bits, fan_in=request.fan_in, n_m=request.n_m,
+                                           allocation=request.allocation)
+            except SbcDeployError as err:
+                problems.append(f"{where}: {_text(err)}")
+            else:
+                needs_calib = needs_calib or config.needs_calibration
+                configs.append((target, config, sparsity))
 
     from sbc_deploy.frontends.conventions import CONSUMERS
 
@@ -369,9 +470,9 @@ def validate_request(request: Any) -> Plan:
         if calib_src is None and needs_calib:
             problems.append(f"--calib: --method {request.method} needs calibration data; pass "
                             "--calib DATA (or --method magnitude, which needs none)")
-        for target, config in configs:
-            problem = sparsity_problem(graph, config, request.sparsity)
-            if problem:
+        for target, config, sparsity in configs:
+            problem = sparsity_problem(graph, config, sparsity)
+            if problem and f"{target.name}: {problem}" not in problems:
                 problems.append(f"{target.name}: {problem}")
         refused = [(t.name, refusal(graph, t)) for t in targets]
         if targets and all(reason for _, reason in refused):
@@ -400,5 +501,6 @@ def validate_request(request: Any) -> Plan:
     return Plan(graph, name, tuple(targets), calib, evaluation, tuple(dict.fromkeys(files)))
 
 
-__all__ = ["REFUSING_RULES", "Plan", "ValidationError", "check_dataset", "largest_sparsity", "refusal",
-           "sparsity_bounds", "sparsity_problem", "validate_request"]
+__all__ = ["REFUSING_RULES", "Plan", "ValidationError", "check_dataset", "chip_layers",
+           "host_placed", "largest_sparsity", "point_label", "refusal", "sparsity_bounds",
+           "sparsity_problem", "sweep_points", "validate_request"]

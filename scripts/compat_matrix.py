@@ -81,7 +81,7 @@ def _direction(entry: dict[str, Any]) -> str:
     flags = f"--from {how.get('source') or entry['framework']}"
     if how.get("reset"):
         flags += f" --reset {how['reset']}"
-    return f"its export -> `{flags}`"
+    return f"{entry.get('writer') or 'its export'} -> `{flags}`"
 
 
 def _activity(entry: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ chart (``getBoundingClientRect``), and writes the measurements into the DOM, whi
 
 Used by tests/test_screenshots.py and scripts/screenshot_report.sh (docs/ screenshots):
 
-    python scripts/report_layout.py build OUTDIR            # MLP, CNN, 4-target CNN reports
+    python scripts/report_layout.py build OUTDIR            # MLP, CNN, 4-target CNN, sweep
     python scripts/report_layout.py shoot REPORT.html OUT.png WIDTH
     python scripts/report_layout.py check REPORT.html WIDTH
 """
@@ -29,10 +29,13 @@ from pathlib import Path
 from typing import Any
 
 WIDTHS = (1400, 800)
-CASES = {  # name -> (bundled model, targets)
-    "mlp": ("nmnist_mlp", ("loihi2",)),
-    "cnn": ("nmnist_cnn", ("loihi2",)),
-    "compare": ("nmnist_cnn", ("loihi2", "loihi1", "speck", "xylo")),
+CASES = {  # name -> (bundled model, targets, other DeployRequest fields)
+    "mlp": ("nmnist_mlp", ("loihi2",), {}),
+    "cnn": ("nmnist_cnn", ("loihi2",), {}),
+    "compare": ("nmnist_cnn", ("loihi2", "loihi1", "speck", "xylo"), {}),
+    # a sweep's charts and table (magnitude pruning keeps the four points quick)
+    "sweep": ("nmnist_mlp", ("loihi2",), {"method": "magnitude", "sweep_sparsity": (0.5, 0.9),
+                                          "sweep_bits": (8, 4), "max_drop": None}),
 }
 
 _MEASURE = """
@@ -47,7 +50,7 @@ _MEASURE = """
       title: svg.getAttribute('aria-label'), box: box(svg),
       texts: Array.prototype.map.call(svg.querySelectorAll('text'), function (t) {
         return {text: t.textContent, cls: t.getAttribute('class'), box: box(t)}; }),
-      bars: Array.prototype.map.call(svg.querySelectorAll('rect.bar'), function (r) {
+      bars: Array.prototype.map.call(svg.querySelectorAll('rect.bar, circle'), function (r) {
         return box(r); })
     });
   });
@@ -179,7 +182,8 @@ def screenshot(page: Path, png: Path, width: int) -> Path:
 
 
 def build(out: Path, eval_limit: int = 32, calib_limit: int = 32) -> dict[str, Path]:
-    """The three screenshot reports, from the bundled networks with small data (quick)."""
+    """The screenshot reports (:data:`CASES`), from the bundled networks with small data
+    (quick)."""
     from sbc_deploy import bundled
     from sbc_deploy.data import Dataset
     from sbc_deploy.pipeline import DeployRequest, deploy
@@ -188,9 +192,9 @@ def build(out: Path, eval_limit: int = 32, calib_limit: int = 32) -> dict[str, P
     small = Dataset(calib.x[:calib_limit], None if calib.y is None else calib.y[:calib_limit],
                     calib.dt, f"{calib.source} (first {calib_limit})")
     pages = {}
-    for name, (model, targets) in CASES.items():
+    for name, (model, targets, extra) in CASES.items():
         result = deploy(DeployRequest(model=model, targets=targets, calib=small,
-                                      eval_limit=eval_limit, out_dir=Path(out) / name))
+                                      eval_limit=eval_limit, out_dir=Path(out) / name, **extra))
         pages[name] = result.written["report.html"]
     return pages
 

@@ -4,11 +4,11 @@
 #
 #   apt-get install -y chromium                    # once, as root (Debian's package)
 #   bash scripts/screenshot_report.sh sbc-out/report.html [OUT.png] [WIDTH]
-#   bash scripts/screenshot_report.sh --docs       # rebuild docs/report-{mlp,cnn,compare}-{1400,800}.png
+#   bash scripts/screenshot_report.sh --docs       # rebuild docs/report-*-{1400,800}.png
 #
-# --docs builds the three reports from the bundled networks (32 calibration and 32 evaluation
-# samples: a quick run, not the accuracy of record), checks their layout at both widths and
-# writes the screenshots into docs/.
+# --docs builds the four reports from the bundled networks (32 calibration and 32 evaluation
+# samples: a quick run, not the accuracy of record; the sweep with magnitude pruning), checks
+# their layout at both widths and writes the screenshots into docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
@@ -22,7 +22,7 @@ if [ "${1:-}" = "--docs" ]; then
   trap 'rm -rf "$work"' EXIT
   "$python" scripts/report_layout.py build "$work"
   mkdir -p docs
-  for case in mlp cnn compare; do
+  for case in mlp cnn compare sweep; do
     for width in 1400 800; do
       "$python" scripts/report_layout.py check "$work/$case/report.html" "$width"
       "$python" scripts/report_layout.py shoot "$work/$case/report.html" \

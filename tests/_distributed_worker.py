@@ -14,6 +14,7 @@ batches it simulated), so that a test can see the work split as well as the resu
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import sys
@@ -23,10 +24,10 @@ import numpy as np
 
 from sbc_deploy import bundled, distributed
 
-# the modules (the package binds the names calibrate and compress to the functions)
-calibrate_module = sys.modules["sbc_deploy.calibrate"]
-compress_module = sys.modules["sbc_deploy.compress"]
-passes_module = sys.modules["sbc_deploy.compress.passes"]
+# the modules (the package binds the names calibrate and compress to the functions, lazily)
+calibrate_module = importlib.import_module("sbc_deploy.calibrate")
+compress_module = importlib.import_module("sbc_deploy.compress")
+passes_module = importlib.import_module("sbc_deploy.compress.passes")
 
 solves: list[tuple[str, int, bool]] = []
 batches: list[int] = []

@@ -110,7 +110,8 @@ def test_report_shows_the_split(rng, target):
     assert sum(len(s["nodes"]) for s in split["segments"]) == len(graph.nodes) - 2
     section = markdown[markdown.index("### Chip / host split"):markdown.index("### Violations")]
     assert "| vkq | MatMul |" in section and "host->chip" in section
-    assert "<h3>Chip / host split</h3>" in page
+    assert "<h3>Chip / host split: where each layer goes</h3>" in page
+    assert '<span class="side host">host</span>' in page
     assert np.isclose(sum(t["values_per_step"] for t in split["transfers"]),
                       sum(int(np.prod(graph.nodes[t["from"]].output_shape))
                           for t in split["transfers"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import h5py
@@ -185,3 +186,63 @@ def test_what_came_in_as_a_framework_goes_out_as_it(tmp_path, rng):
     assert report["settings"]["nir_for"] == "nir" and written_for == "nir"
     assert any("written as spec NIR (--nir-for nir) instead: sinabs's importer cannot" in n
                and "MembraneSubtract" in n for n in report["notes"])
+
+
+def _bundled_eval(path: Path, n: int, steps: int) -> Path:
+    from sbc_deploy.bundled import load_bundled_data
+
+    data = load_bundled_data("eval")
+    np.savez(path, x=np.asarray(data.x[:n, :steps]).astype(np.uint8), y=np.asarray(data.y[:n]),
+             dt=float(data.dt))
+    return path
+
+
+def test_a_network_converted_for_spyx_is_read_out_by_spike_count():
+    """Was: --nir-for spyx put a one-step Delay after every spiking neuron (spyx's late
+    spikes), the Output was then fed by a Delay, and the default read-out became the last
+    step's value (membrane_last) instead of the spike count: the bundled MLP read --reset
+    subtract classified 18.5 % of the bundled evaluation data (1,000 samples) where spyx
+    itself counts spikes; now it reads out spike counts and keeps its accuracy."""
+    from sbc_deploy.bundled import load_bundled_data, load_bundled_model
+    from sbc_deploy.exporters.nir_consumers import consumer_model
+    from sbc_deploy.ir import Delay
+    from sbc_deploy.sim import accuracy, classify, default_decoding
+
+    as_read = load_bundled_model("nmnist_mlp", reset="subtract")
+    converted = consumer_model(as_read, "spyx").graph
+    (last,) = converted.predecessors(converted.outputs[0])
+    assert isinstance(converted.nodes[last], Delay)
+    assert default_decoding(converted) == default_decoding(as_read) == "spike_count"
+    data = load_bundled_data("eval")
+    x = torch.as_tensor(np.swapaxes(np.asarray(data.x[:200]), 0, 1).astype(np.float32))
+    y = np.asarray(data.y[:200])
+    got = {name: accuracy(classify(simulate(g, x).outputs[g.outputs[0]],
+                                   default_decoding(g)), y)
+           for name, g in (("as read", as_read), ("spyx", converted))}
+    assert got["as read"] >= 0.9 and got["spyx"] >= got["as read"] - 0.05, got
+
+
+def test_a_guard_that_fails_after_the_consumer_conversion_names_it(tmp_path):
+    """When the dense network fails a guard only after the conversion to --nir-for's model,
+    the hint names that conversion and both accuracies instead of blaming the time step. Real
+    case: the bundled MLP on the first 3 steps of its recordings; spyx sends each layer's
+    spikes one step late, so no output spike arrives within 3 steps (chance), while the
+    network as read classifies about half of them."""
+    from sbc_deploy.errors import GuardError
+
+    data = _bundled_eval(tmp_path / "short.npz", 200, 3)
+    request = DeployRequest(model="nmnist_mlp", targets=("generic",), reset="subtract",
+                            nir_for="spyx", calib=data, eval=data, method="magnitude",
+                            out_dir=tmp_path / "out")
+    with pytest.raises(GuardError) as caught:
+        deploy(request)
+    (finding,) = [f for f in caught.value.findings if f.code == "dense_at_chance"]
+    hint = " ".join(finding.hint.split())
+    assert "the conversion to spyx's model (--nir-for spyx" in hint, hint
+    read, converted = (float(v) for v in re.search(
+        r"as read it classifies ([\d.]+) % of the evaluation data, converted ([\d.]+) %",
+        hint).groups())
+    assert read >= 30.0 and converted <= 15.0 and converted == pytest.approx(
+        100 * finding.value, abs=0.05)
+    assert "--nir-for nir writes spec NIR" in hint and "time step" not in hint
+    assert not (tmp_path / "out").exists()

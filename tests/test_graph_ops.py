@@ -376,7 +376,7 @@ def test_lower_adaptive_pools(rng):
 def test_synops_count_merged_and_pooled_spikes_as_events(rng):
     """A dense layer reading MaxPool(lif_a + lif_b): each input value v (0, 1 or 2) is v events
     over the column's non-zero synapses (the integer event rule), known structurally."""
-    from sbc_deploy.sim.streaming import SynOpsCounter, integer_values
+    from sbc_deploy.report.synops_counter import SynOpsCounter, integer_values
 
     shape = (3, 8, 8)
     weight = rng.normal(0, 1.0, (5, 48))

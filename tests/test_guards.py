@@ -204,3 +204,52 @@ def test_calibration_data_that_never_drives_the_network_is_flagged(tmp_path, cap
     err = capsys.readouterr().err
     assert code == 1 and "silent_layer" in err and "calibration data" in err
     assert not (tmp_path / "out").exists()
+
+
+def _multi_spike_net(driven: int):
+    """One layer of 10 multi-spike LIF neurons (no cap, subtractive reset, no leak memory:
+    beta = 0) of which ``driven`` get a current of 3.5 thresholds every step: each of those sends
+    ceil(3.5) - 1 = 3 spikes a step, the others none."""
+    import numpy as np
+
+    from sbc_deploy.ir import LIF, Affine, Graph, Input, Output
+
+    weight = np.zeros((10, 1))
+    weight[:driven, 0] = 3.5
+    nodes = {"in": Input((1,)), "fc": Affine(weight),
+             "lif": LIF(np.zeros(10), np.ones(10), reset="subtract", max_spikes=None),
+             "out": Output((10,))}
+    return Graph.chain(nodes.items(), 1e-3, {"reset": "subtract"})
+
+
+def test_multi_spike_layers_are_judged_on_neuron_steps_with_a_spike():
+    """Before the fix a layer of 5 of 10 neurons sending 3 spikes a step was 'saturated' at
+    '150.0 % of neuron-steps'; it fires on 50 % of them."""
+    import numpy as np
+
+    from sbc_deploy.guards import measure_activity
+
+    x = np.ones((2, 6, 1), dtype=np.float32)  # [N, T, input]
+    half = measure_activity(_multi_spike_net(5), x, "evaluation")
+    assert half.rate["lif"] == pytest.approx(5 * 3 / 10)      # spikes per neuron per step
+    assert half.active["lif"] == pytest.approx(0.5)           # neuron-steps with a spike
+    assert half.to_dict()["active"] == {"lif": pytest.approx(0.5)}
+    assert not [f for f in dense_findings(half, None, dt=1e-3, n_classes=None)
+                if f.code == "saturated_layer"]
+    full = measure_activity(_multi_spike_net(10), x, "evaluation")
+    (found,) = [f for f in dense_findings(full, None, dt=1e-3, n_classes=None)
+                if f.code == "saturated_layer"]
+    assert "fires on 100.0 % of neuron-steps (3 spikes per neuron per step" in found.message
+    assert found.value == pytest.approx(1.0)
+
+
+def test_activity_meter_counts_neuron_steps_with_several_spikes():
+    meter = ActivityMeter(["a"], "evaluation")
+    spikes = torch.zeros(2, 1, 2)
+    spikes[0, 0, 0] = 4          # one neuron-step, four spikes
+    spikes[1, 0, 1] = 1
+    meter.add({"a": spikes})
+    meter.add({"a": torch.ones(2, 1, 2)})  # binary chunk: active = spikes
+    result = meter.result()
+    assert result.rate["a"] == pytest.approx((5 + 4) / 8)
+    assert result.active["a"] == pytest.approx((2 + 4) / 8)

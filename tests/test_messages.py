@@ -136,15 +136,19 @@ def test_the_time_step_hints_agree():
         lif = float(re.search(r"snntorch LIF time constants assume dt = ([\d.e-]+) s",
                               hint).group(1))
         assert lif == CONVENTIONS["snntorch"].producer.dt == 1e-4
-        assert "snntorch IF neurons with r = 1 add their input once per step (--dt 1)" in hint
+        assert re.search(r"an IF neuron adds r times its input once per step in [a-z, ]*"
+                         r"snntorch[a-z, ]* \(--from NAME; spec NIR adds dt r: --dt 1\)", hint)
         assert "--from FRAMEWORK" in hint
     assert "snntorch counts time in steps" not in finding.hint
-    # the IF half on snntorch's own scnn_mnist export (IF, r = 1): silent at 1e-4 s, alive at 1
+    # the IF half on the scnn_mnist fixture (IF, r = 1): as spec NIR silent at 1e-4 s and alive
+    # at 1; --from snntorch adds the input once per step whatever dt
     model = fixture_path("nir", "scnn_mnist_snntorch.nir")
     x = np.asarray(load_bundled_data("eval").x[:8])
     rates = {dt: measure_activity(sd.load(model, dt=dt, reset="subtract"), x,
                                   "evaluation").rate for dt in (1e-4, 1.0)}
     assert max(rates[1e-4].values()) == 0.0 and min(rates[1.0].values()) > 0.01
+    snntorch = measure_activity(sd.load(model, source="snntorch"), x, "evaluation").rate
+    assert min(snntorch.values()) > 0.01
 
 
 def test_help_says_where_the_integer_core_runs(capsys):

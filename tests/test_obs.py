@@ -332,7 +332,7 @@ def _load_solver_benchmark():
     spec = importlib.util.spec_from_file_location("benchmark_solver", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses resolve their module by name
-    sys.path.insert(0, str(path.parent))  # its helpers (benchmarks/harness.py), while it loads
+    sys.path.insert(0, str(path.parent))  # its helpers (benchmarks/bench_tools.py), while it loads
     try:
         spec.loader.exec_module(module)
     finally:

@@ -106,7 +106,7 @@ def test_quiet_draws_nothing_on_a_terminal(small_data, tmp_path):
     code, stdout, terminal = _run_on_pty(_command(small_data, tmp_path, "--quiet"))
     assert code == 0, terminal[-3000:]
     assert terminal.strip() == "", terminal[-2000:]
-    assert "loihi2: fits" in stdout
+    assert "loihi2: FITS" in stdout
 
 
 def test_nothing_is_drawn_off_a_terminal(small_data, tmp_path):
@@ -114,4 +114,4 @@ def test_nothing_is_drawn_off_a_terminal(small_data, tmp_path):
                           env=_env(), cwd=REPO, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.strip() == ""
-    assert "\r" not in done.stdout and "loihi2: fits" in done.stdout
+    assert "\r" not in done.stdout and "loihi2: FITS" in done.stdout

@@ -218,9 +218,9 @@ def nmnist_frames(steps: int) -> np.ndarray:
 
 def test_scnn_mnist_fixture_on_a_real_nmnist_recording(rng, tmp_path):
     from_nir = pytest.importorskip("sbc_deploy.frontends.from_nir").from_nir
-    # snntorch writes IF with r = 1 and adds its input once per step; dt = 1 s makes the
-    # importer's gain dt * r equal to that, so the network is active (at snntorch's 1e-4 s
-    # every IF gain is 1e-4 and nothing spikes, which would make the comparison empty)
+    # the fixture's IF nodes (r = 1; sinabs wrote the file) add their input once per step; read
+    # as spec NIR, dt = 1 s makes the gain dt * r equal to that, so the network is active (at
+    # 1e-4 s every IF gain is 1e-4 and nothing spikes, which would make the comparison empty)
     graph = from_nir(fixture_path("nir", "scnn_mnist_snntorch.nir"), dt=1.0, reset="subtract")
     recording = nmnist_frames(30)
     assert recording.sum() == 4325

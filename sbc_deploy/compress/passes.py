@@ -166,6 +166,14 @@ def _measured_curves(bounds: list[LayerBounds], problems: Mapping[str, LayerProb
     return lookup
 
 
+def _pass_stats(config: CompressionConfig, stats: list[LayerStats], start: float,
+                allocation_seconds: float) -> CompressionStats:
+    """A pass's statistics: its layers' and the seconds since ``start``."""
+    allocation = config.allocation if isinstance(config.allocation, str) else "budget"
+    return CompressionStats(config.method, tuple(stats), allocation, config.propagation,
+                            time.perf_counter() - start, allocation_seconds)
+
+
 def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
               progress: Progress | None) -> tuple[Graph, CompressionStats]:
     """SBC and OBC: OBS solvers on the calibration's Hessians (``config.kernel``)."""
@@ -227,10 +235,7 @@ def _obs_pass(graph: Graph, calibration: Any, config: CompressionConfig,
                                  seconds + time.perf_counter() - tick))
         if progress is not None:
             progress(i + 1, len(layers))
-    allocation = config.allocation if isinstance(config.allocation, str) else "budget"
-    return current, CompressionStats(config.method, tuple(stats), allocation,
-                                     config.propagation, time.perf_counter() - start,
-                                     allocation_seconds)
+    return current, _pass_stats(config, stats, start, allocation_seconds)
 
 
 def _magnitude_pass(graph: Graph, calibration: Any, config: CompressionConfig,
@@ -266,10 +271,7 @@ def _magnitude_pass(graph: Graph, calibration: Any, config: CompressionConfig,
         stats.append(layer_stats(problem, result, node, "magnitude", time.perf_counter() - tick))
         if progress is not None:
             progress(i + 1, len(layers))
-    allocation = config.allocation if isinstance(config.allocation, str) else "budget"
-    return current, CompressionStats(config.method, tuple(stats), allocation,
-                                     config.propagation, time.perf_counter() - start,
-                                     allocation_seconds)
+    return current, _pass_stats(config, stats, start, allocation_seconds)
 
 
 PASSES: dict[type, Callable[..., tuple[Graph, CompressionStats]]] = {

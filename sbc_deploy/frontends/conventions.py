@@ -90,6 +90,9 @@ class Side:
             ``-v_threshold``), or None; on the kinds in ``v_min_kinds``.
         r_is_tau_over_dt: the writer's ``r`` is ``tau / dt`` (snntorch), so an infinite ``tau``
             (``beta = 1``) is an IF with gain 1, not a NaN.
+        if_beta: the membrane decay an IF node is read with: 1 (an integrate-and-fire neuron,
+            what the node says) or another factor (snntorch's importer builds every IF as a
+            ``Leaky(beta=0.9)``; ``--from snntorch:if_beta=0.9`` reads it so).
     """
 
     dt_rule: DtRule
@@ -118,6 +121,7 @@ class Side:
     v_min: float | Literal["-threshold"] | None = None
     v_min_kinds: tuple[str, ...] = ("IF", "LIF", "CubaLIF")
     r_is_tau_over_dt: bool = False
+    if_beta: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -256,6 +260,14 @@ def _max_spikes_per_dt(side: Side, value: str) -> Side:
     return replace(side, max_spikes=int(float(value)))
 
 
+def _if_beta(side: Side, value: str) -> Side:
+    beta = float(value) if value != "none" else math.nan
+    if not 0.0 < beta <= 1.0:
+        raise ConfigError(f"snntorch option if_beta must be a decay in (0, 1], got {value!r}",
+                          where="--from")
+    return replace(side, if_beta=beta)
+
+
 _BOOL = ("true", "false")
 
 NIR = Convention(
@@ -269,7 +281,7 @@ NIR = Convention(
 SNNTORCH = Convention(
     name="snntorch", release="snntorch 1.0.0",
     producer=Side(dt_rule="fixed", dt=1e-4, decay="euler", gain="spec", syn_gain="spec",
-                  reset="subtract", reset_timing="next_step",
+                  if_gain="one", reset="subtract", reset_timing="next_step",
                   refractory_zero=("CubaLIF", "recurrent"), r_is_tau_over_dt=True,
                   flatten_dims="per_sample",
                   recurrent="nested NIRGraph {input, lif|CubaLIF, w_rec, output}: "
@@ -288,7 +300,14 @@ SNNTORCH = Convention(
                     "next step's threshold when the reset membrane stays above it "
                     "(same_step_raised)",
                     f"{_SNN}:snntorch/_neurons/leaky.py (Leaky.__init__, reset_delay=True; "
-                    "forward, do_reset = spk - reset)", _reset_delay),),
+                    "forward, do_reset = spk - reset)", _reset_delay),
+             Option("if_beta", "1", (),
+                    "the decay of a Leaky that runs an IF node. 1: integrate-and-fire, the "
+                    "neuron the node names (snntorch's Leaky with beta = 1); 0.9: what "
+                    "snntorch's import_from_nir builds for every IF (with reset_delay=False: "
+                    "--from snntorch:if_beta=0.9,reset_delay=false)",
+                    f"{_SNN}:snntorch/import_nir.py (_nir_to_snntorch_module, nir.IF: "
+                    "snn.Leaky(beta=0.9, threshold=vthr * r, reset_delay=False))", _if_beta)),
     resets=("subtract", "zero"),
     sources={
         "dt = 1e-4 hard-coded, tau = dt/(1-beta), r = tau/dt, v_reset = 0":
@@ -302,8 +321,13 @@ SNNTORCH = Convention(
                                                "(_nir_to_snntorch_module)",
         "import: torch.nn.Flatten(start_dim, end_dim) as stored":
             f"{_SNN}:snntorch/import_nir.py (_nir_to_snntorch_module)",
-        "import: IF -> Leaky(beta=0.9), asserts r == 1": f"{_SNN}:snntorch/import_nir.py "
-                                                        "(_nir_to_snntorch_module)",
+        "import: IF -> Leaky(beta=0.9, threshold=v_threshold * r, reset_delay=False, "
+        "init_hidden=False), asserts r == 1; the Leaky's (spk, mem) tuple then reaches the "
+        "next layer of the module import_from_nir returns (TypeError in a Conv2d after an IF)":
+            f"{_SNN}:snntorch/import_nir.py (_nir_to_snntorch_module, nir.IF)",
+        "export: no IF node; every Leaky is written as nir.LIF (beta = 1 as tau = r = inf), as "
+        "it was at 89a7f3c, the commit that added examples/scnn_mnist.nir":
+            f"{_SNN}:snntorch/export_nir.py (_extract_snntorch_module, snn.Leaky)",
         "import: a recurrent cycle is nested by _replace_rnn_subgraph_with_nirgraph, whose "
         "subgraph node names keep their dots (nirtorch then fails on them)":
             f"{_SNN}:snntorch/import_nir.py (_create_rnn_subgraph)",
@@ -324,7 +348,13 @@ SNNTORCH = Convention(
            "snntorch's own importer builds reset_mechanism='zero', reset_delay=False whatever "
            "the file held: --nir-for snntorch writes zero-reset networks only",
            "snntorch 1.0.0 imports IF as Leaky(beta=0.9): --nir-for snntorch writes an IF as a "
-           "LIF whose beta = 1 - dt/tau rounds to 1.0"))
+           "LIF whose beta = 1 - dt/tau rounds to 1.0",
+           "--from snntorch reads an IF node as the integrate-and-fire neuron it names, in "
+           "snntorch's terms a Leaky with beta = 1 (r times the input once per step, whatever "
+           "dt; snntorch's default reset): snntorch's exporter writes no IF, so an IF in a file "
+           "is the neuron of whichever network wrote it. snntorch's own importer leaks it "
+           "instead (Leaky(beta=0.9, reset_delay=False)): --from "
+           "snntorch:if_beta=0.9,reset_delay=false reads a file as that network"))
 
 NORSE = Convention(
     name="norse", release="norse 1.1.0",
@@ -568,20 +598,25 @@ def time_step_advice() -> str:
     """How each framework's NIR files mean time, in one phrase (from this table), for every
     message that asks for ``--dt`` or ``--from``: the missing-dt error and the silent-network
     guard say the same thing."""
-    fixed, steps = [], []
+    fixed, steps, per_step = [], [], []
     for name, convention in CONVENTIONS.items():
         side = convention.producer
         if side is None:
             continue
+        if side.if_gain == "one" and side.if_beta == 1.0:
+            per_step.append(name)
         if side.dt_rule == "steps" or side.tau_unit == "steps":
             steps.append(name)
         elif side.dt_rule == "fixed" and side.dt:
             fixed.append(f"{name} LIF time constants assume dt = {side.dt:g} s")
         elif side.dt_rule == "argument" and side.dt:
             fixed.append(f"{name} {side.dt:g} s by default")
-    # snntorch writes IF neurons with r = 1: one input per step, whatever its dt for LIF (the
-    # fixture scnn_mnist_snntorch.nir fires with --dt 1 and is silent at 1e-4 s)
-    fixed.append("snntorch IF neurons with r = 1 add their input once per step (--dt 1)")
+    # an IF with r = 1 adds its input once per step in these frameworks, whatever dt (spec NIR
+    # reads dt r: the scnn_mnist fixture is silent at snntorch's 1e-4 s read as spec NIR, and
+    # fires --from snntorch or --from sinabs)
+    if per_step:
+        fixed.append(f"an IF neuron adds r times its input once per step in "
+                     f"{', '.join(per_step)} (--from NAME; spec NIR adds dt r: --dt 1)")
     return "; ".join(fixed + ([f"{', '.join(steps)} count steps"] if steps else []))
 
 

@@ -523,7 +523,8 @@ def _synaptic(ctx: _Context, tau_syn: np.ndarray, w_in: np.ndarray) -> dict[str,
 
 def _if_gain(r: np.ndarray, ctx: _Context) -> np.ndarray:
     """IF / I: NIR's ``v' = r I`` gives ``dt r`` per step; frameworks that count in steps
-    (sinabs, norse's IAF, spyx) add ``r`` times the input per step."""
+    (sinabs, norse's IAF, spyx) and snntorch (a Leaky with beta = 1) add ``r`` times the input
+    per step."""
     return r.copy() if ctx.side.if_gain == "one" else ctx.dt * r
 
 
@@ -649,6 +650,14 @@ def _convert_if(node: nir.IF, ctx: _Context) -> Node:
     params = _broadcast(ctx, r=node.r, v_threshold=node.v_threshold,
                         v_reset=_v_reset(node, _array(node.v_threshold)))
     bias = _restored_bias(node, np.broadcast_shapes(*(p.shape for p in params.values())))
+    if ctx.side.if_beta != 1.0:  # snntorch's importer: every IF is a Leaky(beta=0.9)
+        r, v_thr, v_reset = np.broadcast_arrays(params["r"], params["v_threshold"],
+                                                params["v_reset"])
+        return LIF(beta=np.full(v_thr.shape, ctx.side.if_beta), gain=_if_gain(r, ctx),
+                   v_threshold=v_thr.copy(), v_reset=v_reset.copy(), bias=bias,
+                   reset=ctx.reset, metadata=_meta(node, read_as=f"LIF (IF with beta = "
+                                                                 f"{ctx.side.if_beta:g})"),
+                   **_spiking("LIF", ctx, v_thr))
     return IF(v_threshold=params["v_threshold"], gain=_if_gain(params["r"], ctx),
               v_reset=params["v_reset"], bias=bias, reset=ctx.reset, metadata=_meta(node),
               **_spiking("IF", ctx, params["v_threshold"]))

@@ -195,3 +195,119 @@ def aggregate(rows: Sequence[Row], keep: int, key: int = 0) -> list[Row]:
     summed = Row(f"{len(rest)} other layers (sum)", tuple(bars),
                  hover=", ".join(r.label for r in rest[:20]) + (" ..." if len(rest) > 20 else ""))
     return [rows[i] for i in kept] + [summed]
+
+
+#: line colours, one per line of a line chart (colour-blind safe, after ColorBrewer Dark2)
+LINE_COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",
+               "#666666")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of a line: ``y`` (``None``: not measured, left out), an optional interval
+    ``[low, high]`` drawn as a whisker, and whether it is marked (a hollow circle: e.g. a point
+    that does not fit)."""
+
+    x: float
+    y: float | None
+    low: float | None = None
+    high: float | None = None
+    hollow: bool = False
+    hover: str = ""
+
+
+@dataclass(frozen=True)
+class Line:
+    name: str
+    color: str
+    points: tuple[Point, ...]
+
+
+def line_chart(title: str, lines: Sequence[Line], *, x_label: str, y_label: str,
+               y_low: float = 0.0, y_high: float | None = None,
+               limit: float | None = None, limit_label: str = "limit", note: str = "",
+               width: int = WIDTH, height: int = 230) -> str:
+    """Lines of points over a numeric x axis: one line per series, a whisker per interval,
+    a dashed horizontal ``limit`` (e.g. the chip's cores) drawn at its true value (the axis
+    reaches past it), a legend above. The x ticks are the points' own x values."""
+    xs = sorted({p.x for line in lines for p in line.points})
+    ys = [v for line in lines for p in line.points for v in (p.y, p.high) if v is not None]
+    # a limit far above the data (128 cores against 6 used) would flatten every line: it is
+    # then written above the plot with its value instead of drawn
+    off_axis = (limit is not None and y_high is None and ys and limit > 3 * max(ys))
+    drawn = None if off_axis else limit
+    top = y_high if y_high is not None else max([*ys, drawn or 0.0, y_low + 1e-12]) * 1.08
+    if top <= y_low:
+        top = y_low + 1.0
+    x_left, x_right = (xs[0], xs[-1]) if xs else (0.0, 1.0)
+    if x_right == x_left:
+        x_left, x_right = x_left - 0.5, x_right + 0.5
+    rows = max(1, math.ceil(sum(14 + CHAR_W * len(line.name) + 16 for line in lines) / width))
+    head = 22 + 16 * rows + 24  # title, legend rows, the y axis' unit above the top tick
+    left, right, bottom = 56, width - 16, height - 30 - (14 if note else 0)
+    pad = 0.06 * (right - left)
+
+    def px(value: float) -> float:
+        return left + pad + (value - x_left) / (x_right - x_left) * (right - left - 2 * pad)
+
+    def py(value: float) -> float:
+        value = min(max(value, y_low), top)
+        return bottom - (value - y_low) / (top - y_low) * (bottom - head)
+
+    out = [(f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+            f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="{html.escape(title)}">'),
+           f'<text class="title" x="0" y="14">{html.escape(_fit(title, width))}</text>']
+    lx, ly = 0.0, 34.0
+    for line in lines:
+        span = 14 + CHAR_W * len(line.name) + 16
+        if lx and lx + span > width:
+            lx, ly = 0.0, ly + 16
+        out.append(f'<rect class="swatch" x="{lx:.1f}" y="{ly - 9:.1f}" width="10" '
+                   f'height="10" fill="{line.color}"/><text class="legend label" '
+                   f'x="{lx + 14:.1f}" '
+                   f'y="{ly:.1f}">{html.escape(line.name)}</text>')
+        lx += span
+    for tick in _ticks(y_low, top):
+        ty = py(tick)
+        out.append(f'<line x1="{left}" x2="{right}" y1="{ty:.1f}" y2="{ty:.1f}" class="grid"/>'
+                   f'<text class="tick" x="{left - 4}" y="{ty + 4:.1f}" text-anchor="end">'
+                   f'{_fmt(tick)}</text>')
+    for value in xs:
+        tx = px(value)
+        out.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{head}" y2="{bottom}" '
+                   f'class="grid"/><text class="tick" x="{tx:.1f}" y="{bottom + 14}" '
+                   f'text-anchor="middle">{_fmt(value)}</text>')
+    out.append(f'<text class="tick" x="{right}" y="{bottom + 27}" text-anchor="end">'
+               f'{html.escape(x_label)}</text>'
+               f'<text class="tick" x="0" y="{head - 12}">{html.escape(y_label)}</text>')
+    if off_axis:
+        out.append(f'<text class="tick" x="{right}" y="{head - 12}" text-anchor="end">'
+                   f'{html.escape(limit_label)}: {_fmt(limit)} (above the axis)</text>')
+    elif limit is not None:
+        ly_ = py(limit)
+        out.append(f'<line x1="{left}" x2="{right}" y1="{ly_:.1f}" y2="{ly_:.1f}" '
+                   f'class="limit"><title>{html.escape(limit_label)}: {_fmt(limit)}</title>'
+                   f'</line><text class="tick" x="{right}" y="{ly_ - 3:.1f}" text-anchor="end">'
+                   f'{html.escape(limit_label)}</text>')
+    for line in lines:
+        shown = [p for p in line.points if p.y is not None]
+        if len(shown) > 1:
+            path = " ".join(f"{px(p.x):.1f},{py(p.y):.1f}" for p in shown)  # type: ignore
+            out.append(f'<polyline points="{path}" fill="none" stroke="{line.color}" '
+                       'stroke-width="2"/>')
+        for p in shown:
+            cx, cy = px(p.x), py(p.y)  # type: ignore[arg-type]
+            out.append(f'<g class="point"><title>{html.escape(line.name)}: '
+                       f'{html.escape(p.hover or _fmt(p.y))}</title>')  # type: ignore[arg-type]
+            if p.low is not None and p.high is not None:
+                out.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{py(p.low):.1f}" '
+                           f'y2="{py(p.high):.1f}" stroke="{line.color}" stroke-width="1.2"/>')
+            fill = "#fff" if p.hollow else line.color
+            out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{fill}" '
+                       f'stroke="{line.color}" stroke-width="2"/></g>')
+    if note:
+        out.append(f'<text class="tick" x="0" y="{height - 4}">'
+                   f'{html.escape(_fit(note, width))}</text>')
+    out.append("</svg>")
+    return "".join(out)

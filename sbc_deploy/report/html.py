@@ -18,7 +18,17 @@ from __future__ import annotations
 import html
 from typing import Any, Sequence
 
-from sbc_deploy.report.charts import COLORS, Bar, Row, aggregate, hbar_chart
+from sbc_deploy.report.charts import (
+    COLORS,
+    LINE_COLORS,
+    Bar,
+    Line,
+    Point,
+    Row,
+    aggregate,
+    hbar_chart,
+    line_chart,
+)
 from sbc_deploy.report.model import Report, TargetReport
 from sbc_deploy.report.summary import (
     RANKINGS,
@@ -26,9 +36,22 @@ from sbc_deploy.report.summary import (
     ann_remark,
     borrowed_notes,
     energy_text,
+    fan_in_text,
     layer_binding,
+    placement_cell,
+    span,
     strip,
+    wilson,
 )
+from sbc_deploy.report.sweep import (
+    TABLE_HEADER,
+    accuracy_text,
+    energy_cell,
+    sweep_axes,
+    table_rows,
+    x_value,
+)
+from sbc_deploy.report.sweep import cores_text as sweep_cores
 from sbc_deploy.report.vocabulary import (
     MAX_CORE_ROWS,
     ann_line,
@@ -65,12 +88,14 @@ svg .value{font-size:11.5px;fill:#333}svg .small{font-size:10.5px}
 svg .grid{stroke:#e5e5e5}svg .limit{stroke:#c00;stroke-width:1.5;stroke-dasharray:4 3}
 svg .hit{fill:transparent}svg .row:hover .hit{fill:#f0f4ff}
 .tablewrap{overflow-x:auto;background:#fff;border:1px solid #ddd;margin:6px 0 10px}
-td.wide{min-width:12em}.tablewrap.long{max-height:520px;overflow-y:auto}figure.long{max-height:640px;overflow-y:auto}
+td.wide{min-width:12em}.tablewrap.long{max-height:520px;overflow-y:auto}
+figure.long{max-height:640px;overflow-y:auto}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:3px 8px;
 font-size:12.5px;text-align:left;vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}
 td:first-child,td:nth-child(2){white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.bad{color:#b00;font-weight:600}.warn{color:#8a4b00;font-weight:600}.good{color:#070;font-weight:600}
+.bad{color:#b00;font-weight:600}.warn{color:#8a4b00;font-weight:600}
+.good{color:#070;font-weight:600}
 .grade{display:inline-block;padding:0 6px;border-radius:8px;font-size:11.5px;background:#e8f5e9}
 .grade.estimate,.grade.unknown{background:#ffe0b2;color:#8a4b00;font-weight:600}
 .grade.definition{background:#e3f2fd}
@@ -82,6 +107,7 @@ line-height:1.3}.strip .d{font-size:11.5px;color:#555;line-height:1.3}
 h2.target{font-size:16px;margin:10px 0 2px;border:0;padding:0}
 .refused{color:#777;font-size:13px;margin:8px 0}
 tr.out td{color:#999}
+.side{font-weight:600}.side.chip{color:#1b7a5a}.side.host{color:#8a4b00}.side.bad{color:#b00}
 """
 
 
@@ -215,23 +241,23 @@ def _fit_section(t: TargetReport) -> str:
             limit=100.0, limit_label="per-core limit", legend=_core_legend(t)),
             f"{t.cores_used} of {t.cores_available or 'unlimited'} cores used; {how}. "
             f"Deciding limit: {t.deciding_limit or 'n/a'}. Hover a row for the counts."))
-    limit = t.limits.get("max_fan_in")
     rule = t.limits.get("synapse_storage") or "n/a"
     rows = []
     for layer in t.layers:
         used = (layer.memory_bits_dense if layer.storage == "dense" else
                 layer.memory_bits_sparse if layer.storage == "sparse" else
                 layer.memory_bits_dense)
-        fan = f"{layer.fan_in_max} / {limit}" if limit else f"{layer.fan_in_max} / no limit"
+        fan = html.escape(fan_in_text(t, layer))
         cores = _span(layer.cores)
         rows.append([html.escape(layer.label), cores, html.escape(layer_binding(t, layer)), fan,
                      html.escape(layer.storage or "n/a"),
                      bits(layer.memory_bits_dense), bits(layer.memory_bits_sparse), bits(used),
                      html.escape(storage_reason(t, layer))])
-    parts.append(table(["layer", "cores", "fullest core: its deciding limit", "fan-in max / limit",
+    parts.append(table(["layer", "cores", "fullest core: its deciding limit",
+                        "fan-in max / limit",
                         "storage", "compressed, stored dense", "compressed, stored sparse",
                         "memory used", "why"], rows,
-                       numeric=(3, 5, 6, 7), raw=range(9)))
+                       numeric=(5, 6, 7), raw=range(9)))
     parts.append(f'<p class="muted">Synapse storage rule of {html.escape(t.target)}: '
                  f'{html.escape(str(rule))}; dense = potential synapses x weight bits, sparse = '
                  f'non-zero synapses x (weight bits + {t.limits.get("index_bits", "?")} index '
@@ -386,22 +412,68 @@ def _violations(t: TargetReport) -> str:
 
 
 def _split_section(t: TargetReport) -> str:
-    """What runs on the chip and what stays on the host (plain tables; ``chip_host_split``)."""
+    """Where each layer goes on a target that runs part of the network on the host: one row
+    per layer (or graph operation) in graph order with its side, cores or reason, then what
+    crosses between chip and host each step (``placement``, ``chip_host_split``)."""
     split = t.chip_host_split
-    if not split or split.get("all_on_chip"):
+    if not split or split.get("all_on_chip") or not t.placement:
         return ""
-    parts = ["<h3>Chip / host split</h3>", f"<p>{html.escape(split['summary'])}.</p>",
-             table(["part", "runs on", "nodes"],
-                   [[k + 1, s["device"], ", ".join(s["nodes"])]
-                    for k, s in enumerate(split["segments"])], numeric=(0,), wide=(2,)),
-             table(["host node", "kind", "why"],
-                   [[h["node"], h["kind"], h["reason"]] for h in split["host"]], wide=(2,))]
+    rows = []
+    for row in t.placement:
+        side = row["runs_on"]
+        cls = "host" if "host" in side else ("bad" if row.get("violations") else "chip")
+        why = (row["reason"] if "host" in side else
+               ("breaks " + ", ".join(row["violations"]) if row.get("violations") else ""))
+        rows.append([row["part"] or "", html.escape(row["layer"]), html.escape(row["kind"]),
+                     f'<span class="side {cls}">{html.escape(side)}</span>',
+                     html.escape(span(row["cores"]) if row.get("cores") else ""),
+                     html.escape(why)])
+    parts = ["<h3>Chip / host split: where each layer goes</h3>",
+             f'<p>{html.escape(split["summary"])}. The host runs what the chip has no circuit '
+             "for; each part is a connected run of layers on one side.</p>",
+             table(["part", "layer", "kind", "runs on", "cores", "why"], rows,
+                   numeric=(0,), raw=range(6), wide=(5,))]
     if split["transfers"]:
-        parts.append(table(["from", "to", "direction", "values / step", "values are"],
-                           [[x["from"], x["to"], x["direction"], x["values_per_step"],
-                             "spikes" if x["spikes"] else "graded"]
-                            for x in split["transfers"]], numeric=(3,)))
+        parts.append(table(
+            ["from", "to", "direction", "values / sample / step", "values are"],
+            [[x["from"], x["to"], x["direction"].replace("->", " \u2192 "),
+              f"{x['values_per_step']:,}", "spikes" if x["spikes"] else "graded"]
+             for x in split["transfers"]], numeric=(3,)))
     return "".join(parts)
+
+
+def _layout_matrix(report: Report) -> str:
+    """Where each layer goes on every compared target: rows in graph order, one column per
+    target (a refused target's column shows why nothing of the network runs on it)."""
+    shown = [t for t in report.targets if t.placement]
+    if len(shown) < 2:
+        return ""
+    rows_of = {t.target: {row["layer"]: row for row in t.placement} for t in shown}
+    order = list(dict.fromkeys(row["layer"] for t in shown for row in t.placement))
+    head = "".join(f"<th>{html.escape(t.target)}{' (refused)' if t.refused else ''}</th>"
+                   for t in shown)
+    body = []
+    for layer in order:
+        kind = next(rows_of[t.target][layer]["kind"] for t in shown if layer in rows_of[t.target])
+        cells = []
+        for t in shown:
+            row = rows_of[t.target].get(layer)
+            if row is None:
+                cells.append("<td>-</td>")
+                continue
+            side = row["runs_on"]
+            cls = "host" if "host" in side else ("bad" if row.get("violations") else "chip")
+            cells.append(f'<td title="{html.escape(row["reason"])}"><span class="side {cls}">'
+                         f"{html.escape(placement_cell(t, row))}</span></td>")
+        body.append(f"<tr><td>{html.escape(layer)}</td><td>{html.escape(kind)}</td>"
+                    + "".join(cells) + "</tr>")
+    wrap = "tablewrap long" if len(order) > LONG else "tablewrap"
+    return ('<h3 id="layout">Where each layer goes</h3><p class="muted">chip (with its cores) '
+            "or host (with the reason the chip cannot run it); hover a host cell for the whole "
+            "reason. A target that can run part of the network runs the rest on the host; one "
+            "that can run none of its neuron layers is refused.</p>"
+            f'<div class="{wrap}"><table><thead><tr><th>layer</th><th>kind</th>{head}</tr>'
+            f'</thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _compare(report: Report) -> str:
@@ -413,6 +485,7 @@ def _compare(report: Report) -> str:
             f"<b>{html.escape(t.target)}</b>: {html.escape(t.refused or '')}"
             for t in refused) + ".</p>")
     if not targets:
+        parts.append(_layout_matrix(report))
         return "".join(parts)
     rows_cores = [Row(t.target, (Bar(t.cores_used, COLORS["neutral"] if t.fits else "#bbb",
                                      "cores used", f"{t.cores_used} of "
@@ -444,6 +517,7 @@ def _compare(report: Report) -> str:
                         "Costs from each target file, with their weakest evidence grade; grey: "
                         "does not fit."))
     parts.append("</div>")
+    parts.append(_layout_matrix(report))
     return "".join(parts)
 
 
@@ -473,6 +547,67 @@ def _ranking(report: Report) -> str:
             "<th>verdict</th><th>energy / sample</th><th>accuracy change</th><th>cores</th>"
             "<th>first blocking reason</th></tr></thead><tbody>" + "".join(rows)
             + "</tbody></table></div>")
+
+
+def _sweep_section(report: Report) -> str:
+    """A sweep's charts (accuracy, cores, energy against compression, one line per target
+    and bit width) and its table (report/sweep.py)."""
+    rows = list(report.sweep)
+    if not rows:
+        return ""
+    x, lines = sweep_axes(rows)
+    x_label = ("--sparsity (share of synapses asked to be removed)" if x == "sparsity"
+               else "--bits (weight bits)")
+    colors = {name: LINE_COLORS[i % len(LINE_COLORS)] for i, name in enumerate(lines)}
+
+    def accuracy(row: Any) -> float | None:
+        acc = row["accuracy"]
+        value = acc["compressed_integer"]
+        return acc["compressed_float"] if value is None else value
+
+    def acc_point(row: Any) -> Point:
+        value, n = accuracy(row), row["accuracy"]["samples"]
+        if value is None:
+            return Point(x_value(row, x), None)
+        low, high = wilson(value, n) if n else (None, None)
+        return Point(x_value(row, x), 100 * value, None if low is None else 100 * low,
+                     None if high is None else 100 * high, not row["fits"],
+                     f"{100 * value:.1f} % (n = {n}); change {accuracy_text(row)}")
+
+    acc_lines = [Line(name, colors[name], tuple(acc_point(r) for r in rs))
+                 for name, rs in lines.items()]
+    dense = next((r["accuracy"]["dense_float"] for r in rows
+                  if r["accuracy"]["dense_float"] is not None), None)
+    core_lines = [Line(name, colors[name], tuple(
+        Point(x_value(r, x), r["cores_used"], hollow=not r["fits"],
+              hover=f"{sweep_cores(r)} cores; deciding limit {r['deciding_limit'] or 'n/a'}")
+        for r in rs)) for name, rs in lines.items()]
+    limits = {r["cores_available"] for r in rows if r["cores_available"]}
+    unit, scale = _energy_unit([r["energy_j"] or 0.0 for r in rows])
+    energy_lines = [Line(name, colors[name], tuple(
+        Point(x_value(r, x), None if r["energy_j"] is None else r["energy_j"] / scale,
+              hollow=not r["fits"], hover=energy_cell(r)) for r in rs))
+        for name, rs in lines.items()]
+    grades = sorted({r["energy_evidence"] or "unknown" for r in rows})
+    parts = ['<h2 id="sweep">Sweep: accuracy, cores and energy against compression</h2>',
+             f'<p class="muted">{len(rows)} points from one calibration. Hollow circle: the '
+             "point does not fit. The report's other sections describe the point marked "
+             '"this run" (its exports too).</p>', '<div class="grid">',
+             figure(line_chart("Accuracy (integer core where measured, else float)", acc_lines,
+                               x_label=x_label, y_label="accuracy (%)", y_low=0.0,
+                               y_high=100.0, limit=None if dense is None else 100 * dense,
+                               limit_label="dense"),
+                    "Full axis; whiskers: 95 % interval of each accuracy."),
+             figure(line_chart("Cores used", core_lines, x_label=x_label, y_label="cores",
+                               limit=limits.pop() if len(limits) == 1 else None,
+                               limit_label="cores the chip has"),
+                    "Dashed line: the chip's core count (when one chip is swept)."),
+             figure(line_chart("Energy per sample, compressed network", energy_lines,
+                               x_label=x_label, y_label=f"{unit} per sample"),
+                    f"Estimates from each target file's costs (evidence: {', '.join(grades)})."),
+             "</div>",
+             table(TABLE_HEADER, table_rows(rows), numeric=(2, 4, 5, 6, 7), wide=(8,))]
+    return "".join(parts)
 
 
 def cores_text(t: TargetReport) -> str:
@@ -530,6 +665,7 @@ def to_html(report: Report) -> str:
     if notes:
         parts.append('<p class="muted">' + "<br>".join(html.escape(n) for n in notes) + "</p>")
     parts.append(_findings(getattr(report, "findings", ())))
+    parts.append(_sweep_section(report))
     if len(report.targets) > 1:
         parts.append(_compare(report))
     for t in report.targets:

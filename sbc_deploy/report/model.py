@@ -41,6 +41,7 @@ class LayerRow:
     memory_bits_dense: int | None = None  # synapse memory in each storage form
     memory_bits_sparse: int | None = None
     cores: tuple[int, ...] = ()  # cores of the mapping estimate holding its neuron
+    fan_in_max_dense: int | None = None  # before compression (a fan-in cap prunes to its limit)
 
     @property
     def label(self) -> str:
@@ -162,6 +163,13 @@ class TargetReport:
     steps: int | None = None  # time steps per sample
     borrowed: Mapping[str, str] = field(default_factory=dict)  # energy term -> chip it is from
     refused: str | None = None  # why the target was refused before compression
+    # where each layer goes, in graph order: one entry per synapse layer with its neuron (or
+    # per other node), each with ``layer``, ``nodes``, ``kind``, ``runs_on`` (chip | host),
+    # ``part`` (its chip / host segment), ``reason`` (why on the host), ``cores``,
+    # ``violations`` (rules its nodes break on the chip); from the chip / host split;
+    # ``runs_on`` is ``chip + host`` (or ``host + chip``) when synapses and neuron part ways,
+    # ``sides`` says where each of ``nodes`` runs
+    placement: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def fits(self) -> bool:
@@ -236,4 +244,5 @@ def _target_dict(report: TargetReport) -> dict[str, Any]:
     data["notes"] = list(report.notes)
     data["chip_host_split"] = dict(report.chip_host_split)
     data["borrowed"] = dict(report.borrowed)
+    data["placement"] = [dict(row) for row in report.placement]
     return data

@@ -1,4 +1,5 @@
-"""Render a :class:`~sbc_deploy.report.model.Report` as JSON, Markdown or a self-contained HTML page.
+"""Render a :class:`~sbc_deploy.report.model.Report` as JSON, Markdown or a self-contained HTML
+page.
 
 All three read the same data structure; nothing is computed here that the report does not hold.
 The HTML page embeds its plots as inline SVG (no external files, no scripts), so it opens
@@ -85,6 +86,13 @@ def to_markdown(report: Report) -> str:
                       [[f.severity, f.code, f.where or "-", f.message, f.hint or ""]
                        for f in findings])
         out.append("")
+    if report.sweep:
+        from sbc_deploy.report.sweep import TABLE_HEADER, table_rows
+
+        out += ["## Sweep: accuracy, cores and energy against compression", "",
+                f"{len(report.sweep)} points from one calibration; the sections below describe "
+                "the point marked (this run), and its exports.", ""]
+        out += _table(list(TABLE_HEADER), table_rows(report.sweep)) + [""]
     if len(report.targets) > 1:
         out += ["## How do the targets compare?", ""]
         out += _table(["target", "fits", "violations", "cores", "accuracy (integer)",
@@ -95,6 +103,7 @@ def to_markdown(report: Report) -> str:
                         ", ".join(sorted({x.evidence for x in t.energy_terms})) or "n/a"]
                        for t in report.targets])
         out.append("")
+        out += _layout_markdown(report)
     for t in report.targets:
         out += _target_markdown(t)
     if report.timings_s:
@@ -164,22 +173,45 @@ def _core_table(t: TargetReport) -> list[str]:
 
 
 def _split_markdown(t: TargetReport) -> list[str]:
-    """What runs on the chip and what stays on the host (``chip_host_split``)."""
+    """Where each layer goes on a target that runs part of the network on the host."""
+    from sbc_deploy.report.summary import span
+
     split = t.chip_host_split
-    if not split or split.get("all_on_chip"):
+    if not split or split.get("all_on_chip") or not t.placement:
         return []
-    out = ["### Chip / host split", "", f"{split['summary']}.", ""]
-    out += _table(["part", "runs on", "nodes"],
-                  [[k + 1, s["device"], ", ".join(s["nodes"])]
-                   for k, s in enumerate(split["segments"])]) + [""]
-    out += _table(["host node", "kind", "why"],
-                  [[h["node"], h["kind"], h["reason"]] for h in split["host"]]) + [""]
+    out = ["### Chip / host split: where each layer goes", "", f"{split['summary']}.", ""]
+    out += _table(["part", "layer", "kind", "runs on", "cores", "why"],
+                  [[row["part"] or "", row["layer"], row["kind"], row["runs_on"],
+                    span(row["cores"]),
+                    row["reason"] if "host" in row["runs_on"] else
+                    ("breaks " + ", ".join(row["violations"]) if row.get("violations") else "")]
+                   for row in t.placement]) + [""]
     if split["transfers"]:
-        out += _table(["from", "to", "direction", "values / step", "values are"],
-                      [[x["from"], x["to"], x["direction"], x["values_per_step"],
+        out += _table(["from", "to", "direction", "values / sample / step", "values are"],
+                      [[x["from"], x["to"], x["direction"], f"{x['values_per_step']:,}",
                         "spikes" if x["spikes"] else "graded"]
                        for x in split["transfers"]]) + [""]
     return out
+
+
+def _layout_markdown(report: Report) -> list[str]:
+    """Where each layer goes on every compared target (one column per target)."""
+    from sbc_deploy.report.summary import placement_cell
+
+    shown = [t for t in report.targets if t.placement]
+    if len(shown) < 2:
+        return []
+    rows_of = {t.target: {row["layer"]: row for row in t.placement} for t in shown}
+    order = list(dict.fromkeys(row["layer"] for t in shown for row in t.placement))
+    out = ["### Where each layer goes", ""]
+    out += _table(["layer", "kind"] + [t.target + (" (refused)" if t.refused else "")
+                                       for t in shown],
+                  [[layer, next(rows_of[t.target][layer]["kind"] for t in shown
+                                if layer in rows_of[t.target])]
+                   + [placement_cell(t, rows_of[t.target][layer])
+                      if layer in rows_of[t.target] else "-" for t in shown]
+                   for layer in order])
+    return out + [""]
 
 
 def _target_markdown(t: TargetReport) -> list[str]:
@@ -188,14 +220,15 @@ def _target_markdown(t: TargetReport) -> list[str]:
     out += ["### Does it fit, and where?", ""]
     if t.cores:
         out += _core_table(t) + [""]
-    limit = t.limits.get("max_fan_in")
+    from sbc_deploy.report.summary import fan_in_text
+
     out += _table(
         ["layer", "kind", "weight shape", "cores", "fan-in max / limit", "storage",
          "memory if dense", "memory if sparse", "why"],
         [[layer.label, layer.kind, "x".join(map(str, layer.shape)),
           ",".join(map(str, layer.cores)) if len(layer.cores) < 4 else
           f"{layer.cores[0]}-{layer.cores[-1]} ({len(layer.cores)})",
-          f"{layer.fan_in_max} / {limit if limit else 'no limit'}", layer.storage or "n/a",
+          fan_in_text(t, layer), layer.storage or "n/a",
           bits(layer.memory_bits_dense), bits(layer.memory_bits_sparse),
           storage_reason(t, layer)] for layer in t.layers]) + [""]
     out += _split_markdown(t)
@@ -235,7 +268,8 @@ def _target_markdown(t: TargetReport) -> list[str]:
     if t.ann_equivalent:
         out += [markdown(ann_line(t.ann_equivalent)), ""]
     if t.exports:
-        out += ["### Files", ""] + [f"- {fmt}: {markdown(path)}" for fmt, path in t.exports.items()] + [""]
+        out += ["### Files", ""] + [f"- {fmt}: {markdown(path)}"
+                                    for fmt, path in t.exports.items()] + [""]
     if t.notes:
         out += ["### Notes", ""] + [f"- {markdown(note)}" for note in t.notes] + [""]
     return out

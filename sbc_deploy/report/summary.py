@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from sbc_deploy.report.model import Accuracy, CoreRow, TargetReport
-from sbc_deploy.report.vocabulary import cores_phrase, count, energy, layer_label
+from sbc_deploy.report.vocabulary import cores_phrase, count, energy, labels, layer_label
 
 __all__ = [
     "GRADE_ORDER", "RANKINGS", "StripItem", "accuracy_change", "ann_remark", "borrowed_notes",
-    "core_binding", "deciding_limit", "energy_grade", "energy_text", "layer_binding",
-    "memory_text", "rank", "strip",
-    "summary_lines", "wilson",
+    "core_binding", "deciding_limit", "energy_grade", "energy_text", "fan_in_item",
+    "fan_in_limit", "fan_in_text", "layer_binding",
+    "memory_text", "placement_cell", "placement_item", "rank", "short_reason", "span",
+    "strip", "summary_lines", "wilson",
 ]
 
 Z95 = 1.959964  # two-sided 95 % normal quantile
@@ -124,6 +125,77 @@ def layer_binding(t: TargetReport, layer: Any) -> str:
     return "n/a" if best is None else f"{best[1]} {100 * best[0]:.0f} %"
 
 
+def fan_in_limit(t: TargetReport) -> tuple[int | None, str]:
+    """The target's fan-in limit and what it counts: inputs per neuron (``max_fan_in``), else
+    the axons in per core (Loihi: every core takes at most that many distinct inputs)."""
+    per_neuron, per_core = t.limits.get("max_fan_in"), t.limits.get("max_in_axons")
+    if per_neuron:
+        return int(per_neuron), "inputs per neuron"
+    if per_core:
+        return int(per_core), "axons in per core"
+    return None, ""
+
+
+def _axon_bound(t: TargetReport) -> dict[str, int]:
+    """Layers whose cores are fullest against axons in (their inputs split them over cores),
+    with how many cores each: ``{"conv2d0 -> leaky1": 11}``."""
+    names = labels(t)
+    bound: dict[str, int] = {}
+    for core in t.cores:
+        if (core.binding or core_binding(core)) == "in-axons":
+            for part in core.layer.split(","):
+                label = names.get(part.strip(), part.strip())
+                bound[label] = bound.get(label, 0) + 1
+    return bound
+
+
+def fan_in_text(t: TargetReport, layer: Any) -> str:
+    """The layout table's fan-in cell: the layer's largest fan-in against the target's limit,
+    and whether the limit decides there: ``2,048 / 2,048 inputs per neuron (capped: 2,312
+    before)``, ``... (over the limit)``, ``1,582 per neuron; a core takes 4,096 axons in (sets
+    its cores)``."""
+    limit, what = fan_in_limit(t)
+    if what == "axons in per core":  # a per-core count: the union of its neurons' inputs
+        text = f"{layer.fan_in_max:,} per neuron; a core takes {limit:,} axons in"
+    else:
+        text = f"{layer.fan_in_max:,} / " + (f"{limit:,} {what}" if limit else "no limit")
+    notes = []
+    if limit and layer.fan_in_max > limit:
+        notes.append("over the limit")
+    elif (limit and what == "inputs per neuron" and layer.fan_in_max_dense is not None
+          and layer.fan_in_max_dense > limit):
+        notes.append(f"capped: {layer.fan_in_max_dense:,} before")
+    if what == "axons in per core" and layer.label in _axon_bound(t):
+        notes.append("sets its cores")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def fan_in_item(t: TargetReport) -> StripItem | None:
+    """The strip's fan-in figure, only where fan-in decides: a layer over the target's limit
+    (it breaks the fan_in rule), or a per-neuron cap that forced pruning."""
+    limit, what = fan_in_limit(t)
+    if not limit or not t.layers:
+        return None
+    over = [layer for layer in t.layers if layer.fan_in_max > limit]
+    if over:
+        worst = max(over, key=lambda layer: layer.fan_in_max)
+        errors = any(v.rule == "fan_in" and v.severity == "error" for v in t.violations)
+        return StripItem("fan-in (deciding)", f"{worst.fan_in_max:,} / {limit:,}",
+                         f"{what}: {len(over)} layer(s) over the limit, most {worst.label}"
+                         + ("" if errors else " (the limit is an estimate: a warning)"),
+                         False if errors else None)
+    capped = [layer for layer in t.layers if what == "inputs per neuron"
+              and layer.fan_in_max_dense is not None and layer.fan_in_max_dense > limit]
+    if capped:
+        before = max(layer.fan_in_max_dense or 0 for layer in capped)
+        after = max(layer.fan_in_max for layer in capped)
+        return StripItem("fan-in (deciding)", f"{before:,} -> {after:,} / {limit:,}",
+                         f"the cap of {limit:,} {what} pruned "
+                         + ", ".join(layer.label for layer in capped[:3])
+                         + (" ..." if len(capped) > 3 else ""))
+    return None
+
+
 # --------------------------------------------------------------------------- energy
 
 
@@ -215,10 +287,12 @@ def strip(t: TargetReport) -> list[StripItem]:
     cores = cores_phrase(t.cores_used, t.cores_available)
     if t.cores_dense is not None and t.cores_used is not None:
         cores = f"{t.cores_dense:,} -> {cores}".replace(" cores", "")
-    items.append(StripItem("cores (dense -> compressed)", cores,
-                           f"deciding limit: {t.deciding_limit}" if t.deciding_limit else "",
+    items.append(StripItem("cores (dense -> compressed)", cores, _deciding_text(t),
                            None if t.cores_used is None or not t.cores_available
                            else t.cores_used <= t.cores_available))
+    for extra in (fan_in_item(t), placement_item(t)):
+        if extra is not None:
+            items.append(extra)
     change = accuracy_change(t.accuracy)
     if change is not None:
         delta, half, n, which = change
@@ -257,6 +331,75 @@ def strip(t: TargetReport) -> list[StripItem]:
                                f"{t.steps} steps x {_seconds(t.latency_s / (t.steps or 1))} "
                                f"({t.latency_evidence})"))
     return items
+
+
+def short_reason(reason: str, target: str) -> str:
+    """A host placement's reason, short enough for a table cell: ``loihi2 has no MatMul
+    layer: a matrix product ...`` -> ``no MatMul layer``."""
+    text = reason.split(";")[0].split(":")[0].strip()
+    if text.startswith(f"{target} "):
+        text = text[len(target) + 1:]
+    return text[4:] if text.startswith("has ") else text
+
+
+def span(cores: Sequence[int]) -> str:
+    """``0-4`` for consecutive cores, else the first few: ``0, 3, 7 ...``."""
+    cores = list(cores)
+    if not cores:
+        return ""
+    if len(cores) == 1:
+        return str(cores[0])
+    if cores == list(range(cores[0], cores[-1] + 1)):
+        return f"{cores[0]}-{cores[-1]}"
+    return ", ".join(map(str, cores[:4])) + (" ..." if len(cores) > 4 else "")
+
+
+def placement_cell(t: TargetReport, row: Mapping[str, Any]) -> str:
+    """Where one layout row runs on one target, as a table cell: ``chip, cores 0-4``,
+    ``host: no MatMul layer``, ``chip (breaks total_cores)``."""
+    if row["runs_on"] == "host":
+        return f"host: {short_reason(row['reason'], t.target)}"
+    broken = f" (breaks {', '.join(row['violations'])})" if row.get("violations") else ""
+    if row["runs_on"] != "chip":  # synapses and neurons on different sides
+        synapses, neurons = (row.get("sides") or ["chip", "host"])[:2]
+        return (f"synapses on {synapses}, neurons on {neurons}: "
+                f"{short_reason(row['reason'], t.target)}{broken}")
+    return "chip" + (f", cores {span(row['cores'])}" if row.get("cores") else "") + broken
+
+
+def placement_item(t: TargetReport) -> StripItem | None:
+    """The strip's chip / host figure, where the target runs part of the network on the host:
+    how many layout rows run where, what the host runs, and what crosses per step."""
+    split = t.chip_host_split
+    if not split or split.get("all_on_chip") or not t.placement:
+        return None
+    host = [row for row in t.placement if "host" in row["runs_on"]]
+    kinds: dict[str, int] = {}
+    for node in split.get("host", ()):
+        kinds[node["kind"]] = kinds.get(node["kind"], 0) + 1
+    runs = ", ".join(f"{kind}" + (f" x{n}" if n > 1 else "") for kind, n in kinds.items())
+    values = sum(x["values_per_step"] for x in split.get("transfers", ()))
+    return StripItem("chip / host split",
+                     f"{len(t.placement) - len(host)} on chip, {len(host)} on host",
+                     f"of {len(t.placement)} layers and operations; host runs {runs}; "
+                     f"{len(split.get('transfers', ()))} transfers, {values:,} values per "
+                     "sample and step")
+
+
+def _deciding_text(t: TargetReport) -> str:
+    """``deciding limit: axons in per core``, and where the inputs of a layer's neurons (their
+    fan-in) are what splits it over cores, which layer and over how many."""
+    if not t.deciding_limit:
+        return ""
+    text = f"deciding limit: {t.deciding_limit}"
+    bound = _axon_bound(t)
+    if t.deciding_limit == LIMIT_NAMES["in-axons"] and bound:
+        label, cores = max(bound.items(), key=lambda item: item[1])
+        limit = t.limits.get("max_in_axons")
+        text += (f" (fan-in: the inputs of {label} fill axons in"
+                 + (f" ({limit:,})" if limit else "") + f" first on its {cores} core"
+                 + ("s)" if cores > 1 else ")"))
+    return text
 
 
 def _saving(before: float | None, after: float | None) -> str:

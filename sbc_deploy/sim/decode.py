@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from sbc_deploy.errors import ConfigError, DataError
-from sbc_deploy.ir import Graph, Neuron, Threshold
+from sbc_deploy.ir import Delay, Graph, Neuron, Threshold
 
 Decoding = Literal["spike_count", "membrane_last", "membrane_max", "membrane_mean"]
 DECODINGS: tuple[str, ...] = get_args(Decoding)
@@ -77,7 +77,9 @@ def default_decoding(graph: Graph, output: str | None = None) -> Decoding:
     """The natural read-out of an Output node.
 
     ``"spike_count"`` when everything feeding the Output spikes (a spiking neuron, or a
-    Threshold); ``"membrane_last"`` for LI / CubaLI / Integrator and synapse read-outs.
+    Threshold, also through a Delay: late spikes are spikes, as in a network converted for
+    spyx, which sends each spike one step late); ``"membrane_last"`` for LI / CubaLI /
+    Integrator and synapse read-outs.
 
     Args:
         graph: the network.
@@ -99,7 +101,15 @@ def default_decoding(graph: Graph, output: str | None = None) -> Decoding:
     declared = graph.nodes[output].metadata.get("decoding")
     if declared in DECODINGS:   # set by the importer (from_torch: how the module is read out)
         return declared  # type: ignore[return-value]
-    sources = [graph.nodes[name] for name in graph.predecessors(output)]
+    frontier, seen, sources = list(graph.predecessors(output)), set(), []
+    while frontier:  # what feeds the Output, looking through Delays
+        name = frontier.pop()
+        if name not in seen:
+            seen.add(name)
+            if isinstance(graph.nodes[name], Delay):
+                frontier.extend(graph.predecessors(name))
+            else:
+                sources.append(graph.nodes[name])
     spiking = all((isinstance(n, Neuron) and n.spiking) or isinstance(n, Threshold)
                   for n in sources)
     return "spike_count" if spiking else "membrane_last"

@@ -1,10 +1,13 @@
 """Shared by the framework drivers (run inside each framework's own environment, not the main one)
 and by tests/test_framework_interop.py (which builds the same networks in the IR).
 
-A driver is ``python <framework>_driver.py produce OUTDIR`` or
-``python <framework>_driver.py consume MODEL.nir INPUT.npz OUTPUT.npz [MODEL INPUT OUTPUT ...]``
-(several models in one process: the framework is imported once). Only numpy and the
-standard library are used here, so that every framework environment can import it.
+A driver command is ``produce OUTDIR`` or ``consume MODEL.nir INPUT.npz OUTPUT.npz [MODEL INPUT
+OUTPUT ...]`` (several models in one call), or one of the driver's own; each driver's
+``command(argv)`` runs one, from its command line (``python <framework>_driver.py ...``) or from
+serve.py, which runs all the commands of one framework environment in one process (the
+frameworks are imported once per test session: tests/frameworks/harness.py starts it). Only
+numpy and the standard library are used here, so that every framework environment can import
+it.
 
 Exchange files (.npz): ``x`` is the input ``[T, B, *input_shape]`` (float32), ``spikes`` the output
 ``[T, B, *output_shape]`` of the network's last layer, as the framework computed it (spike
@@ -99,11 +102,24 @@ def save_case(outdir: Path, name: str, x: np.ndarray, spikes: np.ndarray,
     return {"name": name, "nir": f"{name}.nir", "data": f"{name}.npz", **info}
 
 
-def main(produce: Callable[[Path], list[dict[str, Any]]],
-         consume: Callable[[Path, np.ndarray], np.ndarray], packages: tuple[str, ...]) -> None:
-    """Command-line entry of a driver: dispatch ``produce`` / ``consume`` (see the module doc)."""
-    command, *args = sys.argv[1:]
-    if command == "produce":
+Command = Callable[[list[str]], None]
+
+
+class UnknownCommand(Exception):
+    """A driver was asked for a command it does not have."""
+
+
+def run_command(argv: list[str], produce: Callable[[Path], list[dict[str, Any]]],
+                consume: Callable[[Path, np.ndarray], np.ndarray], packages: tuple[str, ...],
+                extra: dict[str, Command] | None = None) -> None:
+    """One driver command: ``produce OUTDIR``, ``consume MODEL INPUT OUTPUT [...]`` or one of
+    the driver's ``extra`` commands (called with the rest of ``argv``); UnknownCommand for
+    another. A driver runs it from its command line (``python <name>_driver.py ...``) or
+    from serve.py, which runs every command of one environment in one process."""
+    command, *args = argv
+    if extra and command in extra:
+        extra[command](args)
+    elif command == "produce":
         outdir = Path(args[0])
         outdir.mkdir(parents=True, exist_ok=True)
         cases = produce(outdir)
@@ -121,4 +137,14 @@ def main(produce: Callable[[Path], list[dict[str, Any]]],
             np.savez(output, spikes=np.asarray(spikes, np.float32),
                      versions=json.dumps(versions(*packages)))
     else:
-        sys.exit(f"unknown command {command!r}: produce OUTDIR | consume MODEL INPUT OUTPUT")
+        raise UnknownCommand(f"unknown command {command!r}: produce OUTDIR | consume MODEL INPUT "
+                         f"OUTPUT{''.join(f' | {name} ...' for name in extra or {})}")
+
+
+def main(command: Command) -> None:
+    """Command-line entry of a driver: ``command(sys.argv[1:])``, exit 1 with the message of
+    an unknown command."""
+    try:
+        command(sys.argv[1:])
+    except UnknownCommand as err:
+        sys.exit(str(err))

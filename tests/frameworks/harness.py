@@ -2,9 +2,11 @@
 ``frameworks.harness``; the drivers beside it run in the frameworks' own environments and never
 import this file).
 
-- :func:`env_python` / :func:`run_driver`: a framework's driver in its environment
+- :func:`env_python` / :func:`run_driver`: a framework's driver command in its environment
   (scripts/make_framework_envs.sh, default ``.fw-venvs/<env>``; ``SBC_FW_VENVS`` points
-  elsewhere), skipping the test when that environment is absent.
+  elsewhere), skipping the test when that environment is absent. One process per environment
+  (tests/frameworks/serve.py) runs every command of the test session, so each framework is
+  imported once; :func:`shutdown` ends them (a test module's teardown, or the session's end).
 - :func:`compare`: spike for spike (counts for multi-spike neurons), every step, sample and
   neuron.
 - :func:`check_activity`: the network really works: ``>= MIN_RATE`` of the neurons of every
@@ -17,11 +19,14 @@ import this file).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import select
 import subprocess
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pytest
@@ -32,7 +37,7 @@ RESULTS_DIR = Path(os.environ.get("SBC_COMPAT_DIR", ROOT / "build" / "compat-res
 
 # framework -> the environment (scripts/make_framework_envs.sh) that runs its driver
 ENVS = {"snntorch": "torch", "norse": "torch", "rockpool": "torch", "sinabs": "sinabs",
-        "spyx": "spyx"}
+        "spyx": "spyx", "spikingjelly": "spikingjelly"}
 
 MIN_RATE = 0.05  # fraction of a spiking layer's neurons that fire per step, averaged
 MIN_OUTPUT_SPIKES = 300
@@ -50,17 +55,83 @@ def env_python(framework: str, env: str | None = None) -> Path:
     return python
 
 
+class _Server:
+    """tests/frameworks/serve.py running in one framework environment (see the module doc)."""
+
+    def __init__(self, python: Path) -> None:
+        self.log: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+        self.process = subprocess.Popen(
+            [str(python), str(DRIVERS / "serve.py")], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.log, text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+
+    def call(self, driver: str, argv: list[str], timeout: float) -> dict[str, Any]:
+        """Run one command; its answer, or ``{"ok": False, "error": ...}`` when the process
+        died or ran past ``timeout`` (then it is killed)."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write(json.dumps({"driver": driver, "argv": argv}) + "\n")
+            self.process.stdin.flush()
+            ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+            line = self.process.stdout.readline() if ready else ""
+        except OSError:
+            line = ""
+        if line:
+            return json.loads(line)
+        why = f"ran past {timeout:g} s" if self.process.poll() is None else \
+            f"exited with {self.process.returncode}"
+        self.close(kill=True)
+        return {"ok": False, "error": f"the driver process {why}"}
+
+    def log_tail(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()[-4000:]
+
+    def close(self, kill: bool = False) -> None:
+        """End the process: stdin closed (it exits when its command is done), or killed."""
+        if self.process.poll() is None:
+            if kill:
+                self.process.kill()
+            elif self.process.stdin is not None:
+                try:
+                    self.process.stdin.close()
+                except OSError:
+                    pass
+            try:  # it has answered every command: nothing is lost if its exit is slow
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+_SERVERS: dict[Path, _Server] = {}
+
+
 def run_driver(framework: str, *args: str | Path, env: str | None = None,
                timeout: float = 600) -> None:
-    """Run tests/frameworks/<framework>_driver.py with ``args`` in the framework's
-    environment; AssertionError with its stderr when it fails."""
-    driver = DRIVERS / f"{framework}_driver.py"
-    done = subprocess.run([str(env_python(framework, env)), str(driver), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, check=False,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
-    if done.returncode != 0:
-        raise AssertionError(f"{framework} driver {args[0]} failed (exit {done.returncode}):\n"
-                             f"{done.stderr[-4000:]}")
+    """Run the command ``args`` of tests/frameworks/<framework>_driver.py in the framework's
+    environment (its environment's process, started on first use); AssertionError with the
+    traceback and the process's log when it fails."""
+    python = env_python(framework, env)
+    server = _SERVERS.get(python)
+    if server is None or server.process.poll() is not None:
+        server = _SERVERS[python] = _Server(python)
+    answer = server.call(framework, [str(a) for a in args], timeout)
+    if not answer["ok"]:
+        if server.process.poll() is not None:
+            _SERVERS.pop(python, None)
+        raise AssertionError(f"{framework} driver {args[0]} failed:\n{answer['error']}\n"
+                             f"--- its environment's log:\n{server.log_tail()}")
+
+
+@atexit.register
+def shutdown() -> None:
+    """End every environment's process (they also end when this process does)."""
+    while _SERVERS:
+        _SERVERS.popitem()[1].close()
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from _common import (  # noqa: E402
     conv_params,
     main,
     mlp_params,
+    run_command,
     save_case,
 )
 
@@ -157,5 +158,9 @@ def consume(model: Path, x: np.ndarray) -> np.ndarray:
     return run(norse.from_nir(nir.read(model), dt=DT), x)
 
 
+def command(argv: list[str]) -> None:
+    run_command(argv, produce, consume, ("norse", "nir", "nirtorch", "torch"))
+
+
 if __name__ == "__main__":
-    main(produce, consume, ("norse", "nir", "nirtorch", "torch"))
+    main(command)

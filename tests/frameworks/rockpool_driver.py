@@ -26,7 +26,7 @@ from rockpool.nn.combinators import Sequential
 from rockpool.nn.modules import LIFNeuronTorch, LIFTorch, LinearTorch, from_nir, to_nir
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import MLP, bernoulli, main, mlp_params, save_case  # noqa: E402
+from _common import MLP, bernoulli, main, mlp_params, run_command, save_case  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -89,5 +89,9 @@ def consume(model: Path, x: np.ndarray) -> np.ndarray:
     return run(from_nir(nir.read(model)), x)
 
 
+def command(argv: list[str]) -> None:
+    run_command(argv, produce, consume, ("rockpool", "nir", "nirtorch", "torch"))
+
+
 if __name__ == "__main__":
-    main(produce, consume, ("rockpool", "nir", "nirtorch", "torch"))
+    main(command)

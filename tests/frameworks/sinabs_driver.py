@@ -33,15 +33,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (  # noqa: E402
+    B,
     CONV_CHANNELS,
     CONV_IN,
     CONV_OUT,
     MLP,
-    B,
     bernoulli,
     conv_params,
     main,
     mlp_params,
+    run_command,
     save_case,
 )
 
@@ -181,8 +182,10 @@ def evaluate(weights: Path, inputs: Path, output: Path) -> None:
     np.savez(output, spikes=np.concatenate(outputs, axis=1))
 
 
+def command(argv: list[str]) -> None:
+    run_command(argv, produce, consume, ("sinabs", "nir", "nirtorch", "torch"),
+                {"evaluate": lambda args: evaluate(*map(Path, args[:3]))})
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "evaluate":
-        evaluate(*map(Path, sys.argv[2:5]))
-    else:
-        main(produce, consume, ("sinabs", "nir", "nirtorch", "torch"))
+    main(command)

@@ -42,6 +42,7 @@ from _common import (  # noqa: E402
     main,
     mlp_params,
     recurrent,
+    run_command,
     save_case,
 )
 
@@ -191,5 +192,68 @@ def consume(model: Path, x: np.ndarray) -> np.ndarray:
     return run(net, x)
 
 
+def imported_layers(model: Path, if_as: str) -> list[torch.nn.Module]:
+    """The layers ``import_from_nir`` builds from a feed-forward file, in execution order.
+
+    ``if_as="importer"``: as built (every IF a ``Leaky(beta=0.9, reset_delay=False,
+    init_hidden=False)``); ``"leaky_beta1"``: each of those Leaky replaced by
+    ``snn.Leaky(beta=1.0, threshold=<the node's>)`` with snntorch's defaults (subtract,
+    reset_delay=True), the integrate-and-fire neuron the IF node names."""
+    net = import_from_nir(nir.read(model))
+    layers = [net.get_submodule(n.target) for n in net.graph.nodes if n.op == "call_module"]
+    if if_as == "leaky_beta1":
+        layers = [snn.Leaky(beta=1.0, threshold=float(m.threshold))
+                  if isinstance(m, snn.Leaky) else m for m in layers]
+    return layers
+
+
+def step_layers(layers: list[torch.nn.Module], x: np.ndarray
+                ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Step ``layers`` through ``x`` [T, B, ...] by hand, as the NIR paper's snntorch notebook
+    runs this importer's output (neuromorphs/NIR paper/02_cnn/snntorch_apply.ipynb): each Leaky
+    keeps its membrane, and Flatten flattens from axis 1 (import_from_nir's module cannot run
+    it: an IF's Leaky returns ``(spk, mem)`` to the next layer, and the stored
+    ``Flatten(0, -1)`` would merge the batch axis). Output spikes and every Leaky's spikes."""
+    leaky = [m for m in layers if isinstance(m, snn.Leaky)]
+    for m in leaky:
+        m.reset_mem()
+    recorded: list[list[np.ndarray]] = [[] for _ in leaky]
+    outputs = []
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            h = torch.as_tensor(x[t])
+            for m in layers:
+                if isinstance(m, snn.Leaky):
+                    h, _ = m(h)
+                    recorded[leaky.index(m)].append(h.numpy().copy())
+                elif isinstance(m, torch.nn.Flatten):
+                    h = h.flatten(1)
+                else:
+                    h = m(h)
+            outputs.append(h.numpy().copy())
+    return np.stack(outputs), [np.stack(r) for r in recorded]
+
+
+def imported_run(model: Path, x: np.ndarray, if_as: str) -> tuple[np.ndarray, list[float]]:
+    """Output spikes of ``model`` run by snntorch (see :func:`imported_layers`) and the
+    fraction of each Leaky layer's entries that spiked."""
+    out, layers = step_layers(imported_layers(model, if_as), x)
+    return out, [float((s > 0).mean()) for s in layers]
+
+
+def imported(args: list[str]) -> None:
+    """``imported IF_AS MODEL INPUT OUTPUT [IF_AS MODEL INPUT OUTPUT ...]``: see
+    :func:`imported_run`; OUTPUT holds ``spikes`` and ``rates``."""
+    for k in range(0, len(args), 4):
+        if_as, model, inputs, output = args[k:k + 4]
+        spikes, rates = imported_run(Path(model), np.load(inputs)["x"], if_as)
+        np.savez(output, spikes=spikes, rates=np.asarray(rates))
+
+
+def command(argv: list[str]) -> None:
+    run_command(argv, produce, consume, ("snntorch", "nir", "nirtorch", "torch"),
+                {"imported": imported})
+
+
 if __name__ == "__main__":
-    main(produce, consume, ("snntorch", "nir", "nirtorch", "torch"))
+    main(command)

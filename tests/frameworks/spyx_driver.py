@@ -37,6 +37,7 @@ from _common import (  # noqa: E402
     main,
     mlp_params,
     recurrent,
+    run_command,
     save_case,
 )
 
@@ -149,5 +150,9 @@ def consume(model: Path, x: np.ndarray) -> np.ndarray:
     return np.asarray(out)
 
 
+def command(argv: list[str]) -> None:
+    run_command(argv, produce, consume, ("spyx", "nir", "jax", "flax"))
+
+
 if __name__ == "__main__":
-    main(produce, consume, ("spyx", "nir", "jax", "flax"))
+    main(command)
