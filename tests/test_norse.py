@@ -4,9 +4,10 @@ norse 1.1.0 runs in the ``torch`` framework environment (scripts/make_framework_
 ``SBC_FW_VENVS`` points elsewhere) through tests/frameworks/norse_torch_driver.py:
 
 - ``produce`` builds each network of tests/frameworks/norse_nets.py (a ``SequentialState`` of
-  ``LIFCell`` / ``LIFBoxCell`` / ``LICell`` / ``IAFCell`` / ``LIBoxCell`` stepped by norse's loop,
-  one of the time layers ``LIF`` / ``IAF`` / ``LI`` with ``Lift``, and a user's module that loops
-  over time itself), all with norse's default neuron parameters, and runs it on T = 50 steps of
+  ``LIFCell`` / ``LIFBoxCell`` / ``LICell`` / ``IAFCell`` / ``LIBoxCell`` / ``LIFRecurrentCell``
+  stepped by norse's loop, the time layers ``LIF`` / ``IAF`` / ``LI`` / ``LIFRecurrent`` with
+  ``Lift``, and a user's module that loops over time itself), all with norse's default neuron
+  parameters, and runs it on T = 50 steps of
   Bernoulli input: every neuron layer's output and the network's are recorded;
 - the main environment builds the same network (norse is installed there with ``--no-deps``, see
   README), imports it with ``from_torch`` and simulates it: every spike of every spiking layer
@@ -59,7 +60,9 @@ KINDS = {"cells_lif": {"1": "CubaLIF", "3": "CubaLIF"},
          "cells_lifbox_li": {"1": "LIF", "3": "CubaLI"},
          "cells_iaf_libox": {"1": "IF", "3": "LI"},
          "layers_conv": {"1": "CubaLIF", "4": "IF", "6": "CubaLI"},
-         "own_loop": {"lif": "LIF", "iaf": "IF"}}
+         "own_loop": {"lif": "LIF", "iaf": "IF"},
+         "recurrent_cell": {"0": "CubaLIF", "2": "CubaLIF"},
+         "recurrent_layer": {"0": "CubaLIF", "2": "CubaLIF"}}
 
 
 def run_driver(*args: Any) -> None:
@@ -179,7 +182,9 @@ def _sample(features: int = 6) -> torch.Tensor:
      "starts the membrane at v_reset"),
     (lambda: norse.LIFBoxCell(norse.LIFBoxParameters(tau_mem_inv=torch.tensor(2000.0))),
      "dt * tau_mem_inv ranges over [2, 2]"),
-    (lambda: norse.LIFRecurrentCell(4, 4), "norse.LIFRecurrentCell has no IR mapping"),
+    (lambda: norse.LIFRecurrentCell(4, 4, input_weights=torch.ones(4, 4)),
+     "input_weights is a plain tensor"),
+    (lambda: norse.LSNNCell(), "norse.LSNNCell has no IR mapping"),
 ])
 def test_unmappable_norse_cells_are_refused_by_path_and_type(make: Any, message: str) -> None:
     net = norse.SequentialState(torch.nn.Linear(6, 4), make())

@@ -12,7 +12,8 @@ rates and the test checks them with the interop bar (tests/frameworks/harness.py
 
 ``RUN``: how norse runs the network. ``"stepped"``: a ``SequentialState`` of cells, called once
 per step as ``out, state = net(x[t], state)`` (norse's documented loop); ``"sequence"``: time
-layers (``LIF``, ``LI``, ``IAF``, ``Lift``) on the whole ``[T, B, ...]`` tensor, returning
+layers (``LIF``, ``LI``, ``IAF``, ``LIFRecurrent``, ``Lift``) on the whole ``[T, B, ...]`` tensor,
+returning
 ``(out, state)``; ``"own_loop"``: a user's module whose forward loops over time itself.
 """
 
@@ -22,13 +23,16 @@ import torch
 from torch import nn
 
 STEPS, BATCH = 50, 8
-CASES = ("cells_lif", "cells_lifbox_li", "cells_iaf_libox", "layers_conv", "own_loop")
+CASES = ("cells_lif", "cells_lifbox_li", "cells_iaf_libox", "layers_conv", "own_loop",
+         "recurrent_cell", "recurrent_layer")
 RUN = {"cells_lif": "stepped", "cells_lifbox_li": "stepped", "cells_iaf_libox": "stepped",
-       "layers_conv": "sequence", "own_loop": "own_loop"}
+       "layers_conv": "sequence", "own_loop": "own_loop", "recurrent_cell": "stepped",
+       "recurrent_layer": "sequence"}
+RECURRENT_GAINS = {"recurrent_cell": (4.0, 1.0), "recurrent_layer": (4.0, 1.0)}
 INPUT = {"layers_conv": (2, 8, 8)}
 GAINS = {"cells_lif": (8.0, 12.0), "cells_lifbox_li": (20.0, 8.0),
          "cells_iaf_libox": (2.5, 1.0), "layers_conv": (16.0, 4.0, 1.0),
-         "own_loop": (16.0, 16.0)}
+         "own_loop": (16.0, 16.0), "recurrent_cell": (12.0,), "recurrent_layer": (12.0,)}
 
 
 def input_shape(case: str) -> tuple[int, ...]:
@@ -77,6 +81,12 @@ def _build(case: str) -> nn.Module:
             norse.LI())
     if case == "own_loop":
         return OwnLoop()
+    if case == "recurrent_cell":
+        return norse.SequentialState(norse.LIFRecurrentCell(100, 64), nn.Linear(64, 16),
+                                     norse.LIFCell())
+    if case == "recurrent_layer":
+        return norse.SequentialState(norse.LIFRecurrent(100, 64), norse.Lift(nn.Linear(64, 16)),
+                                     norse.LIF())
     raise KeyError(case)
 
 
@@ -88,14 +98,19 @@ def build(case: str) -> nn.Module:
     with torch.no_grad():
         for layer, gain in zip(layers, GAINS[case]):
             layer.weight.mul_(gain)
+        for cell in net.modules():   # norse's own input and recurrent weights
+            if hasattr(cell, "recurrent_weights"):
+                cell.input_weights.mul_(RECURRENT_GAINS[case][0])
+                cell.recurrent_weights.mul_(RECURRENT_GAINS[case][1])
     return net.eval()
 
 
 def cells(net: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(path, module)`` of every norse neuron (cells and time layers)."""
-    from norse.torch.module.snn import SNN, SNNCell
+    from norse.torch.module.snn import SNN, SNNCell, SNNRecurrent, SNNRecurrentCell
 
-    return [(p, m) for p, m in net.named_modules() if isinstance(m, (SNN, SNNCell))]
+    kinds = (SNN, SNNCell, SNNRecurrent, SNNRecurrentCell)
+    return [(p, m) for p, m in net.named_modules() if isinstance(m, kinds)]
 
 
 def run(case: str, net: nn.Module, x: torch.Tensor

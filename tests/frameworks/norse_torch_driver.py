@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from norse_nets import BATCH, CASES, STEPS, build, input_shape, run  # noqa: E402
 
 torch.set_num_threads(1)
-SPIKING = ("LIFCell", "LIF", "LIFBoxCell", "IAFCell", "IAF")
+SPIKING = ("LIFCell", "LIF", "LIFBoxCell", "IAFCell", "IAF", "LIFRecurrentCell", "LIFRecurrent")
 
 
 def _save(path: Path, x: np.ndarray, out: torch.Tensor, layers: dict[str, torch.Tensor]) -> None:

@@ -101,7 +101,8 @@ def leaf_table(frameworks: set[str]) -> dict[type, LeafHandler]:
 
         table.update({cell: neurons.norse_neuron for cell in (
             norse.LIFCell, norse.LIF, norse.LIFBoxCell, norse.LICell, norse.LI,
-            norse.LIBoxCell, norse.IAFCell, norse.IAF)})
+            norse.LIBoxCell, norse.IAFCell, norse.IAF, norse.LIFRecurrentCell,
+            norse.LIFRecurrent)})
     return table
 
 

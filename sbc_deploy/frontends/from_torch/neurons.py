@@ -42,7 +42,9 @@ with ``a = dt * tau_mem_inv`` and ``b = dt * tau_syn_inv``::
 In the IR's terms: LIFCell / LIF is a ``CubaLIF`` with ``alpha = 1 - b``, ``gain_syn = 1`` (the
 IR's ``i[t]`` is norse's ``i'``), ``beta = 1 - a``, ``gain = a``; LICell / LI a ``CubaLI`` with
 the same; LIFBoxCell a ``LIF`` and LIBoxCell a ``LI`` with ``beta = 1 - a``, ``gain = a``;
-IAFCell / IAF an ``IF``. norse fires at ``v > v_th`` (``fires_at_equal=False``). The threshold
+IAFCell / IAF an ``IF``; LIFRecurrentCell / LIFRecurrent (``lif_step``: ``i' = i + W_in x +
+W_rec z[t-1]``) a CubaLIF fed by an Affine on its input and one on its own spikes (a cycle).
+norse fires at ``v > v_th`` (``fires_at_equal=False``). The threshold
 ``method`` only shapes gradients: every method norse 1.1.0's ``threshold`` takes computes
 ``heaviside`` forward (its stochastic ``logistic_fn`` is not one of them). The IR
 starts every membrane at 0, so a non-zero ``v_leak`` (``v_reset`` for IAF) is refused;
@@ -58,7 +60,7 @@ from torch import nn
 
 from sbc_deploy.errors import UnsupportedNodeError
 from sbc_deploy.frontends.from_torch.build import GraphBuilder, Value, node_name, where
-from sbc_deploy.ir import IF, LI, LIF, CubaLI, CubaLIF, Node, Synapse
+from sbc_deploy.ir import IF, LI, LIF, Affine, CubaLI, CubaLIF, Node, Synapse
 
 Shape = tuple[int, ...]
 
@@ -189,13 +191,43 @@ def _norse_reset(module: nn.Module, path: str) -> str:
                                where=where(path, module))
 
 
+def _norse_weights(module: nn.Module, path: str, which: str) -> tuple[np.ndarray, str]:
+    """A recurrent cell's ``input_weights`` / ``recurrent_weights`` and its state-dict name."""
+    if which not in module._parameters:
+        raise UnsupportedNodeError(
+            f"{which} is a plain tensor, not a parameter of the module: the compressed weights "
+            "could not be written back into it", where=where(path, module),
+            hint=f"pass {which}=torch.nn.Parameter(...)")
+    tensor = getattr(module, which)
+    return tensor.detach().cpu().double().numpy().copy(), f"{path}.{which}"
+
+
+def _norse_recurrent(b: GraphBuilder, path: str, module: nn.Module, value: Value,
+                     neuron: Node) -> str:
+    """``LIFRecurrentCell`` / ``LIFRecurrent``: ``i' = i + W_in x + W_rec z[t-1]`` (norse's
+    ``lif_step``) is the CubaLIF fed by two Affines: ``<node>_in`` on the input and
+    ``<node>_rec`` on the neuron's own spikes (a cycle: the previous step's)."""
+    name = node_name(path)
+    meta = {"torch_module": path, "framework": "norse"}
+    synapses = {}
+    for which, suffix in (("input_weights", "in"), ("recurrent_weights", "rec")):
+        weight, key = _norse_weights(module, path, which)
+        synapses[suffix] = Affine(weight, metadata={**meta, "torch_params": {
+            "weight": key, "bias": None}})
+    b.add_node(f"{name}_in", synapses["in"], value, path)
+    b.add_node(name, neuron, Value.node(f"{name}_in", neuron.shape), path)
+    b.add_node(f"{name}_rec", synapses["rec"], Value.node(name, neuron.shape), path)
+    b.add_edge(f"{name}_rec", name)
+    return name
+
+
 def norse_neuron(b: GraphBuilder, path: str, module: nn.Module, value: Value,
                  out: Shape) -> Value:
     """norse's LIF / LIFBox / LI / LIBox / IAF cells and layers -> IR neurons (docstring)."""
     from norse.torch.module import iaf, leaky_integrator, leaky_integrator_box, lif
 
     _check_no_time_reduction(value, path, module)
-    shape = value.shape
+    shape = tuple(out)
     kind = type(module).__name__
     meta: dict[str, Any] = {"torch_module": path, "framework": "norse", "norse": kind,
                             "dt": float(module.dt)}
@@ -220,9 +252,12 @@ def norse_neuron(b: GraphBuilder, path: str, module: nn.Module, value: Value,
             reset = _norse_reset(module, path)
             spiking = {"v_threshold": _norse_param(module, "v_th", shape, path),
                        "v_reset": _norse_param(module, "v_reset", shape, path), "reset": reset}
-            cls = CubaLIF if isinstance(module, (lif.LIFCell, lif.LIF)) else LIF
-            node = cls(**decay, **spiking, metadata=meta)   # LIFBoxCell: a LIF
-    name = b.add_node(node_name(path), node, value, path)
+            cls = LIF if "b" not in rates else CubaLIF   # LIFBoxCell: a LIF
+            node = cls(**decay, **spiking, metadata=meta)
+    if isinstance(module, (lif.LIFRecurrentCell, lif.LIFRecurrent)):
+        name = _norse_recurrent(b, path, module, value, node)
+    else:
+        name = b.add_node(node_name(path), node, value, path)
     if reset:
         b.resets[name] = reset
     return Value.node(name, out)
