@@ -20,10 +20,10 @@ The weights are not on a grid here (norse's default ``dt * tau_mem_inv = 0.1`` i
 two, so no grid makes its float32 arithmetic exact): the IR's ``beta v + gain x`` and norse's
 ``v + a (v_leak - v + x)`` round differently in the last bit, and a membrane within that rounding
 of its threshold would flip a spike. The seeds are fixed, so the outcome is deterministic; none
-occurs in these 160,000 neuron steps per layer.
+occurs in these nets (25,600 neuron steps per 64-neuron layer).
 
-Cost, measured on this 2-core machine under load: the file ~40 s (``produce`` ~8 s, ``rerun``
-~8 s, each import and simulation < 1 s, the compressions ~10 s together).
+Cost, measured on this 2-core machine: the file ~25 s at a load average of 10, ~10 s at 3
+(one norse ``produce``, one ``rerun`` of all seven networks, each import and simulation < 1 s).
 """
 
 from __future__ import annotations

@@ -22,16 +22,19 @@ control flow in the networks' forwards. ``from_torch`` takes the module itself:
    Identity), and the frameworks' neurons (:mod:`.neurons`, with each framework's equations:
    spikingjelly fires at ``v >= threshold``, ``decay_input``, ``v_reset=None`` is a soft
    reset, ``tau`` counts steps, surrogate functions do not matter; snntorch's neurons as
-   :mod:`~sbc_deploy.frontends.from_snntorch` maps them). Containers (``nn.Sequential``,
-   spikingjelly's ``SeqToANNContainer`` / ``MultiStepContainer``, the user's own blocks) are
-   transparent. A module it cannot map is refused when it is called, naming its path in the
+   :mod:`~sbc_deploy.frontends.from_snntorch` maps them; norse's LIF / LIFBox / LI / LIBox /
+   IAF / recurrent LIF cells and layers). Containers (``nn.Sequential``, spikingjelly's
+   ``SeqToANNContainer`` / ``MultiStepContainer``, norse's ``SequentialState`` and ``Lift``,
+   the user's own blocks) are transparent. A module it cannot map is refused when it is called, naming its path in the
    module tree, its type and what is supported; an op it cannot map is refused where its
    result reaches a layer or the output.
 
 The sample is ``[T, B, *input_shape]`` for a module that takes sequences (spikingjelly multi-step,
 a forward that loops over time, norse) and ``[B, *input_shape]`` for a single-step module
 (spikingjelly ``step_mode='s'``): the step mode of spikingjelly's layers decides, else
-``sequence=`` (default True). The graph is one step of the network; its output is what the
+``sequence=`` (default True). A norse ``SequentialState`` of cells (or a cell) takes one step per
+call: it is run as norse runs it, ``out, state = module(x[t], state)`` for every ``t``
+(:func:`norse_stepped`). The graph is one step of the network; its output is what the
 forward returns (the first tensor of a tuple), read by spike count when it is spikes, else by
 the mean over time (``Output.metadata["decoding"]``). A mean or sum over time followed only by
 linear layers (``head(x.mean(0))``) is moved to the output's decoding.
