@@ -31,6 +31,15 @@ A stage that fails (out of memory under the limit, or a refusal) is recorded wit
 ``--report`` fits the growth laws and writes the Markdown (with the extrapolation to
 SEW-ResNet-152 on ImageNet, labelled as such) from the JSON the runs appended to.
 
+The spikingjelly zoo nets of :mod:`zoo` (``--network sj_sew_resnet18_64`` ...; spikingjelly in
+the main environment and ``sbc_deploy.frontends.from_torch``) replace the hand-built SEW-ResNet
+and VGG stand-ins where those are available: their rows start with ``build`` (spikingjelly's
+module, made to fire) and ``import`` (``from_torch``). Issue 18's bar (benchmarks/results/
+scale_bar.md, scale_zoo.json)::
+
+    python benchmarks/scale.py --network sj_sew_resnet18_64 --calib 8 --steps 4 \
+        --eval-samples 2 --json benchmarks/results/scale_zoo.json
+
 Usage (what produced benchmarks/results/scale.md)::
 
     python benchmarks/scale.py --network dvs128_csnn --calib 1 2 4 --steps 4 8 16 --before \\
@@ -140,16 +149,34 @@ def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     torch.set_num_threads(1)
     sys.path.insert(0, str(HERE))
+    import zoo
     from standins import NETWORKS, input_spikes, parameters
 
     from sbc_deploy.calibrate import calibrate
     from sbc_deploy.compress import compress
     from sbc_deploy.compress.config import config_for
 
-    label, build = NETWORKS[args.network]
     rows: list[dict[str, Any]] = []
-    graph, row = measure("build", lambda: build(np.random.default_rng(0)))
-    rows.append(row)
+    if args.network in zoo.NETWORKS:
+        # spikingjelly's own module (built and made to fire: not part of the bar), then the
+        # import of the module as the user's run does it
+        name = args.network
+        (module, sample), row = measure("build", lambda: zoo.build_module(name,
+                                                                          max(args.steps)))
+        row["rates"] = zoo.rates(module, sample)
+        rows.append(row)
+        graph, row = measure("import", lambda: zoo.import_graph(module, sample))
+        rows.append(row)
+        del module, sample
+
+        def input_spikes(graph: Any, samples: int, steps: int, seed: int = 1) -> np.ndarray:
+            return zoo.images(name, samples, steps, seed)   # noqa: F811 (the zoo's inputs)
+    else:
+        label, build = NETWORKS[args.network]
+        graph, row = measure("build", lambda: build(np.random.default_rng(0)))
+        rows.append(row)
+    if graph is None:
+        return rows
     params = parameters(graph)
     base = {"network": args.network}
     for row in rows:
@@ -211,6 +238,10 @@ def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
         row["estimate_args"] = estimate_args(keep[1], calibrations[keep].data)
         rows.append(row)
         if done is not None:
+            row["layers"] = [{"name": layer.name, "shape": list(layer.shape),
+                              "loss": layer.loss, "dense_energy": layer.dense_energy,
+                              "pruned": layer.pruned, "seconds": layer.seconds}
+                             for layer in done[1].layers]
             # as the pipeline's "evaluate compressed": the calibration and both graphs held
             compressed = done[0]
             del done
@@ -278,7 +309,8 @@ def run_network(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--network")
+    parser.add_argument("--network", help="a stand-in of benchmarks/standins.py or a "
+                        "spikingjelly zoo net of benchmarks/zoo.py (sj_...)")
     parser.add_argument("--calib", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16])
     parser.add_argument("--eval-samples", type=int, default=4)

@@ -396,12 +396,11 @@ def _feed_whole(graph: Graph, x: Any, index: int, batch_size: int,
         nonlocal seconds
         if name in accumulators:
             tick = time.perf_counter()
-            part = accumulators[name].batch_sum(inputs, index)
-            seconds += time.perf_counter() - tick
-            if alone:
-                accumulators[name].add_batch_sum(part)
+            if alone:  # at once: no batch kept, no per-batch permutation
+                accumulators[name].accumulate(inputs, index)
             else:
-                parts[name] = part
+                parts[name] = accumulators[name].batch_sum(inputs, index)
+            seconds += time.perf_counter() - tick
 
     simulate(graph, batch, on_synapse_input=on_synapse_input, device=dev)
     return seconds

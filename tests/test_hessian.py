@@ -373,3 +373,26 @@ def test_time_chunk_misuse_is_refused(rng):
     acc.add_batch_sum(acc.finish())
     with pytest.raises(ShapeError, match="mixed"):
         acc.begin(1, into_totals=True)
+
+
+@pytest.mark.parametrize("layer", ["affine", "conv", "conv_groups"])
+@pytest.mark.parametrize("options", [{"precision": "float64"}, {"precision": "float32"},
+                                     {"precision": "float64", "row_fraction": 0.5, "seed": 4}])
+def test_accumulate_equals_batch_sums_added_bit_for_bit(rng, layer, options):
+    """accumulate() (one process: channels-last totals, permuted once at the end) gives the
+    totals of add() (every batch's sums permuted, then added), bit for bit, over four batches
+    of real-valued inputs (where any change in the order of additions would show)."""
+    synapse, shape = _chunk_layers()[layer]
+    xs = [torch.as_tensor(rng.random((9, 2, *shape)) * (rng.random((9, 2, *shape)) < 0.5))
+          for _ in range(4)]
+    reference, fast = _accumulator(synapse, **options), _accumulator(synapse, **options)
+    for i, x in enumerate(xs):
+        reference.add(x, index=i)
+        fast.accumulate(x, index=i)
+    a, b = fast.result(), reference.result()
+    assert np.array_equal(a.xtx, b.xtx) and np.array_equal(a.x_sum, b.x_sum)
+    assert (a.n_rows, a.n_samples, a.steps) == (b.n_rows, b.n_samples, b.steps)
+    with pytest.raises(ShapeError, match="mixed"):
+        fast.add_batch_sum(reference.batch_sum(xs[0]))
+    with pytest.raises(ShapeError, match="mixed"):
+        reference.accumulate(xs[0])

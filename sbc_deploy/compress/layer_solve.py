@@ -25,12 +25,15 @@ from sbc_deploy.compress.config import CompressionConfig
 from sbc_deploy.compress.grids import GridFit, fit_grid
 from sbc_deploy.compress.hessian import (
     DampedInverse,
+    DampedLowRank,
     HessianSize,
     HessianSum,
     damped_inverse_cholesky,
+    low_rank_damped,
 )
 from sbc_deploy.compress.masks import min_prune_count, select_mask
 from sbc_deploy.compress.obs import (
+    DIRECT_SOLVE_RATIO,
     admm_prune,
     authors_order,
     greedy_obs_prune,
@@ -81,6 +84,8 @@ class LayerProblem:
     """One layer's tensors: ``W (n_out, n_in)``, ``H (groups, n_in, n_in)`` and row groups.
 
     A block-diagonal Hessian has ``H (groups, n_blocks, b, b)`` and ``block = b``.
+    ``rank_bound``: every Hessian of the layer is a sum of at most this many rank-one terms
+    (the calibration's rows x steps), or ``None`` when unknown.
     """
 
     layer: SynapseLayer
@@ -89,6 +94,7 @@ class LayerProblem:
     group: Tensor
     row_weight: Tensor
     block: int | None = None
+    rank_bound: int | None = None
 
     def column_blocks(self) -> list[slice]:
         """The input columns of each diagonal block (one slice for a full Hessian)."""
@@ -134,7 +140,8 @@ def layer_problem(layer: SynapseLayer, hsum: HessianSum | None,
     conv_group = torch.arange(n_out, device=device) // (n_out // c_groups)
     group = torch.tensor(hsum.groups, device=device) * c_groups + conv_group
     row_weight = torch.tensor(hsum.row_weight, dtype=torch.float64, device=device)
-    return LayerProblem(layer, W, H, group, row_weight, hsum.block_size)
+    return LayerProblem(layer, W, H, group, row_weight, hsum.block_size,
+                        hsum.n_rows * hsum.steps if hsum.block_size is None else None)
 
 
 def _thresholds(layer: SynapseLayer) -> np.ndarray | None:
@@ -161,6 +168,59 @@ def _damp(problem: LayerProblem, config: CompressionConfig) -> list[DampedInvers
     return [damped_inverse_cholesky(problem.H[g], config.damp_frac,
                                     where=f"layer {problem.layer.name} (row group {g})")
             for g in range(problem.n_groups)]
+
+
+LOW_RANK_FRACTION = 0.25
+"""Most rank, as a fraction of the side, at which the ADMM solver may take a layer's Hessians
+as low rank plus diagonal (:func:`~sbc_deploy.compress.hessian.low_rank_damped`); tried only
+when the calibration's rows x steps (a bound on the rank, known before any work) are at most
+this, and used when :func:`_low_rank_pays`."""
+
+
+LOW_RANK_GAIN = 0.75
+"""The low-rank form is used when :func:`_low_rank_pays` estimates at most this fraction of the
+dense solve's work (a margin for its batched small factorisations, which run slower per
+operation than the dense solver's large ones)."""
+
+
+def _low_rank_pays(n: int, r: int, kept: int) -> bool:
+    """Whether the ADMM solve of a layer with ``n`` inputs, ``kept`` of them kept per row,
+    costs less on Hessians of rank ``r`` plus diagonal. Work per output row, in float32
+    multiply-adds (a float64 one counted twice), at the solver's defaults (60 iterations, 60 CG
+    iterations, three reconstructions: the final mask, the one-shot mask, a swap round):
+
+    - dense: ``60 * 2 n^2`` (triangular solves), plus ``2 * 60 * 2 n^2`` (CG, float64), or,
+      where rows keep few weights (:data:`~sbc_deploy.compress.obs.DIRECT_SOLVE_RATIO`),
+      ``3 * 2 k^3 / 3`` (a Cholesky of each row's kept block);
+    - low rank: ``2 * 60 * 4 n r`` (Woodbury, float64) ``+ 3 * 2 n r^2`` (exact solves).
+    """
+    dense = 120.0 * n * n
+    if kept**3 <= DIRECT_SOLVE_RATIO * n * n:
+        dense += 2.0 * kept**3
+    else:
+        dense += 240.0 * n * n
+    low = 480.0 * n * r + 6.0 * n * r * r
+    return low <= LOW_RANK_GAIN * dense
+
+
+def _low_rank(problem: LayerProblem, config: CompressionConfig,
+              n_prune: int) -> list[DampedLowRank] | None:
+    """Every row group's damped Hessian as low rank plus diagonal, or ``None`` (see
+    :data:`LOW_RANK_FRACTION`)."""
+    assert problem.H is not None
+    n_out, n_in = (int(v) for v in problem.W.shape)
+    max_rank = min(int(LOW_RANK_FRACTION * n_in), problem.rank_bound or 0)
+    if problem.block is not None or max_rank < 1 or max_rank < (problem.rank_bound or 0):
+        return None
+    kept = n_in - n_prune // max(n_out, 1)
+    found = []
+    for g in range(problem.n_groups):
+        low = low_rank_damped(problem.H[g], config.damp_frac, max_rank=max_rank,
+                              where=f"layer {problem.layer.name} (row group {g})")
+        if low is None or not _low_rank_pays(n_in, low.H.rank, kept):
+            return None
+        found.append(low)
+    return found
 
 
 SMALL_LAYER = 1 << 18  # weights below which one intra-op thread is fastest (see solve_problem)
@@ -270,8 +330,12 @@ def _quantize(problem: LayerProblem, Q: Tensor, mask: Tensor, damped: list[Dampe
 def _solve_layer(problem: LayerProblem, n_prune: int, config: CompressionConfig,
                  quantize: bool, curve: bool) -> SolveResult:
     assert problem.H is not None
-    damped = _damp(problem, config)
-    Hd = torch.stack([d.H for d in damped])
+    # a low-rank Hessian: the ADMM solve in O(n r) per row; the dense damped inverse only for
+    # the quantisation's sweep
+    low = (_low_rank(problem, config, n_prune) if n_prune and config.solver == "admm"
+           else None)
+    damped: list[Any] = (low if low is not None and not (quantize and config.quantize)
+                         else _damp(problem, config))
     W = problem.W.clone()
     rows_of = [problem.rows(g) for g in range(problem.n_groups)]
     if n_prune:
@@ -282,12 +346,18 @@ def _solve_layer(problem: LayerProblem, n_prune: int, config: CompressionConfig,
     mask = torch.zeros_like(W, dtype=torch.bool)
     Q = W
     joint = False
-    if n_prune and config.solver == "admm":
-        Q, mask = admm_prune(W, Hd, problem.group, n_prune, n_m=config.n_m,
+    if n_prune and config.solver == "admm" and low is not None:
+        Q, mask = admm_prune(W, [d.H for d in low], problem.group, n_prune, n_m=config.n_m,
                              fan_in=config.fan_in, row_weight=problem.row_weight,
+                             hinv_diag=torch.stack([d.hinv_diag for d in low]),
+                             **(CURVE_ADMM if curve else {}))
+    elif n_prune and config.solver == "admm":
+        Q, mask = admm_prune(W, torch.stack([d.H for d in damped]), problem.group, n_prune,
+                             n_m=config.n_m, fan_in=config.fan_in, row_weight=problem.row_weight,
                              hinv_diag=torch.stack([torch.diagonal(d.Hinv) for d in damped]),
                              **(CURVE_ADMM if curve else {}))
     elif n_prune and config.solver == "exact":
+        Hd = torch.stack([d.H for d in damped])
         Q, mask = greedy_obs_prune(W, Hd, problem.group, n_prune, n_m=config.n_m,
                                    fan_in=config.fan_in, row_weight=problem.row_weight)
     elif n_prune:  # SparseGPT: adaptive per-block mask, jointly quantised in the same sweep
@@ -399,7 +469,8 @@ def solve_bytes(size: HessianSize, block: int | None) -> int:
 
 
 __all__ = [
-    "CURVE_ADMM", "SMALL_LAYER", "SOLVE_W_COPIES", "SWEEP_DTYPE", "LayerProblem", "LayerStats",
-    "SolveResult", "compressed_node", "fit_layer_grid", "layer_problem", "layer_stats",
-    "loss_and_energy", "result_to", "solve_bytes", "solve_cost", "solve_problem",
+    "CURVE_ADMM", "LOW_RANK_FRACTION", "LOW_RANK_GAIN", "SMALL_LAYER", "SOLVE_W_COPIES",
+    "SWEEP_DTYPE", "LayerProblem", "LayerStats", "SolveResult", "compressed_node", "fit_layer_grid",
+    "layer_problem", "layer_stats", "loss_and_energy", "result_to", "solve_bytes", "solve_cost",
+    "solve_problem",
 ]

@@ -52,6 +52,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -62,7 +64,8 @@ from sbc_deploy.compress.masks import max_kept_per_row, min_prune_count, select_
 from sbc_deploy.errors import ConfigError, NumericalError, ShapeError
 
 __all__ = [
-    "admm_prune", "authors_order", "greedy_obs_prune", "kept_solve", "layer_loss",
+    "Hessian", "LowRankPlusDiagonal", "admm_prune", "authors_order", "greedy_obs_prune",
+    "kept_solve", "layer_loss",
     "masked_reconstruct", "obs_prune_order", "obs_sweep", "sequential_obs_quantize",
 ]
 
@@ -277,11 +280,147 @@ def kept_solve(B: Tensor, H: Tensor, keep: Tensor, *, chunk_rows: int = 64,
     return X
 
 
+@dataclass(frozen=True, eq=False)
+class LowRankPlusDiagonal:
+    r"""A positive definite ``H = U U^T + diag(e)``: ``U (n, r)`` with ``r`` well below ``n``,
+    ``e > 0``; what a damped Hessian summed from fewer rows than it has inputs is.
+
+    Every product and solve costs ``O(n r)`` per row instead of ``O(n^2)`` (Woodbury)::
+
+        (diag(l) + U U^T)^-1 = L^-1 - L^-1 U C^-1 U^T L^-1,   C = I + U^T L^-1 U   (r x r)
+
+    and a row's system restricted to its kept inputs ``K`` is again diagonal plus low rank
+    (``H_KK = U_K U_K^T + diag(e_K)``), so :meth:`masked_solve` solves every row exactly with
+    one ``r x r`` Cholesky per row, where the dense solver needs conjugate gradients.
+
+    Example (``H = [[2, 1], [1, 2]]``)::
+
+        >>> H = LowRankPlusDiagonal(torch.ones(2, 1, dtype=torch.float64),
+        ...                         torch.ones(2, dtype=torch.float64))
+        >>> H.dense().tolist(), [round(v, 12) for v in H.inverse_diagonal().tolist()]
+        ([[2.0, 1.0], [1.0, 2.0]], [0.666666666667, 0.666666666667])
+    """
+
+    U: Tensor
+    e: Tensor
+
+    def __post_init__(self) -> None:
+        if self.U.ndim != 2 or self.e.shape != (self.U.shape[0],):
+            raise ShapeError(f"U must be (n, r) and e (n,), got {tuple(self.U.shape)} and "
+                             f"{tuple(self.e.shape)}")
+
+    @property
+    def n(self) -> int:
+        return int(self.U.shape[0])
+
+    @property
+    def rank(self) -> int:
+        return int(self.U.shape[1])
+
+    def diagonal(self) -> Tensor:
+        return (self.U * self.U).sum(dim=1) + self.e
+
+    def dense(self) -> Tensor:
+        return torch.addmm(torch.diag(self.e), self.U, self.U.T)
+
+    def rmatmul(self, P: Tensor) -> Tensor:
+        """``P @ H`` for rows ``P (m, n)``."""
+        return torch.addmm(P * self.e, P @ self.U, self.U.T)
+
+    def scaled(self, d: Tensor) -> LowRankPlusDiagonal:
+        """``D^-1 H D^-1`` with ``D = diag(d)``."""
+        return LowRankPlusDiagonal(self.U / d[:, None], self.e / d**2)
+
+    def _capacitance(self, lam: Tensor) -> tuple[Tensor, Tensor]:
+        """``V = L^-1 U`` and the Cholesky factor of ``C = I + U^T V`` for ``L = diag(lam)``."""
+        V = self.U / lam[:, None]
+        C = self.U.T @ V
+        torch.diagonal(C).add_(1.0)
+        return V, torch.linalg.cholesky(C)
+
+    def inverse_diagonal(self) -> Tensor:
+        """``diag(H^-1)``."""
+        V, Lc = self._capacitance(self.e)
+        return 1.0 / self.e - (torch.cholesky_solve(V.T, Lc).T * V).sum(dim=1)
+
+    def shifted(self, rho: float) -> tuple[Tensor, Tensor, Tensor]:
+        """The factors of ``H + rho I`` for :meth:`solve_shifted`."""
+        lam = self.e + rho
+        V, Lc = self._capacitance(lam)
+        return lam, V, Lc
+
+    def solve_shifted(self, factors: tuple[Tensor, Tensor, Tensor], rhs: Tensor) -> Tensor:
+        """``rhs (H + rho I)^-1`` for rows ``rhs (m, n)`` (``factors`` from :meth:`shifted`)."""
+        lam, V, Lc = factors
+        Y = rhs / lam
+        S = torch.cholesky_solve((Y @ self.U).T, Lc).T
+        return Y.sub_(S @ V.T)
+
+    def masked_solve(self, B: Tensor, keep: Tensor, max_bytes: int | None = None) -> Tensor:
+        """Per row ``r`` with kept inputs ``K``: ``X_K = H_KK^-1 B_K``, ``X_P = 0`` (exact).
+
+        ``H_KK^-1 b_K = b_K / e_K - (U_K / e_K) C_r^-1 U_K^T (b_K / e_K)`` with
+        ``C_r = I + U_K^T diag(1 / e_K) U_K``, one small Cholesky per row. ``O(rows n r^2)``.
+        The ``C_r`` of a chunk of rows are GEMMs ``(keep / e) @ [u_j u_j^T]_j`` (rows x n
+        times n x r^2, over chunks of ``j``) when chunks of 64 rows and 64 inputs fit, else
+        batched products of ``(chunk, n, r)`` scaled copies of ``U``; either way the working
+        set stays within ``max_bytes`` (default: the bytes of a dense ``H``, which the memory
+        plan counts for every solve).
+        """
+        n, r = self.n, self.rank
+        if r == 0:  # diagonal
+            return B * keep.to(B.dtype) / self.e
+        X = torch.zeros_like(B)
+        if not B.shape[0]:
+            return X
+        size = B.element_size()
+        budget = n * n * size if max_bytes is None else max_bytes
+        eye = torch.eye(r, dtype=B.dtype, device=B.device)
+        per_outer = r * r * size
+        by_outer = budget // 2 // per_outer >= 64
+        chunk = (budget // 2 // per_outer if by_outer
+                 else max(1, budget // max(1, n * r * size)))
+        for c1 in range(0, B.shape[0], chunk):
+            m = keep[c1:c1 + chunk].to(B.dtype) / self.e          # 1 / e_K, 0 off K
+            Y = B[c1:c1 + chunk] * m                               # b_K / e_K
+            if by_outer:
+                C = torch.zeros(m.shape[0], r * r, dtype=B.dtype, device=B.device)
+                for j1 in range(0, n, chunk):
+                    Uj = self.U[j1:j1 + chunk]
+                    C.addmm_(m[:, j1:j1 + chunk], (Uj[:, :, None] * Uj[:, None, :]).reshape(
+                        -1, r * r))
+                C = C.reshape(-1, r, r)
+            else:
+                C = torch.matmul((m[:, :, None] * self.U).transpose(1, 2), self.U)
+            C += eye                                               # (c, r, r)
+            L, info = torch.linalg.cholesky_ex(C)
+            if bool((info != 0).any()):
+                raise NumericalError("a kept block of a low-rank Hessian is not positive "
+                                     "definite", where="LowRankPlusDiagonal.masked_solve",
+                                     hint="damp the Hessian")
+            S = torch.cholesky_solve((Y @ self.U)[:, :, None], L)[:, :, 0]
+            X[c1:c1 + chunk] = Y.sub_((S @ self.U.T).mul_(m))
+        return X
+
+
+Hessian = Tensor | LowRankPlusDiagonal
+"""One row group's Hessian: a dense ``(n, n)`` tensor or a :class:`LowRankPlusDiagonal`."""
+
+
+def _mm(H: Hessian, P: Tensor) -> Tensor:
+    """``P @ H``."""
+    return H.rmatmul(P) if isinstance(H, LowRankPlusDiagonal) else P @ H
+
+
+def _diag(H: Hessian) -> Tensor:
+    return H.diagonal() if isinstance(H, LowRankPlusDiagonal) else torch.diagonal(H)
+
+
 def _group_rows(group: Tensor, n_groups: int) -> list[Tensor]:
     return [torch.nonzero(group == g).reshape(-1) for g in range(n_groups)]
 
 
-def _conjugate_gradients(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, X: Tensor,
+def _conjugate_gradients(Hs: Sequence[Hessian], rows_of: Sequence[Tensor], B: Tensor, X: Tensor,
                          keep: Tensor, iters: int, tol: float) -> Tensor:
     """Solve ``(X Hs_g)_K = B_K`` with ``X_P = 0`` per row (all rows at once), warm start ``X``."""
 
@@ -290,7 +429,7 @@ def _conjugate_gradients(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Ten
     def matmul(P: Tensor) -> Tensor:
         out = torch.empty_like(P)
         for g, rows in enumerate(rows_of):
-            out[rows] = P[rows] @ Hs[g]
+            out[rows] = _mm(Hs[g], P[rows])
         return out.mul_(keep)
 
     X = X * keep
@@ -326,12 +465,12 @@ def _direct(keep: Tensor) -> bool:
     return k**3 <= DIRECT_SOLVE_RATIO * keep.shape[1] ** 2
 
 
-def _scaled_loss(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], Ws: Tensor, X: Tensor) -> float:
-    return sum(float(((X[rows] - Ws[rows]) @ Hs[g] * (X[rows] - Ws[rows])).sum())
+def _scaled_loss(Hs: Sequence[Hessian], rows_of: Sequence[Tensor], Ws: Tensor, X: Tensor) -> float:
+    return sum(float((_mm(Hs[g], X[rows] - Ws[rows]) * (X[rows] - Ws[rows])).sum())
                for g, rows in enumerate(rows_of))
 
 
-def _solve_on_mask(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, X: Tensor,
+def _solve_on_mask(Hs: Sequence[Hessian], rows_of: Sequence[Tensor], B: Tensor, X: Tensor,
                    mask: Tensor, cg_iters: int, cg_tol: float,
                    only: Tensor | None = None) -> Tensor:
     """The exact optimum for a fixed mask: per row ``X_K = Hs_KK^-1 B_K``, ``X_P = 0``.
@@ -349,7 +488,9 @@ def _solve_on_mask(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, X
             rows = rows[only[rows]]
         if not len(rows):
             continue
-        if _direct(keep[rows]):
+        if isinstance(Hs[g], LowRankPlusDiagonal):  # exact, O(n r^2) per row
+            out[rows] = Hs[g].masked_solve(B[rows], keep[rows])
+        elif _direct(keep[rows]):
             out[rows] = kept_solve(B[rows], Hs[g], keep[rows])
         else:
             cg_rows.append(rows)
@@ -363,7 +504,7 @@ def _solve_on_mask(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, X
     return out
 
 
-def _gradient(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], D: Tensor,
+def _gradient(Hs: Sequence[Hessian], rows_of: Sequence[Tensor], D: Tensor,
               only: Tensor | None = None) -> Tensor:
     """``D Hs_g`` per row group (rows outside ``only`` are left at zero)."""
     G = torch.zeros_like(D)
@@ -371,11 +512,11 @@ def _gradient(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], D: Tensor,
         if only is not None:
             rows = rows[only[rows]]
         if len(rows):
-            G[rows] = D[rows] @ Hs[g]
+            G[rows] = _mm(Hs[g], D[rows])
     return G
 
 
-def _swap_refine(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, Ws: Tensor,
+def _swap_refine(Hs: Sequence[Hessian], rows_of: Sequence[Tensor], B: Tensor, Ws: Tensor,
                  X: Tensor, mask: Tensor, n_m: tuple[int, int] | None, fan_in: int | None,
                  rounds: int, cg_iters: int, cg_tol: float) -> tuple[Tensor, Tensor]:
     """Local search on the mask: swap kept and pruned weights while the exact loss drops.
@@ -388,7 +529,7 @@ def _swap_refine(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, Ws:
     """
     diag = torch.empty_like(X)
     for g, rows in enumerate(rows_of):
-        diag[rows] = torch.diagonal(Hs[g])[None, :]
+        diag[rows] = _diag(Hs[g])[None, :]
     G = _gradient(Hs, rows_of, X - Ws)
     row_loss = (G * (X - Ws)).sum(dim=1)  # (x - ws) Hs (x - ws)^T per row
     count = max(1, int(0.02 * int((~mask).sum())))
@@ -423,7 +564,8 @@ def _swap_refine(Hs: Sequence[Tensor], rows_of: Sequence[Tensor], B: Tensor, Ws:
 # --------------------------------------------------------------------------- fast pruning
 
 
-def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
+def admm_prune(W: Tensor, H: Tensor | Sequence[LowRankPlusDiagonal], group: Tensor,
+               n_prune: int, *,
                n_m: tuple[int, int] | None = None, fan_in: int | None = None,
                row_weight: Tensor | None = None, iters: int = 60, rho0: float = 0.01,
                rho_growth: float = 1.32, rho_every: int = 4, ramp: float = 0.6,
@@ -450,9 +592,17 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
     not be the optimal magnitude mask), and ``swap_rounds`` rounds of :func:`_swap_refine`
     follow.
 
+    Low-rank Hessians (``H`` a sequence of :class:`LowRankPlusDiagonal`, one per row group:
+    a layer calibrated on fewer rows than it has inputs) take the same steps at ``O(n r)`` per
+    row: the weight update by Woodbury, in float64 (``dtype`` is ignored: the iterations cost
+    little), and every reconstruction on a mask (the final one, the one-shot mask's and the
+    swap rounds') by an exact solve of every row (:meth:`LowRankPlusDiagonal.masked_solve`)
+    instead of conjugate gradients, so the one-shot mask is compared at its exact loss.
+
     Args:
         W: ``(n_out, n_in)`` weights (not modified).
-        H: ``(groups, n_in, n_in)`` damped Hessians, positive definite.
+        H: ``(groups, n_in, n_in)`` damped Hessians, positive definite, or one
+            :class:`LowRankPlusDiagonal` per group.
         group: ``(n_out,)`` row -> Hessian group.
         n_prune: weights to prune in the layer (at least the N:M / fan-in minimum).
         row_weight: ``(n_out,)`` positive weight of each row's loss (default 1).
@@ -463,52 +613,65 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
         ``(Q, mask)``: float64 weights and the bool mask (True = pruned).
     """
     n_out, n_in = W.shape
-    if H.ndim != 3 or H.shape[1:] != (n_in, n_in):
+    low_rank = not isinstance(H, Tensor)
+    if low_rank:
+        if any(not isinstance(h, LowRankPlusDiagonal) or h.n != n_in for h in H):
+            raise ShapeError(f"H must be a (groups, {n_in}, {n_in}) tensor or a sequence of "
+                             f"LowRankPlusDiagonal of side {n_in}")
+        dtype = torch.float64
+    elif H.ndim != 3 or H.shape[1:] != (n_in, n_in):
         raise ShapeError(f"H must be (groups, {n_in}, {n_in}), got {tuple(H.shape)}")
     minimum = min_prune_count(n_out, n_in, n_m, fan_in)
     if not minimum <= n_prune <= W.numel():
         raise ConfigError(f"cannot prune {n_prune} of {W.numel()} weights (minimum {minimum})",
                           where="n_prune")
     device = W.device
-    rows_of = _group_rows(group.to(device), H.shape[0])
+    rows_of = _group_rows(group.to(device), len(H))
     rw = torch.ones(n_out, dtype=torch.float64, device=device) if row_weight is None \
         else row_weight.to(device=device, dtype=torch.float64)
     rw = rw.clamp_min(1e-12 * float(rw.max()) if float(rw.max()) > 0 else 1.0)
     # OBS preconditioning: |Ws| is the saliency sqrt(row_weight * w^2 / Hinv_jj).
-    Hs, d = [], torch.empty(n_out, n_in, dtype=torch.float64, device=device)
+    Hs: list[Hessian] = []
+    d = torch.empty(n_out, n_in, dtype=torch.float64, device=device)
     for g, rows in enumerate(rows_of):
-        Hg = H[g].to(torch.float64)
-        diag = (torch.diagonal(torch.cholesky_inverse(torch.linalg.cholesky(Hg)))
-                if hinv_diag is None else hinv_diag[g].to(torch.float64))
-        d_g = diag.rsqrt()
-        Hs.append(Hg / d_g[:, None] / d_g[None, :])
+        Hg = H[g]
+        if isinstance(Hg, LowRankPlusDiagonal):
+            diag = Hg.inverse_diagonal() if hinv_diag is None else hinv_diag[g]
+            d_g = diag.to(torch.float64).rsqrt()
+            Hs.append(Hg.scaled(d_g))
+        else:
+            Hg = Hg.to(torch.float64)
+            diag = (torch.diagonal(torch.cholesky_inverse(torch.linalg.cholesky(Hg)))
+                    if hinv_diag is None else hinv_diag[g].to(torch.float64))
+            d_g = diag.rsqrt()
+            Hs.append(Hg / d_g[:, None] / d_g[None, :])
         d[rows] = d_g[None, :]
     scale = d * rw.sqrt()[:, None]
     del d  # memory: only ``scale`` is needed from here on
     Ws64 = W.to(torch.float64) * scale
     B64 = torch.empty_like(Ws64)
     for g, rows in enumerate(rows_of):
-        B64[rows] = Ws64[rows] @ Hs[g]
+        B64[rows] = _mm(Hs[g], Ws64[rows])
     Ws, B = Ws64.to(dtype), B64.to(dtype)
-    Hs_w = [Hs_g.to(dtype) for Hs_g in Hs]
-    rho = [rho0 * float(torch.diagonal(Hs_g).mean()) for Hs_g in Hs_w]
-    eye = torch.eye(n_in, dtype=dtype, device=device)
+    Hs_w = Hs if low_rank else [Hs_g.to(dtype) for Hs_g in Hs]  # type: ignore[union-attr]
+    rho = [rho0 * float(_diag(Hs_g).mean()) for Hs_g in Hs_w]
+    eye = None if low_rank else torch.eye(n_in, dtype=dtype, device=device)
     Z, V = Ws.clone(), torch.zeros_like(Ws)
     mask = torch.zeros_like(Ws, dtype=torch.bool)
     ramp_iters = max(1, int(iters * ramp))
-    L: list[Tensor] = []
+    L: list[Any] = []
     for it in range(iters):
         if it % rho_every == 0:
             if it:
                 rho = [r * rho_growth for r in rho]
-            L = [torch.linalg.cholesky(Hs_g + r * eye) for Hs_g, r in zip(Hs_w, rho)]
+            L = [_shifted(Hs_g, r, eye) for Hs_g, r in zip(Hs_w, rho)]
         if len(rows_of) == 1:  # one Hessian: no row gathers
-            Wk = torch.cholesky_solve(torch.add(B, Z - V, alpha=rho[0]).T, L[0]).T
+            Wk = _solve_shifted(Hs_w[0], L[0], torch.add(B, Z - V, alpha=rho[0]))
         else:
             Wk = torch.empty_like(Ws)
             for g, rows in enumerate(rows_of):
                 rhs = B[rows] + rho[g] * (Z[rows] - V[rows])
-                Wk[rows] = torch.cholesky_solve(rhs.T, L[g]).T
+                Wk[rows] = _solve_shifted(Hs_w[g], L[g], rhs)
         frac = min(1.0, (it + 1) / ramp_iters)
         k = max(minimum, round(n_prune * (1.0 - (1.0 - frac) ** 3)))
         Z = Wk + V
@@ -529,7 +692,12 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
     del Z64
     loss = _scaled_loss(Hs, rows_of, Ws64, X)
     one_shot = select_mask(Ws64.abs(), n_prune, n_m=n_m, fan_in=fan_in)
-    if not torch.equal(one_shot, mask):
+    if low_rank and not torch.equal(one_shot, mask):
+        # every solve is exact and cheap: compare the two masks at their exact losses
+        Y = _solve_on_mask(Hs, rows_of, B64, Ws64, one_shot, cg_iters, cg_tol)
+        if _scaled_loss(Hs, rows_of, Ws64, Y) < loss:
+            X, mask = Y, one_shot
+    elif not torch.equal(one_shot, mask):
         # Screen it by a few CG iterations (CG only lowers the loss: an upper bound); it wins
         # mainly on near-diagonal Hessians, where CG converges at once.
         keep = (~one_shot).to(torch.float64)
@@ -542,6 +710,20 @@ def admm_prune(W: Tensor, H: Tensor, group: Tensor, n_prune: int, *,
                            cg_iters, cg_tol)
     tick("prune", iters + 2, iters + 2, "steps")
     return X / scale, mask
+
+
+def _shifted(H: Hessian, rho: float, eye: Tensor | None) -> Any:
+    """The factor of ``H + rho I`` that :func:`_solve_shifted` uses."""
+    if isinstance(H, LowRankPlusDiagonal):
+        return H.shifted(rho)
+    return torch.linalg.cholesky(H + rho * eye)
+
+
+def _solve_shifted(H: Hessian, factor: Any, rhs: Tensor) -> Tensor:
+    """``rhs (H + rho I)^-1`` for rows ``rhs`` (``factor`` from :func:`_shifted`)."""
+    if isinstance(H, LowRankPlusDiagonal):
+        return H.solve_shifted(factor, rhs)
+    return torch.cholesky_solve(rhs.T, factor).T
 
 
 # --------------------------------------------------------------------------- exact greedy OBS
