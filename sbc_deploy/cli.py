@@ -179,7 +179,9 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                              "file's metadata, else the framework's convention)")
     parser.add_argument("--input-shape", type=_shape, metavar="C,H,W",
                         help="input shape of a netx file whose first layer is a convolution "
-                             "and that has no input layer (default: from --calib/--eval)")
+                             "and that has no input layer (default: from --calib/--eval); "
+                             "for inspect and check of FILE.py:FACTORY, the shape of the "
+                             "sample run through the module (required there)")
 
 
 USAGE = """sbc-deploy [MODEL] --target NAME|PATH[,...] [options]     compress, check, export, report
@@ -345,9 +347,13 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
     parser = _Parser(prog=f"sbc-deploy {command}", description=_DESCRIPTIONS[command])
     if command in ("inspect", "check"):
         parser.add_argument("model", metavar="MODEL",
-                            help=".nir or netx .net/.h5 file, or a bundled network's name "
-                                 "(nmnist_mlp, nmnist_cnn)")
+                            help=".nir or netx .net/.h5 file, a bundled network's name "
+                                 "(nmnist_mlp, nmnist_cnn), or FILE.py:FACTORY (a torch module "
+                                 "FACTORY() builds; with --weights and --input-shape)")
         _model_options(parser)
+        parser.add_argument("--weights", metavar="CKPT",
+                            help="with MODEL = FILE.py:FACTORY: a state dict read with "
+                                 "torch.load(weights_only=True), plain or under 'state_dict'")
         parser.add_argument("--verbose", action="store_true",
                             help="log what the import does (convention, dt, adaptations)")
     if command == "simulate":
@@ -416,9 +422,15 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
     from sbc_deploy.describe import describe_model, description_to_dict, format_description
 
-    description = describe_model(args.model, dt=args.dt, reset=args.reset, source=args.source,
-                                 discretization=args.discretization,
-                                 input_shape=args.input_shape)
+    graph = _factory_graph(args)
+    if graph is not None:
+        from sbc_deploy.describe import ModelDescription, describe
+
+        description = ModelDescription(args.model, "torch", describe(graph), {}, True, {})
+    else:
+        description = describe_model(args.model, dt=args.dt, reset=args.reset,
+                                     source=args.source, discretization=args.discretization,
+                                     input_shape=args.input_shape)
     if args.json:
         print(json.dumps(description_to_dict(description), indent=2, default=str))
     else:
@@ -434,24 +446,30 @@ def _run_targets(args: argparse.Namespace) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from sbc_deploy import bundled
     from sbc_deploy.outputs import MANIFEST, Manifest, prepare, staged_output
     from sbc_deploy.pipeline import check_only
     from sbc_deploy.report.render import to_markdown, write_report
     from sbc_deploy.report.text import check_verdict
 
-    model = args.model
+    model: Any = args.model
     if model in bundled.MODELS and not Path(model).exists():
         model = str(bundled.bundled_path(f"{model}.nir"))
     if args.out:
         prepare(args.out, force=args.force)  # before any work
-    report = check_only(model, _split(args.target), dt=args.dt, reset=args.reset,
-                        source=args.source, discretization=args.discretization,
-                        input_shape=args.input_shape)
+    graph = _factory_graph(args)
+    inputs = (model,) if graph is None else graph.metadata["input_files"]
+    report = check_only(model if graph is None else graph, _split(args.target), dt=args.dt,
+                        reset=args.reset, source=args.source,
+                        discretization=args.discretization, input_shape=args.input_shape)
+    if graph is not None:
+        report = dataclasses.replace(report, model=args.model)
     written: dict[str, Any] = {}
     if args.out:
         manifest = Manifest(command=("sbc-deploy", *_ARGV), versions=report.versions,
-                            inputs=(model,),
+                            inputs=inputs,
                             settings={"targets": _split(args.target), "dt": args.dt,
                                       "reset": args.reset})
         with staged_output(args.out, manifest, force=args.force) as folder:  # one set
@@ -481,6 +499,22 @@ def _calib_subset_options(parser: argparse.ArgumentParser) -> None:
                              "--calib (fractions: 0.1 = one sample of 10 %% of the classes)")
     parser.add_argument("--calib-seed", type=int, default=0, metavar="S",
                         help="seed of the --calib-per-class draw (default 0)")
+
+
+def _factory_graph(args: argparse.Namespace) -> Any:
+    """inspect / check of MODEL = FILE.py:FACTORY (--weights, --input-shape): its graph
+    (sbc_deploy.torch_oneshot.factory_graph); None for a file or a bundled name."""
+    from sbc_deploy.frontends.from_torch.factory import is_factory_spec
+
+    if not is_factory_spec(args.model):
+        if args.weights is not None:
+            raise _UsageError("sbc-deploy: --weights goes with MODEL = FILE.py:FACTORY (a torch "
+                              "module built by your code)")
+        return None
+    from sbc_deploy.torch_oneshot import factory_graph
+
+    return factory_graph(args.model, args.weights, input_shape=args.input_shape,
+                         source=args.source, dt=args.dt)
 
 
 def _split(text: str) -> list[str]:

@@ -34,7 +34,9 @@ from sbc_deploy.frontends.from_torch.writeback import compressed_state_dict, wri
 from sbc_deploy.ir import Graph
 from sbc_deploy.pipeline import DeployRequest, deploy
 
-__all__ = ["OneshotResult", "graph_of_module", "module_request", "oneshot"]
+__all__ = ["OneshotResult", "factory_graph", "graph_of_module", "module_request", "oneshot"]
+
+SAMPLE_STEPS = 4   # steps of the sample factory_graph runs through a module (inspect, check)
 
 
 class OneshotResult(NamedTuple):
@@ -66,6 +68,39 @@ def graph_of_module(module: nn.Module, data: Dataset, *, source: str | None = No
     x = torch.from_numpy(data.as_time_major(0, 2))   # [T, B, *input]
     sample = x if takes_sequence(module, source, sequence) else x[0]
     return from_torch(module, sample, source, dt=data.dt, sequence=sequence)
+
+
+def factory_graph(spec: str, weights: str | Path | None, *,
+                  input_shape: tuple[int, ...] | None, source: str | None = None,
+                  dt: float | None = None) -> Graph:
+    """``FILE.py:FACTORY`` (``--weights``) as a graph, for ``inspect`` and ``check``, which take
+    no data: the sample is ``SAMPLE_STEPS`` steps of two samples of ``input_shape``, Bernoulli
+    0.25 spikes from a fixed seed (its values only choose the branches the forward takes).
+
+    Raises:
+        ConfigError: no ``input_shape``; the factory's errors (:mod:`.factory`).
+        FormatError: the weights do not load or do not fit.
+    """
+    from sbc_deploy.frontends.from_torch.factory import (
+        apply_weights,
+        load_factory,
+        load_weights,
+    )
+
+    module = load_factory(spec)
+    files = [spec.rsplit(":", 1)[0]]
+    if weights is not None:
+        apply_weights(module, load_weights(weights), str(weights))
+        files.append(str(weights))
+    if input_shape is None:
+        raise ConfigError("a torch module needs --input-shape (e.g. 2,34,34 or 100): a sample "
+                          "of that shape is run through it to capture the network",
+                          where="--input-shape")
+    rng = np.random.default_rng(0)
+    x = (rng.random((SAMPLE_STEPS, 2, *input_shape)) < 0.25).astype(np.float32)
+    sample = torch.from_numpy(x if takes_sequence(module, source) else x[0])
+    graph = from_torch(module, sample, source, dt=dt)
+    return graph.with_metadata(model_name=spec, input_files=tuple(files))
 
 
 def module_request(module: nn.Module, calib: Any, evaluation: Any, *, dt: float | None,

@@ -30,6 +30,7 @@ from sbc_deploy.errors import ConfigError, DataError, SbcDeployError
 from sbc_deploy.exporters import EXPORTERS
 from sbc_deploy.frontends import load_model
 from sbc_deploy.ir import Graph, Neuron, spike_variant_text
+from sbc_deploy.sim.fixed_point import at_or_above_problem
 from sbc_deploy.targets import Target, load_target
 from sbc_deploy.untrusted import shown
 
@@ -289,24 +290,37 @@ def host_placed(graph: Graph, target: Target) -> frozenset[str]:
 def _spike_variant_problems(graph: Graph, targets: list[Target],
                             formats: tuple[str, ...] | None) -> list[str]:
     """A netx export (asked for, or a target's default) of neurons with a spike variant
-    (``sbc_deploy.ir.nodes``): netx's CUBA neuron has no field for any, so it is refused here,
-    before any work, naming the node (the exporter would refuse it after compression)."""
+    (``sbc_deploy.ir.nodes``) that netx cannot hold, refused here, before any work, naming the
+    node (the exporter would refuse it after compression). netx's CUBA neuron has no field for
+    any variant; ``fires_at_equal`` alone is written as ``v > thr - 1 unit``, which is exact
+    only for a membrane that stays on the threshold's grid (decays of 0 or 1:
+    ``sim.fixed_point.at_or_above_vth``); a decaying one is refused with that reason."""
     wanted = set(formats) if formats is not None else {f for t in targets
                                                        for f in t.export_formats}
     if "netx" not in wanted:
         return []
     problems = []
+    tail = ("" if formats is not None else " (netx is the default export of " + ", ".join(
+        t.name for t in targets if "netx" in t.export_formats) + "; --export nir,onnx leaves "
+        "it out)")
     for name in graph.topological_order:
         node = graph.nodes[name]
-        if isinstance(node, Neuron) and node.spiking and node.spike_variant():
+        if not (isinstance(node, Neuron) and node.spiking and node.spike_variant()):
+            continue
+        other = {k: v for k, v in node.spike_variant().items() if k != "fires_at_equal"}
+        if other:
             problems.append(
                 f"--export netx: node '{name}' fires by a rule netx cannot hold "
-                f"({spike_variant_text(node.spike_variant())}); Lava's CUBA neuron sends one "
-                "spike per step when v > vth and resets v to 0 in that step"
-                + ("" if formats is not None else
-                   " (netx is the default export of " + ", ".join(
-                       t.name for t in targets if "netx" in t.export_formats)
-                   + "; --export nir,onnx leaves it out)"))
+                f"({spike_variant_text(other)}); Lava's CUBA neuron sends one "
+                "spike per step when v > vth and resets v to 0 in that step" + tail)
+            continue
+        # v >= thr is written as v > thr - 1 unit where that is exact (exporters/to_netx.py)
+        decays = {(float(a), float(b)) for a, b in np.broadcast(
+            node.synaptic_decay if node.synaptic_decay is not None else 0.0,
+            node.membrane_decay)}
+        why = next((p for p in (at_or_above_problem(a, b) for a, b in sorted(decays)) if p), None)
+        if why:
+            problems.append(f"--export netx: node '{name}' {why}" + tail)
     return problems
 
 

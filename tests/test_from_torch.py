@@ -8,6 +8,7 @@ in tests/test_spikingjelly.py.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -368,3 +369,47 @@ def test_oneshot_returns_a_compressed_copy_and_leaves_the_module_alone(factory: 
     assert np.array_equal(weight, np.asarray(graph.nodes["fc"].weight, dtype=np.float32))
     assert 0.49 <= float((weight == 0).mean()) <= 0.6 and report.targets[0].method == "sbc"
     assert (tmp_path / "out" / STATE_DICT_FILE).is_file()
+
+
+def test_inspect_and_check_take_a_factory_with_weights(factory: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """``inspect`` / ``check`` FILE.py:FACTORY --weights --input-shape: the module's graph, with
+    the loaded weights (their sparsity shows), judged as it is."""
+    module = load_factory(f"{factory}:build")
+    weight = torch.randn(10, 2312, generator=torch.Generator().manual_seed(2))
+    weight[:, ::4] = 0   # a quarter of the weights zero: inspect must count them
+    module.fc.weight.data = weight
+    ckpt = tmp_path / "w.pth"
+    torch.save(module.state_dict(), ckpt)
+    spec = f"{factory}:build"
+    assert main(["inspect", spec, "--weights", str(ckpt), "--input-shape", "2,34,34",
+                 "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    nodes = {n["name"]: n for n in described["nodes"]}
+    assert described["format"] == "torch" and nodes["sn"]["kind"] == "LIF"
+    assert nodes["fc"]["nonzero_weights"] == 10 * 2312 - 10 * 578
+    out = tmp_path / "checked"
+    code = main(["check", spec, "--weights", str(ckpt), "--input-shape", "2,34,34",
+                 "--target", "loihi2", "-o", str(out)])
+    assert code == 1   # float weights on loihi2: a violation, exit 1
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"] == spec
+    rules = {v["rule"] for v in report["targets"][0]["violations"]}
+    assert "weights_on_grid" in rules
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["inputs"]) == {str(factory), str(ckpt)}
+
+
+@pytest.mark.parametrize("command", ["inspect", "check"])
+def test_inspect_and_check_of_a_factory_refuse_bad_input_with_exit_2(
+        command: str, factory: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    extra = ["--target", "loihi2"] if command == "check" else []
+    assert main([command, f"{factory}:build", *extra]) == 2            # no --input-shape
+    assert "--input-shape" in capsys.readouterr().err
+    ckpt = tmp_path / "w.pth"
+    torch.save({"fc.weight": torch.zeros(3, 3)}, ckpt)
+    assert main([command, f"{factory}:build", "--weights", str(ckpt), "--input-shape",
+                 "2,34,34", *extra]) == 2                              # mis-shaped weights
+    assert "mis-shaped: fc.weight" in capsys.readouterr().err
+    assert main([command, "nmnist_mlp", "--weights", str(ckpt), *extra]) == 2   # no factory
+    assert "--weights goes with MODEL = FILE.py:FACTORY" in capsys.readouterr().err

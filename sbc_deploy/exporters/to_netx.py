@@ -13,7 +13,7 @@ fixed-point CUBA LIF neuron (hard reset to 0)::
 float: ``i = alpha*i + gain_syn*x``, ``v = beta*v + (1-beta)*v_leak + gain*i + bias``. Integers:
 
     integer weight  = W * gain_syn * gain / unit          (must be whole numbers)
-    vThMant         = round(v_threshold / unit)
+    vThMant         = round(v_threshold / unit)       (minus 1 for fires_at_equal: below)
     bias            = round((bias + (1 - beta) * v_leak) / unit)    (v_leak folds into the bias)
     iDecay          = round((1 - alpha) * 4096)           (4096 for a LIF/IF: no current memory)
     vDecay          = round((1 - beta) * 4096)            (0 for an IF)
@@ -64,6 +64,14 @@ them in netx's [-256, 254]; [-256, 255] for layers of one sign), an all-zero den
 ``optimize_weight_bits`` divides by its maximum), thresholds above 131071 (17 bits), biases
 outside 13 bits, delays above 62, Conv1d, Threshold nodes and non-spiking hidden neurons.
 
+A neuron that fires at ``v >= thr`` (``fires_at_equal``: spikingjelly, sinabs, rockpool) is
+written with ``vThMant = round(v_threshold / unit) - 1``: on the integer grid ``v >= thr`` is
+``v > thr - 1 unit`` exactly, as long as the membrane stays on that grid, which holds when its
+decays are 0 or 1 (an IF; :func:`sbc_deploy.sim.fixed_point.at_or_above_vth` gives the
+argument). A decaying membrane (Lava truncates ``v * (4096 - vDecay) >> 12``) or a threshold
+below one unit is refused, saying so. Other spike variants (several spikes per step, a delayed
+reset, a lower clamp) have no netx field and are refused.
+
 Conv kernels are written in PyTorch correlation order ``(C_out, C_in/groups, kH, kW)`` (netx
 flips them itself); stride, padding and dilation as (H, W) pairs; shapes as (C, H, W).
 """
@@ -100,6 +108,7 @@ from sbc_deploy.ir import (
     spike_variant_text,
 )
 from sbc_deploy.ir.transforms import lower_adaptive_pools
+from sbc_deploy.sim.fixed_point import at_or_above_vth
 
 log = logging.getLogger(__name__)
 
@@ -649,7 +658,7 @@ class _Planner:
                               where=where)
         if np.any(np.asarray(getattr(neuron, "v_reset", 0.0)) != 0):
             raise ExportError("non-zero v_reset: Lava's CUBA neuron resets v to 0", where=where)
-        variant = neuron.spike_variant()
+        variant = {k: v for k, v in neuron.spike_variant().items() if k != "fires_at_equal"}
         if variant:
             raise ExportError(f"{spike_variant_text(variant)}: netx has no field for it; Lava's "
                               "CUBA neuron sends one spike per step when v > vth and resets v "
@@ -680,6 +689,13 @@ class _Planner:
         threshold = _uniform(np.asarray(neuron.v_threshold) / unit, "v_threshold", where,
                              "Lava's CUBA threshold is one number per layer")
         v_th = _rounded(threshold, "v_threshold / unit", where)
+        if getattr(neuron, "fires_at_equal", False):   # v >= thr is v > thr - 1 unit (above)
+            equal_th, problem = at_or_above_vth(v_th, 1.0 - i_decay / DECAY_UNIT,
+                                                1.0 - v_decay / DECAY_UNIT)
+            if equal_th is None:
+                raise ExportError(f"fires_at_equal: netx has no field for it; {problem}",
+                                  where=where)
+            v_th = equal_th
         if not 0 <= v_th <= MAX_V_TH_MANT:
             raise ExportError(f"threshold {v_th} (in units of {unit:g}) lies outside Lava's 17-bit "
                               f"range 0..{MAX_V_TH_MANT}", where=where)

@@ -12,7 +12,9 @@ Integers from the IR (:func:`to_fixed_point`): a synapse layer must carry an ``i
 ``unit``, lava-dl's 1/64); its neuron gets ``vth = round(v_threshold / unit)``, ``bias_mant =
 round(bias / unit)`` with ``bias_exp = 6``, ``du = round((1 - alpha) * 4096) - 1`` and ``dv =
 round((1 - beta) * 4096)``. A ``LIF`` is a CUBA neuron whose current decays instantly
-(``alpha = 0``); an ``IF`` also has ``beta = 1``.
+(``alpha = 0``); an ``IF`` also has ``beta = 1``. A neuron that fires at ``v >= thr``
+(``fires_at_equal``: spikingjelly, sinabs, rockpool) gets ``vth - 1`` where that is exact (its
+membrane on the threshold's grid: :func:`at_or_above_vth`) and is refused, saying why, elsewhere.
 
 Register widths (8-bit weights, 13-bit bias, 17-bit threshold) are the target checker's
 business: the cores compute what Lava's Python models compute for any integers.
@@ -195,6 +197,41 @@ def _to_units(values: np.ndarray, unit: float) -> np.ndarray:
 READOUT_VTH = 1 << 17   # netx's default integrator: vThMant = 1 << 18 - 1, i.e. 1 << 17
 
 
+def at_or_above_problem(alpha: float, beta: float) -> str | None:
+    """Why Lava cannot fire a neuron with decays ``alpha``, ``beta`` at ``v >= thr`` exactly
+    (``fires_at_equal``), or None when it can (see :func:`at_or_above_vth`)."""
+    problems = [f"its {what} decays by {name} = {value:g} per step, so Lava's truncated "
+                f"{what} products leave the threshold's grid"
+                for what, name, value in (("current", "alpha", alpha), ("membrane", "beta", beta))
+                if round((1.0 - value) * DECAY_UNITY) not in (0, DECAY_UNITY)]
+    if not problems:
+        return None
+    return ("fires at v >= threshold, which Lava's v > vth << 6 holds exactly only while v "
+            "stays on the threshold register's grid (multiples of 1 << 6): " + "; ".join(problems))
+
+
+def at_or_above_vth(vth: int, alpha: float, beta: float) -> tuple[int | None, str]:
+    """Lava's threshold mantissa for a neuron that fires at ``v >= thr`` (``fires_at_equal``),
+    or ``(None, why not)``.
+
+    Lava fires at ``v > vth << 6``. Every term it adds to ``v`` is a multiple of ``1 << 6``: the
+    synaptic input (``a << 6``, ``a`` an integer), the bias (``bias_mant << 6``), the reset (0)
+    and the wrap of ``u`` (``2**24``); a decay keeps that grid only when its factor is 0 or 4096
+    (``alpha`` and ``beta`` in {0, 1}: an IF, a LIF with ``beta = 0``, a CubaLIF that never
+    forgets its current). On that grid ``v >= vth << 6`` is ``v > (vth - 1) << 6`` exactly, so
+    the register holds ``vth - 1`` (``vth >= 1``: Lava's register is unsigned). One case leaves
+    the grid all the same: ``v`` clipped at Lava's lower bound ``-(2**23 - 1)`` (the float model
+    has no bound there either); the upper clip spikes and resets at once.
+    """
+    problem = at_or_above_problem(alpha, beta)
+    if problem is not None:
+        return None, problem
+    if vth < 1:
+        return None, (f"fires at v >= threshold with a threshold of {vth} units: Lava would "
+                      "need vth - 1 < 0 (its threshold register is unsigned)")
+    return vth - 1, ""
+
+
 def _neuron_registers(name: str, node: Neuron, unit: float) -> dict[str, Any]:
     """du, dv, vth, bias of a Lava LIF for an IR neuron; raises for what Lava cannot express."""
     where = f"node '{name}'"
@@ -209,7 +246,7 @@ def _neuron_registers(name: str, node: Neuron, unit: float) -> dict[str, Any]:
     if node.reset != "zero":
         raise ConfigError(f"uses {node.reset!r} reset; Lava's LIF resets v to 0", where=where,
                           hint="re-import with reset='zero' (--reset zero)")
-    variant = node.spike_variant()
+    variant = {k: v for k, v in node.spike_variant().items() if k != "fires_at_equal"}
     if variant:
         raise ConfigError(f"fires by a rule Lava's fixed-point LIF does not have ("
                           f"{spike_variant_text(variant)}); Lava sends one spike per step when "
@@ -227,10 +264,15 @@ def _neuron_registers(name: str, node: Neuron, unit: float) -> dict[str, Any]:
     if threshold < 0:
         raise ConfigError(f"has a negative threshold {threshold:g}; Lava's vth is unsigned",
                           where=where)
+    vth = int(np.round(threshold / unit))
+    if node.fires_at_equal:   # v >= thr as v > thr - 1 unit, where that is exact
+        vth, problem = at_or_above_vth(vth, alpha, beta)  # type: ignore[assignment]
+        if vth is None:
+            raise ConfigError(problem, where=where)
     return {
         "du": _decay_register(alpha, "alpha", where) - 1,   # Lava adds ds_offset = 1 back
         "dv": _decay_register(beta, "beta", where),
-        "vth": int(np.round(threshold / unit)),
+        "vth": vth,
         "bias_mant": _to_units(node.bias, unit),
         "bias_exp": BIAS_EXP,
     }

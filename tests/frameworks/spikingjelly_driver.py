@@ -4,6 +4,7 @@
     python spikingjelly_driver.py rerun CASE STATE.pt INPUT.npz OUTPUT.npz [CASE STATE IN OUT ...]
     python spikingjelly_driver.py evaluate FILE.py:FACTORY STATE.pt DATA.npz OUTPUT.json
     python spikingjelly_driver.py nir OUTDIR
+    python spikingjelly_driver.py batch JOBS.json     (a JSON list of the argument lists above)
 
 produce: each zoo network of spikingjelly_nets.py (its own constructor, multi-step) with weights
 on power-of-two grids, each layer's grid step chosen so that the neurons after it fire 2-30 %
@@ -11,7 +12,9 @@ of the time per step; writes ``CASE.pt`` (the state dict), ``CASE.npz`` (the inp
 ``[T, B, *input]``, the network's output ``out`` and every neuron layer's spikes
 ``n:<module path>``) and ``manifest.json`` (firing rates per neuron layer, output spikes, and
 whether spikingjelly's float64 run of the same network gives the same spikes and outputs).
-rerun: loads a state dict (sbc-deploy's compressed one) into the same network and runs it.
+rerun: loads a state dict (sbc-deploy's compressed one) into the same network and runs it; a
+state dict of some entries only (those that changed) is loaded over ``CASE.pt`` beside
+``INPUT.npz``.
 evaluate: builds a module with the user's factory, loads a state dict, and measures its
 accuracy on labelled data (``x [N, T, *input]``, ``y``), read out as the mean output over time.
 nir: small single-step networks written by spikingjelly's own NIR exporter, with its output.
@@ -36,6 +39,7 @@ from spikingjelly_nets import (  # noqa: E402
     BATCH,
     CASES,
     EPS,
+    EXPONENTS,
     STEPS,
     build,
     input_shape,
@@ -79,9 +83,12 @@ def _call_order(net: nn.Module, x: torch.Tensor) -> list[tuple[str, str]]:
     return order
 
 
-def grid_weights(net: nn.Module, x: torch.Tensor, seed: int) -> dict[str, int]:
+def grid_weights(net: nn.Module, x: torch.Tensor, seed: int,
+                 known: dict[str, int] | None = None) -> dict[str, int]:
     """Integer weights in [-8, 8] times 2**-e per layer, e chosen so that the next neuron
-    layer fires within RATE_BAND; BatchNorm on grids (module docstring of spikingjelly_nets)."""
+    layer fires within RATE_BAND; BatchNorm on grids (module docstring of spikingjelly_nets).
+    ``known``: exponents found before (``spikingjelly_nets.EXPONENTS``); kept if one run shows
+    every layer in the band, else the search runs from the fan-in guess."""
     gen = torch.Generator().manual_seed(seed)
     for module in net.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -101,6 +108,14 @@ def grid_weights(net: nn.Module, x: torch.Tensor, seed: int) -> dict[str, int]:
         fan_in = mantissa[path][0].numel()
         exponents[path] = int(np.ceil(np.log2(8 * np.sqrt(fan_in))))
         modules[path].weight.data = mantissa[path] * 2.0 ** -exponents[path]
+    if known is not None and set(known) == set(mantissa):
+        for path in mantissa:
+            modules[path].weight.data = mantissa[path] * 2.0 ** -known[path]
+        _, spikes = run(net, x)
+        if all(RATE_BAND[0] / 2 <= float(s.mean()) <= 0.5 for s in spikes.values()):
+            return dict(known)
+        for path in mantissa:
+            modules[path].weight.data = mantissa[path] * 2.0 ** -exponents[path]
     order = _call_order(net, x)
     for i, (kind, path) in enumerate(order):
         if kind != "syn":
@@ -137,7 +152,7 @@ def produce(outdir: Path, cases: list[str]) -> None:
         rng = np.random.default_rng(k)
         x = torch.from_numpy((rng.random((STEPS, BATCH, *input_shape(case))) < 0.25)
                              .astype(np.float32))
-        exponents = grid_weights(net, x, seed=k)
+        exponents = grid_weights(net, x, seed=k, known=EXPONENTS.get(case))
         out, spikes = run(net, x)
         out64, spikes64 = run(copy.deepcopy(net).double(), x.double())
         mismatches = int((out64 != out).sum()) + sum(int((spikes64[p] != s).sum())
@@ -149,6 +164,7 @@ def produce(outdir: Path, cases: list[str]) -> None:
             "rates": {p: float(s.mean()) for p, s in spikes.items()},
             "spikes": int(sum(s.sum() for s in spikes.values())),
             "float64_mismatches": mismatches, "exponents": exponents,
+            "exponents_cached": exponents == EXPONENTS.get(case),
             "seconds": round(time.perf_counter() - start, 2)}
     (outdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
@@ -157,7 +173,12 @@ def rerun(args: list[str]) -> None:
     for i in range(0, len(args), 4):
         case, state, inputs, output = args[i], *(Path(a) for a in args[i + 1:i + 4])
         net = build(case)
-        net.load_state_dict(torch.load(state, map_location="cpu", weights_only=True))
+        entries = torch.load(state, map_location="cpu", weights_only=True)
+        if set(entries) != set(net.state_dict()):   # only the changed entries: CASE.pt first
+            net.load_state_dict(torch.load(inputs.with_suffix(".pt"), map_location="cpu",
+                                           weights_only=True))
+            entries = {**net.state_dict(), **entries}
+        net.load_state_dict(entries)
         out, spikes = run(net, torch.from_numpy(np.load(inputs)["x"]))
         np.savez(output, out=out, **{f"n:{p}": s.astype(np.uint8) for p, s in spikes.items()})
 
@@ -189,7 +210,9 @@ def evaluate(factory: str, state: Path, data: Path, output: Path) -> None:
 
 def nir_cases() -> dict[str, nn.Module]:
     """Single-step networks spikingjelly's exporter takes (no BatchNorm, MaxPool or soft reset:
-    it refuses or cannot trace them), weights scaled so that every layer fires."""
+    it refuses or cannot trace them), weights scaled so that every layer fires and put on a
+    grid of 1/16 (so that a membrane lands exactly on its threshold, where spikingjelly's
+    v >= threshold differs from NIR's v > threshold)."""
     from spikingjelly.activation_based import layer, neuron
 
     torch.manual_seed(7)
@@ -206,7 +229,10 @@ def nir_cases() -> dict[str, nn.Module]:
     for name, net in cases.items():
         for module in net.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
-                module.weight.data *= 3.0 if name != "mlp_lif" else 8.0
+                module.weight.data *= {"mlp_lif": 8.0, "mlp_lif_nodecay": 5.0}.get(name, 3.0)
+                # on a grid of 1/16: every sum is exact, membranes land on the threshold
+                module.weight.data = torch.round(module.weight.data * 16) / 16
+                module.bias.data = torch.round(module.bias.data * 16) / 16
     return cases
 
 
@@ -221,7 +247,7 @@ def nir_export(outdir: Path) -> None:
     shapes = {"mlp_lif": (20,), "mlp_lif_nodecay": (20,), "conv_if": (2, 8, 8)}
     summary = {}
     for name, net in nir_cases().items():
-        x = torch.from_numpy((rng.random((12, 3, *shapes[name])) < 0.3).astype(np.float32))
+        x = torch.from_numpy((rng.random((40, 8, *shapes[name])) < 0.3).astype(np.float32))
         export_to_nir(net.eval(), x[0], save_path=outdir / f"{name}.nir")
         functional.reset_net(net)
         with torch.no_grad():
@@ -240,6 +266,14 @@ def versions() -> dict[str, str]:
 
 def main() -> None:
     command, *args = sys.argv[1:]
+    if command == "batch" and len(args) == 1:   # several commands, one start-up
+        for argv in json.loads(Path(args[0]).read_text()):
+            dispatch(str(argv[0]), [str(a) for a in argv[1:]])
+    else:
+        dispatch(command, args)
+
+
+def dispatch(command: str, args: list[str]) -> None:
     if command == "produce":
         produce(Path(args[0]), args[1:] or list(CASES))
     elif command == "rerun" and args and len(args) % 4 == 0:

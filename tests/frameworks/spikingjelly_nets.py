@@ -97,3 +97,52 @@ def neurons(net: nn.Module) -> list[tuple[str, nn.Module]]:
 def synapses(net: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(p, m) for p, m in net.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d,
                                                                         nn.Linear))]
+
+
+# The exponents spikingjelly_driver.grid_weights found for each case (spikingjelly 2.0.0,
+# torch 2.13.0): the driver checks them with one run (every neuron layer within its rate
+# band) instead of searching again (~50 runs of each network).
+EXPONENTS: dict[str, dict[str, int]] = {
+    "sew_resnet18_add": {
+        "conv1": 7, "layer1.0.conv1": 8, "layer1.0.conv2": 7, "layer1.1.conv1": 8,
+        "layer1.1.conv2": 7, "layer2.0.conv1": 8, "layer2.0.conv2": 6, "layer2.0.downsample.0": 6,
+        "layer2.1.conv1": 8, "layer2.1.conv2": 6, "layer3.0.conv1": 8, "layer3.0.conv2": 7,
+        "layer3.0.downsample.0": 7, "layer3.1.conv1": 8, "layer3.1.conv2": 7, "layer4.0.conv1": 7,
+        "layer4.0.conv2": 7, "layer4.0.downsample.0": 7, "layer4.1.conv1": 7, "layer4.1.conv2": 6,
+        "fc": 8,
+    },
+    "sew_resnet18_iand": {
+        "conv1": 7, "layer1.0.conv1": 8, "layer1.0.conv2": 8, "layer1.1.conv1": 8,
+        "layer1.1.conv2": 6, "layer2.0.conv1": 7, "layer2.0.conv2": 8, "layer2.0.downsample.0": 6,
+        "layer2.1.conv1": 9, "layer2.1.conv2": 7, "layer3.0.conv1": 7, "layer3.0.conv2": 7,
+        "layer3.0.downsample.0": 6, "layer3.1.conv1": 7, "layer3.1.conv2": 7, "layer4.0.conv1": 7,
+        "layer4.0.conv2": 7, "layer4.0.downsample.0": 6, "layer4.1.conv1": 6, "layer4.1.conv2": 6,
+        "fc": 8,
+    },
+    "spiking_resnet18": {
+        "conv1": 7, "layer1.0.conv1": 8, "layer1.0.conv2": 8, "layer1.1.conv1": 8,
+        "layer1.1.conv2": 8, "layer2.0.conv1": 7, "layer2.0.conv2": 9, "layer2.0.downsample.0": 6,
+        "layer2.1.conv1": 8, "layer2.1.conv2": 9, "layer3.0.conv1": 7, "layer3.0.conv2": 9,
+        "layer3.0.downsample.0": 7, "layer3.1.conv1": 7, "layer3.1.conv2": 9, "layer4.0.conv1": 7,
+        "layer4.0.conv2": 10, "layer4.0.downsample.0": 7, "layer4.1.conv1": 6,
+        "layer4.1.conv2": 10, "fc": 8,
+    },
+    "spiking_vgg11_bn": {
+        "features.0": 6, "features.4": 8, "features.8": 9, "features.11": 7, "features.15": 8,
+        "features.18": 8, "features.22": 8, "features.25": 8, "classifier.0": 9,
+        "classifier.3": 7, "classifier.6": 9,
+    },
+    "spikformer": {
+        "patch_embed.stages.0.conv_bn.block.0": 3, "patch_embed.stages.1.conv_bn.block.0": 3,
+        "patch_embed.stages.2.conv_bn.block.0": 5, "patch_embed.stages.3.conv_bn.block.0": 4,
+        "patch_embed.positional_encoding.conv_bn.block.0": 5, "blocks.0.attn.qkv_conv_bn.0": 3,
+        "blocks.0.attn.proj_conv_bn.0": 2, "blocks.0.mlp.fc1.0": 4, "blocks.0.mlp.fc2.0": 3,
+        "head": 6,
+    },
+    "spike_driven_transformer": {
+        "patch_embed.stages.0.0": 3, "patch_embed.stages.1.0": 4, "patch_embed.stages.2.0": 4,
+        "patch_embed.final_stage.0": 4, "patch_embed.rpe_conv": 8, "blocks.0.attn.q_conv": 3,
+        "blocks.0.attn.k_conv": 3, "blocks.0.attn.v_conv": 3, "blocks.0.attn.proj_conv": 6,
+        "blocks.0.mlp.fc1": 4, "blocks.0.mlp.fc2": 6, "head": 6,
+    },
+}

@@ -22,16 +22,19 @@ control flow in the networks' forwards. ``from_torch`` takes the module itself:
    Identity), and the frameworks' neurons (:mod:`.neurons`, with each framework's equations:
    spikingjelly fires at ``v >= threshold``, ``decay_input``, ``v_reset=None`` is a soft
    reset, ``tau`` counts steps, surrogate functions do not matter; snntorch's neurons as
-   :mod:`~sbc_deploy.frontends.from_snntorch` maps them). Containers (``nn.Sequential``,
-   spikingjelly's ``SeqToANNContainer`` / ``MultiStepContainer``, the user's own blocks) are
-   transparent. A module it cannot map is refused when it is called, naming its path in the
+   :mod:`~sbc_deploy.frontends.from_snntorch` maps them; norse's LIF / LIFBox / LI / LIBox /
+   IAF / recurrent LIF cells and layers). Containers (``nn.Sequential``, spikingjelly's
+   ``SeqToANNContainer`` / ``MultiStepContainer``, norse's ``SequentialState`` and ``Lift``,
+   the user's own blocks) are transparent. A module it cannot map is refused when it is called, naming its path in the
    module tree, its type and what is supported; an op it cannot map is refused where its
    result reaches a layer or the output.
 
 The sample is ``[T, B, *input_shape]`` for a module that takes sequences (spikingjelly multi-step,
 a forward that loops over time, norse) and ``[B, *input_shape]`` for a single-step module
 (spikingjelly ``step_mode='s'``): the step mode of spikingjelly's layers decides, else
-``sequence=`` (default True). The graph is one step of the network; its output is what the
+``sequence=`` (default True). A norse ``SequentialState`` of cells (or a cell) takes one step per
+call: it is run as norse runs it, ``out, state = module(x[t], state)`` for every ``t``
+(:func:`norse_stepped`). The graph is one step of the network; its output is what the
 forward returns (the first tensor of a tuple), read by spike count when it is spikes, else by
 the mean over time (``Output.metadata["decoding"]``). A mean or sum over time followed only by
 linear layers (``head(x.mean(0))``) is moved to the output's decoding.
@@ -96,6 +99,13 @@ def leaf_table(frameworks: set[str]) -> dict[type, LeafHandler]:
         table.update({snntorch.Leaky: neurons.snntorch_neuron,
                       snntorch.Synaptic: neurons.snntorch_neuron,
                       snntorch.RLeaky: neurons.snntorch_neuron})
+    if "norse" in frameworks:
+        import norse.torch as norse
+
+        table.update({cell: neurons.norse_neuron for cell in (
+            norse.LIFCell, norse.LIF, norse.LIFBoxCell, norse.LICell, norse.LI,
+            norse.LIBoxCell, norse.IAFCell, norse.IAF, norse.LIFRecurrentCell,
+            norse.LIFRecurrent)})
     return table
 
 
@@ -105,8 +115,15 @@ def supported_modules(frameworks: set[str]) -> str:
     return ", ".join(names)
 
 
-def _containers() -> tuple[type, ...]:
-    return (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+def _containers(frameworks: set[str]) -> tuple[type, ...]:
+    """Modules whose forward only calls their children (norse's ``SequentialState`` is an
+    ``nn.Sequential``; its ``Lift`` applies one module at every step)."""
+    found: tuple[type, ...] = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+    if "norse" in frameworks:
+        import norse.torch as norse
+
+        found += (norse.Lift,)
+    return found
 
 
 def _refuse(reason: str, frameworks: set[str]) -> LeafHandler:
@@ -121,8 +138,10 @@ def _classify(table: dict[type, LeafHandler], frameworks: set[str]) -> tuple[
         Callable[[str, nn.Module], bool], Callable[[str, nn.Module], LeafHandler]]:
     """``is_leaf`` and ``handler_for``: known types map; unknown stateful or parameterised
     modules are leaves whose handler refuses them (only if they are called)."""
+    containers = _containers(frameworks)
+
     def refusal(module: nn.Module) -> str | None:
-        if type(module) in table or isinstance(module, _containers()):
+        if type(module) in table or isinstance(module, containers):
             return None
         own = [n for n, p in list(module._parameters.items()) + list(module._buffers.items())
                if p is not None]
@@ -205,6 +224,40 @@ def _prepared_sample(sample: Any, sequence: bool, dtype: torch.dtype) -> torch.T
     return x.index_select(axis, index).contiguous()
 
 
+def norse_stepped(module: nn.Module) -> bool:
+    """Whether a norse network takes one step per call, ``out, state = module(x[t], state)``:
+    its top-level module is a ``SequentialState`` or a cell, and it holds a cell that no
+    ``Lift`` steps through time."""
+    import norse.torch as norse
+    from norse.torch.module.snn import SNNCell, SNNRecurrentCell
+
+    cells = (SNNCell, SNNRecurrentCell)
+    if not isinstance(module, (norse.SequentialState, *cells)):
+        return False
+    lifted = {id(m) for lift in module.modules() if isinstance(lift, norse.Lift)
+              for m in lift.modules()}
+    return any(isinstance(m, cells) and id(m) not in lifted for m in module.modules())
+
+
+def _run_norse_steps(module: nn.Module, x: torch.Tensor) -> Any:
+    """norse's own loop over time for a network of cells: ``out, state = module(x[t], state)``
+    from ``state = None``; the outputs stacked over time."""
+    state, outputs = None, []
+    for t in range(int(x.shape[0])):
+        out, state = module(x[t], state)
+        outputs.append(out)
+    return torch.stack(outputs)
+
+
+def _norse_dt(module: nn.Module) -> float | None:
+    """The ``dt`` of a norse network's cells and layers, if they agree."""
+    from norse.torch.module.snn import SNN, SNNCell, SNNRecurrent, SNNRecurrentCell
+
+    dts = {float(m.dt) for m in module.modules()
+           if isinstance(m, (SNN, SNNCell, SNNRecurrent, SNNRecurrentCell))}
+    return dts.pop() if len(dts) == 1 else None
+
+
 def _prepare(copied: nn.Module) -> None:
     """Neuron states of the copy back to their initial values (spikingjelly's reset)."""
     for sub in copied.modules():
@@ -253,17 +306,21 @@ def from_torch(module: nn.Module, sample: Any, source: str | None = None, *,
     is_leaf, handler_for = _classify(table, frameworks)
     builder = GraphBuilder(x, sequence=seq, handler_for=handler_for,
                            root_type=type(module).__name__)
-    output = run_captured(module, x, builder, is_leaf, prepare=_prepare)
+    stepped = "norse" in frameworks and seq and norse_stepped(module)
+    output = run_captured(module, x, builder, is_leaf, prepare=_prepare,
+                          call=_run_norse_steps if stepped else None)
     resets = set(builder.resets.values())
     framework = source or ("+".join(sorted(frameworks)) if frameworks else "torch")
+    cells_dt = _norse_dt(module) if "norse" in frameworks and dt is None else None
     metadata = {
-        "source_format": "torch", "framework": framework, "dt": float(dt or 1e-3),
-        "dt_source": ("argument dt of from_torch" if dt else
-                      "default label 1 ms (the framework counts time in steps)"),
+        "source_format": "torch", "framework": framework,
+        "dt": float(dt or cells_dt or 1e-3),
+        "dt_source": ("argument dt of from_torch" if dt else "the norse cells' dt" if cells_dt
+                      else "default label 1 ms (the framework counts time in steps)"),
         "reset": resets.pop() if len(resets) == 1 else None,
         "reset_source": f"{framework} neurons' reset modes",
         "discretization": "euler", "torch_sequence": seq, "torch_root": type(module).__name__,
-        "torch_steps": int(x.shape[0]) if seq else None,
+        "torch_steps": int(x.shape[0]) if seq else None, "torch_stepped": bool(stepped),
     }
     graph = layers.fold_batchnorms(builder.finish(output, metadata))
     log.info("from_torch: %s, %d nodes, %d edges, sequence=%s", framework, len(graph.nodes),

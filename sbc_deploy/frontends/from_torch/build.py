@@ -277,6 +277,8 @@ class GraphBuilder:
             self.leaves[path] = (value, result)
         self.bind(outputs[0], result)
         for extra in outputs[1:]:   # e.g. snntorch's (spk, mem): the state is not an output
+            if extra is outputs[0]:   # norse's LICell returns v and a state holding v itself
+                continue
             self.bind(extra, Value.unmappable(
                 f"{where(path, module)} returns a state tensor (a membrane potential) that is "
                 "used as data; only its spikes (the first output) map to the IR"))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
@@ -121,9 +122,24 @@ def _leave(path: str, module: nn.Module, leaf: bool, sink: Sink,
     return hook
 
 
+@contextlib.contextmanager
+def _no_triton_notice() -> Iterator[None]:
+    """spikingjelly 2.0.0 registers its LIF kernels with ``torch.library.triton_op`` when a
+    neuron first runs, and torch logs "Triton not available" (a warning meant for GPU builds)
+    on a CPU-only install; that notice is held back while the module runs."""
+    logger = logging.getLogger("torch._library.triton")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def run_captured(module: nn.Module, sample: torch.Tensor, sink: Sink,
                  is_leaf: Callable[[str, nn.Module], bool],
-                 prepare: Callable[[nn.Module], None] | None = None) -> Any:
+                 prepare: Callable[[nn.Module], None] | None = None,
+                 call: Callable[[nn.Module, torch.Tensor], Any] | None = None) -> Any:
     """Run a deep copy of ``module`` on ``sample`` (eval mode, no grad), reporting to ``sink``.
 
     Args:
@@ -132,6 +148,8 @@ def run_captured(module: nn.Module, sample: torch.Tensor, sink: Sink,
         sink: receives the events (:class:`Sink`), in call order.
         is_leaf: which modules are leaves (called as ``is_leaf(path, module)``).
         prepare: called on the copy before the pass (e.g. to reset neuron states).
+        call: runs the copy on the sample (default ``copy(sample)``; norse's networks of cells
+            are stepped through time by the caller's loop).
 
     Returns:
         What the copy's ``forward`` returned.
@@ -144,10 +162,10 @@ def run_captured(module: nn.Module, sample: torch.Tensor, sink: Sink,
     if prepare is not None:
         prepare(copied)
     state = _State()
-    with _hooks(copied, is_leaf, sink, state), torch.no_grad():
+    with _hooks(copied, is_leaf, sink, state), torch.no_grad(), _no_triton_notice():
         try:
             with _Recorder(sink, state):
-                return copied(sample)
+                return call(copied, sample) if call is not None else copied(sample)
         except SbcDeployError:   # the importer's own refusals
             raise
         except Exception as err:  # the user's forward failing on the sample

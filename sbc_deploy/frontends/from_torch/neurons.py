@@ -25,6 +25,30 @@ snntorch 1.0.0 ``Leaky`` / ``Synaptic`` / ``RLeaky`` map exactly as
 :mod:`sbc_deploy.frontends.from_snntorch` maps them (its reset-timing correction nodes
 included), whether called with ``init_hidden=True`` or as ``spk, mem = lif(cur, mem)`` in a loop
 over time: the state argument and the returned membrane are the neuron's own state, not data.
+
+norse 1.1.0 (``norse/torch/functional/lif.py``, ``lif_box.py``, ``iaf.py``,
+``leaky_integrator.py``, ``leaky_integrator_box.py``, ``reset.py``, ``heaviside.py``), per step,
+with ``a = dt * tau_mem_inv`` and ``b = dt * tau_syn_inv``::
+
+    LIFCell / LIF:      i' = i + x;  v = v + a (v_leak - v + i');  i = (1 - b) i'
+    LICell / LI:        the same without a threshold; the output is v
+    LIFBoxCell:         v = v + a (x + v_leak - v)
+    LIBoxCell:          the same without a threshold; the output is v
+    IAFCell / IAF:      v = v + x                     (dt unused)
+    spike:              z = heaviside(v - v_th),  heaviside(x) = x > 0
+    reset:              v = v_reset where z (reset_value), v - v_th (LIFBox's reset_subtract)
+    start:              v = v_leak (v_reset for IAF), i = 0
+
+In the IR's terms: LIFCell / LIF is a ``CubaLIF`` with ``alpha = 1 - b``, ``gain_syn = 1`` (the
+IR's ``i[t]`` is norse's ``i'``), ``beta = 1 - a``, ``gain = a``; LICell / LI a ``CubaLI`` with
+the same; LIFBoxCell a ``LIF`` and LIBoxCell a ``LI`` with ``beta = 1 - a``, ``gain = a``;
+IAFCell / IAF an ``IF``; LIFRecurrentCell / LIFRecurrent (``lif_step``: ``i' = i + W_in x +
+W_rec z[t-1]``) a CubaLIF fed by an Affine on its input and one on its own spikes (a cycle).
+norse fires at ``v > v_th`` (``fires_at_equal=False``). The threshold
+``method`` only shapes gradients: every method norse 1.1.0's ``threshold`` takes computes
+``heaviside`` forward (its stochastic ``logistic_fn`` is not one of them). The IR
+starts every membrane at 0, so a non-zero ``v_leak`` (``v_reset`` for IAF) is refused;
+``a`` and ``b`` must lie in (0, 1] and [0, 1].
 """
 
 from __future__ import annotations
@@ -36,7 +60,7 @@ from torch import nn
 
 from sbc_deploy.errors import UnsupportedNodeError
 from sbc_deploy.frontends.from_torch.build import GraphBuilder, Value, node_name, where
-from sbc_deploy.ir import IF, LIF, Node, Synapse
+from sbc_deploy.ir import IF, LI, LIF, Affine, CubaLI, CubaLIF, Node, Synapse
 
 Shape = tuple[int, ...]
 
@@ -115,3 +139,125 @@ def snntorch_neuron(b: GraphBuilder, path: str, module: nn.Module, value: Value,
             b.add_edge(src, dst)
     b.resets[name] = sub.resets.get(name, "")
     return Value.node(sub.tail, out)
+
+
+def _norse_param(module: nn.Module, name: str, shape: Shape, path: str) -> np.ndarray:
+    """A norse parameter (a number or a tensor that broadcasts) as one value per neuron."""
+    import torch
+
+    raw = getattr(module.p, name)
+    value = torch.as_tensor(raw).detach().cpu().double().numpy()
+    try:
+        return np.broadcast_to(value, shape).copy()
+    except ValueError as err:
+        raise UnsupportedNodeError(f"p.{name} has shape {value.shape}, which does not broadcast "
+                                   f"to the layer's {shape}", where=where(path, module)) from err
+
+
+def _norse_checks(module: nn.Module, path: str, shape: Shape, start: str) -> None:
+    offset = _norse_param(module, start, shape, path)
+    if np.any(offset != 0):
+        raise UnsupportedNodeError(
+            f"p.{start} = {offset.flat[int(np.argmax(offset != 0))]:g}: norse starts the "
+            f"membrane at {start}, the IR at 0", where=where(path, module),
+            hint=f"use {start}=0 (shift v_th and v_reset by -{start} instead)")
+
+
+def _norse_rates(module: nn.Module, path: str, shape: Shape) -> dict[str, np.ndarray]:
+    """``a = dt tau_mem_inv`` and, for current-based cells, ``b = dt tau_syn_inv``."""
+    dt = float(module.dt)
+    rates = {"a": dt * _norse_param(module, "tau_mem_inv", shape, path)}
+    if hasattr(module.p, "tau_syn_inv"):
+        rates["b"] = dt * _norse_param(module, "tau_syn_inv", shape, path)
+    for key, what in (("a", "dt * tau_mem_inv"), ("b", "dt * tau_syn_inv")):
+        if key in rates and not (np.all(rates[key] > 0) and np.all(rates[key] <= 1)):
+            raise UnsupportedNodeError(
+                f"{what} ranges over [{rates[key].min():g}, {rates[key].max():g}]; the forward "
+                "Euler step norse takes is a decay only for values in (0, 1]",
+                where=where(path, module))
+    return rates
+
+
+def _norse_reset(module: nn.Module, path: str) -> str:
+    from norse.torch.functional.reset import reset_subtract, reset_value
+
+    method = getattr(module.p, "reset_method", reset_value)
+    if method is reset_value:
+        return "zero"
+    if method is reset_subtract:
+        return "subtract"
+    raise UnsupportedNodeError(f"reset_method {getattr(method, '__name__', method)!r}: only "
+                               "norse's reset_value and reset_subtract map",
+                               where=where(path, module))
+
+
+def _norse_weights(module: nn.Module, path: str, which: str) -> tuple[np.ndarray, str]:
+    """A recurrent cell's ``input_weights`` / ``recurrent_weights`` and its state-dict name."""
+    if which not in module._parameters:
+        raise UnsupportedNodeError(
+            f"{which} is a plain tensor, not a parameter of the module: the compressed weights "
+            "could not be written back into it", where=where(path, module),
+            hint=f"pass {which}=torch.nn.Parameter(...)")
+    tensor = getattr(module, which)
+    return tensor.detach().cpu().double().numpy().copy(), f"{path}.{which}"
+
+
+def _norse_recurrent(b: GraphBuilder, path: str, module: nn.Module, value: Value,
+                     neuron: Node) -> str:
+    """``LIFRecurrentCell`` / ``LIFRecurrent``: ``i' = i + W_in x + W_rec z[t-1]`` (norse's
+    ``lif_step``) is the CubaLIF fed by two Affines: ``<node>_in`` on the input and
+    ``<node>_rec`` on the neuron's own spikes (a cycle: the previous step's)."""
+    name = node_name(path)
+    meta = {"torch_module": path, "framework": "norse"}
+    synapses = {}
+    for which, suffix in (("input_weights", "in"), ("recurrent_weights", "rec")):
+        weight, key = _norse_weights(module, path, which)
+        synapses[suffix] = Affine(weight, metadata={**meta, "torch_params": {
+            "weight": key, "bias": None}})
+    b.add_node(f"{name}_in", synapses["in"], value, path)
+    b.add_node(name, neuron, Value.node(f"{name}_in", neuron.shape), path)
+    b.add_node(f"{name}_rec", synapses["rec"], Value.node(name, neuron.shape), path)
+    b.add_edge(f"{name}_rec", name)
+    return name
+
+
+def norse_neuron(b: GraphBuilder, path: str, module: nn.Module, value: Value,
+                 out: Shape) -> Value:
+    """norse's LIF / LIFBox / LI / LIBox / IAF cells and layers -> IR neurons (docstring)."""
+    from norse.torch.module import iaf, leaky_integrator, leaky_integrator_box, lif
+
+    _check_no_time_reduction(value, path, module)
+    shape = tuple(out)
+    kind = type(module).__name__
+    meta: dict[str, Any] = {"torch_module": path, "framework": "norse", "norse": kind,
+                            "dt": float(module.dt)}
+    start = "v_reset" if isinstance(module, (iaf.IAFCell, iaf.IAF)) else "v_leak"
+    _norse_checks(module, path, shape, start)
+    node: Node
+    reset = ""
+    if isinstance(module, (iaf.IAFCell, iaf.IAF)):
+        reset = "zero"
+        node = IF(v_threshold=_norse_param(module, "v_th", shape, path), v_reset=np.zeros(shape),
+                  reset="zero", metadata=meta)
+    else:
+        rates = _norse_rates(module, path, shape)
+        decay = {"beta": 1.0 - rates["a"], "gain": rates["a"]}
+        if "b" in rates:
+            decay.update(alpha=1.0 - rates["b"], gain_syn=np.ones(shape))
+        if isinstance(module, (leaky_integrator.LICell, leaky_integrator.LI)):
+            node = CubaLI(**decay, metadata=meta)
+        elif isinstance(module, leaky_integrator_box.LIBoxCell):
+            node = LI(**decay, metadata=meta)
+        else:
+            reset = _norse_reset(module, path)
+            spiking = {"v_threshold": _norse_param(module, "v_th", shape, path),
+                       "v_reset": _norse_param(module, "v_reset", shape, path), "reset": reset}
+            cls = LIF if "b" not in rates else CubaLIF   # LIFBoxCell: a LIF
+            node = cls(**decay, **spiking, metadata=meta)
+    if isinstance(module, (lif.LIFRecurrentCell, lif.LIFRecurrent)):
+        name = _norse_recurrent(b, path, module, value, node)
+    else:
+        name = b.add_node(node_name(path), node, value, path)
+    if reset:
+        b.resets[name] = reset
+    return Value.node(name, out)
