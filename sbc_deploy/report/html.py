@@ -340,6 +340,20 @@ def _cost_section(t: TargetReport, single: bool) -> str:
     return "".join(parts)
 
 
+def _synops_caption(t: TargetReport) -> str:
+    """The whole network's SynOps, or the chip's and the host's where the target runs part of
+    the network, and the products of two activations' operations (no SynOps)."""
+    text = (f"{'On the chip' if t.synops_host.compressed else 'Whole network'}: "
+            f"{count(t.synops.dense)} -> {count(t.synops.compressed)} SynOps per sample.")
+    if t.synops_host.compressed:
+        text += (f" On the host: {count(t.synops_host.dense)} -> "
+                 f"{count(t.synops_host.compressed)} (not in the energy).")
+    if t.product_ops.compressed is not None:
+        text += (f" Products of two activations: {count(t.product_ops.dense)} -> "
+                 f"{count(t.product_ops.compressed)} operations per sample (no SynOps).")
+    return text
+
+
 def _save_section(t: TargetReport) -> str:
     parts = ["<h3>What does it save?</h3>", '<div class="grid">']
     legend = (("dense", COLORS["dense"]), ("compressed", COLORS["compressed"]))
@@ -351,8 +365,7 @@ def _save_section(t: TargetReport) -> str:
                 for layer in t.layers]
         parts.append(figure(hbar_chart("SynOps per sample, per layer", aggregate(rows, MAX_ROWS),
                                        unit="SynOps per sample", legend=legend),
-                            f"Whole network: {count(t.synops.dense)} -> "
-                            f"{count(t.synops.compressed)} SynOps per sample."))
+                            _synops_caption(t)))
     if any(layer.energy_dense_j is not None for layer in t.layers):
         unit, scale = _energy_unit([v or 0.0 for layer in t.layers
                                     for v in (layer.energy_dense_j, layer.energy_compressed_j)])
