@@ -175,3 +175,61 @@ def test_a_number_the_circuit_holds_differently_stays_a_violation_on_the_chip():
     (v,) = [v for v in result.violations if v.layer == "n2"]
     assert v.rule == "supported_neuron_model" and v.severity == "error"
     assert "v_leak must be 0" in v.message
+
+
+# --------------------------------------------------------------------------- akida max pool
+
+
+def _akida_cnn(pool, first: bool, then_conv: bool = True) -> Graph:
+    """conv0 (reads the input: Akida's InputConv2D) -> conv1 -> pool -> conv2 or dense; the
+    pool follows conv0 when ``first``. No neurons: Akida runs quantized CNN layers."""
+    rng = np.random.default_rng(7)
+    nodes = {"in": Input((3, 12, 12)),
+             "conv0": Conv2d(rng.normal(0, 0.3, (4, 3, 3, 3)), (3, 12, 12), padding=1)}
+    if not first:
+        nodes["conv1"] = Conv2d(rng.normal(0, 0.3, (4, 4, 3, 3)), (4, 12, 12), padding=1)
+    nodes["pool"] = pool
+    c, h, w = pool.output_shape
+    if then_conv:
+        nodes["conv2"] = Conv2d(rng.normal(0, 0.3, (2, c, 1, 1)), (c, h, w))
+        nodes["out"] = Output((2, h, w))
+    else:
+        nodes |= {"flat": Flatten((c, h, w)), "fc": Affine(rng.normal(0, 0.3, (2, c * h * w))),
+                  "out": Output((2,))}
+    return _chain(nodes)
+
+
+def _pool_violations(graph):
+    return [v for v in check(graph, "akida").violations if v.rule == "max_pool_windows"]
+
+
+def test_akida_max_pool_windows_are_checked():
+    """Akida 2.0 (akida_examples doc/user_guide/hardware/2.0.rst): after a Conv2D, max pooling
+    2x2 with stride 1 or 2, followed by another Conv2D; after the InputConv2D, (size, stride)
+    (2, 2) or (3, 2). The kind alone (MaxPool2d in node_kinds) allowed any window before."""
+    from sbc_deploy.ir import MaxPool2d
+
+    akida = load_target("akida")
+    assert "max_pool_windows" in akida.rules
+    assert akida.layers.max_pool == ((2, 1), (2, 2))
+    assert akida.layers.max_pool_first == ((2, 2), (3, 2))
+    assert "2.0.rst" in akida.source("layers.max_pool").source
+    for size, stride in ((2, 2), (2, 1)):
+        assert _pool_violations(_akida_cnn(MaxPool2d(size, (4, 12, 12), stride=stride),
+                                           first=False)) == []
+    (v,) = _pool_violations(_akida_cnn(MaxPool2d(3, (4, 12, 12), stride=2), first=False))
+    assert (v.layer, v.severity, v.actual) == ("pool", "error", "3x3 stride 2")
+    assert v.limit == "2x2 stride 1, 2x2 stride 2"
+    # the input convolution's own pooling allows (3, 2), not (2, 1)
+    assert _pool_violations(_akida_cnn(MaxPool2d(3, (4, 12, 12), stride=2), first=True)) == []
+    (v,) = _pool_violations(_akida_cnn(MaxPool2d(2, (4, 12, 12), stride=1), first=True))
+    assert v.limit == "2x2 stride 2, 3x3 stride 2" and v.actual == "2x2 stride 1"
+    # a non-square window, and a pool not followed by a convolution
+    (v,) = _pool_violations(_akida_cnn(MaxPool2d((2, 1), (4, 12, 12), stride=(2, 1)),
+                                       first=False))
+    assert v.actual == "2x1 stride 2x1"
+    (v,) = _pool_violations(_akida_cnn(MaxPool2d(2, (4, 12, 12)), first=False,
+                                       then_conv=False))
+    assert "followed by a Conv2D" in v.message and v.actual == "Flatten"
+    # a target file without the keys: no window limit (loihi2 has no max pool layer at all)
+    assert load_target("generic").layers.max_pool is None

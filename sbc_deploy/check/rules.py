@@ -36,8 +36,11 @@ from sbc_deploy.errors import SbcDeployError
 from sbc_deploy.ir import (
     OPERATION_TYPES,
     Affine,
+    Conv2d,
     Delay,
     Graph,
+    Input,
+    MaxPool2d,
     Neuron,
     Synapse,
     WeightEncoding,
@@ -276,6 +279,74 @@ def synapse_bias_foldable(graph: Graph, target: Target, host: frozenset[str] = N
         yield Violation(name, "synapse_bias_foldable", 0.0, float(np.max(np.abs(syn.bias))),
                         f"{target.name} synapses carry no bias and this one cannot fold into a "
                         f"neuron bias: {why}", _severity(target, "neurons.synapse_bias"))
+
+
+def _window(size: tuple[int, int], stride: tuple[int, int]) -> str:
+    text = f"{size[0]}x{size[1]}" if size[0] != size[1] else f"{size[0]}x{size[0]}"
+    step = f"{stride[0]}x{stride[1]}" if stride[0] != stride[1] else f"{stride[0]}"
+    return f"{text} stride {step}"
+
+
+def _reads_the_input(graph: Graph, name: str) -> bool:
+    """The nearest synapse before ``name`` reads a graph Input (Akida's InputConv2D)."""
+    current = name
+    while True:
+        before = graph.predecessors(current)
+        if len(before) != 1:
+            return False
+        node = graph.nodes[before[0]]
+        if isinstance(node, Synapse):
+            return synapse_source(graph, before[0])[0] in graph.inputs
+        if isinstance(node, Input):
+            return True
+        current = before[0]
+
+
+def _next_synapse(graph: Graph, name: str) -> str | None:
+    """The kind of the first node after ``name`` that is a synapse, an Output or a branch."""
+    current = name
+    while True:
+        after = graph.successors(current)
+        if len(after) != 1:
+            return "a branch" if after else None
+        node = graph.nodes[after[0]]
+        if isinstance(node, Synapse) or not isinstance(node, (Neuron, *POOLS)):
+            return node.kind
+        current = after[0]
+
+
+def max_pool_windows(graph: Graph, target: Target, host: frozenset[str] = NONE
+                     ) -> Iterator[Violation]:
+    """Max pooling on the chip uses a window and stride the chip computes
+    (``[layers] max_pool``, ``max_pool_first`` after the layer that reads the input: Akida's
+    InputConv2D), square, and feeds a convolution (Akida 2.0: "layer with max pooling must be
+    followed by another Conv2D or DepthwiseConv2D layer")."""
+    spec = target.layers
+    if spec.max_pool is None and spec.max_pool_first is None:
+        return
+    for name in graph.topological_order:
+        node = graph.nodes[name]
+        if not isinstance(node, MaxPool2d) or name in host or node.kind not in spec.node_kinds:
+            continue
+        first = _reads_the_input(graph, name)
+        allowed = (spec.max_pool_first if first and spec.max_pool_first is not None
+                   else spec.max_pool)
+        size, stride = tuple(node.kernel_size), tuple(node.stride)
+        where = "after the layer that reads the input" if first else "after a convolution"
+        if allowed is not None and not (size[0] == size[1] and stride[0] == stride[1]
+                                        and (size[0], stride[0]) in allowed):
+            limit = ", ".join(_window((k, k), (t, t)) for k, t in allowed)
+            yield Violation(name, "max_pool_windows", limit, _window(size, stride),
+                            f"{target.name} max-pools {where} with {limit} only; '{name}' "
+                            f"pools {_window(size, stride)}",
+                            _severity(target, "layers.max_pool_first" if first
+                                      else "layers.max_pool"))
+        following = _next_synapse(graph, name)
+        if following not in (None, "Conv2d"):
+            yield Violation(name, "max_pool_windows", "Conv2d", following,
+                            f"{target.name}'s max pooling must be followed by a Conv2D (or "
+                            f"DepthwiseConv2D) layer; '{name}' is followed by {following}",
+                            _severity(target, "layers.max_pool"))
 
 
 # =========================================================================== graph shape
@@ -765,6 +836,7 @@ RULES: dict[str, Rule] = {
     "axons_per_core": axons_per_core,
     "total_cores": total_cores,
     "spikes_per_step": spikes_per_step,
+    "max_pool_windows": max_pool_windows,
 }
 MAPPING_RULES: tuple[str, ...] = ("neurons_per_core", "synapse_memory_per_core",
                                   "axons_per_core", "total_cores")
