@@ -94,6 +94,7 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;pad
 font-size:12.5px;text-align:left;vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}
 td:first-child,td:nth-child(2){white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.num.wrap{white-space:normal}
 .bad{color:#b00;font-weight:600}.warn{color:#8a4b00;font-weight:600}
 .good{color:#070;font-weight:600}
 .grade{display:inline-block;padding:0 6px;border-radius:8px;font-size:11.5px;background:#e8f5e9}
@@ -550,9 +551,11 @@ def _ranking(report: Report) -> str:
         rows.append(f"<tr{cls}><td>{entry['rank'] or '-'}</td>"
                     f"<td><b>{html.escape(t.target)}</b></td>"
                     f"<td>{'fits' if entry['fits'] else 'does not fit'}</td>"
-                    f"<td class=num>{html.escape(energy_text(t.energy_j.compressed, t))}</td>"
+                    # energy and cores may wrap: at 800 px the reason column then fits
+                    f'<td class="num wrap">{html.escape(energy_text(t.energy_j.compressed, t))}'
+                    "</td>"
                     f"<td class=num>{html.escape(acc)}</td>"
-                    f"<td class=num>{html.escape(cores_text(t))}</td>"
+                    f'<td class="num wrap">{html.escape(cores_text(t))}</td>'
                     f"<td class=wide>{html.escape(entry['reason'] or '')}</td></tr>")
     criterion = RANKINGS.get(report.rank_by or "energy", str(report.rank_by))
     return (f'<h3 id="ranking">Ranking: {html.escape(criterion)}</h3>'
