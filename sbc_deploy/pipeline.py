@@ -856,7 +856,8 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                                       cores=checked.mapping.cores_used, dense_cores=dense_cores)
                       if dense.synops is not None else None)
             details = layer_details(compressed, target, checked.mapping, dense.synops,
-                                    after.synops, _rates(dense), _rates(after))
+                                    after.synops, _rates(dense), _rates(after),
+                                    host=checked.offloaded)
             grades = cost_evidence(target)
             final_exports = {fmt: str(final_dir / Path(p).relative_to(out_dir))
                              for fmt, p in exports.items()}

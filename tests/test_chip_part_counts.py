@@ -120,6 +120,17 @@ def test_synops_and_energy_count_the_chip_part_and_the_host_synops_stand_apart(t
     updates, = [term for term in t["energy_terms"] if term["name"] == "neuron updates"]
     assert updates["count_compressed"] == pytest.approx(8 * (4 * 36 + 64 * 36 + 8))  # 8 steps
     assert t["product_ops"] == {"dense": None, "compressed": None}   # no products here
+    # per layer: the host's convolutions cost no chip energy; fc's SynOps, spikes and its
+    # neurons' updates do
+    rows = {row["name"]: row for row in t["layers"]}
+    assert rows["conv1"]["energy_compressed_j"] is None and rows["conv2"]["energy_dense_j"] \
+        is None and rows["conv2"]["synops_compressed"] > 0
+    costs = {term["name"]: term["cost_j"] for term in t["energy_terms"]}
+    fc = rows["fc"]
+    spikes_in = next(term for term in t["energy_terms"] if term["name"] == "spikes routed")
+    assert fc["energy_compressed_j"] == pytest.approx(
+        fc["synops_compressed"] * costs["synops"] + spikes_in["count_compressed"]
+        * costs["spikes routed"] + 8 * 8 * costs["neuron updates"])
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| SynOps / sample (on the chip) |" in md
     assert "| SynOps / sample on the host (not in the energy) |" in md
