@@ -225,7 +225,7 @@ def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
         counter = SynOpsCounter(graph, steps=x.shape[0], batch=x.shape[1],
                                 integer_inputs=integer)
         result = simulate(graph, x, record=meter.layers, on_synapse_input=counter,
-                          on_recorded=meter.add, device=request.device,
+                          on_operands=counter.operands, on_recorded=meter.add, device=request.device,
                           memory_budget=request.sim_memory_budget)
         reports.append(counter.report())
         if y is not None:
@@ -236,6 +236,35 @@ def _evaluate_float(graph: Graph, data: Dataset | None, request: DeployRequest,
     # the meter counted a group of samples once per time chunk: the samples are ``seen``
     activity = dataclasses.replace(meter.result(), samples=seen)
     return _Evaluation(accuracy, _merge_synops(reports), activity, seen)
+
+
+def _sides(dense: Any, after: Any, checked: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """The SynOps reports of the part of the network the target's chip runs (the chip / host
+    split's chip nodes: what cores, SynOps and energy are counted on), and the report fields
+    of the rest: ``synops_host`` (SynOps of the synapse layers the host runs, per sample) and
+    ``product_ops`` (operations of the products of two activations, wherever they run;
+    ``report.synops``), each dense and compressed."""
+    split = getattr(checked, "split", None)
+    host = {h.name for h in split.host} if split is not None else set()
+
+    def side(report: Any, on_host: bool) -> Any:
+        if report is None or not host:
+            return report if not on_host else None
+        names = {x.name for x in (*report.layers, *report.neurons, *report.products)}
+        return report.restricted(names & host if on_host else names - host)
+
+    def per_sample(report: Any, value: Any) -> float | None:
+        return None if report is None else float(value(report))
+
+    extra = {
+        "synops_host": BeforeAfter(*(
+            None if r is None else (per_sample(side(r, True), lambda x: x.per_sample)
+                                    if host else 0.0) for r in (dense, after))),
+        "product_ops": BeforeAfter(*(
+            None if r is None or not r.products else r.product_ops / r.samples
+            for r in (dense, after))),
+    }
+    return side(dense, False), side(after, False), extra
 
 
 def _merge_synops(reports: Sequence[Any]) -> Any:
@@ -826,11 +855,13 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                 target.name, dense=dense.activity, compressed=after.activity,
                 dense_accuracy=dense.accuracy, float_accuracy=after.accuracy,
                 integer_accuracy=integer, max_drop=request.max_drop)
-            energy = (estimate_energy(dense.synops, after.synops, target,
+            dense_chip, after_chip, host_counts = _sides(dense.synops, after.synops, checked)
+            energy = (estimate_energy(dense_chip, after_chip, target,
                                       cores=checked.mapping.cores_used, dense_cores=dense_cores)
                       if dense.synops is not None else None)
             details = layer_details(compressed, target, checked.mapping, dense.synops,
-                                    after.synops, _rates(dense), _rates(after))
+                                    after.synops, _rates(dense), _rates(after),
+                                    host=checked.offloaded)
             grades = cost_evidence(target)
             final_exports = {fmt: str(final_dir / Path(p).relative_to(out_dir))
                              for fmt, p in exports.items()}
@@ -842,8 +873,9 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
                 cores=_core_rows(checked.mapping, target), limits=_limits(target),
                 accuracy=Accuracy(dense.accuracy, after.accuracy, integer,
                                   samples=after.samples if after.accuracy is not None else None),
-                synops=BeforeAfter(*(None if e.synops is None else e.synops.per_sample
-                                     for e in (dense, after))),
+                synops=BeforeAfter(*(None if e is None else e.per_sample
+                                     for e in (dense_chip, after_chip))),
+                **host_counts,
                 energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
                 energy_terms=tuple(EnergyTerm(*term, evidence=_grade(grades, term.name))
                                    for term in energy.terms) if energy else (),
@@ -924,10 +956,11 @@ def _sweep(graph: Graph, target: Target, request: DeployRequest,
             integer, _ = _integer_accuracy(compressed, evaluation, target, request, None,
                                            progress, stage=f"integer core {target.name} "
                                                            f"({label})")
-            energy = (estimate_energy(dense.synops, after.synops, target,
+            dense_chip, after_chip, host_counts = _sides(dense.synops, after.synops, checked)
+            energy = (estimate_energy(dense_chip, after_chip, target,
                                       cores=checked.mapping.cores_used,
                                       dense_cores=dense_mapping.cores_used)
-                      if dense.synops is not None and after.synops is not None else None)
+                      if dense_chip is not None and after_chip is not None else None)
         grades = cost_evidence(target)
         point = TargetReport(
             target=target.name, description=target.description, method=request.method,
@@ -937,8 +970,9 @@ def _sweep(graph: Graph, target: Target, request: DeployRequest,
             cores=_core_rows(checked.mapping, target), limits=_limits(target),
             accuracy=Accuracy(dense.accuracy, after.accuracy, integer,
                               samples=after.samples if after.accuracy is not None else None),
-            synops=BeforeAfter(*(None if e.synops is None else e.synops.per_sample
-                                 for e in (dense, after))),
+            synops=BeforeAfter(*(None if e is None else e.per_sample
+                                 for e in (dense_chip, after_chip))),
+            **host_counts,
             energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
             energy_terms=tuple(EnergyTerm(*term, evidence=_grade(grades, term.name))
                                for term in energy.terms) if energy else (),

@@ -64,6 +64,7 @@ RULE_NAMES: tuple[str, ...] = (
     "destinations", "io_channels", "weights_on_grid", "weight_bits", "fan_in", "fan_out",
     "delays", "thresholds_fit_bits", "decays_fit_bits", "neurons_per_core",
     "synapse_memory_per_core", "axons_per_core", "total_cores", "spikes_per_step",
+    "max_pool_windows",
 )
 NONE = "none"  # the TOML spelling of "no such limit"
 EXP_LIMIT = 64  # |weight exponent| of an int_exp grid (2**64 scales stay far inside float64)
@@ -179,6 +180,10 @@ class LayerSpec:
 
     node_kinds: tuple[str, ...]
     topology: str
+    # max pooling the chip computes, as (square window size, stride) pairs; ``None``: any.
+    # ``max_pool_first``: after the layer that reads the input (Akida's InputConv2D)
+    max_pool: tuple[tuple[int, int], ...] | None = None
+    max_pool_first: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -422,6 +427,18 @@ def _pair(value: Any, where: str) -> tuple[int, int]:
     return low, high
 
 
+def _pool_pairs(value: Any, where: str) -> tuple[tuple[int, int], ...]:
+    """A list of ``[size, stride]`` pairs of positive integers (max-pool windows)."""
+    if not isinstance(value, list) or not value:
+        raise _fail(f"must be a non-empty list of [size, stride] pairs, got {value!r}", where)
+    pairs = []
+    for item in value:
+        if not isinstance(item, list) or len(item) != 2:
+            raise _fail(f"must hold [size, stride] pairs, got {item!r}", where)
+        pairs.append((_int(1)(item[0], where), _int(1)(item[1], where)))
+    return tuple(pairs)
+
+
 def _exponent_pair(value: Any, where: str) -> tuple[int, int]:
     """An ``int_exp`` exponent range: weights are ``mantissa * 2**exp``, so beyond +-64 the
     scale leaves float64's range (and no chip has such an exponent)."""
@@ -443,6 +460,9 @@ def _bits_per_weight(value: Any, where: str) -> int | None:
 OPTIONAL: dict[str, tuple[Any, str]] = {
     "neurons.max_spikes_per_step": (1, "not in the target file: one spike per neuron per step "
                                        "(binary spikes) is assumed"),
+    "layers.max_pool": (None, "not in the target file: no max-pool window limit is known"),
+    "layers.max_pool_first": (None, "not in the target file: no max-pool window limit is "
+                                    "known"),
 }
 
 SCHEMA: dict[str, dict[str, Check]] = {
@@ -470,6 +490,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "layers": {
         "node_kinds": _subset(NODE_KINDS),
         "topology": _choice(TOPOLOGIES),
+        "max_pool": _or_none(_pool_pairs),
+        "max_pool_first": _or_none(_pool_pairs),
     },
     "limits": {
         "max_fan_in": _or_none(_int(1)),

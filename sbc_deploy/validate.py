@@ -248,10 +248,9 @@ def _runs_a_neuron_layer(graph: Graph, target: Target) -> bool:
     """The chip can run at least one synapse layer with the neuron it drives (a readout,
     synapses without a neuron, alone is no part of a spiking network a chip can run; a network
     of readouts only needs its synapses on the chip)."""
-    runnable = set(chip_layers(graph, target))
-    layers = graph.synapse_layers()
-    driving = [layer for layer in layers if layer.neuron_name]
-    return any(layer.name in runnable for layer in (driving or layers))
+    from sbc_deploy.check.split import chip_host_split, runs_part  # one rule for check too
+
+    return runs_part(graph, chip_host_split(graph, target), _placement_errors(graph, target))
 
 
 def refusal(graph: Graph, target: Target) -> str | None:

@@ -54,6 +54,9 @@ _MEASURE = """
         return box(r); })
     });
   });
+  out.tables = Array.prototype.map.call(document.querySelectorAll('.tablewrap'),
+    function (w) { var h = w.previousElementSibling;
+      return {id: h ? h.id : null, scrollWidth: w.scrollWidth, clientWidth: w.clientWidth}; });
   var pre = document.createElement('pre');
   pre.id = 'layout-measure';
   pre.textContent = JSON.stringify(out);
@@ -132,6 +135,15 @@ def first_screen(page: Path, width: int, height: int = 900) -> list[str]:
         raise RuntimeError("the first-screen script did not run (no #first-screen in the DOM)")
     text = found.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
     return json.loads(text.replace("&amp;", "&"))
+
+
+def scrolls_sideways(measured: dict[str, Any], heading: str) -> bool:
+    """Whether the table under the heading with id ``heading`` is wider than its box (it
+    scrolls sideways inside it); a :func:`measure` result."""
+    tables = [t for t in measured.get("tables", ()) if t["id"] == heading]
+    if not tables:
+        raise RuntimeError(f"no table under a heading with id {heading!r}")
+    return any(t["scrollWidth"] > t["clientWidth"] + 1 for t in tables)
 
 
 def _overlap(a: list[float], b: list[float], slack: float = 0.5) -> float:

@@ -608,3 +608,28 @@ def test_a_target_file_without_max_spikes_per_step_still_loads(tmp_path):
     target = load_target(path)
     assert target.neurons.max_spikes_per_step == 1
     assert target.source("neurons.max_spikes_per_step").evidence == "definition"
+
+
+# --------------------------------------------------------------------------- max pool windows
+
+
+def _pooled(size: int, stride: int) -> Graph:
+    """conv0 -> conv1 -> max pool -> conv2 (Akida: the pool follows a Conv2D, not the input)."""
+    from sbc_deploy.ir import Conv2d, MaxPool2d
+
+    pool = MaxPool2d(size, (2, 8, 8), stride=stride)
+    return chain(Input((1, 8, 8)), Conv2d(np.full((2, 1, 1, 1), 0.5), (1, 8, 8)),
+                 Conv2d(np.full((2, 2, 1, 1), 0.5), (2, 8, 8)), pool,
+                 Conv2d(np.full((1, 2, 1, 1), 0.5), pool.output_shape),
+                 Output((1, *pool.output_shape[1:])))
+
+
+def test_max_pool_windows_passes():
+    assert run("max_pool_windows", _pooled(2, 2), AKIDA) == []
+    assert run("max_pool_windows", _pooled(2, 1), AKIDA) == []
+    assert run("max_pool_windows", _pooled(3, 3), GENERIC) == []   # no window limit
+
+
+def test_max_pool_windows_flags():
+    only(run("max_pool_windows", _pooled(3, 3), AKIDA), rule="max_pool_windows",
+         actual="3x3 stride 3", limit="2x2 stride 1, 2x2 stride 2", severity="error")

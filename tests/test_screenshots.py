@@ -170,3 +170,40 @@ def test_the_first_screen_answers_the_engineers_questions(pages, case):
             assert entry["target"] in seen
             if not entry["fits"]:
                 assert entry["reason"][:40] in text, entry
+
+
+def _ranked_report():
+    """Four targets ranked, with the long cells a real comparison has: energies graded and
+    borrowed, cores 'N of 128 cores', a refusal as the blocking reason (synthetic numbers)."""
+    import dataclasses
+
+    from sbc_deploy.report.model import Accuracy, Report
+    from sbc_deploy.report.summary import rank
+
+    base = dataclasses.replace(_many_layers_report(2).targets[0],
+                               accuracy=Accuracy(0.96, 0.948, 0.947, samples=16))
+    targets = [dataclasses.replace(base, target=name, cores_used=cores, violations=(),
+                                   borrowed={"synops": "loihi1"} if name == "loihi2" else {})
+               for name, cores in (("loihi2", 36), ("loihi1", 37))]
+    targets += [dataclasses.replace(base, target="speck", cores_used=3, cores_available=9,
+                                    refused="speck cannot run LIF neurons: speck runs IF "
+                                            "neurons only"),
+                dataclasses.replace(base, target="xylo", cores_used=114, cores_available=1,
+                                    refused="xylo resets by subtract, not 'zero' (and 3 more)")]
+    return Report("synthetic", 1e-3, "zero", tuple(targets), ranking=rank(targets))
+
+
+@needs_chromium
+def test_the_ranking_table_fits_its_box_at_800_px(tmp_path):
+    """At 800 px the ranking's last column (the blocking reason) scrolled sideways inside its
+    box: the energy and core cells would not wrap. Now they wrap and the table fits."""
+    from sbc_deploy.report.render import to_html
+
+    page = tmp_path / "ranked.html"
+    page.write_text(to_html(_ranked_report()), encoding="utf-8")
+    for width in layout.WIDTHS:
+        measured = layout.measure(page, width)
+        assert not layout.scrolls_sideways(measured, "ranking"), width
+        assert layout.layout_problems(measured) == []
+    text = page.read_text()
+    assert "(estimate, borrowed)" in text and "\u00b1" in text and "of 128 cores" in text

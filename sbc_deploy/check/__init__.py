@@ -9,6 +9,13 @@
 violation of every rule; it never stops at the first. It also returns the core-mapping estimate
 (``check.mapping.map_to_cores``) that the per-core rules are judged on, and the chip / host
 split (``check.split.chip_host_split``): which nodes the target runs and which stay on the host.
+
+Rules apply to what the chip runs. When the chip runs part of the network, the nodes the split
+leaves to the host (``check.split.offloaded``) are judged by no chip rule and hold no core:
+each gets one warning, ``<why>; it runs on the host``, under the rule that places it
+(``supported_neuron_model`` for a neuron, ``supported_layer_types`` otherwise). A target whose
+chip can run none of the network's neuron layers (refused by ``validate.refusal``) is judged
+whole, every rule on every node, so that its check lists all the chip would need.
 """
 
 from __future__ import annotations
@@ -23,8 +30,15 @@ from sbc_deploy.check.mapping import (
     MappingIssue,
     map_to_cores,
 )
-from sbc_deploy.check.rules import RULES, Rule, Violation, _mapping
-from sbc_deploy.check.split import ChipHostSplit, HostNode, Segment, Transfer, chip_host_split
+from sbc_deploy.check.rules import RULES, Rule, Violation, _mapping, host_placement
+from sbc_deploy.check.split import (
+    ChipHostSplit,
+    HostNode,
+    Segment,
+    Transfer,
+    chip_host_split,
+    offloaded,
+)
 from sbc_deploy.errors import TargetError
 from sbc_deploy.ir import Graph
 from sbc_deploy.targets import Target, load_target
@@ -44,6 +58,7 @@ class CheckResult:
     violations: tuple[Violation, ...]
     mapping: Mapping
     split: ChipHostSplit | None = None
+    offloaded: tuple[str, ...] = ()  # nodes judged and mapped as the host's (module docstring)
 
     @property
     def errors(self) -> tuple[Violation, ...]:
@@ -74,6 +89,11 @@ def check(graph: Graph, target: Target | str | Path) -> CheckResult:
     if unknown:
         raise TargetError(f"lists unknown rules: {', '.join(unknown)}; known: "
                           f"{', '.join(RULES)}", where=f"target {target.name}")
-    violations = tuple(v for rule in target.rules for v in RULES[rule](graph, target))
-    return CheckResult(target.name, target.rules, violations, _mapping(graph, target),
-                       chip_host_split(graph, target))
+    split = chip_host_split(graph, target)
+    host = offloaded(graph, target, split)
+    placed = tuple(host_placement(graph, target, h.name, h.reason) for h in split.host
+                   if h.name in host)
+    violations = placed + tuple(v for rule in target.rules
+                                for v in RULES[rule](graph, target, host=host))
+    return CheckResult(target.name, target.rules, violations, _mapping(graph, target, host),
+                       split, tuple(sorted(host)))

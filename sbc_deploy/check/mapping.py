@@ -1,8 +1,15 @@
 r"""Core-mapping estimate: which neurons go on which core, and how full each core is.
 
+Only what runs on the chip is mapped: the nodes the chip / host split leaves to the host
+(``check.split.offloaded``: a neuron model, a layer type or an operation the chip lacks, when
+the chip runs part of the network) hold no core, their synapses cost no synapse memory, and a
+value the host sends to the chip arrives like an input (one axon per value). A target that can
+run none of the network's neuron layers is mapped whole (what the chip would need).
+
 A *population* is a group of neurons the chip must hold: every neuron node of the graph, plus the
-outputs of a synapse layer that reaches no neuron (a readout). Each population is placed on
-cores under the target's per-core limits (``Target.cores``):
+outputs of a synapse layer that reaches no neuron (a readout; also a chip synapse whose neuron
+runs on the host). Each population is placed on cores under the target's per-core limits
+(``Target.cores``):
 
 - neurons per core (a single value, or one per core for heterogeneous chips such as Speck);
 - synapse memory per core, in bits. A neuron's incoming synapses cost, per synapse layer::
@@ -179,13 +186,15 @@ class Population:
         return int(np.prod(self.shape))
 
 
-def synapse_target(graph: Graph, name: str) -> tuple[str | None, tuple[str, ...]]:
-    """The neuron a synapse feeds (through pass-through nodes) and the nodes in between."""
+def synapse_target(graph: Graph, name: str, off: frozenset[str] = frozenset()
+                   ) -> tuple[str | None, tuple[str, ...]]:
+    """The neuron a synapse feeds (through pass-through nodes) and the nodes in between;
+    ``None`` where the path ends, or reaches a node in ``off`` (the host's)."""
     chain: list[str] = []
     current = name
     while True:
         following = graph.successors(current)
-        if len(following) != 1:
+        if len(following) != 1 or following[0] in off:
             return None, tuple(chain)
         node = graph.nodes[following[0]]
         if isinstance(node, Neuron):
@@ -197,9 +206,11 @@ def synapse_target(graph: Graph, name: str) -> tuple[str | None, tuple[str, ...]
         return None, tuple(chain)
 
 
-def synapse_source(graph: Graph, name: str) -> tuple[str | None, tuple[str, ...]]:
+def synapse_source(graph: Graph, name: str, off: frozenset[str] = frozenset()
+                   ) -> tuple[str | None, tuple[str, ...]]:
     """The neuron or Input a synapse reads (through pass-through nodes) and the nodes between,
-    listed from the source towards the synapse; ``None`` when it reads a merge or a synapse."""
+    listed from the source towards the synapse; ``None`` when it reads a merge or a synapse.
+    A node in ``off`` (the host's) is a source: its values reach the chip as an input's do."""
     chain: list[str] = []
     current = name
     while True:
@@ -207,7 +218,7 @@ def synapse_source(graph: Graph, name: str) -> tuple[str | None, tuple[str, ...]
         if len(before) != 1:
             return None, tuple(reversed(chain))
         node = graph.nodes[before[0]]
-        if isinstance(node, (Neuron, Input)):
+        if isinstance(node, (Neuron, Input)) or before[0] in off:
             return before[0], tuple(reversed(chain))
         if isinstance(node, PASS_THROUGH):
             chain.append(before[0])
@@ -216,7 +227,7 @@ def synapse_source(graph: Graph, name: str) -> tuple[str | None, tuple[str, ...]
         return None, tuple(reversed(chain))
 
 
-def _feeds_output(graph: Graph, name: str) -> bool:
+def _feeds_output(graph: Graph, name: str, off: frozenset[str] = frozenset()) -> bool:
     pending, seen = [name], set()
     while pending:
         current = pending.pop()
@@ -224,19 +235,20 @@ def _feeds_output(graph: Graph, name: str) -> bool:
             node = graph.nodes[nxt]
             if isinstance(node, Output):
                 return True
-            if isinstance(node, PASS_THROUGH) and nxt not in seen:
+            if isinstance(node, PASS_THROUGH) and nxt not in seen and nxt not in off:
                 seen.add(nxt)
                 pending.append(nxt)
     return False
 
 
-def populations(graph: Graph) -> tuple[Population, ...]:
-    """Every population in topological order (see :class:`Population`)."""
+def populations(graph: Graph, off: frozenset[str] = frozenset()) -> tuple[Population, ...]:
+    """Every population the chip holds, in topological order (see :class:`Population`); the
+    nodes in ``off`` run on the host (``check.split.offloaded``) and hold none."""
     feeding: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
     readouts: list[tuple[str, tuple[str, ...]]] = []
     for name in graph.topological_order:
-        if isinstance(graph.nodes[name], Synapse):
-            neuron, chain = synapse_target(graph, name)
+        if isinstance(graph.nodes[name], Synapse) and name not in off:
+            neuron, chain = synapse_target(graph, name, off)
             if neuron is None:
                 readouts.append((name, chain))
             else:
@@ -245,10 +257,11 @@ def populations(graph: Graph) -> tuple[Population, ...]:
     result = []
     for name in graph.topological_order:
         node = graph.nodes[name]
-        if isinstance(node, Neuron):
+        if isinstance(node, Neuron) and name not in off:
             incoming = feeding.get(name, [])
             result.append(Population(name, tuple(node.shape), tuple(s for s, _ in incoming),
-                                     tuple(c for _, c in incoming), _feeds_output(graph, name)))
+                                     tuple(c for _, c in incoming),
+                                     _feeds_output(graph, name, off)))
         elif name in readout_names:
             chain = dict(readouts)[name]
             end = chain[-1] if chain else name
@@ -436,37 +449,40 @@ def backward_counts(graph: Graph, values: np.ndarray, chain: Sequence[str]) -> n
     return values
 
 
-def pool_multiplicity(graph: Graph, name: str) -> np.ndarray | None:
+def pool_multiplicity(graph: Graph, name: str, off: frozenset[str] = frozenset()
+                      ) -> np.ndarray | None:
     """Source neurons behind each input element of synapse ``name`` when a pool lies between
     them (``None`` when none does): the window sizes, carried through the pass-through chain."""
-    source, chain = synapse_source(graph, name)
+    source, chain = synapse_source(graph, name, off)
     if source is None or not any(isinstance(graph.nodes[c], POOLS) for c in chain):
         return None
     ones = np.ones(graph.nodes[source].output_shape, dtype=np.int64)
     return forward_counts(graph, ones, chain).reshape(graph.nodes[name].input_shape)
 
 
-def neuron_fan_in(graph: Graph, pop: Population) -> np.ndarray:
+def neuron_fan_in(graph: Graph, pop: Population, off: frozenset[str] = frozenset()
+                  ) -> np.ndarray:
     """Non-zero synapses into each neuron of ``pop`` (flat), summed over its synapse layers
     (pools on either side counted as folded into the layer, as the netx export does)."""
     total = np.zeros(pop.size, dtype=np.int64)
     for name, chain in zip(pop.synapses, pop.chains):
         per_synapse = synapse_fan_in(graph.nodes[name],  # type: ignore[arg-type]
-                                     pool_multiplicity(graph, name))
+                                     pool_multiplicity(graph, name, off))
         counts = forward_counts(graph, per_synapse, chain)
         total += np.asarray(counts, dtype=np.int64).reshape(-1)
     return total
 
 
-def source_fan_out(graph: Graph) -> dict[str, np.ndarray]:
-    """Non-zero outgoing synapses of every element of every neuron and Input node (flat)."""
+def source_fan_out(graph: Graph, off: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+    """Non-zero outgoing synapses of every element of every neuron and Input node (flat), on
+    the chip: synapses in ``off`` run on the host and are not the chip's fan-out."""
     result: dict[str, np.ndarray] = {}
     for name in graph.topological_order:
         syn = graph.nodes[name]
-        if not isinstance(syn, Synapse):
+        if not isinstance(syn, Synapse) or name in off:
             continue
-        source, chain = synapse_source(graph, name)
-        if source is None:
+        source, chain = synapse_source(graph, name, off)
+        if source is None or source in off:
             continue
         counts = backward_counts(graph, synapse_fan_out(syn), chain).reshape(-1)
         result[source] = result.get(source, 0) + counts.astype(np.int64)
@@ -515,7 +531,8 @@ class _Costs:
     in_axon_bound: int           # distinct inputs at most
 
 
-def _costs(graph: Graph, pop: Population, target: Target) -> _Costs:
+def _costs(graph: Graph, pop: Population, target: Target,
+           off: frozenset[str] = frozenset()) -> _Costs:
     spec = target.cores
     bits = np.zeros(pop.size, dtype=np.int64)
     storages = []
@@ -525,7 +542,7 @@ def _costs(graph: Graph, pop: Population, target: Target) -> _Costs:
         syn: Synapse = graph.nodes[name]  # type: ignore[assignment]
         # a pool before the synapse is folded into it on export: its windows multiply the
         # synapses, stored (nnz) and potential (the folded layer with every weight non-zero)
-        m = pool_multiplicity(graph, name)
+        m = pool_multiplicity(graph, name, off)
         nnz = forward_counts(graph, synapse_fan_in(syn, m), chain).reshape(-1)
         fan_in += nnz.astype(np.int64)
         w_bits = _weight_bits(syn, target)
@@ -611,14 +628,14 @@ class _Placed:
     out_axons: list[int | None]
 
 
-def _readers(graph: Graph, pops: Sequence[Population]
+def _readers(graph: Graph, pops: Sequence[Population], off: frozenset[str] = frozenset()
              ) -> dict[str, list[tuple[Population, str, tuple[str, ...], tuple[str, ...]]]]:
     """Source population -> (destination, synapse, chain, source chain) of every synapse that
     reads it: found once, so that the out-axon costs are linear in the layers."""
     readers: dict[str, list[tuple[Population, str, tuple[str, ...], tuple[str, ...]]]] = {}
     for dest in pops:
         for syn_name, chain in zip(dest.synapses, dest.chains):
-            source, source_chain = synapse_source(graph, syn_name)
+            source, source_chain = synapse_source(graph, syn_name, off)
             if source is not None:
                 readers.setdefault(source, []).append((dest, syn_name, chain, source_chain))
     return readers
@@ -644,27 +661,34 @@ def _out_costs(graph: Graph, pop: Population, placed: dict[str, _Placed],
     return cost
 
 
-def map_to_cores(graph: Graph, target: Target) -> Mapping:
-    """Estimate how ``graph`` spreads over ``target``'s cores (see the module docstring).
+def map_to_cores(graph: Graph, target: Target, off: frozenset[str] | None = None) -> Mapping:
+    """Estimate how the part of ``graph`` that runs on ``target``'s chip spreads over its
+    cores (see the module docstring).
 
     Args:
         graph: the network (weights as they will be deployed: pruned weights cost less in
             sparse storage, narrower encodings less with ``bits_per_weight = "layer"``).
         target: the hardware target.
+        off: the nodes that run on the host and hold no core; default
+            ``check.split.offloaded(graph, target)``; ``frozenset()`` maps every node.
 
     Returns:
         A :class:`Mapping` with one :class:`LayerPlacement` per population, one
         :class:`CoreUse` per core used, and a :class:`MappingIssue` for every limit not met.
     """
+    if off is None:
+        from sbc_deploy.check.split import offloaded  # the split decides what the chip runs
+
+        off = offloaded(graph, target)
     spec = target.cores
-    pops = populations(graph)
+    pops = populations(graph, off)
     separate_readouts = target.limits.max_output_neurons is not None
     on_chip = [p for p in pops if not (separate_readouts and p.readout)]
     readout_neurons = sum(p.size for p in pops if separate_readouts and p.readout)
-    costs = {p.name: _costs(graph, p, target) for p in pops}
+    costs = {p.name: _costs(graph, p, target, off) for p in pops}
     issues: list[MappingIssue] = []
     if spec.split_layers and not spec.share_cores:
-        layers, cores = _place_split(graph, target, on_chip, costs, issues)
+        layers, cores = _place_split(graph, target, on_chip, costs, issues, off)
     elif spec.share_cores:
         layers, cores = _place_shared(target, on_chip, costs, issues)
     else:
@@ -689,11 +713,12 @@ def map_to_cores(graph: Graph, target: Target) -> Mapping:
 
 def _place_split(graph: Graph, target: Target, pops: list[Population],
                  costs: dict[str, _Costs], issues: list[MappingIssue],
+                 off: frozenset[str] = frozenset(),
                  ) -> tuple[list[LayerPlacement], list[CoreUse]]:
     spec = target.cores
     n_cap, m_cap = spec.neurons_of(0), spec.memory_of(0)
     placed: dict[str, _Placed] = {}
-    readers = _readers(graph, pops) if spec.max_out_axons is not None else {}
+    readers = _readers(graph, pops, off) if spec.max_out_axons is not None else {}
     for pop in reversed(pops):  # destinations first: out-axons depend on their split
         c = costs[pop.name]
         order = placement_order(pop.shape)
@@ -703,7 +728,7 @@ def _place_split(graph: Graph, target: Target, pops: list[Population],
         additive = [(np.ones(pop.size, dtype=np.int64), n_cap), (bits_in_order, m_cap)]
         out_cost = None
         if spec.max_out_axons is not None:
-            if any(synapse_source(graph, s)[0] == pop.name for s in pop.synapses):
+            if any(synapse_source(graph, s, off)[0] == pop.name for s in pop.synapses):
                 # self-recurrent: its own split (without out-axons) sets its recurrent out-axons
                 first = _fill(pop.size, additive, axons if need_axons else None,
                               spec.max_in_axons)

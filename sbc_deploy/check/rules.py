@@ -1,8 +1,11 @@
 """Design rules: one small function per rule, named after what it enforces.
 
 Each rule takes ``(graph, target)`` and yields every :class:`Violation` it finds (never stops at
-the first). A target lists the rules that apply to it (``rules = [...]`` in its TOML file);
-:data:`RULES` maps each name to its function. A violation carries the layer, the rule, the limit,
+the first). A rule applies to what the chip runs: ``check`` passes ``host``, the nodes the chip /
+host split leaves to the host (``check.split.offloaded``), and each rule skips them (their
+synapses are no chip synapses, their neurons hold no chip register or core); called without it,
+a rule judges every node as if the chip ran it. A target lists the rules that apply to it
+(``rules = [...]`` in its TOML file); :data:`RULES` maps each name to its function. A violation carries the layer, the rule, the limit,
 the actual value, a message that states both, and a severity: ``"error"``, or ``"warning"`` when
 the limit is itself an estimate (no public number) or the value will only be rounded.
 """
@@ -33,8 +36,11 @@ from sbc_deploy.errors import SbcDeployError
 from sbc_deploy.ir import (
     OPERATION_TYPES,
     Affine,
+    Conv2d,
     Delay,
     Graph,
+    Input,
+    MaxPool2d,
     Neuron,
     Synapse,
     WeightEncoding,
@@ -59,7 +65,8 @@ class Violation:
     remedy: str | None = None  # what to change, per neuron where it differs
 
 
-Rule = Callable[[Graph, Target], Iterator[Violation]]
+Rule = Callable[..., Iterator[Violation]]  # (graph, target, host=frozenset()) -> violations
+NONE: frozenset[str] = frozenset()
 
 
 def _severity(target: Target, key: str) -> Severity:
@@ -81,8 +88,33 @@ def neuron_kinds_phrase(target: Target) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _mapping(graph: Graph, target: Target) -> Mapping:
-    return map_to_cores(graph, target)
+def _mapping(graph: Graph, target: Target, host: frozenset[str] = NONE) -> Mapping:
+    return map_to_cores(graph, target, host)
+
+
+def refusing_errors(graph: Graph, target: Target) -> frozenset[str]:
+    """Nodes with an error of the rules no compression can satisfy (the neuron model and the
+    layer types, judged on every node): ``validate.REFUSING_RULES``."""
+    return frozenset(v.layer or "" for rule in (supported_neuron_model, supported_layer_types)
+                     for v in rule(graph, target) if v.severity == "error")
+
+
+def host_placement(graph: Graph, target: Target, name: str, reason: str) -> Violation:
+    """The one warning a node the split runs on the host gets instead of the chip's rules."""
+    node = graph.nodes[name]
+    rule, limit, actual = ("supported_layer_types", _kinds(target.layers.node_kinds), node.kind)
+    if isinstance(node, Neuron):
+        spec, reset = target.neurons, getattr(node, "reset", None)
+        rule = "supported_neuron_model"
+        if node.kind in spec.kinds and reset not in spec.reset_modes:
+            limit, actual = _kinds(spec.reset_modes), reset
+        elif node.kind in spec.kinds:
+            cap = getattr(node, "max_spikes", 1)
+            limit, actual = spec.max_spikes_per_step, "unbounded" if cap is None else cap
+        else:
+            limit = _kinds(spec.kinds)
+    return Violation(name, rule, limit, actual,
+                     f"{reason}; it runs on the host (see the chip / host split)", "warning")
 
 
 def _layer_name(pop: Population) -> str:
@@ -90,20 +122,23 @@ def _layer_name(pop: Population) -> str:
     return pop.synapses[0] if len(pop.synapses) == 1 else pop.name
 
 
-def _supported_neurons(graph: Graph, target: Target) -> Iterator[tuple[str, Neuron]]:
-    """Neurons whose kind the target runs (the others are reported once, by
+def _supported_neurons(graph: Graph, target: Target, host: frozenset[str] = NONE
+                       ) -> Iterator[tuple[str, Neuron]]:
+    """Neurons on the chip whose kind the target runs (the others are reported once, by
     :func:`supported_neuron_model`)."""
     for name in graph.topological_order:
         node = graph.nodes[name]
-        if isinstance(node, Neuron) and node.kind in target.neurons.kinds:
+        if isinstance(node, Neuron) and node.kind in target.neurons.kinds and name not in host:
             yield name, node
 
 
 # =========================================================================== node kinds
 
 
+@functools.lru_cache(maxsize=8)
 def _netx_fold_error(graph: Graph) -> str | None:
-    """Why the netx exporter cannot fold this graph's pools (``None``: it can)."""
+    """Why the netx exporter cannot fold this graph's pools (``None``: it can; kept per graph:
+    the split and the layer-type rule both ask)."""
     from sbc_deploy.exporters.to_netx import plan_netx  # the exporter decides what folds
 
     synapses = {name: node for name, node in graph.nodes.items() if isinstance(node, Synapse)}
@@ -121,7 +156,8 @@ def _netx_fold_error(graph: Graph) -> str | None:
     return None
 
 
-def supported_layer_types(graph: Graph, target: Target) -> Iterator[Violation]:
+def supported_layer_types(graph: Graph, target: Target, host: frozenset[str] = NONE
+                          ) -> Iterator[Violation]:
     """Every non-neuron node is of a kind the target supports (neurons: next rule).
 
     A pool on a target that exports netx is accepted when the netx exporter folds it into the
@@ -137,7 +173,7 @@ def supported_layer_types(graph: Graph, target: Target) -> Iterator[Violation]:
                   else "the target has no netx export to fold it")
     for name in graph.topological_order:
         node = graph.nodes[name]
-        if isinstance(node, Neuron) or node.kind in allowed:
+        if isinstance(node, Neuron) or node.kind in allowed or name in host:
             continue
         if name in pools and fold_error is None:
             continue
@@ -153,13 +189,14 @@ def supported_layer_types(graph: Graph, target: Target) -> Iterator[Violation]:
                         + reason, _severity(target, "layers.node_kinds"))
 
 
-def supported_neuron_model(graph: Graph, target: Target) -> Iterator[Violation]:
+def supported_neuron_model(graph: Graph, target: Target, host: frozenset[str] = NONE
+                           ) -> Iterator[Violation]:
     """Neuron kind, reset mode, resting potential, reset value and bias are expressible."""
     spec = target.neurons
     rule = "supported_neuron_model"
     for name in graph.topological_order:
         node = graph.nodes[name]
-        if not isinstance(node, Neuron):
+        if not isinstance(node, Neuron) or name in host:
             continue
         if node.kind not in spec.kinds:
             yield Violation(name, rule, _kinds(spec.kinds), node.kind,
@@ -191,7 +228,8 @@ def supported_neuron_model(graph: Graph, target: Target) -> Iterator[Violation]:
                             f"{np.max(np.abs(node.bias)):g})", _severity(target, "neurons.bias"))
 
 
-def spikes_per_step(graph: Graph, target: Target) -> Iterator[Violation]:
+def spikes_per_step(graph: Graph, target: Target, host: frozenset[str] = NONE
+                    ) -> Iterator[Violation]:
     """No neuron may send more spikes in one step than the chip emits (``max_spikes_per_step``;
     a neuron's ``max_spikes``, ``None`` when it has no cap: sinabs MultiSpike, rockpool's
     default ``max_spikes_per_dt``)."""
@@ -200,7 +238,7 @@ def spikes_per_step(graph: Graph, target: Target) -> Iterator[Violation]:
         return
     for name in graph.topological_order:
         node = graph.nodes[name]
-        if not isinstance(node, Neuron) or not node.spiking:
+        if not isinstance(node, Neuron) or not node.spiking or name in host:
             continue
         cap = getattr(node, "max_spikes", 1)
         if cap is not None and cap <= limit:
@@ -214,16 +252,22 @@ def spikes_per_step(graph: Graph, target: Target) -> Iterator[Violation]:
                                f"rockpool max_spikes_per_dt={limit}) and retrain or re-import")
 
 
-def synapse_bias_foldable(graph: Graph, target: Target) -> Iterator[Violation]:
+def synapse_bias_foldable(graph: Graph, target: Target, host: frozenset[str] = NONE
+                          ) -> Iterator[Violation]:
     """A synapse bias exists on the chip, or folds exactly into the neuron's bias (possible
-    when the neuron keeps no input current between steps: not current-based, or alpha = 0)."""
+    when the neuron keeps no input current between steps: not current-based, or alpha = 0);
+    a chip synapse whose values go to the host has its bias added there."""
     if target.neurons.synapse_bias:
         return
     for name in graph.topological_order:
         syn = graph.nodes[name]
-        if not isinstance(syn, Synapse) or syn.bias is None or not np.any(syn.bias != 0):
+        if (not isinstance(syn, Synapse) or syn.bias is None or not np.any(syn.bias != 0)
+                or name in host):
             continue
-        neuron_name, _ = synapse_target(graph, name)
+        neuron_name, chain = synapse_target(graph, name, host)
+        following = graph.successors(chain[-1] if chain else name)
+        if neuron_name is None and len(following) == 1 and following[0] in host:
+            continue
         neuron = graph.nodes[neuron_name] if neuron_name is not None else None
         persists = (neuron is None or (neuron.current_based  # type: ignore[union-attr]
                                        and np.any(neuron.synaptic_decay != 0)))  # type: ignore
@@ -235,6 +279,74 @@ def synapse_bias_foldable(graph: Graph, target: Target) -> Iterator[Violation]:
         yield Violation(name, "synapse_bias_foldable", 0.0, float(np.max(np.abs(syn.bias))),
                         f"{target.name} synapses carry no bias and this one cannot fold into a "
                         f"neuron bias: {why}", _severity(target, "neurons.synapse_bias"))
+
+
+def _window(size: tuple[int, int], stride: tuple[int, int]) -> str:
+    text = f"{size[0]}x{size[1]}" if size[0] != size[1] else f"{size[0]}x{size[0]}"
+    step = f"{stride[0]}x{stride[1]}" if stride[0] != stride[1] else f"{stride[0]}"
+    return f"{text} stride {step}"
+
+
+def _reads_the_input(graph: Graph, name: str) -> bool:
+    """The nearest synapse before ``name`` reads a graph Input (Akida's InputConv2D)."""
+    current = name
+    while True:
+        before = graph.predecessors(current)
+        if len(before) != 1:
+            return False
+        node = graph.nodes[before[0]]
+        if isinstance(node, Synapse):
+            return synapse_source(graph, before[0])[0] in graph.inputs
+        if isinstance(node, Input):
+            return True
+        current = before[0]
+
+
+def _next_synapse(graph: Graph, name: str) -> str | None:
+    """The kind of the first node after ``name`` that is a synapse, an Output or a branch."""
+    current = name
+    while True:
+        after = graph.successors(current)
+        if len(after) != 1:
+            return "a branch" if after else None
+        node = graph.nodes[after[0]]
+        if isinstance(node, Synapse) or not isinstance(node, (Neuron, *POOLS)):
+            return node.kind
+        current = after[0]
+
+
+def max_pool_windows(graph: Graph, target: Target, host: frozenset[str] = NONE
+                     ) -> Iterator[Violation]:
+    """Max pooling on the chip uses a window and stride the chip computes
+    (``[layers] max_pool``, ``max_pool_first`` after the layer that reads the input: Akida's
+    InputConv2D), square, and feeds a convolution (Akida 2.0: "layer with max pooling must be
+    followed by another Conv2D or DepthwiseConv2D layer")."""
+    spec = target.layers
+    if spec.max_pool is None and spec.max_pool_first is None:
+        return
+    for name in graph.topological_order:
+        node = graph.nodes[name]
+        if not isinstance(node, MaxPool2d) or name in host or node.kind not in spec.node_kinds:
+            continue
+        first = _reads_the_input(graph, name)
+        allowed = (spec.max_pool_first if first and spec.max_pool_first is not None
+                   else spec.max_pool)
+        size, stride = tuple(node.kernel_size), tuple(node.stride)
+        where = "after the layer that reads the input" if first else "after a convolution"
+        if allowed is not None and not (size[0] == size[1] and stride[0] == stride[1]
+                                        and (size[0], stride[0]) in allowed):
+            limit = ", ".join(_window((k, k), (t, t)) for k, t in allowed)
+            yield Violation(name, "max_pool_windows", limit, _window(size, stride),
+                            f"{target.name} max-pools {where} with {limit} only; '{name}' "
+                            f"pools {_window(size, stride)}",
+                            _severity(target, "layers.max_pool_first" if first
+                                      else "layers.max_pool"))
+        following = _next_synapse(graph, name)
+        if following not in (None, "Conv2d"):
+            yield Violation(name, "max_pool_windows", "Conv2d", following,
+                            f"{target.name}'s max pooling must be followed by a Conv2D (or "
+                            f"DepthwiseConv2D) layer; '{name}' is followed by {following}",
+                            _severity(target, "layers.max_pool"))
 
 
 # =========================================================================== graph shape
@@ -259,7 +371,8 @@ def _on_host(node: Any, target: Target) -> bool:
     return isinstance(node, OPERATION_TYPES) and node.kind not in target.layers.node_kinds
 
 
-def topology(graph: Graph, target: Target) -> Iterator[Violation]:
+def topology(graph: Graph, target: Target, host: frozenset[str] = NONE
+             ) -> Iterator[Violation]:
     """The graph has a shape the target's format can express (``[layers] topology``); branches
     and merges at graph operations the host runs (a product's two operands, a residual sum the
     target has no layer for) are the host's, not the chip's."""
@@ -294,7 +407,7 @@ def topology(graph: Graph, target: Target) -> Iterator[Violation]:
         outs_of.setdefault(s, []).append(d)
         ins_of.setdefault(d, []).append(s)
     for name in graph.topological_order:
-        if name in allowed or _on_host(graph.nodes[name], target):
+        if name in allowed or name in host or _on_host(graph.nodes[name], target):
             continue   # a graph operation the host runs may branch and merge as it likes
         outs, ins = outs_of.get(name, []), ins_of.get(name, [])
         if len(outs) > 1:
@@ -312,16 +425,17 @@ def topology(graph: Graph, target: Target) -> Iterator[Violation]:
                             f"self-recurrence; {src} -> {dst} is not one", severity)
 
 
-def destinations(graph: Graph, target: Target) -> Iterator[Violation]:
-    """Each layer sends to at most ``max_destinations`` synapse layers."""
+def destinations(graph: Graph, target: Target, host: frozenset[str] = NONE
+                 ) -> Iterator[Violation]:
+    """Each layer sends to at most ``max_destinations`` synapse layers (on the chip)."""
     limit = target.limits.max_destinations
     if limit is None:
         return
     sent: dict[str, list[str]] = {}
     for name in graph.topological_order:
-        if isinstance(graph.nodes[name], Synapse):
-            source, _ = synapse_source(graph, name)
-            if source is not None:
+        if isinstance(graph.nodes[name], Synapse) and name not in host:
+            source, _ = synapse_source(graph, name, host)
+            if source is not None and source not in host:
                 sent.setdefault(source, []).append(name)
     for source, layers in sent.items():
         if len(layers) > limit:
@@ -331,7 +445,8 @@ def destinations(graph: Graph, target: Target) -> Iterator[Violation]:
                             _severity(target, "limits.max_destinations"))
 
 
-def io_channels(graph: Graph, target: Target) -> Iterator[Violation]:
+def io_channels(graph: Graph, target: Target, host: frozenset[str] = NONE
+                ) -> Iterator[Violation]:
     """Input channels and output neurons fit the chip's input and output ports."""
     max_in, max_out = target.limits.max_input_channels, target.limits.max_output_neurons
     if max_in is not None:
@@ -342,7 +457,7 @@ def io_channels(graph: Graph, target: Target) -> Iterator[Violation]:
                                 f"{target.name} has {max_in} input channels; '{name}' has {size}",
                                 _severity(target, "limits.max_input_channels"))
     if max_out is not None:
-        readouts = [p for p in populations(graph) if p.readout]
+        readouts = [p for p in populations(graph, host) if p.readout]
         total = sum(p.size for p in readouts)
         if total > max_out:
             yield Violation(readouts[0].name if len(readouts) == 1 else "graph", "io_channels",
@@ -361,7 +476,8 @@ _COMPRESS_FIRST = ("compress the network for it first (sbc-deploy MODEL --target
                    "the weights on its grid)")
 
 
-def weights_on_grid(graph: Graph, target: Target) -> Iterator[Violation]:
+def weights_on_grid(graph: Graph, target: Target, host: frozenset[str] = NONE
+                    ) -> Iterator[Violation]:
     """Weights lie on the target's integer grid: right grid, exponent range, shared scale."""
     spec = target.weights
     if spec.grid == "float":
@@ -369,7 +485,7 @@ def weights_on_grid(graph: Graph, target: Target) -> Iterator[Violation]:
     rule = "weights_on_grid"
     for name in graph.topological_order:
         syn = graph.nodes[name]
-        if not isinstance(syn, Synapse):
+        if not isinstance(syn, Synapse) or name in host:
             continue
         enc: WeightEncoding | None = syn.encoding
         wanted = f"{spec.bits}-bit {spec.grid}"
@@ -409,14 +525,16 @@ def _bits_needed(low: int, high: int, signed: bool) -> int:
         bits += 1
 
 
-def weight_bits(graph: Graph, target: Target) -> Iterator[Violation]:
+def weight_bits(graph: Graph, target: Target, host: frozenset[str] = NONE
+                ) -> Iterator[Violation]:
     """Integer weights fit the target's width and sign (judged by the values actually held)."""
     spec = target.weights
     if spec.grid == "float":
         return
     for name in graph.topological_order:
         syn = graph.nodes[name]
-        if not isinstance(syn, Synapse) or syn.encoding is None or syn.encoding.mantissa.size == 0:
+        if (not isinstance(syn, Synapse) or syn.encoding is None
+                or syn.encoding.mantissa.size == 0 or name in host):
             continue
         low, high = int(syn.encoding.mantissa.min()), int(syn.encoding.mantissa.max())
         if not spec.signed and low < 0:
@@ -434,16 +552,16 @@ def weight_bits(graph: Graph, target: Target) -> Iterator[Violation]:
 # =========================================================================== connectivity
 
 
-def fan_in(graph: Graph, target: Target) -> Iterator[Violation]:
+def fan_in(graph: Graph, target: Target, host: frozenset[str] = NONE) -> Iterator[Violation]:
     """Non-zero synapses into each neuron stay within the per-neuron limit; where the chip
     limits inputs per core instead (Loihi: in-axons), a neuron must at least fit one core."""
     per_neuron, per_core = target.limits.max_fan_in, target.cores.max_in_axons
     if per_neuron is None and per_core is None:
         return
-    for pop in populations(graph):
+    for pop in populations(graph, host):
         if not pop.synapses:
             continue
-        counts = neuron_fan_in(graph, pop)
+        counts = neuron_fan_in(graph, pop, host)
         worst = int(counts.max(initial=0))
         if per_neuron is not None and worst > per_neuron:
             over = int(np.count_nonzero(counts > per_neuron))
@@ -459,12 +577,13 @@ def fan_in(graph: Graph, target: Target) -> Iterator[Violation]:
                             f"{worst}) and fit no core", _severity(target, "cores.max_in_axons"))
 
 
-def fan_out(graph: Graph, target: Target) -> Iterator[Violation]:
+def fan_out(graph: Graph, target: Target, host: frozenset[str] = NONE
+            ) -> Iterator[Violation]:
     """Non-zero synapses leaving each neuron (or input) stay within the per-neuron limit."""
     limit = target.limits.max_fan_out
     if limit is None:
         return
-    for source, counts in source_fan_out(graph).items():
+    for source, counts in source_fan_out(graph, host).items():
         worst = int(counts.max(initial=0))
         if worst > limit:
             over = int(np.count_nonzero(counts > limit))
@@ -474,14 +593,14 @@ def fan_out(graph: Graph, target: Target) -> Iterator[Violation]:
                             _severity(target, "limits.max_fan_out"))
 
 
-def delays(graph: Graph, target: Target) -> Iterator[Violation]:
+def delays(graph: Graph, target: Target, host: frozenset[str] = NONE) -> Iterator[Violation]:
     """Delays exist on the chip and stay within its longest delay (in steps)."""
     limit = target.limits.max_delay
     if limit is None:
         return
     for name in graph.topological_order:
         node = graph.nodes[name]
-        if isinstance(node, Delay) and node.max_delay > limit:
+        if isinstance(node, Delay) and node.max_delay > limit and name not in host:
             text = (f"{target.name} has no delays" if limit == 0 else
                     f"{target.name} delays by at most {limit} steps")
             yield Violation(name, "delays", limit, node.max_delay,
@@ -536,12 +655,13 @@ def _state_unit(graph: Graph, name: str, neuron: Neuron) -> np.ndarray | None:
     return None
 
 
-def thresholds_fit_bits(graph: Graph, target: Target) -> Iterator[Violation]:
+def thresholds_fit_bits(graph: Graph, target: Target, host: frozenset[str] = NONE
+                        ) -> Iterator[Violation]:
     """Thresholds and biases, in integer state units, fit the chip's registers (rounding to an
     integer is a warning; out of range an error)."""
     spec = target.neurons
     rule = "thresholds_fit_bits"
-    for name, neuron in _supported_neurons(graph, target):
+    for name, neuron in _supported_neurons(graph, target, host):
         unit = _state_unit(graph, name, neuron)
         if unit is None or np.any(unit == 0):
             continue
@@ -616,13 +736,14 @@ def _nearest_bitshift(decay: np.ndarray, bits: int) -> np.ndarray:
         decay.shape)
 
 
-def decays_fit_bits(graph: Graph, target: Target) -> Iterator[Violation]:
+def decays_fit_bits(graph: Graph, target: Target, host: frozenset[str] = NONE
+                    ) -> Iterator[Violation]:
     """Decays are representable in the chip's decay format (off-grid decays are rounded: a
     warning; a leak on a chip without decays: an error)."""
     spec = target.neurons
     if spec.decay_format == "float":
         return
-    for name, neuron in _supported_neurons(graph, target):
+    for name, neuron in _supported_neurons(graph, target, host):
         decays = [("beta", neuron.membrane_decay)]
         if neuron.synaptic_decay is not None:
             decays.append(("alpha", neuron.synaptic_decay))
@@ -653,8 +774,8 @@ def decays_fit_bits(graph: Graph, target: Target) -> Iterator[Violation]:
 
 
 def _mapping_rule(resources: tuple[str, ...], rule: str, key: Callable[[str], str]) -> Rule:
-    def check(graph: Graph, target: Target) -> Iterator[Violation]:
-        for issue in _mapping(graph, target).issues:
+    def check(graph: Graph, target: Target, host: frozenset[str] = NONE) -> Iterator[Violation]:
+        for issue in _mapping(graph, target, host).issues:
             if issue.resource in resources:
                 yield Violation(issue.layer, rule, issue.limit, issue.actual, issue.message,
                                 _severity(target, key(issue.resource)))
@@ -671,25 +792,29 @@ _axons_rule = _mapping_rule(("in_axons_per_core", "out_axons_per_core"), "axons_
 _cores_rule = _mapping_rule(("total_cores",), "total_cores", lambda r: "cores.cores")
 
 
-def neurons_per_core(graph: Graph, target: Target) -> Iterator[Violation]:
+def neurons_per_core(graph: Graph, target: Target, host: frozenset[str] = NONE
+                     ) -> Iterator[Violation]:
     """A layer that must sit in one core (``split_layers = false``) fits its neurons."""
-    return _neurons_rule(graph, target)
+    return _neurons_rule(graph, target, host)
 
 
-def synapse_memory_per_core(graph: Graph, target: Target) -> Iterator[Violation]:
+def synapse_memory_per_core(graph: Graph, target: Target, host: frozenset[str] = NONE
+                            ) -> Iterator[Violation]:
     """No core's synapse memory overflows (a neuron, or an unsplittable layer, fits a core)."""
-    return _memory_rule(graph, target)
+    return _memory_rule(graph, target, host)
 
 
-def axons_per_core(graph: Graph, target: Target) -> Iterator[Violation]:
+def axons_per_core(graph: Graph, target: Target, host: frozenset[str] = NONE
+                   ) -> Iterator[Violation]:
     """Each core's distinct inputs (in-axons) and (neuron, destination core) pairs (out-axons)
     stay within the per-core limits."""
-    return _axons_rule(graph, target)
+    return _axons_rule(graph, target, host)
 
 
-def total_cores(graph: Graph, target: Target) -> Iterator[Violation]:
+def total_cores(graph: Graph, target: Target, host: frozenset[str] = NONE
+                ) -> Iterator[Violation]:
     """The mapping estimate uses no more cores than the chip has."""
-    return _cores_rule(graph, target)
+    return _cores_rule(graph, target, host)
 
 
 RULES: dict[str, Rule] = {
@@ -711,6 +836,7 @@ RULES: dict[str, Rule] = {
     "axons_per_core": axons_per_core,
     "total_cores": total_cores,
     "spikes_per_step": spikes_per_step,
+    "max_pool_windows": max_pool_windows,
 }
 MAPPING_RULES: tuple[str, ...] = ("neurons_per_core", "synapse_memory_per_core",
                                   "axons_per_core", "total_cores")

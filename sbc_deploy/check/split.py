@@ -6,10 +6,32 @@ Akida's MetaTF and Vitis AI partition a model and show it in their model summari
 decided per node:
 
 - ``Input`` / ``Output`` are the I/O ports (``io``): the host's data enters and leaves there;
-- a neuron runs on the chip when the target runs its kind (``[neurons] kinds``);
+- a neuron runs on the chip when the chip's neuron circuit, as the target's toolchain programs
+  it, computes its update (:func:`neuron_off_chip`): its kind (``[neurons] kinds``), its reset
+  (``[neurons] reset_modes``) and its spike rule (a chip that sends one spike per neuron and
+  step, ``max_spikes_per_step = 1``, sends no spike counts);
 - any other node runs on the chip when its kind is one of the target's ``[layers] node_kinds``,
   or when it is a sum / average pool that the netx export folds into the next layer;
 - everything else runs on the host, with the reason.
+
+Host or violation (the rule for neurons of a kind the chip runs): what the chip's circuit does
+not compute at all is a host node; what it computes with other numbers is a violation on the
+chip. A reset the chip lacks (Xylo resets by subtraction only, rockpool's Xylo neuron; Lava's
+fixed-point CUBA neuron that netx writes for Loihi resets to 0 only) or a spike count on a
+binary-spike chip (Lava's CUBA neuron sends one bit per step) changes the dynamics themselves:
+no compression, rounding or parameter choice turns a zero reset into a subtraction, so such a
+neuron runs on the host, exactly like a neuron of a kind the chip lacks, and a network none of
+whose neuron layers the chip can run is refused (``validate.refusal``). Numbers the circuit
+holds differently stay violations of the chip's rules, each with its remedy: thresholds,
+decays and biases outside their registers or off their grids, a resting potential or reset
+value the chip lacks (foldable or settable to 0), a spike cap above a counting chip's cap
+(Xylo's 31: ``spikes_per_step``), weights, fan-in and cores. Spike variants no target file
+states (``fires_at_equal``, ``reset_timing``, ``v_min``) are judged by the export that writes
+them (netx refuses what it cannot hold, before any work), not by the split.
+
+:func:`offloaded` is what the check leaves to the host: the split's host nodes when the chip
+runs part of the network; none when it runs none of its neuron layers (a refused target is
+judged whole, so that its check lists everything the chip would need).
 
 ``segments`` are the connected parts of the graph that run on one side (in topological order of
 their first node); ``transfers`` are the edges between the chip and the host, each with the
@@ -49,11 +71,12 @@ from sbc_deploy.ir import (
     Reshape,
     Slice,
     SumPool2d,
+    Synapse,
 )
 from sbc_deploy.targets import Target
 
 __all__ = ["ChipHostSplit", "HostNode", "Segment", "Transfer", "binary_nodes",
-           "chip_host_split"]
+           "chip_host_split", "neuron_off_chip", "offloaded", "runs_part"]
 
 # What the node computes that a neuromorphic core has no circuit for (said in each reason).
 _WHY: dict[type, str] = {
@@ -145,8 +168,8 @@ class ChipHostSplit:
 def binary_nodes(graph: Graph) -> frozenset[str]:
     """Nodes whose output is always 0 or 1 (the graph's inputs are not assumed binary).
 
-    Spiking neurons emit 0/1 (multi-spike ones a count); a max pool, reshape, permute, slice or flatten of one binary
-    value stays binary; a product of two binary values is their AND (binary); an Identity fed
+    Spiking neurons emit 0/1 (multi-spike ones a count); a max pool, reshape, permute, slice
+    or flatten of one binary value stays binary; a product of two binary values is their AND (binary); an Identity fed
     by one binary edge is binary. Sums of several edges are not.
     """
     binary: set[str] = set()
@@ -179,10 +202,33 @@ def _foldable_pools(graph: Graph, target: Target) -> set[str]:
     return pools if _netx_fold_error(graph) is None else set()
 
 
+def neuron_off_chip(node: Neuron, target: Target) -> str | None:
+    """Why ``target``'s neuron circuit cannot compute ``node``'s update (``None``: it can).
+
+    Kind, reset mode and spike rule, in that order (the module docstring says why these and
+    not the numbers)."""
+    spec = target.neurons
+    if node.kind not in spec.kinds:
+        return (f"{target.name} cannot run {node.kind} neurons (it runs "
+                f"{', '.join(spec.kinds) or 'none'})")
+    if not node.spiking:
+        return None
+    reset = getattr(node, "reset", None)
+    if reset not in spec.reset_modes:
+        modes = " or ".join(spec.reset_modes) or "no"
+        return (f"{target.name} resets by {modes} only, not by {reset}: the reset rule is the "
+                "circuit's, not a number compression could change")
+    cap = getattr(node, "max_spikes", 1)
+    if spec.max_spikes_per_step == 1 and cap != 1:
+        sends = "any number of spikes" if cap is None else f"up to {cap} spikes"
+        return (f"{target.name} sends one spike per neuron and step, not {sends}: a spike "
+                "count is another spike rule")
+    return None
+
+
 def _reason(node: Any, target: Target) -> str:
     if isinstance(node, Neuron):
-        return (f"{target.name} cannot run {node.kind} neurons (it runs "
-                f"{', '.join(target.neurons.kinds) or 'none'})")
+        return neuron_off_chip(node, target) or ""
     why = _WHY.get(type(node))
     return f"{target.name} has no {node.kind} layer" + (f": {why}" if why else "")
 
@@ -198,8 +244,8 @@ def chip_host_split(graph: Graph, target: Target) -> ChipHostSplit:
         if isinstance(node, (Input, Output)):
             io.append(name)
         elif isinstance(node, Neuron):
-            (chip.append(name) if node.kind in target.neurons.kinds
-             else host.append(HostNode(name, node.kind, _reason(node, target))))
+            why = neuron_off_chip(node, target)
+            (chip.append(name) if why is None else host.append(HostNode(name, node.kind, why)))
         elif node.kind in target.layers.node_kinds or name in folded:
             chip.append(name)
         else:
@@ -234,3 +280,37 @@ def _segments(graph: Graph, side: dict[str, str]) -> tuple[Segment, ...]:
         groups.setdefault(root(name), []).append(name)
     return tuple(Segment(side[nodes[0]], tuple(nodes))
                  for nodes in sorted(groups.values(), key=lambda g: order[g[0]]))
+
+
+def runs_part(graph: Graph, split: ChipHostSplit, errors: Any = ()) -> bool:
+    """The chip runs at least one synapse layer with the neuron it drives (both on the chip
+    side of ``split`` and neither named by a node in ``errors``: the refusing rules' errors,
+    ``validate.REFUSING_RULES``); a network of readouts only needs its synapses on the chip.
+    The neuron a synapse drives is found through pass-through nodes (``check.mapping``:
+    scales, flattens, sum pools, delays). The condition under which ``validate.refusal`` does
+    not refuse a target."""
+    from sbc_deploy.check.mapping import synapse_target  # the neuron a synapse feeds
+
+    bad = set(errors)
+    synapses = [n for n in graph.topological_order if isinstance(graph.nodes[n], Synapse)]
+    pairs = [(s, synapse_target(graph, s)[0]) for s in synapses]
+    driving = [(s, n) for s, n in pairs if n is not None] or pairs
+    for synapse, neuron in driving:
+        nodes = [synapse] + ([neuron] if neuron is not None else [])
+        if all(split.placement(n) == "chip" and n not in bad for n in nodes):
+            return True
+    return False
+
+
+def offloaded(graph: Graph, target: Target, split: ChipHostSplit | None = None
+              ) -> frozenset[str]:
+    """The nodes the check and the core mapping leave to the host (module docstring): the
+    split's host nodes when the chip runs part of ``graph``, else none (judged whole)."""
+    split = split if split is not None else chip_host_split(graph, target)
+    if split.all_on_chip:
+        return frozenset()
+    from sbc_deploy.check.rules import refusing_errors  # the rules decide what is an error
+
+    if not runs_part(graph, split, refusing_errors(graph, target)):
+        return frozenset()
+    return frozenset(h.name for h in split.host)

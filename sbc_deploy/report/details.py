@@ -98,8 +98,12 @@ def memory_forms(syn: Synapse, target: Any) -> tuple[int, int]:
 
 def layer_details(graph: Graph, target: Any, mapping: Any, dense_synops: Any,
                   compressed_synops: Any, rates_dense: Mapping[str, float],
-                  rates_compressed: Mapping[str, float]) -> dict[str, LayerDetail]:
-    """One :class:`LayerDetail` per synapse layer of ``graph`` (see the module docstring)."""
+                  rates_compressed: Mapping[str, float],
+                  host: Any = ()) -> dict[str, LayerDetail]:
+    """One :class:`LayerDetail` per synapse layer of ``graph`` (see the module docstring).
+    ``host``: nodes the target's host runs (``CheckResult.offloaded``): a synapse layer there
+    costs no chip energy (``None``), a neuron there no chip neuron updates."""
+    host = set(host)
     costs = costs_from_target(target)
     dense, compressed = _per_sample_layers(dense_synops), _per_sample_layers(compressed_synops)
     upd_dense, upd_compressed = _updates(dense_synops), _updates(compressed_synops)
@@ -120,9 +124,11 @@ def layer_details(graph: Graph, target: Any, mapping: Any, dense_synops: Any,
             name=name, neuron=neuron,
             synops_dense=dense.get(name, {}).get("synops"),
             synops_compressed=compressed.get(name, {}).get("synops"),
-            energy_dense_j=_energy(costs, dense.get(name), upd_dense.get(own or "")),
-            energy_compressed_j=_energy(costs, compressed.get(name),
-                                        upd_compressed.get(own or "")),
+            energy_dense_j=None if name in host else _energy(
+                costs, dense.get(name), None if own in host else upd_dense.get(own or "")),
+            energy_compressed_j=None if name in host else _energy(
+                costs, compressed.get(name),
+                None if own in host else upd_compressed.get(own or "")),
             rate_dense=rates_dense.get(neuron) if neuron else None,
             rate_compressed=rates_compressed.get(neuron) if neuron else None,
             storage=None if place is None else place.storage,

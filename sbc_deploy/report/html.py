@@ -94,6 +94,7 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;pad
 font-size:12.5px;text-align:left;vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}
 td:first-child,td:nth-child(2){white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.num.wrap{white-space:normal}
 .bad{color:#b00;font-weight:600}.warn{color:#8a4b00;font-weight:600}
 .good{color:#070;font-weight:600}
 .grade{display:inline-block;padding:0 6px;border-radius:8px;font-size:11.5px;background:#e8f5e9}
@@ -340,6 +341,20 @@ def _cost_section(t: TargetReport, single: bool) -> str:
     return "".join(parts)
 
 
+def _synops_caption(t: TargetReport) -> str:
+    """The whole network's SynOps, or the chip's and the host's where the target runs part of
+    the network, and the products of two activations' operations (no SynOps)."""
+    text = (f"{'On the chip' if t.synops_host.compressed else 'Whole network'}: "
+            f"{count(t.synops.dense)} -> {count(t.synops.compressed)} SynOps per sample.")
+    if t.synops_host.compressed:
+        text += (f" On the host: {count(t.synops_host.dense)} -> "
+                 f"{count(t.synops_host.compressed)} (not in the energy).")
+    if t.product_ops.compressed is not None:
+        text += (f" Products of two activations: {count(t.product_ops.dense)} -> "
+                 f"{count(t.product_ops.compressed)} operations per sample (no SynOps).")
+    return text
+
+
 def _save_section(t: TargetReport) -> str:
     parts = ["<h3>What does it save?</h3>", '<div class="grid">']
     legend = (("dense", COLORS["dense"]), ("compressed", COLORS["compressed"]))
@@ -351,8 +366,7 @@ def _save_section(t: TargetReport) -> str:
                 for layer in t.layers]
         parts.append(figure(hbar_chart("SynOps per sample, per layer", aggregate(rows, MAX_ROWS),
                                        unit="SynOps per sample", legend=legend),
-                            f"Whole network: {count(t.synops.dense)} -> "
-                            f"{count(t.synops.compressed)} SynOps per sample."))
+                            _synops_caption(t)))
     if any(layer.energy_dense_j is not None for layer in t.layers):
         unit, scale = _energy_unit([v or 0.0 for layer in t.layers
                                     for v in (layer.energy_dense_j, layer.energy_compressed_j)])
@@ -537,9 +551,11 @@ def _ranking(report: Report) -> str:
         rows.append(f"<tr{cls}><td>{entry['rank'] or '-'}</td>"
                     f"<td><b>{html.escape(t.target)}</b></td>"
                     f"<td>{'fits' if entry['fits'] else 'does not fit'}</td>"
-                    f"<td class=num>{html.escape(energy_text(t.energy_j.compressed, t))}</td>"
+                    # energy and cores may wrap: at 800 px the reason column then fits
+                    f'<td class="num wrap">{html.escape(energy_text(t.energy_j.compressed, t))}'
+                    "</td>"
                     f"<td class=num>{html.escape(acc)}</td>"
-                    f"<td class=num>{html.escape(cores_text(t))}</td>"
+                    f'<td class="num wrap">{html.escape(cores_text(t))}</td>'
                     f"<td class=wide>{html.escape(entry['reason'] or '')}</td></tr>")
     criterion = RANKINGS.get(report.rank_by or "energy", str(report.rank_by))
     return (f'<h3 id="ranking">Ranking: {html.escape(criterion)}</h3>'

@@ -143,7 +143,7 @@ class TargetReport:
     cores: tuple[CoreRow, ...] = ()
     limits: Mapping[str, Any] = field(default_factory=dict)
     accuracy: Accuracy = Accuracy()
-    synops: BeforeAfter = BeforeAfter()
+    synops: BeforeAfter = BeforeAfter()  # SynOps of the part the target's chip runs
     energy_j: BeforeAfter = BeforeAfter()
     energy_terms: tuple[EnergyTerm, ...] = ()
     ann_equivalent: Mapping[str, Any] = field(default_factory=dict)
@@ -170,6 +170,11 @@ class TargetReport:
     # ``runs_on`` is ``chip + host`` (or ``host + chip``) when synapses and neuron part ways,
     # ``sides`` says where each of ``nodes`` runs
     placement: tuple[Mapping[str, Any], ...] = ()
+    # the work ``synops`` and ``energy_j`` leave out (per sample, dense and compressed): the
+    # SynOps of the synapse layers the host runs (0 when all run on the chip), and the
+    # operations of products of two activations, which are no SynOps (report/synops.py)
+    synops_host: BeforeAfter = BeforeAfter()
+    product_ops: BeforeAfter = BeforeAfter()
 
     @property
     def fits(self) -> bool:

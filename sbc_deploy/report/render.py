@@ -253,7 +253,13 @@ def _target_markdown(t: TargetReport) -> list[str]:
                    for layer in t.layers]) + [""]
     out += ["### What does it save?", ""] + _table(
         ["", "dense", "compressed"],
-        [["SynOps / sample", number(t.synops.dense), number(t.synops.compressed)],
+        [["SynOps / sample" + (" (on the chip)" if t.synops_host.compressed else ""),
+          number(t.synops.dense), number(t.synops.compressed)],
+         *([["SynOps / sample on the host (not in the energy)", number(t.synops_host.dense),
+             number(t.synops_host.compressed)]] if t.synops_host.compressed else []),
+         *([["products of two activations: ops / sample (no SynOps, not in the energy)",
+             number(t.product_ops.dense), number(t.product_ops.compressed)]]
+           if t.product_ops.compressed is not None else []),
          ["energy / sample", energy(t.energy_j.dense), energy(t.energy_j.compressed)]]) + [""]
     if any(layer.synops_dense is not None for layer in t.layers):
         out += _table(["layer", "SynOps dense", "SynOps compressed", "energy dense",

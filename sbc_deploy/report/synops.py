@@ -20,6 +20,22 @@ sent to two synapse layers is routed twice), neuron updates (every neuron of the
 step: a time-stepped core updates them all) and, per sample, the MACs of the equivalent ANN
 (one pass, each kernel tap that lands on a real input counted once: zero padding is skipped).
 
+Products of two activations (``Product``, ``MatMul``: attention, SEW AND / IAND) involve no
+synapse weight, so they are no SynOps; they are counted apart, as ``products``, one operation
+per product term whose two factors are both non-zero (:func:`product_terms`)::
+
+    MatMul  y = s a b:  ops[t] = sum_{B, ..., k} nnz_i(a[t, B, ..., i, k]) nnz_j(b[t, B, ..., k, j])
+    Product y = a * b:  ops[t] = #{ elements with a != 0 and b != 0 }
+
+On spikes a term is one accumulation (the spike-driven Transformer's "all matrix
+multiplications associated with the spike matrix can be transformed into sparse additions",
+Yao et al., NeurIPS 2023; Q K^T V in Spikformer's SSA); a Hadamard product of spikes is a mask
+whose ones the column sum after it adds (SDSA's "mask and addition"). Spikingformer's energy
+script (zhouchenlin2096/Spikingformer, energy_consumption_calculation/flops_counter.py) counts
+SSA's accumulations as the dense product count ``T N d^2`` per head times the operands' firing
+rates; counting the non-zero terms themselves is the exact form of that estimate. ``dense``
+beside it is every product term (the ANN's count).
+
 Example::
 
     >>> inputs = {}
@@ -81,6 +97,42 @@ class NeuronUpdates:
 
 
 @dataclass(frozen=True, eq=False)
+class ProductOps:
+    """Operations of one product of two activations (``Product`` / ``MatMul``): ``ops`` per
+    step ``[T]`` (product terms with both factors non-zero, totals over the batch) and
+    ``dense`` (every product term, per sample and step)."""
+
+    name: str
+    kind: str
+    ops: np.ndarray
+    dense: int
+
+
+def product_terms(a: Any, b: Any, matmul: bool) -> np.ndarray:
+    """Per step, the product terms of ``a`` and ``b`` (``[t, batch, *port]`` each) whose two
+    factors are non-zero, summed over the batch (int64; the module docstring's rule)."""
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    steps = int(a.shape[0])
+    if matmul:
+        left = (a != 0).sum(dim=-2)     # [t, B, *lead_a, k]: non-zero rows per column k of a
+        right = (b != 0).sum(dim=-1)    # [t, B, *lead_b, k]: non-zero columns per row k of b
+    else:
+        left, right = (a != 0), (b != 0)
+    rank = max(left.dim(), right.dim())  # leading axes broadcast from the right, after [t, B]
+    left, right = (x.reshape(*x.shape[:2], *(1,) * (rank - x.dim()), *x.shape[2:])
+                   for x in (left, right))
+    terms = left.to(torch.int64) * right.to(torch.int64)
+    return terms.reshape(steps, -1).sum(dim=1).cpu().numpy().astype(np.int64)
+
+
+def dense_terms(node: Any) -> int:
+    """Every product term of one step and sample: ``prod(out) * k`` for a MatMul, the output
+    size for a Product."""
+    size = int(np.prod(node.output_shape))
+    return size * int(node.inner) if node.kind == "MatMul" else size
+
+
+@dataclass(frozen=True, eq=False)
 class SynOpsReport:
     """SynOps, spikes routed and neuron updates of a simulation, per layer and per step.
 
@@ -88,12 +140,15 @@ class SynOpsReport:
         steps: ``T``; ``samples``: the batch size ``B`` (summed over merged reports).
         layers: one :class:`LayerSynOps` per synapse layer, in topological order.
         neurons: one :class:`NeuronUpdates` per neuron node.
+        products: one :class:`ProductOps` per product of two activations (empty when they
+            were not counted), apart from the SynOps.
     """
 
     steps: int
     samples: int
     layers: tuple[LayerSynOps, ...]
     neurons: tuple[NeuronUpdates, ...]
+    products: tuple[ProductOps, ...] = ()
 
     # ------------------------------------------------------------------ totals (all samples)
 
@@ -113,6 +168,11 @@ class SynOpsReport:
     def neuron_updates(self) -> int:
         return int(sum(int(n.updates.sum()) for n in self.neurons))
 
+    @property
+    def product_ops(self) -> int:
+        """Operations of the products of two activations (not SynOps; module docstring)."""
+        return int(sum(int(p.ops.sum()) for p in self.products))
+
     # ------------------------------------------------------------------ per sample
 
     @property
@@ -127,7 +187,7 @@ class SynOpsReport:
 
     def per_sample_counts(self) -> dict[str, float]:
         """Every count per sample: synops, dense_synops, spikes_routed, neuron_updates,
-        ann_macs, ann_macs_nonzero, and steps."""
+        ann_macs, ann_macs_nonzero, product_ops (products of two activations) and steps."""
         n = self.samples
         return {
             "synops": self.synops / n,
@@ -136,8 +196,18 @@ class SynOpsReport:
             "neuron_updates": self.neuron_updates / n,
             "ann_macs": float(self.ann_macs),
             "ann_macs_nonzero": float(sum(layer.ann_macs_nonzero for layer in self.layers)),
+            "product_ops": self.product_ops / n,
             "steps": float(self.steps),
         }
+
+    def restricted(self, nodes: Any) -> SynOpsReport:
+        """The counts of the layers, neurons and products named in ``nodes`` only (the part of
+        the network one side of a chip / host split runs)."""
+        keep = set(nodes)
+        return SynOpsReport(self.steps, self.samples,
+                            tuple(x for x in self.layers if x.name in keep),
+                            tuple(x for x in self.neurons if x.name in keep),
+                            tuple(x for x in self.products if x.name in keep))
 
     def layer(self, name: str) -> LayerSynOps:
         """The counts of synapse layer ``name``."""
@@ -160,7 +230,13 @@ class SynOpsReport:
             for a, b in zip(self.layers, other.layers))
         neurons = tuple(NeuronUpdates(a.name, a.neurons, a.updates + b.updates)
                         for a, b in zip(self.neurons, other.neurons))
-        return SynOpsReport(self.steps, self.samples + other.samples, layers, neurons)
+        if [p.name for p in self.products] != [p.name for p in other.products]:
+            raise DataError("cannot merge reports that counted different products",
+                            where="SynOpsReport.merge")
+        products = tuple(ProductOps(a.name, a.kind, a.ops + b.ops, a.dense)
+                         for a, b in zip(self.products, other.products))
+        return SynOpsReport(self.steps, self.samples + other.samples, layers, neurons,
+                            products)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain numbers for JSON: totals per sample and per layer."""
@@ -180,6 +256,8 @@ class SynOpsReport:
             } for layer in self.layers],
             "neurons": [{"name": x.name, "neurons": x.neurons,
                          "updates": int(x.updates.sum()) / n} for x in self.neurons],
+            "products": [{"name": x.name, "kind": x.kind, "ops": int(x.ops.sum()) / n,
+                          "dense_ops": x.dense * self.steps} for x in self.products],
         }
 
 
@@ -375,5 +453,5 @@ class LayerFanOut:
             graded=graded)
 
 
-__all__ = ["LayerSynOps", "NeuronUpdates", "SynOpsReport", "count_synops", "fan_out",
-           "synops_sources"]
+__all__ = ["LayerSynOps", "NeuronUpdates", "ProductOps", "SynOpsReport", "count_synops",
+           "dense_terms", "fan_out", "product_terms", "synops_sources"]

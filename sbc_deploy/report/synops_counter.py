@@ -25,11 +25,14 @@ with ``count_synops``: that function decides per call whether a layer's values a
 here each chunk decides, so a chunk of an analog input that happens to hold only integers
 counts its values rather than its non-zeros (never the case for spikes).
 
-Example::
+Products of two activations are counted by :meth:`SynOpsCounter.operands`, the simulator's
+``on_operands`` hook (``report.synops.product_terms``: non-zero product terms per step, apart
+from the SynOps)::
 
     >>> counter = SynOpsCounter(graph, steps=x.shape[0], batch=x.shape[1])
-    >>> simulate(graph, x, on_synapse_input=counter, memory_budget=64 << 20)
-    >>> counter.report().per_sample
+    >>> simulate(graph, x, on_synapse_input=counter, on_operands=counter.operands,
+    ...          memory_budget=64 << 20)
+    >>> counter.report().per_sample, counter.report().product_ops
 """
 
 from __future__ import annotations
@@ -62,8 +65,11 @@ from sbc_deploy.report.synops import (
     LayerFanOut,
     LayerSynOps,
     NeuronUpdates,
+    ProductOps,
     SynOpsReport,
     _source,
+    dense_terms,
+    product_terms,
 )
 
 
@@ -92,6 +98,27 @@ class SynOpsCounter:
         self._totals: dict[str, LayerSynOps] = {}
         self._group: dict[str, list[LayerSynOps]] = {name: [] for name in self.layers}
         self._filled: dict[str, tuple[int, int]] = {name: (0, 0) for name in self.layers}
+        self.products = [name for name in graph.topological_order
+                         if isinstance(graph.nodes[name], (Product, MatMul))]
+        self._ops = {name: np.zeros(self.steps, dtype=np.int64) for name in self.products}
+        self._at = {name: (0, 0) for name in self.products}  # (step in the group, samples)
+
+    def operands(self, name: str, a: Tensor, b: Tensor) -> None:
+        """The ``on_operands`` hook: count one chunk of product ``name``'s terms."""
+        if name not in self._ops:
+            raise DataError(f"'{name}' is no product of two activations of this graph",
+                            where="SynOpsCounter.operands")
+        start, samples = self._at[name]
+        steps = int(a.shape[0])
+        if start + steps > self.steps:
+            raise DataError(f"received {start + steps} steps for one group of samples, "
+                            f"expected {self.steps}", where=f"SynOpsCounter, product '{name}'")
+        matmul = isinstance(self.graph.nodes[name], MatMul)
+        self._ops[name][start:start + steps] += product_terms(a, b, matmul)
+        start += steps
+        if start == self.steps:
+            start, samples = 0, samples + int(a.shape[1])
+        self._at[name] = (start, samples)
 
     def __call__(self, name: str, x: Tensor) -> None:
         steps_in, samples_in = int(x.shape[0]), int(x.shape[1])
@@ -131,7 +158,10 @@ class SynOpsCounter:
 
     def report(self) -> SynOpsReport:
         """The counts of the whole simulation (every layer must have seen every sample)."""
-        incomplete = [name for name, (steps, samples) in self._filled.items()
+        # products are counted when the simulation was given ``on_operands=self.operands``
+        fed = any(at != (0, 0) for at in self._at.values())
+        incomplete = [name for name, (steps, samples) in
+                      (*self._filled.items(), *(self._at.items() if fed else ()))
                       if steps or samples != self.batch]
         if incomplete:
             raise DataError(f"layers {incomplete} did not receive all {self.steps} steps of all "
@@ -142,8 +172,11 @@ class SynOpsCounter:
                           np.full(self.steps, int(np.prod(node.shape)) * self.batch,
                                   dtype=np.int64))
             for name, node in self.graph.nodes.items() if isinstance(node, Neuron))
+        products = tuple(ProductOps(name, self.graph.nodes[name].kind, self._ops[name].copy(),
+                                    dense_terms(self.graph.nodes[name]))
+                         for name in self.products) if fed else ()
         return SynOpsReport(self.steps, self.batch, tuple(self._totals[n] for n in order),
-                            neurons)
+                            neurons, products)
 
 
 def integer_values(graph: Graph, integer_inputs: bool = False) -> dict[str, tuple[bool, bool]]:

@@ -82,6 +82,7 @@ from sbc_deploy.ir import (
 log = logging.getLogger(__name__)
 
 SynapseInputHook = Callable[[str, Tensor], None]
+OperandsHook = Callable[[str, Tensor, Tensor], None]  # (node, a, b) of a Product / MatMul
 
 
 # --------------------------------------------------------------------------- neuron numerics
@@ -822,8 +823,9 @@ class _Run:
     def __init__(self, graph: Graph, kernels: Mapping[str, _Kernel],
                  record: Mapping[str, tuple[str, str | None]],
                  hook: SynapseInputHook | None, inputs: Mapping[str, Tensor],
-                 carry: dict[str, Any]) -> None:
+                 carry: dict[str, Any], operands: OperandsHook | None = None) -> None:
         self.graph, self.kernels, self.hook = graph, kernels, hook
+        self.operands = operands
         self.inputs, self.carry = inputs, carry
         self.steps, self.batch = next(iter(inputs.values())).shape[:2]
         self.like = next(iter(inputs.values()))  # dtype and device of every value
@@ -851,6 +853,8 @@ class _Run:
             a, b = (_sum([self.values[src] for src in sources])
                     for sources in self.graph.operands(name).values())
             self.release(name)
+            if self.operands is not None:
+                self.operands(name, a, b)
             self.values[name] = kernel.sequence_of(a, b)
             return
         if name in self.inputs:
@@ -889,6 +893,8 @@ class _Run:
         traces = {(n, f): [] for n in unit for f in self.state_fields.get(n, ())}
         fed: dict[str, list[Tensor]] = {n: [] for n in unit
                                         if isinstance(graph.nodes[n], Synapse) and self.hook}
+        pairs: dict[str, list[tuple[Tensor, Tensor]]] = {
+            n: [] for n in unit if isinstance(self.kernels[n], _BinaryKernel) and self.operands}
         def arriving(name: str, sources: Sequence[str], shape: tuple[int, ...], t: int,
                      previous: Mapping[str, Tensor | None]) -> Tensor:
             terms = []
@@ -911,6 +917,8 @@ class _Run:
                 if isinstance(kernel, _BinaryKernel):
                     a, b = (arriving(name, sources, node.port_shape(port), t, previous)
                             for port, sources in graph.operands(name).items())
+                    if name in pairs:
+                        pairs[name].append((a, b))
                     current[name] = kernel.step_of(a, b)
                     outputs[name].append(current[name])
                     continue
@@ -926,6 +934,9 @@ class _Run:
         for name in unit:
             if name in fed:
                 self.hook(name, torch.stack(fed[name]))  # type: ignore[misc]
+            if name in pairs:
+                self.operands(name, *(torch.stack(side)  # type: ignore[misc]
+                                      for side in zip(*pairs[name])))
             self.values[name] = torch.stack(outputs[name])
         for key_, trace in traces.items():
             self.states[key_] = torch.stack(trace)
@@ -1032,6 +1043,7 @@ def chunk_plan(graph: Graph, steps: int, batch: int, budget_bytes: int | None, *
 def simulate(graph: Graph, inputs: Tensor | Mapping[str, Tensor], *,
              record: Iterable[str] = (),
              on_synapse_input: SynapseInputHook | None = None,
+             on_operands: OperandsHook | None = None,
              dtype: torch.dtype = torch.float32,
              device: str | torch.device = "cpu",
              threads: int | None = None,
@@ -1065,6 +1077,10 @@ def simulate(graph: Graph, inputs: Tensor | Mapping[str, Tensor], *,
             step); chunks come in time order within each group of samples, groups in sample
             order. Without chunking that is exactly one call with the whole sequence. Used by
             calibration (Hessians) and by evaluation (SynOps); it must not modify ``x``.
+        on_operands: called as ``on_operands(name, a, b)`` once per ``Product`` / ``MatMul``
+            node and chunk with its two operands ``[t, b, *port_shape]`` as it multiplies them
+            (evaluation counts their operations, ``report.synops.product_terms``); same order
+            and the same rule as ``on_synapse_input``.
         dtype: floating dtype of the simulation.
         device: torch device.
         threads: torch intra-op threads for this call (default: torch's current setting,
@@ -1112,7 +1128,8 @@ def simulate(graph: Graph, inputs: Tensor | Mapping[str, Tensor], *,
             for t0 in range(0, steps, t_chunk):
                 chunk = {name: x[t0:t0 + t_chunk, b0:b0 + b_chunk].to(device=device, dtype=dtype)
                          for name, x in tensors.items()}
-                run = _Run(graph, kernels, wanted, on_synapse_input, chunk, carry)
+                run = _Run(graph, kernels, wanted, on_synapse_input, chunk, carry,
+                           on_operands)
                 for unit, is_cycle in units:
                     if is_cycle:
                         run.run_cycle(unit)
