@@ -44,15 +44,16 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so ``main`` returns the exit code."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise _UsageError(f"{self.prog}: {message}{self._suggestion(message)}")
+        raise _UsageError(f"{self.prog}: {message}", self._suggestion(message))
 
-    def _suggestion(self, message: str) -> str:
-        """``; did you mean --sparsity?`` for each misspelt flag of an argparse message."""
+    def _suggestion(self, message: str) -> list[str]:
+        """``--sparsty: did you mean --sparsity?`` for each misspelt flag of an argparse
+        message."""
         import difflib
 
         prefix = "unrecognized arguments: "
         if not message.startswith(prefix):
-            return ""
+            return []
         known = [s for action in self._actions for s in action.option_strings
                  if s.startswith("--")]
         hints = []
@@ -63,11 +64,15 @@ class _Parser(argparse.ArgumentParser):
             close = difflib.get_close_matches(flag, known, n=1, cutoff=0.75)
             if close:
                 hints.append(f"{flag}: did you mean {close[0]}?")
-        return "".join(f"\n  {hint}" for hint in hints)
+        return hints
 
 
 class _UsageError(Exception):
-    pass
+    """A command line argparse refused: ``head`` and its hints (``items``), one line each."""
+
+    def __init__(self, head: str, items: Sequence[str] = ()):
+        self.head, self.items = head, tuple(items)
+        super().__init__(head + "".join(f"\n  {item}" for item in self.items))
 
 
 def _positive_float(text: str) -> float:
@@ -797,7 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout, sys.stderr = _Neutral(streams[0]), _Neutral(streams[1])
         return _main_guarded(argv)
     except KeyboardInterrupt:  # one line at any moment, even while torch is importing
-        print("interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
     finally:
         sys.stdout, sys.stderr = streams
@@ -855,7 +860,7 @@ def _main_guarded(argv: list[str]) -> int:
         return _main(argv)
     except Exception as err:  # noqa: BLE001 - the one place that turns a bug into exit 3
         if _caused_by_interrupt(err):  # e.g. numpy turns a Ctrl-C in its import into an
-            print("interrupted", file=sys.stderr)  # ImportError ("IMPORTANT: PLEASE READ")
+            _say("interrupted")  # ImportError ("IMPORTANT: PLEASE READ")
             return 130
         named = resource_error(err, stage=_STAGE[0] if _STAGE else None)
         if named is not None:  # a disk, limit or memory that ran out: not a bug
@@ -863,17 +868,16 @@ def _main_guarded(argv: list[str]) -> int:
                 import traceback
 
                 traceback.print_exc()
-            print(f"error: {named}", file=sys.stderr)
+            _say("error: ", named)
             return EXIT_RESOURCE
         if debug:
             import traceback
 
             traceback.print_exc()
         first = (str(err).strip().splitlines() or [""])[0][:200]
-        print(f"internal error: {type(err).__name__}: {first} -- this is a bug in sbc-deploy, "
-              "please report it with the command line"
-              + ("" if debug else " (run again with --debug for the traceback)"),
-              file=sys.stderr)
+        _say(f"internal error: {type(err).__name__}: {first} -- this is a bug in sbc-deploy, "
+             "please report it with the command line"
+             + ("" if debug else " (run again with --debug for the traceback)"))
         return EXIT_INTERNAL
 
 
@@ -891,27 +895,47 @@ def _main(argv: list[str]) -> int:
         handler = _logging(args.verbose)
         return _run_deploy(args)
     except _UsageError as err:
-        print(str(err), file=sys.stderr)
-        print("run 'sbc-deploy --help' for usage", file=sys.stderr)
+        _say("", err)
+        _say("run 'sbc-deploy --help' for usage")
         return EXIT_USAGE
     except GuardError as err:
-        print(f"quality guard: {err}", file=sys.stderr)
+        _say("quality guard: ", err)
         return EXIT_VIOLATION
     except ResourceError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _say("error: ", err)
         return EXIT_RESOURCE
     except SbcDeployError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _say("error: ", err)
         return EXIT_USAGE
     except SystemExit as err:  # --help and --version exit through argparse
         return int(err.code or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
     finally:
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             _log_summary(handler)
+
+
+def _say(prefix: str, err: BaseException | str | None = None) -> None:
+    """Print an error on stderr: the one place every error message of the CLI goes through.
+
+    The message is neutralised as a whole (:func:`~sbc_deploy.untrusted.shown`: one line, every
+    newline and control character escaped), so a name anywhere inside it -- not only in the
+    ``where`` part -- cannot forge a line or move the cursor. An error that lists several
+    problems (``err.items``: a ValidationError's problems, the guards that stopped, usage hints)
+    gets one line per item, each neutralised the same way.
+    """
+    if err is None:
+        head, items = "", ()
+    elif isinstance(err, (SbcDeployError, _UsageError)):
+        head, items = err.head, err.items
+    else:
+        head, items = str(err), ()
+    lead = "  " if isinstance(err, _UsageError) else "  - "
+    print(shown(prefix + head) + "".join(f"\n{lead}{shown(item)}" for item in items),
+          file=sys.stderr)
 
 
 def _log_summary(handler: _Collapsing | None = None) -> None:

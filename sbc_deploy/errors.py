@@ -5,6 +5,11 @@
 path, a node name), so the text shows it neutralised (:func:`sbc_deploy.untrusted.shown`: one
 line, control characters escaped) and clipped to :data:`WHERE_CHARS` characters;
 ``err.where`` keeps it as given.
+
+An error that lists several problems passes them as ``items``: ``str(err)`` puts each on a line
+of its own (``"\n  - item"``) after the head (``err.head``: where, message, hint). The CLI prints
+``err.head`` and each item as one neutralised line each, so nothing inside a message (a name
+with a newline) can forge a line of its own.
 """
 
 from __future__ import annotations
@@ -24,14 +29,17 @@ def _place(where: str) -> str:
 class SbcDeployError(Exception):
     """Base class of every error this package raises on purpose."""
 
-    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None,
+                 items: tuple[str, ...] | list[str] = ()):
         self.message = message
         self.where = where
         self.hint = hint
+        self.items = tuple(items)
         text = f"{_place(where)}: {message}" if where else message
         if hint:
             text = f"{text} (hint: {hint})"
-        super().__init__(text)
+        self.head = text
+        super().__init__(text + "".join(f"\n  - {item}" for item in self.items))
 
 
 class IRError(SbcDeployError):
@@ -81,9 +89,9 @@ class ResourceError(SbcDeployError):
     (see :mod:`sbc_deploy.resources`)."""
 
     def __init__(self, message: str, *, resource: str, where: str | None = None,
-                 hint: str | None = None):
+                 hint: str | None = None, items: tuple[str, ...] | list[str] = ()):
         self.resource = resource
-        super().__init__(message, where=where, hint=hint)
+        super().__init__(message, where=where, hint=hint, items=items)
 
 
 class GuardError(SbcDeployError):
@@ -94,6 +102,6 @@ class GuardError(SbcDeployError):
     """
 
     def __init__(self, message: str, *, findings: tuple = (), where: str | None = None,
-                 hint: str | None = None):
+                 hint: str | None = None, items: tuple[str, ...] | list[str] = ()):
         self.findings = tuple(findings)
-        super().__init__(message, where=where, hint=hint)
+        super().__init__(message, where=where, hint=hint, items=items)

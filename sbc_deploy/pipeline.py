@@ -774,8 +774,8 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
             stopping = [f for f in findings if f.severity == "error"]
     if stopping:
         raise GuardError("the dense network fails a quality guard before compression; nothing "
-                         "was compressed or written:\n  - " + "\n  - ".join(
-                             f"[{f.code}] {f.message} (hint: {f.hint})" for f in stopping),
+                         "was compressed or written:",
+                         items=[f"[{f.code}] {f.message} (hint: {f.hint})" for f in stopping],
                          findings=tuple(findings))
 
     settings = {k: v for k, v in vars(request).items()

@@ -53,7 +53,7 @@ class ValidationError(ConfigError):
     def __init__(self, problems: list[str]):
         self.problems = tuple(problems)
         head = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
-        super().__init__(f"{head} before any work was done:\n  - " + "\n  - ".join(problems))
+        super().__init__(f"{head} before any work was done:", items=self.problems)
 
 
 def _text(err: SbcDeployError) -> str:

@@ -200,3 +200,28 @@ def test_deploy_summary_and_progress_show_names_neutralised(tmp_path, capsys):
         sys.stderr = saved
     drawn = stream.getvalue()
     assert shown(synapse) in drawn and "\x1b[2J" not in drawn and "lif\nloihi2" not in drawn
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.one_of(st.sampled_from(HOSTILE), st.text(min_size=1, max_size=16)))
+@example(name="lif\nloihi2: fits")
+@example(name="x\x1b[2J\x1b[1A\rloihi2: fits")
+def test_names_inside_error_messages_are_neutralised(tmp_path_factory, capsys, name):
+    """Names in the TEXT of an error (not only its location): an unknown target, an unknown
+    flag (argparse), a missing model among several problems. Each error prints as its head and
+    its items, one neutralised line each: no control character, no line a name forged."""
+    tmp = tmp_path_factory.mktemp("err")
+    routes = [(["check", "bundled:mlp", "--target", name], 1),
+              (["check", "bundled:mlp", "--target", "loihi2", f"--x{name}"], 2),
+              ([f"{name}.nir", "--target", f"x{name}", "-o", str(tmp / "o")], 3)]
+    for argv, lines in routes:
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert _safe_text(err)
+        # the head, its items ("  - ..."), argparse's "did you mean" and the usage line only
+        assert not any(line.startswith("loihi2:") for line in err.splitlines())
+        heads = [line for line in err.splitlines() if not line.startswith("  ")]
+        assert len(heads) == (2 if argv[-1].startswith("--x") else 1), err
+        assert len(err.splitlines()) >= lines
