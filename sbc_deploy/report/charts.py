@@ -146,7 +146,8 @@ def hbar_chart(title: str, rows: Sequence[Row], *, unit: str = "", low: float = 
         shown = [b.text or ("n/a" if b.value is None else _fmt(b.value)) for b in row.bars]
         hover = [row.label] + [f"{b.series}: {text}" for b, text in zip(row.bars, shown)] + (
             [row.hover] if row.hover else [])
-        out.append(f'<g class="row"><title>{chr(10).join(html_text(line) for line in hover)}</title>')
+        tip = "\n".join(html_text(line) for line in hover)  # one line per part
+        out.append(f'<g class="row"><title>{tip}</title>')
         out.append(f'<rect x="0" y="{y}" width="{full}" height="{row_h}" class="hit"/>')
         size = "label" if row_h >= ROW_H else "label small"
         out.append(f'<text class="{size}" x="{x0 - 6}" y="{y + row_h / 2 + 4:.1f}" '

@@ -55,7 +55,8 @@ def _pct(value: float | None) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(markdown(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines = ["| " + " | ".join(markdown(h) for h in header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
     # every cell may hold a name or a message naming one: markdown() keeps it inside its cell
     lines += ["| " + " | ".join(markdown(c) for c in row) + " |" for row in rows]
     return lines
