@@ -95,9 +95,10 @@ def _mib(count: int) -> str:
     return f"{-(-count // 1024**2)}MiB"
 
 
-def claim(nbytes: int, what: str, where: str) -> None:
+def claim(nbytes: int, what: str, where: str, transient: int = 0) -> None:
     """Account for ``nbytes`` that a reader is about to allocate for ``what`` (read from
-    ``where``), before it reads them.
+    ``where``) and keep, before it reads them; ``transient`` more bytes the reader needs only
+    while it reads (its working copies) must fit as well but are not added to the run's total.
 
     Raises:
         FormatError: the claims would exceed the budget; the message names the declared size,
@@ -106,13 +107,15 @@ def claim(nbytes: int, what: str, where: str) -> None:
     state = _BUDGET.get()
     limit, used = (default_read_budget(), 0) if state is None else state
     total = used + int(nbytes)
-    if total > limit:
-        scope = "" if state is None else " (with the data read before it)"
+    peak = total + int(transient)
+    if peak > limit:
+        scope = " (with the data read before it)" if used else ""
+        working = f" (and {int(transient):,} more while reading)" if transient else ""
         raise FormatError(
-            f"{what} declares {int(nbytes):,} bytes once read{scope}, more than the budget "
-            f"of {_binary(limit)} (--memory-budget) allows; the smallest budget that reads it "
-            f"is about {_mib(total)}", where=shown(where),
-            hint=f"--memory-budget {_mib(total)} or more if the file really holds that much; "
+            f"{what} declares {int(nbytes):,} bytes once read{working}{scope}, more than the "
+            f"budget of {_binary(limit)} (--memory-budget) allows; the smallest budget that "
+            f"reads it is about {_mib(peak)}", where=shown(where),
+            hint=f"--memory-budget {_mib(peak)} or more if the file really holds that much; "
                  "a small file declaring that much is damaged or a decompression bomb")
     if state is not None:
         state[1] = total
