@@ -154,10 +154,12 @@ def reading(path: str | Path, expected: str) -> Iterator[None]:
                           f"{detail[:300]})", where=str(path)) from err
 
 
-def screen_hdf5(path: str | Path, *, max_dataset_bytes: int = MAX_DATASET_BYTES) -> None:
+def screen_hdf5(path: str | Path, *, max_dataset_bytes: int = MAX_DATASET_BYTES,
+                kind: str = "model") -> None:
     """Refuse an HDF5 file whose structure would make a reader leave the file or blow up.
 
     Walks every link from the root without following soft or external links (each object once).
+    ``kind`` names the file in the messages (``"model"``, ``"SHD"``).
 
     Raises:
         FormatError: an external link, a virtual dataset, a reference-typed dataset or
@@ -196,7 +198,7 @@ def screen_hdf5(path: str | Path, *, max_dataset_bytes: int = MAX_DATASET_BYTES)
         nbytes = count * max(int(ds.dtype.itemsize), 1)
         if nbytes > max_dataset_bytes:
             raise FormatError(f"dataset '{name}' declares shape {shape} ({nbytes:,} bytes), "
-                              f"more than a model file can hold", where=where)
+                              f"more than a {kind} file can hold", where=where)
         if ds.chunks is None and ds.compression is None and nbytes > size:
             raise FormatError(f"dataset '{name}' declares shape {shape} ({nbytes:,} bytes) but "
                               f"the file has only {size:,} bytes (truncated or damaged)",
@@ -241,11 +243,11 @@ def screen_hdf5(path: str | Path, *, max_dataset_bytes: int = MAX_DATASET_BYTES)
         declared += (int(np.prod(shape, dtype=object)) if shape else 1) * \
             max(int(ds.dtype.itemsize), 1)
 
-    with reading(path, "an HDF5 model file"):
+    with reading(path, f"an HDF5 {kind} file"):
         with h5py.File(path, "r") as handle:
             check_attrs(handle, "/")
             walk(handle, "", 0, check_sized)
-    claim(declared, "the model's datasets", where)
+    claim(declared, f"the {kind} file's datasets", where)
 
 
 def _has_ref(dtype: object, h5py: object) -> bool:

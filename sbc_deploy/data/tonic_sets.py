@@ -391,7 +391,7 @@ def _list_shd(file: Path) -> list[Recording]:
 
     if not file.is_file():
         raise DataError("no such SHD file", where=str(file))
-    screen_hdf5(file, max_dataset_bytes=MAX_SHD_DATASET_BYTES)
+    screen_hdf5(file, max_dataset_bytes=MAX_SHD_DATASET_BYTES, kind="SHD")
     with h5py.File(file, "r") as handle:
         missing = [k for k in ("spikes/times", "spikes/units", "labels") if k not in handle]
         if missing:
