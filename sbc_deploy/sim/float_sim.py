@@ -1043,6 +1043,9 @@ def chunk_plan(graph: Graph, steps: int, batch: int, budget_bytes: int | None, *
     return units, 1
 
 
+# Long: over half is the docstring (the streaming contract and the hooks' order, which
+# calibration and evaluation rely on); the body is one loop over sample groups and time
+# chunks, each run by _Run, and reads best whole.
 def simulate(graph: Graph, inputs: Tensor | Mapping[str, Tensor], *,
              record: Iterable[str] = (),
              on_synapse_input: SynapseInputHook | None = None,
