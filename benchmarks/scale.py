@@ -192,7 +192,6 @@ def _build_network(args: argparse.Namespace, rows: list[dict[str, Any]]
     rows.append(row)
     graph, row = measure("import", lambda: zoo.import_graph(module, sample))
     rows.append(row)
-    del module, sample
 
     def zoo_spikes(graph: Any, samples: int, steps: int, seed: int = 1) -> np.ndarray:
         return zoo.images(name, samples, steps, seed)   # the zoo's inputs
@@ -272,7 +271,6 @@ def _compress_rows(args: argparse.Namespace, graph: Any, calibration: Any,
                      samples=args.eval_samples, steps=keep[1], **base)
     estimates.mark(row, "evaluate compressed", keep[1], calibration.data)
     rows.append(row)
-    del compressed, x, _
 
 
 def _evaluate_rows(args: argparse.Namespace, graph: Any,
