@@ -154,6 +154,8 @@ def reading(path: str | Path, expected: str) -> Iterator[None]:
                           f"{detail[:300]})", where=str(path)) from err
 
 
+# Long: one walk over the file with its checks as closures sharing the walk's counters
+# (objects seen, bytes declared, depth); the closures are short, the walk is one unit.
 def screen_hdf5(path: str | Path, *, max_dataset_bytes: int = MAX_DATASET_BYTES,
                 kind: str = "model") -> None:
     """Refuse an HDF5 file whose structure would make a reader leave the file or blow up.

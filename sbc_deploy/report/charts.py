@@ -87,6 +87,8 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
+# Long: one SVG drawn top to bottom (frame, legend, grid, rows, limit line, note); each
+# part reuses the same geometry (x(), row height), and the list of appends is the picture.
 def hbar_chart(title: str, rows: Sequence[Row], *, unit: str = "", low: float = 0.0,
                high: float | None = None, limit: float | None = None,
                limit_label: str = "limit", legend: Sequence[tuple[str, str]] = (),
@@ -225,6 +227,8 @@ class Line:
     points: tuple[Point, ...]
 
 
+# Long: one SVG drawn top to bottom (frame, legend, axes, grid, lines with whiskers,
+# limit, note); each part reuses the same x()/y() geometry, and the appends are the picture.
 def line_chart(title: str, lines: Sequence[Line], *, x_label: str, y_label: str,
                y_low: float = 0.0, y_high: float | None = None,
                limit: float | None = None, limit_label: str = "limit", note: str = "",
