@@ -735,8 +735,13 @@ class HessianAccumulator:
             raise ShapeError("batches fed into the totals and whole batch sums cannot be mixed "
                              "in one accumulator")
         self.steps = part.steps
+        self._add_to_totals(part, adopt=False)
+
+    def _add_to_totals(self, part: BatchSum, *, adopt: bool) -> None:
+        """Add ``part``'s sums and counts into the totals. ``adopt``: the first part's ``xtx``
+        buffer becomes the totals' (no copy; the caller owns no other reference to it)."""
         if self.xtx is None:
-            self.xtx = part.xtx.clone()
+            self.xtx = part.xtx if adopt else part.xtx.clone()
             self.x_sum = part.x_sum.clone()
         else:
             assert self.x_sum is not None
@@ -777,15 +782,7 @@ class HessianAccumulator:
             raise ShapeError(f"batches have {part.steps} steps, earlier ones had {self.steps}")
         self.steps = part.steps
         self._totals_channels_last = channels_last
-        if self.xtx is None:  # the first batch's buffer becomes the totals (no copy)
-            self.xtx, self.x_sum = part.xtx, part.x_sum.clone()
-        else:
-            assert self.x_sum is not None
-            self.xtx += part.xtx
-            self.x_sum += part.x_sum
-        self.n_samples += part.n_samples
-        self.n_rows += part.n_rows
-        self.n_batches += 1
+        self._add_to_totals(part, adopt=True)  # this batch's buffer is ours alone
 
     def result(self) -> HessianSum:
         """The frozen sums (zeros when nothing was added)."""
