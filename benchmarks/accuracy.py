@@ -652,6 +652,19 @@ def hessian_wins(stats: Mapping[tuple[str, Spec], Stat], network: str) -> tuple[
     return wins, ties, losses, float(np.mean(diffs)) if diffs else math.nan
 
 
+@dataclass(frozen=True)
+class _Summaries:
+    """The runs' means and spreads (``summarize``), one mapping per measure:
+    (network, spec) -> Stat."""
+
+    accuracy: Mapping[tuple[str, Spec], Stat]
+    agreement: Mapping[tuple[str, Spec], Stat]
+    integer: Mapping[tuple[str, Spec], Stat]
+    deployed: Mapping[tuple[str, Spec], Stat]
+    tie_broken: Mapping[tuple[str, Spec], Stat]
+    ties: Mapping[tuple[str, Spec], Stat]
+
+
 def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
                     claims: Sequence[Claim], meta: Mapping[str, Any]) -> str:
     """The results page: how it was made, the claims, then one section per network.
@@ -660,12 +673,26 @@ def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
     ``date``, ``wall_s``, ``cpu_s``, ``calibration_s``, ``investigation_s``, ``load_start``,
     ``load_end``, ``seeds``, ``solver``, ``threads`` and ``eval_limit`` of the run that made it.
     """
-    stats = summarize(runs)
-    agree = summarize(runs, "agreement")
-    integer = summarize(runs, "integer_accuracy")
-    deployed = summarize(runs, "deployed_float_accuracy")
-    broken = summarize(runs, "accuracy_tie_broken")
-    tie = summarize(runs, "ties")
+    stats = _Summaries(summarize(runs), summarize(runs, "agreement"),
+                       summarize(runs, "integer_accuracy"),
+                       summarize(runs, "deployed_float_accuracy"),
+                       summarize(runs, "accuracy_tie_broken"), summarize(runs, "ties"))
+    lines = _header_lines(dense, claims, meta)
+    for network in dense:
+        lines += [f"## {network}", "", f"Dense accuracy: {100 * dense[network]:.1f} %.", ""]
+        lines += _compression_tables(grid, network, stats)
+        lines += _target_table(grid, network, stats)
+        lines += _calibration_size_table(grid, network, stats.accuracy)
+        lines += _choice_tables(grid, network, stats.accuracy, runs)
+        lines += _tie_table(grid, network, dense[network], meta["networks"][network], stats)
+        if grid.extra:
+            lines += _investigation_table(grid, network, stats.accuracy, runs)
+    return "\n".join(lines)
+
+
+def _header_lines(dense: Mapping[str, float], claims: Sequence[Claim],
+                  meta: Mapping[str, Any]) -> list[str]:
+    """The page's title, the machine, each network's run, the protocol and the claims."""
     per_net = meta["networks"]
     first = per_net[next(iter(dense))]
     lines = ["# Accuracy vs compression on the bundled networks", "",
@@ -699,98 +726,128 @@ def render_markdown(grid: Grid, dense: Mapping[str, float], runs: Sequence[Run],
     lines += _table(["network", "claim", "holds", "numbers"],
                     [[c.network, c.claim, {True: "yes", False: "**no**", None: "-"}[c.holds],
                       c.detail] for c in claims])
-    for network in dense:
-        lines += [f"## {network}", "", f"Dense accuracy: {100 * dense[network]:.1f} %.", ""]
-        lines += ["### Pruning", ""]
-        lines += _method_table(stats, network, "sparsity",
-                               [(f"{s:.0%}", lambda m, s=s: Spec(m, sparsity=s))
-                                for s in grid.sparsities], agree)
-        if grid.global_sparsities:
-            lines += ["### Pruning, global allocation (least relative OBS loss)", "",
-                      ("SBC and OBC-current with the library's `global` allocation instead of "
-                       "LAMP; magnitude/RTN keeps LAMP (it has no calibration for a loss "
-                       "curve)."), ""]
-            lines += _method_table(
-                stats, network, "sparsity",
-                [(f"{s:.0%}", lambda m, s=s: Spec(m, sparsity=s, allocation="lamp" if
-                                                  m == "magnitude" else "global"))
-                 for s in grid.global_sparsities], agree)
-        lines += ["### Quantisation (per-channel symmetric int grid, mse clipping)", ""]
-        lines += _method_table(stats, network, "bits",
-                               [(str(b), lambda m, b=b: Spec(m, bits=b)) for b in grid.bits],
-                               agree)
-        lines += ["### Joint", ""]
-        lines += _method_table(stats, network, "setting",
-                               [(f"{s:.0%} + {b} bits", lambda m, s=s, b=b:
-                                 Spec(m, sparsity=s, bits=b)) for s, b in grid.joint], agree)
-        lines += [f"### Target {grid.target} (config_for_target: its weight grid)", "",
-                  ("Float: the compressed graph in the float simulator; deployed: the netx "
-                  "export read back, in the float simulator and on the bit-accurate integer "
-                  "core (`evaluate_deployed`)."), ""]
-        body = []
-        for s in grid.target_sparsities:
-            for m in METHODS:
-                key = (network, Spec(m, sparsity=s, target=grid.target))
-                body.append([f"{s:.0%}", LABELS[m], _pct(stats.get(key)),
-                             _pct(deployed.get(key)), _pct(integer.get(key))])
-        lines += _table(["sparsity", "method", "float", "deployed float", "integer core"], body)
-        lines += [f"### Calibration size (at {grid.study_sparsity:.0%} sparsity)", ""]
-        body = []
-        for k in grid.per_class_sizes():
-            a, b = (stats.get((network, Spec(m, sparsity=grid.study_sparsity, per_class=k)))
-                    for m in ("sbc", "obc"))
-            body.append([f"{k} ({10 * k} samples)", _pct(a), _pct(b), _diff(a, b)])
-        lines += _table(["per class", "SBC", "OBC-current", "SBC - OBC"], body)
-        lines += ["### Issue 7: which choice wins", ""]
-        wins, ties, losses, mean = hessian_wins(stats, network)
-        lines += [(f"SMP vs current Hessian (SBC vs OBC-current, every setting run with both): "
-                  f"SBC better by more than the seed spread in {wins}, within it in {ties}, "
-                  f"worse in {losses}; mean difference {100 * mean:+.1f} pts."), ""]
-        if grid.sequential:
-            rows = [(f"{grid.study_sparsity:.0%}", Spec("sbc", sparsity=grid.study_sparsity))]
-            rows += [(f"{b} bits", Spec("sbc", bits=b)) for b in grid.sequential_bits]
-            body = []
-            for label, spec in rows:
-                a = stats.get((network, spec))
-                b = stats.get((network, dataclasses.replace(spec, propagation="sequential")))
-                body.append([label, _pct(a), _pct(b), _diff(b, a)])
-            lines += _table(["SBC", "parallel", "sequential", "sequential - parallel"], body)
-        body = []
-        for allocation in grid.allocations:
-            spec = Spec("sbc", sparsity=grid.study_sparsity, allocation=allocation)
-            split = next((r.layer_sparsity for r in runs
-                          if r.network == network and r.spec == spec), {})
-            body.append([allocation, _pct(stats.get((network, spec))),
-                         ", ".join(f"{name} {v:.0%}" for name, v in split.items())])
-        lines += _table([f"SBC {grid.study_sparsity:.0%}: allocation", "accuracy",
-                         "layer sparsity (first seed)"], body)
-        lines += ["### Decoding: output ties", "",
-                  ("Spike-count read-out (ties to the lowest class, the library's) against the "
-                  "same outputs with ties broken by the output neurons' mean membrane potential."),
-                  ""]
-        m = per_net[network]
-        body = [["dense", f"{100 * dense[network]:.1f}",
-                 f"{100 * m.get('dense_tie_broken', math.nan):.1f}",
-                 f"{100 * m.get('dense_ties', math.nan):.1f}"]]
-        for spec in [Spec(method, sparsity=s) for s in grid.sparsities if s >= 0.9
-                     for method in METHODS] + [Spec(method, bits=b) for b in grid.bits
-                                               if b <= 4 for method in METHODS]:
-            if (network, spec) in stats:
-                body.append([describe(spec), _pct(stats[network, spec]),
-                             _pct(broken.get((network, spec))), _pct(tie.get((network, spec)))])
-        lines += _table(["setting", "spike count", "ties broken by membrane", "tied samples (%)"],
-                        body)
-        if grid.extra:
-            lines += ["### Further settings (investigation: first seed only, unless the main "
-                      "grid has the setting)", ""]
-            body = []
-            for spec in grid.extra:
-                times = [r.seconds for r in runs if r.network == network and r.spec == spec]
-                body.append([describe(spec), _pct(stats.get((network, spec))),
-                             f"{np.mean(times):.0f} s" if times else "-"])
-            lines += _table(["setting", "accuracy", "compression time (mean)"], body)
-    return "\n".join(lines)
+    return lines
 
+
+def _compression_tables(grid: Grid, network: str, stats: _Summaries) -> list[str]:
+    """Pruning (LAMP, and global where the grid has it), quantisation and joint settings."""
+    accuracy, agree = stats.accuracy, stats.agreement
+    lines = ["### Pruning", ""]
+    lines += _method_table(accuracy, network, "sparsity",
+                           [(f"{s:.0%}", lambda m, s=s: Spec(m, sparsity=s))
+                            for s in grid.sparsities], agree)
+    if grid.global_sparsities:
+        lines += ["### Pruning, global allocation (least relative OBS loss)", "",
+                  ("SBC and OBC-current with the library's `global` allocation instead of "
+                   "LAMP; magnitude/RTN keeps LAMP (it has no calibration for a loss "
+                   "curve)."), ""]
+        lines += _method_table(
+            accuracy, network, "sparsity",
+            [(f"{s:.0%}", lambda m, s=s: Spec(m, sparsity=s, allocation="lamp" if
+                                              m == "magnitude" else "global"))
+             for s in grid.global_sparsities], agree)
+    lines += ["### Quantisation (per-channel symmetric int grid, mse clipping)", ""]
+    lines += _method_table(accuracy, network, "bits",
+                           [(str(b), lambda m, b=b: Spec(m, bits=b)) for b in grid.bits],
+                           agree)
+    lines += ["### Joint", ""]
+    lines += _method_table(accuracy, network, "setting",
+                           [(f"{s:.0%} + {b} bits", lambda m, s=s, b=b:
+                             Spec(m, sparsity=s, bits=b)) for s, b in grid.joint], agree)
+    return lines
+
+
+def _target_table(grid: Grid, network: str, stats: _Summaries) -> list[str]:
+    """The target's weight grid: float, deployed float and integer-core accuracy."""
+    lines = [f"### Target {grid.target} (config_for_target: its weight grid)", "",
+             ("Float: the compressed graph in the float simulator; deployed: the netx "
+             "export read back, in the float simulator and on the bit-accurate integer "
+             "core (`evaluate_deployed`)."), ""]
+    body = []
+    for s in grid.target_sparsities:
+        for m in METHODS:
+            key = (network, Spec(m, sparsity=s, target=grid.target))
+            body.append([f"{s:.0%}", LABELS[m], _pct(stats.accuracy.get(key)),
+                         _pct(stats.deployed.get(key)), _pct(stats.integer.get(key))])
+    return lines + _table(["sparsity", "method", "float", "deployed float", "integer core"],
+                          body)
+
+
+def _calibration_size_table(grid: Grid, network: str, stats: Mapping[tuple[str, Spec], Stat]
+                            ) -> list[str]:
+    """SBC and OBC-current at the study sparsity, per calibration size."""
+    lines = [f"### Calibration size (at {grid.study_sparsity:.0%} sparsity)", ""]
+    body = []
+    for k in grid.per_class_sizes():
+        a, b = (stats.get((network, Spec(m, sparsity=grid.study_sparsity, per_class=k)))
+                for m in ("sbc", "obc"))
+        body.append([f"{k} ({10 * k} samples)", _pct(a), _pct(b), _diff(a, b)])
+    return lines + _table(["per class", "SBC", "OBC-current", "SBC - OBC"], body)
+
+
+def _choice_tables(grid: Grid, network: str, stats: Mapping[tuple[str, Spec], Stat],
+                   runs: Sequence[Run]
+                   ) -> list[str]:
+    """Issue 7: SMP vs current Hessian, parallel vs sequential propagation, allocations."""
+    lines = ["### Issue 7: which choice wins", ""]
+    wins, ties, losses, mean = hessian_wins(stats, network)
+    lines += [(f"SMP vs current Hessian (SBC vs OBC-current, every setting run with both): "
+              f"SBC better by more than the seed spread in {wins}, within it in {ties}, "
+              f"worse in {losses}; mean difference {100 * mean:+.1f} pts."), ""]
+    if grid.sequential:
+        rows = [(f"{grid.study_sparsity:.0%}", Spec("sbc", sparsity=grid.study_sparsity))]
+        rows += [(f"{b} bits", Spec("sbc", bits=b)) for b in grid.sequential_bits]
+        body = []
+        for label, spec in rows:
+            a = stats.get((network, spec))
+            b = stats.get((network, dataclasses.replace(spec, propagation="sequential")))
+            body.append([label, _pct(a), _pct(b), _diff(b, a)])
+        lines += _table(["SBC", "parallel", "sequential", "sequential - parallel"], body)
+    body = []
+    for allocation in grid.allocations:
+        spec = Spec("sbc", sparsity=grid.study_sparsity, allocation=allocation)
+        split = next((r.layer_sparsity for r in runs
+                      if r.network == network and r.spec == spec), {})
+        body.append([allocation, _pct(stats.get((network, spec))),
+                     ", ".join(f"{name} {v:.0%}" for name, v in split.items())])
+    return lines + _table([f"SBC {grid.study_sparsity:.0%}: allocation", "accuracy",
+                           "layer sparsity (first seed)"], body)
+
+
+def _tie_table(grid: Grid, network: str, dense: float, m: Mapping[str, Any],
+               stats: _Summaries) -> list[str]:
+    """Spike-count read-out against ties broken by the membrane, dense and compressed
+    (``m``: the network's run metadata, with the dense ties)."""
+    lines = ["### Decoding: output ties", "",
+             ("Spike-count read-out (ties to the lowest class, the library's) against the "
+             "same outputs with ties broken by the output neurons' mean membrane potential."),
+             ""]
+    body = [["dense", f"{100 * dense:.1f}",
+             f"{100 * m.get('dense_tie_broken', math.nan):.1f}",
+             f"{100 * m.get('dense_ties', math.nan):.1f}"]]
+    for spec in [Spec(method, sparsity=s) for s in grid.sparsities if s >= 0.9
+                 for method in METHODS] + [Spec(method, bits=b) for b in grid.bits
+                                           if b <= 4 for method in METHODS]:
+        if (network, spec) in stats.accuracy:
+            body.append([describe(spec), _pct(stats.accuracy[network, spec]),
+                         _pct(stats.tie_broken.get((network, spec))),
+                         _pct(stats.ties.get((network, spec)))])
+    return lines + _table(["setting", "spike count", "ties broken by membrane",
+                           "tied samples (%)"], body)
+
+
+def _investigation_table(grid: Grid, network: str, stats: Mapping[tuple[str, Spec], Stat],
+                         runs: Sequence[Run]
+                         ) -> list[str]:
+    """The further settings (first seed only unless the main grid has them), with times."""
+    lines = ["### Further settings (investigation: first seed only, unless the main "
+             "grid has the setting)", ""]
+    body = []
+    for spec in grid.extra:
+        times = [r.seconds for r in runs if r.network == network and r.spec == spec]
+        body.append([describe(spec), _pct(stats.get((network, spec))),
+                     f"{np.mean(times):.0f} s" if times else "-"])
+    return lines + _table(["setting", "accuracy", "compression time (mean)"], body)
 
 NOTES = ("<!-- notes: kept when the benchmark rewrites this file -->", "<!-- /notes -->")
 
@@ -871,7 +928,7 @@ def load_results(path: Path) -> tuple[dict[str, float], list[Run], dict[str, Any
             dict(stored["meta"]["networks"]))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="reduced grid and one seed (default output accuracy_quick.*)")
@@ -897,7 +954,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--name", default=None,
                         help="output file stem (default accuracy, accuracy_quick with --quick)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
     grid = QUICK if args.quick else FULL

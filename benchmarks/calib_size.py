@@ -584,7 +584,7 @@ def _limits(text: str) -> dict[str, int]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", default=",".join(DEFAULT_NETWORKS),
                         help=f"comma-separated, of {', '.join(NETWORKS)} (default "
@@ -610,6 +610,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "separate processes) into the output JSON; implies --render-only")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--name", default="calib_size")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)

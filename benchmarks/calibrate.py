@@ -37,7 +37,9 @@ import argparse
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -302,7 +304,7 @@ def evaluation_table(forward_s: float, simulate_s: float, evaluate_s: float,
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--steps", type=int, default=300)
@@ -319,33 +321,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("all", "evaluate"), default="all",
                         help="'evaluate': only the forward / simulate / evaluate comparison")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    load_before = os.getloadavg()[0]
-    torch.set_num_threads(args.threads)
-    graph = load_model(str(FIXTURE.resolve()), dt=1.0, reset="subtract")
-    tick = time.perf_counter()
-    x = recordings(args.samples, args.steps)
-    encode_s = time.perf_counter() - tick
-    f32, f64 = gemm_rate(torch.float32), gemm_rate(torch.float64)
+    return parser
 
-    same, forward_s, simulate_s, evaluate_s, runs, cpu = evaluation_times(graph, x, args)
-    if args.only == "evaluate":
-        lines = evaluation_lines(args, x, encode_s, same, forward_s, simulate_s, evaluate_s,
-                                 runs, cpu, load_before)
-        publish("\n".join(lines) + "\n", args.out or None)
-        return 0
 
+@dataclass(frozen=True)
+class SpeedRuns:
+    """calibrate on all the data: wall seconds with float32 and float64 GEMMs, and the float32
+    run's metadata (``sum_seconds``, ``sum_flops``)."""
+
+    seconds32: float
+    seconds64: float
+    metadata: dict
+
+
+def speed_runs(graph: Graph, x: np.ndarray, args: argparse.Namespace) -> SpeedRuns:
     tick = time.perf_counter()
     calib = calibrate(graph, x, batch_size=args.batch_size, threads=args.threads,
                       precision="float32")
     calib_s = time.perf_counter() - tick
-    meta = calib.metadata
-    gflops = meta["sum_flops"] / 1e9
     tick = time.perf_counter()
     calibrate(graph, x, batch_size=args.batch_size, threads=args.threads, precision="float64")
-    calib64_s = time.perf_counter() - tick
+    return SpeedRuns(calib_s, time.perf_counter() - tick, calib.metadata)
 
-    # precision: float32 GEMMs vs float64 sums, on the first reference_samples recordings
+
+@dataclass(frozen=True)
+class PrecisionRuns:
+    """On the first ``reference_samples`` recordings: the float32 and float64 calibrations
+    (and the float64 one's seconds), the row-subsampled ones (fraction -> (calibration,
+    seconds)) and the networks SBC makes from the float32 and the float64 sums."""
+
+    ref32: Any
+    ref64: Any
+    ref64_seconds: float
+    subsampled: dict
+    small32: Graph
+    small64: Graph
+
+
+def precision_runs(graph: Graph, x: np.ndarray, args: argparse.Namespace) -> PrecisionRuns:
     ref_x = x[:args.reference_samples]
     ref32 = calibrate(graph, ref_x, batch_size=args.batch_size, threads=args.threads,
                       precision="float32")
@@ -363,8 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     config = SBCConfig(sparsity=0.9, bits=8, allocation="uniform", threads=args.threads)
     small32, _ = compress(graph, ref32, config)
     small64, _ = compress(graph, ref64, config)
+    return PrecisionRuns(ref32, ref64, ref64_s, sub, small32, small64)
 
-    lines = [
+
+def speed_lines(args: argparse.Namespace, x: np.ndarray, encode_s: float, load_before: float,
+                evaluation: tuple, speed: SpeedRuns, f32: float, f64: float) -> list[str]:
+    """The header (reproduce, machine, network) and the speed tables."""
+    same, forward_s, simulate_s, evaluate_s, runs, cpu = evaluation
+    calib_s, calib64_s, meta = speed.seconds32, speed.seconds64, speed.metadata
+    gflops = meta["sum_flops"] / 1e9
+    return [
         "# Calibration speed and precision",
         "",
         "Reproduce: `PYTHONPATH=$PWD .venv/bin/python benchmarks/calibrate.py "
@@ -401,10 +422,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{gflops / meta['sum_seconds']:.1f} |",
         f"| same, counting the whole calibrate wall time | {gflops / calib_s:.1f} |",
         "",
+    ]
+
+
+def precision_lines(args: argparse.Namespace, graph: Graph, runs: PrecisionRuns) -> list[str]:
+    """The float32 and row-subsampled sums against float64, and SBC from each."""
+    ref32, ref64, sub = runs.ref32, runs.ref64, runs.subsampled
+    lines = [
         f"## Precision ({args.reference_samples} recordings)",
         "",
-        f"float64 reference calibration: {ref64_s:.1f} s. Relative Frobenius error of the "
-        "float32-GEMM sums (and of the row-subsampled estimates) against it:",
+        f"float64 reference calibration: {runs.ref64_seconds:.1f} s. Relative Frobenius error "
+        "of the float32-GEMM sums (and of the row-subsampled estimates) against it:",
         "",
         "| layer | n_in | float32 GEMMs | row_fraction 0.25 | row_fraction 0.05 |",
         "|---|---:|---:|---:|---:|",
@@ -424,15 +452,21 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---:|",
     ]
     for layer in graph.synapse_layers():
-        a = np.asarray(small32.nodes[layer.name].weight)
-        b = np.asarray(small64.nodes[layer.name].weight)
+        a = np.asarray(runs.small32.nodes[layer.name].weight)
+        b = np.asarray(runs.small64.nodes[layer.name].weight)
         lines.append(f"| {layer.name} | {bool(np.array_equal(a, b))} | "
                      f"{bool(np.array_equal(a == 0, b == 0))} | {np.abs(a - b).max():.2e} |")
-    lines += ["", "## Block-diagonal Hessian (bundled MLP, layer of 2312 inputs, SBC 90 % + 8 "
-              "bits)", "",
-              "Blocks of consecutive inputs; couplings between blocks are dropped, so each block "
-              "is solved on its own with an equal share of the pruned weights. Loss: "
-              "tr((W - W') H (W - W')^T) on the full Hessian.", ""]
+    return lines
+
+
+def larger_network_lines(args: argparse.Namespace) -> list[str]:
+    """The block-diagonal Hessian's loss, and the 128 x 128 CSNN in bounded memory (unless
+    ``--csnn-budget 0``)."""
+    lines = ["", "## Block-diagonal Hessian (bundled MLP, layer of 2312 inputs, SBC 90 % + 8 "
+             "bits)", "",
+             "Blocks of consecutive inputs; couplings between blocks are dropped, so each block "
+             "is solved on its own with an equal share of the pruned weights. Loss: "
+             "tr((W - W') H (W - W')^T) on the full Hessian.", ""]
     lines += block_loss_rows(args.threads)
     if args.csnn_budget != "0":
         from sbc_deploy.memory import parse_size
@@ -443,9 +477,32 @@ def main(argv: list[str] | None = None) -> int:
                   "weights.", ""]
         lines += csnn_rows(parse_size(args.csnn_budget), args.csnn_samples, args.csnn_steps,
                            args.threads)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    load_before = os.getloadavg()[0]
+    torch.set_num_threads(args.threads)
+    graph = load_model(str(FIXTURE.resolve()), dt=1.0, reset="subtract")
+    tick = time.perf_counter()
+    x = recordings(args.samples, args.steps)
+    encode_s = time.perf_counter() - tick
+    f32, f64 = gemm_rate(torch.float32), gemm_rate(torch.float64)
+
+    evaluation = evaluation_times(graph, x, args)
+    if args.only == "evaluate":
+        lines = evaluation_lines(args, x, encode_s, *evaluation, load_before)
+        publish("\n".join(lines) + "\n", args.out or None)
+        return 0
+
+    speed = speed_runs(graph, x, args)
+    precision = precision_runs(graph, x, args)
+    lines = speed_lines(args, x, encode_s, load_before, evaluation, speed, f32, f64)
+    lines += precision_lines(args, graph, precision)
+    lines += larger_network_lines(args)
     publish("\n".join(lines) + "\n", args.out or None)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

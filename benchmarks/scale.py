@@ -59,6 +59,7 @@ import subprocess
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -144,135 +145,188 @@ def evaluate_before(graph: Any, x: np.ndarray, batch_size: int) -> Any:
     return total
 
 
-def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
-    import torch
+@dataclass(frozen=True)
+class _Estimates:
+    """The memory plan's estimate of a stage at a row's sizes (the plan's blocks, the data
+    this process holds), to set beside the measured peak."""
 
-    torch.set_num_threads(1)
-    sys.path.insert(0, str(HERE))
-    import zoo
-    from standins import NETWORKS, input_spikes, parameters
+    graph: Any
+    eval_samples: int
+    blocks: dict[str, int]
 
-    from sbc_deploy.calibrate import calibrate
-    from sbc_deploy.compress import compress
-    from sbc_deploy.compress.config import config_for
+    def of(self, stage: str, steps: int, data: Any, **sizes: Any) -> int | None:
+        from sbc_deploy.memory import estimate
 
-    rows: list[dict[str, Any]] = []
-    if args.network in zoo.NETWORKS:
-        # spikingjelly's own module (built and made to fire: not part of the bar), then the
-        # import of the module as the user's run does it
-        name = args.network
-        (module, sample), row = measure("build", lambda: zoo.build_module(name,
-                                                                          max(args.steps)))
-        row["rates"] = zoo.rates(module, sample)
-        rows.append(row)
-        graph, row = measure("import", lambda: zoo.import_graph(module, sample))
-        rows.append(row)
-        del module, sample
-
-        def input_spikes(graph: Any, samples: int, steps: int, seed: int = 1) -> np.ndarray:
-            return zoo.images(name, samples, steps, seed)   # noqa: F811 (the zoo's inputs)
-    else:
-        label, build = NETWORKS[args.network]
-        graph, row = measure("build", lambda: build(np.random.default_rng(0)))
-        rows.append(row)
-    if graph is None:
-        return rows
-    params = parameters(graph)
-    base = {"network": args.network}
-    for row in rows:
-        row.update(base, params=params)
-    calibrations: dict[tuple[int, int], Any] = {}
-    keep = (max(args.calib), min(args.steps))
-    blocks: dict[str, int] = {}
-    from sbc_deploy.memory import estimate
-
-    def estimated(stage: str, steps: int, data: Any, **sizes: Any) -> int | None:
-        """The memory plan's estimate of this stage at this row's sizes (the plan's blocks,
-        the data this process holds), to set beside the measured peak."""
-        sizes = {"batch_size": args.eval_samples, "calib_batch_size": 1, **sizes}
-        found = estimate(graph, steps=steps, calibrate=True, blocks=blocks,
+        sizes = {"batch_size": self.eval_samples, "calib_batch_size": 1, **sizes}
+        found = estimate(self.graph, steps=steps, calibrate=True, blocks=self.blocks,
                          data_bytes=int(getattr(data, "nbytes", 0)), **sizes)
         return {s.stage: s.bytes for s in found}.get(stage)
 
-    def estimate_args(steps: int, data: Any) -> dict[str, Any]:
+    def args(self, steps: int, data: Any) -> dict[str, Any]:
         """What benchmarks/memory_accuracy.py needs to recompute the estimate."""
-        return {"steps": steps, "batch_size": args.eval_samples, "calib_batch_size": 1,
-                "blocks": dict(blocks), "data_bytes": int(getattr(data, "nbytes", 0))}
-    if not args.skip_calibrate:
-        # as the pipeline does: the memory plan chooses block-diagonal Hessians where the
-        # full ones would not fit the budget (sbc_deploy.memory, before any work)
-        from sbc_deploy.memory import plan_memory
-        data_bytes = input_spikes(graph, max(args.calib), max(args.steps)).nbytes
-        plan, row = measure("memory plan", lambda: plan_memory(
-            graph, steps=max(args.steps), batch_size=args.eval_samples, calib_batch_size=1,
-            budget=int(args.plan_gib * (1 << 30)), data_bytes=data_bytes), **base)
+        return {"steps": steps, "batch_size": self.eval_samples, "calib_batch_size": 1,
+                "blocks": dict(self.blocks), "data_bytes": int(getattr(data, "nbytes", 0))}
+
+    def mark(self, row: dict[str, Any], stage: str, steps: int, data: Any) -> None:
+        """Put the estimate and its arguments on ``row``."""
+        row["estimate"] = self.of(stage, steps, data)
+        row["estimate_args"] = self.args(steps, data)
+
+
+def _build_network(args: argparse.Namespace, rows: list[dict[str, Any]]
+                   ) -> tuple[Any, Callable[..., np.ndarray]]:
+    """The network's graph (None where building failed) and its input spikes, with the rows
+    of building it: a stand-in of standins.py, or spikingjelly's own module of the zoo
+    (built and made to fire: not part of the bar), then its import as the user's run does it."""
+    import zoo
+    from standins import NETWORKS, input_spikes
+
+    if args.network not in zoo.NETWORKS:
+        label, build = NETWORKS[args.network]
+        graph, row = measure("build", lambda: build(np.random.default_rng(0)))
         rows.append(row)
-        if plan is not None:
-            row["plan"] = plan.to_dict()
-        else:  # refused before any work, as the pipeline does: nothing else runs
-            return rows
-        if plan is not None and args.blocks:
-            blocks = dict(plan.blocks)
-            row["blocks"] = blocks
-            row["notes"] = list(plan.notes)
-        for steps in args.steps:
-            for n in args.calib:
-                data = input_spikes(graph, n, steps)
-                calib, row = measure("calibrate", lambda: calibrate(graph, data, batch_size=1,
-                                                                    kernel="smp", threads=1,
-                                                                    blocks=blocks),
-                                     samples=n, steps=steps, **base)
-                row["estimate"] = estimated("calibrate", steps, data)
-                row["estimate_args"] = estimate_args(steps, data)
-                if calib is not None:
-                    row["time_chunk"] = calib.metadata.get("time_chunk")
-                rows.append(row)
-                if (n, steps) == keep and calib is not None:
-                    calibrations[keep] = calib
-                del calib, data
-    if args.compress and keep in calibrations:
-        config = config_for("sbc", sparsity=0.5, threads=1)
-        done, row = measure("compress", lambda: compress(graph, calibrations[keep], config),
-                            samples=keep[0], steps=keep[1], **base)
-        row["estimate"] = estimated("compress", keep[1], calibrations[keep].data)
-        row["estimate_args"] = estimate_args(keep[1], calibrations[keep].data)
-        rows.append(row)
-        if done is not None:
-            row["layers"] = [{"name": layer.name, "shape": list(layer.shape),
-                              "loss": layer.loss, "dense_energy": layer.dense_energy,
-                              "pruned": layer.pruned, "seconds": layer.seconds}
-                             for layer in done[1].layers]
-            # as the pipeline's "evaluate compressed": the calibration and both graphs held
-            compressed = done[0]
-            del done
-            x = input_spikes(graph, args.eval_samples, keep[1], seed=2)
-            _, row = measure("evaluate compressed",
-                             lambda: evaluate_streaming(compressed, x, args.eval_samples),
-                             samples=args.eval_samples, steps=keep[1], **base)
-            row["estimate"] = estimated("evaluate compressed", keep[1],
-                                        calibrations[keep].data)
-            row["estimate_args"] = estimate_args(keep[1], calibrations[keep].data)
+        return graph, input_spikes
+    name = args.network
+    (module, sample), row = measure("build", lambda: zoo.build_module(name, max(args.steps)))
+    row["rates"] = zoo.rates(module, sample)
+    rows.append(row)
+    graph, row = measure("import", lambda: zoo.import_graph(module, sample))
+    rows.append(row)
+
+    def zoo_spikes(graph: Any, samples: int, steps: int, seed: int = 1) -> np.ndarray:
+        return zoo.images(name, samples, steps, seed)   # the zoo's inputs
+
+    return graph, zoo_spikes
+
+
+def _plan(args: argparse.Namespace, graph: Any, input_spikes: Callable[..., np.ndarray],
+          base: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """As the pipeline does: the memory plan chooses block-diagonal Hessians where the full
+    ones would not fit the budget (sbc_deploy.memory, before any work). None: refused."""
+    from sbc_deploy.memory import plan_memory
+
+    data_bytes = input_spikes(graph, max(args.calib), max(args.steps)).nbytes
+    plan, row = measure("memory plan", lambda: plan_memory(
+        graph, steps=max(args.steps), batch_size=args.eval_samples, calib_batch_size=1,
+        budget=int(args.plan_gib * (1 << 30)), data_bytes=data_bytes), **base)
+    if plan is not None:
+        row["plan"] = plan.to_dict()
+    if plan is not None and args.blocks:
+        row["blocks"] = dict(plan.blocks)
+        row["notes"] = list(plan.notes)
+    return plan, row
+
+
+def _calibrate_rows(args: argparse.Namespace, graph: Any,
+                    input_spikes: Callable[..., np.ndarray], base: dict[str, Any],
+                    estimates: _Estimates, keep: tuple[int, int], rows: list[dict[str, Any]]
+                    ) -> dict[tuple[int, int], Any]:
+    """calibrate for every calibration size and T; returns the calibration ``keep``
+    (largest N, smallest T) for compress, the others freed as they go."""
+    from sbc_deploy.calibrate import calibrate
+
+    calibrations: dict[tuple[int, int], Any] = {}
+    for steps in args.steps:
+        for n in args.calib:
+            data = input_spikes(graph, n, steps)
+            calib, row = measure("calibrate", lambda: calibrate(graph, data, batch_size=1,
+                                                                kernel="smp", threads=1,
+                                                                blocks=estimates.blocks),
+                                 samples=n, steps=steps, **base)
+            estimates.mark(row, "calibrate", steps, data)
+            if calib is not None:
+                row["time_chunk"] = calib.metadata.get("time_chunk")
             rows.append(row)
-            del compressed, x, _
-    calibrations.clear()
+            if (n, steps) == keep and calib is not None:
+                calibrations[keep] = calib
+            del calib, data
+    return calibrations
+
+
+def _compress_rows(args: argparse.Namespace, graph: Any, calibration: Any,
+                   input_spikes: Callable[..., np.ndarray], base: dict[str, Any],
+                   estimates: _Estimates, keep: tuple[int, int], rows: list[dict[str, Any]]
+                   ) -> None:
+    """SBC at 50 % on ``calibration``, then, as the pipeline's "evaluate compressed", the
+    evaluation of the compressed graph while the calibration and both graphs are held."""
+    from sbc_deploy.compress import compress
+    from sbc_deploy.compress.config import config_for
+
+    config = config_for("sbc", sparsity=0.5, threads=1)
+    done, row = measure("compress", lambda: compress(graph, calibration, config),
+                        samples=keep[0], steps=keep[1], **base)
+    estimates.mark(row, "compress", keep[1], calibration.data)
+    rows.append(row)
+    if done is None:
+        return
+    row["layers"] = [{"name": layer.name, "shape": list(layer.shape),
+                      "loss": layer.loss, "dense_energy": layer.dense_energy,
+                      "pruned": layer.pruned, "seconds": layer.seconds}
+                     for layer in done[1].layers]
+    compressed = done[0]
+    del done
+    x = input_spikes(graph, args.eval_samples, keep[1], seed=2)
+    _, row = measure("evaluate compressed",
+                     lambda: evaluate_streaming(compressed, x, args.eval_samples),
+                     samples=args.eval_samples, steps=keep[1], **base)
+    estimates.mark(row, "evaluate compressed", keep[1], calibration.data)
+    rows.append(row)
+
+
+def _evaluate_rows(args: argparse.Namespace, graph: Any,
+                   input_spikes: Callable[..., np.ndarray], base: dict[str, Any],
+                   estimates: _Estimates, rows: list[dict[str, Any]]) -> None:
+    """The dense graph's evaluation for every T (and the pre-streaming one with --before)."""
     evaluate_streaming(graph, input_spikes(graph, 1, 1, seed=3), 1)   # warm-up, not measured
     for steps in args.steps:
         x = input_spikes(graph, args.eval_samples, steps, seed=2)
         _, row = measure("evaluate", lambda: evaluate_streaming(graph, x, args.eval_samples),
                          samples=args.eval_samples, steps=steps, **base)
-        row["estimate"] = estimated("simulate", steps, x)
-        row["estimate_args"] = estimate_args(steps, x)
+        estimates.mark(row, "simulate", steps, x)
         rows.append(row)
         if args.before:
             _, row = measure("evaluate-before",
                              lambda: evaluate_before(graph, x, args.eval_samples),
                              samples=args.eval_samples, steps=steps, **base)
             rows.append(row)
+
+
+def worker(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every stage's row for ``args.network``, in this process (run_network starts it)."""
+    import torch
+
+    torch.set_num_threads(1)
+    sys.path.insert(0, str(HERE))
+    from standins import parameters
+
+    rows: list[dict[str, Any]] = []
+    graph, input_spikes = _build_network(args, rows)
+    if graph is None:
+        return rows
+    params = parameters(graph)
+    base = {"network": args.network}
+    for row in rows:
+        row.update(base, params=params)
+    keep = (max(args.calib), min(args.steps))
+    estimates = _Estimates(graph, args.eval_samples, {})
+    calibrations: dict[tuple[int, int], Any] = {}
+    if not args.skip_calibrate:
+        plan, row = _plan(args, graph, input_spikes, base)
+        rows.append(row)
+        if plan is None:  # refused before any work, as the pipeline does: nothing else runs
+            return rows
+        if args.blocks:
+            estimates = _Estimates(graph, args.eval_samples, dict(plan.blocks))
+        calibrations = _calibrate_rows(args, graph, input_spikes, base, estimates, keep, rows)
+    if args.compress and keep in calibrations:
+        _compress_rows(args, graph, calibrations[keep], input_spikes, base, estimates, keep,
+                       rows)
+    calibrations.clear()
+    _evaluate_rows(args, graph, input_spikes, base, estimates, rows)
     from sbc_deploy.sim.fixed_point import to_fixed_point
     _, row = measure("integer core", lambda: to_fixed_point(graph), **base)
     rows.append(row)
     return rows
-
 
 def run_network(args: argparse.Namespace) -> None:
     """Run one network in a fresh process under the memory limit; append its rows."""

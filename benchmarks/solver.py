@@ -308,101 +308,10 @@ def run(args: argparse.Namespace) -> str:
         rows = layer.rows
         sub = len(rows) < N_OUT
         print(f"[{n_in}] layer ready in {time.perf_counter() - tick:.1f} s", flush=True)
-        # ---- SBC's pruning: pass 1 on the reference rows (timed), pass 2 on a timing subset
-        t_pass1, (order, saliency) = authors_prune_reference(layer, rows)
-        t_pass1_full = t_pass1 * N_OUT / len(rows)
-        print(f"[{n_in}] authors pass 1 on {len(rows)} rows: {t_pass1:.1f} s", flush=True)
-        W_p = layer.W_pruning
-        W_ref = W_p[rows]
-        for sparsity in SPARSITIES:
-            n_prune_ref = round(sparsity * W_ref.numel())
-            counts = allocate_counts(saliency, n_prune_ref)
-            mask = mask_from(order, counts)
-            Q_ref = masked_reconstruct(W_ref, layer.damped.H, mask)
-            loss_ref = layer_loss(W_ref, Q_ref, layer.H)
-            timing_rows = min(len(rows), args.pass2_rows)
-            count = round(float(counts.float().mean()))
-            t_pass2 = best_time(partial(authors_pass2, W_ref[:timing_rows], layer.damped.Hinv,
-                                    order[:timing_rows], count, authors_group(n_in)), 1)[0]
-            t_authors = t_pass1_full + t_pass2 * N_OUT / timing_rows
-            n_prune = round(sparsity * W_p.numel())
-            results: dict[str, tuple[float, float, float | None]] = {}
-            for name, solve in (("admm (default)", admm), ("sparsegpt", sparse_gpt)):
-                seconds, Q = best_time(partial(solve, layer, W_p, n_prune), args.repeat)
-                loss = layer_loss(W_p, Q, layer.H)
-                ratio_loss = (layer_loss(W_ref, solve(layer, W_ref, n_prune_ref), layer.H)
-                              if sub else layer_loss(W_ref, Q[rows], layer.H))
-                results[name] = (seconds, loss, ratio_loss / loss_ref)
-            seconds, mask_m = best_time(partial(magnitude_mask, W_p, n_prune), args.repeat)
-            loss_m = layer_loss(W_p, W_p * ~mask_m, layer.H)
-            ref_m = layer_loss(W_ref, W_ref * ~magnitude_mask(W_ref, n_prune_ref), layer.H)
-            results["magnitude"] = (seconds, loss_m, ref_m / loss_ref)
-            lines_prune.append(f"| {n_in} | {sparsity:.0%} | SBC greedy OBS (authors', "
-                               f"RB={authors_group(n_in)}) | {fmt_time(t_authors)} | 1x | "
-                               f"{'-' if sub else f'{loss_ref:.4g}'} | 1.000 |")
-            for name, (seconds, loss, ratio) in results.items():
-                lines_prune.append(f"| {n_in} | {sparsity:.0%} | {name} | {fmt_time(seconds)} | "
-                                   f"{t_authors / seconds:.0f}x | {loss:.4g} | {ratio:.3f} |")
-            entry = summary["prune"].setdefault(n_in, {"ratio": 0.0, "speedup": math.inf,
-                                                       "time": 0.0})
-            entry["ratio"] = max(entry["ratio"], results["admm (default)"][2])
-            entry["speedup"] = min(entry["speedup"], t_authors / results["admm (default)"][0])
-            entry["time"] = max(entry["time"], results["admm (default)"][0])
-            print(f"[{n_in}] {sparsity:.0%}: authors {t_authors:.1f} s, admm "
-                  f"{results['admm (default)'][0]:.2f} s ratio {results['admm (default)'][2]:.3f}",
-                  flush=True)
-        # ---- quantisation
-        columns = n_in if n_in <= 1024 else args.quant_columns
-        for bits in BITS:
-            grid = fit_grid(layer.W, grid="int", bits=bits)
-            damped = layer.damped
-            order_q = authors_order(damped.Hinv)
-            t_auth, Q_auth = best_time(partial(authors_quantize, layer.W, damped.H, grid,
-                                           order_q[:columns]), 1)
-            t_seq, Q_seq = best_time(partial(sequential_obs_quantize, layer.W, damped.H, grid,
-                                         order_q[:columns], dtype=torch.float32), 1)
-            if columns < n_in:  # every column costs the same: scale all but the inverse
-                t_inv = best_time(partial(torch.inverse, damped.H.to(torch.float32)), 1)[0]
-                t_auth = t_inv + (t_auth - t_inv) * n_in / columns
-                t_seq = t_inv + (t_seq - t_inv) * n_in / columns
-            t_fast, Q_fast = best_time(partial(gptq_authors_order, layer, layer.W, bits), args.repeat)
-            loss_fast = layer_loss(layer.W, Q_fast, layer.H)
-            loss_auth = layer_loss(layer.W, Q_auth, layer.H) if columns == n_in else loss_fast
-            loss_seq = layer_loss(layer.W, Q_seq, layer.H) if columns == n_in else loss_fast
-            t_nat, Q_nat = best_time(partial(gptq_natural, layer, layer.W, bits), args.repeat)
-            t_rtn, Q_rtn = best_time(partial(grid.quantize, layer.W), args.repeat)
-            note = "" if columns == n_in else f" (timed on {columns} columns, scaled)"
-            rows_q = [(f"SBC quantiser, authors' cost structure{note}", t_auth, loss_auth),
-                      (f"SBC quantiser, in-place updates (our reference){note}", t_seq,
-                       loss_seq),
-                      ("GPTQ sweep, authors' order (default)", t_fast, loss_fast),
-                      ("GPTQ sweep, natural order", t_nat, layer_loss(layer.W, Q_nat, layer.H)),
-                      ("round to nearest", t_rtn, layer_loss(layer.W, Q_rtn, layer.H))]
-            for name, seconds, loss in rows_q:
-                lines_quant.append(f"| {n_in} | {bits} | {name} | {fmt_time(seconds)} | "
-                                   f"{t_auth / seconds:.0f}x | {t_seq / seconds:.1f}x | "
-                                   f"{loss:.4g} | {loss / loss_auth:.4f} |")
-            entry = summary["quant"].setdefault(n_in, {"deviation": 0.0, "speedup": math.inf,
-                                                       "speedup_seq": math.inf, "time": 0.0})
-            entry["deviation"] = max(entry["deviation"], abs(loss_fast / loss_auth - 1))
-            entry["speedup"] = min(entry["speedup"], t_auth / t_fast)
-            entry["speedup_seq"] = min(entry["speedup_seq"], t_seq / t_fast)
-            entry["time"] = max(entry["time"], t_fast)
-            print(f"[{n_in}] {bits} bits: authors {t_auth:.2f} s, in-place {t_seq:.2f} s, gptq "
-                  f"{t_fast:.3f} s, loss ratio {loss_fast / loss_auth:.6f}", flush=True)
-        # ---- joint 90 % + 4 bits
-        n_prune = round(0.9 * W_p.numel())
-        for name, fn in (("admm + GPTQ (authors' order)", joint_admm),
-                         ("SparseGPT joint", joint_sparse_gpt)):
-            seconds, Q = best_time(partial(fn, layer, W_p, n_prune), args.repeat)
-            lines_joint.append(f"| {n_in} | {name} | {fmt_time(seconds)} | "
-                               f"{layer_loss(W_p, Q, layer.H):.4g} |")
-        # ---- peak memory (MiB above the RSS before the call, each in a fresh process)
-        cache = Path(args.cache) / f"layer_{n_in}.pt"
-        torch.save({"W": layer.W, "H": layer.H}, cache)
-        for kind, label in MEMORY_KINDS.items():
-            label = label.format(batch=authors_row_batch(n_in))
-            lines_mem.append(f"| {n_in} | {label} | {child_peak(args, kind, cache):.0f} |")
+        lines_prune += _pruning_rows(args, layer, n_in, summary)
+        lines_quant += _quantisation_rows(args, layer, n_in, summary)
+        lines_joint += _joint_rows(args, layer, n_in)
+        lines_mem += _memory_rows(args, layer, n_in)
         if sub:
             notes.append(f"{n_in} inputs: the authors' reference (and the loss ratios) use the "
                          f"first {len(rows)} of the 256 output rows; its pass-1 time is scaled by "
@@ -414,6 +323,130 @@ def run(args: argparse.Namespace) -> str:
     goals = goal_lines(summary, peaks)
     return render(args, goals, lines_prune, lines_quant, lines_joint, lines_mem, calib_lines,
                   notes, load_start, load_end)
+
+
+def _pruning_rows(args: argparse.Namespace, layer: Layer, n_in: int,
+                  summary: dict[str, dict[int, dict[str, float]]]) -> list[str]:
+    """SBC's pruning as the authors run it (pass 1 on the reference rows, timed; pass 2 timed
+    on a subset) against admm, SparseGPT and magnitude, at every sparsity; the worst admm
+    figures go into ``summary["prune"][n_in]``."""
+    rows = layer.rows
+    sub = len(rows) < N_OUT
+    lines: list[str] = []
+    t_pass1, (order, saliency) = authors_prune_reference(layer, rows)
+    t_pass1_full = t_pass1 * N_OUT / len(rows)
+    print(f"[{n_in}] authors pass 1 on {len(rows)} rows: {t_pass1:.1f} s", flush=True)
+    W_p = layer.W_pruning
+    W_ref = W_p[rows]
+    for sparsity in SPARSITIES:
+        n_prune_ref = round(sparsity * W_ref.numel())
+        counts = allocate_counts(saliency, n_prune_ref)
+        mask = mask_from(order, counts)
+        Q_ref = masked_reconstruct(W_ref, layer.damped.H, mask)
+        loss_ref = layer_loss(W_ref, Q_ref, layer.H)
+        timing_rows = min(len(rows), args.pass2_rows)
+        count = round(float(counts.float().mean()))
+        t_pass2 = best_time(partial(authors_pass2, W_ref[:timing_rows], layer.damped.Hinv,
+                                order[:timing_rows], count, authors_group(n_in)), 1)[0]
+        t_authors = t_pass1_full + t_pass2 * N_OUT / timing_rows
+        n_prune = round(sparsity * W_p.numel())
+        results: dict[str, tuple[float, float, float | None]] = {}
+        for name, solve in (("admm (default)", admm), ("sparsegpt", sparse_gpt)):
+            seconds, Q = best_time(partial(solve, layer, W_p, n_prune), args.repeat)
+            loss = layer_loss(W_p, Q, layer.H)
+            ratio_loss = (layer_loss(W_ref, solve(layer, W_ref, n_prune_ref), layer.H)
+                          if sub else layer_loss(W_ref, Q[rows], layer.H))
+            results[name] = (seconds, loss, ratio_loss / loss_ref)
+        seconds, mask_m = best_time(partial(magnitude_mask, W_p, n_prune), args.repeat)
+        loss_m = layer_loss(W_p, W_p * ~mask_m, layer.H)
+        ref_m = layer_loss(W_ref, W_ref * ~magnitude_mask(W_ref, n_prune_ref), layer.H)
+        results["magnitude"] = (seconds, loss_m, ref_m / loss_ref)
+        lines.append(f"| {n_in} | {sparsity:.0%} | SBC greedy OBS (authors', "
+                     f"RB={authors_group(n_in)}) | {fmt_time(t_authors)} | 1x | "
+                     f"{'-' if sub else f'{loss_ref:.4g}'} | 1.000 |")
+        for name, (seconds, loss, ratio) in results.items():
+            lines.append(f"| {n_in} | {sparsity:.0%} | {name} | {fmt_time(seconds)} | "
+                         f"{t_authors / seconds:.0f}x | {loss:.4g} | {ratio:.3f} |")
+        entry = summary["prune"].setdefault(n_in, {"ratio": 0.0, "speedup": math.inf,
+                                                   "time": 0.0})
+        entry["ratio"] = max(entry["ratio"], results["admm (default)"][2])
+        entry["speedup"] = min(entry["speedup"], t_authors / results["admm (default)"][0])
+        entry["time"] = max(entry["time"], results["admm (default)"][0])
+        print(f"[{n_in}] {sparsity:.0%}: authors {t_authors:.1f} s, admm "
+              f"{results['admm (default)'][0]:.2f} s ratio {results['admm (default)'][2]:.3f}",
+              flush=True)
+    return lines
+
+
+def _quantisation_rows(args: argparse.Namespace, layer: Layer, n_in: int,
+                       summary: dict[str, dict[int, dict[str, float]]]) -> list[str]:
+    """The SBC quantiser (the authors' cost structure and in-place) against the GPTQ sweeps
+    and round to nearest, at every bit width; the worst GPTQ figures go into
+    ``summary["quant"][n_in]``."""
+    lines: list[str] = []
+    columns = n_in if n_in <= 1024 else args.quant_columns
+    for bits in BITS:
+        grid = fit_grid(layer.W, grid="int", bits=bits)
+        damped = layer.damped
+        order_q = authors_order(damped.Hinv)
+        t_auth, Q_auth = best_time(partial(authors_quantize, layer.W, damped.H, grid,
+                                       order_q[:columns]), 1)
+        t_seq, Q_seq = best_time(partial(sequential_obs_quantize, layer.W, damped.H, grid,
+                                     order_q[:columns], dtype=torch.float32), 1)
+        if columns < n_in:  # every column costs the same: scale all but the inverse
+            t_inv = best_time(partial(torch.inverse, damped.H.to(torch.float32)), 1)[0]
+            t_auth = t_inv + (t_auth - t_inv) * n_in / columns
+            t_seq = t_inv + (t_seq - t_inv) * n_in / columns
+        t_fast, Q_fast = best_time(partial(gptq_authors_order, layer, layer.W, bits), args.repeat)
+        loss_fast = layer_loss(layer.W, Q_fast, layer.H)
+        loss_auth = layer_loss(layer.W, Q_auth, layer.H) if columns == n_in else loss_fast
+        loss_seq = layer_loss(layer.W, Q_seq, layer.H) if columns == n_in else loss_fast
+        t_nat, Q_nat = best_time(partial(gptq_natural, layer, layer.W, bits), args.repeat)
+        t_rtn, Q_rtn = best_time(partial(grid.quantize, layer.W), args.repeat)
+        note = "" if columns == n_in else f" (timed on {columns} columns, scaled)"
+        rows_q = [(f"SBC quantiser, authors' cost structure{note}", t_auth, loss_auth),
+                  (f"SBC quantiser, in-place updates (our reference){note}", t_seq,
+                   loss_seq),
+                  ("GPTQ sweep, authors' order (default)", t_fast, loss_fast),
+                  ("GPTQ sweep, natural order", t_nat, layer_loss(layer.W, Q_nat, layer.H)),
+                  ("round to nearest", t_rtn, layer_loss(layer.W, Q_rtn, layer.H))]
+        for name, seconds, loss in rows_q:
+            lines.append(f"| {n_in} | {bits} | {name} | {fmt_time(seconds)} | "
+                         f"{t_auth / seconds:.0f}x | {t_seq / seconds:.1f}x | "
+                         f"{loss:.4g} | {loss / loss_auth:.4f} |")
+        entry = summary["quant"].setdefault(n_in, {"deviation": 0.0, "speedup": math.inf,
+                                                   "speedup_seq": math.inf, "time": 0.0})
+        entry["deviation"] = max(entry["deviation"], abs(loss_fast / loss_auth - 1))
+        entry["speedup"] = min(entry["speedup"], t_auth / t_fast)
+        entry["speedup_seq"] = min(entry["speedup_seq"], t_seq / t_fast)
+        entry["time"] = max(entry["time"], t_fast)
+        print(f"[{n_in}] {bits} bits: authors {t_auth:.2f} s, in-place {t_seq:.2f} s, gptq "
+              f"{t_fast:.3f} s, loss ratio {loss_fast / loss_auth:.6f}", flush=True)
+    return lines
+
+
+def _joint_rows(args: argparse.Namespace, layer: Layer, n_in: int) -> list[str]:
+    """90 % + 4 bits: admm + GPTQ against SparseGPT's joint solve."""
+    W_p = layer.W_pruning
+    lines: list[str] = []
+    n_prune = round(0.9 * W_p.numel())
+    for name, fn in (("admm + GPTQ (authors' order)", joint_admm),
+                     ("SparseGPT joint", joint_sparse_gpt)):
+        seconds, Q = best_time(partial(fn, layer, W_p, n_prune), args.repeat)
+        lines.append(f"| {n_in} | {name} | {fmt_time(seconds)} | "
+                     f"{layer_loss(W_p, Q, layer.H):.4g} |")
+    return lines
+
+
+def _memory_rows(args: argparse.Namespace, layer: Layer, n_in: int) -> list[str]:
+    """Peak memory (MiB above the RSS before the call), each solver in a fresh process."""
+    lines: list[str] = []
+    cache = Path(args.cache) / f"layer_{n_in}.pt"
+    torch.save({"W": layer.W, "H": layer.H}, cache)
+    for kind, label in MEMORY_KINDS.items():
+        label = label.format(batch=authors_row_batch(n_in))
+        lines.append(f"| {n_in} | {label} | {child_peak(args, kind, cache):.0f} |")
+    return lines
 
 
 def goal_lines(summary: dict[str, dict[int, dict[str, float]]], peaks: list[float]) -> list[str]:

@@ -254,34 +254,13 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
             size, unknown layer names.
         DataError: the data is not ``[N, T, *input_shape]`` for this graph.
     """
-    if config is not None:
-        kernel = kernel or getattr(config, "kernel", None)
-        device = device or getattr(config, "device", None)
-        threads = threads if threads is not None else getattr(config, "threads", None)
-    kernel = kernel or "smp"
-    device = device or "cpu"
-    if kernel not in KERNELS:
-        raise ConfigError(f"unknown kernel {kernel!r}; known: {', '.join(KERNELS)}",
-                          where="calibrate(kernel=)")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"must be an integer >= 1, got {batch_size!r}",
-                          where="calibrate(batch_size=)")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}",
-                          where="calibrate(precision=)")
+    kernel, device, threads = _settings_from_config(config, kernel, device, threads)
+    _check_settings(kernel, batch_size, precision)
     dev = resolve_device(device)
     synapse_layers = graph.synapse_layers()
-    known = {layer.name for layer in synapse_layers}
-    wanted = known if layers is None else set(layers)
     blocks = dict(blocks or {})
-    unknown = sorted((wanted | set(blocks)) - known)
-    if unknown:
-        raise ConfigError(f"not synapse layers of the graph: {', '.join(unknown)}",
-                          where="calibrate(layers=)" if not set(unknown) <= set(blocks)
-                          else "calibrate(blocks=)")
-    if chunk_bytes is not None and (not isinstance(chunk_bytes, int) or chunk_bytes < 1):
-        raise ConfigError(f"must be a positive number of bytes or None, got {chunk_bytes!r}",
-                          where="calibrate(chunk_bytes=)")
+    wanted = _wanted_layers(synapse_layers, layers, blocks)
+    _check_chunk_bytes(chunk_bytes)
     x = _inputs(data)
     settings = {"kernel": kernel, "batch_size": batch_size, "device": device,
                 "max_groups": max_groups, "threads": threads, "precision": precision,
@@ -293,9 +272,7 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
     if x is None:
         return Calibration({}, steps=0, n_samples=0, data=None,
                            **settings)  # type: ignore[arg-type]
-    total = int(x.shape[0])
-    names = list(accumulators)
-    steps = int(x.shape[1])
+    total, steps = int(x.shape[0]), int(x.shape[1])
     t_chunk = time_chunk(graph, steps, min(batch_size, total), chunk_bytes)
     start = time.perf_counter()
     with torch_threads(threads):
@@ -304,11 +281,61 @@ def calibrate(graph: Graph, data: Any, *, kernel: str | None = None, batch_size:
     timing = {"seconds": time.perf_counter() - start, "sum_seconds": sum_seconds,
               "sum_flops": sum(_gram_flops(acc) for acc in accumulators.values()),
               "time_chunk": t_chunk}
+    return Calibration(_take_results(accumulators), steps=steps, n_samples=total, data=x,
+                       metadata=timing, **settings)  # type: ignore[arg-type]
+
+
+def _take_results(accumulators: dict[str, HessianAccumulator]) -> dict[str, Any]:
+    """Each layer's totals, emptying ``accumulators`` as it goes: one layer's sums and their
+    frozen copy are alive at a time."""
     sums = {}
-    for name in names:  # one layer's totals and their frozen copy alive at a time
+    for name in list(accumulators):
         sums[name] = accumulators.pop(name).result()
-    return Calibration(sums, steps=steps, n_samples=total, data=x, metadata=timing,
-                       **settings)  # type: ignore[arg-type]
+    return sums
+
+
+def _settings_from_config(config: Any, kernel: str | None, device: str | None,
+                          threads: int | None) -> tuple[str, str, int | None]:
+    """calibrate's kernel, device and threads: as given, else the config's, else the defaults
+    (the SMP kernel on the cpu, torch's threads)."""
+    if config is not None:
+        kernel = kernel or getattr(config, "kernel", None)
+        device = device or getattr(config, "device", None)
+        threads = threads if threads is not None else getattr(config, "threads", None)
+    return kernel or "smp", device or "cpu", threads
+
+
+def _check_settings(kernel: str, batch_size: Any, precision: str) -> None:
+    """Refuse an unknown kernel or precision and a batch size that is not a positive int."""
+    if kernel not in KERNELS:
+        raise ConfigError(f"unknown kernel {kernel!r}; known: {', '.join(KERNELS)}",
+                          where="calibrate(kernel=)")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"must be an integer >= 1, got {batch_size!r}",
+                          where="calibrate(batch_size=)")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}",
+                          where="calibrate(precision=)")
+
+
+def _wanted_layers(synapse_layers: Sequence[SynapseLayer], layers: Sequence[str] | None,
+                   blocks: Mapping[str, int]) -> set[str]:
+    """The names of the layers to calibrate (default: all); every name in ``layers`` and
+    ``blocks`` must be a synapse layer of the graph."""
+    known = {layer.name for layer in synapse_layers}
+    wanted = known if layers is None else set(layers)
+    unknown = sorted((wanted | set(blocks)) - known)
+    if unknown:
+        raise ConfigError(f"not synapse layers of the graph: {', '.join(unknown)}",
+                          where="calibrate(layers=)" if not set(unknown) <= set(blocks)
+                          else "calibrate(blocks=)")
+    return wanted
+
+
+def _check_chunk_bytes(chunk_bytes: Any) -> None:
+    if chunk_bytes is not None and (not isinstance(chunk_bytes, int) or chunk_bytes < 1):
+        raise ConfigError(f"must be a positive number of bytes or None, got {chunk_bytes!r}",
+                          where="calibrate(chunk_bytes=)")
 
 
 def _accumulator(graph: Graph, layer: SynapseLayer, kernel: str, max_groups: int,

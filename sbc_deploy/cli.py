@@ -210,6 +210,8 @@ def _version() -> str:
     return f"sbc-deploy {__version__}"
 
 
+# Long: the deploy command's flags, one add_argument each in the order --help lists them;
+# a flat list is the clearest form of a parser, and other sub-parsers are split out already.
 def deploy_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sbc-deploy", usage=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -80,7 +80,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -319,47 +319,70 @@ def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: 
                 world_size=world_size, sim_memory_budget=sim_memory_budget,
                 calib_chunk_bytes=calib_chunk_bytes, data_bytes=data_bytes)
     blocks: dict[str, int] = {}
-    notes: list[str] = []
     stages = estimate(graph, blocks=blocks, **args)
     layers = sorted(_hessian_sizes(graph, kernel, max_groups) if calibrate else [],
                     key=lambda s: -s.n_in)
+    if allow_blocks and layers and _over_budget(stages, budget):
+        blocks, stages = _fit_blocks(graph, layers, budget, args)
+    notes = [f"layer {name}: block-diagonal Hessian (blocks of {block} consecutive "
+             f"inputs; couplings between blocks dropped) to fit the memory budget of "
+             f"{format_bytes(budget)}" for name, block in blocks.items()]
+    _refuse_what_does_not_fit(graph, stages, layers, blocks, budget, args,
+                              allow_blocks=allow_blocks, calibrate=calibrate)
+    for note in notes:
+        log.info("%s", note)
+    return MemoryPlan(budget, stages, blocks, tuple(notes))
 
-    def over(found: tuple[StageEstimate, ...]) -> list[StageEstimate]:
-        return [s for s in found if s.stage != "simulate" and s.bytes > budget]
 
-    if allow_blocks and layers and over(stages):
-        # One block size for every layer wider than it, halved until the run fits (the
-        # largest that fits); then each layer, narrowest first, gets its full Hessian (or
-        # twice its block, and so on) back wherever the run still fits: the approximation only
-        # where it is needed, as coarse as the budget allows.
-        block = 1 << max(int(math.log2(max(layers[0].n_in - 1, 1))), 0)  # < widest n_in
-        while True:
-            blocks = {s.name: block for s in layers if s.n_in > block}
-            stages = estimate(graph, blocks=blocks, **args)
-            if not over(stages) or block // 2 < MIN_BLOCK:
+def _over_budget(stages: Sequence[StageEstimate], budget: int) -> list[StageEstimate]:
+    """The stages above ``budget`` that block-diagonal Hessians can shrink (all but the
+    simulation)."""
+    return [s for s in stages if s.stage != "simulate" and s.bytes > budget]
+
+
+def _fit_blocks(graph: Graph, layers: list[HessianSize], budget: int, args: dict[str, Any]
+                ) -> tuple[dict[str, int], tuple[StageEstimate, ...]]:
+    """Block sizes (layer -> block) for the layers, widest first in ``layers``, and the
+    estimates with them.
+
+    One block size for every layer wider than it, halved until the run fits (the largest that
+    fits); then each layer, narrowest first, gets its full Hessian (or twice its block, and so
+    on) back wherever the run still fits: the approximation only where it is needed, as coarse
+    as the budget allows. When even the smallest block does not fit, that plan is returned.
+    """
+    block = 1 << max(int(math.log2(max(layers[0].n_in - 1, 1))), 0)  # < widest n_in
+    while True:
+        blocks = {s.name: block for s in layers if s.n_in > block}
+        stages = estimate(graph, blocks=blocks, **args)
+        if not _over_budget(stages, budget) or block // 2 < MIN_BLOCK:
+            break
+        block //= 2
+    if _over_budget(stages, budget):
+        return blocks, stages
+    for size in reversed(layers):
+        if size.name not in blocks:
+            continue
+        for wider in _wider(blocks[size.name], size.n_in):
+            trial = {**blocks}
+            if wider is None:
+                trial.pop(size.name)
+            else:
+                trial[size.name] = wider
+            found = estimate(graph, blocks=trial, **args)
+            if not _over_budget(found, budget):
+                blocks, stages = trial, found
                 break
-            block //= 2
-        if not over(stages):
-            for size in reversed(layers):
-                if size.name not in blocks:
-                    continue
-                for wider in _wider(blocks[size.name], size.n_in):
-                    trial = {**blocks}
-                    if wider is None:
-                        trial.pop(size.name)
-                    else:
-                        trial[size.name] = wider
-                    found = estimate(graph, blocks=trial, **args)
-                    if not over(found):
-                        blocks, stages = trial, found
-                        break
-    for name, block in blocks.items():
-        notes.append(f"layer {name}: block-diagonal Hessian (blocks of {block} consecutive "
-                     f"inputs; couplings between blocks dropped) to fit the memory budget of "
-                     f"{format_bytes(budget)}")
+    return blocks, stages
+
+
+def _refuse_what_does_not_fit(graph: Graph, stages: Sequence[StageEstimate],
+                              layers: list[HessianSize], blocks: dict[str, int], budget: int,
+                              args: dict[str, Any], *, allow_blocks: bool, calibrate: bool
+                              ) -> None:
+    """Raise :class:`MemoryBudgetError` for the first stage above ``budget``, naming the
+    smallest budget any plan of this run fits (every layer at the smallest block size)."""
     for stage in stages:
         if stage.bytes > budget:
-            # the smallest budget any plan fits: every layer at the smallest block size
             cheapest = {s.name: MIN_BLOCK for s in layers if s.n_in > MIN_BLOCK} \
                 if allow_blocks else blocks
             smallest = max(s.bytes for s in estimate(graph, blocks=cheapest, **args))
@@ -372,9 +395,6 @@ def plan_memory(graph: Graph, *, steps: int, batch_size: int, calib_batch_size: 
                 f"({stage.detail}), more than the budget of {format_bytes(budget)}; the "
                 f"smallest budget this run can be planned in is about {size}",
                 where="--memory-budget", hint=help_text)
-    for note in notes:
-        log.info("%s", note)
-    return MemoryPlan(budget, stages, blocks, tuple(notes))
 
 
 def cifar10_dvs_csnn(rng: Any = None, side: int = 128, classes: int = 10) -> Graph:

@@ -862,29 +862,17 @@ def _deploy(request: DeployRequest, progress: Progress | None = None) -> DeployR
             details = layer_details(compressed, target, checked.mapping, dense.synops,
                                     after.synops, _rates(dense), _rates(after),
                                     host=checked.offloaded)
-            grades = cost_evidence(target)
             final_exports = {fmt: str(final_dir / Path(p).relative_to(out_dir))
                              for fmt, p in exports.items()}
             reports.append(TargetReport(
-                target=target.name, description=target.description, method=request.method,
-                layers=_layer_rows(compressed, stats, details, dense=graph),
-                violations=_violation_rows(checked, host),
-                cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
-                cores=_core_rows(checked.mapping, target), limits=_limits(target),
-                accuracy=Accuracy(dense.accuracy, after.accuracy, integer,
-                                  samples=after.samples if after.accuracy is not None else None),
-                synops=BeforeAfter(*(None if e is None else e.per_sample
-                                     for e in (dense_chip, after_chip))),
-                **host_counts,
-                energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
-                energy_terms=tuple(EnergyTerm(*term, evidence=_grade(grades, term.name))
-                                   for term in energy.terms) if energy else (),
+                **_measured_fields(
+                    target, request, graph, compressed, stats, checked, host, dense, after,
+                    integer, (dense_chip, after_chip, host_counts), energy, dense_mapping, steps,
+                    details),
                 ann_equivalent=dict(energy.ann_equivalent) if energy else {},
                 exports=final_exports, notes=tuple(notes),
                 chip_host_split=checked.split.to_dict() if checked.split else {},
-                placement=_placement(compressed, checked, host),
-                **_decision_fields(graph, compressed, stats, target, checked, dense_mapping,
-                                   steps)))
+                placement=_placement(compressed, checked, host)))
             results.append(TargetResult(target, compressed, config, stats, checked))
             if after.activity is not None:
                 activity[target.name] = after.activity.to_dict()
@@ -925,6 +913,34 @@ def _calibration(graph: Graph, calib: Dataset | None, config: CompressionConfig,
     return calibrations[key]
 
 
+def _measured_fields(target: Target, request: DeployRequest, graph: Graph, compressed: Graph,
+                     stats: Any, checked: Any, host: Any, dense: _Evaluation,
+                     after: _Evaluation, integer: float | None, synops: tuple[Any, Any, Any],
+                     energy: Any, dense_mapping: Any, steps: int | None,
+                     details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The :class:`TargetReport` fields a compressed point of ``target`` is judged by (layers,
+    violations, cores, accuracy, SynOps, energy and the decision fields), the same for the
+    run's own point and for each point of a sweep. ``synops``: ``_sides``'s chip SynOps dense
+    and compressed and the host counts; ``host``: the nodes placed on the host."""
+    dense_chip, after_chip, host_counts = synops
+    grades = cost_evidence(target)
+    return dict(
+        target=target.name, description=target.description, method=request.method,
+        layers=_layer_rows(compressed, stats, details, dense=graph),
+        violations=_violation_rows(checked, host),
+        cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
+        cores=_core_rows(checked.mapping, target), limits=_limits(target),
+        accuracy=Accuracy(dense.accuracy, after.accuracy, integer,
+                          samples=after.samples if after.accuracy is not None else None),
+        synops=BeforeAfter(*(None if e is None else e.per_sample
+                             for e in (dense_chip, after_chip))),
+        **host_counts,
+        energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
+        energy_terms=tuple(EnergyTerm(*term, evidence=_grade(grades, term.name))
+                           for term in energy.terms) if energy else (),
+        **_decision_fields(graph, compressed, stats, target, checked, dense_mapping, steps))
+
+
 def _sweep(graph: Graph, target: Target, request: DeployRequest,
            points: Sequence[tuple[float | None, int | None]], primary: TargetReport,
            primary_config: CompressionConfig, dense: _Evaluation, evaluation: Dataset | None,
@@ -961,22 +977,10 @@ def _sweep(graph: Graph, target: Target, request: DeployRequest,
                                       cores=checked.mapping.cores_used,
                                       dense_cores=dense_mapping.cores_used)
                       if dense_chip is not None and after_chip is not None else None)
-        grades = cost_evidence(target)
-        point = TargetReport(
-            target=target.name, description=target.description, method=request.method,
-            layers=_layer_rows(compressed, stats, dense=graph),
-            violations=_violation_rows(checked, host_placed(compressed, target)),
-            cores_used=checked.mapping.cores_used, cores_available=target.cores.cores,
-            cores=_core_rows(checked.mapping, target), limits=_limits(target),
-            accuracy=Accuracy(dense.accuracy, after.accuracy, integer,
-                              samples=after.samples if after.accuracy is not None else None),
-            synops=BeforeAfter(*(None if e is None else e.per_sample
-                                 for e in (dense_chip, after_chip))),
-            **host_counts,
-            energy_j=BeforeAfter(*(energy.total_j if energy else (None, None))),
-            energy_terms=tuple(EnergyTerm(*term, evidence=_grade(grades, term.name))
-                               for term in energy.terms) if energy else (),
-            **_decision_fields(graph, compressed, stats, target, checked, dense_mapping, steps))
+        point = TargetReport(**_measured_fields(
+            target, request, graph, compressed, stats, checked, host_placed(compressed, target),
+            dense, after, integer, (dense_chip, after_chip, host_counts), energy, dense_mapping,
+            steps))
         rows.append(sweep_row(point, sparsity, getattr(config, "bits", None), primary=False))
     return rows
 

@@ -95,9 +95,10 @@ def _mib(count: int) -> str:
     return f"{-(-count // 1024**2)}MiB"
 
 
-def claim(nbytes: int, what: str, where: str) -> None:
+def claim(nbytes: int, what: str, where: str, transient: int = 0) -> None:
     """Account for ``nbytes`` that a reader is about to allocate for ``what`` (read from
-    ``where``), before it reads them.
+    ``where``) and keep, before it reads them; ``transient`` more bytes the reader needs only
+    while it reads (its working copies) must fit as well but are not added to the run's total.
 
     Raises:
         FormatError: the claims would exceed the budget; the message names the declared size,
@@ -106,13 +107,15 @@ def claim(nbytes: int, what: str, where: str) -> None:
     state = _BUDGET.get()
     limit, used = (default_read_budget(), 0) if state is None else state
     total = used + int(nbytes)
-    if total > limit:
-        scope = "" if state is None else " (with the data read before it)"
+    peak = total + int(transient)
+    if peak > limit:
+        scope = " (with the data read before it)" if used else ""
+        working = f" (and {int(transient):,} more while reading)" if transient else ""
         raise FormatError(
-            f"{what} declares {int(nbytes):,} bytes once read{scope}, more than the budget "
-            f"of {_binary(limit)} (--memory-budget) allows; the smallest budget that reads it "
-            f"is about {_mib(total)}", where=shown(where),
-            hint=f"--memory-budget {_mib(total)} or more if the file really holds that much; "
+            f"{what} declares {int(nbytes):,} bytes once read{working}{scope}, more than the "
+            f"budget of {_binary(limit)} (--memory-budget) allows; the smallest budget that "
+            f"reads it is about {_mib(peak)}", where=shown(where),
+            hint=f"--memory-budget {_mib(peak)} or more if the file really holds that much; "
                  "a small file declaring that much is damaged or a decompression bomb")
     if state is not None:
         state[1] = total
@@ -151,10 +154,14 @@ def reading(path: str | Path, expected: str) -> Iterator[None]:
                           f"{detail[:300]})", where=str(path)) from err
 
 
-def screen_hdf5(path: str | Path, *, max_dataset_bytes: int = MAX_DATASET_BYTES) -> None:
+# Long: one walk over the file with its checks as closures sharing the walk's counters
+# (objects seen, bytes declared, depth); the closures are short, the walk is one unit.
+def screen_hdf5(path: str | Path, *, max_dataset_bytes: int = MAX_DATASET_BYTES,
+                kind: str = "model") -> None:
     """Refuse an HDF5 file whose structure would make a reader leave the file or blow up.
 
     Walks every link from the root without following soft or external links (each object once).
+    ``kind`` names the file in the messages (``"model"``, ``"SHD"``).
 
     Raises:
         FormatError: an external link, a virtual dataset, a reference-typed dataset or
@@ -193,7 +200,7 @@ def screen_hdf5(path: str | Path, *, max_dataset_bytes: int = MAX_DATASET_BYTES)
         nbytes = count * max(int(ds.dtype.itemsize), 1)
         if nbytes > max_dataset_bytes:
             raise FormatError(f"dataset '{name}' declares shape {shape} ({nbytes:,} bytes), "
-                              f"more than a model file can hold", where=where)
+                              f"more than a {kind} file can hold", where=where)
         if ds.chunks is None and ds.compression is None and nbytes > size:
             raise FormatError(f"dataset '{name}' declares shape {shape} ({nbytes:,} bytes) but "
                               f"the file has only {size:,} bytes (truncated or damaged)",
@@ -238,11 +245,11 @@ def screen_hdf5(path: str | Path, *, max_dataset_bytes: int = MAX_DATASET_BYTES)
         declared += (int(np.prod(shape, dtype=object)) if shape else 1) * \
             max(int(ds.dtype.itemsize), 1)
 
-    with reading(path, "an HDF5 model file"):
+    with reading(path, f"an HDF5 {kind} file"):
         with h5py.File(path, "r") as handle:
             check_attrs(handle, "/")
             walk(handle, "", 0, check_sized)
-    claim(declared, "the model's datasets", where)
+    claim(declared, f"the {kind} file's datasets", where)
 
 
 def _has_ref(dtype: object, h5py: object) -> bool:

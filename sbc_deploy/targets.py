@@ -541,6 +541,9 @@ def _unknown(key: str, known: tuple[str, ...] | list[str], place: str, file: str
 # --------------------------------------------------------------------------- parsing
 
 
+# Long: the TOML schema checked top to bottom (top-level keys, then each section's entries,
+# then the Target built from them); each check raises with its own place, so one straight
+# pass over the document reads as the schema does.
 def parse_target(data: Mapping[str, Any], file: str = "<target>",
                  path: Path | None = None) -> Target:
     """A :class:`Target` from a parsed TOML document (``file`` names it in errors)."""

@@ -361,20 +361,14 @@ def _sweep_list_problems(request: Any) -> list[str]:
     return problems
 
 
-# Long by design: one flat list of checks, one per flag in the order the CLI documents them,
-# each appending its problem, so that every problem is reported at once (none stops the rest).
-def validate_request(request: Any, data_progress: Callable[[str, int, int], None] | None = None
-                     ) -> Plan:
-    """Check every flag of ``request`` (a :class:`~sbc_deploy.pipeline.DeployRequest`) against
-    the targets, the model and the data; return what they resolved to.
+# --------------------------------------------------------------------------- the request
+#
+# validate_request runs the checks below in the order the CLI documents the flags; each appends
+# its problems to one list, so that every problem is reported at once (none stops the rest).
 
-    Raises:
-        ValidationError: every problem found, one line each (nothing was created).
-    """
-    from sbc_deploy.compress.config import config_for_target
-    from sbc_deploy.outputs import check_output_dir
 
-    problems: list[str] = []
+def _check_targets(request: Any, problems: list[str]) -> list[Target]:
+    """The targets ``--target`` names, loaded; compared targets must differ in name."""
     targets: list[Target] = []
     if not request.targets:
         problems.append("--target: name at least one target")
@@ -389,37 +383,49 @@ def validate_request(request: Any, data_progress: Callable[[str, int, int], None
             problems.append(f"--target: two targets are named '{twice}'; compared targets each "
                             "write into OUTDIR/<name>/, so their names must differ (ignoring "
                             "letter case)")
+    return targets
+
+
+def _check_scalar_flags(request: Any, problems: list[str]) -> None:
+    """--max-drop, --rank-by and the evaluation limit, each on its own."""
+    from sbc_deploy.report.summary import RANKINGS
+
     max_drop = getattr(request, "max_drop", None)
     if max_drop is not None and not (isinstance(max_drop, (int, float))
                                      and math.isfinite(max_drop) and 0 <= max_drop <= 100):
         problems.append(f"--max-drop: must lie in [0, 100] accuracy points, got {max_drop!r}")
     rank_by = getattr(request, "rank_by", "energy")
-    from sbc_deploy.report.summary import RANKINGS
-
     if rank_by not in RANKINGS:
         problems.append(f"--rank-by {rank_by}: unknown; known: {', '.join(RANKINGS)}")
     if request.eval_limit is not None and request.eval_limit < 1:
         problems.append(f"eval_limit: must be >= 1, got {request.eval_limit}")
 
-    # exports: known, and taken by every target
-    formats = request.export
-    if formats is not None:
-        if not formats:
-            problems.append("--export: name at least one of " + ", ".join(EXPORTERS))
-        for fmt in formats:
-            if fmt not in EXPORTERS:
-                problems.append(f"--export: unknown format {fmt!r}; known: "
-                                f"{', '.join(EXPORTERS)}")
-                continue
-            for target in targets:
-                if fmt not in target.export_formats:
-                    problems.append(f"--export {fmt}: {target.name} is not deployed through "
-                                    f"{fmt}; it takes {', '.join(target.export_formats) or 'none'}")
 
-    # flags against each target's weight format and limits, at every point of a sweep
+def _check_exports(formats: Any, targets: list[Target], problems: list[str]) -> None:
+    """--export: known formats, and each taken by every target."""
+    if formats is None:
+        return
+    if not formats:
+        problems.append("--export: name at least one of " + ", ".join(EXPORTERS))
+    for fmt in formats:
+        if fmt not in EXPORTERS:
+            problems.append(f"--export: unknown format {fmt!r}; known: "
+                            f"{', '.join(EXPORTERS)}")
+            continue
+        for target in targets:
+            if fmt not in target.export_formats:
+                problems.append(f"--export {fmt}: {target.name} is not deployed through "
+                                f"{fmt}; it takes {', '.join(target.export_formats) or 'none'}")
+
+
+def _check_configs(request: Any, targets: list[Target], problems: list[str]
+                   ) -> list[tuple[Target, Any, float | None]]:
+    """The flags against each target's weight format and limits, at every point of a sweep;
+    returns the compression config of each (target, point) that has one."""
+    from sbc_deploy.compress.config import config_for_target
+
     points = sweep_points(request)
     problems.extend(_sweep_list_problems(request))
-    needs_calib = False
     configs: list[tuple[Target, Any, float | None]] = []
     for target in targets:
         weights, limits = target.weights, target.limits
@@ -442,64 +448,73 @@ def validate_request(request: Any, data_progress: Callable[[str, int, int], None
             except SbcDeployError as err:
                 problems.append(f"{where}: {_text(err)}")
             else:
-                needs_calib = needs_calib or config.needs_calibration
                 configs.append((target, config, sparsity))
+    return configs
 
+
+def _check_nir_consumer(request: Any, problems: list[str]) -> None:
+    """--nir-for: a known NIR consumer (None: chosen from --from)."""
     from sbc_deploy.frontends.conventions import CONSUMERS
 
-    nir_for = getattr(request, "nir_for", None) or "nir"  # None: chosen from --from
+    nir_for = getattr(request, "nir_for", None) or "nir"
     if nir_for not in CONSUMERS:
         problems.append(f"--nir-for {nir_for}: unknown NIR consumer; known: "
                         f"{', '.join(CONSUMERS)}")
 
-    # the model and the data
-    graph = calib = evaluation = None
-    name, files = "", []
-    try:
-        graph, name, calib_src, eval_src, files = _load_model(request)
-    except SbcDeployError as err:
-        problems.append(_text(err))
-    if graph is not None:
-        for label, source in (("--calib", calib_src), ("--eval", eval_src)):
-            if source is None:
-                continue
-            subset = ({"per_class": getattr(request, "calib_per_class", None),
-                       "seed": getattr(request, "calib_seed", 0)} if label == "--calib" else
-                      {"limit": request.eval_limit})
-            try:
-                data = check_dataset(source, graph, label, **subset, progress=None if
-                                     data_progress is None else
-                                     (lambda d, t, f=label: data_progress(f, d, t)))
-            except SbcDeployError as err:
-                problems.append(_text(err))
-                continue
-            if not isinstance(source, Dataset):
-                files.append(str(source))
-            if label == "--calib":
-                calib = data
-            else:
-                evaluation = data
-        if calib_src is None and needs_calib:
-            problems.append(f"--calib: --method {request.method} needs calibration data; pass "
-                            "--calib DATA (or --method magnitude, which needs none)")
-        for target, config, sparsity in configs:
-            problem = sparsity_problem(graph, config, sparsity)
-            if problem and f"{target.name}: {problem}" not in problems:
-                problems.append(f"{target.name}: {problem}")
-        refused = [(t.name, refusal(graph, t)) for t in targets]
-        if targets and all(reason for _, reason in refused):
-            problems.extend(f"--target {name}: refused before any work: {reason}"
-                            for name, reason in refused)
-        problems.extend(_spike_variant_problems(graph, targets, request.export))
-        if request.n_m is not None:
-            m = request.n_m[1]
-            narrow = [(n, k) for n, k in _layer_inputs(graph) if k < m]
-            if narrow:
-                problems.append(f"--nm {request.n_m[0]}:{m}: layer '{narrow[0][0]}' has only "
-                                f"{narrow[0][1]} inputs per neuron, fewer than M = {m}")
-    for target in targets:
-        if isinstance(getattr(target, "path", None), Path):
-            files.append(str(target.path))
+
+def _check_data(request: Any, graph: Graph, sources: tuple[Any, Any], files: list[str],
+                data_progress: Callable[[str, int, int], None] | None, problems: list[str]
+                ) -> tuple[Any, Any]:
+    """--calib and --eval against the model (each subset as its flags ask); the files read are
+    added to ``files``. Returns the calibration and evaluation data (None where not given)."""
+    found: dict[str, Any] = {"--calib": None, "--eval": None}
+    for label, source in zip(("--calib", "--eval"), sources):
+        if source is None:
+            continue
+        subset = ({"per_class": getattr(request, "calib_per_class", None),
+                   "seed": getattr(request, "calib_seed", 0)} if label == "--calib" else
+                  {"limit": request.eval_limit})
+        try:
+            data = check_dataset(source, graph, label, **subset, progress=None if
+                                 data_progress is None else
+                                 (lambda d, t, f=label: data_progress(f, d, t)))
+        except SbcDeployError as err:
+            problems.append(_text(err))
+            continue
+        if not isinstance(source, Dataset):
+            files.append(str(source))
+        found[label] = data
+    return found["--calib"], found["--eval"]
+
+
+def _check_against_model(request: Any, graph: Graph, targets: list[Target],
+                         configs: list[tuple[Target, Any, float | None]], calib_given: bool,
+                         problems: list[str]) -> None:
+    """What the model makes of the flags: calibration data where the method needs it, each
+    point's sparsity, refusals by every target, spike variants, N:M against the fan-ins."""
+    if not calib_given and any(config.needs_calibration for _, config, _ in configs):
+        problems.append(f"--calib: --method {request.method} needs calibration data; pass "
+                        "--calib DATA (or --method magnitude, which needs none)")
+    for target, config, sparsity in configs:
+        problem = sparsity_problem(graph, config, sparsity)
+        if problem and f"{target.name}: {problem}" not in problems:
+            problems.append(f"{target.name}: {problem}")
+    refused = [(t.name, refusal(graph, t)) for t in targets]
+    if targets and all(reason for _, reason in refused):
+        problems.extend(f"--target {name}: refused before any work: {reason}"
+                        for name, reason in refused)
+    problems.extend(_spike_variant_problems(graph, targets, request.export))
+    if request.n_m is not None:
+        m = request.n_m[1]
+        narrow = [(n, k) for n, k in _layer_inputs(graph) if k < m]
+        if narrow:
+            problems.append(f"--nm {request.n_m[0]}:{m}: layer '{narrow[0][0]}' has only "
+                            f"{narrow[0][1]} inputs per neuron, fewer than M = {m}")
+
+
+def _check_output(request: Any, files: list[str], problems: list[str]) -> None:
+    """The output folder: usable, and holding none of the inputs (a run replaces it whole)."""
+    from sbc_deploy.outputs import check_output_dir
 
     problems.extend(check_output_dir(request.out_dir, force=getattr(request, "force", False)))
     out = Path(request.out_dir).resolve()
@@ -507,6 +522,37 @@ def validate_request(request: Any, data_progress: Callable[[str, int, int], None
         if out in Path(file).resolve().parents:
             problems.append(f"{file}: an input lies inside the output folder {request.out_dir}, "
                             "which a run replaces as a whole; move it or pick another -o")
+
+
+def validate_request(request: Any, data_progress: Callable[[str, int, int], None] | None = None
+                     ) -> Plan:
+    """Check every flag of ``request`` (a :class:`~sbc_deploy.pipeline.DeployRequest`) against
+    the targets, the model and the data; return what they resolved to.
+
+    Raises:
+        ValidationError: every problem found, one line each (nothing was created).
+    """
+    problems: list[str] = []
+    targets = _check_targets(request, problems)
+    _check_scalar_flags(request, problems)
+    _check_exports(request.export, targets, problems)
+    configs = _check_configs(request, targets, problems)
+    _check_nir_consumer(request, problems)
+
+    graph = calib = evaluation = None
+    name, files = "", []
+    try:
+        graph, name, calib_src, eval_src, files = _load_model(request)
+    except SbcDeployError as err:
+        problems.append(_text(err))
+    if graph is not None:
+        calib, evaluation = _check_data(request, graph, (calib_src, eval_src), files,
+                                        data_progress, problems)
+        _check_against_model(request, graph, targets, configs, calib_src is not None, problems)
+    for target in targets:
+        if isinstance(getattr(target, "path", None), Path):
+            files.append(str(target.path))
+    _check_output(request, files, problems)
     if problems:
         raise ValidationError(problems)
     assert graph is not None

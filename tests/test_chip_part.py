@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from sbc_deploy.check import check, map_to_cores
+from sbc_deploy.check.split import offloaded
 from sbc_deploy.ir import IF, LIF, Affine, Conv2d, Flatten, Graph, Input, Output
 from sbc_deploy.targets import load_target
 from sbc_deploy.validate import refusal
@@ -47,9 +48,9 @@ def test_a_neuron_on_the_host_holds_no_core_and_the_chip_part_maps_as_if_cut_the
     assert [(c.layers, c.neurons, c.synapse_bits) for c in result.mapping.cores] == \
         [(c.layers, c.neurons, c.synapse_bits) for c in alone.cores]
     assert [p.name for p in result.mapping.layers] == ["if1", "fc2"]
-    # map_to_cores maps the chip part by default; off=frozenset() maps every node
-    assert map_to_cores(graph, speck).cores == result.mapping.cores
-    assert "lif2" in {n for c in map_to_cores(graph, speck, frozenset()).cores for n in c.layers}
+    # map_to_cores maps the part the split leaves on the chip; by default every node
+    assert map_to_cores(graph, speck, offloaded(graph, speck)).cores == result.mapping.cores
+    assert "lif2" in {n for c in map_to_cores(graph, speck).cores for n in c.layers}
 
 
 def _xylo_conv_net(rng) -> Graph:

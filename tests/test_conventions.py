@@ -313,6 +313,14 @@ def test_snntorch_rleaky_and_rsynaptic_nested_graphs(rng):
     assert default.metadata["reset"] == "subtract"
     assert default.nodes["rnn.lif"].reset_timing == "next_step"
     assert any("reset_delay=true" in line for line in default.metadata["convention_caveats"])
+    # if_beta bears on IF nodes only: a file without one is not told it was assumed ...
+    assert not any("if_beta" in line for line in default.metadata["convention_caveats"])
+    # ... and a file with one is
+    with_if = nir.NIRGraph.from_list(
+        nir.Affine(weight=w, bias=np.zeros(n)),
+        nir.IF(r=np.ones(n), v_threshold=np.ones(n), v_reset=np.zeros(n)))
+    caveats = from_nir(with_if, framework="snntorch").metadata["convention_caveats"]
+    assert any("if_beta=1" in line for line in caveats), caveats
     zero = from_nir(nested, framework="snntorch", reset="zero")  # RLeaky's refractory step
     assert zero.nodes["rnn.lif"].reset_timing == "next_step"
     alpha = 0.6

@@ -225,3 +225,100 @@ def test_names_inside_error_messages_are_neutralised(tmp_path_factory, capsys, n
         heads = [line for line in err.splitlines() if not line.startswith("  ")]
         assert len(heads) == (2 if argv[-1].startswith("--x") else 1), err
         assert len(err.splitlines()) >= lines
+
+
+# Two names that each hold every kind of structure an output could let through raw: terminal
+# escapes, a newline that forges a verdict line, HTML (a tag and an attribute break-out),
+# Markdown (table cell, code, emphasis, heading, link). The Q* markers occur nowhere else.
+SYNAPSE = 'QA\x1b[2J\x1b[H<script>QB|`QC`" onmouseover="QD'
+NEURON = "QE\nloihi2: fits\x1b]0;T\x07 # QF *QG* _QH_ [l](javascript:QI) \r\x1b[1AQJ"
+SCALE = "QK<img src=x onerror=QL>\u202e~~QM~~ &amp; QN"
+MARKERS = ("QA", "QB", "QC", "QD", "QE", "QF", "QG", "QH", "QI", "QJ", "QK", "QL", "QM", "QN")
+
+
+def _split_graph_file(path: Path) -> Path:
+    """Input(4) -> Scale(4) -> Affine(3x4) -> LIF(3, subtractive reset) -> Output: xylo runs
+    the synapse and the neuron, the host the scale (a chip/host split); loihi2 (reset to zero)
+    is refused."""
+    nodes = {"input": nir.Input(input_type={"input": np.array([4])}),
+             SCALE: nir.Scale(scale=np.full(4, 1.5)),
+             SYNAPSE: nir.Affine(weight=np.full((3, 4), 10.0), bias=np.zeros(3)),
+             NEURON: nir.LIF(tau=np.full(3, 0.02), r=np.ones(3), v_leak=np.zeros(3),
+                             v_threshold=np.ones(3), v_reset=np.zeros(3)),
+             "output": nir.Output(output_type={"output": np.array([3])})}
+    edges = [("input", SCALE), (SCALE, SYNAPSE), (SYNAPSE, NEURON), (NEURON, "output")]
+    nir.write(path, nir.NIRGraph(nodes=nodes, edges=edges,
+                                 metadata={"dt": 1e-3, "reset": "subtract"}))
+    return path
+
+
+def _strip_forms(text: str, forms: list[str]) -> str:
+    """``text`` without every occurrence of each neutralised form, whole or cut short with an
+    ellipsis (a chart label that did not fit); what is left holds a marker only where a name
+    was written some other way (raw, half escaped)."""
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "")
+        head = form[:2]
+        at = text.find(head)
+        while at >= 0:
+            end = text.find("\u2026", at)
+            if end < 0 or not form.startswith(text[at:end]):
+                at = text.find(head, at + 1)
+                continue
+            text = text[:at] + text[end + 1:]
+            at = text.find(head, at)
+    return text
+
+
+def _leaks(text: str, forms: list[str]) -> list[str]:
+    rest = _strip_forms(text, forms)
+    return [rest[max(0, rest.index(m) - 80):rest.index(m) + 40] for m in MARKERS if m in rest]
+
+
+def test_hostile_names_through_a_compare_and_sweep_run(tmp_path, capsys):
+    """A network run on two targets (ranking, placement matrix, chip/host split of the refused
+    target) with a sweep: each name reaches stdout/stderr only as shown(), report.md only as
+    markdown() and report.html only as html_text() (no raw newline in a tooltip, no attribute
+    break-out). Cost: ~6 s."""
+    from sbc_deploy.data import Dataset
+    from sbc_deploy.data.npz import write_npz
+    from sbc_deploy.untrusted import html_text, markdown
+
+    model = _split_graph_file(tmp_path / "m.nir")
+    rng = np.random.default_rng(0)
+    x = (rng.random((6, 5, 4)) < 0.8).astype(np.uint8)
+    data = write_npz(tmp_path / "d.npz", Dataset(x=x, y=np.zeros(6, np.int64), dt=1e-3,
+                                                      source="generated"))
+    out = tmp_path / "out"
+    code, terminal = _run(capsys, [str(model), "--target", "loihi2,xylo", "--method",
+                                   "magnitude", "--calib", str(data), "--eval", str(data),
+                                   "--max-drop", "none", "--sparsity", "0.5,0.9", "--verbose",
+                                   "-o", str(out)])
+    assert code in (0, 1), terminal
+    md = (out / "report.md").read_text(encoding="utf-8")
+    page = (out / "report.html").read_text(encoding="utf-8")
+    # the sections under test are there
+    for heading in ("Ranking", "## Sweep", "### Where each layer goes",
+                    "### Chip / host split"):
+        assert heading in md, heading
+    assert 'id="ranking"' in page and 'id="sweep"' in page and 'id="layout"' in page
+    assert "Chip / host split" in page
+    names = (SYNAPSE, NEURON, SCALE)
+    assert _safe_text(terminal) and _safe_text(md) and _safe_text(page)
+    assert shown(SYNAPSE) in terminal and shown(NEURON) in terminal
+    # every name in its neutralised form, and in no other (raw, half escaped, cut short)
+    missing = [(where, n) for where, text, form in (("md", md, markdown),
+                                                    ("html", page, html_text))
+               for n in names if form(n) not in text]
+    leaks = {where: _leaks(text, [form(n) for n in names])
+             for where, text, form in (("terminal", terminal, shown), ("md", md, markdown),
+                                       ("html", page, html_text))}
+    assert missing == [] and leaks == {"terminal": [], "md": [], "html": []}, (missing, leaks)
+    # no forged verdict line anywhere, no element or handler the names brought
+    assert sum(line.startswith("loihi2:") for line in terminal.splitlines()) == 1
+    assert not any(line.startswith("loihi2: fits") for line in md.splitlines() + [
+        line for line in page.splitlines()])
+    found = _tags(page)
+    assert "script" not in found.tags and not found.handlers
+    rendered = _tags(_md.render(md))
+    assert "script" not in rendered.tags and not rendered.handlers

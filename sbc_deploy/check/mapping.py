@@ -661,7 +661,7 @@ def _out_costs(graph: Graph, pop: Population, placed: dict[str, _Placed],
     return cost
 
 
-def map_to_cores(graph: Graph, target: Target, off: frozenset[str] | None = None) -> Mapping:
+def map_to_cores(graph: Graph, target: Target, off: frozenset[str] = frozenset()) -> Mapping:
     """Estimate how the part of ``graph`` that runs on ``target``'s chip spreads over its
     cores (see the module docstring).
 
@@ -669,17 +669,14 @@ def map_to_cores(graph: Graph, target: Target, off: frozenset[str] | None = None
         graph: the network (weights as they will be deployed: pruned weights cost less in
             sparse storage, narrower encodings less with ``bits_per_weight = "layer"``).
         target: the hardware target.
-        off: the nodes that run on the host and hold no core; default
-            ``check.split.offloaded(graph, target)``; ``frozenset()`` maps every node.
+        off: the nodes that run on the host and hold no core; default none (every node is
+            mapped). The check passes ``check.split.offloaded(graph, target)``: the split
+            decides what the chip runs, above this module.
 
     Returns:
         A :class:`Mapping` with one :class:`LayerPlacement` per population, one
         :class:`CoreUse` per core used, and a :class:`MappingIssue` for every limit not met.
     """
-    if off is None:
-        from sbc_deploy.check.split import offloaded  # the split decides what the chip runs
-
-        off = offloaded(graph, target)
     spec = target.cores
     pops = populations(graph, off)
     separate_readouts = target.limits.max_output_neurons is not None

@@ -48,7 +48,14 @@ def decode_nmnist(raw: bytes | np.ndarray, where: str = "N-MNIST data") -> np.nd
     if len(data) % BYTES_PER_EVENT:
         raise FormatError(f"has {len(data)} bytes, not a multiple of {BYTES_PER_EVENT} "
                           "(N-MNIST stores 40-bit events; truncated?)", where=where)
+    from sbc_deploy.data.tonic_sets import check_nmnist_overflows
+    from sbc_deploy.safeio import claim
+
     dtype = require_tonic().datasets.NMNIST.dtype
+    count = len(data) // BYTES_PER_EVENT   # tonic keeps them in its dtype; its working copy
+    claim(count * dtype.itemsize, f"{count:,} events as tonic reads them", where,
+          transient=4 * len(data))
+    check_nmnist_overflows(np.frombuffer(data, dtype=np.uint8), where)
     events = require_tonic().io.read_mnist_file(io.BytesIO(data), dtype=dtype, is_stream=True)
     return make_events(events["x"], events["y"], events["p"], events["t"])
 
@@ -77,10 +84,11 @@ def read_nmnist_bin(path: str | Path) -> np.ndarray:
         FormatError: the file is missing, unreadable, or not a whole number of events.
     """
     path = Path(path)
-    from sbc_deploy.safeio import refuse_special
+    from sbc_deploy.safeio import claim, refuse_special
 
     refuse_special(path)  # a FIFO named *.bin in a folder would block
     try:
+        claim(0, "the file's bytes", str(path), transient=path.stat().st_size)  # before reading
         raw = path.read_bytes()
     except OSError as err:
         raise FormatError(f"cannot read: {err.strerror or err}", where=str(path)) from err

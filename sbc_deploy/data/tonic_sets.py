@@ -48,6 +48,13 @@ from sbc_deploy.errors import DataError, FormatError
 
 #: Largest dataset an SHD file may declare (its spike lists are variable-length arrays)
 MAX_SHD_DATASET_BYTES = 4 << 30
+#: tonic's N-MNIST reader adds 2**13 us to every later event once per time-stamp overflow marker
+#: (a Python loop over the markers, each adding to the rest of the recording): the most such
+#: additions a file may ask for. A real recording (~300 ms, a few thousand events) asks ~10**5;
+#: a 2 MB file of nothing but markers asks 8 * 10**10 (9 s here), 20 MB would take 15 minutes.
+MAX_NMNIST_OVERFLOW_STEPS = 2_000_000_000
+#: y of an N-MNIST time-stamp overflow marker (tonic's read_mnist_file)
+_NMNIST_OVERFLOW_Y = 240
 
 
 # --------------------------------------------------------------------------- the spec
@@ -384,7 +391,7 @@ def _list_shd(file: Path) -> list[Recording]:
 
     if not file.is_file():
         raise DataError("no such SHD file", where=str(file))
-    screen_hdf5(file, max_dataset_bytes=MAX_SHD_DATASET_BYTES)
+    screen_hdf5(file, max_dataset_bytes=MAX_SHD_DATASET_BYTES, kind="SHD")
     with h5py.File(file, "r") as handle:
         missing = [k for k in ("spikes/times", "spikes/units", "labels") if k not in handle]
         if missing:
@@ -467,10 +474,30 @@ def _tonic_reader(name: str, recordings: Sequence[Recording]) -> Any:
 
 
 def _check_nmnist(recording: Recording) -> None:
+    """Whole 40-bit events, claimed from the budget, and few enough time-stamp overflow
+    markers for tonic's reader (:data:`MAX_NMNIST_OVERFLOW_STEPS`)."""
     size = recording.path.stat().st_size
     if size % 5:
         raise FormatError(f"has {size} bytes, not a multiple of 5 (N-MNIST stores 40-bit "
                           "events; truncated?)", where=recording.where)
+    _claim_recording(recording, "nmnist", size // 5, transient=5 * size)  # before reading it
+    check_nmnist_overflows(np.fromfile(recording.path, dtype=np.uint8), recording.where)
+
+
+def check_nmnist_overflows(raw: np.ndarray, where: str) -> None:
+    """Refuse the bytes of an N-MNIST recording whose time-stamp overflow markers would keep
+    tonic's reader busy for more than :data:`MAX_NMNIST_OVERFLOW_STEPS` additions.
+
+    Raises:
+        DataError: too many markers, saying how many and the work they ask for.
+    """
+    events = raw.size // 5
+    at = np.flatnonzero(raw[1:events * 5:5] == _NMNIST_OVERFLOW_Y)
+    steps = int((events - at).sum())
+    if steps > MAX_NMNIST_OVERFLOW_STEPS:
+        raise DataError(f"holds {len(at):,} time-stamp overflow markers among {events:,} "
+                        "events (a real N-MNIST recording holds tens); tonic's reader would "
+                        f"take {steps:,} steps", where=where)
 
 
 def _check_aedat4(recording: Recording, sensor: tuple[int, int, int]) -> None:
@@ -488,6 +515,21 @@ def _check_aedat4(recording: Recording, sensor: tuple[int, int, int]) -> None:
         raise DataError(f"declares a {first.get('width')}x{first.get('height')} sensor; "
                         f"CIFAR10-DVS recordings are {sensor[0]}x{sensor[1]}",
                         where=recording.where)
+    # AEDAT 4 packets are compressed and their headers give no decompressed size: count the
+    # events of the stream tonic reads (the lowest events stream id) packet by packet, one in
+    # memory at a time, before tonic keeps them all and joins them
+    stream = min(i for i, s in streams.items() if s.get("type") == "events")
+    try:
+        count = sum(len(packet["events"]) for packet in aedat.Decoder(str(recording.path))
+                    if packet["stream_id"] == stream)
+    except Exception as err:  # noqa: BLE001 - the decoder's errors are plain exceptions
+        raise FormatError(f"is a truncated or damaged AEDAT 4 file (the decoder: {err})",
+                          where=recording.where) from err
+    _claim_recording(recording, "cifar10dvs", count, transient=count * _AEDAT_EVENT_BYTES)
+
+
+#: bytes of one event as the aedat decoder returns it (t u8, x u2, y u2, on bool)
+_AEDAT_EVENT_BYTES = 13
 
 
 def _check_gesture(recording: Recording) -> None:
@@ -508,6 +550,25 @@ def _check_gesture(recording: Recording) -> None:
     if size < need:
         raise FormatError(f"is truncated: its header declares {shape[0]} events "
                           f"({need:,} bytes) but the file has {size:,}", where=recording.where)
+    _claim_recording(recording, "dvsgesture", shape[0], transient=need)
+
+
+def _claim_recording(recording: Recording, name: str, events: int, transient: int) -> None:
+    """Claim (:func:`sbc_deploy.safeio.claim`, ``--memory-budget``) what tonic's reader keeps
+    of one recording -- ``events`` in its dataset's dtype -- and its working copies
+    (``transient``: the raw file and its widened copy), from the sizes the file declares,
+    before tonic reads it; refused with the hint to read fewer recordings."""
+    from sbc_deploy.safeio import claim
+
+    dtype = getattr(require_tonic().datasets, DATASETS[name].tonic_class).dtype
+    try:
+        claim(events * dtype.itemsize, f"{events:,} events as tonic reads them",
+              recording.where, transient=transient)
+    except FormatError as err:
+        raise DataError(err.message, where=recording.where,
+                        hint="read fewer recordings (--eval-limit, --calib-per-class) or raise "
+                             "--memory-budget; a small file declaring that much is damaged"
+                        ) from err
 
 
 def _check_events(events: np.ndarray, recording: Recording, layout: Layout) -> None:

@@ -395,7 +395,33 @@ def build_onnx(graph: Graph, *, steps: int | None = None,
     b = _Builder()
     states = _states(graph)
     batch_dim: Any = batch if batch is not None else "batch"
+    body = _step_graph(b, graph, states, batch_dim)
+    initial = _initial_states(b, graph, states)
+    outputs = list(graph.outputs)
+    b.outer.append(helper.make_node(
+        "Scan", initial + list(graph.inputs),
+        [f"{s.name}/final" for s in states.values()] + outputs, name="time",
+        body=body, num_scan_inputs=len(graph.inputs)))
 
+    main = helper.make_graph(
+        b.outer, "sbc_deploy",
+        [_value_info(n, [TIME, batch_dim, *graph.nodes[n].output_shape]) for n in graph.inputs],
+        [_value_info(n, [TIME, batch_dim, *graph.nodes[n].output_shape]) for n in graph.outputs],
+        initializer=b.initializers)
+    model = helper.make_model(main, producer_name="sbc-deploy",
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    _describe(model, graph, steps)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        raise ExportError(f"the ONNX checker rejects the model: {err}", where="to_onnx") from err
+    return model
+
+
+def _step_graph(b: _Builder, graph: Graph, states: dict[str, _State], batch_dim: Any
+                ) -> onnx.GraphProto:
+    """The Scan body: one time step of every node in topological order, reading the states'
+    previous values and writing their next ones (the nodes' ops go into ``b.body``)."""
     step_inputs = {name: f"{name}/x_t" for name in graph.inputs}
     current: dict[str, str] = dict(step_inputs)
     for name in graph.topological_order:
@@ -418,7 +444,7 @@ def build_onnx(graph: Graph, *, steps: int | None = None,
     step_outputs = {name: b.op("Identity", [current[name]], f"{name}/y_t")
                     for name in graph.outputs}
 
-    body = helper.make_graph(
+    return helper.make_graph(
         b.body, "step",
         [_value_info(s.name, [*s.lead, batch_dim, *s.shape]) for s in states.values()]
         + [_value_info(step_inputs[n], [batch_dim, *graph.nodes[n].output_shape])
@@ -427,7 +453,10 @@ def build_onnx(graph: Graph, *, steps: int | None = None,
         + [_value_info(step_outputs[n], [batch_dim, *graph.nodes[n].output_shape])
            for n in graph.outputs])
 
-    # zero initial state, with the batch size read from the first input
+
+def _initial_states(b: _Builder, graph: Graph, states: dict[str, _State]) -> list[str]:
+    """The Scan's initial state values: zeros, with the batch size read from the first input;
+    a recurrent edge starts from its source's value at rest (ops go into ``b.outer``)."""
     first = graph.inputs[0]
     batch_size = b.op("Shape", [first], "batch_size", outer=True, start=1, end=2)
     initial = []
@@ -447,19 +476,11 @@ def build_onnx(graph: Graph, *, steps: int | None = None,
         zeros = b.op("ConstantOfShape", [shape], f"{state.name}/zeros", outer=True, value=zero)
         initial.append(b.op("Add", [zeros, b.constant(f"{state.name}/rest", rest)],
                             f"{state.name}/init", outer=True))
-    outputs = list(graph.outputs)
-    b.outer.append(helper.make_node(
-        "Scan", initial + list(graph.inputs),
-        [f"{s.name}/final" for s in states.values()] + outputs, name="time",
-        body=body, num_scan_inputs=len(graph.inputs)))
+    return initial
 
-    main = helper.make_graph(
-        b.outer, "sbc_deploy",
-        [_value_info(n, [TIME, batch_dim, *graph.nodes[n].output_shape]) for n in graph.inputs],
-        [_value_info(n, [TIME, batch_dim, *graph.nodes[n].output_shape]) for n in graph.outputs],
-        initializer=b.initializers)
-    model = helper.make_model(main, producer_name="sbc-deploy",
-                              opset_imports=[helper.make_opsetid("", OPSET)])
+
+def _describe(model: onnx.ModelProto, graph: Graph, steps: int | None) -> None:
+    """The model's version, doc string and properties (dt, steps, layout, resets, source)."""
     model.ir_version = IR_VERSION
     model.doc_string = ("Spiking network over time: inputs and outputs are [T, B, *shape]; the "
                         "state (membranes, currents, delay lines, recurrent values) is carried "
@@ -472,11 +493,6 @@ def build_onnx(graph: Graph, *, steps: int | None = None,
         "resets": json.dumps(resets),
         "source": json.dumps({k: str(v) for k, v in graph.metadata.items()}),
     })
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-        raise ExportError(f"the ONNX checker rejects the model: {err}", where="to_onnx") from err
-    return model
 
 
 def to_onnx(graph: Graph, path: str | Path, *, steps: int | None = None,

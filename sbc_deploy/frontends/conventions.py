@@ -130,7 +130,9 @@ class Option:
 
     ``default`` is the framework's own default (what ``--from NAME`` assumes); ``values`` lists
     the accepted values (empty: a number); ``apply`` turns a value into the producer side;
-    ``source`` is where the default was read.
+    ``source`` is where the default was read; ``concerns`` names the NIR node types whose
+    reading the option changes (empty: every spiking node), so that an import says it assumed
+    the option only for a file that holds such a node.
     """
 
     name: str
@@ -139,6 +141,7 @@ class Option:
     meaning: str
     source: str
     apply: Callable[["Side", str], "Side"] = field(compare=False, repr=False)
+    concerns: tuple[str, ...] = ()
 
 
 def spike_fields(side: Side, kind: str, reset: str, recurrent: bool,
@@ -307,7 +310,8 @@ SNNTORCH = Convention(
                     "snntorch's import_from_nir builds for every IF (with reset_delay=False: "
                     "--from snntorch:if_beta=0.9,reset_delay=false)",
                     f"{_SNN}:snntorch/import_nir.py (_nir_to_snntorch_module, nir.IF: "
-                    "snn.Leaky(beta=0.9, threshold=vthr * r, reset_delay=False))", _if_beta)),
+                    "snn.Leaky(beta=0.9, threshold=vthr * r, reset_delay=False))", _if_beta,
+                    concerns=("IF",))),
     resets=("subtract", "zero"),
     sources={
         "dt = 1e-4 hard-coded, tau = dt/(1-beta), r = tau/dt, v_reset = 0":

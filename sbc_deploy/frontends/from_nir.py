@@ -1055,7 +1055,8 @@ def _import(graph: nir.NIRGraph, source_file: str | None, dt: float | None, rese
     if side.spike_delay:
         edges, delayed = _delay_spikes(converted, edges, side.spike_delay, convention.name)
         notes += delayed
-    caveats = _caveats(convention, side, converted, reset_source)
+    caveats = _caveats(convention, side, converted, reset_source,
+                       {type(node).__name__ for node in nodes.values()})
     for line in notes:
         log.info("%s", line)
     for line in caveats:
@@ -1135,15 +1136,16 @@ def _delay_spikes(converted: dict[str, Node], edges: list[tuple[str, str]], step
 
 
 def _caveats(convention: Convention, side: Side, converted: Mapping[str, Node],
-             reset_source: str) -> list[str]:
+             reset_source: str, nir_types: set[str]) -> list[str]:
     """What the import assumed because the file cannot say it: the framework's defaults for
-    its options (sinabs' spike_fn, snntorch's reset_delay, ...) and its default reset. Said,
-    so that a network built with other settings is read with the right ``--from`` options."""
+    its options (sinabs' spike_fn, snntorch's reset_delay, ...) that bear on the file's node
+    types (``nir_types``) and its default reset. Said, so that a network built with other
+    settings is read with the right ``--from`` options."""
     if not any(getattr(node, "spiking", False) for node in converted.values()):
         return []
     found = []
     assumed = [f"{o.name}={convention.settings.get(o.name, o.default)}"
-               for o in convention.options]
+               for o in convention.options if not o.concerns or set(o.concerns) & nir_types]
     if assumed:
         found.append(f"assumed {convention.name}'s settings {', '.join(assumed)} (the file does "
                      f"not record them; --from {convention.name}:OPTION=VALUE for others)")

@@ -11,10 +11,11 @@ layout does not depend on a browser; the screenshot tests measure it in Chromium
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
+
+from sbc_deploy.untrusted import html_text
 
 CHAR_W = 7.0        # px per character of 12 px sans-serif, an upper bound for ASCII labels
 ROW_H = 20          # px per row (one bar, or a group of bars)
@@ -86,6 +87,8 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
+# Long: one SVG drawn top to bottom (frame, legend, grid, rows, limit line, note); each
+# part reuses the same geometry (x(), row height), and the list of appends is the picture.
 def hbar_chart(title: str, rows: Sequence[Row], *, unit: str = "", low: float = 0.0,
                high: float | None = None, limit: float | None = None,
                limit_label: str = "limit", legend: Sequence[tuple[str, str]] = (),
@@ -120,15 +123,15 @@ def hbar_chart(title: str, rows: Sequence[Row], *, unit: str = "", low: float = 
 
     out = [(f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{full}" '
             f'height="{height}" viewBox="0 0 {full} {height}" role="img" '
-            f'aria-label="{html.escape(title)}">'),
-           f'<text class="title" x="0" y="14">{html.escape(_fit(title, full))}</text>']
+            f'aria-label="{html_text(title)}">'),
+           f'<text class="title" x="0" y="14">{html_text(_fit(title, full))}</text>']
     if legend:
         lx = 0.0
         for series, color in legend:
             out.append(f'<rect class="swatch" x="{lx:.1f}" y="24" width="10" height="10" '
                        f'fill="{color}"/>'
                        f'<text class="legend" x="{lx + 14:.1f}" y="33">'
-                       f'{html.escape(series)}</text>')
+                       f'{html_text(series)}</text>')
             lx += 14 + CHAR_W * len(series) + 16
     for tick in _ticks(low, top):
         tx = x(tick)
@@ -138,18 +141,19 @@ def hbar_chart(title: str, rows: Sequence[Row], *, unit: str = "", low: float = 
                    f'text-anchor="middle">{_fmt(tick)}</text>')
     axis_text = unit + (f" (axis starts at {_fmt(low)})" if low > 0 else "")
     out.append(f'<text class="tick" x="{x1:.1f}" y="{head + row_h * len(rows) + 26}" '
-               f'text-anchor="end">{html.escape(axis_text)}</text>')
+               f'text-anchor="end">{html_text(axis_text)}</text>')
     bar_h = (row_h - 6) / per_row
     for i, row in enumerate(rows):
         y = head + i * row_h
         shown = [b.text or ("n/a" if b.value is None else _fmt(b.value)) for b in row.bars]
         hover = [row.label] + [f"{b.series}: {text}" for b, text in zip(row.bars, shown)] + (
             [row.hover] if row.hover else [])
-        out.append(f'<g class="row"><title>{html.escape(chr(10).join(hover))}</title>')
+        tip = "\n".join(html_text(line) for line in hover)  # one line per part
+        out.append(f'<g class="row"><title>{tip}</title>')
         out.append(f'<rect x="0" y="{y}" width="{full}" height="{row_h}" class="hit"/>')
         size = "label" if row_h >= ROW_H else "label small"
         out.append(f'<text class="{size}" x="{x0 - 6}" y="{y + row_h / 2 + 4:.1f}" '
-                   f'text-anchor="end">{html.escape(_fit(row.label, x0 - 8))}</text>')
+                   f'text-anchor="end">{html_text(_fit(row.label, x0 - 8))}</text>')
         for j, bar in enumerate(row.bars):
             by = y + 3 + j * bar_h
             text = "n/a" if bar.value is None else (bar.text or _fmt(bar.value))
@@ -159,7 +163,7 @@ def hbar_chart(title: str, rows: Sequence[Row], *, unit: str = "", low: float = 
                            f'height="{max(bar_h - 1, 1):.1f}" fill="{bar.color}"/>')
             size = "value" if per_row == 1 and row_h >= ROW_H else "value small"
             out.append(f'<text class="{size}" x="{x1 + 4}" y="{by + bar_h / 2 + 3.5:.1f}">'
-                       f'{html.escape(_fit(text, VALUE_W - 4))}</text>')
+                       f'{html_text(_fit(text, VALUE_W - 4))}</text>')
         for mark in row.marks:
             mx = x(mark)
             out.append(f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{y + 1}" y2="{y + row_h - 1}" '
@@ -169,10 +173,10 @@ def hbar_chart(title: str, rows: Sequence[Row], *, unit: str = "", low: float = 
         lx = x(limit)
         out.append(f'<line x1="{lx:.1f}" x2="{lx:.1f}" y1="{head - 4}" '
                    f'y2="{head + row_h * len(rows)}" class="limit"><title>'
-                   f'{html.escape(limit_label)}: {_fmt(limit)}</title></line>')
+                   f'{html_text(limit_label)}: {_fmt(limit)}</title></line>')
     if note:
         out.append(f'<text class="tick" x="0" y="{height - 4}">'
-                   f'{html.escape(_fit(note, full))}</text>')
+                   f'{html_text(_fit(note, full))}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -223,6 +227,8 @@ class Line:
     points: tuple[Point, ...]
 
 
+# Long: one SVG drawn top to bottom (frame, legend, axes, grid, lines with whiskers,
+# limit, note); each part reuses the same x()/y() geometry, and the appends are the picture.
 def line_chart(title: str, lines: Sequence[Line], *, x_label: str, y_label: str,
                y_low: float = 0.0, y_high: float | None = None,
                limit: float | None = None, limit_label: str = "limit", note: str = "",
@@ -256,8 +262,8 @@ def line_chart(title: str, lines: Sequence[Line], *, x_label: str, y_label: str,
 
     out = [(f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
             f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-            f'aria-label="{html.escape(title)}">'),
-           f'<text class="title" x="0" y="14">{html.escape(_fit(title, width))}</text>']
+            f'aria-label="{html_text(title)}">'),
+           f'<text class="title" x="0" y="14">{html_text(_fit(title, width))}</text>']
     lx, ly = 0.0, 34.0
     for line in lines:
         span = 14 + CHAR_W * len(line.name) + 16
@@ -266,7 +272,7 @@ def line_chart(title: str, lines: Sequence[Line], *, x_label: str, y_label: str,
         out.append(f'<rect class="swatch" x="{lx:.1f}" y="{ly - 9:.1f}" width="10" '
                    f'height="10" fill="{line.color}"/><text class="legend label" '
                    f'x="{lx + 14:.1f}" '
-                   f'y="{ly:.1f}">{html.escape(line.name)}</text>')
+                   f'y="{ly:.1f}">{html_text(line.name)}</text>')
         lx += span
     for tick in _ticks(y_low, top):
         ty = py(tick)
@@ -279,17 +285,17 @@ def line_chart(title: str, lines: Sequence[Line], *, x_label: str, y_label: str,
                    f'class="grid"/><text class="tick" x="{tx:.1f}" y="{bottom + 14}" '
                    f'text-anchor="middle">{_fmt(value)}</text>')
     out.append(f'<text class="tick" x="{right}" y="{bottom + 27}" text-anchor="end">'
-               f'{html.escape(x_label)}</text>'
-               f'<text class="tick" x="0" y="{head - 12}">{html.escape(y_label)}</text>')
+               f'{html_text(x_label)}</text>'
+               f'<text class="tick" x="0" y="{head - 12}">{html_text(y_label)}</text>')
     if off_axis:
         out.append(f'<text class="tick" x="{right}" y="{head - 12}" text-anchor="end">'
-                   f'{html.escape(limit_label)}: {_fmt(limit)} (above the axis)</text>')
+                   f'{html_text(limit_label)}: {_fmt(limit)} (above the axis)</text>')
     elif limit is not None:
         ly_ = py(limit)
         out.append(f'<line x1="{left}" x2="{right}" y1="{ly_:.1f}" y2="{ly_:.1f}" '
-                   f'class="limit"><title>{html.escape(limit_label)}: {_fmt(limit)}</title>'
+                   f'class="limit"><title>{html_text(limit_label)}: {_fmt(limit)}</title>'
                    f'</line><text class="tick" x="{right}" y="{ly_ - 3:.1f}" text-anchor="end">'
-                   f'{html.escape(limit_label)}</text>')
+                   f'{html_text(limit_label)}</text>')
     for line in lines:
         shown = [p for p in line.points if p.y is not None]
         if len(shown) > 1:
@@ -298,8 +304,8 @@ def line_chart(title: str, lines: Sequence[Line], *, x_label: str, y_label: str,
                        'stroke-width="2"/>')
         for p in shown:
             cx, cy = px(p.x), py(p.y)  # type: ignore[arg-type]
-            out.append(f'<g class="point"><title>{html.escape(line.name)}: '
-                       f'{html.escape(p.hover or _fmt(p.y))}</title>')  # type: ignore[arg-type]
+            out.append(f'<g class="point"><title>{html_text(line.name)}: '
+                       f'{html_text(p.hover or _fmt(p.y))}</title>')  # type: ignore[arg-type]
             if p.low is not None and p.high is not None:
                 out.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{py(p.low):.1f}" '
                            f'y2="{py(p.high):.1f}" stroke="{line.color}" stroke-width="1.2"/>')
@@ -308,6 +314,6 @@ def line_chart(title: str, lines: Sequence[Line], *, x_label: str, y_label: str,
                        f'stroke="{line.color}" stroke-width="2"/></g>')
     if note:
         out.append(f'<text class="tick" x="0" y="{height - 4}">'
-                   f'{html.escape(_fit(note, width))}</text>')
+                   f'{html_text(_fit(note, width))}</text>')
     out.append("</svg>")
     return "".join(out)

@@ -11,11 +11,14 @@
 Each question is answered by one chart (inline SVG from :mod:`sbc_deploy.report.charts`) or one
 table. A layer is named the same way everywhere: ``synapse -> neuron``. No script, no external
 file: the page opens offline.
+
+Every text of the run (names, messages naming them, target fields) enters the page through
+:func:`sbc_deploy.untrusted.html_text`: control characters and newlines escaped, then HTML
+escaped, so a name cannot add a line to a tooltip, leave an attribute or add an element.
 """
 
 from __future__ import annotations
 
-import html
 from typing import Any, Sequence
 
 from sbc_deploy.report.charts import (
@@ -62,6 +65,7 @@ from sbc_deploy.report.vocabulary import (
     pct,
     storage_reason,
 )
+from sbc_deploy.untrusted import html_text
 
 MAX_ROWS = 24          # rows drawn per chart before the smaller ones are summed into one
 LONG = 16              # tables with more rows (and charts with more than 40) scroll in place
@@ -127,12 +131,12 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequenc
           raw: Sequence[int] = (), wide: Sequence[int] = ()) -> str:
     """An HTML table; columns in ``raw`` hold HTML already (else the text is escaped);
     columns in ``wide`` hold prose and keep a readable width (the table scrolls in place)."""
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    head = "".join(f"<th>{html_text(str(h))}</th>" for h in header)
     body = []
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
-            text = str(cell) if i in raw else html.escape(str(cell))
+            text = str(cell) if i in raw else html_text(str(cell))
             cls = "num" if i in numeric else "wide" if i in wide else ""
             cells.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -142,12 +146,12 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequenc
 
 
 def figure(svg: str, caption: str = "", long: bool = False) -> str:
-    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    cap = f"<figcaption>{html_text(caption)}</figcaption>" if caption else ""
     return f"<figure{' class=long' if long else ''}>{svg}{cap}</figure>"
 
 
 def grade(evidence: str) -> str:
-    return f'<span class="grade {html.escape(evidence)}">{html.escape(evidence)}</span>'
+    return f'<span class="grade {html_text(evidence)}">{html_text(evidence)}</span>'
 
 
 def _mean(values: Sequence[float]) -> str:
@@ -248,19 +252,19 @@ def _fit_section(t: TargetReport) -> str:
         used = (layer.memory_bits_dense if layer.storage == "dense" else
                 layer.memory_bits_sparse if layer.storage == "sparse" else
                 layer.memory_bits_dense)
-        fan = html.escape(fan_in_text(t, layer))
+        fan = html_text(fan_in_text(t, layer))
         cores = _span(layer.cores)
-        rows.append([html.escape(layer.label), cores, html.escape(layer_binding(t, layer)), fan,
-                     html.escape(layer.storage or "n/a"),
+        rows.append([html_text(layer.label), cores, html_text(layer_binding(t, layer)), fan,
+                     html_text(layer.storage or "n/a"),
                      bits(layer.memory_bits_dense), bits(layer.memory_bits_sparse), bits(used),
-                     html.escape(storage_reason(t, layer))])
+                     html_text(storage_reason(t, layer))])
     parts.append(table(["layer", "cores", "fullest core: its deciding limit",
                         "fan-in max / limit",
                         "storage", "compressed, stored dense", "compressed, stored sparse",
                         "memory used", "why"], rows,
                        numeric=(5, 6, 7), raw=range(9)))
-    parts.append(f'<p class="muted">Synapse storage rule of {html.escape(t.target)}: '
-                 f'{html.escape(str(rule))}; dense = potential synapses x weight bits, sparse = '
+    parts.append(f'<p class="muted">Synapse storage rule of {html_text(t.target)}: '
+                 f'{html_text(str(rule))}; dense = potential synapses x weight bits, sparse = '
                  f'non-zero synapses x (weight bits + {t.limits.get("index_bits", "?")} index '
                  'bits).</p>')
     return "".join(parts)
@@ -400,18 +404,18 @@ def _save_section(t: TargetReport) -> str:
         parts.append(table(
             ["term", "count dense", "count compressed", "cost each", "energy dense",
              "energy compressed", "evidence", "source"],
-            [[html.escape(term.name), count(term.count_dense), count(term.count_compressed),
+            [[html_text(term.name), count(term.count_dense), count(term.count_compressed),
               energy(term.cost_j),
               energy(None if term.count_dense is None else term.count_dense * term.cost_j),
               energy(term.count_compressed * term.cost_j), grade(term.evidence),
-              html.escape(term.source)] for term in t.energy_terms],
+              html_text(term.source)] for term in t.energy_terms],
             numeric=(1, 2, 3, 4, 5), raw=range(8), wide=(7,)))
         estimates = [term.name for term in t.energy_terms if term.evidence in
                      ("estimate", "unknown")]
         if estimates:
             parts.append(f'<p class="muted"><span class="grade estimate">estimate</span> '
-                         f'{html.escape(", ".join(estimates))}: not measured on '
-                         f"{html.escape(t.target)}; treat the totals as an estimate.</p>")
+                         f'{html_text(", ".join(estimates))}: not measured on '
+                         f"{html_text(t.target)}; treat the totals as an estimate.</p>")
     return "".join(parts)
 
 
@@ -438,12 +442,12 @@ def _split_section(t: TargetReport) -> str:
         cls = "host" if "host" in side else ("bad" if row.get("violations") else "chip")
         why = (row["reason"] if "host" in side else
                ("breaks " + ", ".join(row["violations"]) if row.get("violations") else ""))
-        rows.append([row["part"] or "", html.escape(row["layer"]), html.escape(row["kind"]),
-                     f'<span class="side {cls}">{html.escape(side)}</span>',
-                     html.escape(span(row["cores"]) if row.get("cores") else ""),
-                     html.escape(why)])
+        rows.append([row["part"] or "", html_text(row["layer"]), html_text(row["kind"]),
+                     f'<span class="side {cls}">{html_text(side)}</span>',
+                     html_text(span(row["cores"]) if row.get("cores") else ""),
+                     html_text(why)])
     parts = ["<h3>Chip / host split: where each layer goes</h3>",
-             f'<p>{html.escape(split["summary"])}. The host runs what the chip has no circuit '
+             f'<p>{html_text(split["summary"])}. The host runs what the chip has no circuit '
              "for; each part is a connected run of layers on one side.</p>",
              table(["part", "layer", "kind", "runs on", "cores", "why"], rows,
                    numeric=(0,), raw=range(6), wide=(5,))]
@@ -464,7 +468,7 @@ def _layout_matrix(report: Report) -> str:
         return ""
     rows_of = {t.target: {row["layer"]: row for row in t.placement} for t in shown}
     order = list(dict.fromkeys(row["layer"] for t in shown for row in t.placement))
-    head = "".join(f"<th>{html.escape(t.target)}{' (refused)' if t.refused else ''}</th>"
+    head = "".join(f"<th>{html_text(t.target)}{' (refused)' if t.refused else ''}</th>"
                    for t in shown)
     body = []
     for layer in order:
@@ -477,9 +481,9 @@ def _layout_matrix(report: Report) -> str:
                 continue
             side = row["runs_on"]
             cls = "host" if "host" in side else ("bad" if row.get("violations") else "chip")
-            cells.append(f'<td title="{html.escape(row["reason"])}"><span class="side {cls}">'
-                         f"{html.escape(placement_cell(t, row))}</span></td>")
-        body.append(f"<tr><td>{html.escape(layer)}</td><td>{html.escape(kind)}</td>"
+            cells.append(f'<td title="{html_text(row["reason"])}"><span class="side {cls}">'
+                         f"{html_text(placement_cell(t, row))}</span></td>")
+        body.append(f"<tr><td>{html_text(layer)}</td><td>{html_text(kind)}</td>"
                     + "".join(cells) + "</tr>")
     wrap = "tablewrap long" if len(order) > LONG else "tablewrap"
     return ('<h3 id="layout">Where each layer goes</h3><p class="muted">chip (with its cores) '
@@ -496,7 +500,7 @@ def _compare(report: Report) -> str:
     parts = ["<h2>How do the targets compare?</h2>"]
     if refused:
         parts.append('<p class="refused">Refused before compression (not drawn): ' + "; ".join(
-            f"<b>{html.escape(t.target)}</b>: {html.escape(t.refused or '')}"
+            f"<b>{html_text(t.target)}</b>: {html_text(t.refused or '')}"
             for t in refused) + ".</p>")
     if not targets:
         parts.append(_layout_matrix(report))
@@ -549,16 +553,16 @@ def _ranking(report: Report) -> str:
                f"{100 * change[0]:+.1f} \u00b1 {100 * change[1]:.1f} pt")
         cls = "" if entry["fits"] else ' class="out"'
         rows.append(f"<tr{cls}><td>{entry['rank'] or '-'}</td>"
-                    f"<td><b>{html.escape(t.target)}</b></td>"
+                    f"<td><b>{html_text(t.target)}</b></td>"
                     f"<td>{'fits' if entry['fits'] else 'does not fit'}</td>"
                     # energy and cores may wrap: at 800 px the reason column then fits
-                    f'<td class="num wrap">{html.escape(energy_text(t.energy_j.compressed, t))}'
+                    f'<td class="num wrap">{html_text(energy_text(t.energy_j.compressed, t))}'
                     "</td>"
-                    f"<td class=num>{html.escape(acc)}</td>"
-                    f'<td class="num wrap">{html.escape(cores_text(t))}</td>'
-                    f"<td class=wide>{html.escape(entry['reason'] or '')}</td></tr>")
+                    f"<td class=num>{html_text(acc)}</td>"
+                    f'<td class="num wrap">{html_text(cores_text(t))}</td>'
+                    f"<td class=wide>{html_text(entry['reason'] or '')}</td></tr>")
     criterion = RANKINGS.get(report.rank_by or "energy", str(report.rank_by))
-    return (f'<h3 id="ranking">Ranking: {html.escape(criterion)}</h3>'
+    return (f'<h3 id="ranking">Ranking: {html_text(criterion)}</h3>'
             '<div class="tablewrap"><table><thead><tr><th>rank</th><th>target</th>'
             "<th>verdict</th><th>energy / sample</th><th>accuracy change</th><th>cores</th>"
             "<th>first blocking reason</th></tr></thead><tbody>" + "".join(rows)
@@ -634,16 +638,16 @@ def cores_text(t: TargetReport) -> str:
 
 def _strip(t: TargetReport) -> str:
     """One target's summary strip: the figures to decide from (report/summary.py)."""
-    head = f'<h2 class="target">{html.escape(t.target)}</h2>'
+    head = f'<h2 class="target">{html_text(t.target)}</h2>'
     if t.refused:  # one line: nothing was compressed for it
-        return (f'<p class="refused"><b>{html.escape(t.target)}</b>: refused before '
-                f'compression: {html.escape(t.refused)}</p>')
+        return (f'<p class="refused"><b>{html_text(t.target)}</b>: refused before '
+                f'compression: {html_text(t.refused)}</p>')
     items = []
     for item in strip(t):
         cls = "" if item.good is None else (" good" if item.good else " bad")
-        items.append(f'<div class="item{cls}"><div class="k">{html.escape(item.label)}</div>'
-                     f'<div class="v">{html.escape(item.value)}</div>'
-                     + (f'<div class="d">{html.escape(item.detail)}</div>' if item.detail
+        items.append(f'<div class="item{cls}"><div class="k">{html_text(item.label)}</div>'
+                     f'<div class="v">{html_text(item.value)}</div>'
+                     + (f'<div class="d">{html_text(item.detail)}</div>' if item.detail
                         else "") + "</div>")
     return head + '<div class="strip">' + "".join(items) + "</div>"
 
@@ -654,8 +658,8 @@ def _findings(items: Any) -> str:
         return ""
     order = sorted(items, key=lambda f: f.severity != "error")
     rows = [[f'<span class="{"bad" if f.severity == "error" else "warn"}">'
-             f"{html.escape(f.severity)}</span>", html.escape(f.code),
-             html.escape(f.where or "-"), html.escape(f.message), html.escape(f.hint or "")]
+             f"{html_text(f.severity)}</span>", html_text(f.code),
+             html_text(f.where or "-"), html_text(f.message), html_text(f.hint or "")]
             for f in order]
     return "<h2>Quality guards</h2>" + table(
         ["severity", "guard", "where", "finding", "likely cause"], rows, raw=range(5),
@@ -667,10 +671,10 @@ def to_html(report: Report) -> str:
     title = f"sbc-deploy report: {report.model}"
     parts = [(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
               f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-              f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body><main>"),
-             f"<h1>{html.escape(title)}</h1>",
+              f"<title>{html_text(title)}</title><style>{_STYLE}</style></head><body><main>"),
+             f"<h1>{html_text(title)}</h1>",
              (f'<p class="muted">dt = {report.dt:g} s, reset = '
-              f'{html.escape(str(report.reset))}. Layers are named <i>synapse -&gt; neuron</i> '
+              f'{html_text(str(report.reset))}. Layers are named <i>synapse -&gt; neuron</i> '
               "everywhere. Energy figures are estimates from each target file's costs (grade "
               "on each number). Hover a bar for its exact values.</p>")]
     for t in report.targets:
@@ -679,17 +683,17 @@ def to_html(report: Report) -> str:
     notes = borrowed_notes(report.targets) + [
         f"{t.target}: {remark}" for t in report.targets if (remark := ann_remark(t))]
     if notes:
-        parts.append('<p class="muted">' + "<br>".join(html.escape(n) for n in notes) + "</p>")
+        parts.append('<p class="muted">' + "<br>".join(html_text(n) for n in notes) + "</p>")
     parts.append(_findings(getattr(report, "findings", ())))
     parts.append(_sweep_section(report))
     if len(report.targets) > 1:
         parts.append(_compare(report))
     for t in report.targets:
-        parts.append(f"<h2>{html.escape(t.target)}: {html.escape(t.description)}</h2>")
-        parts.append(f'<p class="muted">method {html.escape(t.method)}</p>')
+        parts.append(f"<h2>{html_text(t.target)}: {html_text(t.description)}</h2>")
+        parts.append(f'<p class="muted">method {html_text(t.method)}</p>')
         if t.refused:  # nothing was compressed: the reason and the rules it breaks
             parts.append(f'<p class="refused">Refused before compression: '
-                         f'{html.escape(t.refused)}</p>')
+                         f'{html_text(t.refused)}</p>')
             parts.append(_violations(t))
             continue
         parts.append(_fit_section(t))
@@ -698,14 +702,14 @@ def to_html(report: Report) -> str:
         parts.append(_cost_section(t, single=len(report.targets) == 1))
         parts.append(_save_section(t))
         if t.ann_equivalent:
-            parts.append(f'<p class="muted">{html.escape(ann_line(t.ann_equivalent))}</p>')
+            parts.append(f'<p class="muted">{html_text(ann_line(t.ann_equivalent))}</p>')
         if t.exports:
             parts.append("<h3>Files</h3><ul>" + "".join(
-                f"<li>{html.escape(k)}: <code>{html.escape(v)}</code></li>"
+                f"<li>{html_text(k)}: <code>{html_text(v)}</code></li>"
                 for k, v in t.exports.items()) + "</ul>")
         if t.notes:
             parts.append("<h3>Notes</h3><ul>" + "".join(
-                f"<li>{html.escape(n)}</li>" for n in t.notes) + "</ul>")
+                f"<li>{html_text(n)}</li>" for n in t.notes) + "</ul>")
     if report.timings_s:
         parts.append("<h2>Timings</h2>")
         parts.append(table(["stage", "seconds"],

@@ -55,7 +55,8 @@ def _pct(value: float | None) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines = ["| " + " | ".join(markdown(h) for h in header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
     # every cell may hold a name or a message naming one: markdown() keeps it inside its cell
     lines += ["| " + " | ".join(markdown(c) for c in row) + " |" for row in rows]
     return lines
@@ -73,7 +74,7 @@ def _energy_rows(t: TargetReport) -> list[list[Any]]:
 def to_markdown(report: Report) -> str:
     """A report for the terminal and for code review: the HTML page's sections as tables."""
     out = [f"# sbc-deploy report: {markdown(report.model)}", ""]
-    out.append(f"dt = {report.dt:g} s, reset = {report.reset or 'n/a'}; "
+    out.append(f"dt = {report.dt:g} s, reset = {markdown(report.reset or 'n/a')}; "
                f"{'every target fits' if report.fits else 'RULES VIOLATED'}. Layers are named "
                "`synapse -> neuron`.")
     out.append("")
@@ -179,7 +180,7 @@ def _split_markdown(t: TargetReport) -> list[str]:
     split = t.chip_host_split
     if not split or split.get("all_on_chip") or not t.placement:
         return []
-    out = ["### Chip / host split: where each layer goes", "", f"{split['summary']}.", ""]
+    out = ["### Chip / host split: where each layer goes", "", f"{markdown(split['summary'])}.", ""]
     out += _table(["part", "layer", "kind", "runs on", "cores", "why"],
                   [[row["part"] or "", row["layer"], row["kind"], row["runs_on"],
                     span(row["cores"]),
@@ -286,7 +287,7 @@ def _target_markdown(t: TargetReport) -> list[str]:
 
 def to_html(report: Report) -> str:
     """A self-contained page for people (report/html.py: charts by question, inline SVG)."""
-    return shown_lines(html_page(report))  # names are html-escaped there; no control chars
+    return shown_lines(html_page(report))  # names went through html_text() there
 
 
 def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:

@@ -288,6 +288,9 @@ def neuron_step(x: Tensor, state: NeuronState,
     return spike.to(v.dtype), NeuronState(i, v)
 
 
+# Long: a third is the docstring that states the bit-for-bit argument; the rest is one
+# time loop whose in-place ops (and the skipped ones) must stay side by side to be checked
+# against neuron_step line by line.
 def neuron_sequence(x: Tensor, p: NeuronParameters, state: NeuronState | None = None,
                     trace: Iterable[str] = ()) -> tuple[Tensor, NeuronState, dict[str, Tensor]]:
     """:func:`neuron_step` over a whole sequence ``x`` ``[T, B, *shape]``, bit for bit.
@@ -1040,6 +1043,9 @@ def chunk_plan(graph: Graph, steps: int, batch: int, budget_bytes: int | None, *
     return units, 1
 
 
+# Long: over half is the docstring (the streaming contract and the hooks' order, which
+# calibration and evaluation rely on); the body is one loop over sample groups and time
+# chunks, each run by _Run, and reads best whole.
 def simulate(graph: Graph, inputs: Tensor | Mapping[str, Tensor], *,
              record: Iterable[str] = (),
              on_synapse_input: SynapseInputHook | None = None,
