@@ -279,10 +279,7 @@ design:``) in the few lines directly above its ``def`` or its decorators."""
 REASON_WITHIN = 4
 """How many lines above the ``def`` (or its first decorator) the ``# Long`` comment may start."""
 
-OWED_REASONS: dict[str, str] = {
-    "sbc_deploy/compress/obs.py:admm_prune":
-        "obs.py belongs to the `scale` branch (issue 18), which adds the reason or the split",
-}
+OWED_REASONS: dict[str, str] = {}
 """``path:function`` -> who owes its reason. Each entry must still be long and reasonless
 (``test_owed_reasons_are_still_owed``), so the list empties as the owners catch up."""
 

@@ -34,6 +34,7 @@ from sbc_deploy.compress.hessian import (
 from sbc_deploy.compress.masks import min_prune_count, select_mask
 from sbc_deploy.compress.obs import (
     DIRECT_SOLVE_RATIO,
+    LOW_RANK_RUNS,
     admm_prune,
     authors_order,
     greedy_obs_prune,
@@ -187,19 +188,27 @@ def _low_rank_pays(n: int, r: int, kept: int) -> bool:
     """Whether the ADMM solve of a layer with ``n`` inputs, ``kept`` of them kept per row,
     costs less on Hessians of rank ``r`` plus diagonal. Work per output row, in float32
     multiply-adds (a float64 one counted twice), at the solver's defaults (60 iterations, 60 CG
-    iterations, three reconstructions: the final mask, the one-shot mask, a swap round):
+    iterations):
 
-    - dense: ``60 * 2 n^2`` (triangular solves), plus ``2 * 60 * 2 n^2`` (CG, float64), or,
-      where rows keep few weights (:data:`~sbc_deploy.compress.obs.DIRECT_SOLVE_RATIO`),
-      ``3 * 2 k^3 / 3`` (a Cholesky of each row's kept block);
-    - low rank: ``2 * 60 * 4 n r`` (Woodbury, float64) ``+ 3 * 2 n r^2`` (exact solves).
+    - dense: ``60 * 2 n^2`` (triangular solves), plus ``2 * 60 * 2 n^2`` (CG, float64, two
+      reconstructions), or, where rows keep few weights
+      (:data:`~sbc_deploy.compress.obs.DIRECT_SOLVE_RATIO`), ``3 * 2 k^3 / 3`` (a Cholesky of
+      each row's kept block);
+    - low rank: ``60 * 4 n r`` per float32 run of
+      :data:`~sbc_deploy.compress.obs.LOW_RANK_RUNS` (Woodbury), twice that per float64 run,
+      plus ``2 n r^2`` per exact solve: one per run, the one-shot mask's, a swap round's.
+
+    Measured (wall, load 3-6; benchmarks/results/scale_bar.md): at ``n = 2304, r ~ 256`` the
+    four runs took 2.4-2.6x the dense solve's time (this model then takes the dense one), at
+    ``n = 2304-4608, r <= 128`` 0.24-0.94x.
     """
     dense = 120.0 * n * n
     if kept**3 <= DIRECT_SOLVE_RATIO * n * n:
         dense += 2.0 * kept**3
     else:
         dense += 240.0 * n * n
-    low = 480.0 * n * r + 6.0 * n * r * r
+    runs = sum(480.0 if dtype == torch.float64 else 240.0 for dtype, _ in LOW_RANK_RUNS)
+    low = runs * n * r + 2.0 * (len(LOW_RANK_RUNS) + 2) * n * r * r
     return low <= LOW_RANK_GAIN * dense
 
 
@@ -227,9 +236,11 @@ SMALL_LAYER = 1 << 18  # weights below which one intra-op thread is fastest (see
 SWEEP_DTYPE = torch.float32  # GPTQ sweeps run in float32 (as GPTQ / SBC); factors in float64
 
 
-CURVE_ADMM = {"iters": 24, "rho_growth": 1.6, "swap_rounds": 0, "cg_iters": 30}
+CURVE_ADMM = {"iters": 24, "rho_growth": 1.6, "swap_rounds": 0, "cg_iters": 30,
+              "low_rank_runs": ((torch.float64, 1.0),)}
 """ADMM settings for the global allocation's loss curves: ~3x cheaper, a few % above the full
-solver's loss (only the curves' relative shapes across layers matter there)."""
+solver's loss (only the curves' relative shapes across layers matter there; one ADMM run on a
+low-rank Hessian instead of :data:`~sbc_deploy.compress.obs.LOW_RANK_RUNS`)."""
 
 
 def solve_problem(problem: LayerProblem, n_prune: int, config: CompressionConfig,

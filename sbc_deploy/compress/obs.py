@@ -64,8 +64,8 @@ from sbc_deploy.compress.masks import max_kept_per_row, min_prune_count, select_
 from sbc_deploy.errors import ConfigError, NumericalError, ShapeError
 
 __all__ = [
-    "Hessian", "LowRankPlusDiagonal", "admm_prune", "authors_order", "greedy_obs_prune",
-    "kept_solve", "layer_loss",
+    "LOW_RANK_RUNS", "Hessian", "LowRankPlusDiagonal", "admm_prune", "authors_order",
+    "greedy_obs_prune", "kept_solve", "layer_loss",
     "masked_reconstruct", "obs_prune_order", "obs_sweep", "sequential_obs_quantize",
 ]
 
@@ -327,6 +327,10 @@ class LowRankPlusDiagonal:
         """``P @ H`` for rows ``P (m, n)``."""
         return torch.addmm(P * self.e, P @ self.U, self.U.T)
 
+    def to(self, dtype: torch.dtype) -> LowRankPlusDiagonal:
+        """The same matrix in ``dtype``."""
+        return LowRankPlusDiagonal(self.U.to(dtype), self.e.to(dtype))
+
     def scaled(self, d: Tensor) -> LowRankPlusDiagonal:
         """``D^-1 H D^-1`` with ``D = diag(d)``."""
         return LowRankPlusDiagonal(self.U / d[:, None], self.e / d**2)
@@ -564,6 +568,59 @@ def _swap_refine(Hs: Sequence[Hessian], rows_of: Sequence[Tensor], B: Tensor, Ws
 # --------------------------------------------------------------------------- fast pruning
 
 
+LOW_RANK_RUNS: tuple[tuple[torch.dtype, float], ...] = (
+    (torch.float64, 1.0), (torch.float32, 1.0), (torch.float64, 0.3), (torch.float64, 0.1))
+""":func:`admm_prune`'s runs on low-rank Hessians: ``(working precision, factor on rho0)``.
+ADMM is a heuristic for a non-convex problem: one run's mask moves with the rounding of its
+iterations (float32 against float64: up to ~1 % of the loss either way) and with the penalty
+(lower penalties let the weights move further before the mask settles). On 48 random spiking
+layers (256-512 inputs, 32-120 calibration rows; benchmarks/low_rank_loss.py --random 8) the
+best of these four runs lost 0.06-6 % less than the dense path (one float32 run at ``rho0``)
+on 45 and at most 0.03 % more on 3 (N:M 2:4 at its minimum count), where one float64 run
+alone lost more on 22 (up to 1 %): benchmarks/results/scale_bar.md. A run costs
+``O(iters n r)`` per row, against the dense path's ``O(iters n^2)``."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Preconditioned:
+    """:func:`admm_prune`'s problem after OBS preconditioning: ``Ws = s W D`` (float64),
+    ``Hs_g = D^-1 H_g D^-1``, ``B = Ws Hs`` per row group, ``scale = s D`` per weight; and the
+    mask rules (exact count ``n_prune``, at least ``minimum``, N:M, fan-in cap)."""
+
+    Hs: list[Hessian]
+    rows_of: list[Tensor]
+    Ws: Tensor
+    B: Tensor
+    scale: Tensor
+    n_prune: int
+    minimum: int
+    n_m: tuple[int, int] | None
+    fan_in: int | None
+
+    def select(self, scores: Tensor, k: int | None = None) -> Tensor:
+        """The mask of the ``k`` (default ``n_prune``) smallest scores the rules allow."""
+        return select_mask(scores, self.n_prune if k is None else k, n_m=self.n_m,
+                           fan_in=self.fan_in)
+
+    def solve(self, X: Tensor, mask: Tensor, cg: tuple[int, float]) -> Tensor:
+        """The optimum on ``mask`` (:func:`_solve_on_mask`, warm start ``X``)."""
+        return _solve_on_mask(self.Hs, self.rows_of, self.B, X, mask, *cg)
+
+    def loss(self, X: Tensor) -> float:
+        return _scaled_loss(self.Hs, self.rows_of, self.Ws, X)
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """ADMM's penalty and sparsity schedule (:func:`admm_prune`'s arguments)."""
+
+    iters: int
+    rho0: float
+    rho_growth: float
+    rho_every: int
+    ramp: float
+
+
 def admm_prune(W: Tensor, H: Tensor | Sequence[LowRankPlusDiagonal], group: Tensor,
                n_prune: int, *,
                n_m: tuple[int, int] | None = None, fan_in: int | None = None,
@@ -571,7 +628,9 @@ def admm_prune(W: Tensor, H: Tensor | Sequence[LowRankPlusDiagonal], group: Tens
                rho_growth: float = 1.32, rho_every: int = 4, ramp: float = 0.6,
                cg_iters: int = 60, cg_tol: float = 1e-6,
                swap_rounds: int = 6, hinv_diag: Tensor | None = None,
-               dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+               dtype: torch.dtype = torch.float32,
+               low_rank_runs: Sequence[tuple[torch.dtype, float]] = LOW_RANK_RUNS,
+               ) -> tuple[Tensor, Tensor]:
     """Prune ``n_prune`` weights of the layer by ADMM, then reconstruct exactly (fast solver).
 
     Minimises ``L(Q)`` (module docstring) over masks with the exact count and the N:M /
@@ -594,10 +653,11 @@ def admm_prune(W: Tensor, H: Tensor | Sequence[LowRankPlusDiagonal], group: Tens
 
     Low-rank Hessians (``H`` a sequence of :class:`LowRankPlusDiagonal`, one per row group:
     a layer calibrated on fewer rows than it has inputs) take the same steps at ``O(n r)`` per
-    row: the weight update by Woodbury, in float64 (``dtype`` is ignored: the iterations cost
-    little), and every reconstruction on a mask (the final one, the one-shot mask's and the
-    swap rounds') by an exact solve of every row (:meth:`LowRankPlusDiagonal.masked_solve`)
-    instead of conjugate gradients, so the one-shot mask is compared at its exact loss.
+    row: the weight update by Woodbury, and every reconstruction on a mask by an exact solve of
+    every row (:meth:`LowRankPlusDiagonal.masked_solve`) instead of conjugate gradients. The
+    iterations cost little there, so they run once per entry of ``low_rank_runs`` (precision
+    and penalty; ``dtype`` is ignored), and every run's mask and the one-shot mask are compared
+    at their exact losses (:func:`_best_low_rank_mask`, :data:`LOW_RANK_RUNS`).
 
     Args:
         W: ``(n_out, n_in)`` weights (not modified).
@@ -608,29 +668,57 @@ def admm_prune(W: Tensor, H: Tensor | Sequence[LowRankPlusDiagonal], group: Tens
         row_weight: ``(n_out,)`` positive weight of each row's loss (default 1).
         hinv_diag: ``(groups, n_in)`` diagonals of ``H^-1`` if already known.
         dtype: working precision of the iterations (the result is float64).
+        low_rank_runs: low-rank Hessians only: ``(precision, factor on rho0)`` of each ADMM
+            run (at least one); the best mask is kept.
 
     Returns:
         ``(Q, mask)``: float64 weights and the bool mask (True = pruned).
     """
-    n_out, n_in = W.shape
-    low_rank = not isinstance(H, Tensor)
-    if low_rank:
-        if any(not isinstance(h, LowRankPlusDiagonal) or h.n != n_in for h in H):
-            raise ShapeError(f"H must be a (groups, {n_in}, {n_in}) tensor or a sequence of "
-                             f"LowRankPlusDiagonal of side {n_in}")
-        dtype = torch.float64
-    elif H.ndim != 3 or H.shape[1:] != (n_in, n_in):
-        raise ShapeError(f"H must be (groups, {n_in}, {n_in}), got {tuple(H.shape)}")
-    minimum = min_prune_count(n_out, n_in, n_m, fan_in)
+    low_rank = _check_admm_arguments(W, H, low_rank_runs)
+    minimum = min_prune_count(*W.shape, n_m, fan_in)
     if not minimum <= n_prune <= W.numel():
         raise ConfigError(f"cannot prune {n_prune} of {W.numel()} weights (minimum {minimum})",
                           where="n_prune")
+    p = _precondition(W, H, group, row_weight, hinv_diag, (n_prune, minimum, n_m, fan_in))
+    schedule = _Schedule(iters, rho0, rho_growth, rho_every, ramp)
+    cg = (cg_iters, cg_tol)
+    if low_rank:
+        X, mask, steps = _best_low_rank_mask(p, schedule, low_rank_runs, cg)
+    else:
+        X, mask, steps = _dense_mask(p, schedule, dtype, cg)
+    X, mask = _swap_refine(p.Hs, p.rows_of, p.B, p.Ws, X, mask, n_m, fan_in, swap_rounds, *cg)
+    tick("prune", steps, steps, "steps")
+    return X / p.scale, mask
+
+
+def _check_admm_arguments(W: Tensor, H: Tensor | Sequence[LowRankPlusDiagonal],
+                          runs: Sequence[tuple[torch.dtype, float]]) -> bool:
+    """:func:`admm_prune`'s Hessian shapes checked; whether they are low-rank."""
+    n_in = W.shape[1]
+    if isinstance(H, Tensor):
+        if H.ndim != 3 or H.shape[1:] != (n_in, n_in):
+            raise ShapeError(f"H must be (groups, {n_in}, {n_in}), got {tuple(H.shape)}")
+        return False
+    if any(not isinstance(h, LowRankPlusDiagonal) or h.n != n_in for h in H):
+        raise ShapeError(f"H must be a (groups, {n_in}, {n_in}) tensor or a sequence of "
+                         f"LowRankPlusDiagonal of side {n_in}")
+    if not runs:
+        raise ConfigError("low_rank_runs must name at least one run", where="low_rank_runs")
+    return True
+
+
+def _precondition(W: Tensor, H: Tensor | Sequence[LowRankPlusDiagonal], group: Tensor,
+                  row_weight: Tensor | None, hinv_diag: Tensor | None,
+                  rules: tuple[int, int, tuple[int, int] | None, int | None]
+                  ) -> _Preconditioned:
+    """The OBS preconditioning of :func:`admm_prune`: ``|Ws|`` is the saliency
+    ``sqrt(row_weight * w^2 / Hinv_jj)``."""
+    n_out, n_in = W.shape
     device = W.device
     rows_of = _group_rows(group.to(device), len(H))
     rw = torch.ones(n_out, dtype=torch.float64, device=device) if row_weight is None \
         else row_weight.to(device=device, dtype=torch.float64)
     rw = rw.clamp_min(1e-12 * float(rw.max()) if float(rw.max()) > 0 else 1.0)
-    # OBS preconditioning: |Ws| is the saliency sqrt(row_weight * w^2 / Hinv_jj).
     Hs: list[Hessian] = []
     d = torch.empty(n_out, n_in, dtype=torch.float64, device=device)
     for g, rows in enumerate(rows_of):
@@ -648,68 +736,97 @@ def admm_prune(W: Tensor, H: Tensor | Sequence[LowRankPlusDiagonal], group: Tens
         d[rows] = d_g[None, :]
     scale = d * rw.sqrt()[:, None]
     del d  # memory: only ``scale`` is needed from here on
-    Ws64 = W.to(torch.float64) * scale
-    B64 = torch.empty_like(Ws64)
+    Ws = W.to(torch.float64) * scale
+    B = torch.empty_like(Ws)
     for g, rows in enumerate(rows_of):
-        B64[rows] = _mm(Hs[g], Ws64[rows])
-    Ws, B = Ws64.to(dtype), B64.to(dtype)
-    Hs_w = Hs if low_rank else [Hs_g.to(dtype) for Hs_g in Hs]  # type: ignore[union-attr]
-    rho = [rho0 * float(_diag(Hs_g).mean()) for Hs_g in Hs_w]
-    eye = None if low_rank else torch.eye(n_in, dtype=dtype, device=device)
-    Z, V = Ws.clone(), torch.zeros_like(Ws)
-    mask = torch.zeros_like(Ws, dtype=torch.bool)
-    ramp_iters = max(1, int(iters * ramp))
-    L: list[Any] = []
-    for it in range(iters):
-        if it % rho_every == 0:
-            if it:
-                rho = [r * rho_growth for r in rho]
-            L = [_shifted(Hs_g, r, eye) for Hs_g, r in zip(Hs_w, rho)]
-        if len(rows_of) == 1:  # one Hessian: no row gathers
-            Wk = _solve_shifted(Hs_w[0], L[0], torch.add(B, Z - V, alpha=rho[0]))
-        else:
-            Wk = torch.empty_like(Ws)
-            for g, rows in enumerate(rows_of):
-                rhs = B[rows] + rho[g] * (Z[rows] - V[rows])
-                Wk[rows] = _solve_shifted(Hs_w[g], L[g], rhs)
-        frac = min(1.0, (it + 1) / ramp_iters)
-        k = max(minimum, round(n_prune * (1.0 - (1.0 - frac) ** 3)))
-        Z = Wk + V
-        new = select_mask(Z.abs(), k, n_m=n_m, fan_in=fan_in)  # exact counts matter (tested)
-        Z.mul_(~new)
-        V += Wk - Z
-        mask = new
-        tick("prune", it + 1, iters + 2, "steps")  # the iterations, the solve, the swaps
-    # memory: the iterations' working set goes before the reconstruction (sbc_deploy.memory)
-    Z64 = Z.to(torch.float64)
-    del Ws, B, Z, V, L, Hs_w, eye
-    if iters:
-        del Wk
-    # Exact reconstruction on the final mask, and on the one-shot OBS mask (the largest |Ws|):
-    # ADMM is a heuristic for a non-convex problem; keep whichever mask is better.
-    X = _solve_on_mask(Hs, rows_of, B64, Z64, mask, cg_iters, cg_tol)
-    tick("prune", iters + 1, iters + 2, "steps")
-    del Z64
-    loss = _scaled_loss(Hs, rows_of, Ws64, X)
-    one_shot = select_mask(Ws64.abs(), n_prune, n_m=n_m, fan_in=fan_in)
-    if low_rank and not torch.equal(one_shot, mask):
-        # every solve is exact and cheap: compare the two masks at their exact losses
-        Y = _solve_on_mask(Hs, rows_of, B64, Ws64, one_shot, cg_iters, cg_tol)
-        if _scaled_loss(Hs, rows_of, Ws64, Y) < loss:
-            X, mask = Y, one_shot
-    elif not torch.equal(one_shot, mask):
+        B[rows] = _mm(Hs[g], Ws[rows])
+    return _Preconditioned(Hs, rows_of, Ws, B, scale, *rules)
+
+
+def _dense_mask(p: _Preconditioned, schedule: _Schedule, dtype: torch.dtype,
+                cg: tuple[int, float]) -> tuple[Tensor, Tensor, int]:
+    """Dense Hessians: ADMM's iterations in ``dtype``, the reconstruction on their mask, and
+    the one-shot OBS mask (the largest ``|Ws|``) if a screen by a few CG iterations finds it
+    better. Returns ``(X, mask, steps)`` (the progress steps of the whole solve)."""
+    steps = schedule.iters + 2
+    Z, mask = _admm_iterations(p, schedule, schedule.rho0, dtype, (0, steps))
+    X = p.solve(Z, mask, cg)
+    tick("prune", schedule.iters + 1, steps, "steps")
+    del Z
+    one_shot = p.select(p.Ws.abs())
+    if not torch.equal(one_shot, mask):
         # Screen it by a few CG iterations (CG only lowers the loss: an upper bound); it wins
         # mainly on near-diagonal Hessians, where CG converges at once.
         keep = (~one_shot).to(torch.float64)
-        Y = _conjugate_gradients(Hs, rows_of, B64, Ws64, keep, max(2, cg_iters // 20), cg_tol)
-        loss_y = _scaled_loss(Hs, rows_of, Ws64, Y)
-        if loss_y < loss:
-            Y = _solve_on_mask(Hs, rows_of, B64, Y, one_shot, cg_iters, cg_tol)
-            X, mask = Y, one_shot
-    X, mask = _swap_refine(Hs, rows_of, B64, Ws64, X, mask, n_m, fan_in, swap_rounds,
-                           cg_iters, cg_tol)
-    tick("prune", iters + 2, iters + 2, "steps")
-    return X / scale, mask
+        Y = _conjugate_gradients(p.Hs, p.rows_of, p.B, p.Ws, keep, max(2, cg[0] // 20), cg[1])
+        if p.loss(Y) < p.loss(X):
+            X, mask = p.solve(Y, one_shot, cg), one_shot
+    return X, mask, steps
+
+
+def _best_low_rank_mask(p: _Preconditioned, schedule: _Schedule,
+                        runs: Sequence[tuple[torch.dtype, float]], cg: tuple[int, float]
+                        ) -> tuple[Tensor, Tensor, int]:
+    """Low-rank Hessians: ADMM's iterations once per ``(precision, factor on rho0)`` in
+    ``runs`` (:data:`LOW_RANK_RUNS`); every solve on a mask is exact and cheap here, so each
+    run's mask and the one-shot OBS mask (the largest ``|Ws|``) are reconstructed exactly and
+    the one of least loss is kept (ties: the earlier run, then the one-shot mask). Returns
+    ``(X, mask, steps)`` (the progress steps of the whole solve)."""
+    steps = len(runs) * schedule.iters + 2
+    masks = [_admm_iterations(p, schedule, schedule.rho0 * factor, dtype,
+                              (i * schedule.iters, steps))[1]
+             for i, (dtype, factor) in enumerate(runs)]
+    masks.append(p.select(p.Ws.abs()))
+    best: tuple[float, Tensor, Tensor] | None = None
+    for i, mask in enumerate(masks):
+        if any(torch.equal(mask, earlier) for earlier in masks[:i]):
+            continue
+        X = p.solve(p.Ws, mask, cg)
+        loss = p.loss(X)
+        if best is None or loss < best[0]:
+            best = (loss, X, mask)
+    assert best is not None
+    tick("prune", steps - 1, steps, "steps")
+    return best[1], best[2], steps
+
+
+def _admm_iterations(p: _Preconditioned, schedule: _Schedule, rho0: float, dtype: torch.dtype,
+                     progress: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """:func:`admm_prune`'s iterations in ``dtype`` from the penalty ``rho0 * mean(diag Hs)``:
+    the last ``Z`` (float64) and its mask. ``progress``: the steps done before these and the
+    steps in all, for the progress ticks."""
+    n_in = p.Ws.shape[1]
+    Ws, B = p.Ws.to(dtype), p.B.to(dtype)
+    Hs_w = [Hs_g.to(dtype) for Hs_g in p.Hs]
+    rho = [rho0 * float(_diag(Hs_g).mean()) for Hs_g in Hs_w]
+    eye = (None if isinstance(Hs_w[0], LowRankPlusDiagonal)
+           else torch.eye(n_in, dtype=dtype, device=Ws.device))
+    Z, V = Ws.clone(), torch.zeros_like(Ws)
+    mask = torch.zeros_like(Ws, dtype=torch.bool)
+    ramp_iters = max(1, int(schedule.iters * schedule.ramp))
+    L: list[Any] = []
+    for it in range(schedule.iters):
+        if it % schedule.rho_every == 0:
+            if it:
+                rho = [r * schedule.rho_growth for r in rho]
+            L = [_shifted(Hs_g, r, eye) for Hs_g, r in zip(Hs_w, rho)]
+        if len(p.rows_of) == 1:  # one Hessian: no row gathers
+            Wk = _solve_shifted(Hs_w[0], L[0], torch.add(B, Z - V, alpha=rho[0]))
+        else:
+            Wk = torch.empty_like(Ws)
+            for g, rows in enumerate(p.rows_of):
+                rhs = B[rows] + rho[g] * (Z[rows] - V[rows])
+                Wk[rows] = _solve_shifted(Hs_w[g], L[g], rhs)
+        frac = min(1.0, (it + 1) / ramp_iters)
+        k = max(p.minimum, round(p.n_prune * (1.0 - (1.0 - frac) ** 3)))
+        Z = Wk + V
+        new = p.select(Z.abs(), k)  # exact counts matter (tested)
+        Z.mul_(~new)
+        V += Wk - Z
+        mask = new
+        tick("prune", progress[0] + it + 1, progress[1], "steps")
+    # memory: the iterations' working set goes before the reconstruction (sbc_deploy.memory)
+    return Z.to(torch.float64), mask
 
 
 def _shifted(H: Hessian, rho: float, eye: Tensor | None) -> Any:
