@@ -24,5 +24,16 @@ def fixture_path(*parts: str) -> Path:
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op thread for the test, restored after it (a test elsewhere may have set
+    another): tiny tensors on the shared 2-core box, where two threads oversubscribe. Solver
+    test modules take it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

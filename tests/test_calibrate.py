@@ -14,13 +14,7 @@ from sbc_deploy.ir import LIF, Affine, CubaLIF, Graph, Input, Output, Scale
 from sbc_deploy.sim import simulate
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread (two threads on the shared 2-core box oversubscribe)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def small_graph(rng: np.random.Generator) -> Graph:

@@ -25,13 +25,7 @@ from sbc_deploy.ir import LI, LIF, Affine, Graph, Input, Output
 from sbc_deploy.sim import simulate
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny layers: one intra-op thread (two threads on the shared 2-core box oversubscribe)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def mlp(rng: np.random.Generator, n_in: int = 40, hidden: int = 24, out: int = 6) -> Graph:

@@ -19,13 +19,7 @@ from sbc_deploy.errors import ConfigError, NumericalError, ShapeError
 from sbc_deploy.ir import IF, LI, LIF, Affine, Conv1d, Conv2d, CubaLIF, Integrator
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread (two threads on the shared 2-core box oversubscribe)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_temporal_kernel_matches_sbc_reference():

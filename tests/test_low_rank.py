@@ -30,12 +30,7 @@ from sbc_deploy.errors import NumericalError
 from sbc_deploy.ir import LIF, Affine, Graph, Input, Output
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def gram_of_spikes(n_in: int, rows: int, seed: int, dead: int = 3) -> torch.Tensor:

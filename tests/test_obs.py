@@ -24,13 +24,7 @@ from sbc_deploy.compress.obs import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread (two threads on the shared 2-core box oversubscribe)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def smp_hessian(n_in: int, seed: int, beta: float = 0.5, samples: int = 12,
