@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -90,16 +91,21 @@ def _run(args: list[str], timeout: float = 120) -> str:
 
 def measure(page: Path, width: int) -> dict[str, Any]:
     """Boxes of every chart's texts and bars, as laid out in a ``width`` px wide window."""
+    return _probe(page, _MEASURE, "layout-measure", width, 900)
+
+
+def _probe(page: Path, script: str, element: str, width: int, height: int) -> Any:
+    """Lay ``page`` out with ``script`` appended to its body in a ``width`` x ``height``
+    window and return the JSON that the script left in ``<pre id=element>``."""
     html = Path(page).read_text(encoding="utf-8")
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe.html"
-        probe.write_text(html.replace("</body>", _MEASURE + "</body>"), encoding="utf-8")
-        dom = _run([f"--window-size={width},900", "--dump-dom", probe.as_uri()])
-    found = re.search(r'<pre id="layout-measure">(.*?)</pre>', dom, re.S)
+        probe.write_text(html.replace("</body>", script + "</body>"), encoding="utf-8")
+        dom = _run([f"--window-size={width},{height}", "--dump-dom", probe.as_uri()])
+    found = re.search(f'<pre id="{element}">(.*?)</pre>', dom, re.S)
     if found is None:
-        raise RuntimeError("the measuring script did not run (no #layout-measure in the DOM)")
-    text = found.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
-    return json.loads(text.replace("&amp;", "&"))
+        raise RuntimeError(f"the probing script did not run (no #{element} in the DOM)")
+    return json.loads(unescape(found.group(1)))
 
 
 _FIRST_SCREEN = """
@@ -125,16 +131,7 @@ _FIRST_SCREEN = """
 def first_screen(page: Path, width: int, height: int = 900) -> list[str]:
     """The texts Chromium lays out (at least partly) inside the first ``width`` x ``height``
     screen of ``page``, in document order: what a reader sees before scrolling."""
-    html = Path(page).read_text(encoding="utf-8")
-    with tempfile.TemporaryDirectory() as tmp:
-        probe = Path(tmp) / "probe.html"
-        probe.write_text(html.replace("</body>", _FIRST_SCREEN + "</body>"), encoding="utf-8")
-        dom = _run([f"--window-size={width},{height}", "--dump-dom", probe.as_uri()])
-    found = re.search(r'<pre id="first-screen">(.*?)</pre>', dom, re.S)
-    if found is None:
-        raise RuntimeError("the first-screen script did not run (no #first-screen in the DOM)")
-    text = found.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
-    return json.loads(text.replace("&amp;", "&"))
+    return _probe(page, _FIRST_SCREEN, "first-screen", width, height)
 
 
 def scrolls_sideways(measured: dict[str, Any], heading: str) -> bool:
