@@ -45,7 +45,6 @@ from sbc_deploy.ir import (
     LayerNorm,
     MaxPool2d,
     Node,
-    Synapse,
     batchnorm_affine,
 )
 from sbc_deploy.ir.transforms import fold_channel_affines
@@ -69,23 +68,14 @@ def _params(path: str, module: nn.Module) -> dict[str, Any]:
                              "bias": None if bias is None else f"{prefix}bias"}}
 
 
-def _synapse(b: GraphBuilder, path: str, node: Synapse, value: Value, out_shape: Shape,
-             module: nn.Module) -> Value:
-    if tuple(node.output_shape) != tuple(out_shape):
-        raise ShapeError(f"the IR computes output shape {tuple(node.output_shape)}, torch "
-                         f"{tuple(out_shape)}", where=where(path, module))
-    name = b.add_node(node_name(path), node, replace(value, time_reduction=None), path)
-    return Value.node(name, out_shape, value.time_reduction)
-
-
 def linear(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: Shape) -> Value:
     if value.shape != (module.in_features,):
         raise ShapeError(f"expects {module.in_features} inputs per sample, receives shape "
                          f"{value.shape}", where=where(path, module),
                          hint="flatten the input first (nn.Flatten or torch.flatten)")
     bias = None if module.bias is None else _array(module.bias)
-    return _synapse(b, path, Affine(_array(module.weight), bias=bias,
-                                    metadata=_params(path, module)), value, out, module)
+    node = Affine(_array(module.weight), bias=bias, metadata=_params(path, module))
+    return _shaped(b, path, module, node, value, out)
 
 
 def conv2d(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: Shape) -> Value:
@@ -96,7 +86,7 @@ def conv2d(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: Sha
                   padding=_conv_padding(module, kernel, where(path, module)),
                   dilation=tuple(module.dilation), groups=module.groups,
                   metadata=_params(path, module))
-    return _synapse(b, path, node, value, out, module)
+    return _shaped(b, path, module, node, value, out)
 
 
 def conv1d(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: Shape) -> Value:
@@ -107,7 +97,7 @@ def conv1d(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: Sha
                   padding=_conv_padding(module, kernel, where(path, module))[0],
                   dilation=module.dilation[0], groups=module.groups,
                   metadata=_params(path, module))
-    return _synapse(b, path, node, value, out, module)
+    return _shaped(b, path, module, node, value, out)
 
 
 def batchnorm(b: GraphBuilder, path: str, module: nn.Module, value: Value, out: Shape) -> Value:
@@ -168,7 +158,8 @@ def adaptive_avgpool2d(b: GraphBuilder, path: str, module: nn.Module, value: Val
 
 def _shaped(b: GraphBuilder, path: str, module: nn.Module, node: Node, value: Value,
             out: Shape) -> Value:
-    """Add a shape-only node (pool, norm) after checking its shape against torch's."""
+    """Add ``node`` (a synapse, pool or norm) for ``module`` after checking its output shape
+    against torch's ``out``."""
     if tuple(node.output_shape) != tuple(out):
         raise ShapeError(f"the IR computes output shape {tuple(node.output_shape)}, torch "
                          f"{tuple(out)}", where=where(path, module))
