@@ -22,21 +22,13 @@ import numpy as np
 import pytest
 import torch
 
+from frameworks.harness import env_interpreter, env_python
 from sbc_deploy.ir import IF, LIF, Affine, CubaLIF, Graph, Input, Node, Output
 from sbc_deploy.sim import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "tests" / "frameworks" / "neuron_rules_driver.py"
 T, B, N = 50, 4, 48
-
-
-def env_python(env: str) -> Path:
-    base = Path(os.environ.get("SBC_FW_VENVS", ROOT / ".fw-venvs"))
-    python = base / env / "bin" / "python"
-    if not python.exists():
-        pytest.skip(f"the {env} framework environment ({python.parent.parent}) is absent; "
-                    "create it with scripts/make_framework_envs.sh (CI does)")
-    return python
 
 
 def currents(seed: int, mean: float, std: float, step: float | None = None) -> np.ndarray:
@@ -150,8 +142,7 @@ def framework_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[s
     work = tmp_path_factory.mktemp("neuron_rules")
     results: dict[str, dict[str, Any]] = {}
     for env in sorted({c["env"] for c in CASES.values()}):
-        base = Path(os.environ.get("SBC_FW_VENVS", ROOT / ".fw-venvs"))
-        if not (base / env / "bin" / "python").exists():
+        if not env_interpreter(env).exists():
             continue
         names = [n for n, c in CASES.items() if c["env"] == env]
         spec = [{"case": n, "neuron": CASES[n]["neuron"], "params": CASES[n]["params"]}
@@ -164,7 +155,7 @@ def framework_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[s
         (work / f"{env}.json").write_text(json.dumps(spec))
         np.savez(work / f"{env}_in.npz", **arrays)
         done = subprocess.run(
-            [str(env_python(env)), str(DRIVER), str(work / f"{env}.json"),
+            [str(env_python(env=env)), str(DRIVER), str(work / f"{env}.json"),
              str(work / f"{env}_in.npz"), str(work / f"{env}_out.npz")],
             capture_output=True, text=True, timeout=600, check=False,
             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
@@ -180,7 +171,7 @@ def framework_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[s
 def test_ir_variant_reproduces_the_framework(name, framework_runs):
     case = CASES[name]
     if name not in framework_runs:
-        env_python(case["env"])  # skips, naming the absent environment
+        env_python(env=case["env"])  # skips, naming the absent environment
     got = framework_runs[name]
     theirs = got["spikes"].astype(np.float64)
     node = case["ir"](got)

@@ -44,11 +44,16 @@ MIN_OUTPUT_SPIKES = 300
 MIN_STEPS = 50
 
 
-def env_python(framework: str, env: str | None = None) -> Path:
-    """The interpreter of ``framework``'s environment; skips the test when it is absent."""
-    env = env or ENVS[framework]
-    base = Path(os.environ.get("SBC_FW_VENVS", ROOT / ".fw-venvs"))
-    python = base / env / "bin" / "python"
+def env_interpreter(env: str) -> Path:
+    """Where the interpreter of the framework environment ``env`` is (it may be absent)."""
+    return Path(os.environ.get("SBC_FW_VENVS", ROOT / ".fw-venvs")) / env / "bin" / "python"
+
+
+def env_python(framework: str | None = None, env: str | None = None) -> Path:
+    """The interpreter of ``framework``'s environment, or of the environment named ``env``;
+    skips the test when it is absent."""
+    env = env or ENVS[str(framework)]
+    python = env_interpreter(env)
     if not python.exists():
         pytest.skip(f"the {env} framework environment ({python.parent.parent}) is absent; "
                     "create it with scripts/make_framework_envs.sh (CI does)")
