@@ -35,5 +35,18 @@ def one_thread():
 
 
 @pytest.fixture
+def no_stage(monkeypatch):
+    """Every pipeline stage fails loudly: for messages and validation that must stop a run
+    before any work."""
+    import sbc_deploy.pipeline as pipeline
+
+    def never(*args, **kwargs):
+        raise AssertionError("a stage ran before validation finished")
+
+    for name in ("_evaluate_float", "calibrate", "compress", "check", "staged_output"):
+        monkeypatch.setattr(pipeline, name, never)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -19,18 +19,6 @@ from sbc_deploy.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def no_stage(monkeypatch):
-    """Every stage fails loudly: these messages must come before any work."""
-    import sbc_deploy.pipeline as pipeline
-
-    def never(*args, **kwargs):
-        raise AssertionError("a stage ran before validation finished")
-
-    for name in ("_evaluate_float", "calibrate", "compress", "check", "staged_output"):
-        monkeypatch.setattr(pipeline, name, never)
-
-
 def test_sparsity_beyond_the_layers_maxima_is_refused_with_the_largest_that_works(
         tmp_path, capsys, no_stage):
     """Was: ``--sparsity 0.99`` passed validation and failed after calibration, in the

@@ -11,18 +11,6 @@ import pytest
 from sbc_deploy.cli import main
 
 
-@pytest.fixture
-def no_stage(monkeypatch):
-    """Make every stage fail loudly: validation must stop the run before any of them."""
-    import sbc_deploy.pipeline as pipeline
-
-    def never(*args, **kwargs):
-        raise AssertionError("a stage ran before validation finished")
-
-    for name in ("_evaluate_float", "calibrate", "compress", "check", "staged_output"):
-        monkeypatch.setattr(pipeline, name, never)
-
-
 def _data(path, n=4, steps=5, shape=(2, 34, 34), dt=0.01):
     from sbc_deploy.bundled import load_bundled_data
     from sbc_deploy.data.npz import write_npz
